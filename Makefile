@@ -1,0 +1,60 @@
+# The two commands are the contract: `make run` and `make test`, from a fresh clone.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PYTEST_ARGS ?=
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint check-migrations messages makemessages system-deps services clean-state
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+messages: $(VENV)/.runtime  ## compile the translation catalogs (.po -> .mo)
+	@scripts/system-deps.sh gettext
+	$(PY) manage.py compilemessages --ignore=.venv --ignore=.pgdata -v 0
+
+makemessages: $(VENV)/.runtime  ## refresh the zh-Hant catalog from the sources
+	$(PY) manage.py makemessages -l zh_Hant --ignore=.venv --ignore=.pgdata --ignore=tests --no-obsolete
+	$(PY) manage.py makemessages -d djangojs -l zh_Hant --ignore=.venv --ignore=.pgdata --ignore=static/vendor --ignore=tests --no-obsolete
+
+run: $(VENV)/.runtime messages  ## set everything up and serve the demo on http://127.0.0.1:8000
+	$(PY) scripts/run.py
+
+system-deps:  ## install the Debian packages the tests need (when missing, as root)
+	@scripts/system-deps.sh test
+
+services:  ## start PostgreSQL and Redis if they are down (as root)
+	@scripts/services.sh
+
+lint: $(VENV)/.dev  ## ruff, formatting, mypy and the import contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+check-migrations: $(VENV)/.dev  ## fail if a model change has no migration
+	DJANGO_SETTINGS_MODULE=portal.settings.test $(PY) manage.py makemigrations --check --dry-run
+
+test: system-deps services $(VENV)/.dev messages lint check-migrations  ## every check and the whole test suite
+	$(BIN)/pytest -n 2 --create-db $(PYTEST_ARGS)
+
+clean-state:  ## stop and delete the private PostgreSQL cluster and local state of `make run`
+	-@[ -d .pgdata/data ] && { [ "$$(id -u)" = 0 ] && runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D .pgdata/data -m fast stop || /usr/lib/postgresql/15/bin/pg_ctl -D .pgdata/data -m fast stop; } || true
+	rm -rf .pgdata .local

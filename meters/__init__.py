@@ -1,0 +1,1 @@
+"""Meters, service points, readings, imports, validation, rollups and meter events."""

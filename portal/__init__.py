@@ -1,0 +1,7 @@
+"""Smart Meter Portal: the Django project and its cross-cutting apps."""
+
+from __future__ import annotations
+
+from portal.celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,49 @@
+"""The audit log in the staff admin: read-only for everyone, superusers included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from portal.audit.models import AuditCheckpoint, AuditLogEntry
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AuditLogEntry)
+class AuditLogEntryAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "event_name",
+        "display",
+        "actor_label",
+        "account",
+        "organisation",
+        "ip_address",
+    )
+    list_filter = ("event_type",)
+    search_fields = ("actor_label", "target_id", "account__number", "organisation__name")
+    date_hierarchy = "created_at"
+    list_select_related = ("account", "organisation")
+    ordering = ("-id",)
+    show_full_result_count = False
+
+
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(_ReadOnlyAdmin):
+    list_display = ("id", "created_at", "entry_id", "entries_verified")
+    ordering = ("-id",)

@@ -1,0 +1,59 @@
+"""Per-request context: a request id for logs and the audit log, and the client address."""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import logging
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """Return the client's address, trusting only as many X-Forwarded-For hops as configured."""
+    trusted = settings.TRUSTED_PROXY_COUNT
+    candidate: str | None = request.META.get("REMOTE_ADDR")
+    if trusted > 0:
+        hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        hops = [h for h in hops if h]
+        # The proxies we run append the address they saw; anything further left is client-made.
+        if len(hops) >= trusted:
+            candidate = hops[-trusted]
+    if not candidate:
+        return None
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
+
+
+class RequestContextMiddleware:
+    """Give every request an id (echoed as X-Request-ID) and its client address."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = uuid.uuid4()
+        request.request_id = request_id  # type: ignore[attr-defined]
+        request.client_ip = client_ip(request)  # type: ignore[attr-defined]
+        token = _request_id.set(str(request_id))
+        try:
+            response = self.get_response(request)
+        finally:
+            _request_id.reset(token)
+        response["X-Request-ID"] = str(request_id)
+        return response
+
+
+class RequestContextLogFilter(logging.Filter):
+    """Add the current request id to every log record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = _request_id.get()
+        return True

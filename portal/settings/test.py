@@ -1,0 +1,33 @@
+"""pytest: real PostgreSQL and Redis on this machine, fast hashing, mail kept in memory."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-" + "t" * 50)
+os.environ.setdefault("DJANGO_DEBUG", "0")
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+os.environ.setdefault("DJANGO_SECURE_COOKIES", "0")
+os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
+os.environ.setdefault("DJANGO_SECURE_HSTS_SECONDS", "0")
+os.environ.setdefault("PORTAL_HTTP_PROTOCOL", "http")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/smartmeter")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+os.environ.setdefault("MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN", "1")
+
+from portal.settings.base import *
+
+# Each xdist worker gets its own Redis database for cache and rate limits, so that clearing
+# the cache between tests cannot reach into another worker's tests.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or "0"
+CACHES["default"]["LOCATION"] = f"redis://127.0.0.1:6379/{2 + int(_worker)}"
+CELERY_BROKER_URL = f"redis://127.0.0.1:6379/{10 + int(_worker)}"
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+WHITENOISE_USE_FINDERS = True
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Lets Django's flush between transactional tests TRUNCATE the append-only audit tables
+# (see audit migration 0002); UPDATE and DELETE stay refused.
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c portal.audit_truncate_allowed=on"

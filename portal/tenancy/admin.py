@@ -1,0 +1,205 @@
+"""Organisations, accounts, memberships and invitations in the staff admin.
+
+Every save goes through portal.tenancy.services, so the admin obeys the same rules as the
+portal (tree integrity, the last-owner rule) and every change lands in the audit log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+
+from portal.adminsite import ServiceModelAdmin, changed
+from portal.tenancy.exceptions import OrganisationTreeError
+from portal.tenancy.models import Account, Invitation, Membership, Organisation
+from portal.tenancy.roles import Role
+from portal.tenancy.services import (
+    account_create,
+    account_update,
+    membership_change_role,
+    membership_create,
+    membership_remove,
+    organisation_create,
+    organisation_move,
+    organisation_update,
+)
+
+
+class OrganisationForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Organisation
+        fields = ("name", "parent", "require_mfa")
+
+    def clean_parent(self) -> Organisation | None:
+        parent: Organisation | None = self.cleaned_data.get("parent")
+        if parent is not None and self.instance.pk and parent.path.startswith(self.instance.path):
+            raise forms.ValidationError(OrganisationTreeError.default_message)
+        return parent
+
+
+@admin.register(Organisation)
+class OrganisationAdmin(ServiceModelAdmin):
+    form = OrganisationForm
+    list_display = ("name", "parent", "depth", "require_mfa", "created_at")
+    list_filter = ("require_mfa", "depth")
+    search_fields = ("name",)
+    autocomplete_fields = ("parent",)
+    ordering = ("path",)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def service_save(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> Organisation:
+        data = form.cleaned_data
+        actor = self.actor(request)
+        if not change:
+            return organisation_create(
+                name=data["name"],
+                parent=data.get("parent"),
+                require_mfa=data.get("require_mfa", False),
+                actor=actor,
+            )
+        organisation = Organisation.objects.get(pk=obj.pk)
+        organisation_update(
+            organisation=organisation, changes=changed(form, ("name", "require_mfa")), actor=actor
+        )
+        if "parent" in form.changed_data:
+            organisation_move(organisation=organisation, parent=data.get("parent"), actor=actor)
+        return organisation
+
+
+@admin.register(Account)
+class AccountAdmin(ServiceModelAdmin):
+    list_display = ("number", "name", "payment_mode", "currency", "organisation", "closed_at")
+    list_filter = ("payment_mode", "currency")
+    search_fields = ("number", "name")
+    autocomplete_fields = ("organisation",)
+    ordering = ("number",)
+    fields = (
+        "number",
+        "name",
+        "payment_mode",
+        "currency",
+        "time_zone",
+        "organisation",
+        "closed_at",
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The number is printed on bills and quoted on the phone: it never changes.
+        return ("number",) if obj is not None else ()
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None and "number" in form.base_fields:
+            form.base_fields["number"].required = False
+            form.base_fields["number"].help_text = "Leave empty to assign the next number."
+        return form
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def service_save(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> Account:
+        data = form.cleaned_data
+        actor = self.actor(request)
+        if not change:
+            return account_create(
+                name=data["name"],
+                payment_mode=data["payment_mode"],
+                currency=data["currency"],
+                time_zone=data["time_zone"],
+                organisation=data.get("organisation"),
+                number=data.get("number") or None,
+                actor=actor,
+            )
+        account = Account.objects.get(pk=obj.pk)
+        return account_update(
+            account=account,
+            changes=changed(
+                form,
+                ("name", "payment_mode", "currency", "time_zone", "organisation", "closed_at"),
+            ),
+            actor=actor,
+        )
+
+
+class MembershipForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Membership
+        fields = ("user", "account", "organisation", "role")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not self.instance.pk and bool(data.get("account")) == bool(data.get("organisation")):
+            raise forms.ValidationError("Choose either an account or an organisation.")
+        return data
+
+
+@admin.register(Membership)
+class MembershipAdmin(ServiceModelAdmin):
+    form = MembershipForm
+    list_display = ("user", "account", "organisation", "role", "created_at")
+    list_filter = ("role",)
+    search_fields = ("user__email", "account__number", "account__name", "organisation__name")
+    autocomplete_fields = ("user", "account", "organisation")
+    list_select_related = ("user", "account", "organisation")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # Only the role changes; a membership on another tenant is a new membership.
+        return ("user", "account", "organisation") if obj is not None else ()
+
+    def service_save(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> Membership:
+        data = form.cleaned_data
+        actor = self.actor(request)
+        if not change:
+            return membership_create(
+                user=data["user"],
+                role=Role(data["role"]),
+                account=data.get("account"),
+                organisation=data.get("organisation"),
+                actor=actor,
+            )
+        membership = Membership.objects.select_related("user", "account", "organisation").get(
+            pk=obj.pk
+        )
+        return membership_change_role(membership=membership, role=Role(data["role"]), actor=actor)
+
+    def service_delete(self, request: HttpRequest, obj: Any) -> None:
+        membership = Membership.objects.select_related("user", "account", "organisation").get(
+            pk=obj.pk
+        )
+        membership_remove(membership=membership, actor=self.actor(request))
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Read-only: invitations are made and withdrawn by members in the portal."""
+
+    list_display = (
+        "email",
+        "account",
+        "organisation",
+        "role",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+        "revoked_at",
+    )
+    list_filter = ("role",)
+    search_fields = ("email", "account__number", "organisation__name")
+    list_select_related = ("account", "organisation")
+    exclude = ("nonce",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,1 @@
+"""Tenant-scoped REST API (DRF): the sealed bases (base.py) and the endpoints."""

@@ -1,0 +1,116 @@
+"""DRF counterparts of AccountView and OrganisationView.
+
+The tenant is resolved in `initial()`, after DRF has authenticated the request: 404 for
+non-members, 403 (audited) for members lacking the scope. `setup`, `dispatch`, `initial`,
+`get_permissions`, `check_permissions` and `get_queryset` are sealed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db.models import QuerySet
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from portal.audit.actors import UserActor
+from portal.tenancy.models import Account, Organisation
+from portal.tenancy.scoping import (
+    SealedScopedMixin,
+    TenantNotFound,
+    mfa_required_but_missing,
+    record_denial,
+    resolve_account,
+    resolve_organisation,
+)
+from portal.tenancy.selectors import AccountAccess, OrganisationAccess, TenantAccess
+from portal.users.models import User
+
+
+class _ScopedAPIView(SealedScopedMixin, APIView):
+    _sealing_base = True
+    abstract = True
+    sealed_methods: ClassVar[tuple[str, ...]] = (
+        "setup",
+        "dispatch",
+        "initial",
+        "get_permissions",
+        "check_permissions",
+        "get_queryset",
+    )
+
+    user: User
+    access: TenantAccess
+
+    def setup(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        super().setup(request, *args, **kwargs)
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_permissions(self) -> list[BasePermission]:
+        return [IsAuthenticated()]
+
+    def check_permissions(self, request: Request) -> None:
+        super().check_permissions(request)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        user = request.user
+        if not isinstance(user, User) or not user.is_active:
+            raise NotFound
+        self.user = user
+        try:
+            self.access = self._resolve(user, kwargs)
+        except TenantNotFound:
+            raise NotFound from None
+        scope = self.scope_for(request.method or "GET")
+        if not self.access.has_scope(scope):
+            record_denial(actor=self.actor(), access=self.access, scope=scope, path=request.path)
+            raise PermissionDenied
+        if mfa_required_but_missing(user, self.access):
+            raise PermissionDenied(
+                "This organisation asks owners and managers to use two-factor authentication."
+            )
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return self.get_scoped_queryset()
+
+    def get_scoped_queryset(self) -> QuerySet[Any]:
+        raise NotImplementedError(f"{type(self).__qualname__} must define get_scoped_queryset")
+
+    def actor(self) -> UserActor:
+        return UserActor.from_request(self.request._request)
+
+    def _resolve(self, user: User, kwargs: dict[str, Any]) -> TenantAccess:
+        raise NotImplementedError
+
+
+class AccountAPIView(_ScopedAPIView):
+    """Base for every endpoint under /api/v1/accounts/<account_id>/."""
+
+    _sealing_base = True
+    abstract = True
+    account: Account
+    access: AccountAccess
+
+    def _resolve(self, user: User, kwargs: dict[str, Any]) -> AccountAccess:
+        access = resolve_account(user, kwargs)
+        self.account = access.account
+        return access
+
+
+class OrganisationAPIView(_ScopedAPIView):
+    """Base for every endpoint under /api/v1/organisations/<org_id>/."""
+
+    _sealing_base = True
+    abstract = True
+    organisation: Organisation
+    access: OrganisationAccess
+
+    def _resolve(self, user: User, kwargs: dict[str, Any]) -> OrganisationAccess:
+        access = resolve_organisation(user, kwargs)
+        self.organisation = access.organisation
+        return access

@@ -1,0 +1,40 @@
+"""Scopes: what a role may do. Views and services ask for scopes, never for roles."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from types import MappingProxyType
+
+from portal.tenancy.roles import Role
+
+
+class Scope(StrEnum):
+    METERS_READ = "meters:read"
+    BILLING_READ = "billing:read"
+    BILLING_TOPUP = "billing:topup"
+    EXPORT = "export"
+    BILLING_MANAGE = "billing:manage"
+    MEMBERS_MANAGE = "members:manage"
+    AUDIT_READ = "audit:read"
+    TENANT_MANAGE = "tenant:manage"
+
+
+_VIEWER = frozenset({Scope.METERS_READ, Scope.BILLING_READ})
+_PAYER = _VIEWER | {Scope.BILLING_TOPUP, Scope.EXPORT}
+_MANAGER = _PAYER | {Scope.BILLING_MANAGE, Scope.MEMBERS_MANAGE, Scope.AUDIT_READ}
+# Owners alone may change the tenant itself and grant or take away ownership.
+_OWNER = _MANAGER | {Scope.TENANT_MANAGE}
+
+ROLE_SCOPES: MappingProxyType[Role, frozenset[Scope]] = MappingProxyType(
+    {
+        Role.OWNER: _OWNER,
+        Role.MANAGER: _MANAGER,
+        Role.PAYER: _PAYER,
+        Role.VIEWER: _VIEWER,
+    }
+)
+
+
+def scopes_for(role: Role) -> frozenset[Scope]:
+    """Return the scopes a role grants."""
+    return ROLE_SCOPES[role]

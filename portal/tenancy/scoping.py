@@ -1,0 +1,145 @@
+"""What the HTML and API base views share: sealing, scope lookup and tenant resolution.
+
+Every customer-facing view resolves its tenant from the URL through these functions, so the
+404-for-non-members and 403-for-missing-scope rules are written once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from allauth.mfa.utils import is_mfa_enabled
+
+from portal.audit.actors import UserActor
+from portal.tenancy.models import Organisation
+from portal.tenancy.roles import Role
+from portal.tenancy.scopes import Scope
+from portal.tenancy.selectors import (
+    AccountAccess,
+    OrganisationAccess,
+    TenantAccess,
+    account_access_for,
+    account_ancestors,
+    organisation_access_for,
+    organisation_ancestors,
+)
+from portal.tenancy.services import access_denied_record
+from portal.users.models import User
+
+
+class TenantNotFound(Exception):
+    """The URL names no tenant the user belongs to (rendered as 404)."""
+
+
+class SealedScopedMixin:
+    """Refuse, at class creation, subclasses that could skip the tenant checks.
+
+    A class may define the methods in `sealed_methods` only if it sets `_sealing_base = True`
+    in its own body *and* lives in one of SEALING_MODULES. Concrete (non-`abstract`) classes
+    must declare `required_scope`.
+    """
+
+    SEALING_MODULES: ClassVar[frozenset[str]] = frozenset(
+        {"portal.tenancy.views.base", "portal.tenancy.api.base"}
+    )
+    sealed_methods: ClassVar[tuple[str, ...]] = ()
+    _sealing_base: ClassVar[bool] = True
+    abstract: ClassVar[bool] = True
+    # The scope needed for GET/HEAD/OPTIONS; `method_scopes` may ask more for other methods.
+    required_scope: ClassVar[Scope | None] = None
+    method_scopes: ClassVar[Mapping[str, Scope]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("_sealing_base", False):
+            if cls.__module__ not in SealedScopedMixin.SEALING_MODULES:
+                raise TypeError(f"{cls.__qualname__} may not declare itself a sealing base")
+            return
+        for name in cls.sealed_methods:
+            owner = next((k for k in cls.__mro__ if name in k.__dict__), None)
+            if owner is not None and not owner.__dict__.get("_sealing_base", False):
+                raise TypeError(
+                    f"{cls.__qualname__} may not override {name}() (defined by "
+                    f"{owner.__qualname__}); tenant scoping would be bypassed. Use "
+                    "get_scoped_queryset() or a handler method instead."
+                )
+        if not cls.__dict__.get("abstract", False) and not isinstance(cls.required_scope, Scope):
+            raise TypeError(f"{cls.__qualname__} must declare required_scope")
+
+    @classmethod
+    def scope_for(cls, method: str) -> Scope:
+        """Return the scope a request with this HTTP method needs."""
+        scope = cls.method_scopes.get(method.upper())
+        if scope is not None:
+            return scope
+        if cls.required_scope is None:
+            raise TypeError(f"{cls.__qualname__} has no required_scope")
+        return cls.required_scope
+
+
+def tenant_uuid(kwargs: Mapping[str, Any], name: str) -> uuid.UUID:
+    """Read a tenant's public id from the URL kwargs.
+
+    :raises TenantNotFound: if it is missing or malformed.
+    """
+    value = kwargs.get(name)
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise TenantNotFound from None
+
+
+def resolve_account(user: User, kwargs: Mapping[str, Any]) -> AccountAccess:
+    """Return the user's access to the account in the URL.
+
+    :raises TenantNotFound: for non-members and unknown accounts alike.
+    """
+    access = account_access_for(user=user, account_public_id=tenant_uuid(kwargs, "account_id"))
+    if access is None:
+        raise TenantNotFound
+    return access
+
+
+def resolve_organisation(user: User, kwargs: Mapping[str, Any]) -> OrganisationAccess:
+    """Return the user's access to the organisation in the URL.
+
+    :raises TenantNotFound: for non-members and unknown organisations alike.
+    """
+    access = organisation_access_for(
+        user=user, organisation_public_id=tenant_uuid(kwargs, "org_id")
+    )
+    if access is None:
+        raise TenantNotFound
+    return access
+
+
+def record_denial(*, actor: UserActor, access: TenantAccess, scope: Scope, path: str) -> None:
+    """Audit a member's request for a scope their role lacks."""
+    if isinstance(access, AccountAccess):
+        access_denied_record(actor=actor, scope=scope, path=path, account=access.account)
+    elif isinstance(access, OrganisationAccess):
+        access_denied_record(actor=actor, scope=scope, path=path, organisation=access.organisation)
+
+
+def mfa_required_but_missing(user: User, access: TenantAccess) -> bool:
+    """True if an organisation above the tenant asks its owners and managers for MFA and the
+    user, an owner or manager here, has none."""
+    if not access.role.at_least(Role.MANAGER):
+        return False
+    organisations: list[Organisation]
+    if isinstance(access, AccountAccess):
+        organisations = account_ancestors(account=access.account)
+    elif isinstance(access, OrganisationAccess):
+        organisations = [
+            *organisation_ancestors(organisation=access.organisation),
+            access.organisation,
+        ]
+    else:
+        organisations = []
+    if not any(org.require_mfa for org in organisations):
+        return False
+    return not is_mfa_enabled(user)

@@ -1,0 +1,300 @@
+"""Reads: who may see which accounts and organisations, with which scopes."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from django.db.models import Count, Q, QuerySet
+
+from portal.tenancy.models import (
+    Account,
+    Invitation,
+    Membership,
+    Organisation,
+)
+from portal.tenancy.roles import Role
+from portal.tenancy.scopes import Scope, scopes_for
+
+if TYPE_CHECKING:
+    from portal.users.models import User
+
+
+@dataclass(frozen=True)
+class TenantAccess:
+    """A user's effective role on one tenant, and the membership that grants it.
+
+    Memberships on an organisation cascade to its whole subtree; when several apply, the most
+    powerful role wins.
+    """
+
+    role: Role
+    membership: Membership
+    inherited: bool
+
+    @property
+    def scopes(self) -> frozenset[Scope]:
+        return scopes_for(self.role)
+
+    def has_scope(self, scope: Scope) -> bool:
+        return scope in self.scopes
+
+
+@dataclass(frozen=True)
+class AccountAccess(TenantAccess):
+    account: Account = field(kw_only=True)
+
+
+@dataclass(frozen=True)
+class OrganisationAccess(TenantAccess):
+    organisation: Organisation = field(kw_only=True)
+
+
+def _strongest(memberships: list[Membership]) -> Membership | None:
+    # Lowest role number is the most powerful; ties go to the direct (account) membership.
+    if not memberships:
+        return None
+    return min(memberships, key=lambda m: (m.role, m.account_id is None))
+
+
+def account_access_for(*, user: User, account_public_id: uuid.UUID) -> AccountAccess | None:
+    """Return the user's access to the account, or None if the user is not a member."""
+    if not user.is_active:
+        return None
+    account = (
+        Account.objects.select_related("organisation").filter(public_id=account_public_id).first()
+    )
+    if account is None:
+        return None
+    return account_access_for_account(user=user, account=account)
+
+
+def account_access_for_account(*, user: User, account: Account) -> AccountAccess | None:
+    """Return the user's access to an already loaded account."""
+    if not user.is_active:
+        return None
+    condition = Q(account=account)
+    if account.organisation is not None:
+        condition |= Q(organisation_id__in=account.organisation.ancestor_ids)
+    membership = _strongest(list(Membership.objects.filter(condition, user_id=user.pk)))
+    if membership is None:
+        return None
+    return AccountAccess(
+        role=Role(membership.role),
+        membership=membership,
+        inherited=membership.account_id is None,
+        account=account,
+    )
+
+
+def organisation_access_for(
+    *, user: User, organisation_public_id: uuid.UUID
+) -> OrganisationAccess | None:
+    """Return the user's access to the organisation (through it or an ancestor), or None."""
+    if not user.is_active:
+        return None
+    organisation = Organisation.objects.filter(public_id=organisation_public_id).first()
+    if organisation is None:
+        return None
+    membership = _strongest(
+        list(
+            Membership.objects.filter(
+                user_id=user.pk, organisation_id__in=organisation.ancestor_ids
+            )
+        )
+    )
+    if membership is None:
+        return None
+    return OrganisationAccess(
+        role=Role(membership.role),
+        membership=membership,
+        inherited=membership.organisation_id != organisation.pk,
+        organisation=organisation,
+    )
+
+
+@dataclass(frozen=True)
+class VisibleTenants:
+    """What the landing page lists: the user's organisations and directly held accounts."""
+
+    organisations: list[tuple[Organisation, Role, int]]
+    accounts: list[tuple[Account, Role]]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.organisations and not self.accounts
+
+
+def tenants_visible_to(*, user: User) -> VisibleTenants:
+    """Return the organisations (with the subtree's account count) and accounts the user holds.
+
+    Accounts reached only through an organisation are listed on that organisation's page, so a
+    group manager's landing page stays short however many accounts the group has.
+    """
+    memberships = list(
+        Membership.objects.filter(user_id=user.pk)
+        .select_related("account", "organisation")
+        .order_by("role", "created_at")
+    )
+    organisations: list[tuple[Organisation, Role, int]] = []
+    accounts: list[tuple[Account, Role]] = []
+    for membership in memberships:
+        if membership.organisation is not None:
+            org = membership.organisation
+            count = Account.objects.in_subtree(org).filter(closed_at__isnull=True).count()
+            organisations.append((org, Role(membership.role), count))
+        elif membership.account is not None:
+            accounts.append((membership.account, Role(membership.role)))
+    organisations.sort(key=lambda item: item[0].path)
+    accounts.sort(key=lambda item: item[0].number)
+    return VisibleTenants(organisations=organisations, accounts=accounts)
+
+
+def organisation_children(*, organisation: Organisation) -> QuerySet[Organisation]:
+    """Return the direct subsidiaries with their counts of direct accounts and sub-subsidiaries."""
+    return (
+        Organisation.objects.filter(parent=organisation)
+        .annotate(
+            account_count=Count(
+                "accounts", filter=Q(accounts__closed_at__isnull=True), distinct=True
+            ),
+            child_count=Count("children", distinct=True),
+        )
+        .order_by("name")
+    )
+
+
+def organisation_accounts(*, organisation: Organisation) -> QuerySet[Account]:
+    """Return the organisation's own accounts (not its subsidiaries'), by number."""
+    return Account.objects.filter(organisation=organisation).order_by("number")
+
+
+def accounts_in_subtree(*, organisation: Organisation) -> QuerySet[Account]:
+    """Return the accounts of the organisation and of every subsidiary beneath it."""
+    return Account.objects.in_subtree(organisation).select_related("organisation")
+
+
+def organisation_ancestors(*, organisation: Organisation) -> list[Organisation]:
+    """Return the organisations above this one, root first."""
+    ids = organisation.ancestor_ids[:-1]
+    by_id = Organisation.objects.in_bulk(ids)
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def organisation_subtree_ids(*, organisation: Organisation) -> list[int]:
+    """Return the ids of the organisation and all its descendants."""
+    return list(Organisation.objects.subtree_of(organisation).values_list("id", flat=True))
+
+
+def account_ancestors(*, account: Account) -> list[Organisation]:
+    """Return the organisations above an account, root first (empty for a household)."""
+    if account.organisation is None:
+        return []
+    ids = account.organisation.ancestor_ids
+    by_id = Organisation.objects.in_bulk(ids)
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def account_members(*, account: Account) -> QuerySet[Membership]:
+    """Return the memberships held directly on the account."""
+    return (
+        Membership.objects.for_account(account)
+        .select_related("user")
+        .order_by("role", "user__email")
+    )
+
+
+def account_inherited_members(*, account: Account) -> QuerySet[Membership]:
+    """Return the organisation memberships that reach the account through its organisation."""
+    if account.organisation is None:
+        return Membership.objects.none()
+    return (
+        Membership.objects.filter(organisation_id__in=account.organisation.ancestor_ids)
+        .select_related("user", "organisation")
+        .order_by("organisation__depth", "role", "user__email")
+    )
+
+
+def organisation_members(*, organisation: Organisation) -> QuerySet[Membership]:
+    """Return the memberships held directly on the organisation."""
+    return (
+        Membership.objects.for_organisation(organisation)
+        .select_related("user")
+        .order_by("role", "user__email")
+    )
+
+
+def organisation_inherited_members(*, organisation: Organisation) -> QuerySet[Membership]:
+    """Return the memberships on the organisations above this one (they reach it too)."""
+    return (
+        Membership.objects.filter(organisation_id__in=organisation.ancestor_ids[:-1])
+        .select_related("user", "organisation")
+        .order_by("organisation__depth", "role", "user__email")
+    )
+
+
+def account_membership_get(*, account: Account, public_id: uuid.UUID) -> Membership | None:
+    """Return a membership of this account by its public id, never another tenant's."""
+    return (
+        Membership.objects.for_account(account)
+        .select_related("user")
+        .filter(public_id=public_id)
+        .first()
+    )
+
+
+def organisation_membership_get(
+    *, organisation: Organisation, public_id: uuid.UUID
+) -> Membership | None:
+    """Return a membership of this organisation by its public id, never another tenant's."""
+    return (
+        Membership.objects.for_organisation(organisation)
+        .select_related("user")
+        .filter(public_id=public_id)
+        .first()
+    )
+
+
+def pending_invitations(
+    *, account: Account | None = None, organisation: Organisation | None = None
+) -> QuerySet[Invitation]:
+    """Return a tenant's invitations that were neither accepted nor revoked."""
+    qs = Invitation.objects.pending().select_related("invited_by").order_by("-created_at")
+    if account is not None:
+        return qs.filter(account=account)
+    if organisation is not None:
+        return qs.filter(organisation=organisation)
+    return qs.none()
+
+
+def invitation_get(
+    *,
+    public_id: uuid.UUID,
+    account: Account | None = None,
+    organisation: Organisation | None = None,
+) -> Invitation | None:
+    """Return a pending invitation of this tenant by its public id."""
+    return (
+        pending_invitations(account=account, organisation=organisation)
+        .filter(public_id=public_id)
+        .first()
+    )
+
+
+def invitation_get_by_id(*, invitation_id: int) -> Invitation | None:
+    """Return an invitation by its primary key (for tasks)."""
+    return (
+        Invitation.objects.select_related("account", "organisation", "invited_by")
+        .filter(pk=invitation_id)
+        .first()
+    )
+
+
+def invitation_by_public_id(*, public_id: uuid.UUID) -> Invitation | None:
+    """Return an invitation by its public id, whatever its state (the token is checked apart)."""
+    return (
+        Invitation.objects.select_related("account", "organisation", "invited_by")
+        .filter(public_id=public_id)
+        .first()
+    )

@@ -1,0 +1,706 @@
+"""Writes for organisations, accounts, memberships and invitations; each one audited.
+
+Services that change members take `by`, the acting person's access to the tenant, when the
+change comes from the portal; staff (admin) and system callers pass `by=None` because their
+authority was checked by Django permissions or is the system's own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat, Substr
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+
+from portal.audit.actors import Actor, UserActor
+from portal.audit.events import AuditEvent
+from portal.audit.services import audit_record
+from portal.tenancy.exceptions import (
+    AlreadyMember,
+    InvitationEmailMismatch,
+    InvitationExpired,
+    InvitationInvalid,
+    InvitationNotPending,
+    LastOwnerError,
+    MemberManagementDenied,
+    OrganisationTooDeep,
+    OrganisationTreeError,
+)
+from portal.tenancy.models import (
+    MAX_ORGANISATION_DEPTH,
+    Account,
+    Invitation,
+    Membership,
+    Organisation,
+)
+from portal.tenancy.roles import Role
+from portal.tenancy.scopes import Scope
+from portal.tenancy.selectors import AccountAccess, OrganisationAccess, TenantAccess
+from portal.tenancy.tokens import (
+    invitation_mac_matches,
+    invitation_token,
+    parse_invitation_token,
+)
+from portal.users.models import User
+
+Tenant = Account | Organisation
+
+
+def _next_id(table: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [table])
+        (value,) = cursor.fetchone()
+    return int(value)
+
+
+def _diff(instance: Any, changes: Mapping[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    """Apply `changes` to `instance`; return {field: {"before", "after"}} for real changes."""
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"cannot change {sorted(unknown)} here")
+    diff: dict[str, Any] = {}
+    for name, value in changes.items():
+        before = getattr(instance, name)
+        if before != value:
+            setattr(instance, name, value)
+            diff[name] = {"before": _audit_value(before), "after": _audit_value(value)}
+    return diff
+
+
+def _audit_value(value: Any) -> Any:
+    if isinstance(value, Organisation | Account):
+        return str(value)
+    return value
+
+
+# --- Organisations ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def organisation_create(
+    *, name: str, actor: Actor, parent: Organisation | None = None, require_mfa: bool = False
+) -> Organisation:
+    """Create an organisation at the top or beneath `parent`.
+
+    :raises OrganisationTooDeep: beyond MAX_ORGANISATION_DEPTH levels.
+    """
+    depth = parent.depth + 1 if parent is not None else 0
+    if depth >= MAX_ORGANISATION_DEPTH:
+        raise OrganisationTooDeep
+    new_id = _next_id("tenancy_organisation")
+    organisation = Organisation(
+        id=new_id,
+        name=name,
+        parent=parent,
+        path=f"{parent.path if parent else '/'}{new_id}/",
+        depth=depth,
+        require_mfa=require_mfa,
+    )
+    organisation.full_clean()
+    organisation.save(force_insert=True)
+    audit_record(
+        actor=actor,
+        event=AuditEvent.ORGANISATION_CREATED,
+        organisation=organisation,
+        target=organisation,
+        data={"name": name, "parent": parent.name if parent else None},
+    )
+    return organisation
+
+
+@transaction.atomic
+def organisation_update(
+    *, organisation: Organisation, changes: Mapping[str, Any], actor: Actor
+) -> Organisation:
+    """Change an organisation's name or MFA requirement; moving it is organisation_move."""
+    diff = _diff(organisation, changes, frozenset({"name", "require_mfa"}))
+    if not diff:
+        return organisation
+    organisation.full_clean()
+    organisation.save(update_fields=list(diff))
+    audit_record(
+        actor=actor,
+        event=AuditEvent.ORGANISATION_UPDATED,
+        organisation=organisation,
+        target=organisation,
+        data={"name": organisation.name, "changes": diff},
+    )
+    return organisation
+
+
+@transaction.atomic
+def organisation_move(
+    *, organisation: Organisation, parent: Organisation | None, actor: Actor
+) -> Organisation:
+    """Place an organisation (and its subtree) under another parent, or at the top.
+
+    :raises OrganisationTreeError: if `parent` is the organisation or one of its descendants.
+    :raises OrganisationTooDeep: if the subtree would exceed MAX_ORGANISATION_DEPTH.
+    """
+    # Lock the whole subtree so concurrent moves cannot interleave their path rewrites.
+    subtree = list(
+        Organisation.objects.select_for_update().filter(path__startswith=organisation.path)
+    )
+    organisation.refresh_from_db()
+    if parent is not None:
+        parent.refresh_from_db()
+        if parent.path.startswith(organisation.path):
+            raise OrganisationTreeError
+    if organisation.parent_id == (parent.pk if parent else None):
+        return organisation
+    old_path = organisation.path
+    new_path = f"{parent.path if parent else '/'}{organisation.pk}/"
+    new_depth = parent.depth + 1 if parent else 0
+    delta = new_depth - organisation.depth
+    if max(o.depth for o in subtree) + delta >= MAX_ORGANISATION_DEPTH:
+        raise OrganisationTooDeep
+    old_parent = organisation.parent
+    Organisation.objects.filter(path__startswith=old_path).update(
+        path=Concat(Value(new_path), Substr("path", len(old_path) + 1)),
+        depth=F("depth") + delta,
+    )
+    Organisation.objects.filter(pk=organisation.pk).update(parent=parent)
+    organisation.refresh_from_db()
+    audit_record(
+        actor=actor,
+        event=AuditEvent.ORGANISATION_MOVED,
+        organisation=organisation,
+        target=organisation,
+        data={
+            "name": organisation.name,
+            "parent": parent.name if parent else "-",
+            "changes": {
+                "parent": {
+                    "before": old_parent.name if old_parent else None,
+                    "after": parent.name if parent else None,
+                }
+            },
+        },
+    )
+    return organisation
+
+
+# --- Accounts --------------------------------------------------------------------------------
+
+
+def _luhn_digit(digits: str) -> str:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if index % 2 == 0 else 1)
+        total += value - 9 if value > 9 else value
+    return str((10 - total % 10) % 10)
+
+
+def _next_account_number() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval('tenancy_account_number_seq')")
+        (value,) = cursor.fetchone()
+    base = str(value)
+    # A check digit catches the typos people make when reading a number out over the phone.
+    return base + _luhn_digit(base)
+
+
+@transaction.atomic
+def account_create(
+    *,
+    name: str,
+    payment_mode: str,
+    currency: str,
+    time_zone: str,
+    actor: Actor,
+    organisation: Organisation | None = None,
+    number: str | None = None,
+) -> Account:
+    """Create an account; without `number` the next number with a check digit is assigned.
+
+    :raises ValidationError: for an unknown payment mode, currency, time zone or a taken number.
+    """
+    account = Account(
+        name=name,
+        payment_mode=payment_mode,
+        currency=currency,
+        time_zone=time_zone,
+        organisation=organisation,
+        number=number or _next_account_number(),
+    )
+    account.full_clean()
+    account.save(force_insert=True)
+    audit_record(
+        actor=actor,
+        event=AuditEvent.ACCOUNT_CREATED,
+        account=account,
+        target=account,
+        data={
+            "number": account.number,
+            "name": name,
+            "payment_mode": payment_mode,
+            "currency": currency,
+            "time_zone": time_zone,
+            "organisation": organisation.name if organisation else None,
+        },
+    )
+    return account
+
+
+_ACCOUNT_FIELDS = frozenset(
+    {"name", "payment_mode", "currency", "time_zone", "organisation", "closed_at"}
+)
+
+
+@transaction.atomic
+def account_update(*, account: Account, changes: Mapping[str, Any], actor: Actor) -> Account:
+    """Change an account's details, its organisation, or close it.
+
+    :raises ValidationError: for invalid values.
+    """
+    diff = _diff(account, changes, _ACCOUNT_FIELDS)
+    if not diff:
+        return account
+    account.full_clean()
+    account.save(update_fields=list(diff))
+    audit_record(
+        actor=actor,
+        event=AuditEvent.ACCOUNT_UPDATED,
+        account=account,
+        target=account,
+        data={"number": account.number, "name": account.name, "changes": diff},
+    )
+    return account
+
+
+# --- Memberships -----------------------------------------------------------------------------
+
+
+def _tenant_kwargs(tenant: Tenant) -> dict[str, Any]:
+    if isinstance(tenant, Account):
+        return {"account": tenant}
+    return {"organisation": tenant}
+
+
+def _lock_tenant(tenant: Tenant) -> None:
+    # Serialises member changes per tenant: two owners demoting each other at once must not
+    # both succeed and leave the tenant without an owner.
+    type(tenant).objects.select_for_update().filter(pk=tenant.pk).first()
+
+
+def _check_may_grant(by: TenantAccess | None, tenant: Tenant, *roles: Role) -> None:
+    """Refuse a member change the acting person's role does not cover."""
+    if by is None:
+        return
+    same_tenant = (
+        isinstance(by, AccountAccess) and isinstance(tenant, Account) and by.account.pk == tenant.pk
+    ) or (
+        isinstance(by, OrganisationAccess)
+        and isinstance(tenant, Organisation)
+        and by.organisation.pk == tenant.pk
+    )
+    if not same_tenant or not by.has_scope(Scope.MEMBERS_MANAGE):
+        raise MemberManagementDenied
+    for role in roles:
+        if role == Role.OWNER and not by.has_scope(Scope.TENANT_MANAGE):
+            raise MemberManagementDenied
+        if role.value < by.role.value:
+            raise MemberManagementDenied
+
+
+def _ensure_other_owner(membership: Membership) -> None:
+    others = (
+        Membership.objects.filter(**_tenant_kwargs(membership.tenant), role=Role.OWNER)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+    if not others:
+        raise LastOwnerError
+
+
+def _member_data(membership: Membership, **extra: Any) -> dict[str, Any]:
+    return {
+        "email": membership.user.email,
+        "role": Role(membership.role).api_name,
+        "tenant": str(membership.tenant),
+        **extra,
+    }
+
+
+@transaction.atomic
+def membership_create(
+    *,
+    user: User,
+    role: Role,
+    actor: Actor,
+    account: Account | None = None,
+    organisation: Organisation | None = None,
+    by: TenantAccess | None = None,
+) -> Membership:
+    """Give a person a role on an account or an organisation.
+
+    :raises AlreadyMember: if the person already holds a membership on that tenant.
+    :raises MemberManagementDenied: if `by` may not grant this role.
+    """
+    tenant: Tenant = _one_tenant(account, organisation)
+    _check_may_grant(by, tenant, role)
+    _lock_tenant(tenant)
+    if Membership.objects.filter(user=user, **_tenant_kwargs(tenant)).exists():
+        raise AlreadyMember
+    membership = Membership.objects.create(
+        user=user,
+        role=role,
+        invited_by=actor.user if isinstance(actor, UserActor) else None,
+        **_tenant_kwargs(tenant),
+    )
+    audit_record(
+        actor=actor,
+        event=AuditEvent.MEMBER_ADDED,
+        target=membership,
+        data=_member_data(membership),
+        **_tenant_kwargs(tenant),
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_change_role(
+    *, membership: Membership, role: Role, actor: Actor, by: TenantAccess | None = None
+) -> Membership:
+    """Change a member's role.
+
+    :raises LastOwnerError: when demoting the tenant's last owner.
+    :raises MemberManagementDenied: if `by` may not make this change.
+    """
+    tenant = membership.tenant
+    _lock_tenant(tenant)
+    membership.refresh_from_db()
+    old_role = Role(membership.role)
+    if old_role == role:
+        return membership
+    _check_may_grant(by, tenant, old_role, role)
+    if old_role == Role.OWNER:
+        _ensure_other_owner(membership)
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit_record(
+        actor=actor,
+        event=AuditEvent.MEMBER_ROLE_CHANGED,
+        target=membership,
+        data=_member_data(
+            membership,
+            old_role=old_role.api_name,
+            changes={"role": {"before": old_role.api_name, "after": role.api_name}},
+        ),
+        **_tenant_kwargs(tenant),
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_remove(
+    *, membership: Membership, actor: Actor, by: TenantAccess | None = None
+) -> None:
+    """Remove a member; people may always leave on their own, unless they are the last owner.
+
+    :raises LastOwnerError: when removing the tenant's last owner.
+    :raises MemberManagementDenied: if `by` may not remove this member.
+    """
+    tenant = membership.tenant
+    _lock_tenant(tenant)
+    membership.refresh_from_db()
+    role = Role(membership.role)
+    leaving = by is not None and by.membership.pk == membership.pk
+    if not leaving:
+        _check_may_grant(by, tenant, role)
+    if role == Role.OWNER:
+        _ensure_other_owner(membership)
+    data = _member_data(membership, left=leaving)
+    membership_pk = membership.pk
+    membership.delete()
+    membership.pk = membership_pk
+    audit_record(
+        actor=actor,
+        event=AuditEvent.MEMBER_REMOVED,
+        target=membership,
+        data=data,
+        **_tenant_kwargs(tenant),
+    )
+
+
+def _one_tenant(account: Account | None, organisation: Organisation | None) -> Tenant:
+    if (account is None) == (organisation is None):
+        raise ValueError("give exactly one of account and organisation")
+    return account if account is not None else organisation  # type: ignore[return-value]
+
+
+# --- Invitations -----------------------------------------------------------------------------
+
+
+def _invitation_data(invitation: Invitation) -> dict[str, Any]:
+    return {
+        "email": invitation.email,
+        "role": Role(invitation.role).api_name,
+        "tenant": str(invitation.tenant),
+        "expires_at": invitation.expires_at,
+    }
+
+
+@transaction.atomic
+def invitation_create(
+    *,
+    email: str,
+    role: Role,
+    actor: Actor,
+    account: Account | None = None,
+    organisation: Organisation | None = None,
+    by: TenantAccess | None = None,
+    language: str | None = None,
+    as_of: dt.datetime | None = None,
+) -> Invitation:
+    """Invite a person by email; inviting the same address again re-sends with a new link.
+
+    The email goes out after the transaction commits (tenancy.tasks.invitation_send_task).
+
+    :raises AlreadyMember: if a user with this email already holds a membership here.
+    :raises MemberManagementDenied: if `by` may not grant this role.
+    :raises ValidationError: for a malformed email address.
+    """
+    tenant = _one_tenant(account, organisation)
+    _check_may_grant(by, tenant, role)
+    now = as_of or timezone.now()
+    email = User.objects.normalize_email(email).strip().lower()
+    _lock_tenant(tenant)
+    if Membership.objects.filter(user__email__iexact=email, **_tenant_kwargs(tenant)).exists():
+        raise AlreadyMember
+    invitation = (
+        Invitation.objects.pending()
+        .select_for_update()
+        .filter(email=email, **_tenant_kwargs(tenant))
+        .first()
+    )
+    event = AuditEvent.INVITATION_RESENT if invitation else AuditEvent.INVITATION_CREATED
+    if invitation is None:
+        invitation = Invitation(email=email, created_at=now, **_tenant_kwargs(tenant))
+    invitation.role = role
+    invitation.nonce = secrets.token_hex(16)
+    invitation.language = language or translation.get_language() or settings.LANGUAGE_CODE
+    invitation.invited_by = actor.user if isinstance(actor, UserActor) else None
+    invitation.expires_at = now + settings.PORTAL_INVITATION_TTL
+    invitation.full_clean()
+    invitation.save()
+    audit_record(
+        actor=actor,
+        event=event,
+        target=invitation,
+        data=_invitation_data(invitation),
+        **_tenant_kwargs(tenant),
+    )
+    invitation_id = invitation.pk
+    # Imported here: tasks import this module (services : tasks are siblings in the layers).
+    from portal.tenancy.tasks import invitation_send_task
+
+    transaction.on_commit(lambda: invitation_send_task.delay(invitation_id=invitation_id))
+    return invitation
+
+
+def invitation_link(*, invitation: Invitation) -> str:
+    """Return the path of the invitation's acceptance page."""
+    token = invitation_token(public_id=invitation.public_id, nonce=invitation.nonce)
+    return reverse("tenancy:invitation_accept", kwargs={"token": token})
+
+
+@transaction.atomic
+def invitation_email_send(*, invitation: Invitation, base_url: str, as_of: dt.datetime) -> bool:
+    """Send the invitation email in the inviter's language; False if it is no longer pending."""
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("account", "organisation", "invited_by")
+        .get(pk=invitation.pk)
+    )
+    if invitation.accepted_at or invitation.revoked_at or invitation.expires_at <= as_of:
+        return False
+    context = {
+        "invitation": invitation,
+        "tenant": invitation.tenant,
+        "role": Role(invitation.role).label,
+        "inviter": invitation.invited_by.email
+        if invitation.invited_by
+        else settings.PORTAL_SITE_NAME,
+        "link": base_url.rstrip("/") + invitation_link(invitation=invitation),
+        "site_name": settings.PORTAL_SITE_NAME,
+    }
+    with translation.override(invitation.language):
+        subject = render_to_string("tenancy/email/invitation_subject.txt", context).strip()
+        body = render_to_string("tenancy/email/invitation_message.txt", context)
+        message = EmailMultiAlternatives(
+            subject=" ".join(subject.splitlines()), body=body, to=[invitation.email]
+        )
+        message.send()
+    invitation.last_sent_at = as_of
+    invitation.save(update_fields=["last_sent_at"])
+    return True
+
+
+def invitation_from_token(*, token: str) -> Invitation:
+    """Return the invitation a link token belongs to, whatever its state.
+
+    :raises InvitationInvalid: if the token is malformed or forged.
+    """
+    parsed = parse_invitation_token(token)
+    if parsed is None:
+        raise InvitationInvalid
+    public_id, mac = parsed
+    invitation = (
+        Invitation.objects.select_related("account", "organisation", "invited_by")
+        .filter(public_id=public_id)
+        .first()
+    )
+    if invitation is None or not invitation_mac_matches(
+        public_id=public_id, nonce=invitation.nonce, mac=mac
+    ):
+        raise InvitationInvalid
+    return invitation
+
+
+def _user_owns_email(user: User, email: str) -> bool:
+    from allauth.account.models import EmailAddress
+
+    if user.email.lower() == email:
+        return True
+    return bool(EmailAddress.objects.filter(user=user, email__iexact=email, verified=True).exists())
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, actor: UserActor, as_of: dt.datetime) -> Membership:
+    """Accept an invitation as the signed-in person it was sent to.
+
+    If the person already holds a weaker role on the tenant it is raised to the invited one.
+
+    :raises InvitationInvalid: malformed or forged token.
+    :raises InvitationNotPending: already accepted or revoked.
+    :raises InvitationExpired: past its expiry.
+    :raises InvitationEmailMismatch: the signed-in person does not own the invited address.
+    """
+    invitation = invitation_from_token(token=token)
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("account", "organisation")
+        .get(pk=invitation.pk)
+    )
+    if invitation.accepted_at is not None or invitation.revoked_at is not None:
+        raise InvitationNotPending
+    if invitation.expires_at <= as_of:
+        raise InvitationExpired
+    user = actor.user
+    if not _user_owns_email(user, invitation.email):
+        raise InvitationEmailMismatch
+    tenant = invitation.tenant
+    _lock_tenant(tenant)
+    role = Role(invitation.role)
+    membership = Membership.objects.filter(user=user, **_tenant_kwargs(tenant)).first()
+    previous_role = Role(membership.role) if membership else None
+    if membership is None:
+        membership = Membership.objects.create(
+            user=user, role=role, invited_by=invitation.invited_by, **_tenant_kwargs(tenant)
+        )
+    elif role.value < membership.role:
+        membership.role = role
+        membership.save(update_fields=["role"])
+    invitation.accepted_at = as_of
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted_at", "accepted_by"])
+    audit_record(
+        actor=actor,
+        event=AuditEvent.INVITATION_ACCEPTED,
+        target=membership,
+        data={
+            **_invitation_data(invitation),
+            "role": Role(membership.role).api_name,
+            "previous_role": previous_role.api_name if previous_role else None,
+        },
+        **_tenant_kwargs(tenant),
+    )
+    return membership
+
+
+@transaction.atomic
+def invitation_revoke(
+    *, invitation: Invitation, actor: Actor, by: TenantAccess | None = None, as_of: dt.datetime
+) -> Invitation:
+    """Withdraw a pending invitation; its link stops working at once.
+
+    :raises InvitationNotPending: if it was already accepted or revoked.
+    :raises MemberManagementDenied: if `by` may not manage members of this role.
+    """
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("account", "organisation")
+        .get(pk=invitation.pk)
+    )
+    if invitation.accepted_at is not None or invitation.revoked_at is not None:
+        raise InvitationNotPending
+    _check_may_grant(by, invitation.tenant, Role(invitation.role))
+    invitation.revoked_at = as_of
+    invitation.save(update_fields=["revoked_at"])
+    audit_record(
+        actor=actor,
+        event=AuditEvent.INVITATION_REVOKED,
+        target=invitation,
+        data=_invitation_data(invitation),
+        **_tenant_kwargs(invitation.tenant),
+    )
+    return invitation
+
+
+def invitations_expire(*, as_of: dt.datetime, actor: Actor, batch_size: int = 500) -> int:
+    """Close pending invitations past their expiry, one audited transaction per batch."""
+    expired = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                Invitation.objects.pending()
+                .filter(expires_at__lte=as_of)
+                .select_related("account", "organisation")
+                .select_for_update(skip_locked=True)
+                .order_by("pk")[:batch_size]
+            )
+            for invitation in batch:
+                invitation.revoked_at = as_of
+                invitation.save(update_fields=["revoked_at"])
+                audit_record(
+                    actor=actor,
+                    event=AuditEvent.INVITATION_EXPIRED,
+                    target=invitation,
+                    data=_invitation_data(invitation),
+                    **_tenant_kwargs(invitation.tenant),
+                )
+        expired += len(batch)
+        if len(batch) < batch_size:
+            return expired
+
+
+# --- Denials ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def access_denied_record(
+    *,
+    actor: Actor,
+    scope: Scope,
+    path: str,
+    account: Account | None = None,
+    organisation: Organisation | None = None,
+) -> None:
+    """Audit a member's request that their role does not cover (the 403s)."""
+    audit_record(
+        actor=actor,
+        event=AuditEvent.ACCESS_DENIED,
+        account=account,
+        organisation=organisation,
+        data={"scope": str(scope), "path": path[:500]},
+    )

@@ -1,0 +1,164 @@
+"""The scoped base views every customer-facing HTML page subclasses.
+
+The tenant comes from the URL. Non-members get 404 (the tenant's existence is not revealed),
+members whose role lacks the view's scope get 403 (and the denial is audited). `setup`,
+`dispatch` and `get_queryset` are sealed: a subclass, or a mixin placed before the base class,
+that defines them is refused when the class is created (see portal.tenancy.scoping).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest
+from django.http.response import HttpResponseBase
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.generic.base import ContextMixin, TemplateResponseMixin, View
+
+from portal.audit.actors import UserActor
+from portal.tenancy.models import Account, Organisation
+from portal.tenancy.scoping import (
+    SealedScopedMixin,
+    TenantNotFound,
+    mfa_required_but_missing,
+    record_denial,
+    resolve_account,
+    resolve_organisation,
+)
+from portal.tenancy.selectors import (
+    AccountAccess,
+    OrganisationAccess,
+    TenantAccess,
+    account_ancestors,
+    organisation_ancestors,
+)
+from portal.users.models import User
+
+
+class _ScopedView(SealedScopedMixin, TemplateResponseMixin, ContextMixin, View):
+    _sealing_base = True
+    abstract = True
+    sealed_methods: ClassVar[tuple[str, ...]] = ("setup", "dispatch", "get_queryset")
+
+    request: HttpRequest
+    user: User
+    access: TenantAccess
+
+    def setup(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        super().setup(request, *args, **kwargs)
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        user = request.user
+        if not isinstance(user, User) or not user.is_active:
+            return redirect_to_login(request.get_full_path())
+        self.user = user
+        try:
+            self.access = self._resolve(user, kwargs)
+        except TenantNotFound:
+            raise Http404 from None
+        scope = self.scope_for(request.method or "GET")
+        if not self.access.has_scope(scope):
+            record_denial(actor=self.actor(), access=self.access, scope=scope, path=request.path)
+            raise PermissionDenied
+        if mfa_required_but_missing(user, self.access):
+            messages.warning(
+                request,
+                _("This organisation asks owners and managers to use two-factor authentication."),
+            )
+            return redirect("mfa_index")
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_queryset(self) -> QuerySet[Any]:
+        """Return the subclass's queryset for the resolved tenant; never an unscoped one."""
+        return self.get_scoped_queryset()
+
+    def get_scoped_queryset(self) -> QuerySet[Any]:
+        raise ImproperlyConfigured(f"{type(self).__qualname__} must define get_scoped_queryset")
+
+    def actor(self) -> UserActor:
+        """Return the audit actor for this request."""
+        return UserActor.from_request(self.request)
+
+    def _resolve(self, user: User, kwargs: dict[str, Any]) -> TenantAccess:
+        raise NotImplementedError
+
+
+class AccountView(_ScopedView):
+    """Base for every page under /a/<account_id>/."""
+
+    _sealing_base = True
+    abstract = True
+    account: Account
+    access: AccountAccess
+
+    def _resolve(self, user: User, kwargs: dict[str, Any]) -> AccountAccess:
+        access = resolve_account(user, kwargs)
+        self.account = access.account
+        return access
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            account=self.account,
+            access=self.access,
+            scopes={str(s) for s in self.access.scopes},
+            breadcrumbs=account_ancestors(account=self.account),
+        )
+        return context
+
+
+class OrganisationView(_ScopedView):
+    """Base for every page under /o/<org_id>/."""
+
+    _sealing_base = True
+    abstract = True
+    organisation: Organisation
+    access: OrganisationAccess
+
+    def _resolve(self, user: User, kwargs: dict[str, Any]) -> OrganisationAccess:
+        access = resolve_organisation(user, kwargs)
+        self.organisation = access.organisation
+        return access
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            organisation=self.organisation,
+            access=self.access,
+            scopes={str(s) for s in self.access.scopes},
+            breadcrumbs=organisation_ancestors(organisation=self.organisation),
+        )
+        return context
+
+
+class SignedInView(TemplateResponseMixin, ContextMixin, View):
+    """Base for the few pages that belong to the signed-in person, not to a tenant.
+
+    They show only the person's own data (the landing page); each is on the reviewed public
+    allowlist of the URLconf walk.
+    """
+
+    request: HttpRequest
+    user: User
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        user = request.user
+        if not isinstance(user, User) or not user.is_active:
+            return redirect_to_login(request.get_full_path())
+        self.user = user
+        return super().dispatch(request, *args, **kwargs)
+
+
+def model_url(instance: Model) -> str:
+    """Return the portal page of an account or organisation."""
+    if isinstance(instance, Account):
+        return reverse("tenancy:account_home", kwargs={"account_id": instance.public_id})
+    if isinstance(instance, Organisation):
+        return reverse("tenancy:organisation_home", kwargs={"org_id": instance.public_id})
+    raise TypeError(type(instance))

@@ -1,0 +1,55 @@
+"""The landing page, the account home and the organisation home."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from portal.tenancy.scopes import Scope
+from portal.tenancy.selectors import (
+    organisation_accounts,
+    organisation_children,
+    tenants_visible_to,
+)
+from portal.tenancy.views.base import AccountView, OrganisationView, SignedInView
+
+
+class HomeView(SignedInView):
+    """After sign-in: everything the person can open."""
+
+    template_name = "tenancy/home.html"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        tenants = tenants_visible_to(user=self.user)
+        return self.render_to_response(self.get_context_data(tenants=tenants))
+
+
+class AccountHomeView(AccountView):
+    """The account's home page."""
+
+    required_scope = Scope.METERS_READ
+    template_name = "tenancy/account_home.html"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self.render_to_response(self.get_context_data())
+
+
+class OrganisationHomeView(OrganisationView):
+    """The organisation's home page: its subsidiaries and its own accounts."""
+
+    required_scope = Scope.METERS_READ
+    template_name = "tenancy/organisation_home.html"
+    paginate_by = 50
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        from django.core.paginator import Paginator
+
+        accounts = Paginator(organisation_accounts(organisation=self.organisation), 50)
+        page = accounts.get_page(request.GET.get("page"))
+        return self.render_to_response(
+            self.get_context_data(
+                children=list(organisation_children(organisation=self.organisation)),
+                accounts_page=page,
+            )
+        )

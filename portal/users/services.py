@@ -1,0 +1,137 @@
+"""Writes about users: staff changes in the admin and the audit of authentication events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+
+from portal.audit.actors import Actor
+from portal.audit.events import AuditEvent
+from portal.audit.services import audit_record
+from portal.users.models import User
+
+_PROFILE_FIELDS = frozenset({"email", "name", "is_active"})
+_STAFF_FIELDS = frozenset({"is_staff", "is_superuser"})
+
+
+@transaction.atomic
+def user_create(
+    *,
+    email: str,
+    actor: Actor,
+    password: str | None = None,
+    name: str = "",
+    is_staff: bool = False,
+    is_superuser: bool = False,
+    groups: Iterable[Group] = (),
+    email_verified: bool = False,
+) -> User:
+    """Create a user (staff in the admin, or the demo seed); without a password none is usable.
+
+    With `email_verified` the address is recorded as verified, as when staff create a user
+    whose address they have checked.
+    """
+    from allauth.account.models import EmailAddress
+
+    user = User(
+        email=User.objects.normalize_email(email).lower(),
+        name=name,
+        is_staff=is_staff,
+        is_superuser=is_superuser,
+    )
+    user.set_password(password)
+    user.full_clean(exclude=["password"])
+    user.save(force_insert=True)
+    group_names = sorted(g.name for g in groups)
+    if group_names:
+        user.groups.set(list(groups))
+    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=email_verified)
+    audit_record(
+        actor=actor,
+        event=AuditEvent.USER_CREATED,
+        target=user,
+        data={
+            "email": user.email,
+            "is_staff": is_staff,
+            "is_superuser": is_superuser,
+            "groups": group_names,
+        },
+    )
+    return user
+
+
+@transaction.atomic
+def user_update(
+    *,
+    user: User,
+    actor: Actor,
+    changes: Mapping[str, Any],
+    groups: Iterable[Group] | None = None,
+) -> User:
+    """Change a user's profile or staff access; one audit entry covers the whole change.
+
+    Changes to `is_staff`, `is_superuser` or the staff groups are recorded as a staff-access
+    change, so that the auditor can filter for them.
+    """
+    unknown = set(changes) - _PROFILE_FIELDS - _STAFF_FIELDS
+    if unknown:
+        raise ValueError(f"cannot change {sorted(unknown)} here")
+    diff: dict[str, Any] = {}
+    for name, value in changes.items():
+        before = getattr(user, name)
+        if before != value:
+            setattr(user, name, value)
+            diff[name] = {"before": before, "after": value}
+    if "email" in diff:
+        user.email = User.objects.normalize_email(user.email).lower()
+        diff["email"]["after"] = user.email
+    if diff:
+        user.full_clean(exclude=["password"])
+        user.save(update_fields=list(diff))
+        if "email" in diff:
+            _sync_primary_email(user)
+    if groups is not None:
+        before_groups = sorted(user.groups.values_list("name", flat=True))
+        after = list(groups)
+        after_groups = sorted(g.name for g in after)
+        if before_groups != after_groups:
+            user.groups.set(after)
+            diff["groups"] = {"before": before_groups, "after": after_groups}
+    if not diff:
+        return user
+    staff_change = bool(set(diff) & (_STAFF_FIELDS | {"groups"}))
+    audit_record(
+        actor=actor,
+        event=AuditEvent.USER_STAFF_ACCESS_CHANGED if staff_change else AuditEvent.USER_UPDATED,
+        target=user,
+        data={"email": user.email, "changes": diff},
+    )
+    return user
+
+
+def _sync_primary_email(user: User) -> None:
+    # Staff changed the address: it becomes the primary one, verified by staff.
+    from allauth.account.models import EmailAddress
+
+    EmailAddress.objects.filter(user=user).update(primary=False)
+    address, _ = EmailAddress.objects.get_or_create(
+        user=user, email=user.email, defaults={"primary": True, "verified": True}
+    )
+    if not address.primary:
+        address.primary = True
+        address.save(update_fields=["primary"])
+
+
+@transaction.atomic
+def auth_event_record(
+    *,
+    event: AuditEvent,
+    actor: Actor,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Audit an authentication event reported by Django or allauth (sign-in, MFA, password)."""
+    target = actor.user if hasattr(actor, "user") else None
+    audit_record(actor=actor, event=event, target=target, data=data)

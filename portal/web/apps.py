@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class WebConfig(AppConfig):
+    """Pages and commands that combine several apps (the demo data, later the dashboards)."""
+
+    name = "portal.web"
+    label = "web"
+    verbose_name = _("Portal")

@@ -1,0 +1,10 @@
+// Behaviour without inline scripts (CSP allows scripts from 'self' only).
+// Forms marked data-confirm ask before submitting, e.g. removing a member.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (form instanceof HTMLFormElement && form.dataset.confirm) {
+    if (!window.confirm(form.dataset.confirm)) {
+      event.preventDefault();
+    }
+  }
+});
