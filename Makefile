@@ -53,7 +53,7 @@ check-migrations: $(VENV)/.dev  ## fail if a model change has no migration
 	DJANGO_SETTINGS_MODULE=portal.settings.test $(PY) manage.py makemigrations --check --dry-run
 
 test: system-deps services $(VENV)/.dev messages lint check-migrations  ## every check and the whole test suite
-	$(BIN)/pytest -n 2 --create-db $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
 clean-state:  ## stop and delete the private PostgreSQL cluster and local state of `make run`
 	-@[ -d .pgdata/data ] && { [ "$$(id -u)" = 0 ] && runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D .pgdata/data -m fast stop || /usr/lib/postgresql/15/bin/pg_ctl -D .pgdata/data -m fast stop; } || true

@@ -5,9 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
+from portal.audit.events import AUDIT_EVENTS
 from portal.audit.models import AuditCheckpoint, AuditLogEntry
+
+
+class EventFilter(admin.SimpleListFilter):
+    title = _("event")
+    parameter_name = "event"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(e.value), spec.api_name) for e, spec in AUDIT_EVENTS.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(event_type=int(value)) if value and value.isdigit() else queryset
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -35,7 +50,7 @@ class AuditLogEntryAdmin(_ReadOnlyAdmin):
         "organisation",
         "ip_address",
     )
-    list_filter = ("event_type",)
+    list_filter = (EventFilter,)
     search_fields = ("actor_label", "target_id", "account__number", "organisation__name")
     date_hierarchy = "created_at"
     list_select_related = ("account", "organisation")

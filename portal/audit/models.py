@@ -30,9 +30,9 @@ class AuditLogEntry(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     created_at = models.DateTimeField(_("time"))
-    event_type = models.PositiveSmallIntegerField(
-        _("event"), choices=[(e.value, AUDIT_EVENTS[e].api_name) for e in AuditEvent]
-    )
+    # No `choices`: the registry grows with every app, and a migration per new event would
+    # only repeat it. Names and texts come from portal.audit.events.
+    event_type = models.PositiveSmallIntegerField(_("event"))
     # Tenant keys. Both are set for account events (the account's organisation at that moment),
     # so that an organisation's log covers the accounts beneath it with one indexed filter.
     account = models.ForeignKey(

@@ -11,7 +11,7 @@ from portal.celery import app
 logger = logging.getLogger(__name__)
 
 
-@app.task(queue="default", acks_late=True)
+@app.task(acks_late=True)
 def audit_chain_verify_task(**kwargs: object) -> bool:
     """Verify the chain nightly; log an error naming the first broken row, else checkpoint."""
     report = audit_chain_verify()

@@ -29,7 +29,10 @@ class _AuditFilters:
         event = self.request.GET.get("event", "")
         since_text = self.request.GET.get("since", "")
         event_types = [int(EVENTS_BY_API_NAME[event])] if event in EVENTS_BY_API_NAME else None
-        since_date = parse_date(since_text) if since_text else None
+        try:
+            since_date = parse_date(since_text) if since_text else None
+        except ValueError:  # well-formed but impossible, such as 2026-13-45
+            since_date = None
         since = dt.datetime.combine(since_date, dt.time.min, tzinfo=dt.UTC) if since_date else None
         return event_types, since, {"event": event if event_types else "", "since": since_text}
 

@@ -185,7 +185,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "web:home"
+LOGIN_REDIRECT_URL = "tenancy:home"
 
 ACCOUNT_ADAPTER = "portal.users.adapter.AccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"email"}
@@ -295,6 +295,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Queues by workload, declared here in one place (Celery 5.7 deprecates the task attribute):
+# readings (bulk imports), billing, notifications (email/SMS) and default.
+CELERY_TASK_ROUTES = {
+    "portal.tenancy.tasks.invitation_send_task": {"queue": "notifications"},
+    "meters.tasks.*": {"queue": "readings"},
+    "billing.tasks.*": {"queue": "billing"},
+}
 CELERY_BEAT_SCHEDULE = {
     "audit-verify-nightly": {
         "task": "portal.audit.tasks.audit_chain_verify_task",

@@ -26,5 +26,7 @@ os.environ.setdefault("PORTAL_STAFF_REQUIRE_MFA", "0")
 from portal.settings.base import *  # noqa: E402
 
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+# Static files come straight from the finders here; nothing is collected.
+STATIC_ROOT = None  # type: ignore[assignment]
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True

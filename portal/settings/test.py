@@ -26,6 +26,8 @@ CELERY_BROKER_URL = f"redis://127.0.0.1:6379/{10 + int(_worker)}"
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+# Static files come straight from the finders here; nothing is collected.
+STATIC_ROOT = None  # type: ignore[assignment]
 WHITENOISE_USE_FINDERS = True
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 # Lets Django's flush between transactional tests TRUNCATE the append-only audit tables

@@ -11,6 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from portal.adminsite import ServiceModelAdmin, changed
 from portal.tenancy.exceptions import OrganisationTreeError
@@ -98,7 +99,7 @@ class AccountAdmin(ServiceModelAdmin):
         form = super().get_form(request, obj, change=change, **kwargs)
         if obj is None and "number" in form.base_fields:
             form.base_fields["number"].required = False
-            form.base_fields["number"].help_text = "Leave empty to assign the next number."
+            form.base_fields["number"].help_text = _("Leave empty to assign the next number.")
         return form
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -136,7 +137,7 @@ class MembershipForm(forms.ModelForm):  # type: ignore[type-arg]
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if not self.instance.pk and bool(data.get("account")) == bool(data.get("organisation")):
-            raise forms.ValidationError("Choose either an account or an organisation.")
+            raise forms.ValidationError(_("Choose either an account or an organisation."))
         return data
 
 

@@ -269,6 +269,7 @@ class Invitation(models.Model):
         settings.AUTH_USER_MODEL,
         verbose_name=_("invited by"),
         null=True,
+        blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
     )

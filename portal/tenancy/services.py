@@ -518,7 +518,7 @@ def invitation_link(*, invitation: Invitation) -> str:
 def invitation_email_send(*, invitation: Invitation, base_url: str, as_of: dt.datetime) -> bool:
     """Send the invitation email in the inviter's language; False if it is no longer pending."""
     invitation = (
-        Invitation.objects.select_for_update()
+        Invitation.objects.select_for_update(of=("self",))
         .select_related("account", "organisation", "invited_by")
         .get(pk=invitation.pk)
     )
@@ -588,7 +588,7 @@ def invitation_accept(*, token: str, actor: UserActor, as_of: dt.datetime) -> Me
     """
     invitation = invitation_from_token(token=token)
     invitation = (
-        Invitation.objects.select_for_update()
+        Invitation.objects.select_for_update(of=("self",))
         .select_related("account", "organisation")
         .get(pk=invitation.pk)
     )
@@ -638,7 +638,7 @@ def invitation_revoke(
     :raises MemberManagementDenied: if `by` may not manage members of this role.
     """
     invitation = (
-        Invitation.objects.select_for_update()
+        Invitation.objects.select_for_update(of=("self",))
         .select_related("account", "organisation")
         .get(pk=invitation.pk)
     )
@@ -666,7 +666,7 @@ def invitations_expire(*, as_of: dt.datetime, actor: Actor, batch_size: int = 50
                 Invitation.objects.pending()
                 .filter(expires_at__lte=as_of)
                 .select_related("account", "organisation")
-                .select_for_update(skip_locked=True)
+                .select_for_update(skip_locked=True, of=("self",))
                 .order_by("pk")[:batch_size]
             )
             for invitation in batch:

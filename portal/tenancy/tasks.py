@@ -11,7 +11,7 @@ from portal.tenancy import services
 from portal.tenancy.selectors import invitation_get_by_id
 
 
-@app.task(queue="notifications", acks_late=True, max_retries=5, default_retry_delay=60)
+@app.task(acks_late=True)
 def invitation_send_task(*, invitation_id: int, **kwargs: object) -> bool:
     """Email an invitation; a redelivered or stale task for a used invitation sends nothing."""
     invitation = invitation_get_by_id(invitation_id=invitation_id)
@@ -22,7 +22,7 @@ def invitation_send_task(*, invitation_id: int, **kwargs: object) -> bool:
     )
 
 
-@app.task(queue="default", acks_late=True)
+@app.task(acks_late=True)
 def invitations_expire_task(**kwargs: object) -> int:
     """Close invitations past their expiry (hourly, from beat)."""
     return services.invitations_expire(

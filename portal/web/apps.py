@@ -10,3 +10,6 @@ class WebConfig(AppConfig):
     name = "portal.web"
     label = "web"
     verbose_name = _("Portal")
+
+    def ready(self) -> None:
+        from portal import checks  # noqa: F401 - registers the deploy checks

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -72,7 +73,7 @@ class _ScopedAPIView(SealedScopedMixin, APIView):
             raise PermissionDenied
         if mfa_required_but_missing(user, self.access):
             raise PermissionDenied(
-                "This organisation asks owners and managers to use two-factor authentication."
+                _("This organisation asks owners and managers to use two-factor authentication.")
             )
 
     def get_queryset(self) -> QuerySet[Any]:

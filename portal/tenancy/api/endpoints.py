@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAuthenticated
@@ -25,6 +25,7 @@ from portal.tenancy.selectors import (
 from portal.users.models import User
 
 
+@extend_schema_field({"type": "string", "enum": [role.api_name for role in Role]})
 class _RoleField(serializers.Field):  # type: ignore[type-arg]
     def to_representation(self, value: int) -> str:
         return Role(value).api_name
@@ -54,13 +55,13 @@ class MeApi(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    class OutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    class MeOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
         email = serializers.EmailField()
         name = serializers.CharField()
         organisations = serializers.ListField(child=serializers.DictField())
         accounts = serializers.ListField(child=serializers.DictField())
 
-    @extend_schema(responses=OutputSerializer)
+    @extend_schema(responses=MeOutputSerializer)
     def get(self, request: Request) -> Response:
         user = cast(User, request.user)  # IsAuthenticated let only signed-in users through
         tenants = tenants_visible_to(user=user)
@@ -86,7 +87,7 @@ class MeApi(APIView):
                 for acc, role in tenants.accounts
             ],
         }
-        return Response(self.OutputSerializer(data).data)
+        return Response(self.MeOutputSerializer(data).data)
 
 
 class AccountDetailApi(AccountAPIView):
@@ -94,11 +95,11 @@ class AccountDetailApi(AccountAPIView):
 
     required_scope = Scope.METERS_READ
 
-    class OutputSerializer(AccountOutputSerializer):
+    class AccountDetailOutputSerializer(AccountOutputSerializer):
         role = serializers.CharField()
         scopes = serializers.ListField(child=serializers.CharField())
 
-    @extend_schema(responses=OutputSerializer)
+    @extend_schema(responses=AccountDetailOutputSerializer)
     def get(self, request: Request, account_id: Any) -> Response:
         payload = AccountOutputSerializer(self.account).data
         payload["role"] = self.access.role.api_name
@@ -122,7 +123,7 @@ class OrganisationDetailApi(OrganisationAPIView):
 
     required_scope = Scope.METERS_READ
 
-    class OutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    class OrganisationDetailOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
         id = serializers.UUIDField(source="public_id")
         name = serializers.CharField()
         parent_id = serializers.UUIDField(source="parent.public_id", allow_null=True)
@@ -130,7 +131,7 @@ class OrganisationDetailApi(OrganisationAPIView):
         subsidiaries = serializers.ListField(child=serializers.DictField())
         role = serializers.CharField()
 
-    @extend_schema(responses=OutputSerializer)
+    @extend_schema(responses=OrganisationDetailOutputSerializer)
     def get(self, request: Request, org_id: Any) -> Response:
         org = self.organisation
         data = {
@@ -144,7 +145,7 @@ class OrganisationDetailApi(OrganisationAPIView):
             ],
             "role": self.access.role.api_name,
         }
-        return Response(self.OutputSerializer(data).data)
+        return Response(self.OrganisationDetailOutputSerializer(data).data)
 
 
 class _AccountCursor(CursorPagination):

@@ -1,0 +1,38 @@
+"""Deploy checks of our own, run by `manage.py check --deploy`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Tags, Warning, register
+
+
+@register(Tags.security, deploy=True)
+def shared_cache(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """Rate limits and lockouts live in the cache: a per-process cache lets them be dodged."""
+    backend = settings.CACHES["default"]["BACKEND"]
+    if backend.endswith(("LocMemCache", "DummyCache")):
+        return [
+            Warning(
+                "The cache is local to each process, so login rate limits and lockouts are not "
+                "shared between workers.",
+                hint="Set REDIS_URL (or CACHE_REDIS_URL).",
+                id="portal.W001",
+            )
+        ]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def staff_mfa(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """Staff reach every customer's data through the admin: they need a second factor."""
+    if not settings.PORTAL_STAFF_REQUIRE_MFA:
+        return [
+            Warning(
+                "Staff can open the admin without two-factor authentication.",
+                hint="Leave PORTAL_STAFF_REQUIRE_MFA on outside development.",
+                id="portal.W002",
+            )
+        ]
+    return []

@@ -1,0 +1,203 @@
+"""The audit log is append-only and hash-chained; audit_verify names the first broken row."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import DatabaseError, connection, transaction
+
+from portal.audit.actors import RequestContext, SystemActor
+from portal.audit.events import AuditEvent
+from portal.audit.models import AuditLogEntry
+from portal.audit.selectors import audit_chain_verify
+from portal.audit.services import AuditOutsideTransaction, audit_record
+from portal.audit.tasks import audit_chain_verify_task
+from tests.factories import make_organisation
+
+ACTOR = SystemActor("test:chain")
+
+
+def _append(count: int) -> list[int]:
+    ids = []
+    for index in range(count):
+        with transaction.atomic():
+            ids.append(
+                audit_record(
+                    actor=ACTOR, event=AuditEvent.LOGIN_FAILED, data={"identifier": f"x{index}"}
+                ).pk
+            )
+    return ids
+
+
+@pytest.fixture
+def entries(db: None) -> list[int]:
+    return _append(6)
+
+
+@pytest.fixture
+def superuser_session(entries: list[int]) -> Iterator[None]:
+    """Let this connection bypass triggers, as a database superuser tampering would."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = DEFAULT")
+
+
+def _verify() -> str:
+    out = StringIO()
+    call_command("audit_verify", stdout=out)
+    return out.getvalue()
+
+
+def test_a_clean_chain_verifies(entries: list[int]) -> None:
+    assert _verify().startswith("OK")
+    report = audit_chain_verify()
+    assert report.ok and report.entries == len(entries) and report.head_id == entries[-1]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_auditlogentry SET actor_label = 'someone else'",
+        "DELETE FROM audit_auditlogentry",
+        "UPDATE audit_auditcheckpoint SET entry_hash = 'x'",
+    ],
+)
+def test_the_app_role_cannot_update_or_delete(entries: list[int], statement: str) -> None:
+    call_command("audit_verify", "--checkpoint", stdout=StringIO())
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(statement)
+
+
+def test_the_app_role_cannot_truncate(transactional_db: None) -> None:
+    _append(2)
+    with connection.cursor() as cursor:
+        cursor.execute("SET portal.audit_truncate_allowed = 'off'")
+    try:
+        with (
+            pytest.raises(DatabaseError, match="append-only"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("TRUNCATE audit_auditlogentry")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET portal.audit_truncate_allowed = 'on'")
+
+
+def test_audit_verify_names_an_edited_row(entries: list[int], superuser_session: None) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'UPDATE audit_auditlogentry SET data = \'{"identifier": "forged"}\' WHERE id = %s',
+            [entries[3]],
+        )
+    with pytest.raises(CommandError, match=f"BROKEN at row {entries[3]}: its content"):
+        _verify()
+
+
+def test_audit_verify_names_the_row_after_a_deleted_one(
+    entries: list[int], superuser_session: None
+) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_auditlogentry WHERE id = %s", [entries[2]])
+    with pytest.raises(CommandError, match=f"BROKEN at row {entries[3]}: its previous-hash"):
+        _verify()
+
+
+def test_audit_verify_names_a_reordered_row(entries: list[int], superuser_session: None) -> None:
+    # Swap the ids of two rows: their contents are intact but the order is not.
+    a, b = entries[1], entries[4]
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditlogentry SET id = -1 WHERE id = %s", [a])
+        cursor.execute("UPDATE audit_auditlogentry SET id = %s WHERE id = %s", [a, b])
+        cursor.execute("UPDATE audit_auditlogentry SET id = %s WHERE id = -1", [b])
+    with pytest.raises(CommandError, match=f"BROKEN at row {a}:"):
+        _verify()
+
+
+def test_a_checkpoint_catches_rows_cut_off_the_end(entries: list[int]) -> None:
+    out = StringIO()
+    call_command("audit_verify", "--checkpoint", stdout=out)
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+        cursor.execute("DELETE FROM audit_auditlogentry WHERE id = %s", [entries[-1]])
+        cursor.execute("SET session_replication_role = DEFAULT")
+    assert audit_chain_verify().ok is False
+    with pytest.raises(CommandError, match=f"BROKEN at row {entries[-1]}: a verified row"):
+        _verify()
+
+
+def test_the_nightly_task_verifies_and_checkpoints(entries: list[int]) -> None:
+    assert audit_chain_verify_task() is True
+    from portal.audit.models import AuditCheckpoint
+
+    checkpoint = AuditCheckpoint.objects.get()
+    assert checkpoint.entry_id == entries[-1]
+
+
+def test_audit_record_refuses_to_write_outside_a_transaction(
+    transactional_db: None,
+) -> None:
+    with pytest.raises(AuditOutsideTransaction):
+        audit_record(actor=ACTOR, event=AuditEvent.LOGOUT)
+
+
+def test_an_entry_rolls_back_with_its_change(db: None) -> None:
+    before = AuditLogEntry.objects.count()
+
+    def doomed_change() -> None:
+        with transaction.atomic():
+            make_organisation("Doomed")
+            raise RuntimeError("the change fails after its audit entry was written")
+
+    with pytest.raises(RuntimeError):
+        doomed_change()
+    assert AuditLogEntry.objects.count() == before
+
+
+def test_entries_keep_who_where_and_request(db: None) -> None:
+    import uuid
+
+    request_id = uuid.uuid4()
+    actor = SystemActor("task:x", context=RequestContext(ip="192.0.2.7", request_id=request_id))
+    with transaction.atomic():
+        entry = audit_record(actor=actor, event=AuditEvent.LOGOUT, data={"nul": "a\x00b"})
+    entry.refresh_from_db()
+    assert (entry.actor_label, entry.ip_address, entry.request_id) == (
+        "task:x",
+        "192.0.2.7",
+        request_id,
+    )
+    assert entry.data == {"nul": "a\ufffdb"}
+    assert audit_chain_verify().ok
+
+
+def test_concurrent_appends_keep_one_unbroken_chain(transactional_db: None) -> None:
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            _append(15)
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    report = audit_chain_verify()
+    assert report.ok, report
+    assert report.entries == 90

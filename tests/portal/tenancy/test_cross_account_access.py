@@ -1,0 +1,202 @@
+"""The cross-tenant probe: every scoped URL, requested by members of another tenant in every
+role, with the first tenant's ids, answers 404 and never shows the first tenant's data.
+
+A URL with a kwarg that has no factory below fails the test: adding a URL forces adding a
+factory, and so adding the URL to the probe.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import get_resolver, reverse
+from django.utils import timezone
+
+from portal.audit.events import AuditEvent
+from portal.audit.models import AuditLogEntry
+from portal.tenancy.api.base import AccountAPIView, OrganisationAPIView
+from portal.tenancy.models import Membership
+from portal.tenancy.roles import Role
+from portal.tenancy.scopes import Scope, scopes_for
+from portal.tenancy.scoping import SealedScopedMixin
+from portal.tenancy.services import invitation_create
+from portal.tenancy.views.base import AccountView
+from portal.users.models import User
+from tests.conftest import World
+from tests.factories import SYSTEM, make_account, make_membership, make_organisation, make_user
+from tests.portal.tenancy.urlwalk import Route, walk
+
+SCOPED_ROUTES = [route for route in walk(get_resolver().url_patterns) if route.scoped]
+MARKERS = ("Account A", "Group")  # names of the probed tenants, never shown to outsiders
+
+
+def _kind(route: Route) -> str:
+    cls = route.view_class
+    assert cls is not None
+    return "account" if issubclass(cls, AccountView | AccountAPIView) else "organisation"
+
+
+def _membership_id(world: World, kind: str) -> uuid.UUID:
+    if kind == "account":
+        return Membership.objects.get(user=world.alice, account=world.account_a).public_id
+    return Membership.objects.get(user=world.group_manager, organisation=world.group).public_id
+
+
+def _invitation_id(world: World, kind: str) -> uuid.UUID:
+    tenant: dict[str, Any] = (
+        {"account": world.account_a} if kind == "account" else {"organisation": world.group}
+    )
+    invitation = invitation_create(
+        email="invitee@example.com", role=Role.VIEWER, actor=SYSTEM, as_of=timezone.now(), **tenant
+    )
+    return invitation.public_id
+
+
+URL_KWARG_FACTORIES: dict[str, Callable[[World, str], uuid.UUID]] = {
+    "account_id": lambda world, kind: world.account_a.public_id,
+    "org_id": lambda world, kind: world.group.public_id,
+    "membership_id": _membership_id,
+    "invitation_id": _invitation_id,
+}
+
+
+def _url(route: Route, world: World, **overrides: uuid.UUID) -> str:
+    kind = _kind(route)
+    kwargs: dict[str, Any] = {}
+    for name in route.converters:
+        if name not in URL_KWARG_FACTORIES:
+            pytest.fail(f"{route.route}: no factory for URL kwarg {name!r}; add one")
+        kwargs[name] = overrides.get(name) or URL_KWARG_FACTORIES[name](world, kind)
+    return reverse(route.name or "", kwargs=kwargs)
+
+
+def _ids(route: Route) -> str:
+    return route.name or route.route
+
+
+def test_the_probe_covers_every_scoped_url() -> None:
+    names = {route.name for route in SCOPED_ROUTES}
+    assert len(SCOPED_ROUTES) >= 15
+    assert None not in names, "every scoped URL needs a name so the probe can reverse it"
+
+
+@pytest.fixture
+def outsiders(world: World) -> dict[Role, User]:
+    """One member per role of *other* tenants: an account B and another group."""
+    other_group = make_organisation("Other group")
+    make_account("Other account", organisation=other_group)
+    people: dict[Role, User] = {}
+    for role in Role:
+        user = make_user(f"outsider-{role.api_name}@example.com")
+        make_membership(user, role, account=world.account_b)
+        make_membership(user, role, organisation=other_group)
+        people[role] = user
+    return people
+
+
+@pytest.mark.parametrize("route", SCOPED_ROUTES, ids=_ids)
+@pytest.mark.parametrize("role", list(Role), ids=lambda role: role.api_name)
+def test_members_of_another_tenant_get_404(
+    route: Route,
+    role: Role,
+    world: World,
+    outsiders: dict[Role, User],
+    client_for: Callable[[User], Client],
+) -> None:
+    client = client_for(outsiders[role])
+    url = _url(route, world)
+    for method in ("get", "post"):
+        response = getattr(client, method)(url)
+        assert response.status_code == 404, f"{method.upper()} {url} as {role.label}"
+        body = response.content.decode()
+        assert not any(marker in body for marker in MARKERS)
+
+
+@pytest.mark.parametrize(
+    "route",
+    [r for r in SCOPED_ROUTES if "account_id" in r.converters and len(r.converters) > 1],
+    ids=_ids,
+)
+def test_an_owner_cannot_reach_another_tenants_objects_through_their_own_tenant(
+    route: Route, world: World, client_for: Callable[[User], Client]
+) -> None:
+    # charlie owns account B; the object ids (membership, invitation) belong to account A.
+    client = client_for(world.charlie)
+    url = _url(route, world, account_id=world.account_b.public_id)
+    assert client.post(url).status_code == 404
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(world: World) -> None:
+    client = Client()
+    for route in SCOPED_ROUTES:
+        response = client.get(_url(route, world))
+        if issubclass(route.view_class, AccountAPIView | OrganisationAPIView):  # type: ignore[arg-type]
+            assert response.status_code == 403, route.route
+        else:
+            assert response.status_code == 302, route.route
+            assert response["Location"].startswith(reverse("account_login"))
+
+
+def _needed(route: Route, method: str) -> Scope:
+    cls = route.view_class
+    assert cls is not None and issubclass(cls, SealedScopedMixin)
+    return cls.scope_for(method)
+
+
+@pytest.mark.parametrize("route", SCOPED_ROUTES, ids=_ids)
+def test_a_member_whose_role_lacks_the_scope_gets_403_and_the_denial_is_audited(
+    route: Route, world: World, client_for: Callable[[User], Client]
+) -> None:
+    viewer = world.bob if _kind(route) == "account" else make_user("org-viewer@example.com")
+    if _kind(route) == "organisation":
+        make_membership(viewer, Role.VIEWER, organisation=world.group)
+    url = _url(route, world)
+    client = client_for(viewer)
+    for method in ("get", "post"):
+        before = AuditLogEntry.objects.filter(event_type=AuditEvent.ACCESS_DENIED).count()
+        response = getattr(client, method)(url)
+        lacks = _needed(route, method) not in scopes_for(Role.VIEWER)
+        if lacks:
+            assert response.status_code == 403, f"{method.upper()} {url}"
+            denials = AuditLogEntry.objects.filter(event_type=AuditEvent.ACCESS_DENIED)
+            assert denials.count() == before + 1
+            assert denials.order_by("-id")[0].actor_id == viewer.pk
+        else:
+            assert response.status_code not in (403, 404), f"{method.upper()} {url}"
+
+
+def test_a_group_manager_reaches_a_subsidiarys_account(
+    world: World, client_for: Callable[[User], Client]
+) -> None:
+    client = client_for(world.group_manager)
+    for account in (world.acc1, world.acc2):
+        response = client.get(reverse("tenancy:account_home", args=[account.public_id]))
+        assert response.status_code == 200
+        assert account.name in response.content.decode()
+    response = client.get(reverse("tenancy:organisation_home", args=[world.sub2.public_id]))
+    assert response.status_code == 200
+
+
+def test_a_subsidiary_manager_does_not_reach_a_sibling_subsidiarys_account(
+    world: World, client_for: Callable[[User], Client]
+) -> None:
+    client = client_for(world.sub1_manager)
+    assert (
+        client.get(reverse("tenancy:account_home", args=[world.acc1.public_id])).status_code == 200
+    )
+    assert (
+        client.get(reverse("tenancy:account_home", args=[world.acc2.public_id])).status_code == 404
+    )
+    assert (
+        client.get(reverse("tenancy:organisation_home", args=[world.sub2.public_id])).status_code
+        == 404
+    )
+    # Nor the group above it.
+    assert (
+        client.get(reverse("tenancy:organisation_home", args=[world.group.public_id])).status_code
+        == 404
+    )

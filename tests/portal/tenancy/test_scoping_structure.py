@@ -1,0 +1,135 @@
+"""Structural tests: they fail when a view, model or interface module forgets tenant scoping."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import get_resolver, path
+from django.views import View
+from django.views.generic.list import MultipleObjectMixin
+
+from portal.tenancy.api.base import AccountAPIView
+from portal.tenancy.scopes import Scope
+from portal.tenancy.views.base import AccountView, OrganisationView
+from tests.portal.tenancy.urlwalk import PUBLIC_VIEWS, unscoped_views, walk
+
+ROOT = Path(__file__).resolve().parents[3]
+# Models of the domain apps that are reference data, not tenant-owned (each with a reason).
+GLOBAL_MODELS: frozenset[str] = frozenset()
+
+
+def test_every_routed_view_is_scoped_or_reviewed_public() -> None:
+    assert unscoped_views(get_resolver().url_patterns) == []
+
+
+def test_the_walk_catches_a_forgotten_view() -> None:
+    class ForgottenView(View):
+        def get(self, request: HttpRequest) -> HttpResponse:
+            return HttpResponse("customer data")
+
+    ForgottenView.__module__ = "meters.views"
+    patterns = [path("a/<uuid:account_id>/readings/", ForgottenView.as_view())]
+    assert unscoped_views(patterns) == [
+        "a/<uuid:account_id>/readings/ -> meters.views.test_the_walk_catches_a_forgotten_view"
+        ".<locals>.ForgottenView is not tenant-scoped"
+    ]
+
+
+def test_the_public_allowlist_is_small_and_every_entry_is_routed() -> None:
+    routed = {route.dotted for route in walk(get_resolver().url_patterns)}
+    assert len(PUBLIC_VIEWS) <= 5
+    assert routed >= PUBLIC_VIEWS
+
+
+def test_every_scoped_view_declares_a_scope() -> None:
+    for route in walk(get_resolver().url_patterns):
+        if route.scoped:
+            assert isinstance(route.view_class.required_scope, Scope), route.dotted  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("method", ["setup", "dispatch", "get_queryset"])
+def test_html_base_refuses_subclasses_that_override_sealed_methods(method: str) -> None:
+    def body(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+    with pytest.raises(TypeError, match=f"may not override {method}"):
+        type("Sneaky", (AccountView,), {method: body, "required_scope": Scope.METERS_READ})
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["setup", "dispatch", "initial", "get_permissions", "check_permissions", "get_queryset"],
+)
+def test_api_base_refuses_subclasses_that_override_sealed_methods(method: str) -> None:
+    def body(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+    with pytest.raises(TypeError, match=f"may not override {method}"):
+        type("Sneaky", (AccountAPIView,), {method: body, "required_scope": Scope.METERS_READ})
+
+
+def test_a_mixin_placed_before_the_base_cannot_sneak_in_a_queryset() -> None:
+    with pytest.raises(TypeError, match="may not override get_queryset"):
+
+        class Listing(MultipleObjectMixin[Model], OrganisationView):
+            required_scope = Scope.METERS_READ
+
+
+def test_a_view_cannot_declare_itself_a_sealing_base() -> None:
+    with pytest.raises(TypeError, match="sealing base"):
+        type("Fake", (AccountView,), {"_sealing_base": True, "dispatch": lambda self: None})
+
+
+def test_a_concrete_view_must_declare_its_scope() -> None:
+    with pytest.raises(TypeError, match="must declare required_scope"):
+        type("NoScope", (AccountView,), {})
+
+
+def test_get_queryset_goes_through_the_scoped_hook() -> None:
+    class Listing(AccountView):
+        required_scope = Scope.METERS_READ
+
+        def get_scoped_queryset(self) -> QuerySet[Any]:
+            return QuerySet()
+
+    assert isinstance(Listing().get_queryset(), QuerySet)
+
+
+def test_domain_models_carry_their_tenant_key() -> None:
+    for label in ("meters", "billing"):
+        for model in apps.get_app_config(label).get_models():
+            name = model._meta.label
+            if name in GLOBAL_MODELS:
+                continue
+            field = next((f for f in model._meta.get_fields() if f.name == "account"), None)
+            assert field is not None and field.related_model is apps.get_model("tenancy.Account"), (
+                f"{name} has no account FK and is not in GLOBAL_MODELS"
+            )
+
+
+def _interface_modules() -> list[Path]:
+    found = []
+    for package in ("portal", "meters", "billing"):
+        for file in (ROOT / package).rglob("*.py"):
+            parts = file.relative_to(ROOT).parts
+            if file.name in {"views.py", "tasks.py"} or "views" in parts or "api" in parts:
+                found.append(file)
+    return found
+
+
+def test_interface_modules_never_touch_the_orm_directly() -> None:
+    offenders = []
+    modules = _interface_modules()
+    assert len(modules) >= 5, "the walk found too few interface modules"
+    for file in modules:
+        tree = ast.parse(file.read_text(), filename=str(file))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "objects":
+                offenders.append(f"{file.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == [], "use a selector instead of .objects in views, api and tasks"
