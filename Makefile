@@ -32,7 +32,6 @@ messages: $(VENV)/.runtime  ## compile the translation catalogs (.po -> .mo)
 
 makemessages: $(VENV)/.runtime  ## refresh the zh-Hant catalog from the sources
 	$(PY) manage.py makemessages -l zh_Hant --ignore=.venv --ignore=.pgdata --ignore=tests --no-obsolete
-	$(PY) manage.py makemessages -d djangojs -l zh_Hant --ignore=.venv --ignore=.pgdata --ignore=static/vendor --ignore=tests --no-obsolete
 
 run: $(VENV)/.runtime messages  ## set everything up and serve the demo on http://127.0.0.1:8000
 	$(PY) scripts/run.py

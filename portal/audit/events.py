@@ -185,8 +185,19 @@ def event_display(event_type: int, data: dict[str, object] | None) -> str:
         shown = value["after"] if isinstance(value, dict) and "after" in value else value
         if key in _ROLE_KEYS and isinstance(shown, str):
             shown = Role.label_for_name(shown)
+        elif key in _VALUE_LABELS and isinstance(shown, str):
+            shown = str(_VALUE_LABELS[key].get(shown, shown))
         values[key] = shown
     return str(spec.template).format_map(values)
 
 
 _ROLE_KEYS = frozenset({"role", "old_role"})
+# Stored codes shown in the sentence in the reader's language.
+_VALUE_LABELS: dict[str, dict[str, str | Promise]] = {
+    "reason": {"idle": _("idle"), "absolute": _("absolute")},
+    "kind": {
+        "totp": _("authenticator app"),
+        "recovery_codes": _("recovery codes"),
+        "webauthn": _("security key"),
+    },
+}
