@@ -34,7 +34,7 @@ def _entries(po: Path) -> dict[str, tuple[str, bool]]:
                 fields[current] = match.group(2)
             elif line.startswith('"') and current:
                 fields[current] += line[1:-1]
-        if "msgid" in fields and fields["msgid"]:
+        if fields.get("msgid"):
             msgstr = fields.get("msgstr") or "".join(
                 v for k, v in fields.items() if k.startswith("msgstr[")
             )
@@ -64,7 +64,10 @@ def test_the_catalog_holds_every_string_in_the_sources(tmp_path: Path) -> None:
     (tmp_path / "static").mkdir()
     result = subprocess.run(
         [sys.executable, "manage.py", "makemessages", "-l", "zh_Hant", "--no-obsolete"],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
         env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "portal.settings.test"},
     )
     assert result.returncode == 0, result.stderr
