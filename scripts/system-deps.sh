@@ -5,7 +5,7 @@ set -euo pipefail
 
 case "${1:-test}" in
   gettext) packages=(gettext) ;;
-  test) packages=(gettext chromium) ;;
+  test) packages=(gettext chromium fonts-noto-cjk) ;;
   *) echo "usage: $0 [gettext|test]" >&2; exit 2 ;;
 esac
 

@@ -59,7 +59,12 @@ class AccountAuditView(_AuditFilters, AccountView):
             account_id=self.account.pk, since=since, event_types=event_types
         )
         return self.render_to_response(
-            self.get_context_data(tenant=self.account, **self.page_context(entries, selected))
+            self.get_context_data(
+                tenant=self.account,
+                # Shown in the account's own zone; stored in UTC.
+                display_tz=self.account.time_zone,
+                **self.page_context(entries, selected),
+            )
         )
 
 
@@ -75,5 +80,10 @@ class OrganisationAuditView(_AuditFilters, OrganisationView):
             event_types=event_types,
         )
         return self.render_to_response(
-            self.get_context_data(tenant=self.organisation, **self.page_context(entries, selected))
+            self.get_context_data(
+                tenant=self.organisation,
+                # Organisations span accounts in several zones: their log is in UTC.
+                display_tz="UTC",
+                **self.page_context(entries, selected),
+            )
         )

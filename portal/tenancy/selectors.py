@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from django.db.models import Count, Q, QuerySet
+from django.urls import reverse
 
+from portal.tenancy.exceptions import InvitationInvalid
 from portal.tenancy.models import (
     Account,
     Invitation,
@@ -16,6 +18,7 @@ from portal.tenancy.models import (
 )
 from portal.tenancy.roles import Role
 from portal.tenancy.scopes import Scope, scopes_for
+from portal.tenancy.tokens import invitation_mac_matches, invitation_token, parse_invitation_token
 
 if TYPE_CHECKING:
     from portal.users.models import User
@@ -298,3 +301,30 @@ def invitation_by_public_id(*, public_id: uuid.UUID) -> Invitation | None:
         .filter(public_id=public_id)
         .first()
     )
+
+
+def invitation_link(*, invitation: Invitation) -> str:
+    """Return the path of the invitation's acceptance page."""
+    token = invitation_token(public_id=invitation.public_id, nonce=invitation.nonce)
+    return reverse("tenancy:invitation_accept", kwargs={"token": token})
+
+
+def invitation_from_token(*, token: str) -> Invitation:
+    """Return the invitation a link token belongs to, whatever its state.
+
+    :raises InvitationInvalid: if the token is malformed or forged.
+    """
+    parsed = parse_invitation_token(token)
+    if parsed is None:
+        raise InvitationInvalid
+    public_id, mac = parsed
+    invitation = (
+        Invitation.objects.select_related("account", "organisation", "invited_by")
+        .filter(public_id=public_id)
+        .first()
+    )
+    if invitation is None or not invitation_mac_matches(
+        public_id=public_id, nonce=invitation.nonce, mac=mac
+    ):
+        raise InvitationInvalid
+    return invitation

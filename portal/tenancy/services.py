@@ -18,7 +18,6 @@ from django.db import connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat, Substr
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone, translation
 
 from portal.audit.actors import Actor, UserActor
@@ -28,7 +27,6 @@ from portal.tenancy.exceptions import (
     AlreadyMember,
     InvitationEmailMismatch,
     InvitationExpired,
-    InvitationInvalid,
     InvitationNotPending,
     LastOwnerError,
     MemberManagementDenied,
@@ -44,11 +42,12 @@ from portal.tenancy.models import (
 )
 from portal.tenancy.roles import Role
 from portal.tenancy.scopes import Scope
-from portal.tenancy.selectors import AccountAccess, OrganisationAccess, TenantAccess
-from portal.tenancy.tokens import (
-    invitation_mac_matches,
-    invitation_token,
-    parse_invitation_token,
+from portal.tenancy.selectors import (
+    AccountAccess,
+    OrganisationAccess,
+    TenantAccess,
+    invitation_from_token,
+    invitation_link,
 )
 from portal.users.models import User
 
@@ -508,12 +507,6 @@ def invitation_create(
     return invitation
 
 
-def invitation_link(*, invitation: Invitation) -> str:
-    """Return the path of the invitation's acceptance page."""
-    token = invitation_token(public_id=invitation.public_id, nonce=invitation.nonce)
-    return reverse("tenancy:invitation_accept", kwargs={"token": token})
-
-
 @transaction.atomic
 def invitation_email_send(*, invitation: Invitation, base_url: str, as_of: dt.datetime) -> bool:
     """Send the invitation email in the inviter's language; False if it is no longer pending."""
@@ -544,27 +537,6 @@ def invitation_email_send(*, invitation: Invitation, base_url: str, as_of: dt.da
     invitation.last_sent_at = as_of
     invitation.save(update_fields=["last_sent_at"])
     return True
-
-
-def invitation_from_token(*, token: str) -> Invitation:
-    """Return the invitation a link token belongs to, whatever its state.
-
-    :raises InvitationInvalid: if the token is malformed or forged.
-    """
-    parsed = parse_invitation_token(token)
-    if parsed is None:
-        raise InvitationInvalid
-    public_id, mac = parsed
-    invitation = (
-        Invitation.objects.select_related("account", "organisation", "invited_by")
-        .filter(public_id=public_id)
-        .first()
-    )
-    if invitation is None or not invitation_mac_matches(
-        public_id=public_id, nonce=invitation.nonce, mac=mac
-    ):
-        raise InvitationInvalid
-    return invitation
 
 
 def _user_owns_email(user: User, email: str) -> bool:

@@ -21,7 +21,8 @@ from portal.audit.actors import UserActor
 from portal.tenancy.exceptions import InvitationInvalid, TenancyError
 from portal.tenancy.models import Invitation
 from portal.tenancy.roles import Role
-from portal.tenancy.services import invitation_accept, invitation_from_token
+from portal.tenancy.selectors import invitation_from_token
+from portal.tenancy.services import invitation_accept
 from portal.tenancy.views.base import model_url
 from portal.users.models import User
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from io import StringIO
@@ -201,3 +202,25 @@ def test_concurrent_appends_keep_one_unbroken_chain(transactional_db: None) -> N
     report = audit_chain_verify()
     assert report.ok, report
     assert report.entries == 90
+
+
+def test_a_non_superuser_app_role_can_neither_change_rows_nor_switch_the_trigger_off(
+    entries: list[int],
+) -> None:
+    # Production runs the app as an ordinary role: even with table privileges it cannot
+    # rewrite history, and only a superuser could disable the trigger.
+    role = f"smp_app_probe_{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")  # rolled back with the test
+        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON audit_auditlogentry TO {role}")
+    for statement, error in (
+        ("UPDATE audit_auditlogentry SET actor_label = 'x'", "append-only"),
+        ("DELETE FROM audit_auditlogentry", "append-only"),
+        ("SET LOCAL session_replication_role = replica", "permission denied"),
+    ):
+        with (
+            pytest.raises(DatabaseError, match=error),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(f"SET LOCAL ROLE {role}; {statement}")

@@ -30,6 +30,7 @@ def test_an_account_log_shows_only_that_accounts_entries(
         .content.decode()
     )
     assert "changed the role of bob@example.com from Viewer to Payer" in body
+    assert "Time (Asia/Taipei)" in body  # shown in the account's zone
     assert "charlie@example.com" not in body  # account B's entries
 
 

@@ -113,7 +113,7 @@ def test_signing_in_as_someone_else_cannot_use_the_invitation(
         _members_url(world) + "invite/", {"email": "newcomer@example.com", "role": Role.VIEWER}
     )
     invitation = Invitation.objects.get(email="newcomer@example.com")
-    from portal.tenancy.services import invitation_link
+    from portal.tenancy.selectors import invitation_link
 
     path = invitation_link(invitation=invitation)
     response = client_for(world.charlie).post(path, follow=True)

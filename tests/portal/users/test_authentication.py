@@ -319,3 +319,30 @@ def test_a_wrong_second_factor_code_is_audited() -> None:
     client.post(response["Location"], {"code": "000000"})
     assert not _signed_in(client)
     assert "auth.mfa_failed" in _events(since=start)
+
+
+def test_a_password_reset_by_email_is_audited() -> None:
+    make_user("alice@example.com")
+    client = Client()
+    client.post(reverse("account_reset_password"), {"email": "alice@example.com"})
+    assert len(mail.outbox) == 1
+    link = re.search(r"http://testserver(/accounts/password/reset/key/\S+)", mail.outbox[0].body)
+    assert link is not None
+    response = client.get(link.group(1))
+    assert response.status_code == 302  # allauth hides the key behind a session redirect
+    form_url = response["Location"]
+    start = _last_id()
+    response = client.post(
+        form_url, {"password1": "another-long-passphrase", "password2": "another-long-passphrase"}
+    )
+    assert response.status_code == 302
+    assert "auth.password_reset" in _events(since=start)
+    assert _login(Client(), "alice@example.com", "another-long-passphrase") == 302
+
+
+def test_an_unknown_address_gets_the_same_answer_as_a_known_one() -> None:
+    make_user("alice@example.com")
+    known = Client().post(reverse("account_reset_password"), {"email": "alice@example.com"})
+    unknown = Client().post(reverse("account_reset_password"), {"email": "nobody@example.com"})
+    assert known.status_code == unknown.status_code == 302
+    assert known["Location"] == unknown["Location"]

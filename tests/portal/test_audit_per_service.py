@@ -1,0 +1,224 @@
+"""Every service that changes state writes exactly one audit entry.
+
+The registry below must name every public function of every `services.py`; a new service without
+a scenario (or a reasoned exemption) fails `test_every_service_is_covered`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+
+from portal.audit.actors import SystemActor, UserActor
+from portal.audit.events import AuditEvent
+from portal.audit.models import AuditLogEntry
+from portal.tenancy import services as tenancy
+from portal.tenancy.models import Membership
+from portal.tenancy.roles import Role
+from portal.tenancy.scopes import Scope
+from portal.tenancy.tokens import invitation_token
+from portal.users import services as users
+from tests.conftest import World
+from tests.factories import SYSTEM, make_organisation, make_user
+
+ROOT = Path(__file__).resolve().parents[2]
+# A scenario prepares what the change needs and returns the change itself, so that only the
+# change under test is counted.
+Scenario = Callable[[World], Callable[[], object]]
+
+
+def _invite(world: World) -> Callable[[], object]:
+    return lambda: tenancy.invitation_create(
+        email="new@example.com", role=Role.VIEWER, account=world.account_a, actor=SYSTEM
+    )
+
+
+def _move(world: World) -> Callable[[], object]:
+    elsewhere = make_organisation("Elsewhere")
+    return lambda: tenancy.organisation_move(
+        organisation=world.sub2, parent=elsewhere, actor=SYSTEM
+    )
+
+
+def _accept(world: World) -> Callable[[], object]:
+    invitation = tenancy.invitation_create(
+        email="new@example.com", role=Role.VIEWER, account=world.account_a, actor=SYSTEM
+    )
+    newcomer = make_user("new@example.com")
+    token = invitation_token(public_id=invitation.public_id, nonce=invitation.nonce)
+    return lambda: tenancy.invitation_accept(
+        token=token, actor=UserActor(user=newcomer), as_of=timezone.now()
+    )
+
+
+def _revoke(world: World) -> Callable[[], object]:
+    invitation = tenancy.invitation_create(
+        email="new@example.com", role=Role.VIEWER, account=world.account_a, actor=SYSTEM
+    )
+    return lambda: tenancy.invitation_revoke(
+        invitation=invitation, actor=SYSTEM, as_of=timezone.now()
+    )
+
+
+def _expire(world: World) -> Callable[[], object]:
+    tenancy.invitation_create(
+        email="new@example.com", role=Role.VIEWER, account=world.account_a, actor=SYSTEM
+    )
+    later = timezone.now() + dt.timedelta(days=30)
+    return lambda: tenancy.invitations_expire(as_of=later, actor=SYSTEM)
+
+
+def _member(world: World) -> Membership:
+    return Membership.objects.get(user=world.bob, account=world.account_a)
+
+
+# Each scenario either performs the change itself, or prepares and returns a callable that does,
+# so that only the change under test is counted.
+SCENARIOS: dict[str, tuple[Scenario, AuditEvent]] = {
+    "portal.tenancy.services.organisation_create": (
+        lambda w: lambda: tenancy.organisation_create(name="New", actor=SYSTEM),
+        AuditEvent.ORGANISATION_CREATED,
+    ),
+    "portal.tenancy.services.organisation_update": (
+        lambda w: (
+            lambda: tenancy.organisation_update(
+                organisation=w.group, changes={"require_mfa": True}, actor=SYSTEM
+            )
+        ),
+        AuditEvent.ORGANISATION_UPDATED,
+    ),
+    "portal.tenancy.services.organisation_move": (
+        _move,
+        AuditEvent.ORGANISATION_MOVED,
+    ),
+    "portal.tenancy.services.account_create": (
+        lambda w: (
+            lambda: tenancy.account_create(
+                name="New",
+                payment_mode="postpaid",
+                currency="HKD",
+                time_zone="Asia/Hong_Kong",
+                actor=SYSTEM,
+            )
+        ),
+        AuditEvent.ACCOUNT_CREATED,
+    ),
+    "portal.tenancy.services.account_update": (
+        lambda w: (
+            lambda: tenancy.account_update(
+                account=w.account_a, changes={"closed_at": timezone.now()}, actor=SYSTEM
+            )
+        ),
+        AuditEvent.ACCOUNT_UPDATED,
+    ),
+    "portal.tenancy.services.membership_create": (
+        lambda w: (
+            lambda: tenancy.membership_create(
+                user=w.charlie, role=Role.VIEWER, account=w.account_a, actor=SYSTEM
+            )
+        ),
+        AuditEvent.MEMBER_ADDED,
+    ),
+    "portal.tenancy.services.membership_change_role": (
+        lambda w: (
+            lambda: tenancy.membership_change_role(
+                membership=_member(w), role=Role.PAYER, actor=SYSTEM
+            )
+        ),
+        AuditEvent.MEMBER_ROLE_CHANGED,
+    ),
+    "portal.tenancy.services.membership_remove": (
+        lambda w: lambda: tenancy.membership_remove(membership=_member(w), actor=SYSTEM),
+        AuditEvent.MEMBER_REMOVED,
+    ),
+    "portal.tenancy.services.invitation_create": (_invite, AuditEvent.INVITATION_CREATED),
+    "portal.tenancy.services.invitation_accept": (_accept, AuditEvent.INVITATION_ACCEPTED),
+    "portal.tenancy.services.invitation_revoke": (_revoke, AuditEvent.INVITATION_REVOKED),
+    "portal.tenancy.services.invitations_expire": (_expire, AuditEvent.INVITATION_EXPIRED),
+    "portal.tenancy.services.access_denied_record": (
+        lambda w: (
+            lambda: tenancy.access_denied_record(
+                actor=UserActor(user=w.bob), scope=Scope.AUDIT_READ, path="/x/", account=w.account_a
+            )
+        ),
+        AuditEvent.ACCESS_DENIED,
+    ),
+    "portal.users.services.user_create": (
+        lambda w: lambda: users.user_create(email="made@example.com", actor=SYSTEM),
+        AuditEvent.USER_CREATED,
+    ),
+    "portal.users.services.user_update": (
+        lambda w: (
+            lambda: users.user_update(
+                user=w.bob,
+                changes={"is_active": False},
+                groups=[Group.objects.get(name="auditor")],
+                actor=SYSTEM,
+            )
+        ),
+        AuditEvent.USER_STAFF_ACCESS_CHANGED,
+    ),
+    "portal.users.services.auth_event_record": (
+        lambda w: (
+            lambda: users.auth_event_record(event=AuditEvent.LOGOUT, actor=UserActor(user=w.bob))
+        ),
+        AuditEvent.LOGOUT,
+    ),
+}
+EXEMPT = {
+    # The audit write path itself.
+    "portal.audit.services.audit_record": "is the audit entry",
+    "portal.audit.services.audit_checkpoint_record": "records a verified chain head, not a change",
+    "portal.tenancy.services.invitation_email_send": (
+        "delivery bookkeeping (last_sent_at) of an invitation whose creation is audited"
+    ),
+}
+
+
+def _public_services() -> set[str]:
+    names = set()
+    for file in ROOT.glob("**/services.py"):
+        if ".venv" in file.parts:
+            continue
+        module_name = ".".join(file.relative_to(ROOT).with_suffix("").parts)
+        module = importlib.import_module(module_name)
+        for name, value in vars(module).items():
+            if (
+                not name.startswith("_")
+                and inspect.isfunction(value)
+                and value.__module__ == module_name
+            ):
+                names.add(f"{module_name}.{name}")
+    return names
+
+
+def test_every_service_is_covered() -> None:
+    assert _public_services() == set(SCENARIOS) | set(EXEMPT)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("service", sorted(SCENARIOS))
+def test_the_service_writes_exactly_one_entry(service: str, world: World) -> None:
+    prepare, event = SCENARIOS[service]
+    change = prepare(world)
+    before = AuditLogEntry.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    with transaction.atomic():
+        change()
+    entries = list(AuditLogEntry.objects.filter(id__gt=before))
+    assert [e.event_type for e in entries] == [event]
+    entry = entries[0]
+    assert entry.actor_label  # who
+    assert entry.created_at  # when
+    assert entry.hash and entry.prev_hash  # chained
+
+
+def test_system_actors_are_labelled() -> None:
+    assert SystemActor("task:x").label == "task:x"
