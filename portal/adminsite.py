@@ -125,3 +125,18 @@ class ServiceModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 def changed(form: ModelForm[Any], fields: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Return {field: new value} for the form's changed fields among `fields`."""
     return {name: form.cleaned_data[name] for name in fields if name in form.changed_data}
+
+
+class ReadOnlyModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Viewable by staff with the view permission; nobody adds, changes or deletes here."""
+
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from portal.adminsite import ReadOnlyModelAdmin
 from portal.audit.events import AUDIT_EVENTS
 from portal.audit.models import AuditCheckpoint, AuditLogEntry
 
@@ -25,21 +26,8 @@ class EventFilter(admin.SimpleListFilter):
         return queryset.filter(event_type=int(value)) if value and value.isdigit() else queryset
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    actions = None
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(AuditLogEntry)
-class AuditLogEntryAdmin(_ReadOnlyAdmin):
+class AuditLogEntryAdmin(ReadOnlyModelAdmin):
     list_display = (
         "id",
         "created_at",
@@ -59,6 +47,6 @@ class AuditLogEntryAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(AuditCheckpoint)
-class AuditCheckpointAdmin(_ReadOnlyAdmin):
+class AuditCheckpointAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "created_at", "entry_id", "entries_verified")
     ordering = ("-id",)

@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from portal.adminsite import ServiceModelAdmin, changed
+from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin, changed
 from portal.tenancy.exceptions import OrganisationTreeError
 from portal.tenancy.models import Account, Invitation, Membership, Organisation
 from portal.tenancy.roles import Role
@@ -178,7 +178,7 @@ class MembershipAdmin(ServiceModelAdmin):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class InvitationAdmin(ReadOnlyModelAdmin):
     """Read-only: invitations are made and withdrawn by members in the portal."""
 
     list_display = (
@@ -195,12 +195,3 @@ class InvitationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ("email", "account__number", "organisation__name")
     list_select_related = ("account", "organisation")
     exclude = ("nonce",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

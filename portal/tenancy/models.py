@@ -142,14 +142,51 @@ class Account(models.Model):
         return f"{self.number} {self.name}"
 
 
-def _tenant_of(
-    account: Account | None, organisation: Organisation | None
-) -> Account | Organisation:
-    # The *_one_tenant check constraints guarantee exactly one of the two.
-    tenant = account if account is not None else organisation
-    if tenant is None:
-        raise ValueError("a membership or invitation without a tenant")
-    return tenant
+class TenantGrant(models.Model):
+    """A role on exactly one tenant: an account, or an organisation (and so its subtree).
+
+    The base of Membership and Invitation; the check constraints make "exactly one tenant" and
+    "a known role" hold in the database, whatever code writes the row.
+    """
+
+    account = models.ForeignKey(
+        Account,
+        verbose_name=_("account"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="%(class)ss",
+    )
+    organisation = models.ForeignKey(
+        Organisation,
+        verbose_name=_("organisation"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="%(class)ss",
+    )
+    role = models.PositiveSmallIntegerField(_("role"), choices=Role.choices)
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(account__isnull=True, organisation__isnull=False)
+                | Q(account__isnull=False, organisation__isnull=True),
+                name="%(app_label)s_%(class)s_one_tenant",
+            ),
+            models.CheckConstraint(
+                condition=Q(role__in=[r.value for r in Role]),
+                name="%(app_label)s_%(class)s_role_known",
+            ),
+        ]
+
+    @property
+    def tenant(self) -> Account | Organisation:
+        tenant = self.account if self.account is not None else self.organisation
+        if tenant is None:  # excluded by the one_tenant constraint
+            raise ValueError(f"{type(self).__name__} {self.pk} has no tenant")
+        return tenant
 
 
 class MembershipQuerySet(models.QuerySet["Membership"]):
@@ -160,7 +197,7 @@ class MembershipQuerySet(models.QuerySet["Membership"]):
         return self.filter(organisation=organisation)
 
 
-class Membership(models.Model):
+class Membership(TenantGrant):
     """A person's role on one account, or on an organisation and so its whole subtree."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -170,23 +207,6 @@ class Membership(models.Model):
         on_delete=models.CASCADE,
         related_name="memberships",
     )
-    account = models.ForeignKey(
-        Account,
-        verbose_name=_("account"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="memberships",
-    )
-    organisation = models.ForeignKey(
-        Organisation,
-        verbose_name=_("organisation"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="memberships",
-    )
-    role = models.PositiveSmallIntegerField(_("role"), choices=Role.choices)
     created_at = models.DateTimeField(_("since"), auto_now_add=True)
     invited_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -203,14 +223,7 @@ class Membership(models.Model):
         verbose_name = _("membership")
         verbose_name_plural = _("memberships")
         constraints = [
-            models.CheckConstraint(
-                condition=Q(account__isnull=True, organisation__isnull=False)
-                | Q(account__isnull=False, organisation__isnull=True),
-                name="tenancy_membership_one_tenant",
-            ),
-            models.CheckConstraint(
-                condition=Q(role__in=[r.value for r in Role]), name="tenancy_membership_role_known"
-            ),
+            *TenantGrant.Meta.constraints,
             models.UniqueConstraint(
                 fields=["user", "account"],
                 condition=Q(account__isnull=False),
@@ -226,17 +239,13 @@ class Membership(models.Model):
     def __str__(self) -> str:
         return f"{self.user} · {Role(self.role).label} · {self.tenant}"
 
-    @property
-    def tenant(self) -> Account | Organisation:
-        return _tenant_of(self.account, self.organisation)
-
 
 class InvitationQuerySet(models.QuerySet["Invitation"]):
     def pending(self) -> Self:
         return self.filter(accepted_at__isnull=True, revoked_at__isnull=True)
 
 
-class Invitation(models.Model):
+class Invitation(TenantGrant):
     """An invitation by email to join an account or organisation with a role.
 
     The token in the emailed link is an HMAC of the invitation's id and `nonce` under the
@@ -246,23 +255,6 @@ class Invitation(models.Model):
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     email = models.EmailField(_("email"))
-    account = models.ForeignKey(
-        Account,
-        verbose_name=_("account"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="invitations",
-    )
-    organisation = models.ForeignKey(
-        Organisation,
-        verbose_name=_("organisation"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="invitations",
-    )
-    role = models.PositiveSmallIntegerField(_("role"), choices=Role.choices)
     nonce = models.CharField(max_length=32, editable=False)
     language = models.CharField(_("language"), max_length=16, default="en")
     invited_by = models.ForeignKey(
@@ -293,14 +285,7 @@ class Invitation(models.Model):
         verbose_name = _("invitation")
         verbose_name_plural = _("invitations")
         constraints = [
-            models.CheckConstraint(
-                condition=Q(account__isnull=True, organisation__isnull=False)
-                | Q(account__isnull=False, organisation__isnull=True),
-                name="tenancy_invitation_one_tenant",
-            ),
-            models.CheckConstraint(
-                condition=Q(role__in=[r.value for r in Role]), name="tenancy_invitation_role_known"
-            ),
+            *TenantGrant.Meta.constraints,
             models.CheckConstraint(
                 condition=Q(email=Lower("email")), name="tenancy_invitation_email_lower"
             ),
@@ -322,7 +307,3 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} · {Role(self.role).label}"
-
-    @property
-    def tenant(self) -> Account | Organisation:
-        return _tenant_of(self.account, self.organisation)

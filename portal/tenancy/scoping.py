@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from allauth.mfa.utils import is_mfa_enabled
 
 from portal.audit.actors import UserActor
-from portal.tenancy.models import Organisation
+from portal.tenancy.models import Account, Organisation
 from portal.tenancy.roles import Role
 from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import (
@@ -115,6 +115,28 @@ def resolve_organisation(user: User, kwargs: Mapping[str, Any]) -> OrganisationA
     if access is None:
         raise TenantNotFound
     return access
+
+
+class AccountTenantMixin:
+    """Resolve /…/<account_id>/… for the HTML and API account bases."""
+
+    account: Account
+
+    def _resolve(self, user: User, kwargs: Mapping[str, Any]) -> AccountAccess:
+        access = resolve_account(user, kwargs)
+        self.account = access.account
+        return access
+
+
+class OrganisationTenantMixin:
+    """Resolve /…/<org_id>/… for the HTML and API organisation bases."""
+
+    organisation: Organisation
+
+    def _resolve(self, user: User, kwargs: Mapping[str, Any]) -> OrganisationAccess:
+        access = resolve_organisation(user, kwargs)
+        self.organisation = access.organisation
+        return access
 
 
 def record_denial(*, actor: UserActor, access: TenantAccess, scope: Scope, path: str) -> None:

@@ -23,6 +23,7 @@ from django.utils import timezone, translation
 from portal.audit.actors import Actor, UserActor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
+from portal.lib.changes import apply_changes
 from portal.tenancy.exceptions import (
     AlreadyMember,
     InvitationEmailMismatch,
@@ -59,20 +60,6 @@ def _next_id(table: str) -> int:
         cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [table])
         (value,) = cursor.fetchone()
     return int(value)
-
-
-def _diff(instance: Any, changes: Mapping[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
-    """Apply `changes` to `instance`; return {field: {"before", "after"}} for real changes."""
-    unknown = set(changes) - allowed
-    if unknown:
-        raise ValueError(f"cannot change {sorted(unknown)} here")
-    diff: dict[str, Any] = {}
-    for name, value in changes.items():
-        before = getattr(instance, name)
-        if before != value:
-            setattr(instance, name, value)
-            diff[name] = {"before": _audit_value(before), "after": _audit_value(value)}
-    return diff
 
 
 def _audit_value(value: Any) -> Any:
@@ -121,7 +108,9 @@ def organisation_update(
     *, organisation: Organisation, changes: Mapping[str, Any], actor: Actor
 ) -> Organisation:
     """Change an organisation's name or MFA requirement; moving it is organisation_move."""
-    diff = _diff(organisation, changes, frozenset({"name", "require_mfa"}))
+    diff = apply_changes(
+        organisation, changes, allowed={"name", "require_mfa"}, describe=_audit_value
+    )
     if not diff:
         return organisation
     organisation.full_clean()
@@ -261,7 +250,7 @@ def account_update(*, account: Account, changes: Mapping[str, Any], actor: Actor
 
     :raises ValidationError: for invalid values.
     """
-    diff = _diff(account, changes, _ACCOUNT_FIELDS)
+    diff = apply_changes(account, changes, allowed=_ACCOUNT_FIELDS, describe=_audit_value)
     if not diff:
         return account
     account.full_clean()

@@ -11,6 +11,7 @@ from django.db import transaction
 from portal.audit.actors import Actor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
+from portal.lib.changes import apply_changes
 from portal.users.models import User
 
 _PROFILE_FIELDS = frozenset({"email", "name", "is_active"})
@@ -76,15 +77,7 @@ def user_update(
     Changes to `is_staff`, `is_superuser` or the staff groups are recorded as a staff-access
     change, so that the auditor can filter for them.
     """
-    unknown = set(changes) - _PROFILE_FIELDS - _STAFF_FIELDS
-    if unknown:
-        raise ValueError(f"cannot change {sorted(unknown)} here")
-    diff: dict[str, Any] = {}
-    for name, value in changes.items():
-        before = getattr(user, name)
-        if before != value:
-            setattr(user, name, value)
-            diff[name] = {"before": before, "after": value}
+    diff: dict[str, Any] = apply_changes(user, changes, allowed=_PROFILE_FIELDS | _STAFF_FIELDS)
     if "email" in diff:
         user.email = User.objects.normalize_email(user.email).lower()
         diff["email"]["after"] = user.email

@@ -7,6 +7,7 @@ non-members, 403 (audited) for members lacking the scope. `setup`, `dispatch`, `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from django.db.models import QuerySet
@@ -17,14 +18,13 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from portal.audit.actors import UserActor
-from portal.tenancy.models import Account, Organisation
 from portal.tenancy.scoping import (
+    AccountTenantMixin,
+    OrganisationTenantMixin,
     SealedScopedMixin,
     TenantNotFound,
     mfa_required_but_missing,
     record_denial,
-    resolve_account,
-    resolve_organisation,
 )
 from portal.tenancy.selectors import AccountAccess, OrganisationAccess, TenantAccess
 from portal.users.models import User
@@ -85,33 +85,21 @@ class _ScopedAPIView(SealedScopedMixin, APIView):
     def actor(self) -> UserActor:
         return UserActor.from_request(self.request._request)
 
-    def _resolve(self, user: User, kwargs: dict[str, Any]) -> TenantAccess:
+    def _resolve(self, user: User, kwargs: Mapping[str, Any]) -> TenantAccess:
         raise NotImplementedError
 
 
-class AccountAPIView(_ScopedAPIView):
+class AccountAPIView(AccountTenantMixin, _ScopedAPIView):
     """Base for every endpoint under /api/v1/accounts/<account_id>/."""
 
     _sealing_base = True
     abstract = True
-    account: Account
     access: AccountAccess
 
-    def _resolve(self, user: User, kwargs: dict[str, Any]) -> AccountAccess:
-        access = resolve_account(user, kwargs)
-        self.account = access.account
-        return access
 
-
-class OrganisationAPIView(_ScopedAPIView):
+class OrganisationAPIView(OrganisationTenantMixin, _ScopedAPIView):
     """Base for every endpoint under /api/v1/organisations/<org_id>/."""
 
     _sealing_base = True
     abstract = True
-    organisation: Organisation
     access: OrganisationAccess
-
-    def _resolve(self, user: User, kwargs: dict[str, Any]) -> OrganisationAccess:
-        access = resolve_organisation(user, kwargs)
-        self.organisation = access.organisation
-        return access

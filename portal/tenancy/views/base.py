@@ -8,6 +8,7 @@ that defines them is refused when the class is created (see portal.tenancy.scopi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from django.contrib import messages
@@ -24,12 +25,12 @@ from django.views.generic.base import ContextMixin, TemplateResponseMixin, View
 from portal.audit.actors import UserActor
 from portal.tenancy.models import Account, Organisation
 from portal.tenancy.scoping import (
+    AccountTenantMixin,
+    OrganisationTenantMixin,
     SealedScopedMixin,
     TenantNotFound,
     mfa_required_but_missing,
     record_denial,
-    resolve_account,
-    resolve_organisation,
 )
 from portal.tenancy.selectors import (
     AccountAccess,
@@ -85,22 +86,16 @@ class _ScopedView(SealedScopedMixin, TemplateResponseMixin, ContextMixin, View):
         """Return the audit actor for this request."""
         return UserActor.from_request(self.request)
 
-    def _resolve(self, user: User, kwargs: dict[str, Any]) -> TenantAccess:
+    def _resolve(self, user: User, kwargs: Mapping[str, Any]) -> TenantAccess:
         raise NotImplementedError
 
 
-class AccountView(_ScopedView):
+class AccountView(AccountTenantMixin, _ScopedView):
     """Base for every page under /a/<account_id>/."""
 
     _sealing_base = True
     abstract = True
-    account: Account
     access: AccountAccess
-
-    def _resolve(self, user: User, kwargs: dict[str, Any]) -> AccountAccess:
-        access = resolve_account(user, kwargs)
-        self.account = access.account
-        return access
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -113,18 +108,12 @@ class AccountView(_ScopedView):
         return context
 
 
-class OrganisationView(_ScopedView):
+class OrganisationView(OrganisationTenantMixin, _ScopedView):
     """Base for every page under /o/<org_id>/."""
 
     _sealing_base = True
     abstract = True
-    organisation: Organisation
     access: OrganisationAccess
-
-    def _resolve(self, user: User, kwargs: dict[str, Any]) -> OrganisationAccess:
-        access = resolve_organisation(user, kwargs)
-        self.organisation = access.organisation
-        return access
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)

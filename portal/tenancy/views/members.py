@@ -7,6 +7,7 @@ which tenant they pass to the selectors and services.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import messages
@@ -43,17 +44,20 @@ from portal.tenancy.views.base import AccountView, OrganisationView
 class _MemberOps:
     """Member management for one tenant, shared by the account and organisation views."""
 
-    def __init__(
-        self, *, tenant: Account | Organisation, access: TenantAccess, request: HttpRequest
-    ) -> None:
-        self.tenant = tenant
-        self.access = access
-        self.request = request
+    def __init__(self, view: AccountView | OrganisationView) -> None:
+        self.view = view
+        self.tenant: Account | Organisation = (
+            view.account if isinstance(view, AccountView) else view.organisation
+        )
+        self.access: TenantAccess = view.access
+        self.request = view.request
 
     @classmethod
-    def of(cls, view: AccountView | OrganisationView) -> _MemberOps:
-        tenant = view.account if isinstance(view, AccountView) else view.organisation
-        return cls(tenant=tenant, access=view.access, request=view.request)
+    def of(cls, view: object) -> _MemberOps:
+        """Build the operations for a resolved account or organisation view."""
+        if not isinstance(view, AccountView | OrganisationView):
+            raise TypeError(f"{type(view).__name__} is not a tenant view")
+        return cls(view)
 
     def actor(self) -> UserActor:
         return UserActor.from_request(self.request)
@@ -163,28 +167,28 @@ class _MemberOps:
         )
 
 
-# --- Account pages ---------------------------------------------------------------------------
+# --- The pages, once per kind of tenant ---------------------------------------------------
+# The handler mixins hold the behaviour; each concrete class picks the tenant base and states
+# the scope, so the URL walk and the cross-tenant probe see ordinary scoped views.
 
 
-class AccountMembersView(AccountView):
-    required_scope = Scope.MEMBERS_MANAGE
-    template_name = "tenancy/members.html"
+class _MembersPage:
+    template_name: str | None = "tenancy/members.html"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self.render_to_response(self.get_context_data(**_MemberOps.of(self).page_context()))
+        ops = _MemberOps.of(self)
+        return ops.view.render_to_response(ops.view.get_context_data(**ops.page_context()))
 
 
-class AccountInviteView(AccountView):
-    required_scope = Scope.MEMBERS_MANAGE
-    http_method_names = ["post"]
+class _InvitePost:
+    http_method_names: Sequence[str] = ["post"]
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return _MemberOps.of(self).invite()
 
 
-class AccountMemberRoleView(AccountView):
-    required_scope = Scope.MEMBERS_MANAGE
-    http_method_names = ["post"]
+class _RolePost:
+    http_method_names: Sequence[str] = ["post"]
 
     def post(
         self, request: HttpRequest, *args: Any, membership_id: uuid.UUID, **kwargs: Any
@@ -192,9 +196,8 @@ class AccountMemberRoleView(AccountView):
         return _MemberOps.of(self).change_role(membership_id)
 
 
-class AccountMemberRemoveView(AccountView):
-    required_scope = Scope.MEMBERS_MANAGE
-    http_method_names = ["post"]
+class _RemovePost:
+    http_method_names: Sequence[str] = ["post"]
 
     def post(
         self, request: HttpRequest, *args: Any, membership_id: uuid.UUID, **kwargs: Any
@@ -202,9 +205,8 @@ class AccountMemberRemoveView(AccountView):
         return _MemberOps.of(self).remove(membership_id)
 
 
-class AccountInvitationRevokeView(AccountView):
-    required_scope = Scope.MEMBERS_MANAGE
-    http_method_names = ["post"]
+class _RevokePost:
+    http_method_names: Sequence[str] = ["post"]
 
     def post(
         self, request: HttpRequest, *args: Any, invitation_id: uuid.UUID, **kwargs: Any
@@ -212,50 +214,41 @@ class AccountInvitationRevokeView(AccountView):
         return _MemberOps.of(self).revoke(invitation_id)
 
 
-# --- Organisation pages ----------------------------------------------------------------------
-
-
-class OrganisationMembersView(OrganisationView):
+class AccountMembersView(_MembersPage, AccountView):
     required_scope = Scope.MEMBERS_MANAGE
-    template_name = "tenancy/members.html"
-
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self.render_to_response(self.get_context_data(**_MemberOps.of(self).page_context()))
 
 
-class OrganisationInviteView(OrganisationView):
+class AccountInviteView(_InvitePost, AccountView):
     required_scope = Scope.MEMBERS_MANAGE
-    http_method_names = ["post"]
-
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return _MemberOps.of(self).invite()
 
 
-class OrganisationMemberRoleView(OrganisationView):
+class AccountMemberRoleView(_RolePost, AccountView):
     required_scope = Scope.MEMBERS_MANAGE
-    http_method_names = ["post"]
-
-    def post(
-        self, request: HttpRequest, *args: Any, membership_id: uuid.UUID, **kwargs: Any
-    ) -> HttpResponse:
-        return _MemberOps.of(self).change_role(membership_id)
 
 
-class OrganisationMemberRemoveView(OrganisationView):
+class AccountMemberRemoveView(_RemovePost, AccountView):
     required_scope = Scope.MEMBERS_MANAGE
-    http_method_names = ["post"]
-
-    def post(
-        self, request: HttpRequest, *args: Any, membership_id: uuid.UUID, **kwargs: Any
-    ) -> HttpResponse:
-        return _MemberOps.of(self).remove(membership_id)
 
 
-class OrganisationInvitationRevokeView(OrganisationView):
+class AccountInvitationRevokeView(_RevokePost, AccountView):
     required_scope = Scope.MEMBERS_MANAGE
-    http_method_names = ["post"]
 
-    def post(
-        self, request: HttpRequest, *args: Any, invitation_id: uuid.UUID, **kwargs: Any
-    ) -> HttpResponse:
-        return _MemberOps.of(self).revoke(invitation_id)
+
+class OrganisationMembersView(_MembersPage, OrganisationView):
+    required_scope = Scope.MEMBERS_MANAGE
+
+
+class OrganisationInviteView(_InvitePost, OrganisationView):
+    required_scope = Scope.MEMBERS_MANAGE
+
+
+class OrganisationMemberRoleView(_RolePost, OrganisationView):
+    required_scope = Scope.MEMBERS_MANAGE
+
+
+class OrganisationMemberRemoveView(_RemovePost, OrganisationView):
+    required_scope = Scope.MEMBERS_MANAGE
+
+
+class OrganisationInvitationRevokeView(_RevokePost, OrganisationView):
+    required_scope = Scope.MEMBERS_MANAGE
