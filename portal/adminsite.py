@@ -12,6 +12,7 @@ from typing import Any
 from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
@@ -104,6 +105,24 @@ class ServiceModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         except DomainError as error:
             messages.error(request, str(error.message))
             return HttpResponseRedirect(request.get_full_path())
+
+    def service_view(self, request: HttpRequest, obj: Any) -> None:
+        """Audit staff opening a record of personal data; models without any do nothing."""
+        return
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            obj = self.get_object(request, unquote(object_id))
+            if obj is not None:
+                self.service_view(request, obj)
+        return response
 
     def delete_view(
         self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None

@@ -36,3 +36,18 @@ def staff_mfa(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+@register(Tags.security, deploy=True)
+def audit_key(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """Without its own key the audit chain breaks the day SECRET_KEY is rotated."""
+    if not settings.PORTAL_AUDIT_KEY:
+        return [
+            Warning(
+                "PORTAL_AUDIT_KEY is not set: the audit chain is keyed from SECRET_KEY.",
+                hint="Set PORTAL_AUDIT_KEY to a long random value kept in the secret store; "
+                "never change it once the log has entries.",
+                id="portal.W003",
+            )
+        ]
+    return []

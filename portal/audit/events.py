@@ -29,6 +29,7 @@ class AuditEvent(IntEnum):
     ORGANISATION_MOVED = 102
     ACCOUNT_CREATED = 110
     ACCOUNT_UPDATED = 111
+    ACCOUNT_VIEWED_BY_STAFF = 112
     MEMBER_ADDED = 120
     MEMBER_ROLE_CHANGED = 121
     MEMBER_REMOVED = 122
@@ -43,6 +44,7 @@ class AuditEvent(IntEnum):
     USER_UPDATED = 151
     USER_STAFF_ACCESS_CHANGED = 152
     USER_DELETED = 153
+    USER_VIEWED_BY_STAFF = 154
 
     LOGIN = 900
     LOGIN_FAILED = 901
@@ -85,6 +87,9 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
     AuditEvent.ACCOUNT_UPDATED: AuditEventSpec(
         "account.update", _("changed account {number} ({name})")
     ),
+    AuditEvent.ACCOUNT_VIEWED_BY_STAFF: AuditEventSpec(
+        "account.staff_view", _("opened the staff record of account {number} ({name})")
+    ),
     AuditEvent.MEMBER_ADDED: AuditEventSpec("member.add", _("added {email} as {role}")),
     AuditEvent.MEMBER_ROLE_CHANGED: AuditEventSpec(
         "member.role_change", _("changed the role of {email} from {old_role} to {role}")
@@ -114,6 +119,9 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
         "user.staff_access", _("changed the staff access of {email}")
     ),
     AuditEvent.USER_DELETED: AuditEventSpec("user.delete", _("deleted user {email}")),
+    AuditEvent.USER_VIEWED_BY_STAFF: AuditEventSpec(
+        "user.staff_view", _("opened the staff record of user {email}")
+    ),
     AuditEvent.LOGIN: AuditEventSpec("auth.login", _("signed in")),
     AuditEvent.LOGIN_FAILED: AuditEventSpec(
         "auth.login_failed", _("failed to sign in as {identifier}")

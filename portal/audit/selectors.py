@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from django.db.models import QuerySet
 
-from portal.audit.chain import GENESIS_HASH, entry_hash
+from portal.audit.chain import GENESIS_HASH, audit_key, entry_hash
 from portal.audit.models import AuditCheckpoint, AuditLogEntry
 
 
@@ -91,6 +91,7 @@ def audit_chain_verify(*, chunk_size: int = 5000) -> ChainReport:
     last_id: int | None = None
     seen_hashes: dict[int, str] = {}
     checkpoints = dict(AuditCheckpoint.objects.values_list("entry_id", "entry_hash"))
+    key = audit_key()
     for row in _rows(chunk_size):
         if row.prev_hash != prev:
             return ChainReport(
@@ -114,6 +115,7 @@ def audit_chain_verify(*, chunk_size: int = 5000) -> ChainReport:
             data=row.data,
             ip_address=row.ip_address,
             request_id=row.request_id,
+            key=key,
         )
         if computed != row.hash:
             return ChainReport(

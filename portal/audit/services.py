@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, models, transaction
 from django.utils import timezone
 
 from portal.audit.actors import Actor
-from portal.audit.chain import GENESIS_HASH, entry_hash, normalise_data
+from portal.audit.chain import GENESIS_HASH, audit_key, data_json, entry_hash
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditCheckpoint, AuditLogEntry
 
@@ -48,9 +49,14 @@ def audit_record(
         organisation_id = organisation.pk if organisation is not None else None
     target_type = target._meta.label_lower if target is not None else ""
     target_id = str(target.pk) if target is not None else ""
-    clean_data = normalise_data(data)
     user_id = actor.user_id
     with connection.cursor() as cursor:
+        # Hash what PostgreSQL will give back: jsonb rewrites numbers, inet rewrites addresses.
+        cursor.execute(
+            "SELECT %s::jsonb::text, host(%s::inet)", [data_json(data), actor.context.ip]
+        )
+        data_text, ip = cursor.fetchone()
+        clean_data = json.loads(data_text)
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
         cursor.execute(
             "SELECT hash FROM audit_auditlogentry ORDER BY id DESC LIMIT 1",
@@ -60,7 +66,6 @@ def audit_record(
         (entry_id,) = cursor.fetchone()
     prev_hash = row[0] if row else GENESIS_HASH
     created_at = timezone.now()
-    ip = actor.context.ip
     request_id = actor.context.request_id
     entry = AuditLogEntry(
         id=entry_id,
@@ -91,6 +96,7 @@ def audit_record(
         data=clean_data,
         ip_address=ip,
         request_id=request_id,
+        key=audit_key(),
     )
     entry.save(force_insert=True)
     return entry

@@ -139,6 +139,8 @@ LANGUAGE_COOKIE_SAMESITE = "Lax"
 
 # --- Transport security -------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+# Load balancers probe the health check over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
@@ -150,8 +152,11 @@ if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
     # Only behind a proxy that strips and sets this header itself; the deploy check cannot tell.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 USE_X_FORWARDED_HOST = env_bool("DJANGO_USE_X_FORWARDED_HOST", False)
-# The audit log records the client address; behind a proxy name how many hops to trust.
+# The audit log records the client address; behind a proxy name how many hops to trust. allauth
+# keys its rate limits on the same address: without this it would see only the proxy's, and ten
+# wrong passwords from anyone would lock everyone out.
 TRUSTED_PROXY_COUNT = env_int("PORTAL_TRUSTED_PROXY_COUNT", 0)
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -334,8 +339,11 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# The key of the audit log's hash chain: keep it outside the database and never change it.
+PORTAL_AUDIT_KEY = env_optional("PORTAL_AUDIT_KEY")
+
 # --- Portal -------------------------------------------------------------------------------
 PORTAL_SITE_NAME = env_str("PORTAL_SITE_NAME", "Smart Meter Portal")
 # Links in emails sent by workers, which have no request to take the host from.
-PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000")
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL")
 PORTAL_INVITATION_TTL = timedelta(days=env_int("PORTAL_INVITATION_TTL_DAYS", 14))

@@ -19,6 +19,7 @@ from portal.tenancy.models import Account, Invitation, Membership, Organisation
 from portal.tenancy.roles import Role
 from portal.tenancy.services import (
     account_create,
+    account_staff_view_record,
     account_update,
     membership_change_role,
     membership_create,
@@ -104,6 +105,9 @@ class AccountAdmin(ServiceModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def service_view(self, request: HttpRequest, obj: Any) -> None:
+        account_staff_view_record(account=obj, actor=self.actor(request))
 
     def service_save(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> Account:
         data = form.cleaned_data

@@ -37,6 +37,12 @@ class InvitationNotPending(TenancyError):
     default_message = _("This invitation has already been used or was withdrawn.")
 
 
+class InvitationInviterLostAuthority(TenancyError):
+    default_message = _(
+        "The person who invited you may no longer give this role. Ask for a new invitation."
+    )
+
+
 class InvitationEmailMismatch(TenancyError):
     default_message = _(
         "This invitation was sent to a different email address. Sign in with that address."

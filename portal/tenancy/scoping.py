@@ -33,12 +33,19 @@ class TenantNotFound(Exception):
     """The URL names no tenant the user belongs to (rendered as 404)."""
 
 
+# The classes allowed to define sealed methods, by identity: the bases in SEALING_MODULES.
+_SEALING_CLASSES: set[type] = set()
+_UNSAFE_HANDLERS = ("post", "put", "patch", "delete")
+
+
 class SealedScopedMixin:
     """Refuse, at class creation, subclasses that could skip the tenant checks.
 
-    A class may define the methods in `sealed_methods` only if it sets `_sealing_base = True`
-    in its own body *and* lives in one of SEALING_MODULES. Concrete (non-`abstract`) classes
-    must declare `required_scope`.
+    Only the base classes defined in SEALING_MODULES may define the methods in
+    `sealed_methods`; a subclass, or any mixin placed before a base, that defines one is
+    refused. Concrete (non-`abstract`) classes must declare `required_scope`, and a scope for
+    every write method they handle (`method_scopes`), so that a new POST handler never
+    inherits a read scope by default.
     """
 
     SEALING_MODULES: ClassVar[frozenset[str]] = frozenset(
@@ -56,17 +63,26 @@ class SealedScopedMixin:
         if cls.__dict__.get("_sealing_base", False):
             if cls.__module__ not in SealedScopedMixin.SEALING_MODULES:
                 raise TypeError(f"{cls.__qualname__} may not declare itself a sealing base")
+            _SEALING_CLASSES.add(cls)
             return
         for name in cls.sealed_methods:
             owner = next((k for k in cls.__mro__ if name in k.__dict__), None)
-            if owner is not None and not owner.__dict__.get("_sealing_base", False):
+            if owner is not None and owner not in _SEALING_CLASSES:
                 raise TypeError(
                     f"{cls.__qualname__} may not override {name}() (defined by "
                     f"{owner.__qualname__}); tenant scoping would be bypassed. Use "
                     "get_scoped_queryset() or a handler method instead."
                 )
-        if not cls.__dict__.get("abstract", False) and not isinstance(cls.required_scope, Scope):
+        if cls.__dict__.get("abstract", False):
+            return
+        if not isinstance(cls.required_scope, Scope):
             raise TypeError(f"{cls.__qualname__} must declare required_scope")
+        for handler in _UNSAFE_HANDLERS:
+            if hasattr(cls, handler) and handler.upper() not in cls.method_scopes:
+                raise TypeError(
+                    f"{cls.__qualname__} handles {handler.upper()}: declare its scope in "
+                    "method_scopes"
+                )
 
     @classmethod
     def scope_for(cls, method: str) -> Scope:
@@ -137,6 +153,9 @@ class OrganisationTenantMixin:
         access = resolve_organisation(user, kwargs)
         self.organisation = access.organisation
         return access
+
+
+_SEALING_CLASSES.update({SealedScopedMixin, AccountTenantMixin, OrganisationTenantMixin})
 
 
 def record_denial(*, actor: UserActor, access: TenantAccess, scope: Scope, path: str) -> None:

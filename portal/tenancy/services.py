@@ -28,6 +28,7 @@ from portal.tenancy.exceptions import (
     AlreadyMember,
     InvitationEmailMismatch,
     InvitationExpired,
+    InvitationInviterLostAuthority,
     InvitationNotPending,
     LastOwnerError,
     MemberManagementDenied,
@@ -47,8 +48,10 @@ from portal.tenancy.selectors import (
     AccountAccess,
     OrganisationAccess,
     TenantAccess,
+    account_access_for_account,
     invitation_from_token,
     invitation_link,
+    organisation_access_for,
 )
 from portal.users.models import User
 
@@ -60,6 +63,16 @@ def _next_id(table: str) -> int:
         cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [table])
         (value,) = cursor.fetchone()
     return int(value)
+
+
+# Every change to the organisation tree holds this transaction-scoped lock: a child created while
+# its parent moves, or two crossing moves, would otherwise leave stale paths or a cycle.
+_TREE_LOCK_KEY = 0x0_7E_E0
+
+
+def _lock_tree() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_TREE_LOCK_KEY])
 
 
 def _audit_value(value: Any) -> Any:
@@ -79,6 +92,9 @@ def organisation_create(
 
     :raises OrganisationTooDeep: beyond MAX_ORGANISATION_DEPTH levels.
     """
+    _lock_tree()
+    if parent is not None:
+        parent.refresh_from_db()
     depth = parent.depth + 1 if parent is not None else 0
     if depth >= MAX_ORGANISATION_DEPTH:
         raise OrganisationTooDeep
@@ -134,7 +150,7 @@ def organisation_move(
     :raises OrganisationTreeError: if `parent` is the organisation or one of its descendants.
     :raises OrganisationTooDeep: if the subtree would exceed MAX_ORGANISATION_DEPTH.
     """
-    # Lock the whole subtree so concurrent moves cannot interleave their path rewrites.
+    _lock_tree()
     subtree = list(
         Organisation.objects.select_for_update().filter(path__startswith=organisation.path)
     )
@@ -265,6 +281,18 @@ def account_update(*, account: Account, changes: Mapping[str, Any], actor: Actor
     return account
 
 
+@transaction.atomic
+def account_staff_view_record(*, account: Account, actor: Actor) -> None:
+    """Audit a member of staff opening an account's record: its holders' personal data."""
+    audit_record(
+        actor=actor,
+        event=AuditEvent.ACCOUNT_VIEWED_BY_STAFF,
+        account=account,
+        target=account,
+        data={"number": account.number, "name": account.name},
+    )
+
+
 # --- Memberships -----------------------------------------------------------------------------
 
 
@@ -280,8 +308,18 @@ def _lock_tenant(tenant: Tenant) -> None:
     type(tenant).objects.select_for_update().filter(pk=tenant.pk).first()
 
 
+def _current_access(user: User, tenant: Tenant) -> TenantAccess | None:
+    if isinstance(tenant, Account):
+        return account_access_for_account(user=user, account=tenant)
+    return organisation_access_for(user=user, organisation_public_id=tenant.public_id)
+
+
 def _check_may_grant(by: TenantAccess | None, tenant: Tenant, *roles: Role) -> None:
-    """Refuse a member change the acting person's role does not cover."""
+    """Refuse a member change the acting person's role does not cover.
+
+    Call it after _lock_tenant: the acting person's access is read again under the lock, so a
+    role taken away a moment ago no longer counts.
+    """
     if by is None:
         return
     same_tenant = (
@@ -291,12 +329,19 @@ def _check_may_grant(by: TenantAccess | None, tenant: Tenant, *roles: Role) -> N
         and isinstance(tenant, Organisation)
         and by.organisation.pk == tenant.pk
     )
-    if not same_tenant or not by.has_scope(Scope.MEMBERS_MANAGE):
+    if not same_tenant:
+        raise MemberManagementDenied
+    current = _current_access(by.membership.user, tenant)
+    _check_authority(current, *roles)
+
+
+def _check_authority(access: TenantAccess | None, *roles: Role) -> None:
+    if access is None or not access.has_scope(Scope.MEMBERS_MANAGE):
         raise MemberManagementDenied
     for role in roles:
-        if role == Role.OWNER and not by.has_scope(Scope.TENANT_MANAGE):
+        if role == Role.OWNER and not access.has_scope(Scope.TENANT_MANAGE):
             raise MemberManagementDenied
-        if role.value < by.role.value:
+        if role.value < access.role.value:
             raise MemberManagementDenied
 
 
@@ -335,8 +380,8 @@ def membership_create(
     :raises MemberManagementDenied: if `by` may not grant this role.
     """
     tenant: Tenant = _one_tenant(account, organisation)
-    _check_may_grant(by, tenant, role)
     _lock_tenant(tenant)
+    _check_may_grant(by, tenant, role)
     if Membership.objects.filter(user=user, **_tenant_kwargs(tenant)).exists():
         raise AlreadyMember
     membership = Membership.objects.create(
@@ -459,10 +504,10 @@ def invitation_create(
     :raises ValidationError: for a malformed email address.
     """
     tenant = _one_tenant(account, organisation)
-    _check_may_grant(by, tenant, role)
     now = as_of or timezone.now()
     email = User.objects.normalize_email(email).strip().lower()
     _lock_tenant(tenant)
+    _check_may_grant(by, tenant, role)
     if Membership.objects.filter(user__email__iexact=email, **_tenant_kwargs(tenant)).exists():
         raise AlreadyMember
     invitation = (
@@ -472,6 +517,9 @@ def invitation_create(
         .first()
     )
     event = AuditEvent.INVITATION_RESENT if invitation else AuditEvent.INVITATION_CREATED
+    if invitation is not None:
+        # Re-inviting replaces the pending invitation: only someone who could have made it may.
+        _check_may_grant(by, tenant, Role(invitation.role))
     if invitation is None:
         invitation = Invitation(email=email, created_at=now, **_tenant_kwargs(tenant))
     invitation.role = role
@@ -540,18 +588,25 @@ def _user_owns_email(user: User, email: str) -> bool:
 def invitation_accept(*, token: str, actor: UserActor, as_of: dt.datetime) -> Membership:
     """Accept an invitation as the signed-in person it was sent to.
 
-    If the person already holds a weaker role on the tenant it is raised to the invited one.
+    The inviter's authority is checked again now: an invitation from someone who has since
+    lost the right to give that role is void. People who are already members are told so; an
+    invitation never changes an existing membership (roles change through the member pages).
 
     :raises InvitationInvalid: malformed or forged token.
     :raises InvitationNotPending: already accepted or revoked.
     :raises InvitationExpired: past its expiry.
     :raises InvitationEmailMismatch: the signed-in person does not own the invited address.
+    :raises InvitationInviterLostAuthority: the inviter may no longer give this role.
+    :raises AlreadyMember: the person already holds a membership on the tenant.
     """
-    invitation = invitation_from_token(token=token)
+    found = invitation_from_token(token=token)
+    # Tenant first, then the invitation: the same order as invitation_create, so the two
+    # cannot deadlock.
+    _lock_tenant(found.tenant)
     invitation = (
         Invitation.objects.select_for_update(of=("self",))
-        .select_related("account", "organisation")
-        .get(pk=invitation.pk)
+        .select_related("account", "organisation", "invited_by")
+        .get(pk=found.pk)
     )
     if invitation.accepted_at is not None or invitation.revoked_at is not None:
         raise InvitationNotPending
@@ -561,17 +616,17 @@ def invitation_accept(*, token: str, actor: UserActor, as_of: dt.datetime) -> Me
     if not _user_owns_email(user, invitation.email):
         raise InvitationEmailMismatch
     tenant = invitation.tenant
-    _lock_tenant(tenant)
     role = Role(invitation.role)
-    membership = Membership.objects.filter(user=user, **_tenant_kwargs(tenant)).first()
-    previous_role = Role(membership.role) if membership else None
-    if membership is None:
-        membership = Membership.objects.create(
-            user=user, role=role, invited_by=invitation.invited_by, **_tenant_kwargs(tenant)
-        )
-    elif role.value < membership.role:
-        membership.role = role
-        membership.save(update_fields=["role"])
+    if invitation.invited_by is not None:
+        try:
+            _check_authority(_current_access(invitation.invited_by, tenant), role)
+        except MemberManagementDenied:
+            raise InvitationInviterLostAuthority from None
+    if Membership.objects.filter(user=user, **_tenant_kwargs(tenant)).exists():
+        raise AlreadyMember
+    membership = Membership.objects.create(
+        user=user, role=role, invited_by=invitation.invited_by, **_tenant_kwargs(tenant)
+    )
     invitation.accepted_at = as_of
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
@@ -579,11 +634,7 @@ def invitation_accept(*, token: str, actor: UserActor, as_of: dt.datetime) -> Me
         actor=actor,
         event=AuditEvent.INVITATION_ACCEPTED,
         target=membership,
-        data={
-            **_invitation_data(invitation),
-            "role": Role(membership.role).api_name,
-            "previous_role": previous_role.api_name if previous_role else None,
-        },
+        data=_invitation_data(invitation),
         **_tenant_kwargs(tenant),
     )
     return membership

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 
 from portal.adminsite import ServiceModelAdmin, changed
 from portal.users.models import User
-from portal.users.services import user_create, user_update
+from portal.users.services import user_create, user_staff_view_record, user_update
 
 _STAFF_ACCESS_FIELDS = ("is_staff", "is_superuser", "groups")
 
@@ -31,9 +31,19 @@ class UserAdmin(ServiceModelAdmin):
             readonly += list(_STAFF_ACCESS_FIELDS)
         return readonly
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Support may help residents, not take over colleagues: staff and superuser records
+        # are changed by superusers only (an email change would hand over the login).
+        if obj is not None and (obj.is_staff or obj.is_superuser) and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # People are deactivated, not deleted: their audit trail and memberships stay whole.
         return False
+
+    def service_view(self, request: HttpRequest, obj: Any) -> None:
+        user_staff_view_record(user=obj, actor=self.actor(request))
 
     def service_save(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> User:
         data = form.cleaned_data
@@ -44,7 +54,8 @@ class UserAdmin(ServiceModelAdmin):
                 is_staff=data.get("is_staff", False),
                 is_superuser=data.get("is_superuser", False),
                 groups=data.get("groups") or [],
-                email_verified=True,
+                # The person confirms the address at first sign-in.
+                email_verified=False,
                 actor=self.actor(request),
             )
         original = User.objects.get(pk=obj.pk)

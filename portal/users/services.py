@@ -105,13 +105,22 @@ def user_update(
     return user
 
 
+@transaction.atomic
+def user_staff_view_record(*, user: User, actor: Actor) -> None:
+    """Audit a member of staff opening a person's record (their personal data)."""
+    audit_record(
+        actor=actor, event=AuditEvent.USER_VIEWED_BY_STAFF, target=user, data={"email": user.email}
+    )
+
+
 def _sync_primary_email(user: User) -> None:
-    # Staff changed the address: it becomes the primary one, verified by staff.
+    # Staff changed the address: it replaces every other one (the old address must no longer
+    # sign in or receive password resets), and the person confirms it at the next sign-in.
     from allauth.account.models import EmailAddress
 
-    EmailAddress.objects.filter(user=user).update(primary=False)
+    EmailAddress.objects.filter(user=user).exclude(email__iexact=user.email).delete()
     address, _ = EmailAddress.objects.get_or_create(
-        user=user, email=user.email, defaults={"primary": True, "verified": True}
+        user=user, email=user.email, defaults={"primary": True, "verified": False}
     )
     if not address.primary:
         address.primary = True

@@ -119,6 +119,14 @@ SCENARIOS: dict[str, tuple[Scenario, AuditEvent]] = {
         ),
         AuditEvent.ACCOUNT_UPDATED,
     ),
+    "portal.tenancy.services.account_staff_view_record": (
+        lambda w: lambda: tenancy.account_staff_view_record(account=w.account_a, actor=SYSTEM),
+        AuditEvent.ACCOUNT_VIEWED_BY_STAFF,
+    ),
+    "portal.users.services.user_staff_view_record": (
+        lambda w: lambda: users.user_staff_view_record(user=w.bob, actor=SYSTEM),
+        AuditEvent.USER_VIEWED_BY_STAFF,
+    ),
     "portal.tenancy.services.membership_create": (
         lambda w: (
             lambda: tenancy.membership_create(

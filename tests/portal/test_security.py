@@ -71,6 +71,8 @@ def test_the_deploy_check_is_silent_with_production_settings() -> None:
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/smartmeter",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "DJANGO_BEHIND_TLS_PROXY": "1",
+        "PORTAL_BASE_URL": "https://portal.example.com",
+        "PORTAL_AUDIT_KEY": "an-audit-key-kept-in-the-secret-store-" + "a" * 30,
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -91,6 +93,7 @@ def test_the_deploy_check_warns_about_a_process_local_cache() -> None:
         "DJANGO_SECRET_KEY": "a-production-like-secret-key-" + "k" * 40,
         "DJANGO_ALLOWED_HOSTS": "portal.example.com",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/smartmeter",
+        "PORTAL_BASE_URL": "https://portal.example.com",
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy"],
@@ -101,3 +104,4 @@ def test_the_deploy_check_warns_about_a_process_local_cache() -> None:
         check=False,
     )
     assert "portal.W001" in result.stdout + result.stderr
+    assert "portal.W003" in result.stdout + result.stderr  # no audit key of its own

@@ -40,10 +40,17 @@ class _ScopedAPIView(SealedScopedMixin, APIView):
         "get_permissions",
         "check_permissions",
         "get_queryset",
+        "as_view",
+        "scope_for",
+        "_resolve",
     )
 
     user: User
     access: TenantAccess
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        return super().as_view(**initkwargs)
 
     def setup(self, request: Any, *args: Any, **kwargs: Any) -> None:
         super().setup(request, *args, **kwargs)

@@ -45,11 +45,22 @@ from portal.users.models import User
 class _ScopedView(SealedScopedMixin, TemplateResponseMixin, ContextMixin, View):
     _sealing_base = True
     abstract = True
-    sealed_methods: ClassVar[tuple[str, ...]] = ("setup", "dispatch", "get_queryset")
+    sealed_methods: ClassVar[tuple[str, ...]] = (
+        "setup",
+        "dispatch",
+        "get_queryset",
+        "as_view",
+        "scope_for",
+        "_resolve",
+    )
 
     request: HttpRequest
     user: User
     access: TenantAccess
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        return super().as_view(**initkwargs)
 
     def setup(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
         super().setup(request, *args, **kwargs)

@@ -214,24 +214,31 @@ class _RevokePost:
         return _MemberOps.of(self).revoke(invitation_id)
 
 
+_WRITE = {"POST": Scope.MEMBERS_MANAGE}
+
+
 class AccountMembersView(_MembersPage, AccountView):
     required_scope = Scope.MEMBERS_MANAGE
 
 
 class AccountInviteView(_InvitePost, AccountView):
     required_scope = Scope.MEMBERS_MANAGE
+    method_scopes = _WRITE
 
 
 class AccountMemberRoleView(_RolePost, AccountView):
     required_scope = Scope.MEMBERS_MANAGE
+    method_scopes = _WRITE
 
 
 class AccountMemberRemoveView(_RemovePost, AccountView):
     required_scope = Scope.MEMBERS_MANAGE
+    method_scopes = _WRITE
 
 
 class AccountInvitationRevokeView(_RevokePost, AccountView):
     required_scope = Scope.MEMBERS_MANAGE
+    method_scopes = _WRITE
 
 
 class OrganisationMembersView(_MembersPage, OrganisationView):
@@ -240,15 +247,19 @@ class OrganisationMembersView(_MembersPage, OrganisationView):
 
 class OrganisationInviteView(_InvitePost, OrganisationView):
     required_scope = Scope.MEMBERS_MANAGE
+    method_scopes = _WRITE
 
 
 class OrganisationMemberRoleView(_RolePost, OrganisationView):
     required_scope = Scope.MEMBERS_MANAGE
+    method_scopes = _WRITE
 
 
 class OrganisationMemberRemoveView(_RemovePost, OrganisationView):
     required_scope = Scope.MEMBERS_MANAGE
+    method_scopes = _WRITE
 
 
 class OrganisationInvitationRevokeView(_RevokePost, OrganisationView):
     required_scope = Scope.MEMBERS_MANAGE
+    method_scopes = _WRITE

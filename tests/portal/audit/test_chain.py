@@ -224,3 +224,69 @@ def test_a_non_superuser_app_role_can_neither_change_rows_nor_switch_the_trigger
             connection.cursor() as cursor,
         ):
             cursor.execute(f"SET LOCAL ROLE {role}; {statement}")
+
+
+def test_a_role_prepared_by_db_grant_app_role_appends_but_cannot_rewrite(
+    entries: list[int],
+) -> None:
+    role = f"smp_app_{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")  # rolled back with the test
+    out = StringIO()
+    call_command("db_grant_app_role", role, stdout=out)
+    assert "audit_auditcheckpoint, audit_auditlogentry" in out.getvalue()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL ROLE {role}")
+        audit_record(actor=ACTOR, event=AuditEvent.LOGOUT)  # appending works
+        cursor.execute("SET LOCAL ROLE NONE")
+    for statement, error in (
+        ("UPDATE audit_auditlogentry SET actor_label = 'x'", "permission denied"),
+        ("TRUNCATE audit_auditlogentry", "permission denied"),
+        ("ALTER TABLE audit_auditlogentry DISABLE TRIGGER USER", "must be owner"),
+    ):
+        with (
+            pytest.raises(DatabaseError, match=error),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(f"SET LOCAL ROLE {role}; {statement}")
+    assert audit_chain_verify().ok
+
+
+def test_db_grant_app_role_refuses_an_unknown_role(db: None) -> None:
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("db_grant_app_role", "no_such_role_here", stdout=StringIO())
+
+
+@pytest.mark.parametrize("ip", ["::ffff:1.2.3.4", "2001:DB8:0:0:0:0:0:1", "1.2.3.4", None])
+def test_values_that_postgresql_rewrites_still_verify(db: None, ip: str | None) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    actor = SystemActor("task:x", context=RequestContext(ip=ip))
+    data = {
+        "big": 1e16,
+        "negative_zero": -0.0,
+        "amount": Decimal("1.10"),
+        "at": dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC),
+        "text": "é 電表",
+    }
+    with transaction.atomic():
+        audit_record(actor=actor, event=AuditEvent.LOGOUT, data=data)
+    assert audit_chain_verify().ok
+
+
+def test_numbers_json_cannot_hold_are_refused_before_anything_is_written(db: None) -> None:
+    before = AuditLogEntry.objects.count()
+    with pytest.raises(ValueError, match="JSON"), transaction.atomic():
+        audit_record(actor=ACTOR, event=AuditEvent.LOGOUT, data={"x": float("nan")})
+    assert AuditLogEntry.objects.count() == before
+
+
+def test_the_chain_is_keyed_so_a_rewritten_log_cannot_be_rehashed(entries: list[int]) -> None:
+    from django.test import override_settings
+
+    assert audit_chain_verify().ok
+    with override_settings(PORTAL_AUDIT_KEY="a-different-key"):
+        report = audit_chain_verify()
+    assert not report.ok and report.broken_id == entries[0]

@@ -133,3 +133,43 @@ def test_interface_modules_never_touch_the_orm_directly() -> None:
             if isinstance(node, ast.Attribute) and node.attr == "objects":
                 offenders.append(f"{file.relative_to(ROOT)}:{node.lineno}")
     assert offenders == [], "use a selector instead of .objects in views, api and tasks"
+
+
+def test_a_plain_mixin_claiming_to_be_a_sealing_base_is_refused() -> None:
+    class Impostor:
+        _sealing_base = True
+
+        def dispatch(self, *args: Any, **kwargs: Any) -> HttpResponse:
+            return HttpResponse("no checks")
+
+    with pytest.raises(TypeError, match="may not override dispatch"):
+        type("Bypass", (Impostor, AccountView), {"required_scope": Scope.METERS_READ})
+
+
+@pytest.mark.parametrize("method", ["_resolve", "scope_for", "as_view"])
+def test_tenant_resolution_and_scope_lookup_are_sealed_too(method: str) -> None:
+    with pytest.raises(TypeError, match=f"may not override {method}"):
+        type(
+            "Sneaky",
+            (AccountView,),
+            {method: classmethod(lambda cls: None), "required_scope": Scope.METERS_READ},
+        )
+
+
+def test_a_write_handler_must_name_its_scope() -> None:
+    def post(self: Any, request: HttpRequest) -> HttpResponse:
+        return HttpResponse()
+
+    with pytest.raises(TypeError, match="declare its scope in method_scopes"):
+        type("Writer", (AccountView,), {"required_scope": Scope.METERS_READ, "post": post})
+    writer: Any = type(
+        "Writer",
+        (AccountView,),
+        {
+            "required_scope": Scope.METERS_READ,
+            "method_scopes": {"POST": Scope.BILLING_TOPUP},
+            "post": post,
+        },
+    )
+    assert writer.scope_for("POST") == Scope.BILLING_TOPUP
+    assert writer.scope_for("GET") == Scope.METERS_READ

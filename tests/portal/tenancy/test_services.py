@@ -21,6 +21,7 @@ from portal.tenancy.exceptions import (
     InvitationEmailMismatch,
     InvitationExpired,
     InvitationInvalid,
+    InvitationInviterLostAuthority,
     InvitationNotPending,
     LastOwnerError,
     MemberManagementDenied,
@@ -390,3 +391,43 @@ def test_a_refused_change_leaves_no_audit_entry_and_no_row(world: World) -> None
     with pytest.raises(ValidationError):
         services.organisation_create(name="x" * 300, actor=SYSTEM)
     assert (AuditLogEntry.objects.count(), Organisation.objects.count()) == before
+
+
+def test_an_invitation_never_changes_an_existing_membership(world: World) -> None:
+    invitation = _invite(world, "bob.alias@example.com", role=Role.MANAGER)
+    token = invitation_token(public_id=invitation.public_id, nonce=invitation.nonce)
+    # Bob adds and verifies the invited alias on his own login, then tries the link.
+    from allauth.account.models import EmailAddress
+
+    EmailAddress.objects.create(user=world.bob, email="bob.alias@example.com", verified=True)
+    with pytest.raises(AlreadyMember), no_entry():
+        services.invitation_accept(token=token, actor=UserActor(user=world.bob), as_of=NOW)
+    assert Membership.objects.get(user=world.bob, account=world.account_a).role == Role.VIEWER
+
+
+def test_an_invitation_from_someone_who_lost_the_right_is_void(world: World) -> None:
+    invitation = _invite(world, role=Role.MANAGER, by=access(world, "max"))
+    invitation.invited_by = world.max
+    invitation.save(update_fields=["invited_by"])
+    token = invitation_token(public_id=invitation.public_id, nonce=invitation.nonce)
+    # The owner demotes the manager who sent it.
+    max_membership = Membership.objects.get(user=world.max, account=world.account_a)
+    services.membership_change_role(membership=max_membership, role=Role.VIEWER, actor=SYSTEM)
+    newcomer = make_user("new@example.com")
+    with pytest.raises(InvitationInviterLostAuthority), no_entry():
+        services.invitation_accept(token=token, actor=UserActor(user=newcomer), as_of=NOW)
+
+
+def test_a_manager_cannot_overwrite_an_owners_pending_invitation(world: World) -> None:
+    _invite(world, "heir@example.com", role=Role.OWNER)
+    with pytest.raises(MemberManagementDenied):
+        _invite(world, "heir@example.com", role=Role.VIEWER, by=access(world, "max"))
+
+
+def test_a_stale_access_object_no_longer_authorises(world: World) -> None:
+    by = access(world, "max")  # read while max is a manager
+    max_membership = Membership.objects.get(user=world.max, account=world.account_a)
+    services.membership_change_role(membership=max_membership, role=Role.VIEWER, actor=SYSTEM)
+    bob = Membership.objects.get(user=world.bob, account=world.account_a)
+    with pytest.raises(MemberManagementDenied):
+        services.membership_change_role(membership=bob, role=Role.PAYER, actor=SYSTEM, by=by)

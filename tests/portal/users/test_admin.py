@@ -142,3 +142,58 @@ def test_users_are_deactivated_not_deleted(admin_client: tuple[Client, User]) ->
     client, _ = admin_client
     person = make_user()
     assert client.get(f"/admin/users/user/{person.pk}/delete/").status_code == 403
+
+
+def test_support_staff_cannot_change_other_staff(db: None) -> None:
+    support = make_user("support@example.com", staff=False)
+    support.is_staff = True
+    support.save()
+    support.groups.add(Group.objects.get(name="support"))
+    TOTP.activate(support, generate_totp_secret())
+    superuser = make_user("root@example.com", staff=True)
+    resident = make_user("resident@example.com")
+    client = Client()
+    client.force_login(support)
+    response = client.post(
+        f"/admin/users/user/{superuser.pk}/change/",
+        {"email": "support@example.com", "name": "", "is_active": "on"},
+    )
+    assert response.status_code == 403
+    superuser.refresh_from_db()
+    assert superuser.email == "root@example.com"
+    # Residents they may help.
+    page = client.get(f"/admin/users/user/{resident.pk}/change/")
+    assert page.status_code == 200
+    assert 'name="is_staff"' not in page.content.decode()
+
+
+def test_an_email_changed_by_staff_replaces_the_old_address(
+    admin_client: tuple[Client, User],
+) -> None:
+    from allauth.account.models import EmailAddress
+
+    client, _ = admin_client
+    person = make_user("old@example.com")
+    response = client.post(
+        f"/admin/users/user/{person.pk}/change/",
+        {"email": "new@example.com", "name": "", "is_active": "on"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    addresses = list(EmailAddress.objects.filter(user=person).values_list("email", "verified"))
+    assert addresses == [("new@example.com", False)]
+
+
+def test_staff_opening_a_persons_or_accounts_record_is_audited(
+    admin_client: tuple[Client, User], world: World
+) -> None:
+    client, staff = admin_client
+    start = _last_id()
+    assert client.get(f"/admin/users/user/{world.bob.pk}/change/").status_code == 200
+    assert client.get(f"/admin/tenancy/account/{world.account_a.pk}/change/").status_code == 200
+    entries = _new_entries(start)
+    assert [e.event_type for e in entries] == [
+        AuditEvent.USER_VIEWED_BY_STAFF,
+        AuditEvent.ACCOUNT_VIEWED_BY_STAFF,
+    ]
+    assert all(e.actor_id == staff.pk for e in entries)
+    assert entries[1].account_id == world.account_a.pk
