@@ -14,6 +14,7 @@ the server, the worker, beat and the private cluster in that order.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -64,12 +65,14 @@ class PrivateCluster:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
             shutil.chown(self.socket_dir, "postgres", "postgres")
-            # The postgres user must be able to reach the folder from /.
+            # The postgres user must be able to reach the folder from /: add search (x, not
+            # read) permission for others only where it is missing, and say so.
             path = self.root
             while path != path.parent:
                 mode = path.stat().st_mode
                 if not mode & 0o001:
                     path.chmod(mode | 0o001)
+                    log(f"allowed the postgres user to traverse {path} (chmod o+x)")
                 path = path.parent
 
     def _running(self) -> bool:
@@ -81,6 +84,11 @@ class PrivateCluster:
         return result.returncode == 0
 
     def start(self) -> None:
+        if not (PG_BIN / "initdb").exists():
+            raise SetupError(
+                f"PostgreSQL 15 server binaries are not in {PG_BIN}: install postgresql-15, "
+                "set PG_BIN, or set DATABASE_URL to use an existing server"
+            )
         self._prepare_dirs()
         if not (self.data / "PG_VERSION").exists():
             log(f"creating a private PostgreSQL cluster in {self.data}")
@@ -101,7 +109,9 @@ class PrivateCluster:
                 stdout=subprocess.DEVNULL,
             )
         if self._running():
+            # Left over from a launcher that was killed; it is ours, so stop it at the end too.
             log("private PostgreSQL cluster already running; using it")
+            self.started_here = True
         else:
             options = (
                 f"-k {self.socket_dir} -c listen_addresses='' -c max_connections=50 "
@@ -160,6 +170,10 @@ class PrivateCluster:
         log("private PostgreSQL stopped")
 
 
+class SetupError(Exception):
+    """A precondition of `make run` is missing; the message says what to do."""
+
+
 def redis_reachable(url: str) -> bool:
     """True if a Redis server answers PING at `url` within a second."""
     parsed = urlparse(url)
@@ -171,6 +185,11 @@ def redis_reachable(url: str) -> bool:
             return conn.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
 
 
 class Launcher:
@@ -191,9 +210,30 @@ class Launcher:
             cwd=BASE_DIR,
         )
 
+    @property
+    def pidfile(self) -> Path:
+        return Path(self.args.state_dir) / ".local" / "run.pids"
+
+    def reap_leftovers(self) -> None:
+        """Stop the process groups a killed launcher left running (recorded in run.pids)."""
+        if not self.pidfile.exists():
+            return
+        for line in self.pidfile.read_text().split():
+            try:
+                os.killpg(int(line), signal.SIGTERM)
+                log(f"stopped process group {line} left by an earlier run")
+            except (ValueError, ProcessLookupError, PermissionError):
+                continue
+        self.pidfile.unlink()
+
     def spawn(self, name: str, command: list[str]) -> None:
+        # Each child leads its own process group, so that stopping it also stops whatever it
+        # started (runserver's reloader, the worker's pool).
         process = subprocess.Popen(command, env=self.env, cwd=BASE_DIR, start_new_session=True)
         self.children.append((name, process))
+        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        with self.pidfile.open("a") as pids:
+            pids.write(f"{process.pid}\n")
         log(f"started {name} (pid {process.pid})")
 
     def configure(self) -> None:
@@ -217,6 +257,7 @@ class Launcher:
         self.env["PORTAL_BASE_URL"] = f"http://127.0.0.1:{self.args.port}"
 
     def start(self) -> None:
+        self.reap_leftovers()
         self.configure()
         self.manage("migrate", "--no-input", "-v", "0")
         if not self.args.no_seed:
@@ -265,16 +306,19 @@ class Launcher:
             return
         self.stopping = True
         for name, process in reversed(self.children):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                log(f"stopping {name}")
+            log(f"stopping {name}")
+            _signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + 15
         for _name, process in self.children:
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
+                _signal_group(process, signal.SIGKILL)
                 process.wait()
+            # Children of the group (a reloader's server) may outlive its leader briefly.
+            _signal_group(process, signal.SIGKILL)
+        if self.pidfile.exists():
+            self.pidfile.unlink()
         if self.cluster is not None:
             self.cluster.stop()
 
@@ -305,18 +349,25 @@ def main() -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Ctrl-C, kill and a closed terminal all mean: stop everything, in order.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     code = 0
     try:
         launcher.start()
         code = launcher.wait()
     except KeyboardInterrupt:
-        log("Ctrl-C: shutting down")
+        log("shutting down")
+    except SetupError as error:
+        log(f"cannot start: {error}")
+        code = 1
     except subprocess.CalledProcessError as error:
         log(f"a setup step failed: {' '.join(map(str, error.cmd))} (status {error.returncode})")
         code = 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # A second signal must not cut the shutdown short.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         launcher.stop()
     return code
 

@@ -140,3 +140,55 @@ def test_one_interrupt_stops_everything(
         ["pgrep", "-f", str(state)], capture_output=True, text=True, check=False
     ).stdout.split()
     assert leftovers == []
+
+
+def test_a_killed_launcher_leaves_nothing_the_next_run_cannot_clean() -> None:
+    state = Path(tempfile.mkdtemp(prefix="smp-make-run-kill-"))
+    state.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DJANGO_"))}
+    env["DJANGO_SETTINGS_MODULE"] = "portal.settings.local"
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "run.py"),
+        "--state-dir",
+        str(state),
+        "--no-seed",
+    ]
+    try:
+        port = _free_port()
+        first = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        _wait_for(f"http://127.0.0.1:{port}/healthz", first)
+        first.kill()  # SIGKILL: no cleanup at all
+        first.wait()
+        # The next run adopts the cluster, stops the orphaned server and starts afresh.
+        port = _free_port()
+        log = (state / "second.log").open("w")
+        second = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        _wait_for(f"http://127.0.0.1:{port}/healthz", second)
+        second.send_signal(signal.SIGINT)
+        assert second.wait(timeout=60) == 0
+        log.close()
+        text = (state / "second.log").read_text()
+        assert "left by an earlier run" in text
+        assert "already running; using it" in text
+        assert not (state / ".pgdata" / "data" / "postmaster.pid").exists()
+        assert (
+            subprocess.run(["pgrep", "-f", str(state)], capture_output=True, check=False).stdout
+            == b""
+        )
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
