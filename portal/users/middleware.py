@@ -22,6 +22,9 @@ from portal.users.services import auth_event_record
 AUTH_AT = "portal_auth_at"
 SEEN_AT = "portal_seen_at"
 EXPIRED_NOTICE = "portal_session_expired"
+# Background requests (htmx polling for progress) send this header: they must not keep an
+# unattended session alive.
+PASSIVE_HEADER = "X-Portal-Passive"
 
 
 def _read(value: object) -> dt.datetime | None:
@@ -59,7 +62,9 @@ class SessionTimeoutMiddleware:
                 session.flush()
                 session[EXPIRED_NOTICE] = reason
                 request.user = AnonymousUser()
-            elif seen_at is None or now - seen_at >= settings.SESSION_ACTIVITY_RESOLUTION:
+            elif (
+                seen_at is None or now - seen_at >= settings.SESSION_ACTIVITY_RESOLUTION
+            ) and request.headers.get(PASSIVE_HEADER) != "1":
                 session[SEEN_AT] = now.isoformat()
 
         response = self.get_response(request)

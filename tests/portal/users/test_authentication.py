@@ -193,6 +193,20 @@ def test_a_session_ends_after_30_idle_minutes() -> None:
         assert "Your session ended" in page.content.decode()
 
 
+def test_background_polling_does_not_keep_a_session_alive() -> None:
+    user = make_user()
+    start = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
+    with time_machine.travel(start, tick=False) as clock:
+        client = Client()
+        client.force_login(user)
+        home = reverse("tenancy:home")
+        assert client.get(home).status_code == 200
+        for _ in range(4):
+            clock.shift(dt.timedelta(minutes=9))
+            client.get(home, headers={"X-Portal-Passive": "1"})
+        assert client.get(home).status_code == 302  # 36 idle minutes, polling or not
+
+
 def test_a_session_ends_12_hours_after_sign_in_however_active() -> None:
     user = make_user()
     start = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
