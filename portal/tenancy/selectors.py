@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.urls import reverse
 
 from portal.tenancy.exceptions import InvitationInvalid
@@ -118,11 +118,38 @@ def organisation_access_for(
 
 
 @dataclass(frozen=True)
-class VisibleTenants:
-    """What the landing page lists: the user's organisations and directly held accounts."""
+class VisibleOrganisation:
+    organisation: Organisation
+    role: Role
+    account_count: int
 
-    organisations: list[tuple[Organisation, Role, int]]
-    accounts: list[tuple[Account, Role]]
+    @property
+    def scopes(self) -> frozenset[Scope]:
+        """What the role allows on the organisation and on every account beneath it."""
+        return scopes_for(self.role)
+
+
+@dataclass(frozen=True)
+class VisibleAccount:
+    account: Account
+    role: Role
+
+    @property
+    def scopes(self) -> frozenset[Scope]:
+        return scopes_for(self.role)
+
+
+@dataclass(frozen=True)
+class VisibleTenants:
+    """Which organisations and accounts a person can see, with which role and scopes.
+
+    Organisations come with the number of open accounts in their subtree; accounts reached
+    only through an organisation are listed on that organisation's pages, so that a group
+    manager's list stays short however many accounts the group has.
+    """
+
+    organisations: list[VisibleOrganisation]
+    accounts: list[VisibleAccount]
 
     @property
     def is_empty(self) -> bool:
@@ -130,27 +157,38 @@ class VisibleTenants:
 
 
 def tenants_visible_to(*, user: User) -> VisibleTenants:
-    """Return the organisations (with the subtree's account count) and accounts the user holds.
-
-    Accounts reached only through an organisation are listed on that organisation's page, so a
-    group manager's landing page stays short however many accounts the group has.
-    """
-    memberships = list(
+    """Return the organisations and accounts the person holds memberships on (two queries)."""
+    # The subtree count rides along as a correlated subquery: one query for every organisation.
+    memberships = (
         Membership.objects.filter(user_id=user.pk)
         .select_related("account", "organisation")
-        .order_by("role", "created_at")
+        .annotate(
+            account_count=Subquery(
+                Account.objects.filter(
+                    organisation__path__startswith=OuterRef("organisation__path"),
+                    closed_at__isnull=True,
+                )
+                .order_by()
+                .annotate(n=Func(F("id"), function="COUNT"))
+                .values("n")[:1]
+            )
+        )
     )
-    organisations: list[tuple[Organisation, Role, int]] = []
-    accounts: list[tuple[Account, Role]] = []
+    organisations: list[VisibleOrganisation] = []
+    accounts: list[VisibleAccount] = []
     for membership in memberships:
         if membership.organisation is not None:
-            org = membership.organisation
-            count = Account.objects.in_subtree(org).filter(closed_at__isnull=True).count()
-            organisations.append((org, Role(membership.role), count))
+            organisations.append(
+                VisibleOrganisation(
+                    organisation=membership.organisation,
+                    role=Role(membership.role),
+                    account_count=membership.account_count or 0,  # type: ignore[attr-defined]
+                )
+            )
         elif membership.account is not None:
-            accounts.append((membership.account, Role(membership.role)))
-    organisations.sort(key=lambda item: item[0].path)
-    accounts.sort(key=lambda item: item[0].number)
+            accounts.append(VisibleAccount(account=membership.account, role=Role(membership.role)))
+    organisations.sort(key=lambda item: item.organisation.path)
+    accounts.sort(key=lambda item: item.account.number)
     return VisibleTenants(organisations=organisations, accounts=accounts)
 
 

@@ -70,21 +70,23 @@ class MeApi(APIView):
             "name": user.name,
             "organisations": [
                 {
-                    "id": str(org.public_id),
-                    "name": org.name,
-                    "role": role.api_name,
-                    "accounts": count,
+                    "id": str(item.organisation.public_id),
+                    "name": item.organisation.name,
+                    "role": item.role.api_name,
+                    "scopes": sorted(item.scopes),
+                    "accounts": item.account_count,
                 }
-                for org, role, count in tenants.organisations
+                for item in tenants.organisations
             ],
             "accounts": [
                 {
-                    "id": str(acc.public_id),
-                    "number": acc.number,
-                    "name": acc.name,
-                    "role": role.api_name,
+                    "id": str(item.account.public_id),
+                    "number": item.account.number,
+                    "name": item.account.name,
+                    "role": item.role.api_name,
+                    "scopes": sorted(item.scopes),
                 }
-                for acc, role in tenants.accounts
+                for item in tenants.accounts
             ],
         }
         return Response(self.MeOutputSerializer(data).data)

@@ -30,6 +30,7 @@ from portal.tenancy.exceptions import (
 )
 from portal.tenancy.models import MAX_ORGANISATION_DEPTH, Account, Membership, Organisation
 from portal.tenancy.roles import Role
+from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import (
     account_access_for_account,
     invitation_from_token,
@@ -273,11 +274,26 @@ def test_access_for_one_tenant_cannot_authorise_changes_on_another(world: World)
 
 def test_tenants_visible_to_lists_direct_accounts_and_organisations(world: World) -> None:
     visible = tenants_visible_to(user=world.group_manager)
-    assert [(org.name, role, count) for org, role, count in visible.organisations] == [
+    assert [(o.organisation.name, o.role, o.account_count) for o in visible.organisations] == [
         ("Group", Role.MANAGER, 2)
     ]
+    assert Scope.MEMBERS_MANAGE in visible.organisations[0].scopes
     assert visible.accounts == []
-    assert [acc.name for acc, _ in tenants_visible_to(user=world.bob).accounts] == ["Account A"]
+    held = tenants_visible_to(user=world.bob).accounts
+    assert [(a.account.name, a.role) for a in held] == [("Account A", Role.VIEWER)]
+    assert held[0].scopes == {Scope.METERS_READ, Scope.BILLING_READ}
+
+
+def test_tenants_visible_to_counts_subtrees_in_one_query(
+    world: World, django_assert_num_queries: Any
+) -> None:
+    for name in ("Sub 1", "Sub 2"):
+        make_membership(
+            world.group_manager, Role.VIEWER, organisation=Organisation.objects.get(name=name)
+        )
+    with django_assert_num_queries(1):
+        visible = tenants_visible_to(user=world.group_manager)
+    assert [o.account_count for o in visible.organisations] == [2, 1, 1]
 
 
 # --- invitations ----------------------------------------------------------------------------

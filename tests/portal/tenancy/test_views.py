@@ -192,3 +192,26 @@ def test_signing_in_with_the_seeded_password_works(world: World) -> None:
     client = Client()
     response = client.post("/accounts/login/", {"login": "alice@example.com", "password": PASSWORD})
     assert response.status_code == 302 and response["Location"] == reverse("tenancy:home")
+
+
+def test_an_organisation_can_require_a_second_factor_of_its_managers(
+    world: World, client_for: ClientFor
+) -> None:
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    from portal.tenancy.services import organisation_update
+    from tests.factories import SYSTEM, make_membership
+
+    organisation_update(organisation=world.group, changes={"require_mfa": True}, actor=SYSTEM)
+    page = reverse("tenancy:account_home", args=[world.acc1.public_id])
+    api = reverse("tenancy:api_account_detail", args=[world.acc1.public_id])
+    manager = client_for(world.sub1_manager)  # manager of a subsidiary of the group
+    response = manager.get(page)
+    assert response.status_code == 302 and response["Location"] == reverse("mfa_index")
+    assert manager.get(api).status_code == 403
+    viewer = make_user("org-viewer@example.com")
+    make_membership(viewer, Role.VIEWER, organisation=world.sub1)
+    assert client_for(viewer).get(page).status_code == 200  # viewers are not asked
+    TOTP.activate(world.sub1_manager, generate_totp_secret())
+    assert manager.get(page).status_code == 200
+    assert manager.get(api).status_code == 200
