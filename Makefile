@@ -34,6 +34,7 @@ makemessages: $(VENV)/.runtime  ## refresh the zh-Hant catalog from the sources
 	$(PY) manage.py makemessages -l zh_Hant --ignore=.venv --ignore=.pgdata --ignore=tests --no-obsolete
 
 run: $(VENV)/.runtime messages  ## set everything up and serve the demo on http://127.0.0.1:8000
+	@scripts/system-deps.sh run
 	$(PY) scripts/run.py
 
 system-deps:  ## install the Debian packages the tests need (when missing, as root)

@@ -5,8 +5,9 @@ set -euo pipefail
 
 case "${1:-test}" in
   gettext) packages=(gettext) ;;
-  test) packages=(gettext chromium fonts-noto-cjk) ;;
-  *) echo "usage: $0 [gettext|test]" >&2; exit 2 ;;
+  run) packages=(gettext postgresql-15-partman) ;;
+  test) packages=(gettext postgresql-15-partman chromium fonts-noto-cjk) ;;
+  *) echo "usage: $0 [gettext|run|test]" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -40,6 +40,20 @@ class AuditEvent(IntEnum):
     INVITATION_RESENT = 134
     ACCESS_DENIED = 140
 
+    IMPORT_BATCH_CREATED = 200
+    IMPORT_BATCH_FINISHED = 201
+    IMPORT_BATCH_FAILED = 202
+    READING_EDITED = 210
+    READING_CONFLICT_RESOLVED = 211
+    METER_EVENT_ACKNOWLEDGED = 220
+    METER_COMMAND_CREATED = 230
+    METER_COMMAND_UPDATED = 231
+    SUPPLY_STARTED = 240
+    SUPPLY_UPDATED = 241
+    FLEET_CREATED = 250
+    FLEET_UPDATED = 251
+    FLEET_DELETED = 252
+
     USER_CREATED = 150
     USER_UPDATED = 151
     USER_STAFF_ACCESS_CHANGED = 152
@@ -113,6 +127,40 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
     AuditEvent.ACCESS_DENIED: AuditEventSpec(
         "access.denied", _("was refused {path}: the role lacks {scope}")
     ),
+    AuditEvent.IMPORT_BATCH_CREATED: AuditEventSpec(
+        "import.create", _("sent import batch {batch} ({format}, {size} bytes)")
+    ),
+    AuditEvent.IMPORT_BATCH_FINISHED: AuditEventSpec(
+        "import.finish",
+        _("import batch {batch} finished: {inserted} new readings, {rejected} rejected"),
+    ),
+    AuditEvent.IMPORT_BATCH_FAILED: AuditEventSpec(
+        "import.fail", _("import batch {batch} failed: {error}")
+    ),
+    AuditEvent.READING_EDITED: AuditEventSpec(
+        "reading.edit", _("corrected the reading of {register} at {ts}: {reason}")
+    ),
+    AuditEvent.READING_CONFLICT_RESOLVED: AuditEventSpec(
+        "reading.conflict_resolve", _("resolved the conflicting reading of {register} at {ts}")
+    ),
+    AuditEvent.METER_EVENT_ACKNOWLEDGED: AuditEventSpec(
+        "meter_event.acknowledge", _("acknowledged the {kind} event of meter {meter}")
+    ),
+    AuditEvent.METER_COMMAND_CREATED: AuditEventSpec(
+        "meter_command.create", _("queued the command {command} for meter {meter}: {reason}")
+    ),
+    AuditEvent.METER_COMMAND_UPDATED: AuditEventSpec(
+        "meter_command.update", _("recorded the command {command} of meter {meter} as {status}")
+    ),
+    AuditEvent.SUPPLY_STARTED: AuditEventSpec(
+        "supply.start", _("started the supply at {service_point} from {start}")
+    ),
+    AuditEvent.SUPPLY_UPDATED: AuditEventSpec(
+        "supply.update", _("changed the supply at {service_point}")
+    ),
+    AuditEvent.FLEET_CREATED: AuditEventSpec("fleet.create", _("created {model} {name}")),
+    AuditEvent.FLEET_UPDATED: AuditEventSpec("fleet.update", _("changed {model} {name}")),
+    AuditEvent.FLEET_DELETED: AuditEventSpec("fleet.delete", _("deleted {model} {name}")),
     AuditEvent.USER_CREATED: AuditEventSpec("user.create", _("created user {email}")),
     AuditEvent.USER_UPDATED: AuditEventSpec("user.update", _("changed user {email}")),
     AuditEvent.USER_STAFF_ACCESS_CHANGED: AuditEventSpec(

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "allauth",
     "allauth.account",
     "allauth.mfa",
@@ -304,7 +305,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # readings (bulk imports), billing, notifications (email/SMS) and default.
 CELERY_TASK_ROUTES = {
     "portal.tenancy.tasks.invitation_send_task": {"queue": "notifications"},
-    "meters.tasks.*": {"queue": "readings"},
+    "meters.tasks.import_batch_task": {"queue": "readings"},
+    "meters.tasks.meter_events_notify_task": {"queue": "notifications"},
     "billing.tasks.*": {"queue": "billing"},
 }
 CELERY_BEAT_SCHEDULE = {
@@ -316,7 +318,32 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.tenancy.tasks.invitations_expire_task",
         "schedule": crontab(minute=5),
     },
+    "import-sweeper": {"task": "meters.tasks.import_sweeper_task", "schedule": 30.0},
+    "import-inbox": {"task": "meters.tasks.import_inbox_task", "schedule": 60.0},
+    "inbound-flush": {"task": "meters.tasks.inbound_flush_task", "schedule": 10.0},
+    "derived-events-hourly": {
+        "task": "meters.tasks.derived_events_task",
+        "schedule": crontab(minute=20),
+    },
+    "partition-maintenance-daily": {
+        "task": "meters.tasks.partition_maintenance_task",
+        "schedule": crontab(hour=2, minute=40),
+    },
 }
+
+# --- Meter readings -----------------------------------------------------------------------
+MEDIA_ROOT = Path(env_str("PORTAL_MEDIA_ROOT", str(BASE_DIR / ".local" / "media")))
+# Import payloads are kept (content-addressed) so a batch can be parsed again.
+PORTAL_IMPORT_STORAGE = env_str("PORTAL_IMPORT_STORAGE", str(MEDIA_ROOT / "imports"))
+# Files dropped here become import batches (format from the suffix: .csv .txt .xml .ndjson .json).
+PORTAL_IMPORT_INBOX = env_str("PORTAL_IMPORT_INBOX", str(BASE_DIR / ".local" / "inbox"))
+# Largest file accepted through the portal and the API (the command line has no limit).
+PORTAL_IMPORT_MAX_UPLOAD = env_int("PORTAL_IMPORT_MAX_UPLOAD_MB", 50) * 1024 * 1024
+# ChirpStack's HTTP integration sends this in the Authorization header: "Bearer <token>".
+CHIRPSTACK_INTEGRATION_TOKEN = env_optional("CHIRPSTACK_INTEGRATION_TOKEN")
+MQTT_HOST = env_str("MQTT_HOST", "127.0.0.1")
+MQTT_PORT = env_int("MQTT_PORT", 1883)
+MQTT_TOPIC = env_str("MQTT_TOPIC", "application/+/device/+/event/+")
 
 # --- Logging ------------------------------------------------------------------------------
 LOGGING = {

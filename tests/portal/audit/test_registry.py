@@ -18,6 +18,7 @@ def test_every_event_lies_in_its_domain_range() -> None:
         "tenancy": ("organisation.", "account.", "member.", "invitation.", "access."),
         "users": ("user.",),
         "auth": ("auth.",),
+        "meters": ("import.", "reading.", "meter_event.", "meter_command.", "supply.", "fleet."),
     }
     for event, spec in AUDIT_EVENTS.items():
         domain = next(d for d, r in DOMAIN_RANGES.items() if event.value in r)

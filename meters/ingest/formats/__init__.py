@@ -1,0 +1,1 @@
+"""Parsers of the supported formats; each streams rows into the staging tables."""

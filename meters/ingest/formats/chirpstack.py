@@ -1,0 +1,138 @@
+"""ChirpStack v4 integration events (JSON mapping of integration.proto), one per line.
+
+A line is either a raw UplinkEvent/StatusEvent, or {"event": "up"|"status", "payload": {...},
+"received_at": "..."} as the HTTP endpoint and the MQTT subscriber store them. Devices are
+found by devEui. The device codec's decoded `object` carries the readings:
+
+    {"readings": [{"register": "import", "value": 123.456, "unit": "m3", "time": "..."}],
+     "alarms": ["leak", "tamper_magnetic"], "valve": "open" | "closed"}
+
+or a single reading as flat keys (`value`, `delta`, `unit`, `register`, `time`). Status events
+report the battery level (percent).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from typing import Any, BinaryIO
+
+from meters.ingest.staging import (
+    SOURCE_TAMPER,
+    BatchError,
+    ParsedItem,
+    RowError,
+    StageEvent,
+    StageRow,
+)
+from meters.models import ImportBatch
+
+ALARMS = {"tamper_magnetic", "tamper_tilt", "tamper_cover", "leak", "burst", "backflow"}
+MAX_LINE_BYTES = 256 * 1024
+
+
+def _time(text: Any) -> dt.datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
+
+
+def _number(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def parse(stream: BinaryIO, batch: ImportBatch) -> Iterator[ParsedItem]:
+    line = 0
+    for raw in stream:
+        line += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise BatchError(f"Line {line} is longer than {MAX_LINE_BYTES} bytes.")
+        if not raw.strip():
+            continue
+        try:
+            message = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise BatchError(f"Line {line} is not JSON: {error}.") from None
+        if not isinstance(message, dict):
+            raise BatchError(f"Line {line} is not a JSON object.")
+        yield from _message(line, message, batch)
+
+
+def _message(line: int, message: dict[str, Any], batch: ImportBatch) -> Iterator[ParsedItem]:
+    payload = message.get("payload") if "payload" in message else message
+    if not isinstance(payload, dict):
+        yield RowError(line, "payload is not an object")
+        return
+    event = message.get("event") or ("status" if "batteryLevel" in payload else "up")
+    received = _time(message.get("received_at")) or _time(payload.get("time")) or batch.received_at
+    device = payload.get("deviceInfo") or {}
+    dev_eui = str(device.get("devEui") or "").upper() or None
+    if dev_eui is None:
+        yield RowError(line, "event without deviceInfo.devEui")
+        return
+    if event == "status":
+        if payload.get("batteryLevelUnavailable") or "batteryLevel" not in payload:
+            return
+        battery = _number(payload.get("batteryLevel"))
+        if battery is not None:
+            yield StageEvent(
+                line=line, kind="status", occurred_at=received, dev_eui=dev_eui,
+                data={"battery": float(battery), "source": "chirpstack"},
+            )
+        return
+    if event != "up":
+        return
+    decoded = payload.get("object")
+    if not isinstance(decoded, dict):
+        yield RowError(line, "uplink without a decoded object: configure the device codec")
+        return
+    event_time = _time(payload.get("time")) or received
+    readings = decoded.get("readings")
+    if readings is None and ("value" in decoded or "delta" in decoded):
+        readings = [decoded]
+    alarms = [a for a in decoded.get("alarms") or [] if isinstance(a, str)]
+    flags = SOURCE_TAMPER if any(a.startswith("tamper") for a in alarms) else 0
+    for reading in readings or []:
+        if not isinstance(reading, dict):
+            yield RowError(line, "a reading is not an object")
+            continue
+        value, delta = _number(reading.get("value")), _number(reading.get("delta"))
+        unit = reading.get("unit")
+        when = _time(reading.get("time")) or event_time
+        if (value is None and delta is None) or not isinstance(unit, str):
+            yield RowError(line, "a reading needs a numeric value or delta and a unit")
+            continue
+        duration = reading.get("duration")
+        yield StageRow(
+            line=line, ts=when, unit=unit.strip().lower(), dev_eui=dev_eui,
+            register_code=str(reading["register"])[:32] if reading.get("register") else None,
+            value=value, delta=delta,
+            duration_s=int(duration) if isinstance(duration, int) else None,
+            received_at=received, src_flags=flags,
+        )
+    for alarm in alarms:
+        if alarm in ALARMS:
+            yield StageEvent(
+                line=line, kind=alarm, occurred_at=event_time, dev_eui=dev_eui,
+                data={"source": "chirpstack", "fCnt": payload.get("fCnt")},
+            )
+        else:
+            yield RowError(line, f"unknown alarm {alarm!r}")
+    valve = decoded.get("valve")
+    if valve in ("open", "closed"):
+        yield StageEvent(
+            line=line, kind="status", occurred_at=event_time, dev_eui=dev_eui,
+            data={"valve": valve, "source": "chirpstack"},
+        )

@@ -1,0 +1,610 @@
+"""Running a batch through the stages, resumably.
+
+    parsing     the file is COPYed into the staging tables            (one transaction)
+    validating  units, meters and registers resolved; bad rows         (one transaction)
+                rejected; structural problems fail the whole batch
+    merging     chunks of registers validated (VEE) and merged, each   (one transaction each)
+                with its rollups and the checkpoint
+    finishing   events and meter status, staging dropped               (one transaction)
+
+The stage and the number of merged chunks are saved with each step, so a batch whose worker
+died continues where it stopped. A session advisory lock per batch keeps two workers (a
+redelivered task and the sweeper's) from running the same batch at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from django.db import DatabaseError, connection, transaction
+from psycopg import sql
+
+from meters.ingest import sql as q
+from meters.ingest import staging
+from meters.ingest.staging import BatchError, ParsedItem
+from meters.ingest.units import MAX_SOURCE_MAGNITUDE, unit_rows
+from meters.models import ImportBatch, ImportRowError, MeterEvent
+
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 200_000
+STAGES = ("parsing", "validating", "merging", "finishing")
+
+# Default physical maxima (base units per hour) for meters registered by an import.
+DEFAULT_MAX_RATE = {"electricity": 250_000, "heat": 250_000, "water": 10_000, "gas": 20_000}
+DEFAULT_STUCK_HOURS = {"electricity": 24, "heat": 24, "water": 72, "gas": 72}
+EVENT_SEVERITY = {
+    "tamper_magnetic": MeterEvent.Severity.SERIOUS,
+    "tamper_tilt": MeterEvent.Severity.SERIOUS,
+    "tamper_cover": MeterEvent.Severity.SERIOUS,
+    "leak": MeterEvent.Severity.SERIOUS,
+    "burst": MeterEvent.Severity.SERIOUS,
+    "backflow": MeterEvent.Severity.WARNING,
+    "valve_open": MeterEvent.Severity.INFO,
+    "valve_closed": MeterEvent.Severity.WARNING,
+    "battery_low": MeterEvent.Severity.WARNING,
+    "power_outage": MeterEvent.Severity.WARNING,
+    "communication_lost": MeterEvent.Severity.WARNING,
+    "night_flow": MeterEvent.Severity.SERIOUS,
+}
+BATTERY_LOW_PERCENT = 20
+
+Parser = Callable[[BinaryIO, ImportBatch], Iterator[ParsedItem]]
+
+
+class BatchBusy(Exception):
+    """Another worker holds the batch; this run does nothing."""
+
+
+def _exec(statement: str | sql.Composable, params: Any = None) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        text = statement if isinstance(statement, str) else statement.as_string(cursor.connection)
+        cursor.execute(text, params)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+@contextmanager
+def batch_lock(batch_id: int) -> Iterator[None]:
+    """Hold the batch's session advisory lock for the block.
+
+    :raises BatchBusy: if another session holds it.
+    """
+    (got,) = _exec("SELECT pg_try_advisory_lock(%s)", [q.BATCH_LOCK + batch_id])[0]
+    if not got:
+        raise BatchBusy
+    try:
+        yield
+    finally:
+        _exec("SELECT pg_advisory_unlock(%s)", [q.BATCH_LOCK + batch_id])
+
+
+def batch_is_locked(batch_id: int) -> bool:
+    """True while some worker is running the batch (its session still holds the lock)."""
+    (got,) = _exec("SELECT pg_try_advisory_lock(%s)", [q.BATCH_LOCK + batch_id])[0]
+    if got:
+        _exec("SELECT pg_advisory_unlock(%s)", [q.BATCH_LOCK + batch_id])
+    return not got
+
+
+def _save(batch: ImportBatch, *fields: str) -> None:
+    batch.save(update_fields=list(fields))
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+def stage_payload(batch: ImportBatch, parser: Parser | None) -> None:
+    """Parse the payload into the staging tables (CSV goes straight to COPY)."""
+    from meters.ingest.formats import csv as csv_format
+
+    with transaction.atomic():
+        staging.create_tables(batch.pk)
+        errors: list[staging.RowError] = []
+        error_count = 0
+        with Path(batch.payload_path).open("rb") as stream:
+            if parser is None:
+                csv_format.copy_csv(batch.pk, stream)
+                csv_format.stage_csv(batch.pk)
+            else:
+                result = staging.write_items(batch.pk, parser(stream, batch))
+                errors, error_count = result.errors, result.error_count
+        (rows,) = _exec(
+            sql.SQL("SELECT count(*) FROM {}").format(staging.stage_table(batch.pk))
+        )[0]
+        ImportRowError.objects.bulk_create(
+            ImportRowError(batch=batch, line=error.line, message=error.message[:2000])
+            for error in errors
+        )
+        batch.seen = rows + error_count
+        batch.rejected = error_count
+        batch.row_error_count = error_count
+        batch.stage = "validating"
+        batch.progress = 10
+        _save(batch, "seen", "rejected", "row_error_count", "stage", "progress")
+
+
+# --- validating -----------------------------------------------------------------------------
+
+
+def _units_param() -> dict[str, Any]:
+    rows = unit_rows()
+    return {
+        "symbols": [row[0] for row in rows],
+        "bases": [row[1] for row in rows],
+        "factors": [row[2] for row in rows],
+    }
+
+
+_UNITS = "unnest(%(symbols)s::text[], %(bases)s::text[], %(factors)s::numeric[]) AS u(symbol, base, factor)"
+
+
+def _fail_if_any(statement: sql.Composable, params: dict[str, Any], message: str) -> None:
+    rows = _exec(sql.SQL("{} LIMIT 5").format(statement), params)
+    if rows:
+        listed = "; ".join(f"line {line}: {text}" for line, text in rows)
+        raise BatchError(f"{message} Nothing was imported. {listed}")
+
+
+def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
+    """Resolve meters, registers and units; reject rows; fail on structural problems.
+
+    :raises BatchError: on units that do not exist or do not fit the register, absurd values,
+        or meters of conflicting kinds.
+    """
+    stage = staging.stage_table(batch.pk)
+    params: dict[str, Any] = {
+        **_units_param(),
+        "max": MAX_SOURCE_MAGNITUDE,
+        "received": batch.received_at,
+        "org": batch.organisation_id,
+        "subtree": subtree,
+        "batch": batch.pk,
+        "tz": "UTC",
+    }
+    with transaction.atomic():
+        _fail_if_any(
+            sql.SQL(
+                "SELECT line, 'unknown unit \"' || unit || '\"' FROM {s} "
+                "WHERE unit <> ALL(%(symbols)s) ORDER BY line"
+            ).format(s=stage),
+            params,
+            "The file uses units this portal does not know.",
+        )
+        _fail_if_any(
+            sql.SQL(
+                "SELECT line, 'value out of range' FROM {s} "
+                "WHERE abs(value) > %(max)s OR abs(delta) > %(max)s OR value < 0 "
+                "OR value = 'NaN' OR delta = 'NaN' ORDER BY line"
+            ).format(s=stage),
+            params,
+            "The file has absurd values.",
+        )
+        # Meters: by serial, else by LoRaWAN DevEUI; organisations send only their own.
+        owner = "AND m.organisation_id = ANY(%(subtree)s)" if subtree is not None else ""
+        _exec(
+            sql.SQL(
+                "UPDATE {s} s SET meter_id = m.id FROM meters_meter m "
+                "WHERE s.serial IS NOT NULL AND m.serial = s.serial " + owner
+            ).format(s=stage),
+            params,
+        )
+        _exec(
+            sql.SQL(
+                "UPDATE {s} s SET meter_id = m.id FROM meters_meter m "
+                "WHERE s.meter_id IS NULL AND s.dev_eui IS NOT NULL "
+                "AND m.dev_eui = upper(s.dev_eui) " + owner
+            ).format(s=stage),
+            params,
+        )
+        if batch.register_meters:
+            _register_meters(batch, stage, params)
+        _exec(
+            sql.SQL(
+                "UPDATE {s} s SET register_id = r.id FROM meters_register r "
+                "WHERE s.meter_id = r.meter_id AND r.code = s.register_code"
+            ).format(s=stage)
+        )
+        _exec(
+            sql.SQL(
+                "UPDATE {s} s SET register_id = r.id FROM meters_register r "
+                "WHERE s.register_id IS NULL AND s.register_code IS NULL "
+                "AND s.meter_id = r.meter_id AND r.is_main"
+            ).format(s=stage)
+        )
+        _fail_if_any(
+            sql.SQL(
+                "SELECT s.line, 'unit ' || s.unit || ' does not fit register ' || r.code "
+                "|| ', measured in ' || r.unit FROM {s} s "
+                "JOIN meters_register r ON r.id = s.register_id "
+                "JOIN " + _UNITS + " ON u.symbol = s.unit "
+                "WHERE u.base <> r.unit ORDER BY s.line"
+            ).format(s=stage),
+            params,
+            "Units do not fit the registers.",
+        )
+        _exec(
+            sql.SQL(
+                "UPDATE {s} s SET "
+                "base_value = round(s.value * u.factor * r.multiplier)::bigint, "
+                "base_delta = round(s.delta * u.factor * r.multiplier)::bigint "
+                "FROM meters_register r, " + _UNITS + " "
+                "WHERE r.id = s.register_id AND u.symbol = s.unit"
+            ).format(s=stage),
+            params,
+        )
+        _exec(
+            sql.SQL(
+                """
+                UPDATE {s} SET reject = CASE
+                    WHEN meter_id IS NULL THEN
+                        'unknown meter "' || coalesce(serial, dev_eui, '') || '"'
+                    WHEN register_id IS NULL THEN
+                        'meter "' || coalesce(serial, dev_eui, '') || '" has no register "'
+                        || coalesce(register_code, '(main)') || '"'
+                    WHEN ts > coalesce(received_at, %(received)s) + interval '{future}' THEN
+                        'the timestamp ' || to_char(ts AT TIME ZONE 'UTC',
+                                                    'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                        || ' is in the future'
+                    WHEN ts < '1990-01-01' THEN 'a timestamp before 1990 is implausible'
+                END
+                """.replace("{future}", q.FUTURE_TOLERANCE)
+            ).format(s=stage),
+            params,
+        )
+        rejected = _exec(
+            sql.SQL("SELECT count(*) FROM {s} WHERE reject IS NOT NULL").format(s=stage)
+        )[0][0]
+        room = max(0, staging.MAX_STORED_ROW_ERRORS - batch.row_error_count)
+        _exec(
+            sql.SQL(
+                "INSERT INTO meters_importrowerror (batch_id, line, message) "
+                "SELECT %(batch)s, line, reject FROM {s} WHERE reject IS NOT NULL "
+                "ORDER BY line LIMIT %(room)s"
+            ).format(s=stage),
+            {**params, "room": room},
+        )
+        _exec(
+            sql.SQL(
+                "CREATE INDEX ON {s} (register_id) WHERE reject IS NULL; ANALYZE {s}"
+            ).format(s=stage)
+        )
+        _ensure_partitions(stage)
+        plan = chunk_plan(batch)
+        batch.rejected += rejected
+        batch.row_error_count += rejected
+        batch.stage = "merging"
+        batch.chunks_total = len(plan)
+        batch.chunks_done = 0
+        batch.progress = 20
+        _save(batch, "rejected", "row_error_count", "stage", "chunks_total", "chunks_done",
+              "progress")
+
+
+def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str, Any]) -> None:
+    """Create the unknown meters (and registers) the batch names, on new service points."""
+    _fail_if_any(
+        sql.SQL(
+            "SELECT min(line), 'meter \"' || serial || '\" appears as several kinds' "
+            "FROM {s} WHERE meter_id IS NULL AND serial IS NOT NULL AND kind IS NOT NULL "
+            "GROUP BY serial HAVING count(DISTINCT kind) > 1 ORDER BY 1"
+        ).format(s=stage),
+        params,
+        "Conflicting meter kinds.",
+    )
+    communication = {
+        "dsmr": "p1",
+        "chirpstack": "lorawan",
+    }.get(batch.format, "manual")
+    max_rates = "CASE " + " ".join(
+        f"WHEN kind = '{kind}' THEN {rate}" for kind, rate in DEFAULT_MAX_RATE.items()
+    ) + " END"
+    stuck = "CASE " + " ".join(
+        f"WHEN m.kind = '{kind}' THEN {hours}" for kind, hours in DEFAULT_STUCK_HOURS.items()
+    ) + " END"
+    _exec(
+        sql.SQL(
+            "CREATE TEMP TABLE m_new_meters ON COMMIT DROP AS "
+            "SELECT serial, min(kind) AS kind, upper(max(dev_eui)) AS dev_eui, "
+            "min(coalesce(ts - make_interval(secs => duration_s), ts)) AS first_ts "
+            "FROM {s} WHERE meter_id IS NULL AND serial IS NOT NULL AND kind IS NOT NULL "
+            "GROUP BY serial"
+        ).format(s=stage)
+    )
+    _exec(
+        "INSERT INTO meters_meter (public_id, serial, kind, communication, dev_eui, "
+        "organisation_id, max_rate, valve_state, created_at) "
+        f"SELECT gen_random_uuid(), serial, kind, %(comm)s, dev_eui, %(org)s, {max_rates}, '', now() "
+        "FROM m_new_meters ON CONFLICT DO NOTHING",
+        {**params, "comm": communication},
+    )
+    _exec(
+        "INSERT INTO meters_servicepoint (public_id, code, kind, address, time_zone, created_at) "
+        "SELECT gen_random_uuid(), left('SP-' || n.serial, 64), n.kind, '', %(tz)s, now() "
+        "FROM m_new_meters n JOIN meters_meter m ON m.serial = n.serial "
+        "WHERE NOT EXISTS (SELECT 1 FROM meters_meterinstallation mi WHERE mi.meter_id = m.id) "
+        "ON CONFLICT DO NOTHING",
+        params,
+    )
+    _exec(
+        "INSERT INTO meters_meterinstallation (meter_id, service_point_id, installed_at) "
+        "SELECT m.id, sp.id, n.first_ts - interval '1 second' "
+        "FROM m_new_meters n JOIN meters_meter m ON m.serial = n.serial "
+        "JOIN meters_servicepoint sp ON sp.code = left('SP-' || n.serial, 64) "
+        "WHERE NOT EXISTS (SELECT 1 FROM meters_meterinstallation mi WHERE mi.meter_id = m.id)"
+    )
+    _exec(
+        sql.SQL(
+            "UPDATE {s} s SET meter_id = m.id FROM meters_meter m "
+            "WHERE s.meter_id IS NULL AND m.serial = s.serial"
+        ).format(s=stage)
+    )
+    # The interval a new register reports at: stated by the format, or else the spacing most
+    # of its rows share (half of them at least), so that short gaps can be estimated.
+    _exec(
+        sql.SQL(
+            """
+            CREATE TEMP TABLE m_new_intervals ON COMMIT DROP AS
+            SELECT meter_id, code, mode() WITHIN GROUP (ORDER BY step) AS step,
+                   count(*) AS steps
+            FROM (SELECT meter_id, coalesce(register_code, 'import') AS code,
+                         extract(epoch FROM ts - lag(ts) OVER (
+                             PARTITION BY meter_id, coalesce(register_code, 'import')
+                             ORDER BY ts))::integer AS step
+                  FROM {s} WHERE meter_id IS NOT NULL) d
+            WHERE step > 0
+            GROUP BY meter_id, code
+            """
+        ).format(s=stage)
+    )
+    _exec(
+        sql.SQL(
+            """
+            DELETE FROM m_new_intervals i
+            WHERE steps < 2 OR (SELECT count(*) FROM (
+                SELECT extract(epoch FROM ts - lag(ts) OVER (ORDER BY ts))::integer AS step
+                FROM {s} WHERE meter_id = i.meter_id
+                  AND coalesce(register_code, 'import') = i.code) x
+                WHERE x.step = i.step) * 2 < i.steps
+            """
+        ).format(s=stage)
+    )
+    # Registers the rows name (or the main import register), with what the format states.
+    _exec(
+        sql.SQL(
+            f"""
+            INSERT INTO meters_register (meter_id, code, direction, tariff_rate, unit, series,
+                                         dials, display_unit, multiplier, wrap_value, obis,
+                                         interval_seconds, is_main, stuck_hours)
+            SELECT DISTINCT ON (s.meter_id, coalesce(s.register_code, 'import'))
+                   s.meter_id, coalesce(s.register_code, 'import'),
+                   coalesce(s.direction, 'import'), s.tariff_rate, u.base,
+                   coalesce(s.series, CASE WHEN s.value IS NOT NULL THEN 'register'
+                                           ELSE 'interval' END),
+                   NULL, '', 1, NULL, coalesce(s.obis, ''), coalesce(s.interval_s, i.step),
+                   false, {stuck}
+            FROM {{s}} s
+            JOIN meters_meter m ON m.id = s.meter_id
+            JOIN {_UNITS} ON u.symbol = s.unit
+            LEFT JOIN m_new_intervals i
+              ON i.meter_id = s.meter_id AND i.code = coalesce(s.register_code, 'import')
+            WHERE s.meter_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM meters_register r
+                              WHERE r.meter_id = s.meter_id
+                                AND r.code = coalesce(s.register_code, 'import'))
+              AND (s.register_code IS NOT NULL
+                   OR NOT EXISTS (SELECT 1 FROM meters_register r
+                                  WHERE r.meter_id = s.meter_id AND r.is_main))
+            ORDER BY s.meter_id, coalesce(s.register_code, 'import'), s.line
+            ON CONFLICT DO NOTHING
+            """
+        ).format(s=stage),
+        params,
+    )
+    # Every meter gets a main import register: the import register with the lowest code.
+    _exec(
+        """
+        UPDATE meters_register r SET is_main = true
+        FROM (SELECT DISTINCT ON (meter_id) id FROM meters_register
+              WHERE direction = 'import'
+                AND meter_id NOT IN (SELECT meter_id FROM meters_register WHERE is_main)
+              ORDER BY meter_id, code) first
+        WHERE r.id = first.id
+        """
+    )
+    _exec("DROP TABLE m_new_meters, m_new_intervals")
+
+
+def _ensure_partitions(stage: sql.Identifier) -> None:
+    """Create the monthly partitions the batch needs, so no row lands in the default one."""
+    months = _exec(
+        sql.SQL(
+            "SELECT DISTINCT (date_trunc('month', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') "
+            "FROM {s} WHERE reject IS NULL AND register_id IS NOT NULL"
+        ).format(s=stage)
+    )
+    if not months:
+        return
+    _exec("SELECT pg_advisory_xact_lock(%s)", [q.PARTITION_LOCK])
+    _exec(
+        "SELECT partman.create_partition_time('public.meters_reading', %s::timestamptz[])",
+        [[month for (month,) in months]],
+    )
+
+
+def chunk_plan(batch: ImportBatch) -> list[list[int]]:
+    """Group the batch's registers into chunks of about CHUNK_ROWS rows (deterministic)."""
+    counts = _exec(
+        sql.SQL(
+            "SELECT register_id, count(*) FROM {s} WHERE reject IS NULL "
+            "GROUP BY register_id ORDER BY register_id"
+        ).format(s=staging.stage_table(batch.pk))
+    )
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for register_id, count in counts:
+        current.append(register_id)
+        size += count
+        if size >= CHUNK_ROWS:
+            chunks.append(current)
+            current, size = [], 0
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+# --- merging --------------------------------------------------------------------------------
+
+
+def merge_chunk(batch: ImportBatch, registers: list[int]) -> None:
+    """Validate and merge one chunk of registers, refresh its rollups, advance the checkpoint."""
+    stage = staging.stage_table(batch.pk)
+    params = {**q.PARAMS, "regs": registers, "batch": batch.pk}
+    with transaction.atomic():
+        _exec(
+            "SELECT pg_advisory_xact_lock(%s + r) FROM unnest(%s::bigint[]) r ORDER BY r",
+            [q.REGISTER_LOCK, registers],
+        )
+        _exec(sql.SQL(q.CANDIDATES).format(stage=stage), params)
+        _exec(q.CONFLICTS, params)
+        duplicates, conflicts = _exec(q.COUNTS)[0]
+        _exec(q.NEW_ROWS.replace("{max_gap}", q.MAX_GAP_ESTIMATE), params)
+        _exec(q.CONTEXT, params)
+        _exec(q.GAPS.replace("{max_gap}", q.MAX_GAP_ESTIMATE), params)
+        _exec(q.CALCULATE, params)
+        inserted, estimated = _exec(q.INSERT, params)[0]
+        _exec(q.UPDATE_EXISTING, params)
+        _exec(q.AFFECTED)
+        refresh_rollups(params)
+        batch.duplicate += duplicates
+        batch.conflicting += conflicts
+        batch.inserted += inserted
+        batch.estimated += estimated
+        batch.chunks_done += 1
+        batch.progress = 20 + int(75 * batch.chunks_done / max(batch.chunks_total, 1))
+        _save(batch, "duplicate", "conflicting", "inserted", "estimated", "chunks_done",
+              "progress")
+        _drop_temp_tables()
+
+
+def refresh_rollups(params: dict[str, Any]) -> None:
+    """Recompute the hourly and daily rollups of what m_aff names (in the caller's txn)."""
+    _exec(q.ROLLUP_RANGES.replace("{sp_lock}", str(q.SERVICE_POINT_LOCK)))
+    _exec(q.ROLLUP_HOURLY, params)
+    _exec(q.ROLLUP_DAILY)
+
+
+def _drop_temp_tables() -> None:
+    _exec(
+        "DROP TABLE IF EXISTS " + ", ".join(q.TEMP_TABLES)
+    )
+
+
+# --- finishing ------------------------------------------------------------------------------
+
+
+def finish(batch: ImportBatch, *, now: dt.datetime) -> int:
+    """Store the batch's events and meter status; return how many events were new."""
+    events = staging.event_table(batch.pk)
+    stage = staging.stage_table(batch.pk)
+    severity = "CASE " + " ".join(
+        f"WHEN e.kind = '{kind}' THEN {int(level)}" for kind, level in EVENT_SEVERITY.items()
+    ) + f" ELSE {int(MeterEvent.Severity.INFO)} END"
+    with transaction.atomic():
+        _exec(
+            sql.SQL(
+                "UPDATE {e} e SET meter_id = m.id FROM meters_meter m "
+                "WHERE (e.serial IS NOT NULL AND m.serial = e.serial) "
+                "OR (e.serial IS NULL AND e.dev_eui IS NOT NULL AND m.dev_eui = upper(e.dev_eui))"
+            ).format(e=events)
+        )
+        # Status reports: battery level and valve position, latest first.
+        _exec(
+            sql.SQL(
+                """
+                UPDATE meters_meter m SET
+                    battery_percent = coalesce(x.battery, m.battery_percent),
+                    valve_state = coalesce(x.valve, m.valve_state)
+                FROM (SELECT DISTINCT ON (meter_id) meter_id,
+                             least(100, greatest(0, round((data->>'battery')::numeric)))::smallint
+                                 AS battery,
+                             data->>'valve' AS valve
+                      FROM {e} WHERE kind = 'status' AND meter_id IS NOT NULL
+                      ORDER BY meter_id, occurred_at DESC) x
+                WHERE m.id = x.meter_id
+                """
+            ).format(e=events)
+        )
+        _exec(
+            sql.SQL(
+                "INSERT INTO {e} (line, kind, occurred_at, data, meter_id) "
+                "SELECT line, 'battery_low', occurred_at, data, meter_id FROM {e} "
+                "WHERE kind = 'status' AND meter_id IS NOT NULL "
+                "AND (data->>'battery')::numeric < %(low)s"
+            ).format(e=events),
+            {"low": BATTERY_LOW_PERCENT},
+        )
+        rows = _exec(
+            sql.SQL(
+                f"""
+                WITH ins AS (
+                    INSERT INTO meters_meterevent (meter_id, service_point_id, account_id, kind,
+                                                   severity, occurred_at, data, batch_id,
+                                                   created_at)
+                    SELECT DISTINCT ON (e.meter_id, e.kind, e.occurred_at)
+                           e.meter_id, mi.service_point_id, sup.account_id, e.kind,
+                           {severity}, e.occurred_at, e.data, %(batch)s, now()
+                    FROM {{e}} e
+                    LEFT JOIN meters_meterinstallation mi
+                      ON mi.meter_id = e.meter_id AND mi.installed_at <= e.occurred_at
+                     AND (mi.removed_at IS NULL OR mi.removed_at > e.occurred_at)
+                    LEFT JOIN meters_supply sup
+                      ON sup.service_point_id = mi.service_point_id
+                     AND sup.start <= e.occurred_at
+                     AND (sup."end" IS NULL OR sup."end" > e.occurred_at)
+                    WHERE e.meter_id IS NOT NULL AND e.kind <> 'status'
+                    ORDER BY e.meter_id, e.kind, e.occurred_at, e.line
+                    ON CONFLICT DO NOTHING
+                    RETURNING 1
+                )
+                SELECT count(*) FROM ins
+                """
+            ).format(e=events),
+            {"batch": batch.pk},
+        )
+        new_events = int(rows[0][0])
+        _exec(
+            sql.SQL(
+                "UPDATE meters_meter m SET last_contact_at = greatest(m.last_contact_at, x.ts) "
+                "FROM (SELECT meter_id, max(ts) AS ts FROM {s} "
+                "WHERE reject IS NULL AND meter_id IS NOT NULL GROUP BY meter_id) x "
+                "WHERE m.id = x.meter_id"
+            ).format(s=stage)
+        )
+        staging.drop_tables(batch.pk)
+        batch.stage = ""
+        batch.status = ImportBatch.Status.DONE
+        batch.progress = 100
+        batch.finished_at = now
+        _save(batch, "stage", "status", "progress", "finished_at")
+    return new_events
+
+
+def fail(batch: ImportBatch, message: str, *, now: dt.datetime) -> None:
+    """Mark the batch failed with a message for people; drop what it staged."""
+    with transaction.atomic():
+        try:
+            staging.drop_tables(batch.pk)
+        except DatabaseError:
+            logger.exception("could not drop the staging tables of batch %s", batch.pk)
+            raise
+        batch.status = ImportBatch.Status.FAILED
+        batch.error = message[:5000]
+        batch.stage = ""
+        batch.finished_at = now
+        _save(batch, "status", "error", "stage", "finished_at")

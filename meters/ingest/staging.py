@@ -1,0 +1,232 @@
+"""Per-batch staging tables and the streaming writers that fill them.
+
+Each batch gets two UNLOGGED tables, `meters_stage_<id>` (readings) and `meters_stagev_<id>`
+(events and meter status), which survive a worker crash so that a resumed batch need not parse
+its file again, and are dropped when the batch ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from psycopg import sql
+
+# Source flags carried by a reading row (bits of meters.models.Rule that a source can assert).
+SOURCE_TAMPER = 1 << 14
+
+
+@dataclass(slots=True)
+class StageRow:
+    """One reading as a format parser produces it, before units and meters are resolved."""
+
+    line: int
+    ts: dt.datetime
+    unit: str
+    serial: str | None = None
+    dev_eui: str | None = None
+    register_code: str | None = None
+    value: Decimal | None = None
+    delta: Decimal | None = None
+    duration_s: int | None = None
+    received_at: dt.datetime | None = None
+    src_flags: int = 0
+    kind: str | None = None
+    direction: str | None = None
+    tariff_rate: int | None = None
+    obis: str | None = None
+    series: str | None = None
+    interval_s: int | None = None
+
+
+@dataclass(slots=True)
+class StageEvent:
+    """A meter event, or a status report (kind "status" with data such as battery)."""
+
+    line: int
+    kind: str
+    occurred_at: dt.datetime
+    serial: str | None = None
+    dev_eui: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RowError:
+    """A row the parser could not turn into a reading; the rest of the batch goes on."""
+
+    line: int
+    message: str
+
+
+class BatchError(Exception):
+    """The file is structurally broken: the whole batch fails and nothing is merged."""
+
+
+ParsedItem = StageRow | StageEvent | RowError
+
+STAGE_COLUMNS = (
+    ("line", "int8"),
+    ("serial", "text"),
+    ("dev_eui", "text"),
+    ("register_code", "text"),
+    ("kind", "text"),
+    ("direction", "text"),
+    ("tariff_rate", "int2"),
+    ("obis", "text"),
+    ("series", "text"),
+    ("interval_s", "int4"),
+    ("ts", "timestamptz"),
+    ("value", "numeric"),
+    ("delta", "numeric"),
+    ("unit", "text"),
+    ("duration_s", "int4"),
+    ("received_at", "timestamptz"),
+    ("src_flags", "int4"),
+)
+EVENT_COLUMNS = (
+    ("line", "int8"),
+    ("serial", "text"),
+    ("dev_eui", "text"),
+    ("kind", "text"),
+    ("occurred_at", "timestamptz"),
+    ("data", "jsonb"),
+)
+
+
+def stage_table(batch_id: int) -> sql.Identifier:
+    return sql.Identifier(f"meters_stage_{batch_id}")
+
+
+def event_table(batch_id: int) -> sql.Identifier:
+    return sql.Identifier(f"meters_stagev_{batch_id}")
+
+
+def raw_csv_table(batch_id: int) -> sql.Identifier:
+    return sql.Identifier(f"meters_stagecsv_{batch_id}")
+
+
+def _execute(statement: sql.Composable, params: Any = None) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement.as_string(cursor.connection), params)
+
+
+def create_tables(batch_id: int) -> None:
+    """(Re)create the batch's empty staging tables."""
+    drop_tables(batch_id)
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in STAGE_COLUMNS
+    )
+    _execute(
+        sql.SQL(
+            "CREATE UNLOGGED TABLE {} ({}, meter_id bigint, register_id bigint, "
+            "base_value bigint, base_delta bigint, reject text)"
+        ).format(stage_table(batch_id), columns)
+    )
+    event_columns = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in EVENT_COLUMNS
+    )
+    _execute(
+        sql.SQL("CREATE UNLOGGED TABLE {} ({}, meter_id bigint)").format(
+            event_table(batch_id), event_columns
+        )
+    )
+
+
+def drop_tables(batch_id: int) -> None:
+    for table in (stage_table(batch_id), event_table(batch_id), raw_csv_table(batch_id)):
+        _execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+
+
+@dataclass
+class StageResult:
+    rows: int = 0
+    events: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    error_count: int = 0
+
+
+# Row errors kept per batch; beyond this only the count grows.
+MAX_STORED_ROW_ERRORS = 1000
+
+
+def write_items(batch_id: int, items: Iterable[ParsedItem]) -> StageResult:
+    """Stream parsed items into the staging tables with binary COPY (two passes are avoided by
+    buffering events, which are few, while readings stream)."""
+    result = StageResult()
+    events: list[StageEvent] = []
+    names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in STAGE_COLUMNS)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        stage_table(batch_id), names
+    )
+    with connection.cursor() as cursor:
+        with cursor.copy(statement.as_string(cursor.connection)) as copy:
+            copy.set_types([kind for _, kind in STAGE_COLUMNS])
+            for item in items:
+                if isinstance(item, StageRow):
+                    copy.write_row(
+                        (
+                            item.line,
+                            item.serial,
+                            item.dev_eui,
+                            item.register_code,
+                            item.kind,
+                            item.direction,
+                            item.tariff_rate,
+                            item.obis,
+                            item.series,
+                            item.interval_s,
+                            item.ts,
+                            item.value,
+                            item.delta,
+                            item.unit,
+                            item.duration_s,
+                            item.received_at,
+                            item.src_flags,
+                        )
+                    )
+                    result.rows += 1
+                elif isinstance(item, StageEvent):
+                    events.append(item)
+                else:
+                    result.error_count += 1
+                    if len(result.errors) < MAX_STORED_ROW_ERRORS:
+                        result.errors.append(item)
+        if events:
+            write_events(cursor, batch_id, events)
+            result.events = len(events)
+    return result
+
+
+def write_events(cursor: Any, batch_id: int, events: Iterable[StageEvent]) -> None:
+    from psycopg.types.json import Jsonb
+
+    names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in EVENT_COLUMNS)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        event_table(batch_id), names
+    )
+    with cursor.copy(statement.as_string(cursor.connection)) as copy:
+        copy.set_types([kind for _, kind in EVENT_COLUMNS])
+        for event in events:
+            copy.write_row(
+                (
+                    event.line,
+                    event.serial,
+                    event.dev_eui,
+                    event.kind,
+                    event.occurred_at,
+                    Jsonb(event.data),
+                )
+            )
+
+
+def iter_chunks(stream: Any, size: int = 1 << 20) -> Iterator[bytes]:
+    while True:
+        chunk = stream.read(size)
+        if not chunk:
+            return
+        yield chunk

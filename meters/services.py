@@ -1,0 +1,663 @@
+"""Writes of the meters app: import batches, reading edits, events, commands, supplies, fleet.
+
+Every service takes `actor=` and records its audit entry in its own transaction. The import
+pipeline itself (meters.ingest) writes readings with set-wise SQL; these services start it,
+resume it and record its outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import connection, models, transaction
+from django.utils import timezone
+
+from meters.exceptions import MeterError, ReadingNotFound
+from meters.ingest import pipeline
+from meters.ingest.formats import chirpstack, dsmr, espi, jsonbulk
+from meters.ingest.staging import BatchError
+from meters.models import (
+    ImportBatch,
+    MeterCommand,
+    MeterEvent,
+    Quality,
+    Register,
+    Rule,
+    ServicePoint,
+    Supply,
+)
+from meters.selectors import find_previous_batch
+from portal.audit.actors import Actor, UserActor
+from portal.audit.events import AuditEvent
+from portal.audit.services import audit_record
+from portal.lib.changes import apply_changes
+from portal.tenancy.models import Account, Organisation
+
+logger = logging.getLogger(__name__)
+
+PARSERS: dict[str, pipeline.Parser | None] = {
+    ImportBatch.Format.CSV: None,  # straight into COPY
+    ImportBatch.Format.DSMR: dsmr.parse,
+    ImportBatch.Format.ESPI: espi.parse,
+    ImportBatch.Format.CHIRPSTACK: chirpstack.parse,
+    ImportBatch.Format.JSON: jsonbulk.parse,
+}
+FORMAT_BY_SUFFIX = {
+    ".csv": ImportBatch.Format.CSV,
+    ".txt": ImportBatch.Format.DSMR,
+    ".dsmr": ImportBatch.Format.DSMR,
+    ".xml": ImportBatch.Format.ESPI,
+    ".ndjson": ImportBatch.Format.CHIRPSTACK,
+    ".jsonl": ImportBatch.Format.CHIRPSTACK,
+    ".json": ImportBatch.Format.JSON,
+}
+
+
+# --- Import batches --------------------------------------------------------------------------
+
+
+def _storage_dir() -> Path:
+    path = Path(settings.PORTAL_IMPORT_STORAGE)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _store_payload(content: BinaryIO) -> tuple[str, int, str]:
+    """Stream `content` into content-addressed storage; return (sha256, size, path)."""
+    digest = hashlib.sha256()
+    size = 0
+    directory = _storage_dir()
+    handle, temp_name = tempfile.mkstemp(dir=directory, prefix=".incoming-")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            while chunk := content.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        sha = digest.hexdigest()
+        final = directory / sha[:2] / sha
+        final.parent.mkdir(exist_ok=True)
+        os.replace(temp_name, final)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return sha, size, str(final)
+
+
+@transaction.atomic
+def batch_create(
+    *,
+    source: str,
+    fmt: str,
+    content: BinaryIO,
+    actor: Actor,
+    original_name: str = "",
+    organisation: Organisation | None = None,
+    register_meters: bool = False,
+    read_at: dt.datetime | None = None,
+    reprocess: bool = False,
+    as_of: dt.datetime,
+) -> ImportBatch:
+    """Store a payload and queue it for import; the same content again is a no-op.
+
+    The payload is kept (content-addressed) so that a batch can be parsed again. Unless
+    `reprocess` is set, content identical to an earlier batch becomes a batch marked as its
+    duplicate, which imports nothing.
+
+    :raises MeterError: for an unknown format, or register_meters asked by a non-staff actor.
+    """
+    if fmt not in PARSERS:
+        raise MeterError(f"Unknown format {fmt!r}.")
+    if register_meters and not (isinstance(actor, UserActor) and actor.user.is_staff) and not (
+        source == ImportBatch.Source.COMMAND
+    ):
+        raise MeterError("Only staff may register unknown meters through an import.")
+    sha, size, path = _store_payload(content)
+    previous = None if reprocess else find_previous_batch(sha256=sha, fmt=fmt)
+    batch = ImportBatch.objects.create(
+        source=source,
+        format=fmt,
+        original_name=original_name[:255],
+        sha256=sha,
+        size=size,
+        payload_path=path,
+        organisation=organisation,
+        created_by=actor.user if isinstance(actor, UserActor) else None,
+        created_by_label=actor.label,
+        register_meters=register_meters,
+        read_at=read_at,
+        received_at=as_of,
+        duplicate_of=previous,
+        status=ImportBatch.Status.DUPLICATE if previous else ImportBatch.Status.QUEUED,
+        finished_at=as_of if previous else None,
+    )
+    audit_record(
+        actor=actor,
+        event=AuditEvent.IMPORT_BATCH_CREATED,
+        organisation=organisation,
+        target=batch,
+        data={
+            "batch": str(batch.public_id),
+            "format": fmt,
+            "size": size,
+            "sha256": sha,
+            "file": original_name,
+            "duplicate_of": str(previous.public_id) if previous else None,
+        },
+    )
+    if previous is None:
+        from meters.tasks import import_batch_task
+
+        batch_id = batch.pk
+        transaction.on_commit(lambda: import_batch_task.delay(batch_id=batch_id))
+    return batch
+
+
+def format_for_name(name: str) -> str | None:
+    """Guess a batch format from a file name (inbox folder, uploads)."""
+    return FORMAT_BY_SUFFIX.get(Path(name).suffix.lower())
+
+
+def batch_process(*, batch_id: int, actor: Actor, as_of: dt.datetime) -> ImportBatch | None:
+    """Run (or resume) a batch to its end; None if another worker is running it.
+
+    Structural problems fail the batch with a stored message; anything else (the database
+    going away) propagates, leaving the batch to be resumed by a retry or the sweeper.
+    """
+    try:
+        with pipeline.batch_lock(batch_id):
+            batch = ImportBatch.objects.get(pk=batch_id)
+            if batch.status not in (ImportBatch.Status.QUEUED, ImportBatch.Status.RUNNING):
+                return batch
+            batch.status = ImportBatch.Status.RUNNING
+            batch.attempts += 1
+            batch.started_at = batch.started_at or as_of
+            batch.stage = batch.stage or "parsing"
+            batch.save(update_fields=["status", "attempts", "started_at", "stage"])
+            try:
+                _run_stages(batch, actor=actor, as_of=as_of)
+            except BatchError as error:
+                with transaction.atomic():
+                    pipeline.fail(batch, str(error), now=timezone.now())
+                    audit_record(
+                        actor=actor,
+                        event=AuditEvent.IMPORT_BATCH_FAILED,
+                        organisation=batch.organisation,
+                        target=batch,
+                        data={"batch": str(batch.public_id), "error": str(error)[:500]},
+                    )
+            return batch
+    except pipeline.BatchBusy:
+        return None
+
+
+def _run_stages(batch: ImportBatch, *, actor: Actor, as_of: dt.datetime) -> None:
+    if batch.stage == "parsing":
+        pipeline.stage_payload(batch, PARSERS[batch.format])
+    if batch.stage == "validating":
+        subtree = None
+        if batch.organisation_id is not None:
+            from portal.tenancy.selectors import organisation_subtree_ids
+
+            assert batch.organisation is not None  # noqa: S101 - organisation_id is set
+            subtree = organisation_subtree_ids(organisation=batch.organisation)
+        pipeline.resolve(batch, subtree=subtree)
+    if batch.stage == "merging":
+        plan = pipeline.chunk_plan(batch)
+        for registers in plan[batch.chunks_done :]:
+            pipeline.merge_chunk(batch, registers)
+        batch.stage = "finishing"
+        batch.save(update_fields=["stage"])
+    if batch.stage == "finishing":
+        with transaction.atomic():
+            new_events = pipeline.finish(batch, now=timezone.now())
+            audit_record(
+                actor=actor,
+                event=AuditEvent.IMPORT_BATCH_FINISHED,
+                organisation=batch.organisation,
+                target=batch,
+                data={"batch": str(batch.public_id), **batch.counts, "events": new_events},
+            )
+            if new_events:
+                from meters.tasks import meter_events_notify_task
+
+                transaction.on_commit(lambda: meter_events_notify_task.delay())
+
+
+# --- Reading edits -----------------------------------------------------------------------
+
+
+def _account_at(register: Register, ts: dt.datetime) -> Account | None:
+    supply = (
+        Supply.objects.filter(
+            service_point__installations__meter_id=register.meter_id,
+            service_point__installations__installed_at__lt=ts,
+            start__lt=ts,
+        )
+        .filter(models.Q(end__isnull=True) | models.Q(end__gte=ts))
+        .select_related("account")
+        .first()
+    )
+    return supply.account if supply else None
+
+
+@transaction.atomic
+def reading_edit(
+    *,
+    register: Register,
+    ts: dt.datetime,
+    reason: str,
+    actor: Actor,
+    new_value: int | None = None,
+    new_delta: int | None = None,
+) -> None:
+    """Correct a reading: the original is kept in ReadingEdit, rollups are recomputed.
+
+    :raises ReadingNotFound: if the register has no reading at `ts`.
+    :raises ValidationError: without a reason or without a new value.
+    """
+    from meters.models import ReadingEdit
+
+    if not reason.strip():
+        raise ValidationError("A reason is required to edit a reading.")
+    if new_value is None and new_delta is None:
+        raise ValidationError("Give a new register value or a new interval consumption.")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s)", [pipeline.q.REGISTER_LOCK + register.pk]
+        )
+        cursor.execute(
+            "SELECT value, delta, quality, flags, start_ts FROM meters_reading "
+            "WHERE register_id = %s AND ts = %s FOR UPDATE",
+            [register.pk, ts],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            raise ReadingNotFound
+        old_value, old_delta, old_quality, old_flags, start_ts = row
+        ReadingEdit.objects.create(
+            register=register,
+            ts=ts,
+            old_value=old_value,
+            old_delta=old_delta,
+            old_quality=old_quality,
+            old_flags=old_flags,
+            new_value=new_value,
+            new_delta=new_delta,
+            reason=reason.strip(),
+            edited_by=actor.user if isinstance(actor, UserActor) else None,
+        )
+        value = new_value if new_value is not None else old_value
+        delta = new_delta
+        if delta is None and new_value is not None and old_value is not None and old_delta is not None:
+            delta = old_delta + (new_value - old_value)
+        if delta is None:
+            delta = old_delta
+        cursor.execute(
+            "UPDATE meters_reading SET value = %s, delta = %s, quality = %s, flags = %s "
+            "WHERE register_id = %s AND ts = %s",
+            [value, delta, int(Quality.EDITED),
+             (old_flags & ~int(pipeline.q.SUSPECT)) | int(Rule.EDITED), register.pk, ts],
+        )
+        # The next reading's consumption follows the corrected register value.
+        next_end = ts
+        if new_value is not None:
+            cursor.execute(
+                "UPDATE meters_reading SET delta = value - %s "
+                "WHERE register_id = %s AND ts = (SELECT min(ts) FROM meters_reading "
+                "WHERE register_id = %s AND ts > %s) AND value IS NOT NULL "
+                "AND value >= %s AND flags & %s = 0 RETURNING ts",
+                [value, register.pk, register.pk, ts, value, int(Rule.EDITED)],
+            )
+            following = cursor.fetchone()
+            if following:
+                next_end = following[0]
+        cursor.execute(
+            "CREATE TEMP TABLE m_aff ON COMMIT DROP AS "
+            "SELECT %s::bigint AS register_id, %s::timestamptz AS lo, %s::timestamptz AS hi",
+            [register.pk, start_ts or ts, next_end],
+        )
+    pipeline.refresh_rollups(dict(pipeline.q.PARAMS))
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS m_aff, m_sp, m_days")
+    audit_record(
+        actor=actor,
+        event=AuditEvent.READING_EDITED,
+        account=_account_at(register, ts),
+        data={
+            "register": str(register),
+            "ts": ts,
+            "reason": reason.strip(),
+            "changes": {
+                "value": {"before": old_value, "after": value},
+                "delta": {"before": old_delta, "after": delta},
+            },
+        },
+    )
+
+
+# --- Events and commands -------------------------------------------------------------------
+
+
+@transaction.atomic
+def meter_event_acknowledge(*, event: MeterEvent, actor: Actor, as_of: dt.datetime) -> MeterEvent:
+    """Mark an event as seen and handled; acknowledging twice changes nothing."""
+    event = MeterEvent.objects.select_for_update().select_related("meter").get(pk=event.pk)
+    if event.acknowledged_at is not None:
+        return event
+    event.acknowledged_at = as_of
+    event.acknowledged_by = actor.user if isinstance(actor, UserActor) else None
+    event.save(update_fields=["acknowledged_at", "acknowledged_by"])
+    audit_record(
+        actor=actor,
+        event=AuditEvent.METER_EVENT_ACKNOWLEDGED,
+        account=event.account,
+        target=event,
+        data={"kind": event.kind, "meter": event.meter.serial,
+              "occurred_at": event.occurred_at},
+    )
+    return event
+
+
+@transaction.atomic
+def meter_command_create(
+    *, meter_id: int, command: str, reason: str, idempotency_key: str, actor: Actor
+) -> MeterCommand:
+    """Queue a command for a meter's head-end; the same key again returns the first command."""
+    existing = MeterCommand.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
+    order = MeterCommand.objects.create(
+        meter_id=meter_id,
+        command=command,
+        reason=reason[:300],
+        idempotency_key=idempotency_key,
+        requested_by_label=actor.label,
+    )
+    order.refresh_from_db()
+    audit_record(
+        actor=actor,
+        event=AuditEvent.METER_COMMAND_CREATED,
+        target=order,
+        data={"command": command, "meter": order.meter.serial, "reason": reason[:300]},
+    )
+    return order
+
+
+def meter_events_notify(*, as_of: dt.datetime, actor: Actor) -> int:
+    """Email the members of accounts with new serious events; each event is notified once."""
+    from portal.tenancy.models import Membership
+
+    sent = 0
+    pending = MeterEvent.objects.filter(
+        notified_at__isnull=True,
+        severity__gte=MeterEvent.Severity.SERIOUS,
+        account__isnull=False,
+    ).select_related("meter", "account")[:500]
+    for event in pending:
+        with transaction.atomic():
+            locked = (
+                MeterEvent.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(pk=event.pk, notified_at__isnull=True)
+                .first()
+            )
+            if locked is None:
+                continue
+            assert event.account is not None  # noqa: S101 - filtered above
+            emails = sorted(
+                set(
+                    Membership.objects.filter(
+                        models.Q(account=event.account)
+                        | models.Q(organisation_id__in=(
+                            event.account.organisation.ancestor_ids
+                            if event.account.organisation else []
+                        ))
+                    ).values_list("user__email", flat=True)
+                )
+            )
+            if emails:
+                send_mail(
+                    subject=f"[{settings.PORTAL_SITE_NAME}] {event.get_kind_display()}",
+                    message=(
+                        f"Meter {event.meter.serial} of account {event.account.number} reported "
+                        f"{event.get_kind_display()} at {event.occurred_at:%Y-%m-%d %H:%M} UTC.\n"
+                        f"{settings.PORTAL_BASE_URL}/a/{event.account.public_id}/"
+                    ),
+                    from_email=None,
+                    recipient_list=emails,
+                )
+            locked.notified_at = as_of
+            locked.save(update_fields=["notified_at"])
+            sent += 1
+    return sent
+
+
+def derived_events_detect(*, as_of: dt.datetime, silent_hours: int = 26) -> int:
+    """Create the events readings imply: meters silent too long, and night flow on water/gas.
+
+    Night flow: every hour from 01:00 to 05:00 (the service point's local time) of the last
+    night had consumption. Events are unique per meter, kind and time, so running this again
+    creates nothing new.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO meters_meterevent (meter_id, service_point_id, account_id, kind, severity,
+                                           occurred_at, data, created_at)
+            SELECT m.id, mi.service_point_id, sup.account_id, 'communication_lost', %(warn)s,
+                   m.last_contact_at + make_interval(hours => %(silent)s),
+                   jsonb_build_object('last_contact', m.last_contact_at), now()
+            FROM meters_meter m
+            LEFT JOIN meters_meterinstallation mi ON mi.meter_id = m.id AND mi.removed_at IS NULL
+            LEFT JOIN meters_supply sup ON sup.service_point_id = mi.service_point_id
+                 AND sup.start <= %(now)s AND (sup."end" IS NULL OR sup."end" > %(now)s)
+            WHERE m.last_contact_at < %(now)s - make_interval(hours => %(silent)s)
+            ON CONFLICT DO NOTHING
+            """,
+            {"warn": int(MeterEvent.Severity.WARNING), "silent": silent_hours, "now": as_of},
+        )
+        lost = cursor.rowcount
+        cursor.execute(
+            """
+            WITH nights AS (
+                SELECT sp.id AS sp, sp.time_zone AS tz,
+                       ((%(now)s AT TIME ZONE sp.time_zone)::date::timestamp + interval '1 hour')
+                           AT TIME ZONE sp.time_zone AS night_start
+                FROM meters_servicepoint sp WHERE sp.kind IN ('water', 'gas')
+            ), flow AS (
+                SELECT n.sp, n.night_start, count(*) FILTER (WHERE h.consumption > 0) AS wet
+                FROM nights n
+                JOIN meters_rolluphourly h ON h.service_point_id = n.sp AND h.direction = 'import'
+                 AND h.hour >= n.night_start AND h.hour < n.night_start + interval '4 hours'
+                WHERE n.night_start + interval '4 hours' <= %(now)s
+                GROUP BY n.sp, n.night_start
+            )
+            INSERT INTO meters_meterevent (meter_id, service_point_id, account_id, kind, severity,
+                                           occurred_at, data, created_at)
+            SELECT mi.meter_id, f.sp, sup.account_id, 'night_flow', %(serious)s,
+                   f.night_start + interval '4 hours', '{"hours": 4}'::jsonb, now()
+            FROM flow f
+            JOIN meters_meterinstallation mi ON mi.service_point_id = f.sp
+             AND mi.installed_at <= f.night_start
+             AND (mi.removed_at IS NULL OR mi.removed_at > f.night_start)
+            LEFT JOIN meters_supply sup ON sup.service_point_id = f.sp
+             AND sup.start <= f.night_start AND (sup."end" IS NULL OR sup."end" > f.night_start)
+            WHERE f.wet = 4
+            ON CONFLICT DO NOTHING
+            """,
+            {"now": as_of, "serious": int(MeterEvent.Severity.SERIOUS)},
+        )
+        return lost + cursor.rowcount
+
+
+# --- Supplies and the fleet --------------------------------------------------------------
+
+
+@transaction.atomic
+def supply_start(
+    *, account: Account, service_point: ServicePoint, start: dt.datetime, actor: Actor,
+    end: dt.datetime | None = None,
+) -> Supply:
+    """Record a move-in (and optionally the move-out) of an account at a service point.
+
+    :raises ValidationError: if it overlaps another supply there.
+    """
+    supply = Supply(account=account, service_point=service_point, start=start, end=end)
+    supply.full_clean()
+    supply.save()
+    audit_record(
+        actor=actor,
+        event=AuditEvent.SUPPLY_STARTED,
+        account=account,
+        target=supply,
+        data={"service_point": service_point.code, "start": start, "end": end},
+    )
+    _refresh_service_point(service_point.pk, start, end)
+    return supply
+
+
+@transaction.atomic
+def supply_update(*, supply: Supply, changes: Mapping[str, Any], actor: Actor) -> Supply:
+    """Change a supply's dates (a move-out); rollups are re-attributed for the changed span."""
+    before = (supply.start, supply.end)
+    diff = apply_changes(supply, changes, allowed={"start", "end"})
+    if not diff:
+        return supply
+    supply.full_clean()
+    supply.save(update_fields=list(diff))
+    audit_record(
+        actor=actor,
+        event=AuditEvent.SUPPLY_UPDATED,
+        account=supply.account,
+        target=supply,
+        data={"service_point": supply.service_point.code, "changes": diff},
+    )
+    starts = [t for t in (before[0], supply.start) if t is not None]
+    ends = [t for t in (before[1], supply.end) if t is not None]
+    _refresh_service_point(supply.service_point_id, min(starts), max(ends) if ends else None)
+    return supply
+
+
+def _refresh_service_point(sp_id: int, start: dt.datetime, end: dt.datetime | None) -> None:
+    """Recompute a service point's rollups over a span (supply changes re-attribute them)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE m_aff ON COMMIT DROP AS "
+            "SELECT r.id AS register_id, %s::timestamptz AS lo, "
+            "coalesce(%s::timestamptz, now() + interval '1 day') AS hi "
+            "FROM meters_meterinstallation mi JOIN meters_register r ON r.meter_id = mi.meter_id "
+            "WHERE mi.service_point_id = %s",
+            [start, end, sp_id],
+        )
+    pipeline.refresh_rollups(dict(pipeline.q.PARAMS))
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS m_aff, m_sp, m_days")
+
+
+@transaction.atomic
+def fleet_save(
+    *, instance: models.Model, actor: Actor, changes: Mapping[str, Any] | None = None
+) -> models.Model:
+    """Create (changes=None) or change a fleet object (service point, meter, register,
+    installation) for staff in the admin; audited with the fields that changed."""
+    label = instance._meta.verbose_name
+    if changes is None:
+        instance.full_clean()
+        instance.save()
+        audit_record(
+            actor=actor,
+            event=AuditEvent.FLEET_CREATED,
+            target=instance,
+            data={"model": str(label), "name": str(instance)},
+        )
+        return instance
+    diff = apply_changes(
+        instance, changes, allowed={f.name for f in instance._meta.concrete_fields},
+        describe=lambda v: str(v) if isinstance(v, models.Model) else v,
+    )
+    if not diff:
+        return instance
+    instance.full_clean()
+    instance.save(update_fields=list(diff))
+    audit_record(
+        actor=actor,
+        event=AuditEvent.FLEET_UPDATED,
+        target=instance,
+        data={"model": str(label), "name": str(instance), "changes": diff},
+    )
+    return instance
+
+
+# --- Live sources (ChirpStack HTTP, MQTT) ---------------------------------------------------
+
+
+def inbound_store(
+    *, source: str, messages: list[tuple[str, str, dict[str, Any]]], received_at: dt.datetime
+) -> int:
+    """Keep live messages (event, dedup key, payload) until the flush batches them.
+
+    A message seen before (same dedup key: ChirpStack's deduplicationId) is dropped, so
+    redeliveries are harmless. Not audited one by one: the batch that imports them is.
+    """
+    from meters.models import InboundMessage
+
+    created = InboundMessage.objects.bulk_create(
+        [
+            InboundMessage(
+                source=source, event=event, dedup_key=key[:200], payload=payload,
+                received_at=received_at,
+            )
+            for event, key, payload in messages
+        ],
+        ignore_conflicts=True,
+    )
+    return len(created)
+
+
+def inbound_flush(*, actor: Actor, as_of: dt.datetime, limit: int = 50_000) -> int:
+    """Gather waiting live messages into one import batch per source; return messages taken."""
+    import io
+    import json
+
+    from meters.models import InboundMessage
+
+    taken = 0
+    for source in (ImportBatch.Source.CHIRPSTACK, ImportBatch.Source.MQTT):
+        with transaction.atomic():
+            messages = list(
+                InboundMessage.objects.select_for_update(skip_locked=True)
+                .filter(batch__isnull=True, source=source)
+                .order_by("received_at", "pk")[:limit]
+            )
+            if not messages:
+                continue
+            lines = "".join(
+                json.dumps(
+                    {"event": m.event, "payload": m.payload,
+                     "received_at": m.received_at.isoformat()},
+                    separators=(",", ":"),
+                )
+                + "\n"
+                for m in messages
+            ).encode("utf-8")
+            batch = batch_create(
+                source=source,
+                fmt=ImportBatch.Format.CHIRPSTACK,
+                content=io.BytesIO(lines),
+                original_name=f"{source}-{as_of:%Y%m%dT%H%M%S}.ndjson",
+                actor=actor,
+                as_of=as_of,
+            )
+            InboundMessage.objects.filter(pk__in=[m.pk for m in messages]).update(batch=batch)
+            taken += len(messages)
+    return taken

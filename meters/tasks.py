@@ -1,0 +1,114 @@
+"""Celery interfaces of the meters app: ids in, one service call, idempotent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from meters import services
+from meters.ingest import pipeline
+from meters.models import ImportBatch
+from meters.selectors import batches_needing_a_worker
+from portal.audit.actors import SystemActor
+from portal.celery import app
+
+logger = logging.getLogger(__name__)
+
+
+@app.task(acks_late=True, reject_on_worker_lost=True)
+def import_batch_task(*, batch_id: int, **kwargs: object) -> str:
+    """Run or resume one import batch (queue readings). A duplicate delivery finds the batch
+    locked or finished and does nothing."""
+    batch = services.batch_process(
+        batch_id=batch_id,
+        actor=SystemActor("task:meters.import_batch"),
+        as_of=timezone.now(),
+    )
+    return batch.status if batch is not None else "busy"
+
+
+@app.task(acks_late=True)
+def import_sweeper_task(**kwargs: object) -> int:
+    """Re-queue batches whose worker died (their advisory lock is free) or that were never
+    picked up; the batches resume from their checkpoint."""
+    requeued = 0
+    for batch_id in batches_needing_a_worker(
+        queued_before=timezone.now() - dt.timedelta(minutes=1)
+    ):
+        if not pipeline.batch_is_locked(batch_id):
+            import_batch_task.delay(batch_id=batch_id)
+            requeued += 1
+    return requeued
+
+
+@app.task(acks_late=True)
+def import_inbox_task(**kwargs: object) -> int:
+    """Turn the files dropped in the inbox folder into batches (a file at most once)."""
+    inbox = Path(settings.PORTAL_IMPORT_INBOX)
+    if not inbox.is_dir():
+        return 0
+    done = inbox / "processed"
+    failed = inbox / "unrecognised"
+    created = 0
+    for path in sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")):
+        fmt = services.format_for_name(path.name)
+        if fmt is None:
+            failed.mkdir(exist_ok=True)
+            shutil.move(path, failed / path.name)
+            logger.warning("inbox file %s has no known format; moved aside", path.name)
+            continue
+        with path.open("rb") as content:
+            services.batch_create(
+                source=ImportBatch.Source.INBOX,
+                fmt=fmt,
+                content=content,
+                original_name=path.name,
+                actor=SystemActor("task:meters.import_inbox"),
+                as_of=timezone.now(),
+            )
+        done.mkdir(exist_ok=True)
+        shutil.move(path, done / f"{timezone.now():%Y%m%dT%H%M%S}-{path.name}")
+        created += 1
+    return created
+
+
+@app.task(acks_late=True)
+def inbound_flush_task(**kwargs: object) -> int:
+    """Gather live messages (ChirpStack HTTP, MQTT) into import batches."""
+    return services.inbound_flush(
+        actor=SystemActor("task:meters.inbound_flush"), as_of=timezone.now()
+    )
+
+
+@app.task(acks_late=True)
+def meter_events_notify_task(**kwargs: object) -> int:
+    """Email members about new serious meter events (each event once)."""
+    return services.meter_events_notify(
+        as_of=timezone.now(), actor=SystemActor("task:meters.events_notify")
+    )
+
+
+@app.task(acks_late=True)
+def derived_events_task(**kwargs: object) -> int:
+    """Silent meters and night flow (hourly, from beat)."""
+    created = services.derived_events_detect(as_of=timezone.now())
+    if created:
+        meter_events_notify_task.delay()
+    return created
+
+
+@app.task(acks_late=True)
+def partition_maintenance_task(**kwargs: object) -> None:
+    """Create the coming months' reading partitions; warn if the default partition has rows."""
+    with connection.cursor() as cursor:
+        cursor.execute("CALL partman.run_maintenance_proc()")
+        cursor.execute("SELECT count(*) FROM meters_reading_default")
+        (stray,) = cursor.fetchone()
+    if stray:
+        logger.error("%s readings are in the default partition: move them out", stray)
