@@ -317,7 +317,7 @@ class Supply(models.Model):
 
 
 class Reading(models.Model):
-    """One reading (read-only model over the partitioned table meters_reading)."""
+    """One reading. Read-only here: the import pipeline's SQL is the only writer."""
 
     pk = models.CompositePrimaryKey("register_id", "ts")
     register = models.ForeignKey(Register, on_delete=models.DO_NOTHING, related_name="+")
@@ -328,11 +328,16 @@ class Reading(models.Model):
     quality = models.SmallIntegerField(choices=Quality.choices)
     flags = models.IntegerField()
     batch = models.ForeignKey(
-        "meters.ImportBatch", null=True, on_delete=models.DO_NOTHING, related_name="+"
+        "meters.ImportBatch",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
 
     class Meta:
-        managed = False
+        # Created by SQL (partitioned; migration 0002), but Django knows it so that its test
+        # flush truncates it together with the registers it references.
         db_table = "meters_reading"
         verbose_name = _("reading")
         verbose_name_plural = _("readings")

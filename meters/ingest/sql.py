@@ -284,7 +284,9 @@ SELECT register_id, ts, is_new, is_est, value, new_start AS start_ts, new_delta 
        CASE WHEN old_quality = %(q_edited)s THEN %(q_edited)s
             WHEN is_est THEN %(q_estimated)s
             WHEN new_flags & %(suspect)s <> 0 THEN %(q_suspect)s
-            WHEN next_ts IS NULL THEN %(q_pending)s
+            -- The context ends at the first existing reading after the new ones: an existing
+            -- reading without a successor here was confirmed before unless it was pending.
+            WHEN next_ts IS NULL AND (is_new OR old_quality = %(q_pending)s) THEN %(q_pending)s
             ELSE %(q_actual)s
        END::smallint AS quality
 FROM w5;

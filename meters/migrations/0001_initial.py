@@ -22,24 +22,6 @@ class Migration(migrations.Migration):
         # Exclusion constraints below compare ids with = inside a GiST index.
         BtreeGistExtension(),
         migrations.CreateModel(
-            name='Reading',
-            fields=[
-                ('pk', models.CompositePrimaryKey('register_id', 'ts', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('ts', models.DateTimeField()),
-                ('start_ts', models.DateTimeField(null=True)),
-                ('value', models.BigIntegerField(null=True)),
-                ('delta', models.BigIntegerField(null=True)),
-                ('quality', models.SmallIntegerField(choices=[(0, 'actual'), (1, 'pending'), (2, 'estimated'), (3, 'edited'), (4, 'suspect')])),
-                ('flags', models.IntegerField()),
-            ],
-            options={
-                'verbose_name': 'reading',
-                'verbose_name_plural': 'readings',
-                'db_table': 'meters_reading',
-                'managed': False,
-            },
-        ),
-        migrations.CreateModel(
             name='ServicePoint',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),

@@ -6,7 +6,8 @@ arrive, so the default partition stays empty; beat runs partman.run_maintenance_
 months ahead.
 """
 
-from django.db import migrations
+import django.db.models.deletion
+from django.db import migrations, models
 
 FORWARD = r"""
 CREATE TABLE meters_reading (
@@ -52,5 +53,26 @@ class Migration(migrations.Migration):
     operations = [
         migrations.SeparateDatabaseAndState(
             database_operations=[migrations.RunSQL(FORWARD, BACKWARD)],
+            state_operations=[
+                migrations.CreateModel(
+                    name="Reading",
+                    fields=[
+                        ("pk", models.CompositePrimaryKey("register_id", "ts", blank=True, editable=False, primary_key=True, serialize=False)),
+                        ("ts", models.DateTimeField()),
+                        ("start_ts", models.DateTimeField(null=True)),
+                        ("value", models.BigIntegerField(null=True)),
+                        ("delta", models.BigIntegerField(null=True)),
+                        ("quality", models.SmallIntegerField(choices=[(0, "actual"), (1, "pending"), (2, "estimated"), (3, "edited"), (4, "suspect")])),
+                        ("flags", models.IntegerField()),
+                        ("batch", models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name="+", to="meters.importbatch")),
+                        ("register", models.ForeignKey(on_delete=django.db.models.deletion.DO_NOTHING, related_name="+", to="meters.register")),
+                    ],
+                    options={
+                        "verbose_name": "reading",
+                        "verbose_name_plural": "readings",
+                        "db_table": "meters_reading",
+                    },
+                ),
+            ],
         )
     ]

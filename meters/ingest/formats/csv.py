@@ -21,8 +21,10 @@ UTF-8 encoding and reports the row of the first problem; the rows are then valid
 from __future__ import annotations
 
 import codecs
+import re
 from typing import BinaryIO
 
+import psycopg
 from django.db import DataError, connection
 from psycopg import sql
 
@@ -153,21 +155,20 @@ def copy_csv(batch_id: int, stream: BinaryIO) -> None:
                     guard.check(chunk)
                     copy.write(chunk)
                     chunk = stream.read(1 << 20)
-        except DataError as error:
+        except (DataError, psycopg.errors.DataError) as error:
             raise BatchError(_copy_message(error)) from None
 
 
 def _copy_message(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    detail = text[0] if text else "the file could not be read"
-    context = next((line for line in text if "line" in line.lower() and "COPY" in line), "")
+    """Turn COPY's error into a message for people, with the file's line number."""
+    cause = error.__cause__ if isinstance(error, DataError) and error.__cause__ else error
+    detail = str(cause).strip().splitlines()[0] if str(cause).strip() else "unreadable"
+    context = getattr(getattr(cause, "diag", None), "context", None) or ""
     where = ""
-    if context:
-        # "COPY meters_stagecsv_12, line 7: ..." -> data row numbering with the header as line 1
-        after = context.split("line", 1)[1].strip()
-        number = after.split(":", 1)[0].split(",", 1)[0].strip()
-        if number.isdigit():
-            where = f" (line {int(number) + 1})"
+    match = re.search(r"line (\d+)", context)
+    if match:
+        # COPY counts the data rows from 1; the file's header is line 1.
+        where = f" (line {int(match.group(1)) + 1})"
     return f"The file could not be read as CSV: {detail}{where}."
 
 

@@ -145,16 +145,27 @@ def _telegram_items(line: int, telegram: Any, batch: ImportBatch) -> Iterator[Pa
         yield from _mbus_items(line, device)
 
 
+PLAUSIBLE_SINCE = dt.datetime(2001, 1, 1, tzinfo=dt.UTC)
+MAX_OUTAGE_SECONDS = 366 * 24 * 3600
+
+
 def _power_failures(line: int, serial: str, telegram: Any) -> Iterator[ParsedItem]:
+    """Long power failures from the telegram's log (end time and duration of each)."""
     log = getattr(telegram, "POWER_EVENT_FAILURE_LOG", None)
     for entry in getattr(log, "buffer", None) or []:
-        ended = entry.get("datetime")
-        duration = entry.get("value")
-        if isinstance(ended, dt.datetime):
-            yield StageEvent(
-                line=line, kind="power_outage", occurred_at=ended, serial=serial,
-                data={"source": "dsmr", "duration_s": int(duration or 0)},
-            )
+        ended = getattr(entry, "datetime", None)
+        duration = getattr(entry, "value", None)
+        if not isinstance(ended, dt.datetime) or not isinstance(duration, int | Decimal):
+            continue
+        if ended < PLAUSIBLE_SINCE or not 0 <= duration <= MAX_OUTAGE_SECONDS:
+            # Meters fill unused log slots with their clock's default and junk durations.
+            yield RowError(line, f"power failure log entry {ended:%Y-%m-%d} ({duration} s) "
+                           "is a placeholder; ignored")
+            continue
+        yield StageEvent(
+            line=line, kind="power_outage", occurred_at=ended, serial=serial,
+            data={"source": "dsmr", "duration_s": int(duration)},
+        )
 
 
 def _mbus_items(line: int, device: Any) -> Iterator[ParsedItem]:

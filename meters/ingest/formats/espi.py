@@ -127,8 +127,8 @@ def _collect(stream: BinaryIO) -> _Feed:
                 flow=_int(reading_type, "flowDirection"),
                 interval=_int(reading_type, "intervalLength"),
             )
-        elif content.find(ESPI + "IntervalBlock") is not None:
-            feed.blocks += 1
+        else:
+            feed.blocks += len(content.findall(ESPI + "IntervalBlock"))
     return feed
 
 
@@ -178,18 +178,19 @@ def parse(stream: BinaryIO, batch: ImportBatch) -> Iterator[ParsedItem]:
     number = 0
     for entry in _entries(stream):
         content = entry.find(ATOM + "content")
-        block = content.find(ESPI + "IntervalBlock") if content is not None else None
-        if block is None:
+        blocks = content.findall(ESPI + "IntervalBlock") if content is not None else []
+        if not blocks:
             continue
         links = _links(entry)
         mr = _match_meter_reading(feed, links.get("self", []) + links.get("up", []))
         reading_type = _match_reading_type(feed, mr) if mr else None
         usage_point = _match_usage_point(feed, mr) if mr else None
-        for interval_reading in block.findall(ESPI + "IntervalReading"):
-            number += 1
-            item = _row(number, interval_reading, reading_type, usage_point)
-            if item is not None:
-                yield item
+        for block in blocks:  # a containerised feed may put several in one entry
+            for interval_reading in block.findall(ESPI + "IntervalReading"):
+                number += 1
+                item = _row(number, interval_reading, reading_type, usage_point)
+                if item is not None:
+                    yield item
 
 
 def _row(
