@@ -18,9 +18,9 @@ import uuid
 from typing import Self
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Func, Q
 from django.utils.translation import gettext_lazy as _
@@ -225,7 +225,9 @@ class Register(models.Model):
             if base is None or factor is None:
                 raise ValidationError({"display_unit": _("Unknown unit.")})
             if base != self.unit:
-                raise ValidationError({"display_unit": _("The display unit must measure the same as the register.")})
+                raise ValidationError(
+                    {"display_unit": _("The display unit must measure the same as the register.")}
+                )
             self.wrap_value = int(10**self.dials * factor * self.multiplier)
 
 

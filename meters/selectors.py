@@ -11,6 +11,7 @@ import datetime as dt
 import enum
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.db.models import Q, QuerySet
@@ -37,10 +38,9 @@ def batch_for_organisations(
     *, public_id: uuid.UUID, organisation_ids: list[int]
 ) -> ImportBatch | None:
     """Return a batch sent by one of these organisations, by its public id."""
-    return (
-        ImportBatch.objects.filter(public_id=public_id, organisation_id__in=organisation_ids)
-        .first()
-    )
+    return ImportBatch.objects.filter(
+        public_id=public_id, organisation_id__in=organisation_ids
+    ).first()
 
 
 def batches_for_organisations(*, organisation_ids: list[int]) -> QuerySet[ImportBatch]:
@@ -90,9 +90,7 @@ def service_points_of_account(*, account_id: int) -> QuerySet[ServicePoint]:
     return ServicePoint.objects.supplied_to(account_id).order_by("kind", "code")
 
 
-def supplies_of_account(
-    *, account_id: int, service_point_id: int | None = None
-) -> list[Supply]:
+def supplies_of_account(*, account_id: int, service_point_id: int | None = None) -> list[Supply]:
     qs = Supply.objects.for_account(account_id).order_by("start")
     if service_point_id is not None:
         qs = qs.filter(service_point_id=service_point_id)
@@ -187,15 +185,19 @@ def consumption_series(
                 {**_params(account_id, service_point_id, start, end, direction), "tz": time_zone},
             )
         return [
-            ConsumptionPoint(start=row[0], consumption=int(row[1] or 0), estimated=int(row[2] or 0),
-                             suspect=int(row[3] or 0))
+            ConsumptionPoint(
+                start=row[0],
+                consumption=int(row[1] or 0),
+                estimated=int(row[2] or 0),
+                suspect=int(row[3] or 0),
+            )
             for row in cursor.fetchall()
         ]
 
 
 def _params(
     account_id: int, service_point_id: int, start: dt.datetime, end: dt.datetime, direction: str
-) -> dict[str, object]:
+) -> dict[str, Any]:
     return {
         "account": account_id,
         "sp": service_point_id,

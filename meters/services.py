@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from meters.exceptions import MeterError, ReadingNotFound
 from meters.ingest import pipeline
+from meters.ingest import sql as q
 from meters.ingest.formats import chirpstack, dsmr, espi, jsonbulk
 from meters.ingest.staging import BatchError
 from meters.models import (
@@ -51,15 +52,6 @@ PARSERS: dict[str, pipeline.Parser | None] = {
     ImportBatch.Format.ESPI: espi.parse,
     ImportBatch.Format.CHIRPSTACK: chirpstack.parse,
     ImportBatch.Format.JSON: jsonbulk.parse,
-}
-FORMAT_BY_SUFFIX = {
-    ".csv": ImportBatch.Format.CSV,
-    ".txt": ImportBatch.Format.DSMR,
-    ".dsmr": ImportBatch.Format.DSMR,
-    ".xml": ImportBatch.Format.ESPI,
-    ".ndjson": ImportBatch.Format.CHIRPSTACK,
-    ".jsonl": ImportBatch.Format.CHIRPSTACK,
-    ".json": ImportBatch.Format.JSON,
 }
 
 
@@ -118,8 +110,10 @@ def batch_create(
     """
     if fmt not in PARSERS:
         raise MeterError(f"Unknown format {fmt!r}.")
-    if register_meters and not (isinstance(actor, UserActor) and actor.user.is_staff) and not (
-        source == ImportBatch.Source.COMMAND
+    if (
+        register_meters
+        and not (isinstance(actor, UserActor) and actor.user.is_staff)
+        and not (source == ImportBatch.Source.COMMAND)
     ):
         raise MeterError("Only staff may register unknown meters through an import.")
     sha, size, path = _store_payload(content)
@@ -161,11 +155,6 @@ def batch_create(
         batch_id = batch.pk
         transaction.on_commit(lambda: import_batch_task.delay(batch_id=batch_id))
     return batch
-
-
-def format_for_name(name: str) -> str | None:
-    """Guess a batch format from a file name (inbox folder, uploads)."""
-    return FORMAT_BY_SUFFIX.get(Path(name).suffix.lower())
 
 
 def batch_process(*, batch_id: int, actor: Actor, as_of: dt.datetime) -> ImportBatch | None:
@@ -231,7 +220,7 @@ def _run_stages(batch: ImportBatch, *, actor: Actor, as_of: dt.datetime) -> None
             if new_events:
                 from meters.tasks import meter_events_notify_task
 
-                transaction.on_commit(lambda: meter_events_notify_task.delay())
+                transaction.on_commit(meter_events_notify_task.delay)
 
 
 # --- Reading edits -----------------------------------------------------------------------
@@ -273,9 +262,7 @@ def reading_edit(
     if new_value is None and new_delta is None:
         raise ValidationError("Give a new register value or a new interval consumption.")
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s)", [pipeline.q.REGISTER_LOCK + register.pk]
-        )
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [q.REGISTER_LOCK + register.pk])
         cursor.execute(
             "SELECT value, delta, quality, flags, start_ts FROM meters_reading "
             "WHERE register_id = %s AND ts = %s FOR UPDATE",
@@ -299,15 +286,26 @@ def reading_edit(
         )
         value = new_value if new_value is not None else old_value
         delta = new_delta
-        if delta is None and new_value is not None and old_value is not None and old_delta is not None:
+        if (
+            delta is None
+            and new_value is not None
+            and old_value is not None
+            and old_delta is not None
+        ):
             delta = old_delta + (new_value - old_value)
         if delta is None:
             delta = old_delta
         cursor.execute(
             "UPDATE meters_reading SET value = %s, delta = %s, quality = %s, flags = %s "
             "WHERE register_id = %s AND ts = %s",
-            [value, delta, int(Quality.EDITED),
-             (old_flags & ~int(pipeline.q.SUSPECT)) | int(Rule.EDITED), register.pk, ts],
+            [
+                value,
+                delta,
+                int(Quality.EDITED),
+                (old_flags & ~int(q.SUSPECT)) | int(Rule.EDITED),
+                register.pk,
+                ts,
+            ],
         )
         # The next reading's consumption follows the corrected register value.
         next_end = ts
@@ -327,7 +325,7 @@ def reading_edit(
             "SELECT %s::bigint AS register_id, %s::timestamptz AS lo, %s::timestamptz AS hi",
             [register.pk, start_ts or ts, next_end],
         )
-    pipeline.refresh_rollups(dict(pipeline.q.PARAMS))
+    pipeline.refresh_rollups(dict(q.PARAMS))
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS m_aff, m_sp, m_days")
     audit_record(
@@ -363,8 +361,7 @@ def meter_event_acknowledge(*, event: MeterEvent, actor: Actor, as_of: dt.dateti
         event=AuditEvent.METER_EVENT_ACKNOWLEDGED,
         account=event.account,
         target=event,
-        data={"kind": event.kind, "meter": event.meter.serial,
-              "occurred_at": event.occurred_at},
+        data={"kind": event.kind, "meter": event.meter.serial, "occurred_at": event.occurred_at},
     )
     return event
 
@@ -418,10 +415,13 @@ def meter_events_notify(*, as_of: dt.datetime, actor: Actor) -> int:
                 set(
                     Membership.objects.filter(
                         models.Q(account=event.account)
-                        | models.Q(organisation_id__in=(
-                            event.account.organisation.ancestor_ids
-                            if event.account.organisation else []
-                        ))
+                        | models.Q(
+                            organisation_id__in=(
+                                event.account.organisation.ancestor_ids
+                                if event.account.organisation
+                                else []
+                            )
+                        )
                     ).values_list("user__email", flat=True)
                 )
             )
@@ -497,7 +497,7 @@ def derived_events_detect(*, as_of: dt.datetime, silent_hours: int = 26) -> int:
             """,
             {"now": as_of, "serious": int(MeterEvent.Severity.SERIOUS)},
         )
-        return lost + cursor.rowcount
+        return int(lost + cursor.rowcount)
 
 
 # --- Supplies and the fleet --------------------------------------------------------------
@@ -505,7 +505,11 @@ def derived_events_detect(*, as_of: dt.datetime, silent_hours: int = 26) -> int:
 
 @transaction.atomic
 def supply_start(
-    *, account: Account, service_point: ServicePoint, start: dt.datetime, actor: Actor,
+    *,
+    account: Account,
+    service_point: ServicePoint,
+    start: dt.datetime,
+    actor: Actor,
     end: dt.datetime | None = None,
 ) -> Supply:
     """Record a move-in (and optionally the move-out) of an account at a service point.
@@ -559,7 +563,7 @@ def _refresh_service_point(sp_id: int, start: dt.datetime, end: dt.datetime | No
             "WHERE mi.service_point_id = %s",
             [start, end, sp_id],
         )
-    pipeline.refresh_rollups(dict(pipeline.q.PARAMS))
+    pipeline.refresh_rollups(dict(q.PARAMS))
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS m_aff, m_sp, m_days")
 
@@ -582,7 +586,9 @@ def fleet_save(
         )
         return instance
     diff = apply_changes(
-        instance, changes, allowed={f.name for f in instance._meta.concrete_fields},
+        instance,
+        changes,
+        allowed={f.name for f in instance._meta.concrete_fields},
         describe=lambda v: str(v) if isinstance(v, models.Model) else v,
     )
     if not diff:
@@ -614,7 +620,10 @@ def inbound_store(
     created = InboundMessage.objects.bulk_create(
         [
             InboundMessage(
-                source=source, event=event, dedup_key=key[:200], payload=payload,
+                source=source,
+                event=event,
+                dedup_key=key[:200],
+                payload=payload,
                 received_at=received_at,
             )
             for event, key, payload in messages
@@ -643,8 +652,11 @@ def inbound_flush(*, actor: Actor, as_of: dt.datetime, limit: int = 50_000) -> i
                 continue
             lines = "".join(
                 json.dumps(
-                    {"event": m.event, "payload": m.payload,
-                     "received_at": m.received_at.isoformat()},
+                    {
+                        "event": m.event,
+                        "payload": m.payload,
+                        "received_at": m.received_at.isoformat(),
+                    },
                     separators=(",", ":"),
                 )
                 + "\n"

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from meters import services
 from meters.ingest import pipeline
+from meters.ingest.formats import format_for_name
 from meters.models import ImportBatch
 from meters.selectors import batches_needing_a_worker
 from portal.audit.actors import SystemActor
@@ -57,7 +58,7 @@ def import_inbox_task(**kwargs: object) -> int:
     failed = inbox / "unrecognised"
     created = 0
     for path in sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")):
-        fmt = services.format_for_name(path.name)
+        fmt = format_for_name(path.name)
         if fmt is None:
             failed.mkdir(exist_ok=True)
             shutil.move(path, failed / path.name)

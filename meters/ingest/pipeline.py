@@ -113,9 +113,7 @@ def stage_payload(batch: ImportBatch, parser: Parser | None) -> None:
             else:
                 result = staging.write_items(batch.pk, parser(stream, batch))
                 errors, error_count = result.errors, result.error_count
-        (rows,) = _exec(
-            sql.SQL("SELECT count(*) FROM {}").format(staging.stage_table(batch.pk))
-        )[0]
+        (rows,) = _exec(sql.SQL("SELECT count(*) FROM {}").format(staging.stage_table(batch.pk)))[0]
         ImportRowError.objects.bulk_create(
             ImportRowError(batch=batch, line=error.line, message=error.message[:2000])
             for error in errors
@@ -140,7 +138,10 @@ def _units_param() -> dict[str, Any]:
     }
 
 
-_UNITS = "unnest(%(symbols)s::text[], %(bases)s::text[], %(factors)s::numeric[]) AS u(symbol, base, factor)"
+_UNITS = (
+    "unnest(%(symbols)s::text[], %(bases)s::text[], %(factors)s::numeric[]) "
+    "AS u(symbol, base, factor)"
+)
 
 
 def _fail_if_any(statement: sql.Composable, params: dict[str, Any], message: str) -> None:
@@ -269,9 +270,9 @@ def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
             {**params, "room": room},
         )
         _exec(
-            sql.SQL(
-                "CREATE INDEX ON {s} (register_id) WHERE reject IS NULL; ANALYZE {s}"
-            ).format(s=stage)
+            sql.SQL("CREATE INDEX ON {s} (register_id) WHERE reject IS NULL; ANALYZE {s}").format(
+                s=stage
+            )
         )
         _ensure_partitions(stage)
         plan = chunk_plan(batch)
@@ -281,8 +282,9 @@ def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
         batch.chunks_total = len(plan)
         batch.chunks_done = 0
         batch.progress = 20
-        _save(batch, "rejected", "row_error_count", "stage", "chunks_total", "chunks_done",
-              "progress")
+        _save(
+            batch, "rejected", "row_error_count", "stage", "chunks_total", "chunks_done", "progress"
+        )
 
 
 def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str, Any]) -> None:
@@ -300,12 +302,18 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
         "dsmr": "p1",
         "chirpstack": "lorawan",
     }.get(batch.format, "manual")
-    max_rates = "CASE " + " ".join(
-        f"WHEN kind = '{kind}' THEN {rate}" for kind, rate in DEFAULT_MAX_RATE.items()
-    ) + " END"
-    stuck = "CASE " + " ".join(
-        f"WHEN m.kind = '{kind}' THEN {hours}" for kind, hours in DEFAULT_STUCK_HOURS.items()
-    ) + " END"
+    max_rates = (
+        "CASE "
+        + " ".join(f"WHEN kind = '{kind}' THEN {rate}" for kind, rate in DEFAULT_MAX_RATE.items())
+        + " END"
+    )
+    stuck = (
+        "CASE "
+        + " ".join(
+            f"WHEN m.kind = '{kind}' THEN {hours}" for kind, hours in DEFAULT_STUCK_HOURS.items()
+        )
+        + " END"
+    )
     _exec(
         sql.SQL(
             "CREATE TEMP TABLE m_new_meters ON COMMIT DROP AS "
@@ -318,7 +326,8 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
     _exec(
         "INSERT INTO meters_meter (public_id, serial, kind, communication, dev_eui, "
         "organisation_id, max_rate, valve_state, created_at) "
-        f"SELECT gen_random_uuid(), serial, kind, %(comm)s, dev_eui, %(org)s, {max_rates}, '', now() "
+        "SELECT gen_random_uuid(), serial, kind, %(comm)s, dev_eui, %(org)s, "
+        f"{max_rates}, '', now() "
         "FROM m_new_meters ON CONFLICT DO NOTHING",
         {**params, "comm": communication},
     )
@@ -487,8 +496,7 @@ def merge_chunk(batch: ImportBatch, registers: list[int]) -> None:
         batch.estimated += estimated
         batch.chunks_done += 1
         batch.progress = 20 + int(75 * batch.chunks_done / max(batch.chunks_total, 1))
-        _save(batch, "duplicate", "conflicting", "inserted", "estimated", "chunks_done",
-              "progress")
+        _save(batch, "duplicate", "conflicting", "inserted", "estimated", "chunks_done", "progress")
         _drop_temp_tables()
 
 
@@ -500,9 +508,7 @@ def refresh_rollups(params: dict[str, Any]) -> None:
 
 
 def _drop_temp_tables() -> None:
-    _exec(
-        "DROP TABLE IF EXISTS " + ", ".join(q.TEMP_TABLES)
-    )
+    _exec("DROP TABLE IF EXISTS " + ", ".join(q.TEMP_TABLES))
 
 
 # --- finishing ------------------------------------------------------------------------------
@@ -512,9 +518,13 @@ def finish(batch: ImportBatch, *, now: dt.datetime) -> int:
     """Store the batch's events and meter status; return how many events were new."""
     events = staging.event_table(batch.pk)
     stage = staging.stage_table(batch.pk)
-    severity = "CASE " + " ".join(
-        f"WHEN e.kind = '{kind}' THEN {int(level)}" for kind, level in EVENT_SEVERITY.items()
-    ) + f" ELSE {int(MeterEvent.Severity.INFO)} END"
+    severity = (
+        "CASE "
+        + " ".join(
+            f"WHEN e.kind = '{kind}' THEN {int(level)}" for kind, level in EVENT_SEVERITY.items()
+        )
+        + f" ELSE {int(MeterEvent.Severity.INFO)} END"
+    )
     with transaction.atomic():
         _exec(
             sql.SQL(

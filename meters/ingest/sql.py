@@ -15,7 +15,9 @@ SERVICE_POINT_LOCK = 0x6D73_0000_0000_0000
 PARTITION_LOCK = 0x6D70_0000_0000_0001
 
 # Flags that survive when an existing reading's derived values are recomputed.
-KEEP_ON_RECOMPUTE = int(Rule.CONFLICT | Rule.EDITED | Rule.TAMPER | Rule.ESTIMATED | Rule.CLOCK_SKEW)
+KEEP_ON_RECOMPUTE = int(
+    Rule.CONFLICT | Rule.EDITED | Rule.TAMPER | Rule.ESTIMATED | Rule.CLOCK_SKEW
+)
 SUSPECT = int(SUSPECT_RULES)
 
 # How far before a chunk's first reading the context reaches: the stuck rule looks back this
@@ -190,10 +192,12 @@ INSERT INTO m_s (register_id, ts, value, src_delta, duration_s, received_at, lin
 SELECT g.register_id,
        g.prev_ts + make_interval(secs => g.step * k),
        CASE WHEN g.value IS NOT NULL
-            THEN g.prev_value + round((g.value - g.prev_value)::numeric * k / (g.gap_s / g.step))::bigint
+            THEN g.prev_value
+                 + round((g.value - g.prev_value)::numeric * k / (g.gap_s / g.step))::bigint
        END,
        CASE WHEN g.value IS NULL
-            THEN round(g.prev_delta + (g.src_delta - g.prev_delta)::numeric * k / (g.gap_s / g.step))::bigint
+            THEN round(g.prev_delta
+                       + (g.src_delta - g.prev_delta)::numeric * k / (g.gap_s / g.step))::bigint
        END,
        g.step, NULL, NULL, 0, true, true, NULL, NULL, NULL, NULL
 FROM m_gap g
@@ -338,7 +342,8 @@ ROLLUP_RANGES = """
 CREATE TEMP TABLE m_sp ON COMMIT DROP AS
 SELECT mi.service_point_id AS sp, r.direction,
        date_trunc('hour', min(greatest(a.lo, mi.installed_at))) AS h_lo,
-       date_trunc('hour', max(least(a.hi, coalesce(mi.removed_at, a.hi))) - interval '1 microsecond')
+       date_trunc('hour',
+                  max(least(a.hi, coalesce(mi.removed_at, a.hi))) - interval '1 microsecond')
            + interval '1 hour' AS h_hi
 FROM (SELECT register_id, min(lo) AS lo, max(hi) AS hi FROM m_aff GROUP BY register_id) a
 JOIN meters_register r ON r.id = a.register_id
@@ -384,7 +389,8 @@ FROM (
                greatest(e.start_ts, h) AS piece_start,
                h = date_trunc('hour', e.ts - interval '1 microsecond') AS is_last,
                floor(e.delta::numeric
-                     * extract(epoch FROM least(e.ts, h + interval '1 hour') - greatest(e.start_ts, h))
+                     * extract(epoch FROM least(e.ts, h + interval '1 hour')
+                                          - greatest(e.start_ts, h))
                      / extract(epoch FROM e.ts - e.start_ts))::bigint AS floor_share
         FROM generate_series(date_trunc('hour', e.start_ts),
                              e.ts - interval '1 microsecond', interval '1 hour') h
@@ -402,9 +408,10 @@ CREATE TEMP TABLE m_days ON COMMIT DROP AS
 SELECT DISTINCT x.sp, x.direction, s.time_zone AS tz, d::date AS day
 FROM m_sp x
 JOIN meters_servicepoint s ON s.id = x.sp
-CROSS JOIN LATERAL generate_series((x.h_lo AT TIME ZONE s.time_zone)::date,
-                                   ((x.h_hi - interval '1 microsecond') AT TIME ZONE s.time_zone)::date,
-                                   interval '1 day') d;
+CROSS JOIN LATERAL generate_series(
+    (x.h_lo AT TIME ZONE s.time_zone)::date,
+    ((x.h_hi - interval '1 microsecond') AT TIME ZONE s.time_zone)::date,
+    interval '1 day') d;
 
 DELETE FROM meters_rollupdaily dd USING m_days d
  WHERE dd.service_point_id = d.sp AND dd.direction = d.direction AND dd.day = d.day;
@@ -423,6 +430,16 @@ GROUP BY d.sp, d.direction, d.day, h.account_id;
 
 # A chunk's temp tables, dropped before the next chunk (ON COMMIT DROP covers the normal path).
 TEMP_TABLES = (
-    "m_cand", "m_cls", "m_new", "m_bounds", "m_del", "m_ctx", "m_s", "m_gap", "m_calc", "m_aff",
-    "m_sp", "m_days",
+    "m_cand",
+    "m_cls",
+    "m_new",
+    "m_bounds",
+    "m_del",
+    "m_ctx",
+    "m_s",
+    "m_gap",
+    "m_calc",
+    "m_aff",
+    "m_sp",
+    "m_days",
 )

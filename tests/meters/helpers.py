@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection
@@ -65,8 +66,14 @@ def readings(serial: str, code: str | None = None) -> list[dict[str, Any]]:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def csv_rows(serial: str, rows: list[tuple[str, float | int | str]], *, unit: str = "kWh",
-             kind: str = "electricity", column: str = "value") -> str:
+def csv_rows(
+    serial: str,
+    rows: Sequence[tuple[str, object]],
+    *,
+    unit: str = "kWh",
+    kind: str = "electricity",
+    column: str = "value",
+) -> str:
     """A CSV with one meter's (timestamp, number) rows."""
     lines = [f"meter_serial,timestamp,{column},unit,kind"]
     lines += [f"{serial},{ts},{number},{unit},{kind}" for ts, number in rows]

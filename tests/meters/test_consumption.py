@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,9 @@ def _rows(count: int) -> list[tuple[str, float]]:
 
 
 def _rollups() -> list[tuple[object, ...]]:
-    return list(RollupHourly.objects.order_by("hour").values_list("hour", "consumption", "estimated"))
+    return list(
+        RollupHourly.objects.order_by("hour").values_list("hour", "consumption", "estimated")
+    )
 
 
 def test_out_of_order_delivery_ends_in_the_same_state() -> None:
@@ -55,31 +58,57 @@ def test_a_new_occupant_never_sees_the_previous_ones_readings() -> None:
     sp = ServicePoint.objects.get(code="SP-S1")
     before, after = make_account("Old occupant"), make_account("New occupant")
     move = T0 + dt.timedelta(hours=12)
-    old_supply = supply_start(account=before, service_point=sp, start=T0 - dt.timedelta(days=30), actor=SYSTEM)
+    old_supply = supply_start(
+        account=before, service_point=sp, start=T0 - dt.timedelta(days=30), actor=SYSTEM
+    )
     supply_update(supply=old_supply, changes={"end": move}, actor=SYSTEM)
     supply_start(account=after, service_point=sp, start=move, actor=SYSTEM)
     day = (T0, T0 + dt.timedelta(days=1))
     for resolution in (Resolution.QUARTER_HOUR, Resolution.HOUR, Resolution.DAY):
-        new = consumption_series(account_id=after.pk, service_point_id=sp.pk, start=day[0], end=day[1] + dt.timedelta(days=1 if resolution == Resolution.DAY else 0), resolution=resolution)
-        old = consumption_series(account_id=before.pk, service_point_id=sp.pk, start=day[0], end=day[1] + dt.timedelta(days=1 if resolution == Resolution.DAY else 0), resolution=resolution)
+        new = consumption_series(
+            account_id=after.pk,
+            service_point_id=sp.pk,
+            start=day[0],
+            end=day[1] + dt.timedelta(days=1 if resolution == Resolution.DAY else 0),
+            resolution=resolution,
+        )
+        old = consumption_series(
+            account_id=before.pk,
+            service_point_id=sp.pk,
+            start=day[0],
+            end=day[1] + dt.timedelta(days=1 if resolution == Resolution.DAY else 0),
+            resolution=resolution,
+        )
         if resolution != Resolution.DAY:
-            assert all(p.start >= move for p in new), resolution  # type: ignore[operator]
-            assert all(p.start <= move for p in old), resolution  # type: ignore[operator]
+            assert all(p.start >= move for p in new), resolution
+            assert all(p.start <= move for p in old), resolution
         total_new = sum(p.consumption for p in new)
         total_old = sum(p.consumption for p in old)
         assert total_new > 0 and total_old > 0
         assert total_new + total_old == sum(r.consumption for r in RollupHourly.objects.all())
 
 
-def test_hourly_consumption_is_served_from_the_rollups(django_assert_num_queries: object) -> None:
+def test_hourly_consumption_is_served_from_the_rollups(django_assert_num_queries: Any) -> None:
     rows = _rows(4 * 48)
     run_import(csv_rows("Q1", rows))
     sp = ServicePoint.objects.get(code="SP-Q1")
     account = make_account()
     supply_start(account=account, service_point=sp, start=T0 - dt.timedelta(days=1), actor=SYSTEM)
-    with django_assert_num_queries(1):  # type: ignore[operator]
-        points = consumption_series(account_id=account.pk, service_point_id=sp.pk, start=T0, end=T0 + dt.timedelta(days=2), resolution=Resolution.HOUR)
+    with django_assert_num_queries(1):
+        points = consumption_series(
+            account_id=account.pk,
+            service_point_id=sp.pk,
+            start=T0,
+            end=T0 + dt.timedelta(days=2),
+            resolution=Resolution.HOUR,
+        )
     assert len(points) == 48
-    monthly = consumption_series(account_id=account.pk, service_point_id=sp.pk, start=T0, end=T0 + dt.timedelta(days=30), resolution=Resolution.MONTH)
+    monthly = consumption_series(
+        account_id=account.pk,
+        service_point_id=sp.pk,
+        start=T0,
+        end=T0 + dt.timedelta(days=30),
+        resolution=Resolution.MONTH,
+    )
     assert [p.start for p in monthly] == [dt.date(2026, 4, 1)]
     assert monthly[0].consumption == sum(p.consumption for p in points)

@@ -37,60 +37,156 @@ CASES: list[tuple[str, str, bytes, str]] = [
     ("billion-laughs", "espi", LAUGHS, "refused as unsafe"),
     ("xml-truncated", "espi", b"<feed xmlns='http://www.w3.org/2005/Atom'><entry>", "malformed"),
     ("xml-no-readings", "espi", b"<feed xmlns='http://www.w3.org/2005/Atom'/>", "no IntervalBlock"),
-    ("espi-unknown-uom", "espi", b"""<feed xmlns="http://www.w3.org/2005/Atom"><entry><link rel="self" href="/RT/1"/>
+    (
+        "espi-unknown-uom",
+        "espi",
+        b"""<feed xmlns="http://www.w3.org/2005/Atom"><entry><link rel="self" href="/RT/1"/>
         <content><ReadingType xmlns="http://naesb.org/espi"><uom>999</uom></ReadingType></content></entry>
         <entry><content><IntervalBlock xmlns="http://naesb.org/espi"/></content></entry></feed>""",
-     "uses uom 999"),
+        "uses uom 999",
+    ),
     ("csv-empty", "csv", b"", "empty"),
     ("csv-unknown-column", "csv", b"meter,when,kwh\nH1,now,1\n", "Unknown column"),
-    ("csv-missing-column", "csv", b"meter_serial,value,unit\nH1,1,kWh\n", "Missing required column"),
-    ("csv-ragged", "csv", (HEADER + GOOD + "H1,2026-03-01T00:30:00Z,1.5,kWh,electricity,extra\n").encode(),
-     "extra data after last expected column"),
-    ("csv-unterminated-quote", "csv", (HEADER + GOOD + 'H1,"2026-03-01,1,kWh,electricity\n').encode(),
-     "unterminated CSV quoted field"),
-    ("csv-not-utf8", "csv", HEADER.encode() + b"H\xff1,2026-03-01T00:15:00Z,1.0,kWh,electricity\n",
-     "invalid byte sequence"),
-    ("csv-nul-byte", "csv", HEADER.encode() + b"H1\x00,2026-03-01T00:15:00Z,1.0,kWh,electricity\n",
-     "0x00"),
+    (
+        "csv-missing-column",
+        "csv",
+        b"meter_serial,value,unit\nH1,1,kWh\n",
+        "Missing required column",
+    ),
+    (
+        "csv-ragged",
+        "csv",
+        (HEADER + GOOD + "H1,2026-03-01T00:30:00Z,1.5,kWh,electricity,extra\n").encode(),
+        "extra data after last expected column",
+    ),
+    (
+        "csv-unterminated-quote",
+        "csv",
+        (HEADER + GOOD + 'H1,"2026-03-01,1,kWh,electricity\n').encode(),
+        "unterminated CSV quoted field",
+    ),
+    (
+        "csv-not-utf8",
+        "csv",
+        HEADER.encode() + b"H\xff1,2026-03-01T00:15:00Z,1.0,kWh,electricity\n",
+        "invalid byte sequence",
+    ),
+    (
+        "csv-nul-byte",
+        "csv",
+        HEADER.encode() + b"H1\x00,2026-03-01T00:15:00Z,1.0,kWh,electricity\n",
+        "0x00",
+    ),
     ("csv-utf16", "csv", (HEADER + GOOD).encode("utf-16"), "not UTF-8"),
-    ("csv-no-offset", "csv", (HEADER + "H1,2026-03-01 00:15,1.0,kWh,electricity\n").encode(),
-     "ISO 8601 with an offset"),
-    ("csv-bad-date", "csv", (HEADER + "H1,2026-02-30T00:15:00Z,1.0,kWh,electricity\n").encode(),
-     "out of range"),
-    ("csv-wrong-unit", "csv", (HEADER + "H1,2026-03-01T00:15:00Z,1.0,furlong,electricity\n").encode(),
-     'unknown unit "furlong"'),
-    ("csv-absurd", "csv", (HEADER + "H1,2026-03-01T00:15:00Z,1e30,kWh,electricity\n").encode(),
-     "value is not a number"),
-    ("csv-huge", "csv", (HEADER + "H1,2026-03-01T00:15:00Z,99999999999999,kWh,electricity\n").encode(),
-     "absurdly large"),
-    ("csv-negative-register", "csv", (HEADER + "H1,2026-03-01T00:15:00Z,-5,kWh,electricity\n").encode(),
-     "cannot be negative"),
-    ("csv-nan", "csv", (HEADER + "H1,2026-03-01T00:15:00Z,NaN,kWh,electricity\n").encode(),
-     "value is not a number"),
-    ("csv-formula", "csv", (HEADER + "H1,2026-03-01T00:15:00Z,=cmd|'/c calc'!A1,kWh,electricity\n").encode(),
-     "value is not a number"),
-    ("csv-unknown-flag", "csv", b"meter_serial,timestamp,value,unit,flags\nH1,2026-03-01T00:15:00Z,1,kWh,explode\n",
-     "unknown flag"),
-    ("csv-mixed-kinds", "csv", (HEADER + GOOD + "H1,2026-03-01T00:30:00Z,1.0,m3,water\n").encode(),
-     "several kinds"),
-    ("csv-unit-mismatch", "csv", (HEADER + GOOD + "H1,2026-03-01T00:30:00Z,1.0,m3,electricity\n").encode(),
-     "does not fit register"),
+    (
+        "csv-no-offset",
+        "csv",
+        (HEADER + "H1,2026-03-01 00:15,1.0,kWh,electricity\n").encode(),
+        "ISO 8601 with an offset",
+    ),
+    (
+        "csv-bad-date",
+        "csv",
+        (HEADER + "H1,2026-02-30T00:15:00Z,1.0,kWh,electricity\n").encode(),
+        "out of range",
+    ),
+    (
+        "csv-wrong-unit",
+        "csv",
+        (HEADER + "H1,2026-03-01T00:15:00Z,1.0,furlong,electricity\n").encode(),
+        'unknown unit "furlong"',
+    ),
+    (
+        "csv-absurd",
+        "csv",
+        (HEADER + "H1,2026-03-01T00:15:00Z,1e30,kWh,electricity\n").encode(),
+        "value is not a number",
+    ),
+    (
+        "csv-huge",
+        "csv",
+        (HEADER + "H1,2026-03-01T00:15:00Z,99999999999999,kWh,electricity\n").encode(),
+        "absurdly large",
+    ),
+    (
+        "csv-negative-register",
+        "csv",
+        (HEADER + "H1,2026-03-01T00:15:00Z,-5,kWh,electricity\n").encode(),
+        "cannot be negative",
+    ),
+    (
+        "csv-nan",
+        "csv",
+        (HEADER + "H1,2026-03-01T00:15:00Z,NaN,kWh,electricity\n").encode(),
+        "value is not a number",
+    ),
+    (
+        "csv-formula",
+        "csv",
+        (HEADER + "H1,2026-03-01T00:15:00Z,=cmd|'/c calc'!A1,kWh,electricity\n").encode(),
+        "value is not a number",
+    ),
+    (
+        "csv-unknown-flag",
+        "csv",
+        b"meter_serial,timestamp,value,unit,flags\nH1,2026-03-01T00:15:00Z,1,kWh,explode\n",
+        "unknown flag",
+    ),
+    (
+        "csv-mixed-kinds",
+        "csv",
+        (HEADER + GOOD + "H1,2026-03-01T00:30:00Z,1.0,m3,water\n").encode(),
+        "several kinds",
+    ),
+    (
+        "csv-unit-mismatch",
+        "csv",
+        (HEADER + GOOD + "H1,2026-03-01T00:30:00Z,1.0,m3,electricity\n").encode(),
+        "does not fit register",
+    ),
     ("dsmr-garbage", "dsmr", b"hello world\n", "text before the first telegram"),
     ("dsmr-empty", "dsmr", b"\n\n", "no DSMR telegram"),
     ("chirpstack-not-json", "chirpstack", b"{not json\n", "not JSON"),
     ("chirpstack-array", "chirpstack", b"[1, 2, 3]\n", "not a JSON object"),
     ("json-not-json", "json", b'{"readings": [', "not valid JSON"),
-    ("json-bad-number", "json", json.dumps({"readings": [{"meter": "J", "timestamp": "2026-03-01T00:00:00Z",
-                                                           "value": "lots", "unit": "kWh"}]}).encode(),
-     "must be a number"),
-    ("json-no-offset", "json", json.dumps({"readings": [{"meter": "J", "timestamp": "2026-03-01T00:00:00",
-                                                         "value": 1, "unit": "kWh"}]}).encode(),
-     "needs an offset"),
+    (
+        "json-bad-number",
+        "json",
+        json.dumps(
+            {
+                "readings": [
+                    {
+                        "meter": "J",
+                        "timestamp": "2026-03-01T00:00:00Z",
+                        "value": "lots",
+                        "unit": "kWh",
+                    }
+                ]
+            }
+        ).encode(),
+        "must be a number",
+    ),
+    (
+        "json-no-offset",
+        "json",
+        json.dumps(
+            {
+                "readings": [
+                    {"meter": "J", "timestamp": "2026-03-01T00:00:00", "value": 1, "unit": "kWh"}
+                ]
+            }
+        ).encode(),
+        "needs an offset",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("fmt", "content", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_a_hostile_file_fails_clearly_and_imports_nothing(fmt: str, content: bytes, message: str) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "content", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_a_hostile_file_fails_clearly_and_imports_nothing(
+    fmt: str, content: bytes, message: str
+) -> None:
     batch = run_import(content, fmt)
     assert batch.status == ImportBatch.Status.FAILED, batch.error
     assert message in batch.error
@@ -132,8 +228,13 @@ def test_a_100_mb_line_is_refused_without_buffering_it() -> None:
                 return header
             return stream.read(size)
 
-    batch = services.batch_create(source="command", fmt="csv", content=WithHeader(),  # type: ignore[arg-type]
-                                  actor=SYSTEM, as_of=timezone.now())
+    batch = services.batch_create(
+        source="command",
+        fmt="csv",
+        content=WithHeader(),  # type: ignore[arg-type]
+        actor=SYSTEM,
+        as_of=timezone.now(),
+    )
     services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     assert batch.status == ImportBatch.Status.FAILED
@@ -145,9 +246,16 @@ def test_a_100_mb_line_is_refused_without_buffering_it() -> None:
 @pytest.mark.parametrize(
     ("builder", "message"),
     [
-        (lambda: HEADER + "NOPE,2026-03-01T00:15:00Z,1.0,kWh,electricity\n", 'unknown meter "NOPE"'),
-        (lambda: "meter_serial,register,timestamp,value,unit\nR1,9.9.9,2026-03-01T00:15:00Z,1,kWh\n",
-         'has no register "9.9.9"'),
+        (
+            lambda: HEADER + "NOPE,2026-03-01T00:15:00Z,1.0,kWh,electricity\n",
+            'unknown meter "NOPE"',
+        ),
+        (
+            lambda: (
+                "meter_serial,register,timestamp,value,unit\nR1,9.9.9,2026-03-01T00:15:00Z,1,kWh\n"
+            ),
+            'has no register "9.9.9"',
+        ),
         (lambda: HEADER + "R1,1989-12-31T23:00:00Z,1.0,kWh,electricity\n", "before 1990"),
     ],
 )
@@ -156,8 +264,12 @@ def test_rows_that_name_no_known_register_are_rejected_one_by_one(
 ) -> None:
     meter = Meter.objects.create(serial="R1", kind="electricity", max_rate=10_000)
     Register.objects.create(meter=meter, code="import", unit="Wh", is_main=True)
-    batch = run_import(builder() + "R1,2026-03-01T00:15:00Z,1.0,kWh,electricity\n"
-                       if "register" not in builder() else builder(), register_meters=False)
+    batch = run_import(
+        builder() + "R1,2026-03-01T00:15:00Z,1.0,kWh,electricity\n"
+        if "register" not in builder()
+        else builder(),
+        register_meters=False,
+    )
     assert batch.status == ImportBatch.Status.DONE
     assert batch.rejected == 1
     assert message in batch.row_errors.get().message

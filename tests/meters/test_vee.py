@@ -26,7 +26,14 @@ T0 = dt.datetime(2026, 3, 2, 0, 0, tzinfo=dt.UTC)
 
 
 def _series(serial: str, start: dt.datetime, values: list[float], **kw: str) -> str:
-    return csv_rows(serial, [(ts.isoformat(), v) for ts, v in zip(quarter_hours(start, len(values)), values, strict=True)], **kw)
+    return csv_rows(
+        serial,
+        [
+            (ts.isoformat(), v)
+            for ts, v in zip(quarter_hours(start, len(values)), values, strict=True)
+        ],
+        **kw,
+    )
 
 
 def _flags(rows: list[dict[str, object]]) -> list[Rule]:
@@ -80,7 +87,10 @@ def test_a_different_value_for_the_same_time_is_kept_apart_and_flagged() -> None
 
 
 def test_conflicting_rows_inside_one_file_keep_the_first_and_flag_it() -> None:
-    text = _series("E1", T0, [1.0, 1.25]) + f"E1,{(T0 + dt.timedelta(minutes=15)).isoformat()},1.40,kWh,electricity\n"
+    text = (
+        _series("E1", T0, [1.0, 1.25])
+        + f"E1,{(T0 + dt.timedelta(minutes=15)).isoformat()},1.40,kWh,electricity\n"
+    )
     batch = run_import(text)
     assert (batch.inserted, batch.conflicting) == (2, 1)
     assert Rule.CONFLICT in Rule(readings("E1")[1]["flags"])
@@ -88,7 +98,15 @@ def test_conflicting_rows_inside_one_file_keep_the_first_and_flag_it() -> None:
 
 def test_a_short_gap_is_estimated_by_linear_interpolation() -> None:
     ts = quarter_hours(T0, 6)
-    text = csv_rows("E1", [(ts[0].isoformat(), 10.0), (ts[1].isoformat(), 10.1), (ts[4].isoformat(), 10.4), (ts[5].isoformat(), 10.5)])
+    text = csv_rows(
+        "E1",
+        [
+            (ts[0].isoformat(), 10.0),
+            (ts[1].isoformat(), 10.1),
+            (ts[4].isoformat(), 10.4),
+            (ts[5].isoformat(), 10.5),
+        ],
+    )
     batch = run_import(text)
     assert (batch.inserted, batch.estimated) == (6, 2)
     rows = readings("E1")
@@ -99,7 +117,14 @@ def test_a_short_gap_is_estimated_by_linear_interpolation() -> None:
 
 
 def test_a_long_gap_is_never_zero_filled_but_flagged() -> None:
-    text = csv_rows("E1", [(T0.isoformat(), 10.0), ((T0 + dt.timedelta(minutes=15)).isoformat(), 10.1), ((T0 + dt.timedelta(hours=4)).isoformat(), 11.0)])
+    text = csv_rows(
+        "E1",
+        [
+            (T0.isoformat(), 10.0),
+            ((T0 + dt.timedelta(minutes=15)).isoformat(), 10.1),
+            ((T0 + dt.timedelta(hours=4)).isoformat(), 11.0),
+        ],
+    )
     batch = run_import(text)
     assert batch.estimated == 0
     rows = readings("E1")
@@ -112,7 +137,10 @@ def test_a_long_gap_is_never_zero_filled_but_flagged() -> None:
 def test_an_estimate_is_replaced_when_the_actual_reading_arrives() -> None:
     _meter("E1")
     ts = quarter_hours(T0, 4)
-    run_import(csv_rows("E1", [(ts[0].isoformat(), 10.0), (ts[3].isoformat(), 10.3)]), register_meters=False)
+    run_import(
+        csv_rows("E1", [(ts[0].isoformat(), 10.0), (ts[3].isoformat(), 10.3)]),
+        register_meters=False,
+    )
     assert readings("E1")[1]["quality"] == Quality.ESTIMATED
     batch = run_import(csv_rows("E1", [(ts[1].isoformat(), 10.15)]), register_meters=False)
     # The actual reading, and the remaining estimate made again around it.
@@ -126,8 +154,18 @@ def test_an_estimate_is_replaced_when_the_actual_reading_arrives() -> None:
 def _meter(serial: str, *, dials: int | None = None, tz: str = "UTC") -> Register:
     sp = ServicePoint.objects.create(code=f"SP-{serial}", kind="electricity", time_zone=tz)
     meter = Meter.objects.create(serial=serial, kind="electricity", max_rate=50_000)
-    MeterInstallation.objects.create(meter=meter, service_point=sp, installed_at=T0 - dt.timedelta(days=400))
-    register = Register(meter=meter, code="import", unit="Wh", dials=dials, display_unit="kWh", is_main=True, interval_seconds=900)
+    MeterInstallation.objects.create(
+        meter=meter, service_point=sp, installed_at=T0 - dt.timedelta(days=400)
+    )
+    register = Register(
+        meter=meter,
+        code="import",
+        unit="Wh",
+        dials=dials,
+        display_unit="kWh",
+        is_main=True,
+        interval_seconds=900,
+    )
     register.full_clean()
     register.save()
     return register
@@ -208,7 +246,9 @@ def test_a_timestamp_off_the_interval_grid_is_clock_skew() -> None:
     assert flagged == [False, False, False, False, True]
 
 
-@pytest.mark.parametrize(("day", "hours"), [(dt.date(2026, 3, 29), 23), (dt.date(2026, 10, 25), 25)])
+@pytest.mark.parametrize(
+    ("day", "hours"), [(dt.date(2026, 3, 29), 23), (dt.date(2026, 10, 25), 25)]
+)
 def test_dst_days_have_23_or_25_hours_and_no_false_gaps(day: dt.date, hours: int) -> None:
     import zoneinfo
 
@@ -222,7 +262,9 @@ def test_dst_days_have_23_or_25_hours_and_no_false_gaps(day: dt.date, hours: int
     batch = run_import(text, register_meters=False)
     assert batch.estimated == 0 and count == hours * 4
     rows = readings("E1")
-    assert not any(Rule.GAP in Rule(r["flags"]) or Rule.CLOCK_SKEW in Rule(r["flags"]) for r in rows)
+    assert not any(
+        Rule.GAP in Rule(r["flags"]) or Rule.CLOCK_SKEW in Rule(r["flags"]) for r in rows
+    )
     daily = RollupDaily.objects.get(day=day)
     assert daily.hours == hours
     assert daily.consumption == count * 250

@@ -181,7 +181,159 @@ SCENARIOS: dict[str, tuple[Scenario, AuditEvent]] = {
         AuditEvent.LOGOUT,
     ),
 }
+
+
+def _meters_world() -> dict[str, object]:
+    """A meter with readings, installed at a service point an account is supplied at."""
+    from meters.models import Register, ServicePoint
+    from tests.meters.helpers import csv_rows, run_import
+
+    run_import(csv_rows("AUD1", [("2026-03-01T00:15:00Z", 1.0), ("2026-03-01T00:30:00Z", 1.25)]))
+    return {
+        "register": Register.objects.get(meter__serial="AUD1"),
+        "service_point": ServicePoint.objects.get(code="SP-AUD1"),
+    }
+
+
+def _batch_create(world: World) -> Callable[[], object]:
+    import io
+
+    from meters.services import batch_create
+
+    return lambda: batch_create(
+        source="command",
+        fmt="csv",
+        content=io.BytesIO(b"meter_serial,timestamp,value,unit\n"),
+        actor=SYSTEM,
+        as_of=timezone.now(),
+    )
+
+
+def _batch_process(world: World) -> Callable[[], object]:
+    import io
+
+    from meters.services import batch_create, batch_process
+
+    batch = batch_create(
+        source="command",
+        fmt="csv",
+        content=io.BytesIO(b"meter_serial,timestamp,value,unit\nX,2026-03-01T00:00:00Z,1,kWh\n"),
+        actor=SYSTEM,
+        as_of=timezone.now(),
+    )
+    return lambda: batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+
+
+def _reading_edit(world: World) -> Callable[[], object]:
+    import datetime as dt
+
+    from meters.services import reading_edit
+
+    register = _meters_world()["register"]
+    return lambda: reading_edit(
+        register=register,  # type: ignore[arg-type]
+        ts=dt.datetime(2026, 3, 1, 0, 30, tzinfo=dt.UTC),
+        new_value=1300,
+        reason="misread",
+        actor=SYSTEM,
+    )
+
+
+def _event_acknowledge(world: World) -> Callable[[], object]:
+    from meters.models import Meter, MeterEvent
+    from meters.services import meter_event_acknowledge
+
+    meter = Meter.objects.create(serial="EV1", kind="water", max_rate=100)
+    event = MeterEvent.objects.create(
+        meter=meter, kind="leak", severity=30, occurred_at=timezone.now()
+    )
+    return lambda: meter_event_acknowledge(event=event, actor=SYSTEM, as_of=timezone.now())
+
+
+def _command_create(world: World) -> Callable[[], object]:
+    from meters.models import Meter
+    from meters.services import meter_command_create
+
+    meter = Meter.objects.create(serial="CMD1", kind="water", max_rate=100)
+    return lambda: meter_command_create(
+        meter_id=meter.pk, command="valve_close", reason="test", idempotency_key="k1", actor=SYSTEM
+    )
+
+
+def _supply_start(world: World) -> Callable[[], object]:
+    import datetime as dt
+
+    from meters.services import supply_start
+
+    sp = _meters_world()["service_point"]
+    return lambda: supply_start(
+        account=world.account_a,
+        service_point=sp,  # type: ignore[arg-type]
+        start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        actor=SYSTEM,
+    )
+
+
+def _supply_update(world: World) -> Callable[[], object]:
+    import datetime as dt
+
+    from meters.services import supply_start, supply_update
+
+    sp = _meters_world()["service_point"]
+    supply = supply_start(
+        account=world.account_a,
+        service_point=sp,  # type: ignore[arg-type]
+        start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        actor=SYSTEM,
+    )
+    return lambda: supply_update(
+        supply=supply, changes={"end": dt.datetime(2026, 3, 1, 0, 20, tzinfo=dt.UTC)}, actor=SYSTEM
+    )
+
+
+def _fleet_save(world: World) -> Callable[[], object]:
+    from meters.models import ServicePoint
+    from meters.services import fleet_save
+
+    return lambda: fleet_save(instance=ServicePoint(code="FLEET1", kind="gas"), actor=SYSTEM)
+
+
+def _inbound_flush(world: World) -> Callable[[], object]:
+    from meters.services import inbound_flush, inbound_store
+
+    inbound_store(
+        source="chirpstack",
+        messages=[("up", "dedup-1", {"deviceInfo": {"devEui": "01"}})],
+        received_at=timezone.now(),
+    )
+    return lambda: inbound_flush(actor=SYSTEM, as_of=timezone.now())
+
+
+SCENARIOS.update(
+    {
+        "meters.services.batch_create": (_batch_create, AuditEvent.IMPORT_BATCH_CREATED),
+        "meters.services.batch_process": (_batch_process, AuditEvent.IMPORT_BATCH_FINISHED),
+        "meters.services.reading_edit": (_reading_edit, AuditEvent.READING_EDITED),
+        "meters.services.meter_event_acknowledge": (
+            _event_acknowledge,
+            AuditEvent.METER_EVENT_ACKNOWLEDGED,
+        ),
+        "meters.services.meter_command_create": (_command_create, AuditEvent.METER_COMMAND_CREATED),
+        "meters.services.supply_start": (_supply_start, AuditEvent.SUPPLY_STARTED),
+        "meters.services.supply_update": (_supply_update, AuditEvent.SUPPLY_UPDATED),
+        "meters.services.fleet_save": (_fleet_save, AuditEvent.FLEET_CREATED),
+        "meters.services.inbound_flush": (_inbound_flush, AuditEvent.IMPORT_BATCH_CREATED),
+    }
+)
+
 EXEMPT = {
+    "meters.services.inbound_store": (
+        "device telemetry buffered for a batch; the batch that imports it is audited"
+    ),
+    "meters.services.meter_events_notify": "delivery bookkeeping (notified_at) of stored events",
+    "meters.services.derived_events_detect": (
+        "events the readings imply, stored as data; acknowledging them is audited"
+    ),
     # The audit write path itself.
     "portal.audit.services.audit_record": "is the audit entry",
     "portal.audit.services.audit_checkpoint_record": "records a verified chain head, not a change",

@@ -81,19 +81,31 @@ def _message(line: int, message: dict[str, Any], batch: ImportBatch) -> Iterator
     dev_eui = str(device.get("devEui") or "").upper() or None
     if dev_eui is None:
         yield RowError(line, "event without deviceInfo.devEui")
+    elif event == "status":
+        yield from _status(line, payload, dev_eui, received)
+    elif event == "up":
+        yield from _uplink(line, payload, dev_eui, received)
+
+
+def _status(
+    line: int, payload: dict[str, Any], dev_eui: str, received: dt.datetime
+) -> Iterator[ParsedItem]:
+    if payload.get("batteryLevelUnavailable"):
         return
-    if event == "status":
-        if payload.get("batteryLevelUnavailable") or "batteryLevel" not in payload:
-            return
-        battery = _number(payload.get("batteryLevel"))
-        if battery is not None:
-            yield StageEvent(
-                line=line, kind="status", occurred_at=received, dev_eui=dev_eui,
-                data={"battery": float(battery), "source": "chirpstack"},
-            )
-        return
-    if event != "up":
-        return
+    battery = _number(payload.get("batteryLevel"))
+    if battery is not None:
+        yield StageEvent(
+            line=line,
+            kind="status",
+            occurred_at=received,
+            dev_eui=dev_eui,
+            data={"battery": float(battery), "source": "chirpstack"},
+        )
+
+
+def _uplink(
+    line: int, payload: dict[str, Any], dev_eui: str, received: dt.datetime
+) -> Iterator[ParsedItem]:
     decoded = payload.get("object")
     if not isinstance(decoded, dict):
         yield RowError(line, "uplink without a decoded object: configure the device codec")
@@ -105,27 +117,16 @@ def _message(line: int, message: dict[str, Any], batch: ImportBatch) -> Iterator
     alarms = [a for a in decoded.get("alarms") or [] if isinstance(a, str)]
     flags = SOURCE_TAMPER if any(a.startswith("tamper") for a in alarms) else 0
     for reading in readings or []:
-        if not isinstance(reading, dict):
-            yield RowError(line, "a reading is not an object")
-            continue
-        value, delta = _number(reading.get("value")), _number(reading.get("delta"))
-        unit = reading.get("unit")
-        when = _time(reading.get("time")) or event_time
-        if (value is None and delta is None) or not isinstance(unit, str):
-            yield RowError(line, "a reading needs a numeric value or delta and a unit")
-            continue
-        duration = reading.get("duration")
-        yield StageRow(
-            line=line, ts=when, unit=unit.strip().lower(), dev_eui=dev_eui,
-            register_code=str(reading["register"])[:32] if reading.get("register") else None,
-            value=value, delta=delta,
-            duration_s=int(duration) if isinstance(duration, int) else None,
-            received_at=received, src_flags=flags,
+        yield _reading(
+            line, reading, dev_eui=dev_eui, event_time=event_time, received=received, flags=flags
         )
     for alarm in alarms:
         if alarm in ALARMS:
             yield StageEvent(
-                line=line, kind=alarm, occurred_at=event_time, dev_eui=dev_eui,
+                line=line,
+                kind=alarm,
+                occurred_at=event_time,
+                dev_eui=dev_eui,
                 data={"source": "chirpstack", "fCnt": payload.get("fCnt")},
             )
         else:
@@ -133,6 +134,40 @@ def _message(line: int, message: dict[str, Any], batch: ImportBatch) -> Iterator
     valve = decoded.get("valve")
     if valve in ("open", "closed"):
         yield StageEvent(
-            line=line, kind="status", occurred_at=event_time, dev_eui=dev_eui,
+            line=line,
+            kind="status",
+            occurred_at=event_time,
+            dev_eui=dev_eui,
             data={"valve": valve, "source": "chirpstack"},
         )
+
+
+def _reading(
+    line: int,
+    reading: Any,
+    *,
+    dev_eui: str,
+    event_time: dt.datetime,
+    received: dt.datetime,
+    flags: int,
+) -> ParsedItem:
+    if not isinstance(reading, dict):
+        return RowError(line, "a reading is not an object")
+    value, delta = _number(reading.get("value")), _number(reading.get("delta"))
+    unit = reading.get("unit")
+    if (value is None and delta is None) or not isinstance(unit, str):
+        return RowError(line, "a reading needs a numeric value or delta and a unit")
+    duration = reading.get("duration")
+    seconds = duration if isinstance(duration, int) and not isinstance(duration, bool) else None
+    return StageRow(
+        line=line,
+        ts=_time(reading.get("time")) or event_time,
+        unit=unit.strip().lower(),
+        dev_eui=dev_eui,
+        register_code=str(reading["register"])[:32] if reading.get("register") else None,
+        value=value,
+        delta=delta,
+        duration_s=seconds,
+        received_at=received,
+        src_flags=flags,
+    )

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import codecs
 import re
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import psycopg
 from django.db import DataError, connection
 from psycopg import sql
 
-from meters.ingest.staging import BatchError, raw_csv_table, stage_table, event_table
+from meters.ingest.staging import BatchError, event_table, raw_csv_table, stage_table
 from meters.ingest.units import MAX_SOURCE_MAGNITUDE, UNITS
 
 COLUMNS = (
@@ -112,9 +112,8 @@ class _LineGuard:
             longest = self.open_length + first
             last = chunk.rfind(b"\n")
             if last > first:
-                longest = max(
-                    longest, max(len(part) for part in chunk[first + 1 : last].split(b"\n"))
-                )
+                inner = chunk[first + 1 : last].split(b"\n")
+                longest = max([longest, *map(len, inner)])
             self.line += chunk.count(b"\n")
             self.open_length = len(chunk) - last - 1
             if longest > MAX_LINE_BYTES:
@@ -220,7 +219,7 @@ def stage_csv(batch_id: int) -> None:
         ORDER BY line
         """
     ).format(raw=raw)
-    params = {
+    params: dict[str, Any] = {
         "ts": _TS_PATTERN,
         "num": _NUMBER_PATTERN,
         "max": MAX_SOURCE_MAGNITUDE,

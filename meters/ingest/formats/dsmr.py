@@ -136,9 +136,17 @@ def _telegram_items(line: int, telegram: Any, batch: ImportBatch) -> Iterator[Pa
                 if value is None:
                     continue
                 yield StageRow(
-                    line=line, ts=ts, unit="kwh", serial=serial, register_code=code,
-                    value=value, kind="electricity", direction=direction, tariff_rate=rate,
-                    obis=obis, series="register",
+                    line=line,
+                    ts=ts,
+                    unit="kwh",
+                    serial=serial,
+                    register_code=code,
+                    value=value,
+                    kind="electricity",
+                    direction=direction,
+                    tariff_rate=rate,
+                    obis=obis,
+                    series="register",
                 )
             yield from _power_failures(line, serial, telegram)
     for device in getattr(telegram, "MBUS_DEVICES", []) or []:
@@ -159,11 +167,17 @@ def _power_failures(line: int, serial: str, telegram: Any) -> Iterator[ParsedIte
             continue
         if ended < PLAUSIBLE_SINCE or not 0 <= duration <= MAX_OUTAGE_SECONDS:
             # Meters fill unused log slots with their clock's default and junk durations.
-            yield RowError(line, f"power failure log entry {ended:%Y-%m-%d} ({duration} s) "
-                           "is a placeholder; ignored")
+            yield RowError(
+                line,
+                f"power failure log entry {ended:%Y-%m-%d} ({duration} s) "
+                "is a placeholder; ignored",
+            )
             continue
         yield StageEvent(
-            line=line, kind="power_outage", occurred_at=ended, serial=serial,
+            line=line,
+            kind="power_outage",
+            occurred_at=ended,
+            serial=serial,
             data={"source": "dsmr", "duration_s": int(duration)},
         )
 
@@ -192,8 +206,7 @@ def _mbus_items(line: int, device: Any) -> Iterator[ParsedItem]:
     if serial is None or value is None or not isinstance(when, dt.datetime) or when < EPOCH:
         yield RowError(
             line,
-            f"M-Bus channel {channel}: no equipment identifier or a placeholder reading; "
-            "skipped",
+            f"M-Bus channel {channel}: no equipment identifier or a placeholder reading; skipped",
         )
         return
     if kind is None:
@@ -201,11 +214,22 @@ def _mbus_items(line: int, device: Any) -> Iterator[ParsedItem]:
         return
     unit = (reading.unit or "m3").lower()
     yield StageRow(
-        line=line, ts=when, unit=unit, serial=serial, register_code="24.2.1", value=value,
-        kind=kind, direction="import", obis=f"0-{channel}:24.2.1", series="register",
+        line=line,
+        ts=when,
+        unit=unit,
+        serial=serial,
+        register_code="24.2.1",
+        value=value,
+        kind=kind,
+        direction="import",
+        obis=f"0-{channel}:24.2.1",
+        series="register",
     )
     if valve is not None and str(valve.value).strip() == "0":
         yield StageEvent(
-            line=line, kind="valve_closed", occurred_at=when, serial=serial,
+            line=line,
+            kind="valve_closed",
+            occurred_at=when,
+            serial=serial,
             data={"source": "dsmr"},
         )

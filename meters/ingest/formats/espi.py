@@ -117,15 +117,15 @@ def _collect(stream: BinaryIO) -> _Feed:
             )
         elif content.find(ESPI + "MeterReading") is not None:
             feed.meter_readings[self_href] = _MeterReading(
-                related=links.get("related", []), up=(links.get("up") or [None])[0]
+                related=links.get("related", []), up=next(iter(links.get("up", [])), None)
             )
-        elif (reading_type := content.find(ESPI + "ReadingType")) is not None:
+        elif (rt := content.find(ESPI + "ReadingType")) is not None:
             feed.reading_types[self_href] = _ReadingType(
-                uom=_int(reading_type, "uom"),
-                power=_int(reading_type, "powerOfTenMultiplier") or 0,
-                accumulation=_int(reading_type, "accumulationBehaviour"),
-                flow=_int(reading_type, "flowDirection"),
-                interval=_int(reading_type, "intervalLength"),
+                uom=_int(rt, "uom"),
+                power=_int(rt, "powerOfTenMultiplier") or 0,
+                accumulation=_int(rt, "accumulationBehaviour"),
+                flow=_int(rt, "flowDirection"),
+                interval=_int(rt, "intervalLength"),
             )
         else:
             feed.blocks += len(content.findall(ESPI + "IntervalBlock"))
@@ -156,7 +156,7 @@ def _match_usage_point(feed: _Feed, mr: str) -> _UsagePoint | None:
     for up in feed.usage_points.values():
         if mr in up.related or (info.up and info.up in up.related):
             return up
-    marker = mr.split("/MeterReading")[0].rsplit("/UsagePoint/", 1)
+    marker = mr.split("/MeterReading", maxsplit=1)[0].rsplit("/UsagePoint/", 1)
     if len(marker) == 2:
         for href, up in feed.usage_points.items():
             if href.endswith("/UsagePoint/" + marker[1]):
@@ -183,12 +183,12 @@ def parse(stream: BinaryIO, batch: ImportBatch) -> Iterator[ParsedItem]:
             continue
         links = _links(entry)
         mr = _match_meter_reading(feed, links.get("self", []) + links.get("up", []))
-        reading_type = _match_reading_type(feed, mr) if mr else None
+        block_type = _match_reading_type(feed, mr) if mr else None
         usage_point = _match_usage_point(feed, mr) if mr else None
         for block in blocks:  # a containerised feed may put several in one entry
             for interval_reading in block.findall(ESPI + "IntervalReading"):
                 number += 1
-                item = _row(number, interval_reading, reading_type, usage_point)
+                item = _row(number, interval_reading, block_type, usage_point)
                 if item is not None:
                     yield item
 

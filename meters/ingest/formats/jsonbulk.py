@@ -99,14 +99,29 @@ def _reading(number: int, record: dict[str, Any]) -> Iterator[ParsedItem]:
         flags = [f for f in flags if f in EVENT_KINDS] if isinstance(flags, list) else []
     duration = record.get("duration")
     yield StageRow(
-        line=number, ts=ts, unit=unit.strip().lower(), serial=meter.strip()[:64],
+        line=number,
+        ts=ts,
+        unit=unit.strip().lower(),
+        serial=meter.strip()[:64],
         register_code=str(record["register"])[:32] if record.get("register") else None,
-        value=value, delta=delta,
-        duration_s=duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
+        value=value,
+        delta=delta,
+        duration_s=duration
+        if isinstance(duration, int) and not isinstance(duration, bool)
+        else None,
         src_flags=SOURCE_TAMPER if any(f.startswith("tamper") for f in flags) else 0,
-        direction=record.get("direction") if record.get("direction") in ("import", "export") else None,
-        kind=record.get("kind") if record.get("kind") in ("electricity", "water", "gas", "heat") else None,
+        direction=record.get("direction")
+        if record.get("direction") in ("import", "export")
+        else None,
+        kind=record.get("kind")
+        if record.get("kind") in ("electricity", "water", "gas", "heat")
+        else None,
     )
     for flag in flags:
-        yield StageEvent(line=number, kind=flag, occurred_at=ts, serial=meter.strip()[:64],
-                         data={"source": "json"})
+        yield StageEvent(
+            line=number,
+            kind=flag,
+            occurred_at=ts,
+            serial=meter.strip()[:64],
+            data={"source": "json"},
+        )

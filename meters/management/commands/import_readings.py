@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from meters import services
+from meters.ingest.formats import format_for_name
 from meters.models import ImportBatch
 from meters.selectors import batch_get_by_id
 from portal.audit.actors import SystemActor
@@ -47,7 +48,7 @@ class Command(BaseCommand):
         path = Path(options["path"])
         if not path.is_file():
             raise CommandError(f"{path} is not a file")
-        fmt = options["format"] or services.format_for_name(path.name)
+        fmt = options["format"] or format_for_name(path.name)
         if fmt is None:
             raise CommandError("cannot tell the format from the name: give --format")
         read_at = None
@@ -101,7 +102,9 @@ def _summary(batch: ImportBatch) -> dict[str, object]:
         "duplicate_of": str(batch.duplicate_of.public_id) if batch.duplicate_of else None,
         "seen": source.seen if batch.status != ImportBatch.Status.DUPLICATE else 0,
         "inserted": batch.inserted,
-        "duplicate": batch.duplicate if batch.status != ImportBatch.Status.DUPLICATE else source.seen,
+        "duplicate": batch.duplicate
+        if batch.status != ImportBatch.Status.DUPLICATE
+        else source.seen,
         "conflicting": batch.conflicting,
         "rejected": batch.rejected,
         "estimated": batch.estimated,
