@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from psycopg import sql
 
@@ -32,7 +33,6 @@ from meters.models import ImportBatch, ImportRowError, MeterEvent
 
 logger = logging.getLogger(__name__)
 
-CHUNK_ROWS = 200_000
 STAGES = ("parsing", "validating", "merging", "finishing")
 
 # Default physical maxima (base units per hour) for meters registered by an import.
@@ -446,20 +446,22 @@ def _ensure_partitions(stage: sql.Identifier) -> None:
 
 
 def chunk_plan(batch: ImportBatch) -> list[list[int]]:
-    """Group the batch's registers into chunks of about CHUNK_ROWS rows (deterministic)."""
+    """Group the batch's registers into chunks of about PORTAL_IMPORT_CHUNK_ROWS rows; the plan
+    is deterministic, so a resumed batch skips exactly the chunks already merged."""
     counts = _exec(
         sql.SQL(
             "SELECT register_id, count(*) FROM {s} WHERE reject IS NULL "
             "GROUP BY register_id ORDER BY register_id"
         ).format(s=staging.stage_table(batch.pk))
     )
+    chunk_rows = settings.PORTAL_IMPORT_CHUNK_ROWS
     chunks: list[list[int]] = []
     current: list[int] = []
     size = 0
     for register_id, count in counts:
         current.append(register_id)
         size += count
-        if size >= CHUNK_ROWS:
+        if size >= chunk_rows:
             chunks.append(current)
             current, size = [], 0
     if current:

@@ -339,6 +339,8 @@ PORTAL_IMPORT_STORAGE = env_str("PORTAL_IMPORT_STORAGE", str(MEDIA_ROOT / "impor
 PORTAL_IMPORT_INBOX = env_str("PORTAL_IMPORT_INBOX", str(BASE_DIR / ".local" / "inbox"))
 # Largest file accepted through the portal and the API (the command line has no limit).
 PORTAL_IMPORT_MAX_UPLOAD = env_int("PORTAL_IMPORT_MAX_UPLOAD_MB", 50) * 1024 * 1024
+# Rows merged per transaction (registers are grouped up to about this many rows).
+PORTAL_IMPORT_CHUNK_ROWS = env_int("PORTAL_IMPORT_CHUNK_ROWS", 200_000)
 # ChirpStack's HTTP integration sends this in the Authorization header: "Bearer <token>".
 CHIRPSTACK_INTEGRATION_TOKEN = env_optional("CHIRPSTACK_INTEGRATION_TOKEN")
 MQTT_HOST = env_str("MQTT_HOST", "127.0.0.1")
