@@ -90,7 +90,12 @@ def test_a_worker_killed_mid_import_loses_and_duplicates_nothing(broker: None) -
     assert batch.status == ImportBatch.Status.RUNNING  # stranded until someone resumes it
     second = _worker()
     try:
-        assert import_sweeper_task.apply().get() >= 1  # the lock is free: it is re-queued
+        # The killed worker's database session ends when PostgreSQL notices (at once when idle,
+        # after its running statement otherwise); then the sweeper finds the lock free.
+        deadline = time.monotonic() + 60
+        while import_sweeper_task.apply().get() < 1:
+            assert time.monotonic() < deadline, "the batch was never re-queued"
+            time.sleep(0.5)
         _wait(batch, "b.status == 'done'")
     finally:
         second.terminate()
