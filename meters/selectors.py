@@ -218,3 +218,24 @@ def readings_checksum() -> str:
         )
         (digest,) = cursor.fetchone()
     return str(digest)
+
+
+@dataclass(frozen=True)
+class ReadingRow:
+    ts: dt.datetime
+    start_ts: dt.datetime | None
+    value: int | None
+    delta: int | None
+    quality: int
+    flags: int
+
+
+def register_recent_readings(*, register: Register, limit: int = 24) -> list[ReadingRow]:
+    """Return a register's latest readings, newest first (the admin's register page)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT ts, start_ts, value, delta, quality, flags FROM meters_reading "
+            "WHERE register_id = %s ORDER BY ts DESC LIMIT %s",
+            [register.pk, limit],
+        )
+        return [ReadingRow(*row) for row in cursor.fetchall()]

@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import connection, models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from meters.exceptions import MeterError, ReadingNotFound
 from meters.ingest import pipeline
@@ -258,9 +259,9 @@ def reading_edit(
     from meters.models import ReadingEdit
 
     if not reason.strip():
-        raise ValidationError("A reason is required to edit a reading.")
+        raise ValidationError(_("A reason is required to edit a reading."))
     if new_value is None and new_delta is None:
-        raise ValidationError("Give a new register value or a new interval consumption.")
+        raise ValidationError(_("Give a new register value or a new interval consumption."))
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [q.REGISTER_LOCK + register.pk])
         cursor.execute(

@@ -7,6 +7,7 @@ second factor are sent to enrol one when PORTAL_STAFF_REQUIRE_MFA is on.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from allauth.mfa.utils import is_mfa_enabled
@@ -147,9 +148,12 @@ def changed(form: ModelForm[Any], fields: list[str] | tuple[str, ...]) -> dict[s
 
 
 class ReadOnlyModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Viewable by staff with the view permission; nobody adds, changes or deletes here."""
+    """Viewable by staff with the view permission; nobody adds, changes or deletes here.
 
-    actions = None
+    A subclass may list actions of its own (each a service call); none are offered by default.
+    """
+
+    actions: Sequence[Any] | None = None
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

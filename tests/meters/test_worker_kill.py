@@ -49,18 +49,38 @@ def _worker() -> subprocess.Popen[bytes]:
         "PORTAL_IMPORT_CHUNK_ROWS": "12000",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "solo",
-         "-Q", "readings,default", "--loglevel", "WARNING", "--without-gossip",
-         "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "worker",
+            "--pool",
+            "solo",
+            "-Q",
+            "readings,default",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
 @pytest.fixture
 def broker(transactional_db: None) -> Iterator[None]:
+    """This xdist worker's broker database, empty before and after the test."""
     with app.connection_for_write() as conn:
         conn.default_channel.client.flushdb()  # type: ignore[attr-defined]
     yield
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.flushdb()  # type: ignore[attr-defined]
 
 
 def _wait(batch: ImportBatch, condition: str, timeout: float = 180) -> None:
@@ -70,15 +90,23 @@ def _wait(batch: ImportBatch, condition: str, timeout: float = 180) -> None:
         if eval(condition, {"b": batch}):  # noqa: S307 - test-local expressions
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {condition}: {batch.status} {batch.stage} "
-                         f"{batch.chunks_done}/{batch.chunks_total} {batch.error}")
+    raise AssertionError(
+        f"timed out waiting for {condition}: {batch.status} {batch.stage} "
+        f"{batch.chunks_done}/{batch.chunks_total} {batch.error}"
+    )
 
 
 def test_a_worker_killed_mid_import_loses_and_duplicates_nothing(broker: None) -> None:
     first = _worker()
     try:
-        batch = batch_create(source="command", fmt="csv", content=io.BytesIO(_csv()),
-                             actor=SYSTEM, register_meters=True, as_of=timezone.now())
+        batch = batch_create(
+            source="command",
+            fmt="csv",
+            content=io.BytesIO(_csv()),
+            actor=SYSTEM,
+            register_meters=True,
+            as_of=timezone.now(),
+        )
         _wait(batch, "b.stage == 'merging' and 2 <= b.chunks_done < b.chunks_total - 1")
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -102,7 +130,11 @@ def test_a_worker_killed_mid_import_loses_and_duplicates_nothing(broker: None) -
         second.wait(timeout=30)
     assert batch.attempts == 2 and batch.chunks_done == batch.chunks_total > killed_at
     assert (batch.seen, batch.inserted, batch.duplicate, batch.rejected) == (
-        METERS * QUARTERS, METERS * QUARTERS, 0, 0)
+        METERS * QUARTERS,
+        METERS * QUARTERS,
+        0,
+        0,
+    )
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*), count(DISTINCT (register_id, ts)) FROM meters_reading")
         assert cursor.fetchone() == (METERS * QUARTERS, METERS * QUARTERS)
