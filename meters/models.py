@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Self
+from typing import Any, Self
 
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
@@ -154,10 +154,19 @@ class Meter(models.Model):
             models.CheckConstraint(
                 condition=Q(battery_percent__lte=100), name="meters_meter_battery_range"
             ),
+            # Imports match DevEUIs as 16 upper-case hex digits, however a head-end writes them.
+            models.CheckConstraint(
+                condition=Q(dev_eui__regex=r"^[0-9A-F]{16}$"), name="meters_meter_dev_eui_hex"
+            ),
         ]
 
     def __str__(self) -> str:
         return self.serial
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.dev_eui is not None:
+            self.dev_eui = self.dev_eui.strip().upper() or None
+        super().save(*args, **kwargs)
 
 
 class Register(models.Model):

@@ -63,12 +63,30 @@ def batches_needing_a_worker(*, queued_before: dt.datetime) -> list[int]:
     )
 
 
-def find_previous_batch(*, sha256: str, fmt: str) -> ImportBatch | None:
-    """Return an earlier batch of the same content that completed or is still going."""
+def find_previous_batch(
+    *,
+    sha256: str,
+    fmt: str,
+    organisation_id: int | None,
+    register_meters: bool,
+    read_at: dt.datetime | None,
+) -> ImportBatch | None:
+    """Return an earlier batch of the same content, sent with the same options, that completed
+    or is still going.
+
+    The sender and options are part of the identity: the same file from another organisation
+    (whose meters the first batch refused) or sent again to register unknown meters must be
+    imported, not skipped as a duplicate.
+    """
     return (
         ImportBatch.objects.filter(
+            Q(organisation_id=organisation_id)
+            if organisation_id is not None
+            else Q(organisation__isnull=True),
             sha256=sha256,
             format=fmt,
+            register_meters=register_meters,
+            read_at=read_at,
             status__in=[
                 ImportBatch.Status.DONE,
                 ImportBatch.Status.RUNNING,

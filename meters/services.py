@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -47,6 +47,13 @@ from portal.tenancy.models import Account, Organisation
 
 logger = logging.getLogger(__name__)
 
+
+class Readable(Protocol):
+    """What a payload is read from: a file, an upload, a request body."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
 PARSERS: dict[str, pipeline.Parser | None] = {
     ImportBatch.Format.CSV: None,  # straight into COPY
     ImportBatch.Format.DSMR: dsmr.parse,
@@ -65,7 +72,7 @@ def _storage_dir() -> Path:
     return path
 
 
-def _store_payload(content: BinaryIO) -> tuple[str, int, str]:
+def _store_payload(content: Readable) -> tuple[str, int, str]:
     """Stream `content` into content-addressed storage; return (sha256, size, path)."""
     digest = hashlib.sha256()
     size = 0
@@ -92,7 +99,7 @@ def batch_create(
     *,
     source: str,
     fmt: str,
-    content: BinaryIO,
+    content: Readable,
     actor: Actor,
     original_name: str = "",
     organisation: Organisation | None = None,
@@ -118,7 +125,17 @@ def batch_create(
     ):
         raise MeterError("Only staff may register unknown meters through an import.")
     sha, size, path = _store_payload(content)
-    previous = None if reprocess else find_previous_batch(sha256=sha, fmt=fmt)
+    previous = (
+        None
+        if reprocess
+        else find_previous_batch(
+            sha256=sha,
+            fmt=fmt,
+            organisation_id=organisation.pk if organisation else None,
+            register_meters=register_meters,
+            read_at=read_at,
+        )
+    )
     batch = ImportBatch.objects.create(
         source=source,
         format=fmt,
@@ -611,27 +628,32 @@ def fleet_save(
 def inbound_store(
     *, source: str, messages: list[tuple[str, str, dict[str, Any]]], received_at: dt.datetime
 ) -> int:
-    """Keep live messages (event, dedup key, payload) until the flush batches them.
+    """Keep live messages (event, dedup key, payload) until the flush batches them; return how
+    many were new.
 
-    A message seen before (same dedup key: ChirpStack's deduplicationId) is dropped, so
-    redeliveries are harmless. Not audited one by one: the batch that imports them is.
+    A message seen before (same event and dedup key: ChirpStack's deduplicationId) is
+    dropped, so redeliveries are harmless. The event is part of the key because ChirpStack
+    gives a status event the deduplicationId of the uplink it came with. Not audited one by
+    one: the batch that imports them is.
     """
-    from meters.models import InboundMessage
+    import json
 
-    created = InboundMessage.objects.bulk_create(
-        [
-            InboundMessage(
-                source=source,
-                event=event,
-                dedup_key=key[:200],
-                payload=payload,
-                received_at=received_at,
-            )
-            for event, key, payload in messages
-        ],
-        ignore_conflicts=True,
-    )
-    return len(created)
+    if not messages:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO meters_inboundmessage (source, event, dedup_key, payload, received_at) "
+            "SELECT %s, e, k, p::jsonb, %s FROM unnest(%s::text[], %s::text[], %s::text[]) "
+            "AS t(e, k, p) ON CONFLICT (dedup_key) DO NOTHING",
+            [
+                source,
+                received_at,
+                [event for event, _key, _payload in messages],
+                [f"{event}:{key}"[:200] for event, key, _payload in messages],
+                [json.dumps(payload) for _event, _key, payload in messages],
+            ],
+        )
+        return max(int(cursor.rowcount), 0)
 
 
 def inbound_flush(*, actor: Actor, as_of: dt.datetime, limit: int = 50_000) -> int:

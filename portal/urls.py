@@ -20,6 +20,7 @@ urlpatterns = [
     ),
     path("", include("portal.tenancy.urls")),
     path("", include("portal.audit.urls")),
+    path("", include("meters.urls")),
 ]
 
 handler403 = "portal.errors.permission_denied"

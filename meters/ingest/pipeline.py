@@ -592,11 +592,16 @@ def finish(batch: ImportBatch, *, now: dt.datetime) -> int:
         new_events = int(rows[0][0])
         _exec(
             sql.SQL(
+                # Any message is contact: readings, status reports and alarms alike (a clock
+                # running ahead does not move it past the present).
                 "UPDATE meters_meter m SET last_contact_at = greatest(m.last_contact_at, x.ts) "
-                "FROM (SELECT meter_id, max(ts) AS ts FROM {s} "
-                "WHERE reject IS NULL AND meter_id IS NOT NULL GROUP BY meter_id) x "
+                "FROM (SELECT meter_id, least(max(ts), %(now)s) AS ts FROM ("
+                "  SELECT meter_id, ts FROM {s} WHERE reject IS NULL AND meter_id IS NOT NULL"
+                "  UNION ALL SELECT meter_id, occurred_at FROM {e} WHERE meter_id IS NOT NULL"
+                ") contact GROUP BY meter_id) x "
                 "WHERE m.id = x.meter_id"
-            ).format(s=stage)
+            ).format(s=stage, e=events),
+            {"now": now},
         )
         staging.drop_tables(batch.pk)
         batch.stage = ""

@@ -75,4 +75,24 @@ class SystemActor:
         return None
 
 
-Actor = UserActor | SystemActor
+@dataclass(frozen=True)
+class ApiKeyActor:
+    """A machine holding an organisation's API key (a head-end system, a ChirpStack server).
+
+    `key_prefix` is the key's public prefix, never the secret: enough to find the key again.
+    """
+
+    key_prefix: str
+    organisation_name: str
+    context: RequestContext = field(default_factory=RequestContext)
+
+    @property
+    def label(self) -> str:
+        return f"api-key:{self.key_prefix} ({self.organisation_name})"
+
+    @property
+    def user_id(self) -> int | None:
+        return None
+
+
+Actor = UserActor | SystemActor | ApiKeyActor

@@ -39,6 +39,8 @@ class AuditEvent(IntEnum):
     INVITATION_EXPIRED = 133
     INVITATION_RESENT = 134
     ACCESS_DENIED = 140
+    API_KEY_CREATED = 145
+    API_KEY_REVOKED = 146
 
     IMPORT_BATCH_CREATED = 200
     IMPORT_BATCH_FINISHED = 201
@@ -123,6 +125,12 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
     ),
     AuditEvent.INVITATION_RESENT: AuditEventSpec(
         "invitation.resend", _("sent the invitation of {email} again, as {role}")
+    ),
+    AuditEvent.API_KEY_CREATED: AuditEventSpec(
+        "api_key.create", _("created the API key {name} ({prefix})")
+    ),
+    AuditEvent.API_KEY_REVOKED: AuditEventSpec(
+        "api_key.revoke", _("revoked the API key {name} ({prefix})")
     ),
     AuditEvent.ACCESS_DENIED: AuditEventSpec(
         "access.denied", _("was refused {path}: the role lacks {scope}")

@@ -21,11 +21,14 @@ os.environ.setdefault("PORTAL_MEDIA_ROOT", "/tmp/smartmeter-test-media")  # noqa
 
 from portal.settings.base import *
 
-# Each xdist worker gets its own Redis database for cache and rate limits, so that clearing
-# the cache between tests cannot reach into another worker's tests.
-_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or "0"
-CACHES["default"]["LOCATION"] = f"redis://127.0.0.1:6379/{2 + int(_worker)}"
-CELERY_BROKER_URL = f"redis://127.0.0.1:6379/{10 + int(_worker)}"
+# Each xdist worker gets its own Redis databases for cache, rate limits and broker, so that
+# clearing them between tests cannot reach into another worker's tests. PORTAL_TEST_SLOT (0-2)
+# moves a whole run to other databases, for test runs side by side on one machine (with their
+# own DATABASE_URL too).
+_worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or "0")
+_slot = int(os.environ.get("PORTAL_TEST_SLOT", "0"))
+CACHES["default"]["LOCATION"] = f"redis://127.0.0.1:6379/{2 + 2 * _slot + _worker}"
+CELERY_BROKER_URL = f"redis://127.0.0.1:6379/{10 + 2 * _slot + _worker}"
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}

@@ -9,18 +9,28 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin, changed
+from portal.audit.actors import UserActor
 from portal.tenancy.exceptions import OrganisationTreeError
-from portal.tenancy.models import Account, Invitation, Membership, Organisation
+from portal.tenancy.models import (
+    Account,
+    Invitation,
+    Membership,
+    Organisation,
+    OrganisationAPIKey,
+)
 from portal.tenancy.roles import Role
 from portal.tenancy.services import (
     account_create,
     account_staff_view_record,
     account_update,
+    api_key_revoke,
     membership_change_role,
     membership_create,
     membership_remove,
@@ -199,3 +209,34 @@ class InvitationAdmin(ReadOnlyModelAdmin):
     search_fields = ("email", "account__number", "organisation__name")
     list_select_related = ("account", "organisation")
     exclude = ("nonce",)
+
+
+@admin.register(OrganisationAPIKey)
+class OrganisationAPIKeyAdmin(ReadOnlyModelAdmin):
+    """Keys are made by the organisation's managers in the portal; staff see and revoke them."""
+
+    list_display = (
+        "name",
+        "prefix",
+        "organisation",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("name", "prefix", "organisation__name")
+    list_select_related = ("organisation",)
+    exclude = ("hashed_key",)
+    actions = ["revoke"]
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("tenancy.change_organisationapikey")
+
+    @admin.action(description=_("Revoke the selected keys"), permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[OrganisationAPIKey]) -> None:
+        actor = UserActor.from_request(request)
+        keys = list(queryset.filter(revoked_at__isnull=True).select_related("organisation"))
+        for api_key in keys:
+            api_key_revoke(api_key=api_key, actor=actor, as_of=timezone.now())
+        messages.success(request, _("%(count)d keys revoked.") % {"count": len(keys)})

@@ -55,3 +55,11 @@ class OrganisationTreeError(TenancyError):
 
 class OrganisationTooDeep(TenancyError):
     default_message = _("The organisation tree would become too deep.")
+
+
+class ApiKeyManagementDenied(TenancyError):
+    default_message = _("Your role does not allow managing this organisation's API keys.")
+
+
+class ApiKeyRevoked(TenancyError):
+    default_message = _("This API key has already been revoked.")

@@ -43,3 +43,20 @@ class InvitationForm(_RoleChoiceMixin):
 
 class RoleForm(_RoleChoiceMixin):
     pass
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(
+        label=_("Name"),
+        max_length=100,
+        help_text=_("What uses the key, e.g. “Head-end system, north district”."),
+    )
+    expires_on = forms.DateField(
+        label=_("Expires on"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=_(
+            "The key stops working at the end of that day (UTC). Leave empty for a key that "
+            "works until it is revoked."
+        ),
+    )

@@ -307,3 +307,42 @@ class Invitation(TenantGrant):
 
     def __str__(self) -> str:
         return f"{self.email} · {Role(self.role).label}"
+
+
+class OrganisationAPIKey(models.Model):
+    """A machine credential of an organisation: a head-end system sends readings with it.
+
+    Only a SHA-256 of the key is stored; the key itself is shown once, when it is created. The
+    public prefix finds the row and names the key in the audit log. A key is revoked, never
+    deleted, so that the audit entries it signed keep their meaning.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(
+        Organisation,
+        verbose_name=_("organisation"),
+        on_delete=models.PROTECT,
+        related_name="api_keys",
+    )
+    name = models.CharField(_("name"), max_length=100)
+    prefix = models.CharField(_("prefix"), max_length=16, unique=True)
+    hashed_key = models.CharField(max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"

@@ -10,6 +10,9 @@ from portal.tenancy.roles import Role
 
 class Scope(StrEnum):
     METERS_READ = "meters:read"
+    # Send readings for the tenant's own meters: file uploads, API keys for head-end systems.
+    METERS_IMPORT = "meters:import"
+    API_KEYS_MANAGE = "api_keys:manage"
     BILLING_READ = "billing:read"
     BILLING_TOPUP = "billing:topup"
     EXPORT = "export"
@@ -21,7 +24,13 @@ class Scope(StrEnum):
 
 _VIEWER = frozenset({Scope.METERS_READ, Scope.BILLING_READ})
 _PAYER = _VIEWER | {Scope.BILLING_TOPUP, Scope.EXPORT}
-_MANAGER = _PAYER | {Scope.BILLING_MANAGE, Scope.MEMBERS_MANAGE, Scope.AUDIT_READ}
+_MANAGER = _PAYER | {
+    Scope.BILLING_MANAGE,
+    Scope.MEMBERS_MANAGE,
+    Scope.AUDIT_READ,
+    Scope.METERS_IMPORT,
+    Scope.API_KEYS_MANAGE,
+}
 # Owners alone may change the tenant itself and grant or take away ownership.
 _OWNER = _MANAGER | {Scope.TENANT_MANAGE}
 
@@ -38,3 +47,8 @@ ROLE_SCOPES: MappingProxyType[Role, frozenset[Scope]] = MappingProxyType(
 def scopes_for(role: Role) -> frozenset[Scope]:
     """Return the scopes a role grants."""
     return ROLE_SCOPES[role]
+
+
+# What an organisation's API key may do, within the organisation's subtree: a head-end system
+# sends readings and reads back its batches, nothing else.
+API_KEY_SCOPES: frozenset[Scope] = frozenset({Scope.METERS_READ, Scope.METERS_IMPORT})

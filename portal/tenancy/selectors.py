@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -15,10 +16,17 @@ from portal.tenancy.models import (
     Invitation,
     Membership,
     Organisation,
+    OrganisationAPIKey,
 )
 from portal.tenancy.roles import Role
-from portal.tenancy.scopes import Scope, scopes_for
-from portal.tenancy.tokens import invitation_mac_matches, invitation_token, parse_invitation_token
+from portal.tenancy.scopes import API_KEY_SCOPES, Scope, scopes_for
+from portal.tenancy.tokens import (
+    api_key_matches,
+    invitation_mac_matches,
+    invitation_token,
+    parse_api_key,
+    parse_invitation_token,
+)
 
 if TYPE_CHECKING:
     from portal.users.models import User
@@ -366,3 +374,53 @@ def invitation_from_token(*, token: str) -> Invitation:
     ):
         raise InvitationInvalid
     return invitation
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiKeyAccess:
+    """What a request signed with an organisation's API key may reach: that organisation's
+    subtree, with the fixed scopes of machine access."""
+
+    api_key: OrganisationAPIKey
+    organisation: Organisation
+
+    @property
+    def scopes(self) -> frozenset[Scope]:
+        return API_KEY_SCOPES
+
+    def has_scope(self, scope: Scope) -> bool:
+        return scope in self.scopes
+
+
+def api_key_access(*, key: str, as_of: dt.datetime) -> ApiKeyAccess | None:
+    """Return the access a presented key grants; None for unknown, revoked or expired keys."""
+    prefix = parse_api_key(key)
+    if prefix is None:
+        return None
+    api_key = (
+        OrganisationAPIKey.objects.select_related("organisation")
+        .filter(prefix=prefix, revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=as_of))
+        .first()
+    )
+    if api_key is None or not api_key_matches(key, api_key.hashed_key):
+        return None
+    return ApiKeyAccess(api_key=api_key, organisation=api_key.organisation)
+
+
+def organisation_api_keys(*, organisation: Organisation) -> QuerySet[OrganisationAPIKey]:
+    """Return the organisation's own keys (not its subsidiaries'), newest first."""
+    return (
+        OrganisationAPIKey.objects.filter(organisation=organisation)
+        .select_related("created_by")
+        .order_by("-created_at")
+    )
+
+
+def organisation_api_key_get(
+    *, organisation: Organisation, public_id: uuid.UUID
+) -> OrganisationAPIKey | None:
+    return organisation_api_keys(organisation=organisation).filter(public_id=public_id).first()

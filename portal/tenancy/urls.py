@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from portal.tenancy.api import endpoints as api
-from portal.tenancy.views import invitations, members, pages
+from portal.tenancy.views import api_keys, invitations, members, pages
 
 app_name = "tenancy"
 
@@ -65,6 +65,16 @@ urlpatterns = [
         "o/<uuid:org_id>/invitations/<uuid:invitation_id>/revoke/",
         members.OrganisationInvitationRevokeView.as_view(),
         name="organisation_invitation_revoke",
+    ),
+    path(
+        "o/<uuid:org_id>/api-keys/",
+        api_keys.OrganisationApiKeysView.as_view(),
+        name="organisation_api_keys",
+    ),
+    path(
+        "o/<uuid:org_id>/api-keys/<uuid:api_key_id>/revoke/",
+        api_keys.OrganisationApiKeyRevokeView.as_view(),
+        name="organisation_api_key_revoke",
     ),
     # API
     path("api/v1/me/", api.MeApi.as_view(), name="api_me"),

@@ -8,3 +8,11 @@ document.addEventListener("submit", (event) => {
     }
   }
 });
+
+// Read-only fields marked data-select-on-focus (a new API key) select their text for copying.
+document.addEventListener("focusin", (event) => {
+  const field = event.target;
+  if (field instanceof HTMLInputElement && "selectOnFocus" in field.dataset) {
+    field.select();
+  }
+});

@@ -231,7 +231,7 @@ def test_a_100_mb_line_is_refused_without_buffering_it() -> None:
     batch = services.batch_create(
         source="command",
         fmt="csv",
-        content=WithHeader(),  # type: ignore[arg-type]
+        content=WithHeader(),
         actor=SYSTEM,
         as_of=timezone.now(),
     )

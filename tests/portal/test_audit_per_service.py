@@ -309,8 +309,18 @@ def _inbound_flush(world: World) -> Callable[[], object]:
     return lambda: inbound_flush(actor=SYSTEM, as_of=timezone.now())
 
 
+def _api_key_revoke(world: World) -> Callable[[], object]:
+    api_key, _key = tenancy.api_key_create(organisation=world.group, name="k", actor=SYSTEM)
+    return lambda: tenancy.api_key_revoke(api_key=api_key, actor=SYSTEM, as_of=timezone.now())
+
+
 SCENARIOS.update(
     {
+        "portal.tenancy.services.api_key_create": (
+            lambda w: lambda: tenancy.api_key_create(organisation=w.group, name="k", actor=SYSTEM),
+            AuditEvent.API_KEY_CREATED,
+        ),
+        "portal.tenancy.services.api_key_revoke": (_api_key_revoke, AuditEvent.API_KEY_REVOKED),
         "meters.services.batch_create": (_batch_create, AuditEvent.IMPORT_BATCH_CREATED),
         "meters.services.batch_process": (_batch_process, AuditEvent.IMPORT_BATCH_FINISHED),
         "meters.services.reading_edit": (_reading_edit, AuditEvent.READING_EDITED),
@@ -327,6 +337,9 @@ SCENARIOS.update(
 )
 
 EXEMPT = {
+    "portal.tenancy.services.api_key_used": (
+        "last-used bookkeeping; what the key is used for is audited by that service"
+    ),
     "meters.services.inbound_store": (
         "device telemetry buffered for a batch; the batch that imports it is audited"
     ),

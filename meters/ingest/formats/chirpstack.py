@@ -82,7 +82,9 @@ def _message(line: int, message: dict[str, Any], batch: ImportBatch) -> Iterator
     if dev_eui is None:
         yield RowError(line, "event without deviceInfo.devEui")
     elif event == "status":
-        yield from _status(line, payload, dev_eui, received)
+        # The network server's time of the report, not when it reached us (a queue may
+        # hold it for hours).
+        yield from _status(line, payload, dev_eui, _time(payload.get("time")) or received)
     elif event == "up":
         yield from _uplink(line, payload, dev_eui, received)
 

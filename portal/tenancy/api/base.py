@@ -1,8 +1,11 @@
-"""DRF counterparts of AccountView and OrganisationView.
+"""DRF counterparts of AccountView and OrganisationView, and the base of machine endpoints.
 
 The tenant is resolved in `initial()`, after DRF has authenticated the request: 404 for
 non-members, 403 (audited) for members lacking the scope. `setup`, `dispatch`, `initial`,
 `get_permissions`, `check_permissions` and `get_queryset` are sealed.
+
+Machine endpoints (OrganisationKeyAPIView) take their tenant from the API key, never from the
+URL: a key reaches its organisation's subtree and nothing else.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from typing import Any, ClassVar
 
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import NotAuthenticated, NotFound, PermissionDenied
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from portal.audit.actors import UserActor
+from portal.audit.actors import ApiKeyActor, RequestContext, UserActor
+from portal.tenancy.api.authentication import ApiKeyAuthentication
+from portal.tenancy.models import Organisation
 from portal.tenancy.scoping import (
     AccountTenantMixin,
     OrganisationTenantMixin,
@@ -26,7 +32,13 @@ from portal.tenancy.scoping import (
     mfa_required_but_missing,
     record_denial,
 )
-from portal.tenancy.selectors import AccountAccess, OrganisationAccess, TenantAccess
+from portal.tenancy.selectors import (
+    AccountAccess,
+    ApiKeyAccess,
+    OrganisationAccess,
+    TenantAccess,
+    organisation_subtree_ids,
+)
 from portal.users.models import User
 
 
@@ -110,3 +122,75 @@ class OrganisationAPIView(OrganisationTenantMixin, _ScopedAPIView):
     _sealing_base = True
     abstract = True
     access: OrganisationAccess
+
+
+class OrganisationKeyAPIView(SealedScopedMixin, APIView):
+    """Base for machine endpoints authenticated by an organisation's API key.
+
+    Only the API key authenticates here (no session, so no browser can be made to call it);
+    the scope is checked against the key's fixed scopes. `get_authenticators` is sealed with
+    the others so that a subclass cannot let another credential in.
+    """
+
+    _sealing_base = True
+    abstract = True
+    sealed_methods: ClassVar[tuple[str, ...]] = (
+        "setup",
+        "dispatch",
+        "initial",
+        "get_authenticators",
+        "get_permissions",
+        "check_permissions",
+        "get_queryset",
+        "as_view",
+        "scope_for",
+    )
+
+    access: ApiKeyAccess
+    organisation: Organisation
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        return super().as_view(**initkwargs)
+
+    def setup(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        super().setup(request, *args, **kwargs)
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_authenticators(self) -> list[BaseAuthentication]:
+        return [ApiKeyAuthentication()]
+
+    def get_permissions(self) -> list[BasePermission]:
+        return []
+
+    def check_permissions(self, request: Request) -> None:
+        super().check_permissions(request)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        access = request.auth
+        if not isinstance(access, ApiKeyAccess):
+            raise NotAuthenticated
+        self.access = access
+        self.organisation = access.organisation
+        if not access.has_scope(self.scope_for(request.method or "GET")):
+            raise PermissionDenied
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return self.get_scoped_queryset()
+
+    def get_scoped_queryset(self) -> QuerySet[Any]:
+        raise NotImplementedError(f"{type(self).__qualname__} must define get_scoped_queryset")
+
+    def subtree_ids(self) -> list[int]:
+        """The organisations whose objects this key reaches: its own and its subsidiaries."""
+        return organisation_subtree_ids(organisation=self.organisation)
+
+    def actor(self) -> ApiKeyActor:
+        return ApiKeyActor(
+            key_prefix=self.access.api_key.prefix,
+            organisation_name=self.organisation.name,
+            context=RequestContext.from_request(self.request._request),
+        )

@@ -15,7 +15,7 @@ def test_api_names_are_unique_and_dotted() -> None:
 
 def test_every_event_lies_in_its_domain_range() -> None:
     prefixes = {
-        "tenancy": ("organisation.", "account.", "member.", "invitation.", "access."),
+        "tenancy": ("organisation.", "account.", "member.", "invitation.", "access.", "api_key."),
         "users": ("user.",),
         "auth": ("auth.",),
         "meters": ("import.", "reading.", "meter_event.", "meter_command.", "supply.", "fleet."),

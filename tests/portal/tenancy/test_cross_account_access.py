@@ -7,6 +7,7 @@ factory, and so adding the URL to the probe.
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,14 +17,16 @@ from django.test import Client
 from django.urls import get_resolver, reverse
 from django.utils import timezone
 
+from meters.models import ImportBatch
+from meters.services import batch_create
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
-from portal.tenancy.api.base import AccountAPIView, OrganisationAPIView
-from portal.tenancy.models import Membership
+from portal.tenancy.api.base import AccountAPIView, OrganisationAPIView, OrganisationKeyAPIView
+from portal.tenancy.models import Membership, Organisation
 from portal.tenancy.roles import Role
 from portal.tenancy.scopes import Scope, scopes_for
 from portal.tenancy.scoping import SealedScopedMixin
-from portal.tenancy.services import invitation_create
+from portal.tenancy.services import api_key_create, invitation_create
 from portal.tenancy.views.base import AccountView
 from portal.users.models import User
 from tests.conftest import World
@@ -37,6 +40,8 @@ MARKERS = ("Account A", "Group")  # names of the probed tenants, never shown to 
 def _kind(route: Route) -> str:
     cls = route.view_class
     assert cls is not None
+    if issubclass(cls, OrganisationKeyAPIView):
+        return "key"
     return "account" if issubclass(cls, AccountView | AccountAPIView) else "organisation"
 
 
@@ -56,11 +61,33 @@ def _invitation_id(world: World, kind: str) -> uuid.UUID:
     return invitation.public_id
 
 
+def _batch_id(world: World, kind: str) -> uuid.UUID:
+    batch = batch_create(
+        source=ImportBatch.Source.UPLOAD,
+        fmt=ImportBatch.Format.CSV,
+        content=io.BytesIO(
+            f"meter_serial,timestamp,value,unit\nGroup-{uuid.uuid4()},x,1,Wh\n".encode()
+        ),
+        original_name="Group readings.csv",
+        organisation=world.group,
+        actor=SYSTEM,
+        as_of=timezone.now(),
+    )
+    return batch.public_id
+
+
+def _api_key_id(world: World, kind: str) -> uuid.UUID:
+    api_key, _key = api_key_create(organisation=world.group, name="Group head-end", actor=SYSTEM)
+    return api_key.public_id
+
+
 URL_KWARG_FACTORIES: dict[str, Callable[[World, str], uuid.UUID]] = {
     "account_id": lambda world, kind: world.account_a.public_id,
     "org_id": lambda world, kind: world.group.public_id,
     "membership_id": _membership_id,
     "invitation_id": _invitation_id,
+    "batch_id": _batch_id,
+    "api_key_id": _api_key_id,
 }
 
 
@@ -85,10 +112,15 @@ def test_the_probe_covers_every_scoped_url() -> None:
 
 
 @pytest.fixture
-def outsiders(world: World) -> dict[Role, User]:
+def other_group(world: World) -> Organisation:
+    other = make_organisation("Other group")
+    make_account("Other account", organisation=other)
+    return other
+
+
+@pytest.fixture
+def outsiders(world: World, other_group: Organisation) -> dict[Role, User]:
     """One member per role of *other* tenants: an account B and another group."""
-    other_group = make_organisation("Other group")
-    make_account("Other account", organisation=other_group)
     people: dict[Role, User] = {}
     for role in Role:
         user = make_user(f"outsider-{role.api_name}@example.com")
@@ -96,6 +128,11 @@ def outsiders(world: World) -> dict[Role, User]:
         make_membership(user, role, organisation=other_group)
         people[role] = user
     return people
+
+
+def _key_client(organisation: Organisation) -> Client:
+    _api_key, key = api_key_create(organisation=organisation, name="probe", actor=SYSTEM)
+    return Client(HTTP_AUTHORIZATION=f"Api-Key {key}")
 
 
 @pytest.mark.parametrize("route", SCOPED_ROUTES, ids=_ids)
@@ -107,13 +144,48 @@ def test_members_of_another_tenant_get_404(
     outsiders: dict[Role, User],
     client_for: Callable[[User], Client],
 ) -> None:
-    client = client_for(outsiders[role])
+    other_group = Organisation.objects.get(name="Other group")
+    if _kind(route) == "key":
+        # A machine has no role: the other group's API key stands for every role.
+        if role != Role.OWNER:
+            pytest.skip("API keys carry no role")
+        client = _key_client(other_group)
+    else:
+        client = client_for(outsiders[role])
     url = _url(route, world)
     for method in ("get", "post"):
         response = getattr(client, method)(url)
-        assert response.status_code == 404, f"{method.upper()} {url} as {role.label}"
         body = response.content.decode()
-        assert not any(marker in body for marker in MARKERS)
+        assert not any(marker in body for marker in MARKERS), f"{method.upper()} {url}"
+        if _kind(route) == "key" and not route.converters:
+            # The tenant comes from the key, not the URL: the other group sees its own.
+            assert response.status_code < 500, f"{method.upper()} {url}"
+            continue
+        # A machine endpoint finds its object in the handler: a method it lacks is refused
+        # first, and 405 tells nothing about the object either.
+        allowed = {404, 405} if not hasattr(route.view_class, method) else {404}
+        assert response.status_code in allowed, f"{method.upper()} {url} as {role.label}"
+
+
+@pytest.mark.parametrize(
+    "route",
+    [r for r in SCOPED_ROUTES if "org_id" in r.converters and len(r.converters) > 1],
+    ids=_ids,
+)
+def test_an_organisation_owner_cannot_reach_another_groups_objects_through_their_own(
+    route: Route,
+    world: World,
+    other_group: Organisation,
+    client_for: Callable[[User], Client],
+) -> None:
+    owner = make_user("other-owner@example.com")
+    make_membership(owner, Role.OWNER, organisation=other_group)
+    client = client_for(owner)
+    url = _url(route, world, org_id=other_group.public_id)
+    for method in ("get", "post"):
+        handled = hasattr(route.view_class, method)
+        expected = {404} if handled else {404, 405}
+        assert getattr(client, method)(url).status_code in expected, f"{method.upper()} {url}"
 
 
 @pytest.mark.parametrize(
@@ -134,7 +206,10 @@ def test_anonymous_visitors_are_sent_to_sign_in(world: World) -> None:
     client = Client()
     for route in SCOPED_ROUTES:
         response = client.get(_url(route, world))
-        if issubclass(route.view_class, AccountAPIView | OrganisationAPIView):  # type: ignore[arg-type]
+        if _kind(route) == "key":
+            assert response.status_code == 401, route.route
+            assert response["WWW-Authenticate"] == "Api-Key"
+        elif issubclass(route.view_class, AccountAPIView | OrganisationAPIView):  # type: ignore[arg-type]
             assert response.status_code == 403, route.route
         else:
             assert response.status_code == 302, route.route
@@ -151,6 +226,8 @@ def _needed(route: Route, method: str) -> Scope:
 def test_a_member_whose_role_lacks_the_scope_gets_403_and_the_denial_is_audited(
     route: Route, world: World, client_for: Callable[[User], Client]
 ) -> None:
+    if _kind(route) == "key":
+        pytest.skip("machine endpoints take no roles: tests/meters/test_readings_api.py")
     viewer = world.bob if _kind(route) == "account" else make_user("org-viewer@example.com")
     if _kind(route) == "organisation":
         make_membership(viewer, Role.VIEWER, organisation=world.group)

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.urls import URLPattern, URLResolver
 
-from portal.tenancy.api.base import AccountAPIView, OrganisationAPIView
+from portal.tenancy.api.base import AccountAPIView, OrganisationAPIView, OrganisationKeyAPIView
 from portal.tenancy.views.base import AccountView, OrganisationView
 
 OUR_PACKAGES = ("portal.", "meters.", "billing.")
@@ -17,6 +17,7 @@ SCOPED_BASES: tuple[type, ...] = (
     OrganisationView,
     AccountAPIView,
     OrganisationAPIView,
+    OrganisationKeyAPIView,
 )
 
 # DO NOT ADD without review: each of these serves only the signed-in person's own data, or
@@ -27,6 +28,9 @@ PUBLIC_VIEWS = frozenset(
         "portal.tenancy.views.pages.HomeView",  # the person's own list of tenants
         "portal.tenancy.views.invitations.InvitationAcceptView",  # the token is the credential
         "portal.tenancy.api.endpoints.MeApi",  # the person's own profile and tenants
+        # Machine endpoint of the utility's ChirpStack: the shared secret is the credential;
+        # it only queues messages for an import and answers nothing tenant-specific.
+        "meters.views.ChirpStackIntegrationView",
     }
 )
 # The staff admin guards itself (is_staff, MFA, Django permissions): not a customer view.

@@ -1,0 +1,55 @@
+"""The upload form of the portal's import pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext_lazy as _
+
+from meters.ingest.formats import format_for_name
+from meters.models import ImportBatch
+
+
+class ImportUploadForm(forms.Form):
+    file = forms.FileField(
+        label=_("File"),
+        help_text=_(
+            "CSV, DSMR P1 telegrams (.txt/.dsmr), Green Button XML, ChirpStack event lines "
+            "(.ndjson) or the JSON bulk format."
+        ),
+    )
+    format = forms.ChoiceField(
+        label=_("Format"),
+        choices=[("", _("from the file name")), *ImportBatch.Format.choices],
+        required=False,
+    )
+    read_at = forms.DateTimeField(
+        label=_("Read time (DSMR 2.2 and 3 only)"),
+        required=False,
+        help_text=_("Those telegrams carry no time: give when they were read, with an offset."),
+        widget=forms.DateTimeInput(attrs={"placeholder": "2026-03-01T00:15:00+08:00"}),
+    )
+
+    def clean_file(self) -> UploadedFile:
+        upload: UploadedFile = self.cleaned_data["file"]
+        if upload.size is not None and upload.size > settings.PORTAL_IMPORT_MAX_UPLOAD:
+            raise forms.ValidationError(
+                _("The file is larger than %(limit)s. Split it, or ask the utility to import it.")
+                % {"limit": filesizeformat(settings.PORTAL_IMPORT_MAX_UPLOAD)}
+            )
+        return upload
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        upload = data.get("file")
+        if upload is not None and not data.get("format"):
+            fmt = format_for_name(upload.name or "")
+            if fmt is None:
+                self.add_error("format", _("Choose the format: the file name does not tell."))
+            else:
+                data["format"] = fmt
+        return data

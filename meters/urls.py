@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from meters import api, views
+
+app_name = "meters"
+
+urlpatterns = [
+    path(
+        "o/<uuid:org_id>/imports/",
+        views.OrganisationImportsView.as_view(),
+        name="organisation_imports",
+    ),
+    path(
+        "o/<uuid:org_id>/imports/<uuid:batch_id>/",
+        views.OrganisationImportView.as_view(),
+        name="organisation_import",
+    ),
+    path(
+        "integrations/chirpstack/",
+        views.ChirpStackIntegrationView.as_view(),
+        name="chirpstack_integration",
+    ),
+    path("api/v1/readings/", api.ReadingsBulkApi.as_view(), name="api_readings"),
+    path("api/v1/readings/batches/", api.BatchListApi.as_view(), name="api_batches"),
+    path(
+        "api/v1/readings/batches/<uuid:batch_id>/",
+        api.BatchDetailApi.as_view(),
+        name="api_batch_detail",
+    ),
+]
