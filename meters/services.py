@@ -241,6 +241,58 @@ def _run_stages(batch: ImportBatch, *, actor: Actor, as_of: dt.datetime) -> None
                 transaction.on_commit(meter_events_notify_task.delay)
 
 
+def inbox_collect(*, actor: Actor, as_of: dt.datetime, settle_seconds: float = 30) -> int:
+    """Turn the files dropped in the inbox folder into batches; return how many were made.
+
+    A file still being written (changed in the last `settle_seconds`) waits for the next run.
+    Each file is claimed by renaming it into `processing/` first, so two runs never take the
+    same file; it then moves to `processed/` (or `unrecognised/` when its name tells no
+    format). A crash between the batch and the move leaves the file claimed: the next run
+    takes it again and its batch is recognised as a duplicate.
+    """
+    import shutil
+
+    from meters.ingest.formats import format_for_name
+
+    inbox = Path(settings.PORTAL_IMPORT_INBOX)
+    if not inbox.is_dir():
+        return 0
+    processing, done, unrecognised = (
+        inbox / "processing",
+        inbox / "processed",
+        inbox / "unrecognised",
+    )
+    for folder in (processing, done, unrecognised):
+        folder.mkdir(exist_ok=True)
+    now = as_of.timestamp()
+    for path in sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")):
+        if now - path.stat().st_mtime < settle_seconds:
+            continue
+        try:
+            path.rename(processing / path.name)
+        except FileNotFoundError:
+            continue  # another run claimed it
+    created = 0
+    for path in sorted(p for p in processing.iterdir() if p.is_file()):
+        fmt = format_for_name(path.name)
+        if fmt is None:
+            shutil.move(path, unrecognised / path.name)
+            logger.warning("inbox file %s has no known format; moved aside", path.name)
+            continue
+        with path.open("rb") as content:
+            batch_create(
+                source=ImportBatch.Source.INBOX,
+                fmt=fmt,
+                content=content,
+                original_name=path.name,
+                actor=actor,
+                as_of=as_of,
+            )
+        shutil.move(path, done / f"{as_of:%Y%m%dT%H%M%S}-{path.name}")
+        created += 1
+    return created
+
+
 # --- Reading edits -----------------------------------------------------------------------
 
 
@@ -409,8 +461,35 @@ def meter_command_create(
     return order
 
 
+def _event_email(event: MeterEvent) -> tuple[str, str]:
+    """Subject and body in every language the portal ships, English first: members have no
+    language preference yet, and a household may read either."""
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    assert event.account is not None  # noqa: S101 - only events with an account are sent
+    context = {
+        "event": event,
+        "account": event.account,
+        "meter": event.meter,
+        "link": f"{settings.PORTAL_BASE_URL.rstrip('/')}/a/{event.account.public_id}/",
+        "site_name": settings.PORTAL_SITE_NAME,
+    }
+    subjects, bodies = [], []
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            subjects.append(render_to_string("meters/email/event_subject.txt", context).strip())
+            bodies.append(render_to_string("meters/email/event_message.txt", context).strip())
+    subject = " / ".join(dict.fromkeys(" ".join(s.split()) for s in subjects))
+    return subject, "\n\n———\n\n".join(bodies) + "\n"
+
+
 def meter_events_notify(*, as_of: dt.datetime, actor: Actor) -> int:
-    """Email the members of accounts with new serious events; each event is notified once."""
+    """Email the members of accounts with new serious events; each event is notified once.
+
+    Members of the account and of every organisation above it are told. The event is marked
+    in the same transaction that sends, under a row lock, so two workers never both send it.
+    """
     from portal.tenancy.models import Membership
 
     sent = 0
@@ -418,7 +497,7 @@ def meter_events_notify(*, as_of: dt.datetime, actor: Actor) -> int:
         notified_at__isnull=True,
         severity__gte=MeterEvent.Severity.SERIOUS,
         account__isnull=False,
-    ).select_related("meter", "account")[:500]
+    ).select_related("meter", "account", "account__organisation")[:500]
     for event in pending:
         with transaction.atomic():
             locked = (
@@ -429,43 +508,33 @@ def meter_events_notify(*, as_of: dt.datetime, actor: Actor) -> int:
             if locked is None:
                 continue
             assert event.account is not None  # noqa: S101 - filtered above
+            organisation = event.account.organisation
             emails = sorted(
                 set(
                     Membership.objects.filter(
                         models.Q(account=event.account)
                         | models.Q(
-                            organisation_id__in=(
-                                event.account.organisation.ancestor_ids
-                                if event.account.organisation
-                                else []
-                            )
-                        )
+                            organisation_id__in=organisation.ancestor_ids if organisation else []
+                        ),
+                        user__is_active=True,
                     ).values_list("user__email", flat=True)
                 )
             )
             if emails:
-                send_mail(
-                    subject=f"[{settings.PORTAL_SITE_NAME}] {event.get_kind_display()}",
-                    message=(
-                        f"Meter {event.meter.serial} of account {event.account.number} reported "
-                        f"{event.get_kind_display()} at {event.occurred_at:%Y-%m-%d %H:%M} UTC.\n"
-                        f"{settings.PORTAL_BASE_URL}/a/{event.account.public_id}/"
-                    ),
-                    from_email=None,
-                    recipient_list=emails,
-                )
+                subject, body = _event_email(event)
+                send_mail(subject=subject, message=body, from_email=None, recipient_list=emails)
             locked.notified_at = as_of
             locked.save(update_fields=["notified_at"])
             sent += 1
     return sent
 
 
-def derived_events_detect(*, as_of: dt.datetime, silent_hours: int = 26) -> int:
+def derived_events_detect(*, as_of: dt.datetime, silent_hours: int = 26, nights: int = 3) -> int:
     """Create the events readings imply: meters silent too long, and night flow on water/gas.
 
-    Night flow: every hour from 01:00 to 05:00 (the service point's local time) of the last
-    night had consumption. Events are unique per meter, kind and time, so running this again
-    creates nothing new.
+    Night flow: every hour from 01:00 to 05:00 (the service point's local time) of one of the
+    last `nights` nights had consumption. Events are unique per meter, kind and time, so
+    running this again creates nothing new.
     """
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
@@ -488,10 +557,13 @@ def derived_events_detect(*, as_of: dt.datetime, silent_hours: int = 26) -> int:
         cursor.execute(
             """
             WITH nights AS (
-                SELECT sp.id AS sp, sp.time_zone AS tz,
-                       ((%(now)s AT TIME ZONE sp.time_zone)::date::timestamp + interval '1 hour')
-                           AT TIME ZONE sp.time_zone AS night_start
-                FROM meters_servicepoint sp WHERE sp.kind IN ('water', 'gas')
+                -- The last few nights, not only the last one: readings often arrive a day
+                -- late, and an event already found is not made twice.
+                SELECT sp.id AS sp,
+                       ((%(now)s AT TIME ZONE sp.time_zone)::date - back
+                        + time '01:00') AT TIME ZONE sp.time_zone AS night_start
+                FROM meters_servicepoint sp, generate_series(0, %(nights)s - 1) AS back
+                WHERE sp.kind IN ('water', 'gas')
             ), flow AS (
                 SELECT n.sp, n.night_start, count(*) FILTER (WHERE h.consumption > 0) AS wet
                 FROM nights n
@@ -513,7 +585,7 @@ def derived_events_detect(*, as_of: dt.datetime, silent_hours: int = 26) -> int:
             WHERE f.wet = 4
             ON CONFLICT DO NOTHING
             """,
-            {"now": as_of, "serious": int(MeterEvent.Severity.SERIOUS)},
+            {"now": as_of, "serious": int(MeterEvent.Severity.SERIOUS), "nights": nights},
         )
         return int(lost + cursor.rowcount)
 

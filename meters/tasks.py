@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import shutil
-from pathlib import Path
 
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from meters import services
 from meters.ingest import pipeline
-from meters.ingest.formats import format_for_name
-from meters.models import ImportBatch
 from meters.selectors import batches_needing_a_worker
 from portal.audit.actors import SystemActor
 from portal.celery import app
@@ -51,32 +46,9 @@ def import_sweeper_task(**kwargs: object) -> int:
 @app.task(acks_late=True)
 def import_inbox_task(**kwargs: object) -> int:
     """Turn the files dropped in the inbox folder into batches (a file at most once)."""
-    inbox = Path(settings.PORTAL_IMPORT_INBOX)
-    if not inbox.is_dir():
-        return 0
-    done = inbox / "processed"
-    failed = inbox / "unrecognised"
-    created = 0
-    for path in sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")):
-        fmt = format_for_name(path.name)
-        if fmt is None:
-            failed.mkdir(exist_ok=True)
-            shutil.move(path, failed / path.name)
-            logger.warning("inbox file %s has no known format; moved aside", path.name)
-            continue
-        with path.open("rb") as content:
-            services.batch_create(
-                source=ImportBatch.Source.INBOX,
-                fmt=fmt,
-                content=content,
-                original_name=path.name,
-                actor=SystemActor("task:meters.import_inbox"),
-                as_of=timezone.now(),
-            )
-        done.mkdir(exist_ok=True)
-        shutil.move(path, done / f"{timezone.now():%Y%m%dT%H%M%S}-{path.name}")
-        created += 1
-    return created
+    return services.inbox_collect(
+        actor=SystemActor("task:meters.import_inbox"), as_of=timezone.now()
+    )
 
 
 @app.task(acks_late=True)

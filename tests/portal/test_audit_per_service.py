@@ -309,6 +309,27 @@ def _inbound_flush(world: World) -> Callable[[], object]:
     return lambda: inbound_flush(actor=SYSTEM, as_of=timezone.now())
 
 
+def _inbox_collect(world: World) -> Callable[[], object]:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from django.test import override_settings
+
+    from meters.services import inbox_collect
+
+    inbox = tempfile.mkdtemp(prefix="inbox-")
+    path = Path(inbox) / "drop.csv"
+    path.write_text(f"meter_serial,timestamp,value,unit\nI{os.getpid()},2026-01-01T00:15Z,1,Wh\n")
+    os.utime(path, (0, 0))
+
+    def change() -> object:
+        with override_settings(PORTAL_IMPORT_INBOX=inbox):
+            return inbox_collect(actor=SYSTEM, as_of=timezone.now())
+
+    return change
+
+
 def _api_key_revoke(world: World) -> Callable[[], object]:
     api_key, _key = tenancy.api_key_create(organisation=world.group, name="k", actor=SYSTEM)
     return lambda: tenancy.api_key_revoke(api_key=api_key, actor=SYSTEM, as_of=timezone.now())
@@ -333,6 +354,7 @@ SCENARIOS.update(
         "meters.services.supply_update": (_supply_update, AuditEvent.SUPPLY_UPDATED),
         "meters.services.fleet_save": (_fleet_save, AuditEvent.FLEET_CREATED),
         "meters.services.inbound_flush": (_inbound_flush, AuditEvent.IMPORT_BATCH_CREATED),
+        "meters.services.inbox_collect": (_inbox_collect, AuditEvent.IMPORT_BATCH_CREATED),
     }
 )
 
