@@ -768,3 +768,17 @@ def inbound_flush(*, actor: Actor, as_of: dt.datetime, limit: int = 50_000) -> i
             InboundMessage.objects.filter(pk__in=[m.pk for m in messages]).update(batch=batch)
             taken += len(messages)
     return taken
+
+
+def inbound_purge(*, before: dt.datetime) -> int:
+    """Forget live messages that were imported before `before`; return how many.
+
+    Their batch keeps the payload; a message is kept a while after it is batched only so that
+    a late redelivery of it is still recognised as a duplicate.
+    """
+    from meters.models import InboundMessage
+
+    deleted, _by_model = InboundMessage.objects.filter(
+        batch__isnull=False, received_at__lt=before
+    ).delete()
+    return deleted

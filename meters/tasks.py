@@ -60,6 +60,12 @@ def inbound_flush_task(**kwargs: object) -> int:
 
 
 @app.task(acks_late=True)
+def inbound_purge_task(**kwargs: object) -> int:
+    """Forget live messages imported more than a week ago (daily, from beat)."""
+    return services.inbound_purge(before=timezone.now() - dt.timedelta(days=7))
+
+
+@app.task(acks_late=True)
 def meter_events_notify_task(**kwargs: object) -> int:
     """Email members about new serious meter events (each event once)."""
     return services.meter_events_notify(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Make sure the services the tests talk to answer: PostgreSQL 15 on 127.0.0.1:5432 and Redis on
-# 6379. They normally run already; this starts whichever is down (root only), and fails clearly.
+# Make sure the services the tests talk to answer: PostgreSQL 15 on 127.0.0.1:5432, Redis on
+# 6379 and Mosquitto on 1883. They normally run already; this starts whichever is down (root
+# only), and fails clearly.
 set -euo pipefail
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
@@ -20,4 +21,19 @@ if ! redis_up; then
   fi
   for _ in $(seq 1 30); do redis_up && break; sleep 1; done
   redis_up || { echo "Redis does not answer on 127.0.0.1:6379" >&2; exit 1; }
+fi
+
+mqtt_up() { (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; }
+if ! mqtt_up; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "Mosquitto is down; starting it"
+    if [ -f /etc/mosquitto/mosquitto.conf ]; then
+      runuser -u mosquitto -- mosquitto -d -c /etc/mosquitto/mosquitto.conf 2>/dev/null \
+        || mosquitto -d -c /etc/mosquitto/mosquitto.conf
+    else
+      mosquitto -d -p 1883
+    fi
+  fi
+  for _ in $(seq 1 30); do mqtt_up && break; sleep 1; done
+  mqtt_up || { echo "Mosquitto does not answer on 127.0.0.1:1883" >&2; exit 1; }
 fi

@@ -6,7 +6,7 @@ set -euo pipefail
 case "${1:-test}" in
   gettext) packages=(gettext) ;;
   run) packages=(gettext postgresql-15-partman) ;;
-  test) packages=(gettext postgresql-15-partman chromium fonts-noto-cjk) ;;
+  test) packages=(gettext postgresql-15-partman chromium fonts-noto-cjk mosquitto) ;;
   *) echo "usage: $0 [gettext|run|test]" >&2; exit 2 ;;
 esac
 

@@ -329,6 +329,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "meters.tasks.partition_maintenance_task",
         "schedule": crontab(hour=2, minute=40),
     },
+    "inbound-purge-daily": {
+        "task": "meters.tasks.inbound_purge_task",
+        "schedule": crontab(hour=2, minute=50),
+    },
 }
 
 # --- Meter readings -----------------------------------------------------------------------
@@ -346,6 +350,8 @@ CHIRPSTACK_INTEGRATION_TOKEN = env_optional("CHIRPSTACK_INTEGRATION_TOKEN")
 MQTT_HOST = env_str("MQTT_HOST", "127.0.0.1")
 MQTT_PORT = env_int("MQTT_PORT", 1883)
 MQTT_TOPIC = env_str("MQTT_TOPIC", "application/+/device/+/event/+")
+MQTT_USERNAME = env_optional("MQTT_USERNAME")
+MQTT_PASSWORD = env_optional("MQTT_PASSWORD")
 
 # --- Logging ------------------------------------------------------------------------------
 LOGGING = {

@@ -81,8 +81,10 @@ def test_uplinks_and_status_are_kept_once_and_imported_in_one_batch() -> None:
     meter.refresh_from_db()
     assert meter.battery_percent == 64
     assert meter.last_contact_at == dt.datetime(2026, 10, 1, 11, 0, 1, tzinfo=dt.UTC)
-    # Flushed messages are not taken again.
+    # Flushed messages are not taken again, and are forgotten after a while.
     assert services.inbound_flush(actor=SYSTEM, as_of=timezone.now()) == 0
+    assert services.inbound_purge(before=timezone.now() - dt.timedelta(days=7)) == 0
+    assert services.inbound_purge(before=timezone.now() + dt.timedelta(seconds=1)) == 3
 
 
 def test_requests_without_the_secret_are_refused() -> None:
