@@ -371,7 +371,12 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # dsmr-parser logs every malformed line of a customer's file at ERROR; the import
+        # reports those lines as row errors already.
+        "dsmr_parser": {"level": "CRITICAL"},
+    },
 }
 
 # The key of the audit log's hash chain: keep it outside the database and never change it.

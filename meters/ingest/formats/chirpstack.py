@@ -77,8 +77,9 @@ def _message(line: int, message: dict[str, Any], batch: ImportBatch) -> Iterator
         return
     event = message.get("event") or ("status" if "batteryLevel" in payload else "up")
     received = _time(message.get("received_at")) or _time(payload.get("time")) or batch.received_at
-    device = payload.get("deviceInfo") or {}
-    dev_eui = str(device.get("devEui") or "").upper() or None
+    device = payload.get("deviceInfo")
+    raw_eui = device.get("devEui") if isinstance(device, dict) else None
+    dev_eui = raw_eui.strip().upper() or None if isinstance(raw_eui, str) else None
     if dev_eui is None:
         yield RowError(line, "event without deviceInfo.devEui")
     elif event == "status":
@@ -116,7 +117,14 @@ def _uplink(
     readings = decoded.get("readings")
     if readings is None and ("value" in decoded or "delta" in decoded):
         readings = [decoded]
-    alarms = [a for a in decoded.get("alarms") or [] if isinstance(a, str)]
+    if readings is not None and not isinstance(readings, list):
+        yield RowError(line, "object.readings is not a list")
+        readings = None
+    raw_alarms = decoded.get("alarms") or []
+    if not isinstance(raw_alarms, list):
+        yield RowError(line, "object.alarms is not a list")
+        raw_alarms = []
+    alarms = [a for a in raw_alarms if isinstance(a, str)]
     flags = SOURCE_TAMPER if any(a.startswith("tamper") for a in alarms) else 0
     for reading in readings or []:
         yield _reading(

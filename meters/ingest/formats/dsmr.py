@@ -98,11 +98,25 @@ def parse(stream: BinaryIO, batch: ImportBatch) -> Iterator[ParsedItem]:
         try:
             telegram = TelegramParser(_spec(text)).parse(text, throw_ex=True)
         except (ParseError, InvalidChecksumError) as error:
-            yield RowError(line, f"telegram could not be read: {error}")
+            yield RowError(line, f"telegram could not be read: {_printable(error)}")
+            continue
+        except (ValueError, IndexError, TypeError, ArithmeticError) as error:
+            # dsmr-parser reports some malformed lines (bad hex, a value with two units, a
+            # missing field) with Python's own exceptions rather than ParseError.
+            yield RowError(line, f"telegram could not be read: {_printable(error)}")
             continue
         yield from _telegram_items(line, telegram, batch)
     if count == 0:
         raise BatchError("The file holds no DSMR telegram (they start with '/').")
+
+
+def _printable(error: Exception) -> str:
+    """The parser's message, without the control bytes a broken line may carry."""
+    # dsmr-parser's ParseError carries ("Invalid '%s' line for '%s'", line, parser).
+    parts = [str(a) for a in error.args if isinstance(a, str) and "%s" not in a]
+    text = "invalid line " + " ".join(parts) if parts else str(error)
+    clean = "".join(c if c.isprintable() else "?" for c in text.replace("\r\n", "").strip())
+    return clean[:200] or type(error).__name__
 
 
 def _value(obj: Any) -> Decimal | None:

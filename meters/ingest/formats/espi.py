@@ -89,6 +89,8 @@ def _entries(stream: BinaryIO) -> Iterator[Element]:
         raise BatchError(f"The XML was refused as unsafe: {type(error).__name__}.") from None
     except ParseError as error:
         raise BatchError(f"The XML is malformed: {error}.") from None
+    except LookupError as error:
+        raise BatchError(f"The XML declares an encoding Python does not know: {error}.") from None
 
 
 @dataclass

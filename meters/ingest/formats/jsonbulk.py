@@ -32,6 +32,8 @@ def _records(stream: BinaryIO) -> Iterator[tuple[int, Any]]:
     first = stream.read(1)
     while first.isspace():
         first = stream.read(1)
+    if not first:
+        raise BatchError("The body is empty: there are no readings in it.")
     stream.seek(stream.tell() - 1)
     if first == b"{":
         head = stream.read(64)
