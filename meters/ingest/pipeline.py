@@ -621,7 +621,8 @@ def fail(batch: ImportBatch, message: str, *, now: dt.datetime) -> None:
             logger.exception("could not drop the staging tables of batch %s", batch.pk)
             raise
         batch.status = ImportBatch.Status.FAILED
-        batch.error = message[:5000]
+        # A message may quote the file; keep what PostgreSQL text and people can read.
+        batch.error = "".join(c if c.isprintable() or c == "\n" else "?" for c in message[:5000])
         batch.stage = ""
         batch.finished_at = now
         _save(batch, "status", "error", "stage", "finished_at")

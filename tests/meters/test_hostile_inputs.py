@@ -3,6 +3,7 @@ all is imported from it (no readings, no meters, no events)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable
 
@@ -32,7 +33,29 @@ LAUGHS = b"""<?xml version="1.0"?>
 <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
 <feed xmlns="http://www.w3.org/2005/Atom"><title>&lol3;</title></feed>"""
 
+GZIP_BOMB = gzip.compress(b"\0" * (10 * 1024 * 1024))
+ZIP_HEADER = b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(range(256)) * 4
+
 CASES: list[tuple[str, str, bytes, str]] = [
+    (
+        "json-deep-nesting",
+        "json",
+        b'{"readings": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        "nested too deeply",
+    ),
+    ("ndjson-deep-nesting", "json", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (
+        "chirpstack-deep-nesting",
+        "chirpstack",
+        b'{"a":' * 20_000 + b"1" + b"}" * 20_000,
+        "nested too deeply",
+    ),
+    ("gzip-bomb-named-csv", "csv", GZIP_BOMB, "UTF-8"),
+    ("zip-named-csv", "csv", ZIP_HEADER, "not CSV text"),
+    ("gzip-bomb-named-json", "json", GZIP_BOMB, "not JSON"),
+    ("csv-utf16", "csv", (HEADER + GOOD).encode("utf-16"), "UTF-8"),
+    ("xml-utf32-lie", "espi", b'<?xml version="1.0" encoding="UTF-32"?><feed/>', "XML"),
+    ("dsmr-binary", "dsmr", bytes(range(256)) * 8, "text before the first telegram"),
     ("xxe", "espi", XXE, "refused as unsafe"),
     ("billion-laughs", "espi", LAUGHS, "refused as unsafe"),
     ("xml-truncated", "espi", b"<feed xmlns='http://www.w3.org/2005/Atom'><entry>", "malformed"),

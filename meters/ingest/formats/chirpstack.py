@@ -65,6 +65,8 @@ def parse(stream: BinaryIO, batch: ImportBatch) -> Iterator[ParsedItem]:
             message = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise BatchError(f"Line {line} is not JSON: {error}.") from None
+        except RecursionError:
+            raise BatchError(f"Line {line} is nested too deeply.") from None
         if not isinstance(message, dict):
             raise BatchError(f"Line {line} is not a JSON object.")
         yield from _message(line, message, batch)

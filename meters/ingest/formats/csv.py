@@ -83,8 +83,13 @@ def _read_header(stream: BinaryIO) -> tuple[list[str], bytes]:
         raise BatchError("The header line is not UTF-8 text.") from None
     if not header:
         raise BatchError("The file is empty or has no header line.")
+    if any(not (c.isprintable() or c == "\t") for c in header):
+        raise BatchError(
+            "The header line holds control characters: this is not CSV text (is the file "
+            "compressed, or not UTF-8?)."
+        )
     names = [name.strip().strip('"').lower() for name in header.split(",")]
-    unknown = [name for name in names if name not in COLUMNS]
+    unknown = [name[:40] for name in names if name not in COLUMNS]
     if unknown:
         raise BatchError(f"Unknown column(s) {', '.join(unknown)}. Expected: {', '.join(COLUMNS)}.")
     missing = [name for name in REQUIRED if name not in names]

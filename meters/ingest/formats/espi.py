@@ -89,8 +89,9 @@ def _entries(stream: BinaryIO) -> Iterator[Element]:
         raise BatchError(f"The XML was refused as unsafe: {type(error).__name__}.") from None
     except ParseError as error:
         raise BatchError(f"The XML is malformed: {error}.") from None
-    except LookupError as error:
-        raise BatchError(f"The XML declares an encoding Python does not know: {error}.") from None
+    except (LookupError, ValueError) as error:
+        # expat refuses encodings it cannot handle (unknown ones, UTF-16/32 declared in text).
+        raise BatchError(f"The XML declares an encoding that cannot be read: {error}.") from None
 
 
 @dataclass

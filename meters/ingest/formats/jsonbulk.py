@@ -43,6 +43,8 @@ def _records(stream: BinaryIO) -> Iterator[tuple[int, Any]]:
                 document = json.load(stream)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise BatchError(f"The body is not valid JSON: {error}.") from None
+            except RecursionError:
+                raise BatchError("The body is not usable JSON: it is nested too deeply.") from None
             readings = document.get("readings") if isinstance(document, dict) else None
             if not isinstance(readings, list):
                 raise BatchError('Expected {"readings": [...]}.')
@@ -54,6 +56,8 @@ def _records(stream: BinaryIO) -> Iterator[tuple[int, Any]]:
                 yield number, json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise BatchError(f"Line {number} is not JSON: {error}.") from None
+            except RecursionError:
+                raise BatchError(f"Line {number} is nested too deeply.") from None
 
 
 def parse(stream: BinaryIO, batch: ImportBatch) -> Iterator[ParsedItem]:
