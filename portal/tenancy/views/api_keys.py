@@ -24,6 +24,7 @@ from portal.tenancy.services import api_key_create, api_key_revoke
 from portal.tenancy.views.base import OrganisationView
 
 _WRITE = {"POST": Scope.API_KEYS_MANAGE}
+_FRESH_KEY = "portal.tenancy.fresh_api_key"
 
 
 class OrganisationApiKeysView(OrganisationView):
@@ -34,7 +35,16 @@ class OrganisationApiKeysView(OrganisationView):
     template_name = "tenancy/api_keys.html"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self._page(ApiKeyForm())
+        # A key made a moment ago is shown once, after the redirect, so that reloading the page
+        # neither shows it again nor makes another key.
+        fresh = request.session.pop(_FRESH_KEY, None)
+        extra: dict[str, Any] = {}
+        if isinstance(fresh, dict) and fresh.get("org") == str(self.organisation.public_id):
+            extra = {"new_key": fresh["key"], "new_key_name": fresh["name"]}
+        response = self._page(ApiKeyForm(), **extra)
+        if extra:
+            response["Cache-Control"] = "no-store"
+        return response
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         form = ApiKeyForm(request.POST)
@@ -59,10 +69,12 @@ class OrganisationApiKeysView(OrganisationView):
         except TenancyError as error:
             messages.error(request, str(error.message))
             return self._page(form, status=403)
-        response = self._page(ApiKeyForm(), new_key=key, new_api_key=api_key)
-        # The key is in this page only: keep it out of every cache.
-        response["Cache-Control"] = "no-store"
-        return response
+        request.session[_FRESH_KEY] = {
+            "org": str(self.organisation.public_id),
+            "key": key,
+            "name": api_key.name,
+        }
+        return HttpResponseRedirect(request.path)
 
     def _page(self, form: ApiKeyForm, status: int = 200, **extra: Any) -> HttpResponse:
         return self.render_to_response(

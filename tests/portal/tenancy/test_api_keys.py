@@ -33,16 +33,18 @@ def test_a_manager_creates_a_key_that_is_shown_once_and_stored_hashed(
     world: World, client_for: Callable[[User], Client]
 ) -> None:
     client = client_for(world.group_manager)
-    response = client.post(_keys_url(world), {"name": "North head-end"})
-    assert response.status_code == 200
+    response = client.post(_keys_url(world), {"name": "North head-end"}, follow=True)
+    assert response.redirect_chain == [(_keys_url(world), 302)]
     assert response["Cache-Control"] == "no-store"
     api_key = OrganisationAPIKey.objects.get()
     key = response.context["new_key"]
     assert key.startswith(f"smk_{api_key.prefix}_") and len(key) > 50
     assert key in response.content.decode()
-    # Only the hash is kept; the page never shows the key again.
+    # Only the hash is kept; the page never shows the key again, reloading makes no new key.
     assert api_key.hashed_key == api_key_hash(key) and key not in api_key.hashed_key
     assert key not in client.get(_keys_url(world)).content.decode()
+    assert OrganisationAPIKey.objects.count() == 1
+    assert "portal.tenancy.fresh_api_key" not in client.session
     entry = AuditLogEntry.objects.get(event_type=AuditEvent.API_KEY_CREATED)
     assert (entry.actor_id, entry.organisation_id) == (world.group_manager.pk, world.group.pk)
     assert entry.data["prefix"] == api_key.prefix and key not in str(entry.data)
