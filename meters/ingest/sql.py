@@ -114,7 +114,8 @@ WHERE n.outcome IN ('new', 'replace');
 
 CREATE TEMP TABLE m_bounds ON COMMIT DROP AS
 SELECT n.register_id, min(n.ts) AS lo, max(n.ts) AS hi,
-       make_interval(hours => greatest(r.stuck_hours, 2)) AS lookback
+       make_interval(hours => greatest(r.stuck_hours, 2)) AS lookback,
+       make_interval(hours => coalesce(r.stuck_hours, 0)) AS stuck
 FROM m_new n JOIN meters_register r ON r.id = n.register_id
 GROUP BY n.register_id, r.stuck_hours;
 
@@ -125,7 +126,8 @@ WITH gone AS (
     DELETE FROM meters_reading r USING m_bounds b
      WHERE r.register_id = b.register_id
        AND r.ts >= b.lo - interval '{max_gap}' AND r.ts <= b.hi + interval '{max_gap}'
-       AND r.quality = %(q_estimated)s
+       -- every estimate, whatever rule it later tripped; a corrected one stays
+       AND r.flags & %(r_estimated)s <> 0 AND r.quality <> %(q_edited)s
     RETURNING r.register_id, r.ts, r.start_ts
 )
 SELECT * FROM gone;
@@ -133,23 +135,39 @@ SELECT * FROM gone;
 """
 
 CONTEXT = """
+-- How far after the new readings existing ones must be looked at again:
+--  * up to the last estimate deleted above (its gap is estimated again from its neighbours);
+--  * through the stuck window after the first existing reading: new readings before a run of
+--    unchanged values can start it earlier (or break it), which moves where it turns stuck.
+CREATE TEMP TABLE m_reach ON COMMIT DROP AS
+SELECT b.register_id, b.hi,
+       greatest(b.hi, d.last_deleted, a.first_after + b.stuck) AS ctx_hi,
+       a.first_after + b.stuck AS recheck_hi
+FROM m_bounds b
+LEFT JOIN (SELECT register_id, max(ts) AS last_deleted FROM m_del GROUP BY register_id) d
+       ON d.register_id = b.register_id
+LEFT JOIN LATERAL (
+    SELECT min(e.ts) AS first_after FROM meters_reading e
+    WHERE e.register_id = b.register_id AND e.ts > b.hi) a ON true;
+
 CREATE TEMP TABLE m_ctx ON COMMIT DROP AS
 SELECT e.register_id, e.ts, e.start_ts, e.value, e.delta, e.quality, e.flags
 FROM m_bounds b
+JOIN m_reach x ON x.register_id = b.register_id
 JOIN meters_reading e ON e.register_id = b.register_id
-                     AND e.ts >= b.lo - b.lookback AND e.ts <= b.hi
+                     AND e.ts >= b.lo - b.lookback AND e.ts <= x.ctx_hi
 UNION
-SELECT x.* FROM m_bounds b CROSS JOIN LATERAL (
+SELECT y.* FROM m_reach x CROSS JOIN LATERAL (
     SELECT e.register_id, e.ts, e.start_ts, e.value, e.delta, e.quality, e.flags
     FROM meters_reading e
-    WHERE e.register_id = b.register_id AND e.ts > b.hi
-    ORDER BY e.ts LIMIT 1) x
+    WHERE e.register_id = x.register_id AND e.ts > x.ctx_hi
+    ORDER BY e.ts LIMIT 1) y
 UNION
-SELECT x.* FROM m_bounds b CROSS JOIN LATERAL (
+SELECT y.* FROM m_bounds b CROSS JOIN LATERAL (
     SELECT e.register_id, e.ts, e.start_ts, e.value, e.delta, e.quality, e.flags
     FROM meters_reading e
     WHERE e.register_id = b.register_id AND e.ts < b.lo - b.lookback
-    ORDER BY e.ts DESC LIMIT 1) x;
+    ORDER BY e.ts DESC LIMIT 1) y;
 
 CREATE TEMP TABLE m_s ON COMMIT DROP AS
 SELECT register_id, ts, value, delta AS src_delta, duration_s, received_at, line, src_flags,
@@ -161,6 +179,10 @@ UNION ALL
 SELECT register_id, ts, value, delta, NULL, NULL, NULL, 0, false, false,
        flags, quality, start_ts, delta
 FROM m_ctx;
+
+ALTER TABLE m_s ADD COLUMN recheck boolean NOT NULL DEFAULT false;
+UPDATE m_s s SET recheck = true FROM m_reach x
+ WHERE NOT s.is_new AND s.register_id = x.register_id AND s.ts > x.hi AND s.ts <= x.recheck_hi;
 """
 
 # Gaps: up to two hours on a register with a known interval are filled by linear interpolation
@@ -176,7 +198,11 @@ FROM (
     FROM m_s s WINDOW w AS (PARTITION BY s.register_id ORDER BY s.ts)
 ) q
 JOIN meters_register r ON r.id = q.register_id
-WHERE q.prev_ts IS NOT NULL AND (q.is_new OR q.prev_new)
+WHERE q.prev_ts IS NOT NULL
+  AND (q.is_new OR q.prev_new
+       -- a gap whose estimates were deleted above, to be estimated again
+       OR EXISTS (SELECT 1 FROM m_del d WHERE d.register_id = q.register_id
+                                         AND d.ts > q.prev_ts AND d.ts < q.ts))
   AND r.interval_seconds IS NOT NULL
   AND q.ts - q.prev_ts > make_interval(secs => r.interval_seconds);
 
@@ -251,9 +277,16 @@ WITH w1 AS (
     WHERE is_new
        OR (prev_new AND coalesce(old_flags, 0) & %(r_edited)s = 0)
        OR (NOT is_new AND next_new AND old_quality = %(q_pending)s)
+       OR (recheck AND coalesce(old_flags, 0) & %(r_edited)s = 0)
 ), w4 AS (
     SELECT w3.*,
-           CASE WHEN reg AND diff >= 0 THEN diff
+           -- Rows looked at again only for a stuck run keep everything else as it was.
+           NOT (is_new OR coalesce(prev_new, false)
+                OR (coalesce(next_new, false) AND old_quality = %(q_pending)s)) AS stuck_only,
+           CASE WHEN NOT (is_new OR coalesce(prev_new, false)
+                          OR (coalesce(next_new, false) AND old_quality = %(q_pending)s))
+                THEN old_delta
+                WHEN reg AND diff >= 0 THEN diff
                 WHEN reg AND rollover THEN wrap_value - prev_value + value
                 WHEN reg THEN NULL
                 ELSE src_delta
@@ -261,6 +294,11 @@ WITH w1 AS (
     FROM w3
 ), w5 AS (
     SELECT w4.*,
+           CASE WHEN stuck_only THEN old_flags & ~%(r_stuck)s
+                    | CASE WHEN reg AND diff = 0
+                            AND ts - last_change >= make_interval(hours => stuck_hours)
+                           THEN %(r_stuck)s ELSE 0 END
+           ELSE
            (CASE WHEN is_new THEN src_flags ELSE old_flags & %(keep)s END)
            | CASE WHEN is_est THEN %(r_estimated)s ELSE 0 END
            | CASE WHEN reg AND diff < 0 AND exchanged THEN %(r_exchange)s
@@ -280,13 +318,16 @@ WITH w1 AS (
                     OR (interval_seconds IS NOT NULL
                         AND extract(epoch FROM ts)::bigint %% interval_seconds <> 0))
                   THEN %(r_skew)s ELSE 0 END
-           | CASE WHEN long_gap THEN %(r_gap)s ELSE 0 END AS new_flags
+           | CASE WHEN long_gap THEN %(r_gap)s ELSE 0 END
+           END AS new_flags
     FROM w4
 )
-SELECT register_id, ts, is_new, is_est, value, new_start AS start_ts, new_delta AS delta,
+SELECT register_id, ts, is_new, is_est, value,
+       CASE WHEN stuck_only THEN old_start ELSE new_start END AS start_ts, new_delta AS delta,
        new_flags AS flags,
        CASE WHEN old_quality = %(q_edited)s THEN %(q_edited)s
-            WHEN is_est THEN %(q_estimated)s
+            -- made now, or an existing estimate looked at again
+            WHEN is_est OR new_flags & %(r_estimated)s <> 0 THEN %(q_estimated)s
             WHEN new_flags & %(suspect)s <> 0 THEN %(q_suspect)s
             -- The context ends at the first existing reading after the new ones: an existing
             -- reading without a successor here was confirmed before unless it was pending.
@@ -435,6 +476,7 @@ TEMP_TABLES = (
     "m_new",
     "m_bounds",
     "m_del",
+    "m_reach",
     "m_ctx",
     "m_s",
     "m_gap",

@@ -1,15 +1,41 @@
-"""Demo data for `make run`: a corporate group, residents, a staff admin and their logins.
+"""Demo data for `make run`: a corporate group, residents, a staff admin and their logins, and a
+year of 15-minute readings for every demo account.
 
 Everything is created through the services (so the audit log tells the same story) and looked
-up by natural keys first, so that seeding twice changes nothing.
+up by natural keys first, so that seeding twice changes nothing. The readings come from the
+fleet simulator (meters.simulator) and go through the real import pipeline; a second run finds
+them up to date and imports nothing.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import tempfile
+import time
+import zoneinfo
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
+from meters import services as meter_services
+from meters.models import Register, ServicePoint
+from meters.selectors import register_recent_readings, supplies_of_account
+from meters.simulator import (
+    Anomaly,
+    Fleet,
+    Installation,
+    Load,
+    MeterSpec,
+    RegisterSpec,
+    Unit,
+    anomaly_at,
+    simulate,
+)
+from meters.simulator.load import files_import, fleet_apply
 from portal.audit.actors import Actor
 from portal.tenancy.models import Account, Membership, Organisation
 from portal.tenancy.roles import Role
@@ -41,6 +67,10 @@ HOUSEHOLDS: list[tuple[str, str, str]] = [
 ]
 CURRENCY = "TWD"
 TIME_ZONE = "Asia/Taipei"
+DEMO_SEED = 2026
+DEMO_DAYS = 365  # of 15-minute readings, up to now
+DEMO_WINDOW_DAYS = 183  # half-yearly files: the pipeline is fastest with big batches
+DEMO_IMPORT_WORKERS = 2  # two halves of the fleet imported side by side
 
 # (email, name, where, role); "where" is an organisation name or an account number.
 PEOPLE: list[tuple[str, str, str, Role]] = [
@@ -61,9 +91,27 @@ STAFF_ADMIN = ("admin@example.com", "Portal Administrator")
 
 
 @dataclass
+class DemoReadings:
+    """What loading the demo readings did (nothing, when they were up to date)."""
+
+    meters: int = 0
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    files: int = 0
+    rows: int = 0
+    inserted: int = 0
+    duplicate: int = 0
+    failed: int = 0
+    generate_seconds: float = 0.0
+    import_seconds: float = 0.0
+    up_to_date: bool = False
+
+
+@dataclass
 class DemoResult:
     created: int = 0
     logins: list[tuple[str, str, str]] = field(default_factory=list)  # (email, password, what)
+    readings: DemoReadings | None = None
 
 
 def _user(email: str, name: str, *, actor: Actor, result: DemoResult, staff: bool = False) -> User:
@@ -116,9 +164,33 @@ def _account(
     return account
 
 
+def demo_seed(
+    *,
+    actor: Actor,
+    as_of: dt.datetime | None = None,
+    days: int = DEMO_DAYS,
+    readings: bool = True,
+) -> DemoResult:
+    """Create whatever part of the demo is missing and return the logins to print.
+
+    With `readings`, every demo account gets meters and `days` days of readings up to `as_of`
+    (a year by default), imported through the pipeline outside the accounts' transaction.
+    """
+    result = _demo_people(actor=actor)
+    if readings:
+        accounts = {a.number: a for a in Account.objects.filter(number__in=DEMO_METERS)}
+        result.readings = demo_readings_load(
+            accounts=accounts,
+            actor=actor,
+            as_of=as_of or timezone.now(),
+            days=days,
+            result=result,
+        )
+    return result
+
+
 @transaction.atomic
-def demo_seed(*, actor: Actor) -> DemoResult:
-    """Create whatever part of the demo is missing and return the logins to print."""
+def _demo_people(*, actor: Actor) -> DemoResult:
     result = DemoResult()
     group = _organisation(GROUP, None, actor=actor, result=result)
     organisations = {GROUP: group}
@@ -148,3 +220,246 @@ def demo_seed(*, actor: Actor) -> DemoResult:
             result.created += 1
         result.logins.append((email, DEMO_PASSWORD, f"{role.label} of {where}"))
     return result
+
+
+# --- Meters and readings -------------------------------------------------------------------
+
+# account number -> meters: (kind, use, per day, per heating degree-day, per cooling degree-day,
+# rooftop solar kWp). Per day in Wh or litres on a mild weekday; Taipei: cooling dominates.
+DEMO_METERS: dict[str, list[tuple[str, str, float, float, float, float]]] = {
+    "HR-0101": [("electricity", "home", 7_500, 100, 1_900, 0), ("water", "home", 260, 0, 12, 0)],
+    "HR-0102": [("electricity", "home", 6_000, 80, 1_500, 0), ("water", "home", 180, 0, 8, 0)],
+    "HR-0201": [("electricity", "home", 9_000, 120, 2_300, 0), ("water", "home", 320, 0, 15, 0)],
+    "HR-0202": [("electricity", "home", 5_200, 70, 1_300, 0), ("water", "home", 150, 0, 6, 0)],
+    "HC-1001": [("electricity", "warehouse", 380_000, 1_500, 14_000, 0)],
+    "HC-1002": [
+        ("electricity", "food", 260_000, 800, 11_000, 0),
+        ("gas", "food", 38_000, 300, 0, 0),
+    ],
+    "HC-1003": [("electricity", "office", 520_000, 4_000, 36_000, 0)],
+    "RH-0001": [
+        ("electricity", "home", 10_500, 150, 2_600, 4.2),
+        ("water", "home", 340, 0, 15, 0),
+    ],
+    "RH-0002": [("electricity", "home", 8_500, 120, 2_100, 0), ("water", "home", 290, 0, 12, 0)],
+    "RH-0003": [("electricity", "home", 7_000, 100, 1_700, 0), ("water", "home", 230, 0, 10, 0)],
+}
+MAX_RATE = {  # base units per hour: the meter's physical maximum
+    "electricity/home": 15_000,
+    "electricity/warehouse": 250_000,
+    "electricity/food": 120_000,
+    "electricity/office": 250_000,
+    "water/home": 2_500,
+    "gas/food": 25_000,
+}
+
+
+def _demo_meter(number: str, name: str, spec: tuple[str, str, float, float, float, float]) -> Unit:
+    kind, use, daily, heating, cooling, solar = spec
+    letter = kind[0].upper()
+    electric = kind == "electricity"
+    unit, display = ("Wh", "kWh") if electric else ("L", "m3")
+    # A register that has counted for years: a few thousand kWh or m3, the same every time.
+    initial = (sum(map(ord, number + kind)) * 7_919) % 40_000 * 1000 + 1_000_000
+    registers = [
+        RegisterSpec(
+            code="import",
+            unit=unit,
+            display_unit=display,
+            dials=6 if electric else 5,
+            stuck_hours=24 if electric else 72,
+            is_main=True,
+            initial=initial if electric else initial // 20,
+        )
+    ]
+    if solar:
+        registers.append(
+            RegisterSpec(
+                code="export",
+                direction="export",
+                unit=unit,
+                display_unit=display,
+                dials=6,
+                stuck_hours=32_767,  # no export on dull days is no fault
+                initial=initial // 7,
+                source="export",
+            )
+        )
+    max_rate = MAX_RATE[f"{kind}/{use}"]
+    meter = MeterSpec(
+        serial=f"DEMO-{number}-{letter}",
+        kind=kind,
+        fmt="csv",
+        load=Load(
+            profile=f"{kind}/{use}",
+            daily=daily,
+            per_heating_dd=heating,
+            per_cooling_dd=cooling,
+            solar_kwp=solar,
+            cap=max_rate // 4 * 8 // 10,  # a quarter of an hour, under the physical maximum
+        ),
+        max_rate=max_rate,
+        registers=tuple(registers),
+        service_point=f"SP-{number}-{letter}",
+        communication="4g" if electric else "nbiot",
+        address=name,
+    )
+    return Unit(key=meter.serial, fmt="csv", meters=(meter,), residential=use == "home")
+
+
+def demo_fleet(accounts: dict[str, Account]) -> Fleet:
+    """The demo's meters: electricity everywhere, water in the homes, gas at the food court,
+    rooftop solar (an export register) at the Chens'."""
+    units = [
+        _demo_meter(number, accounts[number].name, spec)
+        for number, specs in DEMO_METERS.items()
+        if number in accounts
+        for spec in specs
+    ]
+    return Fleet(units=units, time_zone=TIME_ZONE, climate="subtropical")
+
+
+def _demo_day(start: dt.datetime, days: int, fraction: float, hour: int) -> dt.datetime:
+    """A local time `fraction` into the (at most a year long) period, inside a monthly file."""
+    day = max(1, round(min(days, DEMO_DAYS) * fraction))
+    if day % DEMO_WINDOW_DAYS in (0, DEMO_WINDOW_DAYS - 1):
+        day += 2
+    local = start.astimezone(zoneinfo.ZoneInfo(TIME_ZONE)) + dt.timedelta(days=day)
+    return local.replace(hour=hour)
+
+
+def demo_anomalies(fleet: Fleet, *, start: dt.datetime, days: int) -> list[Anomaly]:
+    """A handful of realistic incidents over the year: what staff find in the admin."""
+    units = {u.key: u for u in fleet.units}
+    # (meter, kind, how far into the period, local hour, size)
+    plan: list[tuple[str, str, float, int, dict[str, Any]]] = [
+        # A burst pipe at night at the Wongs': a leak alarm and water running for six hours.
+        ("DEMO-RH-0002-W", "leak", 0.55, 2, {"length": 24, "amount": 15}),
+        # The flat 1A meter missed an hour of readings: estimated.
+        ("DEMO-HR-0101-E", "gap_short", 0.35, 14, {"length": 4}),
+        # The warehouse's modem was down for five hours: a gap, never zero-filled.
+        ("DEMO-HC-1001-E", "gap_long", 0.7, 9, {"length": 20}),
+        # Noise on the office block's pulse line: an impossible reading.
+        ("DEMO-HC-1003-E", "spike", 0.45, 11, {"amount": 400_000}),
+        # Someone opened the Smiths' meter cover.
+        ("DEMO-RH-0003-E", "tamper", 0.8, 10, {"event": "tamper_cover"}),
+    ]
+    anomalies: list[Anomaly] = []
+    for serial, kind, fraction, hour, params in plan:
+        if serial not in units or days < 3:
+            continue
+        anomalies.append(
+            anomaly_at(
+                number=len(anomalies) + 1,
+                kind=kind,
+                unit=units[serial],
+                when=_demo_day(start, days, fraction, hour),
+                start=start,
+                window_days=DEMO_WINDOW_DAYS,
+                code="" if kind.startswith("gap") else "import",
+                **params,
+            )
+        )
+    return anomalies
+
+
+def _service_points(fleet: Fleet) -> dict[str, ServicePoint]:
+    codes = [m.service_point for m in fleet.meters()]
+    return {sp.code: sp for sp in ServicePoint.objects.filter(code__in=codes)}
+
+
+def _last_reading(fleet: Fleet) -> dt.datetime | None:
+    """The time up to which every demo register has readings (None if one has none)."""
+    registers = Register.objects.filter(
+        meter__serial__in=[m.serial for m in fleet.meters()]
+    ).select_related("meter")
+    last: list[dt.datetime] = []
+    for register in registers:
+        newest = register_recent_readings(register=register, limit=1)
+        if not newest:
+            return None
+        last.append(newest[0].ts)
+    return min(last) if last else None
+
+
+def demo_readings_load(
+    *,
+    accounts: dict[str, Account],
+    actor: Actor,
+    as_of: dt.datetime,
+    days: int,
+    result: DemoResult,
+) -> DemoReadings:
+    """Give the demo accounts their meters and supplies, and readings up to `as_of`."""
+    summary = DemoReadings()
+    fleet = demo_fleet(accounts)
+    summary.meters = len(fleet.meters())
+    tz = zoneinfo.ZoneInfo(TIME_ZONE)
+    # Service point codes are SP-<account number>-<kind letter>.
+    numbers = {m.service_point: m.service_point[3:-2] for m in fleet.meters()}
+    points = _service_points(fleet)
+    existing = [
+        supply.start
+        for code, point in points.items()
+        for supply in supplies_of_account(
+            account_id=accounts[numbers[code]].pk, service_point_id=point.pk
+        )
+    ]
+    if existing:
+        start = min(existing)
+    else:
+        first_day = as_of.astimezone(tz).date() - dt.timedelta(days=days)
+        start = dt.datetime.combine(first_day, dt.time(), tz).astimezone(dt.UTC)
+    installed_at = start - dt.timedelta(days=1)
+    fleet.installations = [
+        Installation(m.serial, m.service_point, installed_at) for m in fleet.meters()
+    ]
+    result.created += fleet_apply(fleet=fleet.as_json(), actor=actor)
+    points = _service_points(fleet)
+    for code, point in points.items():
+        account = accounts[numbers[code]]
+        if not supplies_of_account(account_id=account.pk, service_point_id=point.pk):
+            meter_services.supply_start(
+                account=account, service_point=point, start=start, actor=actor
+            )
+            result.created += 1
+    last = _last_reading(fleet)
+    summary.start, summary.end = start, as_of
+    if last is not None and last >= as_of - dt.timedelta(days=1):
+        summary.up_to_date = True
+        return summary
+    period = (as_of.astimezone(tz).date() - start.astimezone(tz).date()).days + 1
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="demo-readings-") as folder:
+        out = Path(folder)
+        simulated = simulate(
+            fleet=fleet,
+            start=start,
+            days=period,
+            out_dir=out,
+            seed=DEMO_SEED,
+            window_days=DEMO_WINDOW_DAYS,
+            anomalies=demo_anomalies(fleet, start=start, days=period),
+            shuffle=False,
+            redeliver=False,
+            resend_share=0.0,
+            skip_before=last,
+            until=as_of,
+            installed_at=installed_at,
+            units_per_file=-(-len(fleet.units) // DEMO_IMPORT_WORKERS),
+        )
+        summary.generate_seconds = time.monotonic() - began
+        summary.files, summary.rows = simulated.files, simulated.rows
+        began = time.monotonic()
+        imported = files_import(
+            out_dir=out,
+            entries=json.loads((out / "manifest.json").read_text())["files"],
+            actor=actor,
+            as_of=as_of,
+            register_meters=False,  # the demo's fleet is complete
+            workers=DEMO_IMPORT_WORKERS,
+        )
+        summary.import_seconds = time.monotonic() - began
+        summary.inserted, summary.duplicate = imported.inserted, imported.duplicate
+        summary.failed = imported.failed
+    return summary

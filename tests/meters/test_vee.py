@@ -268,3 +268,41 @@ def test_dst_days_have_23_or_25_hours_and_no_false_gaps(day: dt.date, hours: int
     daily = RollupDaily.objects.get(day=day)
     assert daily.hours == hours
     assert daily.consumption == count * 250
+
+
+# --- Out of order: readings that arrive later change what was decided before ----------------
+
+
+def _state(serial: str) -> list[tuple[object, ...]]:
+    return [(r["ts"], r["value"], r["delta"], r["quality"], r["flags"]) for r in readings(serial)]
+
+
+@pytest.mark.parametrize("later", ["after", "before"])
+def test_estimates_are_made_again_when_a_neighbouring_reading_arrives_later(later: str) -> None:
+    ts = quarter_hours(dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC), 7)
+    values = [10.0, 10.1, 10.2, 10.3, 10.4, 10.5, 10.6]
+    have = [0, 1, 2, 5] if later == "before" else [1, 2, 5, 6]
+    missing = 0 if later == "before" else 6
+    rows = [(ts[i].isoformat(), values[i]) for i in have if i != missing]
+    run_import(csv_rows("E1", rows))
+    run_import(csv_rows("E1", [(ts[missing].isoformat(), values[missing])]), register_meters=False)
+    qualities = {r["ts"]: r["quality"] for r in readings("E1")}
+    assert qualities[ts[3]] == qualities[ts[4]] == Quality.ESTIMATED
+    in_order = _state("E1")
+    RollupHourly.objects.all().delete()
+    # The same readings in one file give the same state.
+    run_import(csv_rows("E2", [(ts[i].isoformat(), values[i]) for i in sorted({*have, missing})]))
+    assert [row[1:] for row in _state("E2")] == [row[1:] for row in in_order]
+
+
+def test_a_stuck_run_across_two_files_is_flagged_whatever_the_order() -> None:
+    ts = quarter_hours(T0, 4 * 40)
+    values = [1.0 + min(i, 8) / 4 for i in range(len(ts))]  # moves for 2 h, then stands still
+    rows = [(t.isoformat(), v) for t, v in zip(ts, values, strict=True)]
+    run_import(csv_rows("E1", rows[48:]))  # the later file first
+    run_import(csv_rows("E1", rows[:48]))
+    run_import(csv_rows("E2", rows[:48]))
+    run_import(csv_rows("E2", rows[48:]))
+    assert [row[1:] for row in _state("E1")] == [row[1:] for row in _state("E2")]
+    stuck = [r for r in readings("E1") if Rule.STUCK in Rule(r["flags"])]
+    assert len(stuck) == len(ts) - 8 - 4 * 24
