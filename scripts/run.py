@@ -261,7 +261,7 @@ class Launcher:
         self.configure()
         self.manage("migrate", "--no-input", "-v", "0")
         if not self.args.no_seed:
-            self.manage("seed_demo")
+            self.manage("seed_demo", "--days", str(self.args.demo_days))
         state = Path(self.args.state_dir) / ".local"
         state.mkdir(exist_ok=True)
         if self.with_worker:
@@ -341,6 +341,12 @@ def main() -> int:
         help="where .pgdata/ and .local/ live (default: the project folder)",
     )
     parser.add_argument("--no-seed", action="store_true", help="skip seed_demo")
+    parser.add_argument(
+        "--demo-days",
+        type=int,
+        default=365,
+        help="days of readings seed_demo loads for the demo accounts (default: a year)",
+    )
     parser.add_argument("--reload", action="store_true", help="restart the server on code changes")
     args = parser.parse_args()
 

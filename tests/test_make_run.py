@@ -65,6 +65,10 @@ def launched() -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
             str(port),
             "--state-dir",
             str(state),
+            # A week of readings is enough to see the charts' data arrive; a year takes a
+            # minute that the suite can spend elsewhere.
+            "--demo-days",
+            "7",
         ],
         cwd=ROOT,
         env=env,
