@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint check-migrations messages makemessages system-deps services clean-state
+.PHONY: help run test bench lint check-migrations messages makemessages system-deps services clean-state
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ check-migrations: $(VENV)/.dev  ## fail if a model change has no migration
 
 test: system-deps services $(VENV)/.dev messages lint check-migrations  ## every check and the whole test suite
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+bench: $(VENV)/.dev services  ## ingest benchmark: raw COPY vs the import path through Celery (BENCH_ARGS=...)
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 clean-state:  ## stop and delete the private PostgreSQL cluster and local state of `make run`
 	-@[ -d .pgdata/data ] && { [ "$$(id -u)" = 0 ] && runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D .pgdata/data -m fast stop || /usr/lib/postgresql/15/bin/pg_ctl -D .pgdata/data -m fast stop; } || true

@@ -1,0 +1,1156 @@
+#!/usr/bin/env python3
+"""`make bench`: the ingest row of QUALITY.md, every figure a ratio measured in the same run.
+
+Steps, in this order, on a database of its own (`smartmeter_bench` on 127.0.0.1:5432, or
+BENCH_DATABASE_URL; created, migrated and dropped again unless --keep):
+
+0. warm-up: a small CSV batch (4 readings per meter, `register_meters=True`) registers the M
+   meters and their 15-minute main registers through a real Celery worker.
+1. baseline: client-side `COPY ... FROM STDIN` of the N readings of step 2, fully derived
+   (register_id, ts, start_ts, value, delta, quality, flags, batch_id), streamed from a file
+   as the importer streams its CSV:
+     - into a plain (logged) table with the columns of meters_reading and no index or key:
+       the limit, and the denominator of every "x COPY" ratio;
+     - into a table shaped exactly like meters_reading (range-partitioned by month, primary
+       key, BRIN on ts, foreign key to meters_register): for information.
+   The baseline is measured again before the last step; the faster of the two runs is used.
+2. the product's import path: the same readings as a CSV file (meter_serial, timestamp,
+   value in kWh, unit) → services.batch_create → a `celery worker --pool solo` subprocess runs
+   meters.tasks.import_batch_task (COPY, validate, VEE, merge, rollups); time from just
+   before batch_create to the batch's finished_at. Goal ≥ 0.35x COPY.
+3. the same file again with reprocess=True: 0 new rows, all duplicates. Goal ≥ 0.5x COPY.
+4. history: H months (default 12) of readings and rollups for the M meters are written with
+   set-wise SQL before the warm-up's time range (plus VACUUM ANALYZE, as autovacuum would have
+   done); then the next N-reading slice is imported like step 2. Goal ≥ 0.8x step 2's rate.
+5. (--big-rows, default 5,000,000; 0 skips) a big file imported by the same worker after its
+   peak-RSS counter was reset; its VmHWM (from /proc/<pid>/status) is the streaming memory
+   figure. Goal < 300 MB.
+
+Readings are cumulative register values at 15-minute intervals, with a per-meter base rate
+and a bounded wobble, so every interval has a plausible positive consumption and the VEE
+rules pass them all; counts are checked and the run exits 1 if an import fails or a count is
+wrong (re-import inserting anything, rollups not summing to the readings). Ratios below their
+goal are reported as BELOW; a benchmark reports, it does not fail on them.
+
+--profile adds, before step 5, one more N-reading slice imported inline in this process (no
+worker) with every pipeline function and SQL statement timed (Django's execute_wrapper), and
+prints where the time goes. --order time writes the CSVs interval by interval instead of meter
+by meter. The history is written with the foreign-key triggers off (session_replication_role,
+the rows are consistent by construction); its time is reported but is no import-path figure.
+
+Redis database 1 is the broker and cache (the tests use 2-7 and 10-15); it is flushed before
+and after the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import itertools
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from unittest import mock
+from urllib.parse import urlparse, urlunparse
+
+import psycopg
+from psycopg import sql
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/smartmeter_bench"
+REDIS_URL = "redis://127.0.0.1:6379/1"
+QUARTER = dt.timedelta(minutes=15)
+QUARTERS_PER_DAY = 96
+WARMUP_QUARTERS = 4
+COPY_CHUNK = 1 << 20
+POLL_SECONDS = 0.05
+# QUALITY.md, ingest row.
+GOAL_IMPORT = 0.35
+GOAL_REIMPORT = 0.5
+GOAL_HISTORY = 0.8
+GOAL_RSS_MB = 300.0
+
+
+class BenchError(Exception):
+    """An import failed or a count is wrong: the run exits 1."""
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+# --- Synthetic readings ---------------------------------------------------------------------
+# Quarter q of meter m is at origin + q x 15 min, with the register value (Wh)
+#     value(m, q) = base(m) + q·rate(m) + wobble(m, q),   rate(m) ∈ [40, 89], wobble ∈ [0, 30],
+# so each interval consumes between 10 and 119 Wh. The same closed form is used in SQL for the
+# history, which is why it avoids anything but integer arithmetic on non-negative numbers.
+
+
+def serial(meter: int) -> str:
+    return f"B{meter:06d}"
+
+
+def value(meter: int, quarter: int) -> int:
+    return (
+        1_000_000
+        + meter * 1000
+        + quarter * (40 + meter % 50)
+        + (quarter * 7919 + meter * 104_729) % 31
+    )
+
+
+SQL_VALUE = (
+    "(1000000 + {m} * 1000 + {q} * (40 + mod({m}, 50)) + mod({q} * 7919 + {m} * 104729, 31))"
+)
+
+
+def sql_value(meter: str, quarter: str) -> str:
+    return SQL_VALUE.format(m=meter, q=quarter)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Where each step's readings lie: history | warm-up | A | B | C | big, back to back."""
+
+    origin: dt.datetime
+    history_quarters: int
+    slice_quarters: int
+    profile_quarters: int
+    big_quarters: int
+
+    def ts(self, quarter: int) -> dt.datetime:
+        return self.origin + quarter * QUARTER
+
+    @property
+    def warmup(self) -> range:
+        start = self.history_quarters
+        return range(start, start + WARMUP_QUARTERS)
+
+    @property
+    def slice_a(self) -> range:
+        start = self.warmup.stop
+        return range(start, start + self.slice_quarters)
+
+    @property
+    def slice_b(self) -> range:
+        start = self.slice_a.stop
+        return range(start, start + self.slice_quarters)
+
+    @property
+    def slice_c(self) -> range:
+        start = self.slice_b.stop
+        return range(start, start + self.profile_quarters)
+
+    @property
+    def big(self) -> range:
+        start = self.slice_c.stop
+        return range(start, start + self.big_quarters)
+
+
+def _add_months(day: dt.datetime, months: int) -> dt.datetime:
+    index = day.year * 12 + day.month - 1 + months
+    return day.replace(year=index // 12, month=index % 12 + 1)
+
+
+def plan_timeline(
+    *, history_months: int, slice_quarters: int, profile_quarters: int, big_quarters: int
+) -> Timeline:
+    """Lay the steps out so that the last reading is at least a day in the past and the
+    history starts on the first of a month (a whole number of days, in UTC)."""
+    after = WARMUP_QUARTERS + 2 * slice_quarters + profile_quarters + big_quarters
+    latest_warmup = dt.datetime.now(dt.UTC) - dt.timedelta(days=1) - after * QUARTER
+    warmup_month = latest_warmup.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    origin = _add_months(warmup_month, -history_months)
+    history = int((warmup_month - origin) / QUARTER)
+    return Timeline(origin, history, slice_quarters, profile_quarters, big_quarters)
+
+
+def _ts_strings(timeline: Timeline, quarters: range, pattern: str) -> list[str]:
+    return [timeline.ts(q).strftime(pattern) for q in quarters]
+
+
+def write_csv(
+    path: Path, timeline: Timeline, meters: int, quarters: range, *, order: str, kind: bool
+) -> int:
+    """Write the product's CSV (documented columns), streaming; return the number of rows."""
+    stamps = _ts_strings(timeline, quarters, "%Y-%m-%dT%H:%M:%SZ")
+    suffix = ",kWh,electricity\n" if kind else ",kWh\n"
+    rows = 0
+    with path.open("w", encoding="ascii", buffering=COPY_CHUNK) as out:
+        out.write("meter_serial,timestamp,value,unit" + (",kind" if kind else "") + "\n")
+
+        def line(meter: int, index: int) -> str:
+            v = value(meter, quarters[index])
+            return f"{serial(meter)},{stamps[index]},{v // 1000}.{v % 1000:03d}{suffix}"
+
+        if order == "meter":
+            for meter in range(meters):
+                out.write("".join(line(meter, i) for i in range(len(quarters))))
+                rows += len(quarters)
+        else:
+            for i in range(len(quarters)):
+                out.write("".join(line(meter, i) for meter in range(meters)))
+                rows += meters
+    return rows
+
+
+def write_copy_text(
+    path: Path, timeline: Timeline, registers: list[int], quarters: range, *, order: str
+) -> int:
+    """The same readings as step 2, fully derived, in COPY's text format (what the merge ends
+    up writing: start_ts, delta, quality actual, no flags)."""
+    stamps = _ts_strings(timeline, range(quarters.start - 1, quarters.stop), "%Y-%m-%d %H:%M:%S+00")
+    rows = 0
+    with path.open("w", encoding="ascii", buffering=COPY_CHUNK) as out:
+
+        def line(meter: int, index: int) -> str:
+            q = quarters[index]
+            v = value(meter, q)
+            return (
+                f"{registers[meter]}\t{stamps[index + 1]}\t{stamps[index]}\t{v}\t"
+                f"{v - value(meter, q - 1)}\t0\t0\t1\n"
+            )
+
+        if order == "meter":
+            for meter in range(len(registers)):
+                out.write("".join(line(meter, i) for i in range(len(quarters))))
+                rows += len(quarters)
+        else:
+            for i in range(len(quarters)):
+                out.write("".join(line(meter, i) for meter in range(len(registers))))
+                rows += len(registers)
+    return rows
+
+
+# --- Environment: database, Redis, worker ---------------------------------------------------
+
+
+def bench_environment(database_url: str, workdir: Path) -> dict[str, str]:
+    """What the bench process, manage.py and the worker all run with: local settings without
+    DEBUG (no query log), Redis database 1 for broker and cache, payloads in the work folder."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "portal.settings.local",
+        "DATABASE_URL": database_url,
+        "DJANGO_DEBUG": "0",
+        "REDIS_URL": REDIS_URL,
+        "CELERY_BROKER_URL": REDIS_URL,
+        "CACHE_REDIS_URL": REDIS_URL,
+        "CACHE_KEY_PREFIX": "bench",
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "PORTAL_MEDIA_ROOT": str(workdir / "media"),
+        "PORTAL_IMPORT_INBOX": str(workdir / "inbox"),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def _conninfo(url: str, dbname: str | None = None) -> str:
+    parts = urlparse(url)
+    if dbname is not None:
+        parts = parts._replace(path="/" + dbname)
+    return urlunparse(parts._replace(scheme="postgresql"))
+
+
+def database_name(url: str) -> str:
+    name = urlparse(url).path.lstrip("/")
+    if "bench" not in name:
+        raise SystemExit(f"refusing to drop and recreate {name!r}: its name must contain 'bench'")
+    return name
+
+
+def recreate_database(url: str) -> None:
+    name = database_name(url)
+    with psycopg.connect(_conninfo(url, "postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def drop_database(url: str) -> None:
+    name = database_name(url)
+    with psycopg.connect(_conninfo(url, "postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def flush_redis() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+class Worker:
+    """`celery -A portal worker --pool solo` as a subprocess: the import runs in this pid."""
+
+    def __init__(self, env: dict[str, str], logfile: Path) -> None:
+        self.logfile = logfile
+        self._log: IO[bytes] = logfile.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "portal",
+                "worker",
+                "--pool",
+                "solo",
+                "-Q",
+                "readings,default,notifications",
+                "-n",
+                f"bench-{os.getpid()}@%h",
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=BASE_DIR,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise BenchError(
+                f"the worker exited with {self.process.returncode}; its log:\n{self.tail()}"
+            )
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.logfile.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def memory_kb(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak resident set) of the worker, in kB."""
+        figures: dict[str, int] = {}
+        status = Path(f"/proc/{self.pid}/status").read_text(encoding="ascii")
+        for line in status.splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                figures[name] = int(rest.split()[0])
+        return figures
+
+    def reset_peak(self) -> bool:
+        """Reset the kernel's peak-RSS counter (VmHWM) of the worker; False if refused."""
+        try:
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5", encoding="ascii")
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+# --- Measurements ---------------------------------------------------------------------------
+
+
+@dataclass
+class CopyResult:
+    label: str
+    rows: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds
+
+
+@dataclass
+class ImportResult:
+    label: str
+    rows: int
+    seconds: float
+    counts: dict[str, int]
+    stages: list[tuple[str, float]] = field(default_factory=list)
+    chunks: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds
+
+
+READING_COLUMNS = """
+    register_id bigint NOT NULL,
+    ts timestamptz NOT NULL,
+    start_ts timestamptz,
+    value bigint,
+    delta bigint,
+    quality smallint NOT NULL DEFAULT 0,
+    flags integer NOT NULL DEFAULT 0,
+    batch_id bigint
+"""
+
+
+def _months(start: dt.datetime, stop: dt.datetime) -> list[dt.datetime]:
+    month = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    months = []
+    while month <= stop:
+        months.append(month)
+        month = _add_months(month, 1)
+    return months
+
+
+def baseline_copy(
+    conninfo: str, path: Path, rows: int, timeline: Timeline, quarters: range
+) -> tuple[CopyResult, CopyResult]:
+    """COPY the readings into a plain table (the limit) and into one shaped like
+    meters_reading; each table is created empty before and dropped after its measurement."""
+    results = []
+    with psycopg.connect(conninfo) as conn:
+        for label, shaped in (
+            ("raw COPY → plain table (limit)", False),
+            ("raw COPY → table shaped like meters_reading", True),
+        ):
+            with conn.transaction():
+                conn.execute("DROP TABLE IF EXISTS bench_copy")
+                if shaped:
+                    conn.execute(
+                        "CREATE TABLE bench_copy ("
+                        + READING_COLUMNS
+                        + ", PRIMARY KEY (register_id, ts), FOREIGN KEY (register_id) "
+                        "REFERENCES meters_register (id) ON DELETE RESTRICT, "
+                        "CHECK (start_ts IS NULL OR start_ts < ts), "
+                        "CHECK (quality BETWEEN 0 AND 4)) PARTITION BY RANGE (ts)"
+                    )
+                    conn.execute("CREATE INDEX ON bench_copy USING brin (ts)")
+                    for month in _months(timeline.ts(quarters.start), timeline.ts(quarters[-1])):
+                        conn.execute(
+                            sql.SQL(
+                                "CREATE TABLE {} PARTITION OF bench_copy "
+                                "FOR VALUES FROM ({}) TO ({})"
+                            ).format(
+                                sql.Identifier(f"bench_copy_p{month:%Y%m}"),
+                                sql.Literal(month),
+                                sql.Literal(_add_months(month, 1)),
+                            )
+                        )
+                    conn.execute("CREATE TABLE bench_copy_default PARTITION OF bench_copy DEFAULT")
+                else:
+                    conn.execute("CREATE TABLE bench_copy (" + READING_COLUMNS + ")")
+            conn.execute("CHECKPOINT")
+            conn.commit()
+            start = time.perf_counter()
+            with (
+                conn.cursor() as cursor,
+                path.open("rb") as stream,
+                cursor.copy("COPY bench_copy FROM STDIN") as copy,
+            ):
+                while chunk := stream.read(COPY_CHUNK):
+                    copy.write(chunk)
+            conn.commit()
+            seconds = time.perf_counter() - start
+            (copied,) = conn.execute("SELECT count(*) FROM bench_copy").fetchone() or (0,)
+            if copied != rows:
+                raise BenchError(f"{label}: {copied} rows copied, {rows} expected")
+            conn.execute("DROP TABLE bench_copy")
+            conn.commit()
+            results.append(CopyResult(label, rows, seconds))
+            log(f"{label}: {rows:,} rows in {seconds:.2f} s = {rows / seconds:,.0f} rows/s")
+    return results[0], results[1]
+
+
+FINAL = ("done", "failed", "duplicate")
+
+
+def _stage_name(status: str, stage: str) -> str:
+    return "stored, queued" if status == "queued" else stage or status
+
+
+def run_import(
+    worker: Worker,
+    path: Path,
+    *,
+    label: str,
+    rows: int,
+    register_meters: bool = False,
+    reprocess: bool = False,
+    timeout: float,
+) -> ImportResult:
+    """Create a batch as `manage.py import_readings` does and wait for the worker to finish
+    it; the stages are timed by polling the batch's recorded stage and chunk progress."""
+    from django.utils import timezone
+
+    from meters.models import ImportBatch
+    from meters.services import batch_create
+    from portal.audit.actors import SystemActor
+
+    started_wall = timezone.now()
+    started = started_wall.timestamp()
+    with path.open("rb") as content:
+        batch = batch_create(
+            source=ImportBatch.Source.COMMAND,
+            fmt=ImportBatch.Format.CSV,
+            content=content,
+            original_name=path.name,
+            actor=SystemActor("command:bench"),
+            register_meters=register_meters,
+            reprocess=reprocess,
+            as_of=started_wall,
+        )
+    # Wall-clock seconds since `started`, the clock the worker's finished_at is on too.
+    transitions: list[tuple[float, str]] = [(0.0, "batch_create (store file, queue)")]
+    transitions.append((time.time() - started, "stored, queued"))
+    deadline = started + timeout
+    while True:
+        status, stage = ImportBatch.objects.filter(pk=batch.pk).values_list("status", "stage").get()
+        now = time.time() - started
+        name = _stage_name(status, stage)
+        if name != transitions[-1][1] and status not in FINAL:
+            transitions.append((now, name))
+        if status in FINAL:
+            break
+        worker.check_alive()
+        if time.time() > deadline:
+            raise BenchError(f"{label}: batch still {status}/{stage} after {timeout:.0f} s")
+        time.sleep(POLL_SECONDS)
+    batch.refresh_from_db()
+    if batch.status != ImportBatch.Status.DONE:
+        raise BenchError(f"{label}: batch {batch.status}: {batch.error}")
+    assert batch.finished_at is not None  # noqa: S101 - set with status done
+    seconds = (batch.finished_at - started_wall).total_seconds()
+    transitions = [(min(at, seconds), name) for at, name in transitions]
+    transitions.append((seconds, "done"))
+    stages = [
+        (name, end - begin)
+        for (begin, name), (end, _) in itertools.pairwise(transitions)
+        if end > begin
+    ]
+    counts = {
+        "seen": batch.seen,
+        "inserted": batch.inserted,
+        "duplicate": batch.duplicate,
+        "conflicting": batch.conflicting,
+        "rejected": batch.rejected,
+        "estimated": batch.estimated,
+    }
+    result = ImportResult(label, rows, seconds, counts, stages, batch.chunks_total)
+    log(
+        f"{label}: {rows:,} rows in {seconds:.2f} s = {result.rate:,.0f} rows/s  "
+        + " ".join(f"{k}={v:,}" for k, v in counts.items())
+    )
+    log(
+        "    "
+        + ", ".join(f"{name} {secs:.2f} s" for name, secs in stages)
+        + f" ({batch.chunks_total} chunks)"
+    )
+    return result
+
+
+def expect(result: ImportResult, **wanted: int) -> None:
+    wrong = {k: (result.counts[k], v) for k, v in wanted.items() if result.counts[k] != v}
+    if wrong:
+        detail = ", ".join(f"{k} = {got:,}, expected {want:,}" for k, (got, want) in wrong.items())
+        raise BenchError(f"{result.label}: {detail}")
+
+
+def register_ids(meters: int) -> list[int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT m.serial, r.id FROM meters_meter m "
+            "JOIN meters_register r ON r.meter_id = m.id AND r.is_main"
+        )
+        found = dict(cursor.fetchall())
+    missing = [serial(m) for m in range(meters) if serial(m) not in found]
+    if missing:
+        raise BenchError(f"the warm-up did not register {len(missing)} meters, e.g. {missing[0]}")
+    return [found[serial(m)] for m in range(meters)]
+
+
+def check_rollups(timeline: Timeline, label: str) -> None:
+    """The rollups of the imported range sum to the readings' consumption (no suspect ones)."""
+    from django.db import connection
+
+    start = timeline.ts(timeline.warmup.start)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT coalesce(sum(delta), 0) FROM meters_reading "
+            "        WHERE ts >= %(t)s AND quality <> 4), "
+            "(SELECT coalesce(sum(consumption), 0) FROM meters_rolluphourly "
+            " WHERE hour >= %(t)s - interval '1 hour'), "
+            "(SELECT coalesce(sum(consumption), 0) FROM meters_rollupdaily "
+            " WHERE day >= (%(t)s - interval '1 day')::date), "
+            "(SELECT count(*) FROM meters_reading WHERE quality = 4), "
+            "(SELECT count(*) FROM meters_reading_default)",
+            {"t": start},
+        )
+        readings, hourly, daily, suspect, stray = cursor.fetchone()
+    if not readings == hourly == daily:
+        raise BenchError(
+            f"after {label}: readings sum {readings}, hourly rollups {hourly}, daily {daily}"
+        )
+    if suspect or stray:
+        raise BenchError(f"after {label}: {suspect} suspect readings, {stray} in the default part")
+
+
+def fill_history(timeline: Timeline, meters: int) -> tuple[int, float]:
+    """Write the history (readings and hourly/daily rollups) before the warm-up, set-wise."""
+    from django.db import connection, transaction
+
+    quarters = timeline.history_quarters
+    if quarters == 0:
+        return 0, 0.0
+    started = time.perf_counter()
+    months = _months(timeline.origin, timeline.ts(quarters - 1))
+    v = sql_value("b.m", "q")
+    v_prev = sql_value("b.m", "(q - 1)")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE bench_regs AS "
+            "SELECT substr(m.serial, 2)::integer AS m, r.id AS reg, mi.service_point_id AS sp "
+            "FROM meters_meter m JOIN meters_register r ON r.meter_id = m.id AND r.is_main "
+            "JOIN meters_meterinstallation mi ON mi.meter_id = m.id ORDER BY r.id"
+        )
+        # The meters were installed before their history.
+        cursor.execute(
+            "UPDATE meters_meterinstallation SET installed_at = %s",
+            [timeline.origin - dt.timedelta(seconds=1)],
+        )
+        cursor.execute(
+            "SELECT partman.create_partition_time('public.meters_reading', %s::timestamptz[])",
+            [months],
+        )
+        # The rows are consistent by construction: skip the per-row foreign-key triggers
+        # (superuser only; the session setting is reset below).
+        cursor.execute("SET session_replication_role = replica")
+        for month in months:
+            lo = max(0, int((month - timeline.origin) / QUARTER))
+            hi = min(quarters, int((_add_months(month, 1) - timeline.origin) / QUARTER))
+            with transaction.atomic():
+                cursor.execute(
+                    "INSERT INTO meters_reading (register_id, ts, start_ts, value, delta, "  # noqa: S608
+                    "quality, flags) "
+                    f"SELECT b.reg, %(o)s + q * interval '15 minutes', "
+                    f"%(o)s + (q - 1) * interval '15 minutes', {v}, "
+                    f"CASE WHEN q > 0 THEN {v} - {v_prev} END, 0, 0 "
+                    # register by register, in key order: the index grows at its right edge
+                    "FROM bench_regs b, LATERAL generate_series(%(lo)s, %(hi)s) q",
+                    {"o": timeline.origin, "lo": lo, "hi": hi - 1},
+                )
+            log(
+                f"    history {month:%Y-%m}: {(hi - lo) * meters:,} readings "
+                f"({time.perf_counter() - started:.0f} s)"
+            )
+        hours = quarters // 4 - 1  # the last hour holds the warm-up's first reading
+        cursor.execute(
+            "INSERT INTO meters_rolluphourly (service_point_id, direction, hour, account_id, "  # noqa: S608
+            "consumption, estimated, suspect_count, reading_count) "
+            f"SELECT b.sp, 'import', %(o)s + k * interval '1 hour', NULL, "
+            f"{sql_value('b.m', '(4 * k + 4)')} - {sql_value('b.m', '(4 * k)')}, 0, 0, 4 "
+            "FROM bench_regs b CROSS JOIN generate_series(0, %(n)s) k",
+            {"o": timeline.origin, "n": hours - 1},
+        )
+        days = quarters // QUARTERS_PER_DAY - 1
+        cursor.execute(
+            "INSERT INTO meters_rollupdaily (service_point_id, direction, day, account_id, "  # noqa: S608
+            "consumption, estimated, suspect_count, reading_count, hours) "
+            f"SELECT b.sp, 'import', (%(o)s + k * interval '1 day')::date, NULL, "
+            f"{sql_value('b.m', '(96 * k + 96)')} - {sql_value('b.m', '(96 * k)')}, "
+            "0, 0, 96, 24 FROM bench_regs b CROSS JOIN generate_series(0, %(n)s) k",
+            {"o": timeline.origin, "n": days - 1},
+        )
+        cursor.execute("RESET session_replication_role")
+        cursor.execute("DROP TABLE bench_regs")
+        log(f"    history rollups written ({time.perf_counter() - started:.0f} s)")
+        cursor.execute(
+            "VACUUM (ANALYZE) meters_reading, meters_rolluphourly, meters_rollupdaily, "
+            "meters_register, meters_meter, meters_meterinstallation"
+        )
+    return quarters * meters, time.perf_counter() - started
+
+
+# --- Profiling (optional): the same pipeline run inline, every SQL statement timed ----------
+
+
+@dataclass
+class Profile:
+    totals: dict[str, float] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    stack: list[str] = field(default_factory=list)
+
+    def add(self, key: str, seconds: float) -> None:
+        self.totals[key] = self.totals.get(key, 0.0) + seconds
+        self.calls[key] = self.calls.get(key, 0) + 1
+
+
+def _statement_label(text: str) -> str:
+    words = re.sub(r"\s+", " ", re.sub(r"--[^\n]*", "", text)).strip()
+    return words[:88]
+
+
+def profile_import(path: Path, rows: int) -> tuple[ImportResult, Profile]:
+    """Import `path` in this process (no worker) with every pipeline function and every SQL
+    statement timed; the COPY itself shows as the function's time outside its statements."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from meters import services
+    from meters.ingest import pipeline
+    from meters.ingest.formats import csv as csv_format
+    from meters.models import ImportBatch
+    from portal.audit.actors import SystemActor
+
+    profile = Profile()
+
+    def timed(module: Any, name: str) -> Any:
+        original = getattr(module, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            profile.stack.append(name)
+            began = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                profile.add(f"{name} (whole function)", time.perf_counter() - began)
+                profile.stack.pop()
+
+        return mock.patch.object(module, name, wrapper)
+
+    def statement_timer(
+        execute: Callable[..., Any], text: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        began = time.perf_counter()
+        try:
+            return execute(text, params, many, context)
+        finally:
+            where = profile.stack[-1] if profile.stack else "-"
+            profile.add(f"{where}: {_statement_label(text)}", time.perf_counter() - began)
+
+    class NoQueue:
+        @staticmethod
+        def delay(**kwargs: Any) -> None:
+            return None
+
+    actor = SystemActor("command:bench")
+    started_wall = timezone.now()
+    started = time.perf_counter()
+    with mock.patch("meters.tasks.import_batch_task", NoQueue), path.open("rb") as content:
+        batch = services.batch_create(
+            source=ImportBatch.Source.COMMAND,
+            fmt=ImportBatch.Format.CSV,
+            content=content,
+            original_name=path.name,
+            actor=actor,
+            as_of=started_wall,
+        )
+    patches = [
+        timed(pipeline, "stage_payload"),
+        timed(csv_format, "copy_csv"),
+        timed(csv_format, "stage_csv"),
+        timed(pipeline, "resolve"),
+        timed(pipeline, "chunk_plan"),
+        timed(pipeline, "merge_chunk"),
+        timed(pipeline, "refresh_rollups"),
+        timed(pipeline, "finish"),
+    ]
+    with contextlib.ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch)
+        stack.enter_context(connection.execute_wrapper(statement_timer))
+        services.batch_process(batch_id=batch.pk, actor=actor, as_of=timezone.now())
+    seconds = time.perf_counter() - started
+    batch.refresh_from_db()
+    if batch.status != ImportBatch.Status.DONE:
+        raise BenchError(f"profiled import: batch {batch.status}: {batch.error}")
+    counts = {"seen": batch.seen, "inserted": batch.inserted, "duplicate": batch.duplicate}
+    result = ImportResult("profiled import (inline, no worker)", rows, seconds, counts)
+    return result, profile
+
+
+def print_profile(result: ImportResult, profile: Profile) -> None:
+    print()
+    print(
+        f"Profile: {result.rows:,} rows inline in {result.seconds:.2f} s "
+        f"({result.rate:,.0f} rows/s); seconds per function and per SQL statement:"
+    )
+    for key, seconds in sorted(profile.totals.items(), key=lambda item: -item[1]):
+        if seconds < 0.05 * result.seconds / 20:
+            continue
+        print(f"  {seconds:8.2f} s  {profile.calls[key]:4d}x  {key}")
+
+
+# --- Report ---------------------------------------------------------------------------------
+
+
+def machine_lines(conninfo: str) -> list[str]:
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    memory = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute("SELECT version()").fetchone()
+        version = str(row[0]) if row else "?"
+        settings = conn.execute(
+            "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) "
+            "FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'fsync', "
+            "'synchronous_commit', 'max_wal_size', 'wal_level', 'jit')"
+        ).fetchone()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        f"machine: {os.cpu_count()} cores ({cpu}), {memory} RAM, {platform.platform()}",
+        f"load average at start: {load}",
+        f"PostgreSQL: {version}",
+        f"PostgreSQL settings: {settings[0] if settings else '?'}",
+        f"Python {platform.python_version()}",
+    ]
+
+
+def verdict(ratio: float, goal: float) -> str:
+    return "PASS" if ratio >= goal else "BELOW"
+
+
+def print_table(rows: list[tuple[str, str, str, str, str, str, str]]) -> None:
+    header = ("step", "rows", "seconds", "rows/s", "ratio", "goal", "")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    aligns = ["<", ">", ">", ">", ">", "<", "<"]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        return "  ".join(
+            f"{cell:{align}{width}}" for cell, align, width in zip(row, aligns, widths, strict=True)
+        ).rstrip()
+
+    print(fmt(header))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(fmt(row))
+
+
+# --- Main -----------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="readings per slice")
+    parser.add_argument("--meters", type=int, default=1000, help="meters (15-min registers)")
+    parser.add_argument(
+        "--history-months", type=int, default=12, help="history loaded before step 4"
+    )
+    parser.add_argument(
+        "--big-rows", type=int, default=5_000_000, help="rows of the last, memory step (0: skip)"
+    )
+    parser.add_argument(
+        "--order",
+        choices=("meter", "time"),
+        default="meter",
+        help="CSV row order: each meter's readings together, or interval by interval",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also import a slice inline, timing every statement"
+    )
+    parser.add_argument("--timeout", type=float, default=3600.0, help="per import, seconds")
+    parser.add_argument("--keep", action="store_true", help="keep the database and files")
+    args = parser.parse_args()
+    if args.meters < 1 or args.rows < args.meters:
+        parser.error("--rows must be at least --meters")
+    return args
+
+
+def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
+    args = parse_args()
+    database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    database_name(database_url)
+    workdir = Path(tempfile.mkdtemp(prefix="smartmeter-bench-"))
+    env = bench_environment(database_url, workdir)
+    os.environ.update(env)
+    conninfo = _conninfo(database_url)
+    meters = args.meters
+    per_meter = args.rows // meters
+    rows = per_meter * meters
+    big_per_meter = -(-args.big_rows // meters) if args.big_rows else 0
+    timeline = plan_timeline(
+        history_months=args.history_months,
+        slice_quarters=per_meter,
+        profile_quarters=per_meter if args.profile else 0,
+        big_quarters=big_per_meter,
+    )
+    table: list[tuple[str, str, str, str, str, str, str]] = []
+    notes: list[str] = []
+    worker: Worker | None = None
+    profiled: tuple[ImportResult, Profile] | None = None
+    imports: list[ImportResult] = []
+    failed = False
+    recreate_database(database_url)
+    info = machine_lines(conninfo)
+    for line in info:
+        log(line)
+    log(
+        f"scale: {meters:,} meters x {per_meter:,} quarter-hours = {rows:,} readings per slice"
+        f" ({per_meter / QUARTERS_PER_DAY:.1f} days), CSV rows ordered by {args.order}; "
+        f"history {args.history_months} months; big step {big_per_meter * meters:,} rows"
+    )
+    try:
+        log(f"database {database_name(database_url)}: migrating")
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v", "0"],
+            cwd=BASE_DIR,
+            env={**os.environ, **env},
+            check=True,
+        )
+        import django
+
+        django.setup()
+        flush_redis()
+        worker = Worker(env, workdir / "worker.log")
+        log(f"worker pid {worker.pid} (celery --pool solo, broker {REDIS_URL})")
+
+        warmup_csv = workdir / "warmup.csv"
+        write_csv(warmup_csv, timeline, meters, timeline.warmup, order=args.order, kind=True)
+        warm = run_import(
+            worker,
+            warmup_csv,
+            label="warm-up (register meters)",
+            rows=meters * WARMUP_QUARTERS,
+            register_meters=True,
+            timeout=args.timeout,
+        )
+        expect(warm, inserted=meters * WARMUP_QUARTERS, rejected=0)
+        registers = register_ids(meters)
+
+        log("writing the files")
+        slice_a = workdir / "slice_a.csv"
+        slice_b = workdir / "slice_b.csv"
+        copy_a = workdir / "slice_a.copy"
+        write_csv(slice_a, timeline, meters, timeline.slice_a, order=args.order, kind=False)
+        write_csv(slice_b, timeline, meters, timeline.slice_b, order=args.order, kind=False)
+        write_copy_text(copy_a, timeline, registers, timeline.slice_a, order=args.order)
+
+        plain, shaped = baseline_copy(conninfo, copy_a, rows, timeline, timeline.slice_a)
+
+        # Step 2: the real import path, empty table.
+        first = run_import(
+            worker,
+            slice_a,
+            label="import via Celery (empty table)",
+            rows=rows,
+            timeout=args.timeout,
+        )
+        expect(first, seen=rows, inserted=rows, duplicate=0, conflicting=0, rejected=0)
+        imports.append(first)
+        check_rollups(timeline, "step 2")
+
+        # Step 3: the same file again.
+        again = run_import(
+            worker,
+            slice_a,
+            label="re-import same file (reprocess)",
+            rows=rows,
+            reprocess=True,
+            timeout=args.timeout,
+        )
+        expect(again, seen=rows, inserted=0, duplicate=rows, conflicting=0, rejected=0)
+        imports.append(again)
+
+        # Step 4: history, then the next slice.
+        log(f"filling {args.history_months} months of history")
+        history_rows, history_seconds = fill_history(timeline, meters)
+        if history_rows:
+            notes.append(
+                f"history: {history_rows:,} readings ({args.history_months} months x "
+                f"{meters:,} meters) + hourly/daily rollups written set-wise in "
+                f"{history_seconds:.0f} s (not an import-path figure)"
+            )
+            log(notes[-1])
+        later = run_import(
+            worker,
+            slice_b,
+            label=f"import with {args.history_months} months loaded",
+            rows=rows,
+            timeout=args.timeout,
+        )
+        expect(later, seen=rows, inserted=rows, duplicate=0, conflicting=0, rejected=0)
+        imports.append(later)
+        check_rollups(timeline, "step 4")
+
+        if args.profile:
+            slice_c = workdir / "slice_c.csv"
+            write_csv(slice_c, timeline, meters, timeline.slice_c, order=args.order, kind=False)
+            profiled = profile_import(slice_c, rows)
+            expect(profiled[0], inserted=rows)
+
+        # The baseline again, before the last step: the faster run is the denominator.
+        plain2, shaped2 = baseline_copy(conninfo, copy_a, rows, timeline, timeline.slice_a)
+        copy_rate = max(plain.rate, plain2.rate)
+        shaped_rate = max(shaped.rate, shaped2.rate)
+        notes.append(
+            f"raw COPY runs: plain {plain.rate:,.0f} and {plain2.rate:,.0f} rows/s, shaped "
+            f"{shaped.rate:,.0f} and {shaped2.rate:,.0f} rows/s (the faster is used)"
+        )
+
+        def row(result: CopyResult | ImportResult, ratio: float, goal: str, mark: str) -> None:
+            table.append(
+                (
+                    result.label,
+                    f"{result.rows:,}",
+                    f"{result.seconds:.2f}",
+                    f"{result.rate:,.0f}",
+                    f"{ratio:.2f}x",
+                    goal,
+                    mark,
+                )
+            )
+
+        best_plain = plain if plain.rate >= plain2.rate else plain2
+        best_shaped = shaped if shaped.rate >= shaped2.rate else shaped2
+        row(best_plain, 1.0, "baseline", "")
+        row(best_shaped, shaped_rate / copy_rate, "(info)", "")
+        row(
+            first,
+            first.rate / copy_rate,
+            f"≥ {GOAL_IMPORT}x COPY",
+            verdict(first.rate / copy_rate, GOAL_IMPORT),
+        )
+        row(
+            again,
+            again.rate / copy_rate,
+            f"≥ {GOAL_REIMPORT}x COPY",
+            verdict(again.rate / copy_rate, GOAL_REIMPORT),
+        )
+        row(
+            later,
+            later.rate / first.rate,
+            f"≥ {GOAL_HISTORY}x empty",
+            verdict(later.rate / first.rate, GOAL_HISTORY),
+        )
+        if profiled:
+            row(profiled[0], profiled[0].rate / copy_rate, "(info)", "")
+
+        # Step 5: streaming memory, last.
+        if big_per_meter:
+            big_csv = workdir / "big.csv"
+            big_rows = write_csv(
+                big_csv, timeline, meters, timeline.big, order=args.order, kind=False
+            )
+            before = worker.memory_kb()
+            reset = worker.reset_peak()
+            idle = worker.memory_kb()
+            big = run_import(
+                worker, big_csv, label="big file via Celery", rows=big_rows, timeout=args.timeout
+            )
+            expect(big, seen=big_rows, inserted=big_rows, duplicate=0, rejected=0)
+            imports.append(big)
+            after = worker.memory_kb()
+            peak_mb = after["VmHWM"] / 1024
+            row(big, big.rate / copy_rate, "(info)", "")
+            table.append(
+                (
+                    "worker peak RSS (VmHWM) during the big import",
+                    f"{big_rows:,}",
+                    "",
+                    "",
+                    f"{peak_mb:.0f} MB",
+                    f"< {GOAL_RSS_MB:.0f} MB",
+                    "PASS" if peak_mb < GOAL_RSS_MB else "ABOVE",
+                )
+            )
+            notes.append(
+                f"worker memory: VmHWM {before['VmHWM'] / 1024:.0f} MB after steps 0-4 "
+                f"(VmRSS {before['VmRSS'] / 1024:.0f} MB); peak counter reset: "
+                f"{'yes' if reset else 'NO (figure includes earlier steps)'}; "
+                f"VmRSS {idle['VmRSS'] / 1024:.0f} MB before and "
+                f"{after['VmRSS'] / 1024:.0f} MB after the big import, "
+                f"VmHWM {peak_mb:.0f} MB"
+            )
+        else:
+            notes.append("big step skipped (--big-rows 0)")
+        with contextlib.suppress(Exception):
+            from django.db import connection
+
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_size_pretty(pg_database_size(current_database())), "
+                    "(SELECT count(*) FROM meters_reading), "
+                    "(SELECT count(*) FROM meters_reading_default)"
+                )
+                size, total, stray = cursor.fetchone()
+                notes.append(
+                    f"at the end: {total:,} readings, {stray} in the default partition "
+                    f"(the importer created the monthly ones), database {size}"
+                )
+    except BenchError as error:
+        failed = True
+        print(f"\n[bench] FAILED: {error}", flush=True)
+    finally:
+        if worker is not None:
+            worker.stop()
+        with contextlib.suppress(Exception):
+            from django.db import connections
+
+            connections.close_all()
+        with contextlib.suppress(Exception):
+            flush_redis()
+        if args.keep:
+            log(f"kept: database {database_url}, files in {workdir}")
+        else:
+            drop_database(database_url)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    print()
+    print("Ingest benchmark (QUALITY.md): ratios against raw COPY measured in this run")
+    for line in info:
+        print(f"  {line}")
+    print(
+        f"  scale: {meters:,} meters, {rows:,} readings per slice "
+        f"({per_meter:,} quarter-hours each = {per_meter / QUARTERS_PER_DAY:.1f} days), "
+        f"CSV ordered by {args.order}, {args.history_months} months of history before step 4"
+    )
+    print()
+    if table:
+        print_table(table)
+    for note in notes:
+        print(f"  {note}")
+    if imports:
+        print()
+        print("Where the time goes (polled from the batch's recorded stage and chunk progress):")
+        for result in imports:
+            parts = ", ".join(
+                f"{name} {secs:.1f} s ({100 * secs / result.seconds:.0f}%)"
+                for name, secs in result.stages
+            )
+            print(f"  {result.label} [{result.chunks} chunks]: {parts}")
+    if profiled is not None:
+        print_profile(*profiled)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
