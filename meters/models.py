@@ -331,7 +331,10 @@ class Reading(models.Model):
     """One reading. Read-only here: the import pipeline's SQL is the only writer."""
 
     pk = models.CompositePrimaryKey("register_id", "ts")
-    register = models.ForeignKey(Register, on_delete=models.DO_NOTHING, related_name="+")
+    # No database constraint: a trigger on meters_register guards it (migration 0005).
+    register = models.ForeignKey(
+        Register, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
+    )
     ts = models.DateTimeField()
     start_ts = models.DateTimeField(null=True)
     value = models.BigIntegerField(null=True)

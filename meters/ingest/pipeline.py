@@ -91,6 +91,13 @@ def batch_is_locked(batch_id: int) -> bool:
     return not got
 
 
+def _set_wise_session() -> None:
+    """Settings for the pipeline's transaction: big sorts and hashes stay in memory, and no
+    JIT (temp tables have rough estimates, and compiling each statement costs more than it
+    saves: measured 3.0 s against 1.1 s for one chunk's calculation)."""
+    _exec("SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
+
+
 def _save(batch: ImportBatch, *fields: str) -> None:
     batch.save(update_fields=list(fields))
 
@@ -113,6 +120,9 @@ def stage_payload(batch: ImportBatch, parser: Parser | None) -> None:
             else:
                 result = staging.write_items(batch.pk, parser(stream, batch))
                 errors, error_count = result.errors, result.error_count
+        # Statistics before anything joins it: without them the planner takes a million-row
+        # staging table for a few dozen rows and loops over it once per register.
+        _exec(sql.SQL("ANALYZE {}").format(staging.stage_table(batch.pk)))
         (rows,) = _exec(sql.SQL("SELECT count(*) FROM {}").format(staging.stage_table(batch.pk)))[0]
         ImportRowError.objects.bulk_create(
             ImportRowError(batch=batch, line=error.line, message=error.message[:2000])
@@ -168,6 +178,7 @@ def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
         "tz": "UTC",
     }
     with transaction.atomic():
+        _set_wise_session()
         _fail_if_any(
             sql.SQL(
                 "SELECT line, 'unknown unit \"' || unit || '\"' FROM {s} "
@@ -477,17 +488,21 @@ def merge_chunk(batch: ImportBatch, registers: list[int]) -> None:
     stage = staging.stage_table(batch.pk)
     params = {**q.PARAMS, "regs": registers, "batch": batch.pk}
     with transaction.atomic():
+        _set_wise_session()
         _exec(
             "SELECT pg_advisory_xact_lock(%s + r) FROM unnest(%s::bigint[]) r ORDER BY r",
             [q.REGISTER_LOCK, registers],
         )
         _exec(sql.SQL(q.CANDIDATES).format(stage=stage), params)
+        _exec("ANALYZE m_cls")
         _exec(q.CONFLICTS, params)
         duplicates, conflicts = _exec(q.COUNTS)[0]
         _exec(q.NEW_ROWS.replace("{max_gap}", q.MAX_GAP_ESTIMATE), params)
         _exec(q.CONTEXT, params)
+        _exec("ANALYZE m_s")
         _exec(q.GAPS.replace("{max_gap}", q.MAX_GAP_ESTIMATE), params)
         _exec(q.CALCULATE, params)
+        _exec("ANALYZE m_calc")
         inserted, estimated = _exec(q.INSERT, params)[0]
         _exec(q.UPDATE_EXISTING, params)
         _exec(q.AFFECTED)

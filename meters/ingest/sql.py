@@ -52,25 +52,25 @@ PARAMS = {
 # {stage} is the batch's staging table; %(regs)s the chunk's register ids; %(batch)s the batch.
 
 CANDIDATES = """
-CREATE TEMP TABLE m_cand ON COMMIT DROP AS
-SELECT s.line, s.register_id, s.ts, s.base_value AS value, s.base_delta AS delta,
-       coalesce(s.duration_s, r.interval_seconds) AS duration_s, s.src_flags, s.received_at,
-       row_number() OVER (PARTITION BY s.register_id, s.ts ORDER BY s.line) AS rn
-FROM {stage} s
-JOIN meters_register r ON r.id = s.register_id
-WHERE s.register_id = ANY(%(regs)s) AND s.reject IS NULL;
-
 CREATE TEMP TABLE m_cls ON COMMIT DROP AS
-SELECT c.*,
-       e.register_id IS NOT NULL AS existed,
-       e.value AS old_value, e.delta AS old_delta, e.flags AS old_flags,
-       f.value AS first_value, f.delta AS first_delta
-FROM m_cand c
-LEFT JOIN m_cand f ON c.rn > 1 AND f.register_id = c.register_id AND f.ts = c.ts AND f.rn = 1
-LEFT JOIN meters_reading e ON e.register_id = c.register_id AND e.ts = c.ts;
-
-ALTER TABLE m_cls ADD COLUMN outcome text;
-UPDATE m_cls SET outcome = CASE
+WITH c AS (
+    SELECT s.line, s.register_id, s.ts, s.base_value AS value, s.base_delta AS delta,
+           coalesce(s.duration_s, r.interval_seconds) AS duration_s, s.src_flags, s.received_at,
+           row_number() OVER w AS rn,
+           first_value(s.base_value) OVER w AS first_value,
+           first_value(s.base_delta) OVER w AS first_delta
+    FROM {stage} s
+    JOIN meters_register r ON r.id = s.register_id
+    WHERE s.register_id = ANY(%(regs)s) AND s.reject IS NULL
+    WINDOW w AS (PARTITION BY s.register_id, s.ts ORDER BY s.line)
+), j AS (
+    SELECT c.*,
+           e.register_id IS NOT NULL AS existed,
+           e.value AS old_value, e.delta AS old_delta, e.flags AS old_flags
+    FROM c
+    LEFT JOIN meters_reading e ON e.register_id = c.register_id AND e.ts = c.ts
+)
+SELECT j.*, CASE
     -- An actual reading replaces the estimate made for a gap it now fills.
     WHEN rn = 1 AND existed AND old_flags & %(r_estimated)s <> 0 THEN 'replace'
     WHEN existed AND value IS NOT DISTINCT FROM old_value
@@ -80,7 +80,8 @@ UPDATE m_cls SET outcome = CASE
          AND (value IS NOT NULL OR delta IS NOT DISTINCT FROM first_delta) THEN 'duplicate'
     WHEN rn > 1 THEN 'conflict'
     ELSE 'new'
-END;
+END AS outcome
+FROM j;
 """
 
 CONFLICTS = """
@@ -118,6 +119,8 @@ SELECT n.register_id, min(n.ts) AS lo, max(n.ts) AS hi,
        make_interval(hours => coalesce(r.stuck_hours, 0)) AS stuck
 FROM m_new n JOIN meters_register r ON r.id = n.register_id
 GROUP BY n.register_id, r.stuck_hours;
+ANALYZE m_new;
+ANALYZE m_bounds;
 
 -- Estimates near the new readings are made again from the actual readings around them, so
 -- that the final state does not depend on the order the readings arrived in.
@@ -371,13 +374,16 @@ UNION ALL
 SELECT register_id, min(coalesce(start_ts, ts)), max(ts) FROM m_del GROUP BY register_id
 UNION ALL
 SELECT register_id, min(ts), max(ts) FROM m_cls WHERE outcome = 'conflict' GROUP BY register_id;
+ANALYZE m_aff;
 """
 
 # --- Rollups --------------------------------------------------------------------------------
 # Affected (service point, direction, hour range) from m_aff, recomputed from the readings.
 # A reading's consumption is spread over the hours its interval covers, in proportion to the
-# seconds in each (the remainder goes to the last hour, so the sums stay exact); each piece
-# belongs to the account whose supply covers the piece's start.
+# seconds in each. Each hour gets the difference of the floored cumulative shares at its two
+# ends, so the pieces sum exactly to the reading's delta without a window over the pieces
+# (a sort of every piece, the slowest part of the refresh before); each piece belongs to the
+# account whose supply covers the piece's start.
 
 ROLLUP_RANGES = """
 CREATE TEMP TABLE m_sp ON COMMIT DROP AS
@@ -392,6 +398,7 @@ JOIN meters_meterinstallation mi
   ON mi.meter_id = r.meter_id AND mi.installed_at < a.hi
  AND (mi.removed_at IS NULL OR mi.removed_at > a.lo)
 GROUP BY mi.service_point_id, r.direction;
+ANALYZE m_sp;
 
 SELECT pg_advisory_xact_lock({sp_lock} + sp) FROM (SELECT DISTINCT sp FROM m_sp ORDER BY sp) s;
 """
@@ -410,12 +417,7 @@ SELECT p.sp, p.direction, p.hour, sup.account_id,
        count(*)
 FROM (
     SELECT x.sp, x.direction, x.h_lo, x.h_hi, e.quality, piece.hour, piece.piece_start,
-           CASE WHEN piece.is_last
-                THEN e.delta - coalesce(sum(piece.floor_share) OVER (
-                         PARTITION BY e.register_id, e.ts ORDER BY piece.hour
-                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
-                ELSE piece.floor_share
-           END AS share
+           piece.share
     FROM m_sp x
     JOIN meters_meterinstallation mi
       ON mi.service_point_id = x.sp AND mi.installed_at < x.h_hi
@@ -428,11 +430,15 @@ FROM (
     CROSS JOIN LATERAL (
         SELECT h AS hour,
                greatest(e.start_ts, h) AS piece_start,
-               h = date_trunc('hour', e.ts - interval '1 microsecond') AS is_last,
-               floor(e.delta::numeric
-                     * extract(epoch FROM least(e.ts, h + interval '1 hour')
-                                          - greatest(e.start_ts, h))
-                     / extract(epoch FROM e.ts - e.start_ts))::bigint AS floor_share
+               CASE WHEN e.start_ts >= h AND e.ts <= h + interval '1 hour' THEN e.delta
+                    ELSE floor(e.delta::numeric
+                               * extract(epoch FROM least(e.ts, h + interval '1 hour')
+                                                    - e.start_ts)
+                               / extract(epoch FROM e.ts - e.start_ts))::bigint
+                         - floor(e.delta::numeric
+                                 * extract(epoch FROM greatest(e.start_ts, h) - e.start_ts)
+                                 / extract(epoch FROM e.ts - e.start_ts))::bigint
+               END AS share
         FROM generate_series(date_trunc('hour', e.start_ts),
                              e.ts - interval '1 microsecond', interval '1 hour') h
     ) piece
@@ -453,6 +459,7 @@ CROSS JOIN LATERAL generate_series(
     (x.h_lo AT TIME ZONE s.time_zone)::date,
     ((x.h_hi - interval '1 microsecond') AT TIME ZONE s.time_zone)::date,
     interval '1 day') d;
+ANALYZE m_days;
 
 DELETE FROM meters_rollupdaily dd USING m_days d
  WHERE dd.service_point_id = d.sp AND dd.direction = d.direction AND dd.day = d.day;

@@ -112,3 +112,14 @@ def test_hourly_consumption_is_served_from_the_rollups(django_assert_num_queries
     )
     assert [p.start for p in monthly] == [dt.date(2026, 4, 1)]
     assert monthly[0].consumption == sum(p.consumption for p in points)
+
+
+def test_a_reading_over_several_hours_is_spread_in_proportion_and_sums_exactly() -> None:
+    # Daily-ish register reads: 10:20 then 13:05 with 1 kWh = 1000 Wh between them, i.e.
+    # 40 + 60 + 60 + 5 minutes of 165; the shares are floors of cumulative proportions.
+    start = dt.datetime(2026, 4, 6, 10, 20, tzinfo=dt.UTC)
+    end = dt.datetime(2026, 4, 6, 13, 5, tzinfo=dt.UTC)
+    run_import(csv_rows("H1", [(start.isoformat(), 10.0), (end.isoformat(), 11.0)]))
+    shares = [(hour.hour, consumption) for hour, consumption, _ in _rollups()]
+    assert shares == [(10, 242), (11, 364), (12, 363), (13, 31)]
+    assert sum(c for _, c in shares) == 1000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from meters.models import (
     ImportBatch,
@@ -306,3 +307,12 @@ def test_a_stuck_run_across_two_files_is_flagged_whatever_the_order() -> None:
     assert [row[1:] for row in _state("E1")] == [row[1:] for row in _state("E2")]
     stuck = [r for r in readings("E1") if Rule.STUCK in Rule(r["flags"])]
     assert len(stuck) == len(ts) - 8 - 4 * 24
+
+
+def test_a_register_with_readings_cannot_be_deleted() -> None:
+    # Readings keep their register through a trigger, not a foreign key (migration 0005).
+    run_import(_series("G1", T0, [1.0, 1.25]))
+    register = Register.objects.get(meter__serial="G1")
+    with pytest.raises(IntegrityError, match="has readings"), transaction.atomic():
+        register.delete()
+    assert len(readings("G1")) == 2
