@@ -1,1 +1,747 @@
-"""Billing models arrive with the billing issue (#4); the app exists so the layers are fixed."""
+"""Tariffs, the prepaid ledger, top-ups and payments, bills, and shortage warnings.
+
+Money in the ledger is whole minor units of the account's currency (`BigIntegerField`); rates
+are Decimals with up to six places; `portal.lib.money` holds the one rounding rule. Postings
+and journal entries are append-only (the `append_only_reject()` trigger of the audit app, and
+`manage.py db_grant_app_role` revokes UPDATE/DELETE from the app's role), and a deferred
+constraint trigger refuses a transaction whose entry's postings do not sum to zero.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Self
+
+from django.conf import settings
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import ArrayField, DateRangeField, RangeOperators
+from django.db import models
+from django.db.models import Func, Q
+from django.utils.translation import gettext_lazy as _
+
+from meters.models import UtilityKind
+from portal.lib.currency import CURRENCY_CHOICES, validate_currency
+
+
+def _daterange(start: str, end: str) -> Func:
+    return Func(start, end, function="daterange", output_field=DateRangeField())
+
+
+# --- Tariffs ------------------------------------------------------------------------------
+
+
+class TariffQuerySet(models.QuerySet["Tariff"]):
+    def available_to(self, organisation_ids: list[int]) -> Self:
+        """Public tariffs and the contract tariffs of the given organisations."""
+        return self.filter(Q(organisation__isnull=True) | Q(organisation_id__in=organisation_ids))
+
+
+class Tariff(models.Model):
+    """A named price list for one utility kind and currency; its versions carry the prices."""
+
+    class QuantityUnit(models.TextChoices):
+        KWH = "kWh", "kWh"
+        M3 = "m3", "m³"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    code = models.SlugField(_("code"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=200)
+    kind = models.CharField(_("utility"), max_length=16, choices=UtilityKind.choices)
+    currency = models.CharField(
+        _("currency"), max_length=3, choices=CURRENCY_CHOICES, validators=[validate_currency]
+    )
+    quantity_unit = models.CharField(
+        _("priced per"),
+        max_length=4,
+        choices=QuantityUnit.choices,
+        help_text=_("kWh for energy registers (Wh), m³ for volume registers (litres)."),
+    )
+    organisation = models.ForeignKey(
+        "tenancy.Organisation",
+        verbose_name=_("contract organisation"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text=_("Empty for a public tariff; set for a contract tariff of one organisation."),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    objects = TariffQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("tariff")
+        verbose_name_plural = _("tariffs")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class TariffVersion(models.Model):
+    """The prices of a tariff over [valid_from, valid_to), in local days of the account.
+
+    `structure` is validated by `billing.tariffs.parse_structure` (flat, tiered blocks per
+    billing period, time-of-use bands by weekday/weekend and clock time, seasonal variants).
+    """
+
+    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="versions")
+    valid_from = models.DateField(_("valid from"))
+    valid_to = models.DateField(_("valid until (exclusive)"), null=True, blank=True)
+    standing_charge = models.DecimalField(
+        _("standing charge per day"), max_digits=18, decimal_places=6
+    )
+    tax_rate = models.DecimalField(
+        _("tax rate"), max_digits=6, decimal_places=4, help_text=_("0.0500 for 5 %.")
+    )
+    structure = models.JSONField(_("price structure"))
+    export_rate = models.DecimalField(
+        _("export credit per unit"),
+        null=True,
+        blank=True,
+        help_text=_("Credits generation read from export registers (rooftop solar)."),
+        max_digits=18,
+        decimal_places=6,
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("tariff version")
+        verbose_name_plural = _("tariff versions")
+        ordering = ["tariff", "valid_from"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(valid_to__isnull=True) | Q(valid_to__gt=models.F("valid_from")),
+                name="billing_tariffversion_period",
+            ),
+            models.CheckConstraint(
+                condition=Q(standing_charge__gte=0)
+                & Q(tax_rate__gte=0)
+                & Q(tax_rate__lt=1)
+                & (Q(export_rate__isnull=True) | Q(export_rate__gte=0)),
+                name="billing_tariffversion_amounts",
+            ),
+            ExclusionConstraint(
+                name="billing_tariffversion_no_overlap",
+                expressions=[
+                    ("tariff", RangeOperators.EQUAL),
+                    (_daterange("valid_from", "valid_to"), RangeOperators.OVERLAPS),
+                ],
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tariff} from {self.valid_from}"
+
+
+class TariffAssignmentQuerySet(models.QuerySet["TariffAssignment"]):
+    def for_account(self, account_id: int) -> Self:
+        return self.filter(account_id=account_id)
+
+
+class TariffAssignment(models.Model):
+    """The tariff an account pays at one service point over [valid_from, valid_to)."""
+
+    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
+    service_point = models.ForeignKey(
+        "meters.ServicePoint", on_delete=models.PROTECT, related_name="+"
+    )
+    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="assignments")
+    valid_from = models.DateField(_("valid from"))
+    valid_to = models.DateField(_("valid until (exclusive)"), null=True, blank=True)
+
+    objects = TariffAssignmentQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("tariff assignment")
+        verbose_name_plural = _("tariff assignments")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(valid_to__isnull=True) | Q(valid_to__gt=models.F("valid_from")),
+                name="billing_assignment_period",
+            ),
+            ExclusionConstraint(
+                name="billing_assignment_no_overlap",
+                expressions=[
+                    ("account", RangeOperators.EQUAL),
+                    ("service_point", RangeOperators.EQUAL),
+                    (_daterange("valid_from", "valid_to"), RangeOperators.OVERLAPS),
+                ],
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} @ {self.service_point_id}: {self.tariff_id}"
+
+
+class Holiday(models.Model):
+    """A public holiday: no disconnection is queued on it."""
+
+    day = models.DateField(_("day"), unique=True)
+    name = models.CharField(_("name"), max_length=200)
+
+    class Meta:
+        verbose_name = _("public holiday")
+        verbose_name_plural = _("public holidays")
+        ordering = ["day"]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.name}"
+
+
+# --- Ledger -------------------------------------------------------------------------------
+
+
+class LedgerAccount(models.Model):
+    """An account of the double-entry ledger: a wallet, payment clearing, revenue, tax, …
+
+    Signs: a posting's amount is positive for a debit and negative for a credit. A wallet is a
+    liability of the utility to the customer, so its balance (what the customer has) is the
+    negated sum of its postings; `Wallet.balance` keeps that figure.
+    """
+
+    class Kind(models.TextChoices):
+        WALLET = "wallet", _("prepaid wallet")
+        CLEARING = "clearing", _("payment clearing")
+        REVENUE = "revenue", _("revenue")
+        TAX = "tax", _("tax payable")
+        ADJUSTMENTS = "adjustments", _("adjustments")
+        RECEIVABLE = "receivable", _("accounts receivable")
+
+    code = models.CharField(_("code"), max_length=80, unique=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    currency = models.CharField(
+        _("currency"), max_length=3, choices=CURRENCY_CHOICES, validators=[validate_currency]
+    )
+    name = models.CharField(_("name"), max_length=200)
+
+    class Meta:
+        verbose_name = _("ledger account")
+        verbose_name_plural = _("ledger accounts")
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class WalletQuerySet(models.QuerySet["Wallet"]):
+    def for_account(self, account_id: int) -> Self:
+        return self.filter(account_id=account_id)
+
+
+class Wallet(models.Model):
+    """A prepaid account's credit: its ledger account and the running balance of it."""
+
+    account = models.OneToOneField(
+        "tenancy.Account", on_delete=models.PROTECT, related_name="wallet"
+    )
+    ledger_account = models.OneToOneField(
+        LedgerAccount, on_delete=models.PROTECT, related_name="wallet"
+    )
+    currency = models.CharField(
+        _("currency"), max_length=3, choices=CURRENCY_CHOICES, validators=[validate_currency]
+    )
+    balance = models.BigIntegerField(_("balance (minor units)"), default=0)
+    emergency_credit = models.BigIntegerField(
+        _("emergency credit (minor units)"),
+        default=0,
+        help_text=_("How far below zero the balance may go before supply is disconnected."),
+    )
+    disconnected_at = models.DateTimeField(_("disconnected"), null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = WalletQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("wallet")
+        verbose_name_plural = _("wallets")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(emergency_credit__gte=0), name="billing_wallet_emergency_credit"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"wallet of {self.account_id}"
+
+
+class JournalEntry(models.Model):
+    """One business event in the ledger; its postings sum to zero. Never changed or deleted:
+    a correction is a new entry that `reverses` the old one."""
+
+    class Kind(models.TextChoices):
+        TOPUP = "topup", _("top-up")
+        CHARGE = "charge", _("daily charge")
+        REFUND = "refund", _("refund")
+        ADJUSTMENT = "adjustment", _("adjustment")
+        REVERSAL = "reversal", _("reversal")
+        BILL = "bill", _("bill")
+        BILL_PAYMENT = "bill_payment", _("bill payment")
+
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    account = models.ForeignKey(
+        "tenancy.Account", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    memo = models.CharField(_("memo"), max_length=300)
+    idempotency_key = models.CharField(max_length=160, unique=True)
+    reverses = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by"
+    )
+    effective_date = models.DateField(_("effective date"))
+    created_at = models.DateTimeField(_("created"))
+    created_by_label = models.CharField(max_length=254)
+
+    class Meta:
+        verbose_name = _("journal entry")
+        verbose_name_plural = _("journal entries")
+        indexes = [models.Index(fields=["account", "created_at"], name="billing_journal_account")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"
+
+
+class Posting(models.Model):
+    """One line of a journal entry: positive debits, negative credits, in minor units."""
+
+    entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="postings")
+    ledger_account = models.ForeignKey(
+        LedgerAccount, on_delete=models.PROTECT, related_name="postings"
+    )
+    amount = models.BigIntegerField(_("amount (minor units)"))
+
+    class Meta:
+        verbose_name = _("posting")
+        verbose_name_plural = _("postings")
+        indexes = [models.Index(fields=["ledger_account", "entry"], name="billing_posting_account")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="billing_posting_nonzero"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ledger_account_id}: {self.amount}"
+
+
+class DailyChargeQuerySet(models.QuerySet["DailyCharge"]):
+    def for_account(self, account_id: int) -> Self:
+        return self.filter(account_id=account_id)
+
+
+class DailyCharge(models.Model):
+    """A prepaid account's charge for one local day at one service point: exactly one."""
+
+    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
+    service_point = models.ForeignKey(
+        "meters.ServicePoint", on_delete=models.PROTECT, related_name="+"
+    )
+    day = models.DateField(_("day"))
+    tariff_version = models.ForeignKey(TariffVersion, on_delete=models.PROTECT, related_name="+")
+    consumption = models.BigIntegerField(_("consumption (base units)"))
+    export = models.BigIntegerField(_("export (base units)"), default=0)
+    estimated = models.BigIntegerField(_("estimated (base units)"), default=0)
+    net = models.BigIntegerField(_("net (minor units)"))
+    tax = models.BigIntegerField(_("tax (minor units)"))
+    total = models.BigIntegerField(_("total (minor units)"))
+    lines = models.JSONField(_("lines"), default=list)
+    entry = models.OneToOneField(
+        JournalEntry, null=True, on_delete=models.PROTECT, related_name="daily_charge"
+    )
+    created_at = models.DateTimeField(_("created"))
+
+    objects = DailyChargeQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("daily charge")
+        verbose_name_plural = _("daily charges")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "service_point", "day"], name="billing_dailycharge_once"
+            ),
+            models.CheckConstraint(
+                condition=Q(total=models.F("net") + models.F("tax")),
+                name="billing_dailycharge_total",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "day"], name="billing_charge_account_day")]
+
+    def __str__(self) -> str:
+        return f"charge {self.account_id} @ {self.service_point_id} on {self.day}"
+
+
+# --- Top-ups and payments -----------------------------------------------------------------
+
+
+class TopUpQuerySet(models.QuerySet["TopUp"]):
+    def for_account(self, account_id: int) -> Self:
+        return self.filter(account_id=account_id)
+
+
+class TopUp(models.Model):
+    """A resident's payment into a wallet through a payment provider."""
+
+    class Status(models.TextChoices):
+        CREATED = "created", _("created")
+        PENDING = "pending", _("waiting for payment")
+        UNKNOWN = "unknown", _("unknown (checking with the provider)")
+        SUCCEEDED = "succeeded", _("paid")
+        FAILED = "failed", _("failed")
+        REFUNDED = "refunded", _("refunded")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="topups")
+    amount = models.BigIntegerField(_("amount (minor units)"))
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    provider = models.CharField(_("provider"), max_length=32)
+    provider_ref = models.CharField(_("provider reference"), max_length=120, blank=True)
+    idempotency_key = models.CharField(max_length=120)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.CREATED
+    )
+    entry = models.OneToOneField(
+        JournalEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="topup"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"))
+    updated_at = models.DateTimeField(_("updated"))
+    error = models.CharField(_("error"), max_length=300, blank=True)
+
+    objects = TopUpQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("top-up")
+        verbose_name_plural = _("top-ups")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"], name="billing_topup_idempotency"
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "provider_ref"],
+                condition=~Q(provider_ref=""),
+                name="billing_topup_provider_ref",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="billing_topup_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"top-up {self.public_id} ({self.status})"
+
+
+class WebhookEvent(models.Model):
+    """A provider's webhook exactly as received; deduplicated by the provider's event id."""
+
+    provider = models.CharField(max_length=32)
+    event_id = models.CharField(max_length=120)
+    event_type = models.CharField(max_length=64, blank=True)
+    body = models.TextField()
+    signature = models.CharField(max_length=300, blank=True)
+    verified = models.BooleanField(default=False)
+    received_at = models.DateTimeField()
+    deliveries = models.PositiveIntegerField(default=1)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = _("payment webhook")
+        verbose_name_plural = _("payment webhooks")
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_id"], name="billing_webhook_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_id}"
+
+
+# --- Bills --------------------------------------------------------------------------------
+
+
+class BillRun(models.Model):
+    """A monthly run that drafts and issues the bills of every postpaid account."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("running")
+        DONE = "done", _("done")
+        FAILED = "failed", _("failed")
+
+    period_start = models.DateField(_("period start"), unique=True)
+    period_end = models.DateField(_("period end (exclusive)"))
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.RUNNING
+    )
+    bills = models.PositiveIntegerField(_("bills"), default=0)
+    skipped = models.PositiveIntegerField(_("skipped"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    started_at = models.DateTimeField(_("started"))
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    created_by_label = models.CharField(max_length=254)
+
+    class Meta:
+        verbose_name = _("bill run")
+        verbose_name_plural = _("bill runs")
+
+    def __str__(self) -> str:
+        return f"bill run {self.period_start:%Y-%m}"
+
+
+class BillSequence(models.Model):
+    """The next bill number of one organisation (or of residents' households, organisation
+    empty): taken under a row lock inside the issuing transaction, so numbers have no gaps."""
+
+    organisation = models.OneToOneField(
+        "tenancy.Organisation", null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    next_number = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation"],
+                nulls_distinct=False,
+                name="billing_billsequence_one_per_organisation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"bill numbers of {self.organisation_id}: next {self.next_number}"
+
+
+class BillQuerySet(models.QuerySet["Bill"]):
+    def for_account(self, account_id: int) -> Self:
+        return self.filter(account_id=account_id)
+
+
+class Bill(models.Model):
+    """A postpaid account's bill for a period: draft → issued → paid, or void.
+
+    A voided bill is never deleted: voiding issues a credit note (a bill with negated lines
+    whose `credit_note_for` is the voided bill).
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("draft")
+        ISSUED = "issued", _("issued")
+        PAID = "paid", _("paid")
+        VOID = "void", _("void")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
+    organisation = models.ForeignKey(
+        "tenancy.Organisation", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    number = models.PositiveIntegerField(_("number"), null=True, blank=True)
+    run = models.ForeignKey(
+        BillRun, null=True, blank=True, on_delete=models.PROTECT, related_name="bill_set"
+    )
+    period_start = models.DateField(_("period start"))
+    period_end = models.DateField(_("period end (exclusive)"))
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT
+    )
+    subtotal = models.BigIntegerField(_("subtotal (minor units)"), default=0)
+    tax = models.BigIntegerField(_("tax (minor units)"), default=0)
+    total = models.BigIntegerField(_("total (minor units)"), default=0)
+    has_estimates = models.BooleanField(_("includes estimated consumption"), default=False)
+    credit_note_for = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_note"
+    )
+    issued_at = models.DateTimeField(_("issued"), null=True, blank=True)
+    due_at = models.DateTimeField(_("due"), null=True, blank=True)
+    paid_at = models.DateTimeField(_("paid"), null=True, blank=True)
+    voided_at = models.DateTimeField(_("voided"), null=True, blank=True)
+    void_reason = models.CharField(_("reason for voiding"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created"))
+
+    objects = BillQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("bill")
+        verbose_name_plural = _("bills")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "number"],
+                nulls_distinct=False,
+                condition=Q(number__isnull=False),
+                name="billing_bill_number_unique",
+            ),
+            # One regular bill per account and period; credit notes stand apart.
+            models.UniqueConstraint(
+                fields=["account", "period_start"],
+                condition=Q(credit_note_for__isnull=True),
+                name="billing_bill_once_per_period",
+            ),
+            models.CheckConstraint(
+                condition=Q(total=models.F("subtotal") + models.F("tax")),
+                name="billing_bill_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="draft") | Q(number__isnull=False),
+                name="billing_bill_numbered_when_issued",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"bill {self.number or 'draft'} of {self.account_id}"
+
+
+class BillLine(models.Model):
+    class Kind(models.TextChoices):
+        CONSUMPTION = "consumption", _("consumption")
+        STANDING = "standing", _("standing charge")
+        EXPORT = "export", _("export credit")
+        ADJUSTMENT = "adjustment", _("adjustment")
+        TAX = "tax", _("tax")
+
+    bill = models.ForeignKey(Bill, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    service_point = models.ForeignKey(
+        "meters.ServicePoint", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    label = models.CharField(max_length=200)
+    band = models.CharField(max_length=64, blank=True)
+    quantity = models.DecimalField(max_digits=20, decimal_places=6)
+    unit = models.CharField(max_length=8)
+    unit_price = models.DecimalField(max_digits=18, decimal_places=6)
+    amount = models.BigIntegerField(_("amount (minor units)"))
+    estimated = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["bill", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["bill", "position"], name="billing_billline_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.amount}"
+
+
+# --- Shortage warnings and notifications --------------------------------------------------
+
+
+class WarningPolicy(models.Model):
+    """Thresholds (days of credit left; 0 is an empty balance) for an organisation's accounts
+    or for one account; the nearest policy up the tree applies, else the site's default."""
+
+    organisation = models.OneToOneField(
+        "tenancy.Organisation", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    account = models.OneToOneField(
+        "tenancy.Account", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    thresholds = ArrayField(models.PositiveSmallIntegerField(), verbose_name=_("thresholds (days)"))
+
+    class Meta:
+        verbose_name = _("warning policy")
+        verbose_name_plural = _("warning policies")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(account__isnull=True, organisation__isnull=False)
+                | Q(account__isnull=False, organisation__isnull=True),
+                name="billing_warningpolicy_one_tenant",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"thresholds {self.thresholds}"
+
+
+class ShortageWarning(models.Model):
+    """One warning per account, threshold and crossing; `crossing` counts the times the
+    account's credit came back above every threshold (a top-up), so a new fall warns again."""
+
+    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
+    threshold = models.PositiveSmallIntegerField(_("threshold (days)"))
+    crossing = models.PositiveIntegerField()
+    level = models.PositiveSmallIntegerField(_("escalation level"), default=0)
+    balance = models.BigIntegerField(_("balance (minor units)"))
+    days_left = models.DecimalField(max_digits=8, decimal_places=1, null=True)
+    created_at = models.DateTimeField(_("created"))
+
+    class Meta:
+        verbose_name = _("shortage warning")
+        verbose_name_plural = _("shortage warnings")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "threshold", "crossing", "level"],
+                name="billing_warning_once_per_crossing",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"warning {self.account_id} at {self.threshold} days"
+
+
+class Notification(models.Model):
+    """One message to one person on one channel, with its delivery status."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", _("email")
+        SMS = "sms", _("SMS")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed")
+        SUPPRESSED = "suppressed", _("not sent (preferences)")
+
+    class Topic(models.TextChoices):
+        SHORTAGE = "shortage", _("low credit")
+        BILL_ISSUED = "bill_issued", _("bill issued")
+        BILL_OVERDUE = "bill_overdue", _("bill overdue")
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
+    topic = models.CharField(max_length=16, choices=Topic.choices)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    warning = models.ForeignKey(
+        ShortageWarning, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"
+    )
+    bill = models.ForeignKey(
+        Bill, null=True, blank=True, on_delete=models.PROTECT, related_name="notifications"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["warning", "user", "channel"],
+                condition=Q(warning__isnull=False),
+                name="billing_notification_once_per_warning",
+            ),
+            models.UniqueConstraint(
+                fields=["bill", "topic", "user", "channel"],
+                condition=Q(bill__isnull=False),
+                name="billing_notification_once_per_bill",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic} to {self.user_id} by {self.channel} ({self.status})"
+
+
+class NotificationPreference(models.Model):
+    """A member's channels for one topic, and their quiet hours (local to the account)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    topic = models.CharField(max_length=16, choices=Notification.Topic.choices)
+    email = models.BooleanField(_("email"), default=True)
+    sms = models.BooleanField(_("SMS"), default=False)
+    phone = models.CharField(_("mobile number"), max_length=20, blank=True)
+    quiet_start = models.TimeField(_("quiet from"), null=True, blank=True)
+    quiet_end = models.TimeField(_("quiet until"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("notification preference")
+        verbose_name_plural = _("notification preferences")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "topic"], name="billing_preference_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} · {self.topic}"

@@ -56,6 +56,21 @@ class AuditEvent(IntEnum):
     FLEET_UPDATED = 251
     FLEET_DELETED = 252
 
+    # 300-319 ledger, wallets and charging; 320-339 top-ups and payments; 340-359 bills;
+    # 360-379 warnings and notifications; 380-399 tariffs.
+    WALLET_CREATED = 300
+    WALLET_UPDATED = 301
+    PREPAID_CHARGED = 302
+    LEDGER_REVERSED = 303
+    WALLET_ADJUSTED = 304
+    SUPPLY_DISCONNECT_QUEUED = 305
+    SUPPLY_RECONNECT_QUEUED = 306
+    TARIFF_SAVED = 380
+    TARIFF_VERSION_SAVED = 381
+    TARIFF_ASSIGNED = 382
+    HOLIDAY_SAVED = 383
+    HOLIDAY_DELETED = 384
+
     USER_CREATED = 150
     USER_UPDATED = 151
     USER_STAFF_ACCESS_CHANGED = 152
@@ -169,6 +184,36 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
     AuditEvent.FLEET_CREATED: AuditEventSpec("fleet.create", _("created {model} {name}")),
     AuditEvent.FLEET_UPDATED: AuditEventSpec("fleet.update", _("changed {model} {name}")),
     AuditEvent.FLEET_DELETED: AuditEventSpec("fleet.delete", _("deleted {model} {name}")),
+    AuditEvent.WALLET_CREATED: AuditEventSpec(
+        "wallet.create", _("opened a wallet in {currency} for account {number}")
+    ),
+    AuditEvent.WALLET_UPDATED: AuditEventSpec(
+        "wallet.update", _("set the emergency credit of account {number} to {emergency_credit}")
+    ),
+    AuditEvent.PREPAID_CHARGED: AuditEventSpec(
+        "prepaid.charge", _("charged {charges} prepaid supplies for {day}: {total}")
+    ),
+    AuditEvent.LEDGER_REVERSED: AuditEventSpec(
+        "ledger.reverse", _("reversed ledger entry {entry}: {reason}")
+    ),
+    AuditEvent.WALLET_ADJUSTED: AuditEventSpec(
+        "wallet.adjust", _("adjusted the balance of account {number} by {amount}: {reason}")
+    ),
+    AuditEvent.SUPPLY_DISCONNECT_QUEUED: AuditEventSpec(
+        "supply.disconnect", _("queued disconnection of account {number}: balance {balance}")
+    ),
+    AuditEvent.SUPPLY_RECONNECT_QUEUED: AuditEventSpec(
+        "supply.reconnect", _("queued reconnection of account {number}: balance {balance}")
+    ),
+    AuditEvent.TARIFF_SAVED: AuditEventSpec("tariff.save", _("saved tariff {name}")),
+    AuditEvent.TARIFF_VERSION_SAVED: AuditEventSpec(
+        "tariff.version_save", _("saved the prices of tariff {name} from {valid_from}")
+    ),
+    AuditEvent.TARIFF_ASSIGNED: AuditEventSpec(
+        "tariff.assign", _("assigned tariff {name} to account {number} from {valid_from}")
+    ),
+    AuditEvent.HOLIDAY_SAVED: AuditEventSpec("holiday.save", _("saved public holiday {day}")),
+    AuditEvent.HOLIDAY_DELETED: AuditEventSpec("holiday.delete", _("deleted public holiday {day}")),
     AuditEvent.USER_CREATED: AuditEventSpec("user.create", _("created user {email}")),
     AuditEvent.USER_UPDATED: AuditEventSpec("user.update", _("changed user {email}")),
     AuditEvent.USER_STAFF_ACCESS_CHANGED: AuditEventSpec(

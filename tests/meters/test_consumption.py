@@ -120,6 +120,6 @@ def test_a_reading_over_several_hours_is_spread_in_proportion_and_sums_exactly()
     start = dt.datetime(2026, 4, 6, 10, 20, tzinfo=dt.UTC)
     end = dt.datetime(2026, 4, 6, 13, 5, tzinfo=dt.UTC)
     run_import(csv_rows("H1", [(start.isoformat(), 10.0), (end.isoformat(), 11.0)]))
-    shares = [(hour.hour, consumption) for hour, consumption, _ in _rollups()]
+    shares = [(row.hour.hour, row.consumption) for row in RollupHourly.objects.order_by("hour")]
     assert shares == [(10, 242), (11, 364), (12, 363), (13, 31)]
     assert sum(c for _, c in shares) == 1000

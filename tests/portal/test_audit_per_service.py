@@ -379,10 +379,19 @@ EXEMPT = {
 }
 
 
+# Domains with a services package keep their scenarios beside their tests, one module per
+# services module: tests/<app>/audit_scenarios_<module>.py with SCENARIOS and EXEMPT.
+for _file in sorted(ROOT.glob("tests/*/audit_scenarios_*.py")):
+    _module = importlib.import_module(".".join(_file.relative_to(ROOT).with_suffix("").parts))
+    SCENARIOS.update(_module.SCENARIOS)
+    EXEMPT.update(_module.EXEMPT)
+
+
 def _public_services() -> set[str]:
     names = set()
-    for file in ROOT.glob("**/services.py"):
-        if ".venv" in file.parts:
+    files = [*ROOT.glob("**/services.py"), *ROOT.glob("*/services/*.py")]
+    for file in files:
+        if ".venv" in file.parts or file.name == "__init__.py":
             continue
         module_name = ".".join(file.relative_to(ROOT).with_suffix("").parts)
         module = importlib.import_module(module_name)

@@ -39,6 +39,23 @@ GLOBAL_MODELS: frozenset[str] = frozenset(
         "meters.ImportRowError",
         "meters.InboundMessage",
         "meters.MeterCommand",
+        # Price lists and the calendar are the utility's, the same for every customer.
+        "billing.Tariff",
+        "billing.TariffVersion",
+        "billing.Holiday",
+        # Ledger plumbing: postings reach customers only through their entry (which carries
+        # the account) or their wallet.
+        "billing.LedgerAccount",
+        "billing.Posting",
+        # Provider webhooks, staff-facing; the top-up they settle carries the account.
+        "billing.WebhookEvent",
+        # Bill runs and numbering are per utility/organisation; lines reach customers only
+        # through their bill.
+        "billing.BillRun",
+        "billing.BillSequence",
+        "billing.BillLine",
+        # A person's own channels and quiet hours, reached only by that user.
+        "billing.NotificationPreference",
     }
 )
 

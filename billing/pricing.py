@@ -1,0 +1,444 @@
+"""Tariff maths: turn hourly consumption into priced, rounded lines. Pure: no database.
+
+Structures (`TariffVersion.structure`, JSON; rates are strings of decimals, never floats):
+
+    {"type": "flat", "rate": "0.2512"}
+    {"type": "tiered", "tiers": [{"up_to": "120", "rate": "0.10"},
+                                 {"up_to": "330", "rate": "0.15"},
+                                 {"up_to": null,  "rate": "0.20"}]}
+    {"type": "tou", "bands": [{"name": "peak", "days": "weekdays", "from": 7, "to": 23,
+                               "rate": "0.30"}, ...]}
+    {"type": "seasonal", "seasons": [{"name": "summer", "months": [6, 7, 8, 9],
+                                      "structure": {<flat | tiered | tou>}}, ...]}
+
+Rules, each decided once here:
+- Quantities are priced per kWh (energy registers, base Wh) or per m³ (volume, base litres):
+  1 unit = 1000 base units either way.
+- Tiers are blocks of the **calendar month** (the billing period), counted in time order from
+  the month's first local day; `up_to` is cumulative. Each unit is priced by the version in
+  force on its local day and the tier its cumulative position falls into, so a mid-month
+  tariff change neither resets nor doubles the blocks, and daily prepaid charges add up to
+  what a monthly bill would price.
+- Time-of-use bands are whole local hours (`from` inclusive, `to` exclusive, 0-24, wrapping
+  past midnight when `from` > `to`) for `weekdays`, `weekends` or `all`; for each day type
+  every hour is covered exactly once (hourly rollups are the finest validated data).
+- Seasons are chosen by the local month and must cover the twelve months exactly once.
+- Rounding (portal.lib.money): each line is quantity x rate rounded half up to the minor unit;
+  tax per tax rate is the rounded product of the sum of the rounded lines; the total is the sum
+  of rounded amounts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Protocol
+
+from portal.lib.money import MoneyError, parse_decimal, to_minor
+
+BASE_PER_UNIT = 1000
+WEEKDAYS, WEEKENDS, ALL_DAYS = "weekdays", "weekends", "all"
+
+
+class TariffError(ValueError):
+    """A tariff structure that cannot be priced; the message says what is wrong."""
+
+
+# --- Parsed structures ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tier:
+    up_to: int | None  # cumulative base units, None for the last, unbounded block
+    rate: Decimal
+    label: str
+
+
+@dataclass(frozen=True)
+class Band:
+    name: str
+    days: str
+    start: int
+    end: int
+    rate: Decimal
+
+    def covers(self, weekday: int, hour: int) -> bool:
+        weekend = weekday >= 5
+        if (self.days == WEEKDAYS and weekend) or (self.days == WEEKENDS and not weekend):
+            return False
+        if self.start < self.end:
+            return self.start <= hour < self.end
+        return hour >= self.start or hour < self.end
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One season's prices: exactly one of rate, tiers or bands."""
+
+    rate: Decimal | None = None
+    tiers: tuple[Tier, ...] = ()
+    bands: tuple[Band, ...] = ()
+    season: str = ""
+
+    def band_for(self, local: dt.datetime) -> Band:
+        for band in self.bands:
+            if band.covers(local.weekday(), local.hour):
+                return band
+        raise TariffError("no band covers this hour")  # excluded by parse_structure
+
+
+@dataclass(frozen=True)
+class Structure:
+    plans_by_month: dict[int, Plan]
+
+
+def _rate(value: object, where: str) -> Decimal:
+    try:
+        rate = parse_decimal(value)
+    except MoneyError as exc:
+        raise TariffError(f"{where}: {exc}") from None
+    if rate < 0:
+        raise TariffError(f"{where}: a rate cannot be negative")
+    if rate != rate.quantize(Decimal("0.000001")):
+        raise TariffError(f"{where}: a rate has at most 6 decimals")
+    return rate
+
+
+def _plan(raw: Any, season: str, where: str) -> Plan:  # noqa: PLR0912, PLR0915
+    if not isinstance(raw, dict):
+        raise TariffError(f"{where}: expected an object")
+    kind = raw.get("type")
+    if kind == "flat":
+        return Plan(rate=_rate(raw.get("rate"), f"{where}.rate"), season=season)
+    if kind == "tiered":
+        tiers_raw = raw.get("tiers")
+        if not isinstance(tiers_raw, list) or not tiers_raw:
+            raise TariffError(f"{where}: tiers must be a non-empty list")
+        tiers: list[Tier] = []
+        previous = Decimal(0)
+        for i, tier in enumerate(tiers_raw):
+            if not isinstance(tier, dict):
+                raise TariffError(f"{where}.tiers[{i}]: expected an object")
+            up_to_raw = tier.get("up_to")
+            last = i == len(tiers_raw) - 1
+            if up_to_raw is None:
+                if not last:
+                    raise TariffError(f"{where}.tiers[{i}]: only the last tier is unbounded")
+                up_to = None
+            else:
+                if last:
+                    raise TariffError(f"{where}: the last tier must be unbounded (up_to null)")
+                bound = _rate(up_to_raw, f"{where}.tiers[{i}].up_to")
+                if bound <= previous:
+                    raise TariffError(f"{where}.tiers[{i}]: up_to must increase")
+                previous = bound
+                up_to = int(bound * BASE_PER_UNIT)
+            label = f"{_fmt(tiers[-1].up_to) if tiers else '0'}-{_fmt(up_to) if up_to else '+'}"
+            tiers.append(Tier(up_to, _rate(tier.get("rate"), f"{where}.tiers[{i}].rate"), label))
+        return Plan(tiers=tuple(tiers), season=season)
+    if kind == "tou":
+        bands_raw = raw.get("bands")
+        if not isinstance(bands_raw, list) or not bands_raw:
+            raise TariffError(f"{where}: bands must be a non-empty list")
+        bands = []
+        for i, band in enumerate(bands_raw):
+            if not isinstance(band, dict):
+                raise TariffError(f"{where}.bands[{i}]: expected an object")
+            days = band.get("days", ALL_DAYS)
+            start, end = band.get("from"), band.get("to")
+            name = band.get("name")
+            if days not in (WEEKDAYS, WEEKENDS, ALL_DAYS):
+                raise TariffError(f"{where}.bands[{i}]: days is weekdays, weekends or all")
+            if not isinstance(name, str) or not name.strip():
+                raise TariffError(f"{where}.bands[{i}]: a band needs a name")
+            if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool):
+                raise TariffError(f"{where}.bands[{i}]: from and to are whole hours 0-24")
+            if not (0 <= start <= 23 and 0 <= end <= 24) or (start == end % 24 and start != 0):
+                raise TariffError(f"{where}.bands[{i}]: from and to are whole hours 0-24")
+            rate = _rate(band.get("rate"), f"{where}.bands[{i}].rate")
+            bands.append(Band(name.strip(), days, start, end % 24 if end != 24 else 24, rate))
+        for weekday in (0, 5):
+            for hour in range(24):
+                n = sum(1 for b in bands if _covers_full(b, weekday, hour))
+                day = "weekdays" if weekday < 5 else "weekends"
+                if n != 1:
+                    problem = "no band" if n == 0 else f"{n} bands"
+                    raise TariffError(f"{where}: {problem} at {hour:02d}:00 on {day}")
+        return Plan(bands=tuple(bands), season=season)
+    raise TariffError(f"{where}: type must be flat, tiered, tou or seasonal")
+
+
+def _covers_full(band: Band, weekday: int, hour: int) -> bool:
+    if band.start == 0 and band.end in (0, 24):
+        weekend = weekday >= 5
+        return not ((band.days == WEEKDAYS and weekend) or (band.days == WEEKENDS and not weekend))
+    return band.covers(weekday, hour)
+
+
+def _fmt(base: int | None) -> str:
+    if base is None:
+        return "+"
+    units = Decimal(base) / BASE_PER_UNIT
+    return f"{units.normalize():f}"
+
+
+def parse_structure(raw: Any) -> Structure:
+    """Validate a structure and return it ready to price.
+
+    :raises TariffError: naming the first problem found.
+    """
+    if isinstance(raw, dict) and raw.get("type") == "seasonal":
+        seasons = raw.get("seasons")
+        if not isinstance(seasons, list) or not seasons:
+            raise TariffError("seasons must be a non-empty list")
+        by_month: dict[int, Plan] = {}
+        for i, season in enumerate(seasons):
+            if not isinstance(season, dict):
+                raise TariffError(f"seasons[{i}]: expected an object")
+            name = season.get("name")
+            months = season.get("months")
+            if not isinstance(name, str) or not name.strip():
+                raise TariffError(f"seasons[{i}]: a season needs a name")
+            if not isinstance(months, list) or not all(
+                isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 12 for m in months
+            ):
+                raise TariffError(f"seasons[{i}]: months are numbers 1-12")
+            plan = _plan(season.get("structure"), name.strip(), f"seasons[{i}].structure")
+            for month in months:
+                if month in by_month:
+                    raise TariffError(f"month {month} is in more than one season")
+                by_month[month] = plan
+        missing = sorted(set(range(1, 13)) - set(by_month))
+        if missing:
+            raise TariffError(f"no season covers month(s) {', '.join(map(str, missing))}")
+        return Structure(by_month)
+    plan = _plan(raw, "", "structure")
+    return Structure(dict.fromkeys(range(1, 13), plan))
+
+
+# --- Pricing ----------------------------------------------------------------------------------
+
+
+class VersionLike(Protocol):
+    """What pricing needs of a TariffVersion (the model, or a plain record in tests)."""
+
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def standing_charge(self) -> Decimal: ...
+    @property
+    def tax_rate(self) -> Decimal: ...
+    @property
+    def export_rate(self) -> Decimal | None: ...
+    @property
+    def structure(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class HourUsage:
+    """One local hour's consumption at a service point, in base units."""
+
+    start: dt.datetime  # aware, in the account's time zone
+    quantity: int
+    estimated: int = 0
+    export: int = 0
+
+
+@dataclass(frozen=True)
+class Line:
+    kind: str  # consumption | standing | export | tax
+    label: str
+    band: str
+    quantity: Decimal
+    unit: str
+    unit_price: Decimal
+    amount: int  # minor units
+    estimated: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "label": self.label,
+            "band": self.band,
+            "quantity": str(self.quantity),
+            "unit": self.unit,
+            "unit_price": str(self.unit_price),
+            "amount": self.amount,
+            "estimated": self.estimated,
+        }
+
+
+@dataclass
+class Priced:
+    lines: list[Line] = field(default_factory=list)
+
+    @property
+    def net(self) -> int:
+        return sum(line.amount for line in self.lines if line.kind != "tax")
+
+    @property
+    def tax(self) -> int:
+        return sum(line.amount for line in self.lines if line.kind == "tax")
+
+    @property
+    def total(self) -> int:
+        return sum(line.amount for line in self.lines)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The hours of consecutive local days priced by one tariff version."""
+
+    version: VersionLike
+    days: int
+    hours: Sequence[HourUsage]
+
+
+_structures: dict[tuple[Any, str], Structure] = {}
+
+
+def _structure_of(version: VersionLike) -> Structure:
+    key = (version.pk, repr(version.structure))
+    parsed = _structures.get(key)
+    if parsed is None:
+        if len(_structures) > 4096:
+            _structures.clear()
+        parsed = _structures[key] = parse_structure(version.structure)
+    return parsed
+
+
+def price(  # noqa: PLR0912
+    segments: Iterable[Segment],
+    *,
+    currency: str,
+    unit: str,
+    month_to_date: int = 0,
+) -> Priced:
+    """Price consecutive segments of one service point (hours in time order).
+
+    `month_to_date` is the consumption of the calendar month before the first hour, in base
+    units (for tiers); the tier count restarts at each new local month.
+    """
+    # (version, season, band or tier label, rate) -> [quantity, estimated]
+    buckets: dict[tuple[Any, str, str, Decimal], list[int]] = {}
+    order: list[tuple[Any, str, str, Decimal]] = []
+    standing: list[tuple[VersionLike, int]] = []
+    exports: dict[Any, list[Any]] = {}
+    versions: dict[Any, VersionLike] = {}
+    cumulative = month_to_date
+    month: tuple[int, int] | None = None
+    for segment in segments:
+        version = segment.version
+        versions[version.pk] = version
+        structure = _structure_of(version)
+        if segment.days:
+            standing.append((version, segment.days))
+        for usage in segment.hours:
+            local = usage.start
+            if month is not None and (local.year, local.month) != month:
+                cumulative = 0
+            month = (local.year, local.month)
+            plan = structure.plans_by_month[local.month]
+            if usage.export:
+                exports.setdefault(version.pk, [version, 0])[1] += usage.export
+            if not usage.quantity:
+                continue
+            for label, rate, quantity in _split(plan, local, cumulative, usage.quantity):
+                key = (version.pk, plan.season, label, rate)
+                if key not in buckets:
+                    buckets[key] = [0, 0]
+                    order.append(key)
+                buckets[key][0] += quantity
+                # Estimated share, in proportion (floor): shown, not priced apart.
+                buckets[key][1] += usage.estimated * quantity // usage.quantity
+            cumulative += usage.quantity
+    result = Priced()
+    for key in order:
+        version_pk, season, label, rate = key
+        quantity, estimated = buckets[key]
+        units = Decimal(quantity) / BASE_PER_UNIT
+        name = " · ".join(part for part in (season, label) if part)
+        result.lines.append(
+            Line(
+                "consumption",
+                name or "consumption",
+                label,
+                units,
+                unit,
+                rate,
+                to_minor(units * rate, currency),
+                estimated > 0,
+            )
+        )
+    for version, days in standing:
+        result.lines.append(
+            Line(
+                "standing",
+                "standing charge",
+                "",
+                Decimal(days),
+                "day",
+                version.standing_charge,
+                to_minor(version.standing_charge * days, currency),
+            )
+        )
+    for version, exported in exports.values():
+        if version.export_rate:
+            units = Decimal(exported) / BASE_PER_UNIT
+            result.lines.append(
+                Line(
+                    "export",
+                    "export credit",
+                    "",
+                    units,
+                    unit,
+                    version.export_rate,
+                    -to_minor(units * version.export_rate, currency),
+                )
+            )
+    # Tax per tax rate, on the rounded lines of the versions with that rate.
+    by_rate: dict[Decimal, int] = {}
+    line_versions = [k[0] for k in order] + [v.pk for v, _ in standing]
+    line_versions += [v.pk for v, _ in exports.values() if v.export_rate]
+    for line, version_pk in zip(result.lines, line_versions, strict=True):
+        rate = versions[version_pk].tax_rate
+        by_rate[rate] = by_rate.get(rate, 0) + line.amount
+    for rate, base in by_rate.items():
+        if rate:
+            result.lines.append(
+                Line("tax", "tax", "", Decimal(base), currency, rate, _tax(base, rate))
+            )
+    return result
+
+
+def _tax(base_minor: int, rate: Decimal) -> int:
+    """Tax on an amount already in minor units, rounded half up to a whole minor unit."""
+    return int((Decimal(base_minor) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _split(
+    plan: Plan, local: dt.datetime, cumulative: int, quantity: int
+) -> list[tuple[str, Decimal, int]]:
+    if plan.rate is not None:
+        return [("", plan.rate, quantity)]
+    if plan.bands:
+        band = plan.band_for(local)
+        return [(band.name, band.rate, quantity)]
+    if quantity < 0:
+        # A negative hour (a correction) comes off the tier the month has reached.
+        tier = next(t for t in plan.tiers if t.up_to is None or cumulative < t.up_to)
+        return [(tier.label, tier.rate, quantity)]
+    parts: list[tuple[str, Decimal, int]] = []
+    position, left = cumulative, quantity
+    for tier in plan.tiers:
+        if tier.up_to is not None and position >= tier.up_to:
+            continue
+        room = left if tier.up_to is None else min(left, tier.up_to - position)
+        parts.append((tier.label, tier.rate, room))
+        position += room
+        left -= room
+        if left <= 0:
+            break
+    return parts
