@@ -65,6 +65,9 @@ class AuditEvent(IntEnum):
     WALLET_ADJUSTED = 304
     SUPPLY_DISCONNECT_QUEUED = 305
     SUPPLY_RECONNECT_QUEUED = 306
+    # 320-339 top-ups and payments: add members here.
+    # 340-359 bills: add members here.
+    # 360-379 warnings and notifications: add members here.
     TARIFF_SAVED = 380
     TARIFF_VERSION_SAVED = 381
     TARIFF_ASSIGNED = 382
@@ -205,6 +208,9 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
     AuditEvent.SUPPLY_RECONNECT_QUEUED: AuditEventSpec(
         "supply.reconnect", _("queued reconnection of account {number}: balance {balance}")
     ),
+    # 320-339 top-ups and payments: add specs here.
+    # 340-359 bills: add specs here.
+    # 360-379 warnings and notifications: add specs here.
     AuditEvent.TARIFF_SAVED: AuditEventSpec("tariff.save", _("saved tariff {name}")),
     AuditEvent.TARIFF_VERSION_SAVED: AuditEventSpec(
         "tariff.version_save", _("saved the prices of tariff {name} from {valid_from}")
