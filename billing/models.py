@@ -122,6 +122,7 @@ class TariffVersion(models.Model):
             ),
             ExclusionConstraint(
                 name="billing_tariffversion_no_overlap",
+                violation_error_message=_("The period overlaps another one."),
                 expressions=[
                     ("tariff", RangeOperators.EQUAL),
                     (_daterange("valid_from", "valid_to"), RangeOperators.OVERLAPS),
@@ -161,6 +162,7 @@ class TariffAssignment(models.Model):
             ),
             ExclusionConstraint(
                 name="billing_assignment_no_overlap",
+                violation_error_message=_("The period overlaps another one."),
                 expressions=[
                     ("account", RangeOperators.EQUAL),
                     ("service_point", RangeOperators.EQUAL),

@@ -135,7 +135,8 @@ def _plan(raw: Any, season: str, where: str) -> Plan:  # noqa: PLR0912, PLR0915
                     raise TariffError(f"{where}.tiers[{i}]: up_to must increase")
                 previous = bound
                 up_to = int(bound * BASE_PER_UNIT)
-            label = f"{_fmt(tiers[-1].up_to) if tiers else '0'}-{_fmt(up_to) if up_to else '+'}"
+            lower = _fmt(tiers[-1].up_to) if tiers else "0"
+            label = f"{lower}-{_fmt(up_to)}" if up_to is not None else f"{lower}+"
             tiers.append(Tier(up_to, _rate(tier.get("rate"), f"{where}.tiers[{i}].rate"), label))
         return Plan(tiers=tuple(tiers), season=season)
     if kind == "tou":
@@ -333,7 +334,7 @@ def price(  # noqa: PLR0912
         version = segment.version
         versions[version.pk] = version
         structure = _structure_of(version)
-        if segment.days:
+        if segment.days and version.standing_charge:
             standing.append((version, segment.days))
         for usage in segment.hours:
             local = usage.start
@@ -442,3 +443,30 @@ def _split(
         if left <= 0:
             break
     return parts
+
+
+def preview_month(
+    version: VersionLike,
+    *,
+    month: dt.date,
+    quantity: Decimal,
+    time_zone: str,
+    currency: str,
+    unit: str,
+) -> Priced:
+    """Price `quantity` units used evenly over every local hour of `month` (staff preview)."""
+    import zoneinfo
+
+    zone = zoneinfo.ZoneInfo(time_zone)
+    first = dt.datetime(month.year, month.month, 1, tzinfo=zone)
+    following = dt.datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=zone)
+    starts: list[dt.datetime] = []
+    moment = first.astimezone(dt.UTC)
+    while moment < following.astimezone(dt.UTC):
+        starts.append(moment.astimezone(zone))
+        moment += dt.timedelta(hours=1)
+    total = int(quantity * BASE_PER_UNIT)
+    share, extra = divmod(total, len(starts))
+    hours = [HourUsage(start, share + (1 if i < extra else 0)) for i, start in enumerate(starts)]
+    days = (following.date() - first.date()).days
+    return price([Segment(version, days, hours)], currency=currency, unit=unit)

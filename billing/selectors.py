@@ -1,10 +1,17 @@
-"""Billing reads: wallets, ledger lines, charges, tariffs in force."""
+"""Billing reads: wallets, tariffs in force, and the hourly usage that prices are applied to."""
 
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
+from collections import defaultdict
+from collections.abc import Sequence
+
+from django.db import connection
 
 from billing.models import TariffVersion, Wallet
+from billing.pricing import HourUsage
+from meters.models import Direction
 
 
 def wallet_for_account(*, account_id: int) -> Wallet | None:
@@ -18,3 +25,44 @@ def tariff_version_on(*, tariff_id: int, day: dt.date) -> TariffVersion | None:
         .exclude(valid_to__lte=day)
         .first()
     )
+
+
+def hourly_usage(
+    *,
+    account_ids: Sequence[int],
+    start: dt.datetime,
+    end: dt.datetime,
+    time_zone: str,
+) -> dict[tuple[int, int], list[HourUsage]]:
+    """Validated hourly consumption and export per (account, service point) over [start, end).
+
+    From the hourly rollups, which carry the account of the supply period, so an account is
+    never priced for a previous occupant's hours. Suspect readings are already left out of the
+    rollups. Hours come back in time order, their start in `time_zone`; one query for all.
+    """
+    zone = zoneinfo.ZoneInfo(time_zone)
+    found: dict[tuple[int, int], dict[dt.datetime, list[int]]] = defaultdict(dict)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT account_id, service_point_id, hour, direction, consumption, estimated
+            FROM meters_rolluphourly
+            WHERE account_id = ANY(%s) AND hour >= %s AND hour < %s
+            ORDER BY account_id, service_point_id, hour
+            """,
+            [list(account_ids), start, end],
+        )
+        for account_id, sp_id, hour, direction, consumption, estimated in cursor.fetchall():
+            slot = found[(account_id, sp_id)].setdefault(hour, [0, 0, 0])
+            if direction == Direction.EXPORT:
+                slot[2] += consumption
+            else:
+                slot[0] += consumption
+                slot[1] += estimated
+    return {
+        key: [
+            HourUsage(hour.astimezone(zone), quantity, estimated, export)
+            for hour, (quantity, estimated, export) in hours.items()
+        ]
+        for key, hours in found.items()
+    }

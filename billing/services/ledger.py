@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from django.db import IntegrityError, connection, transaction
 
+from billing.exceptions import BillingError
 from billing.models import JournalEntry, LedgerAccount, Wallet
 from portal.audit.actors import Actor
 from portal.audit.events import AuditEvent
@@ -21,7 +22,7 @@ from portal.lib.money import format_minor
 from portal.tenancy.models import Account
 
 
-class LedgerError(ValueError):
+class LedgerError(BillingError, ValueError):
     """A ledger operation that cannot be done; the message says why."""
 
 

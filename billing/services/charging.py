@@ -1,0 +1,288 @@
+"""The daily prepaid charge: yesterday's consumption and standing charges, off every wallet.
+
+Set-based over all prepaid accounts of one time zone: the supplies to charge come from one
+query, their hourly usage from one query per chunk, prices from billing.pricing in memory, and
+each chunk of accounts is written in one transaction by three statements (journal entries,
+postings, charges). One charge per (account, service point, local day) is enforced by
+constraints: the journal entry's idempotency key and DailyCharge's unique key, so a re-run,
+or two runs at once, charge nothing twice.
+
+Which day and which account pays:
+- consumption is charged to the account the hourly rollups name (the supply of each hour);
+- the standing charge of a day goes to the supply that holds the service point at the start
+  of the day, so a move day is paid once, by the leaving occupant;
+- tiers count what was charged earlier in the same calendar month (DailyCharge.consumption);
+- readings that arrive after a day was charged are not charged again (the bill-like true-up of
+  late data is left for later; the charge records what it was based on).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zoneinfo
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from billing.models import LedgerAccount, TariffVersion
+from billing.pricing import Segment, price
+from billing.selectors import hourly_usage
+from billing.services.ledger import ledger_account_get
+from billing.services.supply import supply_disconnect_due
+from portal.audit.actors import Actor
+from portal.audit.events import AuditEvent
+from portal.audit.services import audit_record
+from portal.lib.money import format_minor
+
+
+@dataclass
+class ChargeRun:
+    """What one run charged, for the task's log and the audit entry."""
+
+    day: dt.date
+    time_zone: str
+    charged: int = 0
+    already: int = 0
+    without_tariff: int = 0
+    totals: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Target:
+    account_id: int
+    service_point_id: int
+    kind: str
+    currency: str
+    wallet_ledger_id: int
+    version_id: int | None
+    unit: str
+    standing_days: int
+
+
+_TARGETS = """
+SELECT DISTINCT ON (a.id, s.service_point_id)
+       a.id, s.service_point_id, sp.kind, a.currency, w.ledger_account_id,
+       CASE WHEN t.currency = a.currency AND t.kind = sp.kind THEN tv.id END,
+       coalesce(t.quantity_unit, ''),
+       CASE WHEN s.start <= %(start)s THEN 1 ELSE 0 END
+FROM tenancy_account a
+JOIN billing_wallet w ON w.account_id = a.id
+JOIN meters_supply s ON s.account_id = a.id AND s.start < %(end)s
+                    AND (s."end" IS NULL OR s."end" > %(start)s)
+JOIN meters_servicepoint sp ON sp.id = s.service_point_id
+LEFT JOIN billing_tariffassignment ta
+       ON ta.account_id = a.id AND ta.service_point_id = s.service_point_id
+      AND ta.valid_from <= %(day)s AND (ta.valid_to IS NULL OR ta.valid_to > %(day)s)
+LEFT JOIN billing_tariff t ON t.id = ta.tariff_id
+LEFT JOIN billing_tariffversion tv
+       ON tv.tariff_id = t.id AND tv.valid_from <= %(day)s
+      AND (tv.valid_to IS NULL OR tv.valid_to > %(day)s)
+WHERE a.payment_mode = 'prepaid' AND a.time_zone = %(tz)s
+  AND (a.closed_at IS NULL OR a.closed_at > %(start)s)
+  AND NOT EXISTS (SELECT 1 FROM billing_dailycharge c
+                  WHERE c.account_id = a.id AND c.service_point_id = s.service_point_id
+                    AND c.day = %(day)s)
+ORDER BY a.id, s.service_point_id, s.start DESC
+"""
+
+
+def _local_day_bounds(day: dt.date, time_zone: str) -> tuple[dt.datetime, dt.datetime]:
+    zone = zoneinfo.ZoneInfo(time_zone)
+    start = dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
+    return start, end
+
+
+def prepaid_charge_day(
+    *, day: dt.date, time_zone: str, actor: Actor, now: dt.datetime, chunk: int | None = None
+) -> ChargeRun:
+    """Charge every prepaid supply of accounts in `time_zone` for the local `day`."""
+    start, end = _local_day_bounds(day, time_zone)
+    with connection.cursor() as cursor:
+        cursor.execute(_TARGETS, {"start": start, "end": end, "day": day, "tz": time_zone})
+        targets = [_Target(*row) for row in cursor.fetchall()]
+    run = ChargeRun(day=day, time_zone=time_zone)
+    size = chunk or settings.PREPAID_CHARGE_CHUNK
+    accounts: list[int] = []
+    by_account: dict[int, list[_Target]] = defaultdict(list)
+    for target in targets:
+        if target.account_id not in by_account:
+            accounts.append(target.account_id)
+        by_account[target.account_id].append(target)
+    for i in range(0, len(accounts), size):
+        part = [t for a in accounts[i : i + size] for t in by_account[a]]
+        _charge_chunk(
+            part, day=day, start=start, end=end, tz=time_zone, run=run, actor=actor, now=now
+        )
+    return run
+
+
+def _month_to_date(account_ids: list[int], day: dt.date) -> dict[tuple[int, int], int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT account_id, service_point_id, sum(consumption) FROM billing_dailycharge "
+            "WHERE account_id = ANY(%s) AND day >= %s AND day < %s GROUP BY 1, 2",
+            [account_ids, day.replace(day=1), day],
+        )
+        return {(a, sp): int(total) for a, sp, total in cursor.fetchall()}
+
+
+def _charge_chunk(
+    targets: list[_Target],
+    *,
+    day: dt.date,
+    start: dt.datetime,
+    end: dt.datetime,
+    tz: str,
+    run: ChargeRun,
+    actor: Actor,
+    now: dt.datetime,
+) -> None:
+    account_ids = sorted({t.account_id for t in targets})
+    usage = hourly_usage(account_ids=account_ids, start=start, end=end, time_zone=tz)
+    before = _month_to_date(account_ids, day)
+    version_ids = {t.version_id for t in targets if t.version_id is not None}
+    versions = {v.pk: v for v in TariffVersion.objects.filter(pk__in=version_ids)}
+    entries: list[tuple[str, int, str, str]] = []  # key, account, currency, memo
+    postings: list[tuple[str, int, int]] = []  # key, ledger account, amount
+    charges: list[tuple[object, ...]] = []
+    ledgers: dict[tuple[str, str], int] = {}
+
+    def ledger(kind: str, currency: str, key: str = "") -> int:
+        if (kind + key, currency) not in ledgers:
+            ledgers[(kind + key, currency)] = ledger_account_get(
+                kind=kind, currency=currency, key=key
+            ).pk
+        return ledgers[(kind + key, currency)]
+
+    for target in targets:
+        if target.version_id is None:
+            run.without_tariff += 1
+            continue
+        version = versions[target.version_id]
+        hours = usage.get((target.account_id, target.service_point_id), [])
+        priced = price(
+            [Segment(version, target.standing_days, hours)],
+            currency=target.currency,
+            unit=target.unit,
+            month_to_date=before.get((target.account_id, target.service_point_id), 0),
+        )
+        key = f"charge:{target.account_id}:{target.service_point_id}:{day.isoformat()}"
+        if priced.total:
+            entries.append((key, target.account_id, target.currency, f"daily charge {day}"))
+            postings.append((key, target.wallet_ledger_id, priced.total))
+            revenue = ledger(LedgerAccount.Kind.REVENUE, target.currency, target.kind)
+            postings.append((key, revenue, -priced.net))
+            if priced.tax:
+                postings.append((key, ledger(LedgerAccount.Kind.TAX, target.currency), -priced.tax))
+        charges.append(
+            (
+                key if priced.total else None,
+                target.account_id,
+                target.service_point_id,
+                version.pk,
+                sum(h.quantity for h in hours),
+                sum(h.export for h in hours),
+                sum(h.estimated for h in hours),
+                priced.net,
+                priced.tax,
+                priced.total,
+                json.dumps([line.as_json() for line in priced.lines]),
+                target.currency,
+            )
+        )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO billing_journalentry (kind, account_id, currency, memo, idempotency_key,
+                effective_date, created_at, created_by_label)
+            SELECT 'charge', a, c, m, k, %s, %s, %s
+            FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[]) AS t(k, a, c, m)
+            ON CONFLICT (idempotency_key) DO NOTHING
+            RETURNING idempotency_key, id
+            """,
+            [
+                day,
+                now,
+                actor.label[:254],
+                [e[0] for e in entries],
+                [e[1] for e in entries],
+                [e[2] for e in entries],
+                [e[3] for e in entries],
+            ],
+        )
+        entry_ids = dict(cursor.fetchall())
+        mine = [p for p in postings if p[0] in entry_ids]
+        if mine:
+            cursor.execute(
+                "INSERT INTO billing_posting (entry_id, ledger_account_id, amount) "
+                "SELECT e, l, a FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) "
+                "AS t(e, l, a) WHERE a <> 0",
+                [[entry_ids[p[0]] for p in mine], [p[1] for p in mine], [p[2] for p in mine]],
+            )
+        # A charge whose entry another run posted first is that run's to record.
+        rows = [c for c in charges if c[0] is None or c[0] in entry_ids]
+        cursor.execute(
+            """
+            INSERT INTO billing_dailycharge (entry_id, account_id, service_point_id, day,
+                tariff_version_id, consumption, export, estimated, net, tax, total, lines,
+                created_at)
+            SELECT e, a, sp, %s, v, q, x, est, n, tx, tot, l::jsonb, %s
+            FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
+                        %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
+                        %s::text[]) AS t(e, a, sp, v, q, x, est, n, tx, tot, l)
+            ON CONFLICT (account_id, service_point_id, day) DO NOTHING
+            RETURNING total
+            """,
+            [
+                day,
+                now,
+                [entry_ids.get(c[0]) if c[0] else None for c in rows],
+                *([c[i] for c in rows] for i in range(1, 11)),
+            ],
+        )
+        charged = len(cursor.fetchall())
+        run.charged += charged
+        run.already += len(charges) - charged
+        totals: dict[str, int] = defaultdict(int)
+        for c in rows:
+            totals[str(c[11])] += int(c[9])  # type: ignore[call-overload]
+        for currency, total in totals.items():
+            run.totals[currency] = run.totals.get(currency, 0) + total
+        if charged:
+            audit_record(
+                actor=actor,
+                event=AuditEvent.PREPAID_CHARGED,
+                data={
+                    "day": day.isoformat(),
+                    "time_zone": tz,
+                    "charges": charged,
+                    "total": ", ".join(format_minor(v, k) for k, v in sorted(totals.items())),
+                },
+            )
+
+
+def prepaid_charge_due(*, as_of: dt.datetime, actor: Actor) -> list[ChargeRun]:
+    """Charge yesterday for every time zone whose local clock has passed PREPAID_CHARGE_HOUR
+    (so that the night's imports have landed), then queue the disconnections now due."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT a.time_zone FROM tenancy_account a "
+            "JOIN billing_wallet w ON w.account_id = a.id ORDER BY 1"
+        )
+        zones = [row[0] for row in cursor.fetchall()]
+    runs = []
+    for name in zones:
+        local = as_of.astimezone(zoneinfo.ZoneInfo(name))
+        if local.hour < settings.PREPAID_CHARGE_HOUR:
+            continue
+        runs.append(
+            prepaid_charge_day(
+                day=local.date() - dt.timedelta(days=1), time_zone=name, actor=actor, now=as_of
+            )
+        )
+    supply_disconnect_due(as_of=as_of, actor=actor)
+    return runs

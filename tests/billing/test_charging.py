@@ -1,0 +1,123 @@
+"""The daily prepaid charge: priced from the rollups, once per supply and day."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from billing.models import DailyCharge, JournalEntry, Posting, TariffAssignment
+from billing.services.charging import prepaid_charge_day, prepaid_charge_due
+from meters.services import supply_start, supply_update
+from tests.billing.helpers import hours, make_tariff, supplied
+from tests.factories import SYSTEM, make_account
+
+pytestmark = pytest.mark.django_db
+TZ = "Asia/Taipei"  # UTC+8, no DST
+DAY = dt.date(2026, 5, 4)  # a Monday
+MIDNIGHT = dt.datetime(2026, 5, 3, 16, 0, tzinfo=dt.UTC)  # 00:00 local on DAY
+NOW = dt.datetime(2026, 5, 5, 0, 0, tzinfo=dt.UTC)
+
+
+def _charge() -> object:
+    return prepaid_charge_day(day=DAY, time_zone=TZ, actor=SYSTEM, now=NOW)
+
+
+def test_a_flat_day_is_charged_once_and_moves_the_balance() -> None:
+    account, sp, wallet = supplied()
+    hours(account, sp, MIDNIGHT, [1000] * 24)  # 24 kWh
+    run = _charge()
+    charge = DailyCharge.objects.get()
+    # 24 kWh x 2.5 = 60.00, standing 10.00, tax 5 % of 70.00 = 3.50
+    assert (charge.net, charge.tax, charge.total) == (7000, 350, 7350)
+    assert charge.consumption == 24_000
+    wallet.refresh_from_db()
+    assert wallet.balance == -7350
+    assert sum(Posting.objects.values_list("amount", flat=True)) == 0
+    assert run.charged == 1  # type: ignore[attr-defined]
+    again = _charge()
+    assert (again.charged, DailyCharge.objects.count(), JournalEntry.objects.count()) == (0, 1, 1)  # type: ignore[attr-defined]
+    wallet.refresh_from_db()
+    assert wallet.balance == -7350
+
+
+def test_hours_outside_the_local_day_and_other_accounts_are_not_charged() -> None:
+    account, sp, _ = supplied()
+    other, other_sp, _ = supplied()
+    hours(account, sp, MIDNIGHT - dt.timedelta(hours=2), [5000] * 28)  # 2 h before, 2 h after
+    hours(other, other_sp, MIDNIGHT, [9999] * 24)
+    _charge()
+    charge = DailyCharge.objects.get(account=account)
+    assert charge.consumption == 24 * 5000
+
+
+def test_tiers_count_the_month_to_date_across_days() -> None:
+    tiered = {
+        "type": "tiered",
+        "tiers": [{"up_to": "30", "rate": "1"}, {"up_to": None, "rate": "3"}],
+    }
+    account, sp, _ = supplied(tariff=make_tariff(tiered, standing="0", tax="0"))
+    first = MIDNIGHT - dt.timedelta(days=1)
+    hours(account, sp, first, [1000] * 24)  # 24 kWh on 3 May, all in tier 1
+    prepaid_charge_day(day=DAY - dt.timedelta(days=1), time_zone=TZ, actor=SYSTEM, now=NOW)
+    hours(account, sp, MIDNIGHT, [1000] * 24)  # 24 kWh on 4 May: 6 in tier 1, 18 in tier 2
+    _charge()
+    charge = DailyCharge.objects.get(day=DAY)
+    assert charge.total == 6 * 100 + 18 * 300
+    assert [line["band"] for line in charge.lines] == ["0-30", "30+"]
+
+
+def test_time_of_use_bands_follow_the_local_clock() -> None:
+    tou = {
+        "type": "tou",
+        "bands": [
+            {"name": "peak", "days": "all", "from": 8, "to": 22, "rate": "4"},
+            {"name": "off-peak", "days": "all", "from": 22, "to": 8, "rate": "1"},
+        ],
+    }
+    account, sp, _ = supplied(tariff=make_tariff(tou, standing="0", tax="0"))
+    hours(account, sp, MIDNIGHT, [1000] * 24)
+    _charge()
+    charge = DailyCharge.objects.get()
+    # 14 peak hours (08-22 local) and 10 off-peak
+    assert charge.total == 14 * 400 + 10 * 100
+
+
+def test_on_a_move_day_the_standing_charge_is_paid_once_by_the_leaving_occupant() -> None:
+    leaving, sp, _ = supplied()
+    supply = leaving_supply = sp.supplies.get()
+    move = MIDNIGHT + dt.timedelta(hours=12)
+    supply_update(supply=leaving_supply, changes={"end": move}, actor=SYSTEM)
+    arriving, _, _ = supplied(make_account())  # a wallet for the newcomer
+    supply_start(account=arriving, service_point=sp, start=move, actor=SYSTEM)
+    TariffAssignment.objects.create(
+        account=arriving, service_point=sp, tariff=make_tariff(), valid_from=DAY
+    )
+    hours(leaving, sp, MIDNIGHT, [1000] * 12)
+    hours(arriving, sp, move, [2000] * 12)
+    _charge()
+    by_account = {c.account_id: c for c in DailyCharge.objects.filter(service_point=sp)}
+    assert by_account[leaving.pk].consumption == 12_000
+    assert by_account[arriving.pk].consumption == 24_000
+    assert [line["kind"] for line in by_account[leaving.pk].lines].count("standing") == 1
+    assert "standing" not in [line["kind"] for line in by_account[arriving.pk].lines]
+    assert supply.pk
+
+
+def test_an_account_without_a_tariff_is_reported_not_charged() -> None:
+    account, sp, _ = supplied()
+    TariffAssignment.objects.filter(account=account).delete()
+    hours(account, sp, MIDNIGHT, [1000] * 24)
+    run = _charge()
+    assert (run.charged, run.without_tariff) == (0, 1)  # type: ignore[attr-defined]
+    assert not DailyCharge.objects.exists()
+
+
+def test_the_due_run_charges_yesterday_only_after_the_charge_hour() -> None:
+    account, sp, _ = supplied()
+    hours(account, sp, MIDNIGHT, [1000] * 24)
+    early = dt.datetime(2026, 5, 4, 20, 0, tzinfo=dt.UTC)  # 04:00 local on 5 May
+    assert prepaid_charge_due(as_of=early, actor=SYSTEM) == []
+    later = dt.datetime(2026, 5, 4, 23, 0, tzinfo=dt.UTC)  # 07:00 local
+    (run,) = prepaid_charge_due(as_of=later, actor=SYSTEM)
+    assert (run.day, run.charged) == (DAY, 1)
