@@ -40,6 +40,7 @@ from portal.lib.money import MoneyError, parse_decimal, to_minor
 
 BASE_PER_UNIT = 1000
 WEEKDAYS, WEEKENDS, ALL_DAYS = "weekdays", "weekends", "all"
+WEEKEND_START = 5  # date.weekday() of Saturday
 
 
 class TariffError(ValueError):
@@ -65,7 +66,7 @@ class Band:
     rate: Decimal
 
     def covers(self, weekday: int, hour: int) -> bool:
-        weekend = weekday >= 5
+        weekend = weekday >= WEEKEND_START
         if (self.days == WEEKDAYS and weekend) or (self.days == WEEKENDS and not weekend):
             return False
         if self.start < self.end:
@@ -81,12 +82,11 @@ class Plan:
     tiers: tuple[Tier, ...] = ()
     bands: tuple[Band, ...] = ()
     season: str = ""
+    # The band of each hour of a weekday (0-23) and of a weekend day (24-47).
+    slots: tuple[Band, ...] = ()
 
     def band_for(self, local: dt.datetime) -> Band:
-        for band in self.bands:
-            if band.covers(local.weekday(), local.hour):
-                return band
-        raise TariffError("no band covers this hour")  # excluded by parse_structure
+        return self.slots[(24 if local.weekday() >= WEEKEND_START else 0) + local.hour]
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,12 @@ def _plan(raw: Any, season: str, where: str) -> Plan:  # noqa: PLR0912, PLR0915
                 if n != 1:
                     problem = "no band" if n == 0 else f"{n} bands"
                     raise TariffError(f"{where}: {problem} at {hour:02d}:00 on {day}")
-        return Plan(bands=tuple(bands), season=season)
+        slots = tuple(
+            next(b for b in bands if _covers_full(b, weekday, hour))
+            for weekday in (0, WEEKEND_START)
+            for hour in range(24)
+        )
+        return Plan(bands=tuple(bands), season=season, slots=slots)
     raise TariffError(f"{where}: type must be flat, tiered, tou or seasonal")
 
 
@@ -310,7 +315,68 @@ def _structure_of(version: VersionLike) -> Structure:
     return parsed
 
 
-def price(  # noqa: PLR0912
+@dataclass
+class _Totals:
+    """What the hours add up to, before rounding: per (version, season, band/tier, rate)."""
+
+    buckets: dict[tuple[Any, str, str, Decimal], list[int]] = field(default_factory=dict)
+    order: list[tuple[Any, str, str, Decimal]] = field(default_factory=list)
+    standing: list[tuple[VersionLike, int]] = field(default_factory=list)
+    exports: dict[Any, list[Any]] = field(default_factory=dict)
+    versions: dict[Any, VersionLike] = field(default_factory=dict)
+
+
+def _accumulate(segments: Iterable[Segment], month_to_date: int) -> _Totals:  # noqa: PLR0912
+    totals = _Totals()
+    buckets, order, standing = totals.buckets, totals.order, totals.standing
+    exports, versions = totals.exports, totals.versions
+    cumulative = month_to_date
+    month: tuple[int, int] | None = None
+    for segment in segments:
+        version = segment.version
+        version_pk = version.pk
+        versions[version_pk] = version
+        structure = _structure_of(version)
+        if segment.days and version.standing_charge:
+            standing.append((version, segment.days))
+        plan_for: tuple[int, int] | None = None
+        plan = structure.plans_by_month[1]
+        for usage in segment.hours:
+            local = usage.start
+            ym = (local.year, local.month)
+            if ym != month:
+                if month is not None:
+                    cumulative = 0
+                month = ym
+            if ym != plan_for:
+                plan, plan_for = structure.plans_by_month[local.month], ym
+            if usage.export:
+                exports.setdefault(version_pk, [version, 0])[1] += usage.export
+            quantity_in = usage.quantity
+            if not quantity_in:
+                continue
+            if plan.tiers:
+                parts = _split(plan, local, cumulative, quantity_in)
+            elif plan.rate is not None:
+                parts = [("", plan.rate, quantity_in)]
+            else:
+                band = plan.slots[(24 if local.weekday() >= WEEKEND_START else 0) + local.hour]
+                parts = [(band.name, band.rate, quantity_in)]
+            for label, rate, quantity in parts:
+                key = (version_pk, plan.season, label, rate)
+                bucket = buckets.get(key)
+                if bucket is None:
+                    bucket = buckets[key] = [0, 0]
+                    order.append(key)
+                bucket[0] += quantity
+                if usage.estimated:
+                    # Estimated share, in proportion (floor): shown, not priced apart.
+                    bucket[1] += usage.estimated * quantity // quantity_in
+            cumulative += quantity_in
+    return totals
+
+
+def price(
     segments: Iterable[Segment],
     *,
     currency: str,
@@ -322,39 +388,9 @@ def price(  # noqa: PLR0912
     `month_to_date` is the consumption of the calendar month before the first hour, in base
     units (for tiers); the tier count restarts at each new local month.
     """
-    # (version, season, band or tier label, rate) -> [quantity, estimated]
-    buckets: dict[tuple[Any, str, str, Decimal], list[int]] = {}
-    order: list[tuple[Any, str, str, Decimal]] = []
-    standing: list[tuple[VersionLike, int]] = []
-    exports: dict[Any, list[Any]] = {}
-    versions: dict[Any, VersionLike] = {}
-    cumulative = month_to_date
-    month: tuple[int, int] | None = None
-    for segment in segments:
-        version = segment.version
-        versions[version.pk] = version
-        structure = _structure_of(version)
-        if segment.days and version.standing_charge:
-            standing.append((version, segment.days))
-        for usage in segment.hours:
-            local = usage.start
-            if month is not None and (local.year, local.month) != month:
-                cumulative = 0
-            month = (local.year, local.month)
-            plan = structure.plans_by_month[local.month]
-            if usage.export:
-                exports.setdefault(version.pk, [version, 0])[1] += usage.export
-            if not usage.quantity:
-                continue
-            for label, rate, quantity in _split(plan, local, cumulative, usage.quantity):
-                key = (version.pk, plan.season, label, rate)
-                if key not in buckets:
-                    buckets[key] = [0, 0]
-                    order.append(key)
-                buckets[key][0] += quantity
-                # Estimated share, in proportion (floor): shown, not priced apart.
-                buckets[key][1] += usage.estimated * quantity // usage.quantity
-            cumulative += usage.quantity
+    totals = _accumulate(segments, month_to_date)
+    buckets, order, standing = totals.buckets, totals.order, totals.standing
+    exports, versions = totals.exports, totals.versions
     result = Priced()
     for key in order:
         version_pk, season, label, rate = key

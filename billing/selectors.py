@@ -41,28 +41,36 @@ def hourly_usage(
     rollups. Hours come back in time order, their start in `time_zone`; one query for all.
     """
     zone = zoneinfo.ZoneInfo(time_zone)
-    found: dict[tuple[int, int], dict[dt.datetime, list[int]]] = defaultdict(dict)
+    found: dict[tuple[int, int], dict[int, list[int]]] = defaultdict(dict)
     with connection.cursor() as cursor:
+        # Hours as epoch seconds: every account of a time zone shares the same hours, so each
+        # is turned into a local datetime once, not once per row (measured: parsing 240k
+        # timestamps took longer than pricing them).
         cursor.execute(
             """
-            SELECT account_id, service_point_id, hour, direction, consumption, estimated
+            SELECT account_id, service_point_id, extract(epoch FROM hour)::bigint, direction,
+                   consumption, estimated
             FROM meters_rolluphourly
             WHERE account_id = ANY(%s) AND hour >= %s AND hour < %s
             ORDER BY account_id, service_point_id, hour
             """,
             [list(account_ids), start, end],
         )
-        for account_id, sp_id, hour, direction, consumption, estimated in cursor.fetchall():
-            slot = found[(account_id, sp_id)].setdefault(hour, [0, 0, 0])
+        for account_id, sp_id, epoch, direction, consumption, estimated in cursor.fetchall():
+            slot = found[(account_id, sp_id)].setdefault(epoch, [0, 0, 0])
             if direction == Direction.EXPORT:
                 slot[2] += consumption
             else:
                 slot[0] += consumption
                 slot[1] += estimated
-    return {
-        key: [
-            HourUsage(hour.astimezone(zone), quantity, estimated, export)
-            for hour, (quantity, estimated, export) in hours.items()
-        ]
-        for key, hours in found.items()
-    }
+    local: dict[int, dt.datetime] = {}
+    result: dict[tuple[int, int], list[HourUsage]] = {}
+    for key, hours in found.items():
+        usage = []
+        for epoch, (quantity, estimated, export) in hours.items():
+            start_local = local.get(epoch)
+            if start_local is None:
+                start_local = local[epoch] = dt.datetime.fromtimestamp(epoch, zone)
+            usage.append(HourUsage(start_local, quantity, estimated, export))
+        result[key] = usage
+    return result
