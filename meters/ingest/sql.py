@@ -436,10 +436,16 @@ FROM (
       ON mi.service_point_id = x.sp AND mi.installed_at < x.h_hi
      AND (mi.removed_at IS NULL OR mi.removed_at > x.h_lo)
     JOIN meters_register r ON r.meter_id = mi.meter_id AND r.direction = x.direction
-    JOIN meters_reading e
-      ON e.register_id = r.id AND e.ts > x.h_lo AND e.start_ts < x.h_hi
-     AND e.delta IS NOT NULL AND e.start_ts IS NOT NULL
-     AND e.ts > mi.installed_at AND (mi.removed_at IS NULL OR e.ts <= mi.removed_at)
+    -- LATERAL with OFFSET 0: an index range scan from the range's start for each register,
+    -- pruning older partitions at run time. As a join the planner kept only register_id as
+    -- the index condition and read each register's whole history (65 s a chunk with a year).
+    CROSS JOIN LATERAL (
+        SELECT e.register_id, e.ts, e.start_ts, e.delta, e.quality
+        FROM meters_reading e
+        WHERE e.register_id = r.id AND e.ts > greatest(x.h_lo, mi.installed_at)
+          AND e.start_ts < x.h_hi AND e.delta IS NOT NULL AND e.start_ts IS NOT NULL
+          AND (mi.removed_at IS NULL OR e.ts <= mi.removed_at)
+        OFFSET 0) e
     CROSS JOIN LATERAL (
         SELECT h AS hour,
                greatest(e.start_ts, h) AS piece_start,
