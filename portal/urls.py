@@ -21,6 +21,7 @@ urlpatterns = [
     path("", include("portal.tenancy.urls")),
     path("", include("portal.audit.urls")),
     path("", include("meters.urls")),
+    path("", include("billing.urls")),
 ]
 
 handler403 = "portal.errors.permission_denied"

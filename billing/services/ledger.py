@@ -81,7 +81,9 @@ def wallet_update(*, wallet: Wallet, emergency_credit: int, actor: Actor) -> Wal
     """
     if emergency_credit < 0:
         raise LedgerError("emergency credit cannot be negative")
-    locked = Wallet.objects.select_for_update().select_related("account").get(pk=wallet.pk)
+    locked = (
+        Wallet.objects.select_for_update(of=("self",)).select_related("account").get(pk=wallet.pk)
+    )
     before = locked.emergency_credit
     locked.emergency_credit = emergency_credit
     locked.save(update_fields=["emergency_credit", "updated_at"])

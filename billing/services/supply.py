@@ -101,7 +101,11 @@ def supply_disconnect_due(*, as_of: dt.datetime, actor: Actor) -> int:
     done = 0
     for wallet_id in candidates:
         with transaction.atomic():
-            wallet = Wallet.objects.select_for_update().select_related("account").get(pk=wallet_id)
+            wallet = (
+                Wallet.objects.select_for_update(of=("self",))
+                .select_related("account")
+                .get(pk=wallet_id)
+            )
             if wallet.disconnected_at is not None or wallet.balance >= -wallet.emergency_credit:
                 continue  # topped up or handled meanwhile
             local = as_of.astimezone(zoneinfo.ZoneInfo(wallet.account.time_zone))
@@ -131,7 +135,9 @@ def supply_disconnect_due(*, as_of: dt.datetime, actor: Actor) -> int:
 def supply_reconnect_if_restored(*, wallet_id: int, actor: Actor, as_of: dt.datetime) -> bool:
     """Queue reconnection if the wallet was disconnected and its balance is back above the
     limit; call it inside the transaction that credited the wallet. Returns whether it did."""
-    wallet = Wallet.objects.select_for_update().select_related("account").get(pk=wallet_id)
+    wallet = (
+        Wallet.objects.select_for_update(of=("self",)).select_related("account").get(pk=wallet_id)
+    )
     if wallet.disconnected_at is None or wallet.balance < -wallet.emergency_credit:
         return False
     balance = format_minor(wallet.balance, wallet.currency)

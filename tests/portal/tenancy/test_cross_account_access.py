@@ -81,6 +81,22 @@ def _api_key_id(world: World, kind: str) -> uuid.UUID:
     return api_key.public_id
 
 
+def _topup_id(world: World, kind: str) -> uuid.UUID:
+    from billing.services.ledger import wallet_create
+    from billing.services.topups import topup_checkout_start, topup_create
+
+    wallet_create(account=world.account_a, actor=SYSTEM)
+    topup, _new = topup_create(
+        account=world.account_a,
+        amount=500,
+        idempotency_key=str(uuid.uuid4()),
+        actor=SYSTEM,
+        now=timezone.now(),
+    )
+    topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, now=timezone.now())
+    return topup.public_id
+
+
 URL_KWARG_FACTORIES: dict[str, Callable[[World, str], uuid.UUID]] = {
     "account_id": lambda world, kind: world.account_a.public_id,
     "org_id": lambda world, kind: world.group.public_id,
@@ -88,6 +104,7 @@ URL_KWARG_FACTORIES: dict[str, Callable[[World, str], uuid.UUID]] = {
     "invitation_id": _invitation_id,
     "batch_id": _batch_id,
     "api_key_id": _api_key_id,
+    "topup_id": _topup_id,
 }
 
 

@@ -31,6 +31,9 @@ PUBLIC_VIEWS = frozenset(
         # Machine endpoint of the utility's ChirpStack: the shared secret is the credential;
         # it only queues messages for an import and answers nothing tenant-specific.
         "meters.views.ChirpStackIntegrationView",
+        # Payment providers' webhooks: the provider's signature is the credential; it only
+        # settles the top-up the signed event names and answers nothing tenant-specific.
+        "billing.views.PaymentWebhookView",
     }
 )
 # The staff admin guards itself (is_staff, MFA, Django permissions): not a customer view.

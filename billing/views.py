@@ -1,0 +1,214 @@
+"""Portal pages of top-ups, the sandbox provider's checkout page, and the payment webhooks.
+
+A resident with `billing:topup` starts a top-up on the account's top-up page, pays on the
+provider's checkout page (for the sandbox, a page of this app), and lands on the receipt,
+which shows the outcome and the new balance. The webhook endpoint is public: the provider's
+signature is the credential, and it answers nothing tenant-specific.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from billing.forms import TopUpForm
+from billing.models import TopUp
+from billing.payments.base import ProviderError, ProviderUnavailable
+from billing.payments.providers import provider_get
+from billing.payments.sandbox import SandboxProvider, webhook_post
+from billing.payments.selectors import topup_for_account, topups_for_account
+from billing.selectors import wallet_for_account
+from billing.services.topups import (
+    TopUpError,
+    topup_check,
+    topup_checkout_start,
+    topup_create,
+    webhook_receive,
+)
+from portal.lib.money import format_minor
+from portal.tenancy.scopes import Scope
+from portal.tenancy.views.base import AccountView
+
+WEBHOOK_MAX_BODY = 64 * 1024
+_TOPUP = {"POST": Scope.BILLING_TOPUP}
+
+
+def _receipt_url(account_id: uuid.UUID, topup: TopUp) -> str:
+    return reverse(
+        "billing:topup_receipt", kwargs={"account_id": account_id, "topup_id": topup.public_id}
+    )
+
+
+class TopUpView(AccountView):
+    """The account's balance, a top-up form and the latest top-ups."""
+
+    required_scope = Scope.BILLING_TOPUP
+    method_scopes = _TOPUP
+    template_name = "billing/topup.html"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self._page(None)
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        wallet = wallet_for_account(account_id=self.account.pk)
+        if wallet is None:
+            return self._page(None, status=400)
+        form = TopUpForm(request.POST, currency=wallet.currency)
+        if form.is_valid():
+            now = timezone.now()
+            try:
+                topup, _new = topup_create(
+                    account=self.account,
+                    amount=form.minor,
+                    idempotency_key=form.cleaned_data["idempotency_key"],
+                    actor=self.actor(),
+                    now=now,
+                )
+                topup, checkout_url = topup_checkout_start(topup=topup, actor=self.actor(), now=now)
+            except TopUpError as error:
+                form.add_error(None, str(error.message))
+            else:
+                return HttpResponseRedirect(
+                    checkout_url or _receipt_url(self.account.public_id, topup)
+                )
+        return self._page(form, status=400)
+
+    def _page(self, form: TopUpForm | None, status: int = 200) -> HttpResponse:
+        wallet = wallet_for_account(account_id=self.account.pk)
+        if wallet is not None and form is None:
+            form = TopUpForm(currency=wallet.currency)
+        topups = topups_for_account(account_id=self.account.pk)[:10]
+        context = self.get_context_data(
+            wallet=wallet,
+            balance=format_minor(wallet.balance, wallet.currency) if wallet else None,
+            form=form,
+            topups=[(t, format_minor(t.amount, t.currency)) for t in topups],
+        )
+        return self.render_to_response(context, status=status)
+
+
+class TopUpReceiptView(AccountView):
+    """One top-up: its status and, once paid, the new balance. While the outcome is open, a
+    payer may ask the provider again (POST)."""
+
+    required_scope = Scope.BILLING_READ
+    method_scopes = _TOPUP
+    template_name = "billing/receipt.html"
+
+    def post(
+        self, request: HttpRequest, *args: Any, topup_id: uuid.UUID, **kwargs: Any
+    ) -> HttpResponse:
+        topup = topup_for_account(account_id=self.account.pk, public_id=topup_id)
+        if topup is None:
+            raise Http404
+        topup_check(topup=topup, actor=self.actor(), now=timezone.now())
+        return HttpResponseRedirect(_receipt_url(self.account.public_id, topup))
+
+    def get(
+        self, request: HttpRequest, *args: Any, topup_id: uuid.UUID, **kwargs: Any
+    ) -> HttpResponse:
+        topup = topup_for_account(account_id=self.account.pk, public_id=topup_id)
+        if topup is None:
+            raise Http404
+        wallet = wallet_for_account(account_id=self.account.pk)
+        return self.render_to_response(
+            self.get_context_data(
+                topup=topup,
+                amount=format_minor(topup.amount, topup.currency),
+                balance=format_minor(wallet.balance, wallet.currency) if wallet else None,
+                waiting=topup.status in (TopUp.Status.PENDING, TopUp.Status.UNKNOWN),
+            )
+        )
+
+
+class SandboxCheckoutView(AccountView):
+    """The sandbox provider's checkout page: "Pay" or "Decline", nothing real is charged.
+
+    On submit the server (never the browser) sends the sandbox's signed webhook: to the
+    portal's own endpoint over HTTP when PAYMENT_SANDBOX_DELIVERY is "http" (as a real
+    provider would), else, or when that does not answer, handled in-process. Either way it
+    goes through the same verification and deduplication.
+    """
+
+    required_scope = Scope.BILLING_TOPUP
+    method_scopes = _TOPUP
+    template_name = "billing/checkout.html"
+
+    def get(
+        self, request: HttpRequest, *args: Any, topup_id: uuid.UUID, **kwargs: Any
+    ) -> HttpResponse:
+        topup = self._topup(topup_id)
+        if topup.status != TopUp.Status.PENDING:
+            return HttpResponseRedirect(_receipt_url(self.account.public_id, topup))
+        return self.render_to_response(
+            self.get_context_data(topup=topup, amount=format_minor(topup.amount, topup.currency))
+        )
+
+    def post(
+        self, request: HttpRequest, *args: Any, topup_id: uuid.UUID, **kwargs: Any
+    ) -> HttpResponse:
+        topup = self._topup(topup_id)
+        provider = self._provider()
+        now = timezone.now()
+        try:
+            body, headers = provider.checkout_complete(
+                reference=topup.public_id, paid=request.POST.get("action") == "pay", now=now
+            )
+        except ProviderError:
+            return HttpResponseRedirect(_receipt_url(self.account.public_id, topup))
+        delivered = False
+        if settings.PAYMENT_SANDBOX_DELIVERY == "http":
+            url = settings.PORTAL_BASE_URL.rstrip("/") + reverse(
+                "billing:payment_webhook", kwargs={"provider": provider.name}
+            )
+            delivered = webhook_post(url=url, body=body, headers=headers, timeout=5.0)
+        if not delivered:
+            webhook_receive(provider=provider, body=body, headers=headers, now=now)
+        return HttpResponseRedirect(_receipt_url(self.account.public_id, topup))
+
+    def _topup(self, topup_id: uuid.UUID) -> TopUp:
+        topup = topup_for_account(account_id=self.account.pk, public_id=topup_id)
+        if topup is None or topup.provider != SandboxProvider.name:
+            raise Http404
+        return topup
+
+    def _provider(self) -> SandboxProvider:
+        try:
+            provider = provider_get(SandboxProvider.name)
+        except ProviderUnavailable:
+            raise Http404 from None
+        if not isinstance(provider, SandboxProvider):
+            raise Http404
+        return provider
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class PaymentWebhookView(View):
+    """POST /payments/webhooks/<provider>/: a payment provider's event.
+
+    Public and CSRF-exempt: the provider's signature is the credential (checked by the
+    service after the raw body is stored). Unknown or unconfigured providers answer 404.
+    """
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, provider: str) -> HttpResponse:
+        try:
+            found = provider_get(provider)
+        except ProviderUnavailable:
+            raise Http404 from None
+        if int(request.headers.get("Content-Length") or 0) > WEBHOOK_MAX_BODY:
+            return JsonResponse({"error": _("The event is larger than 64 KiB.")}, status=413)
+        outcome = webhook_receive(
+            provider=found, body=request.body, headers=request.headers, now=timezone.now()
+        )
+        return JsonResponse({"result": outcome.result}, status=outcome.status)
