@@ -19,6 +19,21 @@ def test_every_event_lies_in_its_domain_range() -> None:
         "users": ("user.",),
         "auth": ("auth.",),
         "meters": ("import.", "reading.", "meter_event.", "meter_command.", "supply.", "fleet."),
+        "billing": (
+            "wallet.",
+            "prepaid.",
+            "ledger.",
+            "supply.",
+            "topup.",
+            "bill.",
+            "bill_run.",
+            "bill_notice.",
+            "shortage.",
+            "warning_policy.",
+            "notification_preference.",
+            "tariff.",
+            "holiday.",
+        ),
     }
     for event, spec in AUDIT_EVENTS.items():
         domain = next(d for d, r in DOMAIN_RANGES.items() if event.value in r)
