@@ -42,6 +42,7 @@ from portal.tenancy.roles import Role
 from portal.tenancy.services import account_create, membership_create, organisation_create
 from portal.users.models import User
 from portal.users.services import user_create
+from portal.web.demo_billing import DemoBilling, demo_billing_load
 
 DEMO_PASSWORD = "demo-portal-2026"  # noqa: S105 - printed for the demo; never used elsewhere
 
@@ -111,6 +112,7 @@ class DemoReadings:
 class DemoResult:
     created: int = 0
     logins: list[tuple[str, str, str]] = field(default_factory=list)  # (email, password, what)
+    billing: DemoBilling | None = None
     readings: DemoReadings | None = None
 
 
@@ -178,13 +180,17 @@ def demo_seed(
     """
     result = _demo_people(actor=actor)
     if readings:
+        as_of = as_of or timezone.now()
         accounts = {a.number: a for a in Account.objects.filter(number__in=DEMO_METERS)}
         result.readings = demo_readings_load(
+            accounts=accounts, actor=actor, as_of=as_of, days=days, result=result
+        )
+        result.billing = demo_billing_load(
             accounts=accounts,
+            group=Organisation.objects.filter(name=GROUP, parent__isnull=True).first(),
             actor=actor,
-            as_of=as_of or timezone.now(),
-            days=days,
-            result=result,
+            as_of=as_of,
+            time_zone=TIME_ZONE,
         )
     return result
 

@@ -107,3 +107,24 @@ def test_every_demo_account_sees_daily_consumption_for_the_whole_period() -> Non
     assert Reading.objects.filter(quality=Quality.ESTIMATED).exists()
     assert Reading.objects.filter(quality=Quality.SUSPECT).exists()
     assert Supply.objects.count() == ServicePoint.objects.count()
+
+
+def test_the_demo_has_tariffs_wallets_top_ups_and_charges() -> None:
+    from billing.models import DailyCharge, Posting, TariffAssignment, TopUp, Wallet
+
+    out = StringIO()
+    call_command("seed_demo", "--days", "4", stdout=out)
+    for supply in Supply.objects.all():
+        assert TariffAssignment.objects.filter(
+            account=supply.account, service_point=supply.service_point
+        ).exists()
+    prepaid = Account.objects.filter(payment_mode="prepaid")
+    assert Wallet.objects.count() == prepaid.count() > 0
+    assert TopUp.objects.filter(status="succeeded").exists()
+    assert DailyCharge.objects.filter(total__gt=0).exists()
+    assert sum(Posting.objects.values_list("amount", flat=True)) == 0
+    for wallet in Wallet.objects.all():
+        postings = Posting.objects.filter(ledger_account=wallet.ledger_account)
+        assert wallet.balance == -sum(p.amount for p in postings)
+    assert "Billing:" in out.getvalue()
+    assert audit_chain_verify().ok

@@ -48,6 +48,13 @@ class Command(BaseCommand):
             )
             if readings.failed:
                 self.stderr.write(f"{readings.failed} import batch(es) failed.")
+        billing = result.billing
+        if billing is not None:
+            self.stdout.write(
+                f"Billing: {billing.tariffs} tariffs; {billing.topups} top-ups, "
+                f"{billing.charges} daily charges, {billing.bills} bills and "
+                f"{billing.warnings} shortage warnings added."
+            )
         width = max(len(email) for email, _, _ in result.logins)
         self.stdout.write("Logins (all with the same demo password):")
         for email, password, what in result.logins:

@@ -1,0 +1,234 @@
+"""Demo billing for `make run`: tariffs, wallets with top-ups and daily charges, warnings and
+the postpaid accounts' bills, all made through the billing services like everything else.
+
+Idempotent: tariffs are found by code, assignments and wallets by account, top-ups by their
+idempotency key, charges by day and bills by period, so a second run adds only what the newer
+readings allow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from billing.models import Tariff, TariffAssignment, TariffVersion, Wallet
+from billing.services.charging import prepaid_charge_day
+from billing.services.ledger import wallet_create
+from billing.services.tariffs import tariff_assign, tariff_save, tariff_version_save
+from billing.services.topups import topup_create, topup_settle_paid
+from billing.services.warnings import shortage_warnings_run
+from meters.models import Supply
+from portal.audit.actors import Actor
+from portal.tenancy.models import Account, Organisation
+
+CHARGE_DAYS = 60  # days of prepaid charges up to yesterday
+EMERGENCY_CREDIT = 300_00  # minor units of TWD
+
+_SUMMER = [6, 7, 8, 9]
+_OTHER = [1, 2, 3, 4, 5, 10, 11, 12]
+
+
+def _tiers(rates: list[str]) -> dict[str, Any]:
+    bounds = ["120", "330", "500", "700", "1000", None]
+    return {
+        "type": "tiered",
+        "tiers": [{"up_to": b, "rate": r} for b, r in zip(bounds, rates, strict=True)],
+    }
+
+
+# code: (name, kind, unit, contract of the group?, standing/day, export rate, structure)
+TARIFFS: dict[str, tuple[str, str, str, bool, str, str | None, dict[str, Any]]] = {
+    "demo-home-electricity": (
+        "Residential electricity (seasonal blocks)",
+        "electricity",
+        "kWh",
+        False,
+        "0",
+        "4.5",
+        {
+            "type": "seasonal",
+            "seasons": [
+                {
+                    "name": "summer",
+                    "months": _SUMMER,
+                    "structure": _tiers(["1.68", "2.45", "3.70", "5.04", "6.24", "8.46"]),
+                },
+                {
+                    "name": "non-summer",
+                    "months": _OTHER,
+                    "structure": _tiers(["1.68", "2.16", "3.03", "4.14", "5.07", "6.63"]),
+                },
+            ],
+        },
+    ),
+    "demo-business-tou": (
+        "Harbour Holdings business time-of-use (contract)",
+        "electricity",
+        "kWh",
+        True,
+        "120",
+        None,
+        {
+            "type": "tou",
+            "bands": [
+                {"name": "peak", "days": "weekdays", "from": 9, "to": 24, "rate": "5.10"},
+                {"name": "off-peak", "days": "weekdays", "from": 0, "to": 9, "rate": "2.20"},
+                {"name": "weekend", "days": "weekends", "from": 0, "to": 24, "rate": "2.20"},
+            ],
+        },
+    ),
+    "demo-water": (
+        "Water (blocks)",
+        "water",
+        "m3",
+        False,
+        "2",
+        None,
+        {
+            "type": "tiered",
+            "tiers": [
+                {"up_to": "10", "rate": "10"},
+                {"up_to": "30", "rate": "12"},
+                {"up_to": "50", "rate": "14"},
+                {"up_to": None, "rate": "15"},
+            ],
+        },
+    ),
+    "demo-gas": ("Gas", "gas", "m3", False, "5", None, {"type": "flat", "rate": "18.5"}),
+}
+# Top-ups (days before today, TWD): a low one for flat 2A, whose credit runs short.
+TOPUPS: dict[str, list[tuple[int, int]]] = {
+    "HR-0101": [(60, 1500), (30, 1500)],
+    "HR-0102": [(60, 1200), (30, 1200)],
+    "HR-0201": [(60, 1500)],
+    "RH-0001": [(60, 2000), (28, 2000)],
+    "RH-0003": [(60, 1200), (32, 1200), (5, 800)],
+}
+
+
+@dataclass
+class DemoBilling:
+    tariffs: int = 0
+    charges: int = 0
+    topups: int = 0
+    bills: int = 0
+    warnings: int = 0
+
+
+def _tariffs(group: Organisation | None, first_day: dt.date, actor: Actor) -> dict[str, Tariff]:
+    found = {t.code: t for t in Tariff.objects.filter(code__in=TARIFFS)}
+    for code, (name, kind, unit, contract, standing, export, structure) in TARIFFS.items():
+        if code in found:
+            continue
+        tariff = tariff_save(
+            instance=Tariff(
+                code=code,
+                name=name,
+                kind=kind,
+                currency="TWD",
+                quantity_unit=unit,
+                organisation=group if contract else None,
+            ),
+            actor=actor,
+        )
+        tariff_version_save(
+            instance=TariffVersion(
+                tariff=tariff,
+                valid_from=first_day,
+                standing_charge=Decimal(standing),
+                tax_rate=Decimal("0.05"),
+                export_rate=Decimal(export) if export else None,
+                structure=structure,
+            ),
+            actor=actor,
+        )
+        found[code] = tariff
+    return found
+
+
+def _tariff_for(account: Account, kind: str, tariffs: dict[str, Tariff]) -> Tariff:
+    if kind == "electricity":
+        business = account.number.startswith("HC-")
+        return tariffs["demo-business-tou" if business else "demo-home-electricity"]
+    return tariffs[f"demo-{kind}"]
+
+
+def demo_billing_load(
+    *,
+    accounts: dict[str, Account],
+    group: Organisation | None,
+    actor: Actor,
+    as_of: dt.datetime,
+    time_zone: str,
+) -> DemoBilling:
+    """Tariffs and assignments for every demo supply, wallets, top-ups and charges for the
+    prepaid accounts over the last CHARGE_DAYS days, then the shortage warnings of today."""
+    zone = zoneinfo.ZoneInfo(time_zone)
+    today = as_of.astimezone(zone).date()
+    result = DemoBilling()
+    supplies = list(
+        Supply.objects.filter(account__in=list(accounts.values())).select_related(
+            "service_point", "account"
+        )
+    )
+    if not supplies:
+        return result
+    first_day = min(s.start for s in supplies).astimezone(zone).date()
+    tariffs = _tariffs(group, first_day.replace(day=1), actor)
+    result.tariffs = len(tariffs)
+    for supply in supplies:
+        if TariffAssignment.objects.filter(
+            account=supply.account, service_point=supply.service_point
+        ).exists():
+            continue
+        tariff_assign(
+            account=supply.account,
+            service_point=supply.service_point,
+            tariff=_tariff_for(supply.account, supply.service_point.kind, tariffs),
+            valid_from=first_day,
+            actor=actor,
+        )
+    prepaid = [a for a in accounts.values() if a.payment_mode == Account.PaymentMode.PREPAID]
+    for account in prepaid:
+        if not Wallet.objects.filter(account=account).exists():
+            wallet_create(account=account, actor=actor, emergency_credit=EMERGENCY_CREDIT)
+    # Day by day, so that the ledger reads as it would have happened: top-ups in the morning,
+    # yesterday's charge at 07:00.
+    start = max(first_day + dt.timedelta(days=1), today - dt.timedelta(days=CHARGE_DAYS))
+    day = start
+    while day <= today:
+        morning = dt.datetime.combine(day, dt.time(7), zone)
+        for account in prepaid:
+            for days_before, amount in TOPUPS.get(account.number, []):
+                if max(start, today - dt.timedelta(days=days_before)) == day:
+                    result.topups += _demo_topup(
+                        account, amount * 100, morning, actor, tag=str(days_before)
+                    )
+        run = prepaid_charge_day(
+            day=day - dt.timedelta(days=1), time_zone=time_zone, actor=actor, now=morning
+        )
+        result.charges += run.charged
+        day += dt.timedelta(days=1)
+    result.warnings = shortage_warnings_run(as_of=as_of, actor=actor).warnings
+    return result
+
+
+def _demo_topup(account: Account, amount: int, when: dt.datetime, actor: Actor, *, tag: str) -> int:
+    key = f"demo:{account.number}:{tag}"
+    topup, new = topup_create(
+        account=account, amount=amount, idempotency_key=key, actor=actor, now=when
+    )
+    if topup.entry_id is not None:
+        return 0
+    topup_settle_paid(
+        topup_id=topup.pk,
+        provider_ref=topup.provider_ref or f"demo-{topup.public_id}",
+        amount=amount,
+        currency=topup.currency,
+        actor=actor,
+        now=when + dt.timedelta(minutes=2),
+    )
+    return 1 if new else 0
