@@ -5,8 +5,9 @@ set -euo pipefail
 
 case "${1:-test}" in
   gettext) packages=(gettext) ;;
-  run) packages=(gettext postgresql-15-partman) ;;
-  test) packages=(gettext postgresql-15-partman chromium fonts-noto-cjk mosquitto) ;;
+  run) packages=(gettext postgresql-15-partman libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk) ;;
+  test) packages=(gettext postgresql-15-partman chromium fonts-noto-cjk mosquitto libpango-1.0-0
+                  libpangoft2-1.0-0) ;;
   *) echo "usage: $0 [gettext|run|test]" >&2; exit 2 ;;
 esac
 

@@ -1,1 +1,244 @@
-"""Django admin: bills."""
+"""Bill runs and bills in the admin: start a month's run, void (with a reason), mark paid,
+download the PDF. Every write goes through billing.services.bills and is audited; bills and
+their lines are never edited or deleted here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from billing.models import Bill, BillLine, BillRun
+from billing.pdf import LANGUAGES, bill_pdf_render
+from billing.services.bills import bill_mark_paid, bill_void
+from billing.tasks.bills import bill_run_task
+from portal.adminsite import ReadOnlyModelAdmin
+from portal.audit.actors import UserActor
+from portal.lib.errors import DomainError
+from portal.lib.money import format_minor
+
+
+class StartRunForm(forms.Form):
+    month = forms.DateField(
+        label=_("month"),
+        help_text=_("Any day of the month to bill, e.g. 2026-04-01."),
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+
+
+class VoidForm(forms.Form):
+    reason = forms.CharField(label=_("reason"), max_length=300, widget=forms.Textarea)
+
+
+@admin.register(BillRun)
+class BillRunAdmin(ReadOnlyModelAdmin):
+    list_display = ("period_start", "status", "bills", "skipped", "started_at", "finished_at")
+    list_filter = ("status",)
+    ordering = ("-period_start",)
+    readonly_fields = (
+        "period_start",
+        "period_end",
+        "status",
+        "bills",
+        "skipped",
+        "error",
+        "started_at",
+        "finished_at",
+        "created_by_label",
+    )
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "start/",
+                self.admin_site.admin_view(self.start_view),
+                name="billing_billrun_start",
+            ),
+            *super().get_urls(),
+        ]
+
+    def start_view(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm("billing.add_billrun"):
+            return HttpResponseRedirect(reverse("admin:billing_billrun_changelist"))
+        form = StartRunForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            month: dt.date = form.cleaned_data["month"].replace(day=1)
+            # The run is the task's: it is idempotent, so starting it twice bills nobody twice.
+            transaction.on_commit(
+                lambda: bill_run_task.apply_async(kwargs={"period_start": month.isoformat()})
+            )
+            messages.success(
+                request, _("The bill run for %(month)s was started.") % {"month": f"{month:%Y-%m}"}
+            )
+            return HttpResponseRedirect(reverse("admin:billing_billrun_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Start a bill run"),
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/billing/billrun/start.html", context)
+
+
+class BillLineInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = BillLine
+    extra = 0
+    can_delete = False
+    fields = (
+        "position",
+        "kind",
+        "service_point",
+        "label",
+        "band",
+        "quantity",
+        "unit",
+        "unit_price",
+        "amount",
+        "estimated",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Bill)
+class BillAdmin(ReadOnlyModelAdmin):
+    list_display = (
+        "number",
+        "organisation",
+        "account",
+        "period_start",
+        "status",
+        "total_shown",
+        "has_estimates",
+        "credit_note_for",
+    )
+    list_filter = ("status", "has_estimates", "period_start")
+    search_fields = ("account__number", "account__name", "=number")
+    list_select_related = ("account", "organisation", "credit_note_for")
+    inlines = (BillLineInline,)
+    actions = ("mark_paid", "void")
+    readonly_fields = (
+        "number",
+        "account",
+        "organisation",
+        "run",
+        "period_start",
+        "period_end",
+        "currency",
+        "status",
+        "subtotal",
+        "tax",
+        "total",
+        "has_estimates",
+        "credit_note_for",
+        "issued_at",
+        "due_at",
+        "paid_at",
+        "voided_at",
+        "void_reason",
+        "created_at",
+        "pdf_links",
+    )
+
+    @admin.display(description=_("total"))
+    def total_shown(self, obj: Bill) -> str:
+        return format_minor(obj.total, obj.currency)
+
+    @admin.display(description=_("PDF"))
+    def pdf_links(self, obj: Bill) -> str:
+        return format_html_join(
+            " · ",
+            '<a href="{}">{}</a>',
+            (
+                (reverse("admin:billing_bill_pdf", args=[obj.pk, language]), language)
+                for language in LANGUAGES
+            ),
+        )
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("billing.view_bill")
+
+    def has_billing_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.change_bill")
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:bill_id>/pdf/<str:language>/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="billing_bill_pdf",
+            ),
+            *super().get_urls(),
+        ]
+
+    def pdf_view(self, request: HttpRequest, bill_id: int, language: str) -> HttpResponse:
+        bill = get_object_or_404(
+            Bill.objects.select_related("account", "organisation", "credit_note_for"), pk=bill_id
+        )
+        if language not in LANGUAGES or not self.has_view_permission(request, bill):
+            return HttpResponse(status=404)
+        response = HttpResponse(bill_pdf_render(bill=bill, language=language), "application/pdf")
+        name = f"bill-{bill.number or 'draft'}-{bill.account.number}-{language}.pdf"
+        response["Content-Disposition"] = format_html('attachment; filename="{}"', name)
+        return response
+
+    @admin.action(description=_("Mark the selected bills paid"), permissions=["billing"])
+    def mark_paid(self, request: HttpRequest, queryset: QuerySet[Bill]) -> None:
+        actor = UserActor.from_request(request)
+        now = timezone.now()
+        done = 0
+        for bill in queryset:
+            try:
+                bill_mark_paid(bill=bill, actor=actor, now=now)
+                done += 1
+            except DomainError as error:
+                messages.error(request, f"{bill}: {error.message}")
+        if done:
+            messages.success(request, _("%(n)d bills marked paid.") % {"n": done})
+
+    @admin.action(description=_("Void the selected bills (credit note)"), permissions=["billing"])
+    def void(self, request: HttpRequest, queryset: QuerySet[Bill]) -> HttpResponse | None:
+        form = VoidForm(request.POST if "reason" in request.POST else None)
+        if form.is_valid():
+            actor = UserActor.from_request(request)
+            now = timezone.now()
+            for bill in queryset:
+                try:
+                    note = bill_void(
+                        bill=bill, reason=form.cleaned_data["reason"], actor=actor, now=now
+                    )
+                    messages.success(
+                        request,
+                        _("Bill %(bill)s voided by credit note %(note)s.")
+                        % {"bill": bill.number, "note": note.number},
+                    )
+                except DomainError as error:
+                    messages.error(request, f"{bill}: {error.message}")
+            return None
+        # The reason is required: ask for it on an intermediate page, then act.
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Void bills"),
+            "form": form,
+            "bills": queryset,
+            "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+        }
+        return TemplateResponse(request, "admin/billing/bill/void.html", context)

@@ -66,8 +66,24 @@ class AuditEvent(IntEnum):
     SUPPLY_DISCONNECT_QUEUED = 305
     SUPPLY_RECONNECT_QUEUED = 306
     # 320-339 top-ups and payments: add members here.
+    TOPUP_CREATED = 320
+    TOPUP_PENDING = 321
+    TOPUP_SUCCEEDED = 322
+    TOPUP_FAILED = 323
+    TOPUP_UNKNOWN = 324
+    TOPUP_REFUNDED = 325
     # 340-359 bills: add members here.
+    BILL_RUN_FINISHED = 340
+    BILL_CREATED = 341
+    BILL_ISSUED = 342
+    BILL_PAID = 343
+    BILL_VOIDED = 344
     # 360-379 warnings and notifications: add members here.
+    SHORTAGE_WARNINGS_RUN = 360
+    WARNING_POLICY_SAVED = 361
+    WARNING_POLICY_DELETED = 362
+    NOTIFICATION_PREFERENCE_SAVED = 363
+    BILL_NOTICES_QUEUED = 364
     TARIFF_SAVED = 380
     TARIFF_VERSION_SAVED = 381
     TARIFF_ASSIGNED = 382
@@ -209,8 +225,59 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
         "supply.reconnect", _("queued reconnection of account {number}: balance {balance}")
     ),
     # 320-339 top-ups and payments: add specs here.
+    AuditEvent.TOPUP_CREATED: AuditEventSpec(
+        "topup.create", _("started a top-up of {amount} for account {number}")
+    ),
+    AuditEvent.TOPUP_PENDING: AuditEventSpec(
+        "topup.pending", _("sent the top-up of {amount} to {provider} for payment")
+    ),
+    AuditEvent.TOPUP_SUCCEEDED: AuditEventSpec(
+        "topup.succeed", _("credited the paid top-up of {amount} to account {number}")
+    ),
+    AuditEvent.TOPUP_FAILED: AuditEventSpec(
+        "topup.fail", _("the top-up of {amount} was not paid: {reason}")
+    ),
+    AuditEvent.TOPUP_UNKNOWN: AuditEventSpec(
+        "topup.unknown", _("{provider} did not answer for the top-up of {amount}; it is rechecked")
+    ),
+    AuditEvent.TOPUP_REFUNDED: AuditEventSpec(
+        "topup.refund", _("refunded {amount} of the top-up of {paid}: {reason}")
+    ),
     # 340-359 bills: add specs here.
+    AuditEvent.BILL_RUN_FINISHED: AuditEventSpec(
+        "bill_run.finish",
+        _("bill run {period} issued {bills} bills ({skipped} accounts skipped)"),
+    ),
+    AuditEvent.BILL_CREATED: AuditEventSpec(
+        "bill.create", _("drafted the bill of account {number} for {period}: {total}")
+    ),
+    AuditEvent.BILL_ISSUED: AuditEventSpec(
+        "bill.issue", _("issued bill {bill} of account {number}: {total}")
+    ),
+    AuditEvent.BILL_PAID: AuditEventSpec(
+        "bill.pay", _("recorded the payment of bill {bill} of account {number}")
+    ),
+    AuditEvent.BILL_VOIDED: AuditEventSpec(
+        "bill.void",
+        _("voided bill {bill} of account {number} by credit note {credit_note}: {reason}"),
+    ),
     # 360-379 warnings and notifications: add specs here.
+    AuditEvent.SHORTAGE_WARNINGS_RUN: AuditEventSpec(
+        "shortage.warn",
+        _("warned {accounts} accounts of low credit ({warnings} new, {escalations} escalated)"),
+    ),
+    AuditEvent.WARNING_POLICY_SAVED: AuditEventSpec(
+        "warning_policy.save", _("set the low-credit warnings of {tenant} to {thresholds} days")
+    ),
+    AuditEvent.WARNING_POLICY_DELETED: AuditEventSpec(
+        "warning_policy.delete", _("removed the low-credit warning policy of {tenant}")
+    ),
+    AuditEvent.NOTIFICATION_PREFERENCE_SAVED: AuditEventSpec(
+        "notification_preference.save", _("changed the notification preferences for {topic}")
+    ),
+    AuditEvent.BILL_NOTICES_QUEUED: AuditEventSpec(
+        "bill_notice.queue", _("queued {notices} bill notices for {bills} bills")
+    ),
     AuditEvent.TARIFF_SAVED: AuditEventSpec("tariff.save", _("saved tariff {name}")),
     AuditEvent.TARIFF_VERSION_SAVED: AuditEventSpec(
         "tariff.version_save", _("saved the prices of tariff {name} from {valid_from}")

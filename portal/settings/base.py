@@ -306,7 +306,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ROUTES = {
     "portal.tenancy.tasks.invitation_send_task": {"queue": "notifications"},
     "meters.tasks.import_batch_task": {"queue": "readings"},
+    "billing.tasks.charging.prepaid_charge_task": {"queue": "billing"},
+    "billing.tasks.charging.disconnect_sweep_task": {"queue": "billing"},
     "meters.tasks.meter_events_notify_task": {"queue": "notifications"},
+    # Exact names win over the glob below: the sender works on the notifications queue.
+    "billing.tasks.warnings.notifications_send_task": {"queue": "notifications"},
     "billing.tasks.*": {"queue": "billing"},
 }
 CELERY_BEAT_SCHEDULE = {
@@ -332,6 +336,40 @@ CELERY_BEAT_SCHEDULE = {
     "inbound-purge-daily": {
         "task": "meters.tasks.inbound_purge_task",
         "schedule": crontab(hour=2, minute=50),
+    },
+    # The 2nd at 03:00 UTC: every time zone has finished the month, with a day for late reads.
+    "bill-run-monthly": {
+        "task": "billing.tasks.bills.bill_run_monthly_task",
+        "schedule": crontab(day_of_month=2, hour=3, minute=0),
+    },
+    "shortage-warnings-hourly": {
+        # After the hourly prepaid charge (minute 35), so days left count today's charges.
+        "task": "billing.tasks.warnings.shortage_warnings_task",
+        "schedule": crontab(minute=45),
+    },
+    "bill-notices-hourly": {
+        "task": "billing.tasks.warnings.bill_notices_task",
+        "schedule": crontab(minute=50),
+    },
+    "notifications-send": {
+        "task": "billing.tasks.warnings.notifications_send_task",
+        "schedule": 60.0,
+    },
+    "prepaid-charge-hourly": {
+        "task": "billing.tasks.charging.prepaid_charge_task",
+        "schedule": crontab(minute=35),
+    },
+    "disconnect-sweep": {
+        "task": "billing.tasks.charging.disconnect_sweep_task",
+        "schedule": crontab(minute="*/15"),
+    },
+    "topups-reconcile": {
+        "task": "billing.tasks.payments.topups_reconcile_task",
+        "schedule": crontab(minute="*/5"),
+    },
+    "ledger-verify-nightly": {
+        "task": "billing.tasks.payments.ledger_verify_task",
+        "schedule": crontab(hour=3, minute=30),
     },
 }
 
@@ -386,4 +424,57 @@ PORTAL_AUDIT_KEY = env_optional("PORTAL_AUDIT_KEY")
 PORTAL_SITE_NAME = env_str("PORTAL_SITE_NAME", "Smart Meter Portal")
 # Links in emails sent by workers, which have no request to take the host from.
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL")
+
+# --- Prepaid ------------------------------------------------------------------------------
+# Local hours [start, end) of weekdays in which a disconnection may be queued.
+PREPAID_DISCONNECT_HOURS = (
+    env_int("PREPAID_DISCONNECT_FROM_HOUR", 9),
+    env_int("PREPAID_DISCONNECT_UNTIL_HOUR", 16),
+)
+# Accounts charged per transaction by the daily prepaid charge.
+PREPAID_CHARGE_CHUNK = env_int("PREPAID_CHARGE_CHUNK", 5000)
+# Yesterday is charged once the account's local clock passes this hour (night imports land).
+PREPAID_CHARGE_HOUR = env_int("PREPAID_CHARGE_HOUR", 6)
+
+# --- Payments -----------------------------------------------------------------------------
+# The provider residents pay top-ups through (billing.payments.providers).
+PAYMENT_PROVIDER = env_str("PAYMENT_PROVIDER", "sandbox")
+# The sandbox provider's webhook signing key; without one the sandbox (its checkout page and
+# its webhook endpoint) is off. local and test settings give a development key.
+PAYMENT_SANDBOX_SECRET = env_optional("PAYMENT_SANDBOX_SECRET")
+# How the sandbox checkout sends its webhook: "http" posts it to PORTAL_BASE_URL (falling back
+# to handling it in-process when that does not answer), "inline" handles it in-process.
+PAYMENT_SANDBOX_DELIVERY = env_str("PAYMENT_SANDBOX_DELIVERY", "inline")
+# Largest single top-up, in major units of the wallet's currency.
+PAYMENT_TOPUP_MAX = env_int("PAYMENT_TOPUP_MAX", 100_000)
 PORTAL_INVITATION_TTL = timedelta(days=env_int("PORTAL_INVITATION_TTL_DAYS", 14))
+
+# --- Bills -------------------------------------------------------------------------------
+# Days between a postpaid bill's issue and its due date.
+BILLING_DUE_DAYS = env_int("BILLING_DUE_DAYS", 14)
+
+# --- Shortage warnings and notifications --------------------------------------------------
+# Days of credit left that warn, when no organisation or account policy says otherwise; the
+# empty balance (0) always warns, policy or not.
+SHORTAGE_WARNING_THRESHOLDS = [
+    int(days) for days in env_list("SHORTAGE_WARNING_THRESHOLDS", ["7", "3", "1", "0"])
+]
+# A warning still unresolved this long after it went out is sent one level up the tree.
+SHORTAGE_ESCALATION_AFTER = timedelta(hours=env_int("SHORTAGE_ESCALATION_HOURS", 24))
+# Local quiet hours [from, until) of members who set none: messages wait until they end.
+NOTIFICATION_QUIET_HOURS = (
+    env_str("NOTIFICATION_QUIET_FROM", "22:00"),
+    env_str("NOTIFICATION_QUIET_UNTIL", "08:00"),
+)
+# Messages claimed (and row-locked) per transaction by the sender.
+NOTIFICATION_SEND_BATCH = env_int("NOTIFICATION_SEND_BATCH", 50)
+# Bills issued (or fallen due) longer ago than this get no notice: a first deployment does not
+# mail the whole bill history.
+BILL_NOTICE_LOOKBACK = timedelta(days=env_int("BILL_NOTICE_LOOKBACK_DAYS", 14))
+# billing.sms.ConsoleSmsBackend, FileSmsBackend (SMS_FILE_PATH) or HttpSmsBackend (the gateway).
+SMS_BACKEND = env_str("SMS_BACKEND", "billing.sms.ConsoleSmsBackend")
+SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(BASE_DIR / ".local" / "sms.log"))
+SMS_GATEWAY_URL = env_optional("SMS_GATEWAY_URL")
+SMS_GATEWAY_TOKEN = env_optional("SMS_GATEWAY_TOKEN")
+SMS_GATEWAY_TIMEOUT = env_int("SMS_GATEWAY_TIMEOUT_SECONDS", 10)
+SMS_SENDER_ID = env_str("SMS_SENDER_ID", "")
