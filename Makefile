@@ -55,8 +55,14 @@ check-migrations: $(VENV)/.dev  ## fail if a model change has no migration
 test: system-deps services $(VENV)/.dev messages lint check-migrations  ## every check and the whole test suite
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-bench: $(VENV)/.dev services  ## ingest benchmark: raw COPY vs the import path through Celery (BENCH_ARGS=...)
+BENCH_CHARGE_ACCOUNTS ?= 100000
+BENCH_BILL_ACCOUNTS ?= 10000
+
+bench: $(VENV)/.dev services  ## ingest (BENCH_ARGS=...), prepaid charging and bill run benchmarks
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+	$(PY) scripts/bench_charging.py --accounts $(BENCH_CHARGE_ACCOUNTS)
+	$(PY) scripts/bench_billing.py --accounts $(BENCH_BILL_ACCOUNTS)
+	$(PY) scripts/bench_billing.py --accounts $(BENCH_BILL_ACCOUNTS) --tou
 
 clean-state:  ## stop and delete the private PostgreSQL cluster and local state of `make run`
 	-@[ -d .pgdata/data ] && { [ "$$(id -u)" = 0 ] && runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D .pgdata/data -m fast stop || /usr/lib/postgresql/15/bin/pg_ctl -D .pgdata/data -m fast stop; } || true

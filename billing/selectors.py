@@ -74,3 +74,52 @@ def hourly_usage(
             usage.append(HourUsage(start_local, quantity, estimated, export))
         result[key] = usage
     return result
+
+
+def hourly_usage_by_slot(
+    *,
+    account_ids: Sequence[int],
+    start: dt.datetime,
+    end: dt.datetime,
+    time_zone: str,
+) -> dict[tuple[int, int], list[HourUsage]]:
+    """Like hourly_usage over one local month, summed per (weekday or weekend, local hour).
+
+    Time-of-use prices depend on nothing else within a month, so a month of one tariff version
+    is priced from at most 48 sums instead of ~744 hours (each sum stands at the first hour it
+    holds). Only for tier-free structures priced by one version over the whole range.
+    """
+    zone = zoneinfo.ZoneInfo(time_zone)
+    result: dict[tuple[int, int], list[HourUsage]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT account_id, service_point_id, min(extract(epoch FROM hour))::bigint,
+                   coalesce(sum(consumption) FILTER (WHERE direction <> %(export)s), 0),
+                   coalesce(sum(estimated) FILTER (WHERE direction <> %(export)s), 0),
+                   coalesce(sum(consumption) FILTER (WHERE direction = %(export)s), 0)
+            FROM meters_rolluphourly
+            WHERE account_id = ANY(%(accounts)s) AND hour >= %(start)s AND hour < %(end)s
+            GROUP BY account_id, service_point_id,
+                     extract(isodow FROM hour AT TIME ZONE %(tz)s) >= 6,
+                     extract(hour FROM hour AT TIME ZONE %(tz)s)
+            ORDER BY 1, 2, 3
+            """,
+            {
+                "export": Direction.EXPORT,
+                "accounts": list(account_ids),
+                "start": start,
+                "end": end,
+                "tz": time_zone,
+            },
+        )
+        for account_id, sp_id, epoch, quantity, estimated, export in cursor.fetchall():
+            result[(account_id, sp_id)].append(
+                HourUsage(
+                    dt.datetime.fromtimestamp(epoch, zone),
+                    int(quantity),
+                    int(estimated),
+                    int(export),
+                )
+            )
+    return dict(result)

@@ -199,7 +199,8 @@ def main() -> int:
         f"{result['wallets_off']}; sum of all postings: {result['postings_sum']} "
         f"(set-up of accounts and rollups in SQL: {result['setup_seconds']:.1f} s)"
     )
-    return 0 if ok else 1
+    # A benchmark reports; it fails only when the charge broke an invariant.
+    return 0 if result["rerun_charged"] == 0 and result["wallets_off"] == 0 else 1
 
 
 if __name__ == "__main__":

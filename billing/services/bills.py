@@ -63,7 +63,7 @@ from billing.models import (
     TariffVersion,
 )
 from billing.pricing import HourUsage, Segment, TariffError, parse_structure, price
-from billing.selectors import hourly_usage
+from billing.selectors import hourly_usage, hourly_usage_by_slot
 from billing.services.ledger import journal_post, ledger_account_get
 from meters.models import Direction, ServicePoint
 from portal.audit.actors import Actor
@@ -160,6 +160,11 @@ class _Window:
 def _tax(base_minor: int, rate: Decimal) -> int:
     """The pricing module's rule: tax on rounded minor units, rounded half up once."""
     return int((Decimal(base_minor) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _has_tiers(version: TariffVersion) -> bool:
+    structure = parse_structure(version.structure)
+    return any(plan.tiers for plan in structure.plans_by_month.values())
 
 
 def _needs_hours(version: TariffVersion) -> bool:
@@ -316,9 +321,26 @@ def _price_chunk(
                 time_zone=time_zone,
             )
         )
-    if hourly_ids:
+    # One tier-free version over the whole month at every service point: hours summed per
+    # time-of-use slot in SQL (measured: fetching and pricing every hour held the run to
+    # about 270 bills/s); other accounts get their hours one by one.
+    by_slot = [
+        acc
+        for acc in hourly_ids
+        if all(
+            w.start == start and w.end == end and not _has_tiers(w.version) for w in windows[acc]
+        )
+    ]
+    by_hour = sorted(set(hourly_ids) - set(by_slot))
+    if by_slot:
         usage.update(
-            hourly_usage(account_ids=hourly_ids, start=utc_start, end=utc_end, time_zone=time_zone)
+            hourly_usage_by_slot(
+                account_ids=by_slot, start=utc_start, end=utc_end, time_zone=time_zone
+            )
+        )
+    if by_hour:
+        usage.update(
+            hourly_usage(account_ids=by_hour, start=utc_start, end=utc_end, time_zone=time_zone)
         )
     drafts: list[_BillDraft] = []
     for account in accounts:

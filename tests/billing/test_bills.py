@@ -197,6 +197,47 @@ def test_a_time_of_use_bill_reads_the_hours() -> None:
 
 
 @pytest.mark.django_db
+def test_a_time_of_use_month_summed_per_slot_prices_like_hour_by_hour() -> None:
+    from billing.pricing import Segment, price
+    from billing.selectors import hourly_usage
+
+    tou = {
+        "type": "tou",
+        "bands": [
+            {"name": "peak", "days": "weekdays", "from": 9, "to": 21, "rate": "4.123457"},
+            {"name": "off-peak", "days": "weekdays", "from": 21, "to": 9, "rate": "1.5"},
+            {"name": "weekend", "days": "weekends", "from": 0, "to": 24, "rate": "1.2"},
+        ],
+    }
+    account, sp = postpaid(
+        tariff=make_postpaid_tariff([(dt.date(2026, 1, 1), None, tou, "3.3")], tax="0.05")
+    )
+    start = dt.datetime.combine(MARCH, dt.time(), tzinfo=TAIPEI).astimezone(dt.UTC)
+    RollupHourly.objects.bulk_create(
+        RollupHourly(
+            service_point=sp,
+            direction="import",
+            hour=start + dt.timedelta(hours=i),
+            account=account,
+            consumption=(i * 7919) % 2311,
+            estimated=(i % 5 == 0) * 10,
+            reading_count=4,
+        )
+        for i in range(31 * 24)
+    )
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    bill = Bill.objects.get(account=account)
+    end = dt.datetime.combine(dt.date(2026, 4, 1), dt.time(), tzinfo=TAIPEI).astimezone(dt.UTC)
+    hours = hourly_usage(account_ids=[account.pk], start=start, end=end, time_zone="Asia/Taipei")[
+        (account.pk, sp.pk)
+    ]
+    version = TariffVersion.objects.get()
+    expected = price([Segment(version, 31, hours)], currency="TWD", unit="kWh")
+    assert bill.total == expected.total
+    assert bill.has_estimates
+
+
+@pytest.mark.django_db
 def test_rerunning_the_bill_run_creates_nothing_new() -> None:
     group = make_organisation("Group")
     accounts = [postpaid(organisation=group)[0] for _ in range(3)] + [postpaid()[0]]
