@@ -124,7 +124,9 @@ class TopUpDetailApi(AccountAPIView):
     required_scope = Scope.BILLING_READ
     method_scopes = {"POST": Scope.BILLING_TOPUP}
 
-    @extend_schema(request=None, responses=TopUpOutputSerializer)
+    @extend_schema(
+        operation_id="accounts_topups_check", request=None, responses=TopUpOutputSerializer
+    )
     def post(self, request: Request, *args: Any, topup_id: uuid.UUID, **kwargs: Any) -> Response:
         topup = topup_for_account(account_id=self.account.pk, public_id=topup_id)
         if topup is None:

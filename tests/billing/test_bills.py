@@ -396,8 +396,9 @@ def _drafts(n: int, organisation: Organisation | None) -> list[Bill]:
     return bills
 
 
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_issues_get_consecutive_numbers_and_a_rollback_leaves_no_gap() -> None:
+def test_concurrent_issues_get_consecutive_numbers_and_a_rollback_leaves_no_gap(
+    transactional_db: None,
+) -> None:
     group = make_organisation("Group")
     first, second, third = _drafts(3, group)
     household = _drafts(1, None)[0]
