@@ -119,7 +119,7 @@ def _bars_svg(values: list[tuple[str, Decimal, Decimal, bool]], title: str) -> s
     n = max(len(values), 1)
     plot_h = _CHART_H - 28
     step = (_CHART_W - 40) / n
-    width = max(step * 0.7, 1.0)
+    width = max(step * 0.7, 1.0)  # not money
     every = 1 if n <= 12 else 5
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{_CHART_W}" height="{_CHART_H}" '
@@ -129,8 +129,8 @@ def _bars_svg(values: list[tuple[str, Decimal, Decimal, bool]], title: str) -> s
     ]
     for i, (label, value, estimated, highlight) in enumerate(values):
         x = 38 + i * step
-        h = float(value / top) * plot_h if value > 0 else 0.0
-        e = float(min(estimated, value) / top) * plot_h if value > 0 else 0.0
+        h = float(value / top) * plot_h if value > 0 else 0.0  # not money
+        e = float(min(estimated, value) / top) * plot_h if value > 0 else 0.0  # not money
         y = plot_h + 14 - h
         css = "bar now" if highlight else "bar"
         parts.append(

@@ -101,7 +101,10 @@ class HttpSmsBackend:
     """
 
     def __init__(
-        self, url: str | None = None, token: str | None = None, timeout: float | None = None
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float | None = None,  # not money
     ) -> None:
         url = url or settings.SMS_GATEWAY_URL
         if not url:

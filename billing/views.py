@@ -170,7 +170,7 @@ class SandboxCheckoutView(AccountView):
             url = settings.PORTAL_BASE_URL.rstrip("/") + reverse(
                 "billing:payment_webhook", kwargs={"provider": provider.name}
             )
-            delivered = webhook_post(url=url, body=body, headers=headers, timeout=5.0)
+            delivered = webhook_post(url=url, body=body, headers=headers, timeout=5.0)  # not money
         if not delivered:
             webhook_receive(provider=provider, body=body, headers=headers, now=now)
         return HttpResponseRedirect(_receipt_url(self.account.public_id, topup))

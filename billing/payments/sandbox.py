@@ -241,7 +241,13 @@ class SandboxProvider(PaymentProvider):
         cache.set(f"payments:sandbox:payment:{record['payment']}", str(reference), _STATE_TTL)
 
 
-def webhook_post(*, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> bool:
+def webhook_post(
+    *,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float,  # not money
+) -> bool:
     """POST a webhook to `url`; return whether it answered 2xx (False when unreachable)."""
     if not url.startswith(("http://", "https://")):
         return False

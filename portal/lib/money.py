@@ -59,7 +59,7 @@ def parse_decimal(value: object) -> Decimal:
 
     :raises MoneyError: for floats, non-finite numbers and anything unparsable.
     """
-    if isinstance(value, float | bool):
+    if isinstance(value, float | bool):  # not money
         raise MoneyError("money is never a float: give it as a string or Decimal")
     try:
         number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
@@ -118,7 +118,7 @@ class Money:
         return Money(-self.amount, self.currency)
 
     def __mul__(self, factor: Decimal | int) -> Money:
-        if isinstance(factor, float):
+        if isinstance(factor, float):  # not money
             raise MoneyError("money is never multiplied by a float")
         return Money(self.amount * factor, self.currency)
 

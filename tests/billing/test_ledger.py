@@ -136,3 +136,37 @@ def test_a_reversal_mirrors_the_entry_once_and_an_adjustment_needs_a_reason() ->
     total = sum(Posting.objects.values_list("amount", flat=True))
     assert total == 0
     assert LedgerAccount.objects.filter(kind="adjustments").count() == 1
+
+
+def test_the_app_role_cannot_update_or_delete_postings() -> None:
+    import os
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    wallet = _wallet()
+    _credit(wallet, 100, "role")
+    role = f"smp_billing_{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")  # rolled back with the test
+    out = StringIO()
+    call_command("db_grant_app_role", role, stdout=out)
+    assert "billing_journalentry" in out.getvalue() and "billing_posting" in out.getvalue()
+    for statement, error in (
+        ("UPDATE billing_posting SET amount = 1", "permission"),
+        ("DELETE FROM billing_posting", "permission"),
+        ("DELETE FROM billing_journalentry", "permission"),
+        ("ALTER TABLE billing_posting DISABLE TRIGGER USER", "must be owner"),
+    ):
+        with (
+            pytest.raises(DatabaseError, match=error),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(f"SET LOCAL ROLE {role}; {statement}")
+    # Reading and appending stay possible: a new credit posts as the app role.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL ROLE {role}")
+        _credit(wallet, 50, "as-app-role")
+    wallet.refresh_from_db()
+    assert wallet.balance == 150
