@@ -53,3 +53,44 @@ class ImportUploadForm(forms.Form):
             else:
                 data["format"] = fmt
         return data
+
+
+class UsageForm(forms.Form):
+    """What a consumption chart shows: a service point, a range ending on a day, a comparison.
+
+    The resolution follows the range (a day in 15 minutes, a week in hours, a month in days, a
+    year in months), so a chart never has more than a few hundred points.
+    """
+
+    RANGES = (
+        ("day", _("Day")),
+        ("week", _("Week")),
+        ("month", _("Month")),
+        ("year", _("Year")),
+    )
+
+    service_point = forms.ChoiceField(
+        label=_("Supply"), widget=forms.Select(attrs={"class": "form-select"})
+    )
+    range = forms.ChoiceField(
+        label=_("Range"),
+        choices=RANGES,
+        initial="week",
+        widget=forms.Select(attrs={"class": "form-select"}),
+    )
+    end = forms.DateField(
+        label=_("Up to"),
+        widget=forms.DateInput(attrs={"type": "date", "class": "form-control"}),
+        required=False,
+    )
+    compare = forms.BooleanField(
+        label=_("Compare with the period before"),
+        required=False,
+        widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
+    )
+
+    def __init__(self, *args: Any, service_points: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["service_point"]
+        assert isinstance(field, forms.ChoiceField)  # noqa: S101 - declared above
+        field.choices = service_points

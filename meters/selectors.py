@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import uuid
+import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
@@ -257,3 +258,51 @@ def register_recent_readings(*, register: Register, limit: int = 24) -> list[Rea
             [register.pk, limit],
         )
         return [ReadingRow(*row) for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class UsagePeriod:
+    """A chart's range [start, end) in UTC, its resolution, and the period just before it."""
+
+    start: dt.datetime
+    end: dt.datetime
+    resolution: Resolution
+    previous_start: dt.datetime
+    previous_end: dt.datetime
+
+
+def usage_period(*, span: str, last_day: dt.date, time_zone: str) -> UsagePeriod:
+    """The local days of `span` (day, week, month, year) ending with `last_day`.
+
+    A month is the calendar month of `last_day`, a year the twelve months up to it; shorter
+    spans end on `last_day`. Resolutions: 15 minutes, hours, days, months.
+    """
+    zone = zoneinfo.ZoneInfo(time_zone)
+    if span == "day":
+        first, stop, resolution = last_day, last_day + dt.timedelta(days=1), Resolution.QUARTER_HOUR
+        previous = first - dt.timedelta(days=1)
+    elif span == "week":
+        first, stop, resolution = (
+            last_day - dt.timedelta(days=6),
+            last_day + dt.timedelta(days=1),
+            Resolution.HOUR,
+        )
+        previous = first - dt.timedelta(days=7)
+    elif span == "month":
+        first = last_day.replace(day=1)
+        stop = (first + dt.timedelta(days=32)).replace(day=1)
+        resolution = Resolution.DAY
+        previous = (first - dt.timedelta(days=1)).replace(day=1)
+    elif span == "year":
+        first = (last_day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+        first = first.replace(year=first.year - 1)
+        stop = first.replace(year=first.year + 1)
+        resolution = Resolution.MONTH
+        previous = first.replace(year=first.year - 1)
+    else:
+        raise ValueError(f"unknown span {span!r}")
+
+    def utc(day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
+
+    return UsagePeriod(utc(first), utc(stop), resolution, utc(previous), utc(first))

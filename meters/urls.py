@@ -7,6 +7,7 @@ from meters import api, views
 app_name = "meters"
 
 urlpatterns = [
+    path("a/<uuid:account_id>/usage/", views.AccountUsageView.as_view(), name="account_usage"),
     path(
         "o/<uuid:org_id>/imports/",
         views.OrganisationImportsView.as_view(),

@@ -7,8 +7,11 @@ batch's progress; the status fragment is polled by htmx as a passive request.
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import json
 import uuid
+import zoneinfo
 from typing import Any
 
 from django.conf import settings
@@ -28,14 +31,22 @@ from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
+from meters.charts import usage_figure
 from meters.exceptions import MeterError
-from meters.forms import ImportUploadForm
+from meters.forms import ImportUploadForm, UsageForm
 from meters.models import ImportBatch
-from meters.selectors import batch_for_organisations, batch_row_errors, batches_for_organisations
+from meters.selectors import (
+    batch_for_organisations,
+    batch_row_errors,
+    batches_for_organisations,
+    consumption_series,
+    service_points_of_account,
+    usage_period,
+)
 from meters.services import batch_create, inbound_store
 from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import organisation_subtree_ids
-from portal.tenancy.views.base import OrganisationView
+from portal.tenancy.views.base import AccountView, OrganisationView
 
 _IMPORT = {"POST": Scope.METERS_IMPORT}
 
@@ -182,3 +193,113 @@ class ChirpStackIntegrationView(View):
         if int(request.headers.get("Content-Length") or 0) > CHIRPSTACK_MAX_BODY:
             return _problem(413, _("The event is larger than 256 KiB."))
         return None
+
+
+class AccountUsageView(AccountView):
+    """Consumption charts of an account's supplies, with a table of the same data and a CSV.
+
+    Everything longer than a day is read from the rollups; the period before can be drawn for
+    comparison. Hours and days are in the account's time zone.
+    """
+
+    required_scope = Scope.METERS_READ
+    template_name = "meters/usage.html"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        account = self.account
+        zone = zoneinfo.ZoneInfo(account.time_zone)
+        points = list(service_points_of_account(account_id=account.pk))
+        choices = [(str(sp.public_id), f"{sp.get_kind_display()} · {sp.code}") for sp in points]
+        form = UsageForm(request.GET or None, service_points=choices)
+        if request.GET and not form.is_valid():
+            return self.render_to_response(self.get_context_data(form=form), status=400)
+        data = form.cleaned_data if request.GET else {}
+        today = timezone.now().astimezone(zone).date()
+        span = data.get("range") or "week"
+        last_day = data.get("end") or today
+        chosen = next(
+            (sp for sp in points if str(sp.public_id) == data.get("service_point")),
+            points[0] if points else None,
+        )
+        context: dict[str, Any] = {"form": form, "service_point": chosen, "span": span}
+        if chosen is not None:
+            period = usage_period(span=span, last_day=last_day, time_zone=account.time_zone)
+            series = consumption_series(
+                account_id=account.pk,
+                service_point_id=chosen.pk,
+                start=period.start,
+                end=period.end,
+                resolution=period.resolution,
+                time_zone=account.time_zone,
+            )
+            previous = (
+                consumption_series(
+                    account_id=account.pk,
+                    service_point_id=chosen.pk,
+                    start=period.previous_start,
+                    end=period.previous_end,
+                    resolution=period.resolution,
+                    time_zone=account.time_zone,
+                )
+                if data.get("compare")
+                else None
+            )
+            unit = "kWh" if chosen.kind in ("electricity", "heat") else "m³"
+            if request.GET.get("format") == "csv":
+                return _usage_csv(series, unit=unit, zone=zone, name=chosen.code)
+            rows = [
+                {
+                    "start": _local(p.start, zone),
+                    "consumption": p.consumption / 1000,
+                    "estimated": p.estimated / 1000,
+                    "suspect": p.suspect,
+                }
+                for p in series
+            ]
+            context.update(
+                figure=usage_figure(
+                    series,
+                    labels=[_local(p.start, zone) for p in series],
+                    previous=previous,
+                    unit=unit,
+                    divisor=1000,
+                ),
+                rows=rows,
+                unit=unit,
+                total=sum(p.consumption for p in series) / 1000,
+                previous_total=(
+                    sum(p.consumption for p in previous) / 1000 if previous is not None else None
+                ),
+                csv_query=_with(request, format="csv"),
+            )
+        return self.render_to_response(self.get_context_data(**context))
+
+
+def _local(start: Any, zone: zoneinfo.ZoneInfo) -> str:
+    if isinstance(start, dt.datetime):
+        return start.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    return str(start)
+
+
+def _with(request: HttpRequest, **params: str) -> str:
+    query = request.GET.copy()
+    for key, value in params.items():
+        query[key] = value
+    return query.urlencode()
+
+
+def _usage_csv(series: list[Any], *, unit: str, zone: zoneinfo.ZoneInfo, name: str) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="usage-{name}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["start", f"consumption_{unit}", f"estimated_{unit}", "suspect_readings"])
+    for point in series:
+        writer.writerow(
+            [
+                _local(point.start, zone),
+                f"{point.consumption / 1000:.3f}",
+                f"{point.estimated / 1000:.3f}",
+                point.suspect,
+            ]
+        )
+    return response
