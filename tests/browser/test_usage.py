@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 from meters.models import RollupDaily, ServicePoint
 from meters.services import supply_start
 from portal.tenancy.roles import Role
+from tests.browser.axe import serious_violations
 from tests.factories import PASSWORD, SYSTEM, make_account, make_membership, make_user
 
 pytestmark = [pytest.mark.browser]
@@ -61,3 +62,11 @@ def test_the_usage_chart_draws_without_csp_violations(
     expect(page.get_by_role("table")).to_contain_text("Consumption")
     page.screenshot(path=str(SHOTS / "usage-month.png"), full_page=True)
     assert [p for p in problems if "Content Security Policy" in p or "Refused" in p] == []
+    assert serious_violations(page) == []
+
+    # The same page in Traditional Chinese: translated, and just as accessible.
+    page.get_by_role("button", name="繁體中文").click()
+    expect(page.get_by_role("link", name="用量")).to_be_visible()
+    expect(page.locator(".usage-chart .main-svg").first).to_be_visible()
+    page.screenshot(path=str(SHOTS / "usage-month-zh-hant.png"), full_page=True)
+    assert serious_violations(page) == []
