@@ -6,10 +6,13 @@ import datetime as dt
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
 
 from django.db import connection
+from django.db.models import Sum
 
-from billing.models import TariffVersion, Wallet
+from billing.models import Bill, DailyCharge, TariffVersion, Wallet
 from billing.pricing import HourUsage
 from meters.models import Direction
 
@@ -123,3 +126,55 @@ def hourly_usage_by_slot(
                 )
             )
     return dict(result)
+
+
+@dataclass(frozen=True)
+class CreditState:
+    """A prepaid wallet's balance and how many days it lasts at the recent daily cost."""
+
+    balance: int
+    currency: str
+    emergency_credit: int
+    disconnected: bool
+    average_daily_cost: int | None  # minor units; None without charges in the window
+    days_left: Decimal | None
+
+
+def credit_state(*, account_id: int, as_of_day: dt.date, days: int = 14) -> CreditState | None:
+    """Days of credit left = balance ÷ average daily charge of the last `days` local days
+    (days with charges: a new account is not diluted by days before it), as the shortage
+    warnings count it."""
+    wallet = Wallet.objects.for_account(account_id).first()
+    if wallet is None:
+        return None
+    totals = list(
+        DailyCharge.objects.for_account(account_id)
+        .filter(day__gte=as_of_day - dt.timedelta(days=days), day__lt=as_of_day)
+        .values("day")
+        .annotate(total=Sum("total"))
+        .values_list("total", flat=True)
+    )
+    average = sum(totals) // len(totals) if totals and sum(totals) > 0 else None
+    days_left = None
+    if average:
+        days_left = max(Decimal(0), Decimal(wallet.balance) / Decimal(average)).quantize(
+            Decimal("0.1"), rounding=ROUND_DOWN
+        )
+    return CreditState(
+        balance=wallet.balance,
+        currency=wallet.currency,
+        emergency_credit=wallet.emergency_credit,
+        disconnected=wallet.disconnected_at is not None,
+        average_daily_cost=average,
+        days_left=days_left,
+    )
+
+
+def latest_bill(*, account_id: int) -> Bill | None:
+    return (
+        Bill.objects.for_account(account_id)
+        .filter(credit_note_for__isnull=True)
+        .exclude(status=Bill.Status.DRAFT)
+        .order_by("-period_start")
+        .first()
+    )

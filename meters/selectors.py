@@ -306,3 +306,66 @@ def usage_period(*, span: str, last_day: dt.date, time_zone: str) -> UsagePeriod
         return dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
 
     return UsagePeriod(utc(first), utc(stop), resolution, utc(previous), utc(first))
+
+
+@dataclass(frozen=True)
+class MonthComparison:
+    """An account's consumption of one utility: this month so far, last month, a year ago."""
+
+    kind: str
+    this_month: int
+    last_month: int
+    year_ago: int
+
+
+def month_comparison(*, account_id: int, today: dt.date) -> list[MonthComparison]:
+    """Per utility kind, from the daily rollups (local days) in one query."""
+    first = today.replace(day=1)
+    last_first = (first - dt.timedelta(days=1)).replace(day=1)
+    year_ago_first = first.replace(year=first.year - 1)
+    year_ago_next = (year_ago_first + dt.timedelta(days=32)).replace(day=1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT sp.kind,
+                   coalesce(sum(d.consumption) FILTER (WHERE d.day >= %(first)s), 0),
+                   coalesce(sum(d.consumption) FILTER (WHERE d.day >= %(last)s
+                                                         AND d.day < %(first)s), 0),
+                   coalesce(sum(d.consumption) FILTER (WHERE d.day >= %(ya)s
+                                                         AND d.day < %(ya_next)s), 0)
+            FROM meters_rollupdaily d
+            JOIN meters_servicepoint sp ON sp.id = d.service_point_id
+            WHERE d.account_id = %(account)s AND d.direction = %(dir)s
+              AND ((d.day >= %(last)s AND d.day <= %(today)s)
+                   OR (d.day >= %(ya)s AND d.day < %(ya_next)s))
+            GROUP BY sp.kind ORDER BY sp.kind
+            """,
+            {
+                "account": account_id,
+                "dir": Direction.IMPORT,
+                "first": first,
+                "last": last_first,
+                "today": today,
+                "ya": year_ago_first,
+                "ya_next": year_ago_next,
+            },
+        )
+        return [MonthComparison(k, int(a), int(b), int(c)) for k, a, b, c in cursor.fetchall()]
+
+
+def meters_of_account(*, account_id: int, as_of: dt.datetime) -> list[Meter]:
+    """The meters installed now where the account is supplied now (with their last contact)."""
+    points = (
+        Supply.objects.filter(account_id=account_id, start__lte=as_of)
+        .filter(Q(end__isnull=True) | Q(end__gt=as_of))
+        .values("service_point")
+    )
+    return list(
+        Meter.objects.filter(
+            Q(installations__removed_at__isnull=True) | Q(installations__removed_at__gt=as_of),
+            installations__service_point__in=points,
+            installations__installed_at__lte=as_of,
+        )
+        .distinct()
+        .order_by("kind", "serial")
+    )

@@ -13,3 +13,6 @@ class WebConfig(AppConfig):
 
     def ready(self) -> None:
         from portal import checks  # noqa: F401 - registers the deploy checks
+        from portal.web.panels import register
+
+        register()

@@ -54,6 +54,9 @@ def test_the_usage_chart_draws_without_csp_violations(
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign In").click()
     page.goto(f"{live_server.url}/a/{account.public_id}/")
+    expect(page.get_by_role("heading", name="This month")).to_be_visible()
+    page.screenshot(path=str(SHOTS / "account-home.png"), full_page=True)
+    assert serious_violations(page) == []
     page.get_by_role("link", name="Usage").click()
     page.get_by_label("Range").select_option("month")
     page.get_by_role("button", name="Show").click()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
+from portal.tenancy.panels import account_panels
 from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import (
     organisation_accounts,
@@ -32,7 +34,12 @@ class AccountHomeView(AccountView):
     template_name = "tenancy/account_home.html"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self.render_to_response(self.get_context_data())
+        panels = account_panels(
+            account=self.account,
+            scopes=frozenset(str(s) for s in self.access.scopes),
+            as_of=timezone.now(),
+        )
+        return self.render_to_response(self.get_context_data(panels=panels))
 
 
 class OrganisationHomeView(OrganisationView):

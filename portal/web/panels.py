@@ -1,0 +1,89 @@
+"""The account home page's panels (registered with portal.tenancy.panels by WebConfig.ready):
+credit or the latest bill, consumption against last month and last year, open alerts and the
+meters' last contact. Each reads through its app's selectors and checks the viewer's scopes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+from billing.selectors import credit_state, latest_bill
+from meters.selectors import events_for_account, meters_of_account, month_comparison
+from portal.lib.money import from_minor
+from portal.tenancy.models import Account
+from portal.tenancy.panels import Panel, panel_provider_register
+
+_UNITS = {"electricity": ("kWh", 1000), "heat": ("kWh", 1000), "water": ("m³", 1000)}
+
+
+def credit_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -> Panel | None:
+    if "billing:read" not in scopes:
+        return None
+    today = as_of.astimezone(zoneinfo.ZoneInfo(account.time_zone)).date()
+    if account.payment_mode == Account.PaymentMode.PREPAID:
+        state = credit_state(account_id=account.pk, as_of_day=today)
+        if state is None:
+            return None
+        return Panel(
+            "web/panels/credit.html",
+            {
+                "balance": from_minor(state.balance, state.currency),
+                "currency": state.currency,
+                "days_left": state.days_left,
+                "average": (
+                    from_minor(state.average_daily_cost, state.currency)
+                    if state.average_daily_cost
+                    else None
+                ),
+                "low": state.balance <= 0 or (state.days_left is not None and state.days_left < 3),
+                "disconnected": state.disconnected,
+                "can_top_up": "billing:topup" in scopes,
+            },
+        )
+    bill = latest_bill(account_id=account.pk)
+    return Panel(
+        "web/panels/bill.html",
+        {
+            "bill": bill,
+            "total": from_minor(bill.total, bill.currency) if bill else None,
+        },
+    )
+
+
+def usage_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -> Panel | None:
+    if "meters:read" not in scopes:
+        return None
+    today = as_of.astimezone(zoneinfo.ZoneInfo(account.time_zone)).date()
+    rows = []
+    for row in month_comparison(account_id=account.pk, today=today):
+        unit, divisor = _UNITS.get(row.kind, ("kWh", 1000))
+        change = (
+            round(100 * (row.this_month - row.last_month) / row.last_month)
+            if row.last_month
+            else None
+        )
+        rows.append(
+            {
+                "kind": row.kind,
+                "unit": unit,
+                "this_month": row.this_month / divisor,
+                "last_month": row.last_month / divisor,
+                "year_ago": row.year_ago / divisor if row.year_ago else None,
+                "change": change,
+            }
+        )
+    return Panel("web/panels/usage.html", {"rows": rows, "today": today})
+
+
+def alerts_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -> Panel | None:
+    if "meters:read" not in scopes:
+        return None
+    events = list(events_for_account(account_id=account.pk, open_only=True)[:5])
+    meters = meters_of_account(account_id=account.pk, as_of=as_of)
+    return Panel("web/panels/alerts.html", {"events": events, "meters": meters})
+
+
+def register() -> None:
+    for provider in (credit_panel, usage_panel, alerts_panel):
+        panel_provider_register(provider)
