@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Sequence
@@ -178,3 +179,53 @@ def latest_bill(*, account_id: int) -> Bill | None:
         .order_by("-period_start")
         .first()
     )
+
+
+def bills_for_account(*, account_id: int) -> list[Bill]:
+    """Issued, paid and voided bills and credit notes, newest first (drafts are staff's)."""
+    return list(
+        Bill.objects.for_account(account_id)
+        .exclude(status=Bill.Status.DRAFT)
+        .order_by("-period_start", "-issued_at")
+    )
+
+
+def bill_for_account(*, account_id: int, public_id: uuid.UUID) -> Bill | None:
+    return (
+        Bill.objects.for_account(account_id)
+        .exclude(status=Bill.Status.DRAFT)
+        .filter(public_id=public_id)
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    entry_id: int
+    created_at: dt.datetime
+    kind: str
+    memo: str
+    amount: int  # minor units, positive when money came in
+    balance: int  # after this line
+
+
+def wallet_ledger(*, account_id: int, limit: int = 200) -> list[LedgerLine]:
+    """The wallet's movements, newest first, each with the balance right after it (a window
+    over every posting of the wallet, so the running balance is exact)."""
+    wallet = Wallet.objects.for_account(account_id).first()
+    if wallet is None:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT id, created_at, kind, memo, amount, balance FROM (
+                SELECT e.id, e.created_at, e.kind, e.memo, -sum(p.amount) AS amount,
+                       -sum(sum(p.amount)) OVER (ORDER BY e.id) AS balance
+                FROM billing_posting p JOIN billing_journalentry e ON e.id = p.entry_id
+                WHERE p.ledger_account_id = %s
+                GROUP BY e.id, e.created_at, e.kind, e.memo
+            ) t ORDER BY id DESC LIMIT %s
+            """,
+            [wallet.ledger_account_id, limit],
+        )
+        return [LedgerLine(*row) for row in cursor.fetchall()]

@@ -9,6 +9,13 @@ from billing import api, views
 app_name = "billing"
 
 urlpatterns = [
+    path("a/<uuid:account_id>/bills/", views.AccountBillsView.as_view(), name="account_bills"),
+    path(
+        "a/<uuid:account_id>/bills/<uuid:bill_id>/pdf/",
+        views.AccountBillPdfView.as_view(),
+        name="account_bill_pdf",
+    ),
+    path("a/<uuid:account_id>/wallet/", views.AccountWalletView.as_view(), name="account_wallet"),
     path("a/<uuid:account_id>/topup/", views.TopUpView.as_view(), name="topup"),
     path(
         "a/<uuid:account_id>/topup/<uuid:topup_id>/",

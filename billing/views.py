@@ -12,7 +12,14 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -26,7 +33,13 @@ from billing.payments.base import ProviderError, ProviderUnavailable
 from billing.payments.providers import provider_get
 from billing.payments.sandbox import SandboxProvider, webhook_post
 from billing.payments.selectors import topup_for_account, topups_for_account
-from billing.selectors import wallet_for_account
+from billing.pdf import bill_pdf_render
+from billing.selectors import (
+    bill_for_account,
+    bills_for_account,
+    wallet_for_account,
+    wallet_ledger,
+)
 from billing.services.topups import (
     TopUpError,
     topup_check,
@@ -212,3 +225,74 @@ class PaymentWebhookView(View):
             provider=found, body=request.body, headers=request.headers, now=timezone.now()
         )
         return JsonResponse({"result": outcome.result}, status=outcome.status)
+
+
+class AccountBillsView(AccountView):
+    """The account's bills and credit notes, with their PDFs."""
+
+    required_scope = Scope.BILLING_READ
+    template_name = "billing/bills.html"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        bills = [
+            {"bill": bill, "total": format_minor(bill.total, bill.currency)}
+            for bill in bills_for_account(account_id=self.account.pk)
+        ]
+        return self.render_to_response(self.get_context_data(bills=bills))
+
+
+class AccountBillPdfView(AccountView):
+    """One bill as a PDF, in the reader's language (or ?lang=en|zh-hant)."""
+
+    required_scope = Scope.BILLING_READ
+    method_scopes = {"POST": Scope.BILLING_READ}  # only to answer 404/405, see post()
+
+    def get(
+        self, request: HttpRequest, *args: Any, bill_id: uuid.UUID, **kwargs: Any
+    ) -> HttpResponse:
+        bill = bill_for_account(account_id=self.account.pk, public_id=bill_id)
+        if bill is None:
+            raise Http404
+        languages = {code for code, _name in settings.LANGUAGES}
+        language = request.GET.get("lang") or getattr(request, "LANGUAGE_CODE", "en")
+        if language not in languages:
+            language = "en"
+        response = HttpResponse(
+            bill_pdf_render(bill=bill, language=language), content_type="application/pdf"
+        )
+        response["Content-Disposition"] = f'inline; filename="bill-{bill.number}.pdf"'
+        return response
+
+    def post(
+        self, request: HttpRequest, *args: Any, bill_id: uuid.UUID, **kwargs: Any
+    ) -> HttpResponse:
+        # Whose bill it is comes before what may be done with it: another account's bill is
+        # not found, whatever the method.
+        if bill_for_account(account_id=self.account.pk, public_id=bill_id) is None:
+            raise Http404
+        return HttpResponseNotAllowed(["GET"])
+
+
+class AccountWalletView(AccountView):
+    """The prepaid wallet's movements with the running balance."""
+
+    required_scope = Scope.BILLING_READ
+    template_name = "billing/wallet.html"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        wallet = wallet_for_account(account_id=self.account.pk)
+        if wallet is None:
+            return self.render_to_response(self.get_context_data(wallet=None, lines=[]))
+        lines = [
+            {
+                "line": line,
+                "amount": format_minor(line.amount, wallet.currency),
+                "balance": format_minor(line.balance, wallet.currency),
+            }
+            for line in wallet_ledger(account_id=self.account.pk)
+        ]
+        return self.render_to_response(
+            self.get_context_data(
+                wallet=wallet, balance=format_minor(wallet.balance, wallet.currency), lines=lines
+            )
+        )

@@ -81,6 +81,23 @@ def _api_key_id(world: World, kind: str) -> uuid.UUID:
     return api_key.public_id
 
 
+def _bill_id(world: World, kind: str) -> uuid.UUID:
+    import datetime as dt
+
+    from billing.models import Bill
+
+    bill = Bill.objects.create(
+        account=world.account_a,
+        number=1,
+        period_start=dt.date(2026, 4, 1),
+        period_end=dt.date(2026, 5, 1),
+        currency=world.account_a.currency,
+        status=Bill.Status.ISSUED,
+        created_at=timezone.now(),
+    )
+    return bill.public_id
+
+
 def _topup_id(world: World, kind: str) -> uuid.UUID:
     from billing.services.ledger import wallet_create
     from billing.services.topups import topup_checkout_start, topup_create
@@ -105,6 +122,7 @@ URL_KWARG_FACTORIES: dict[str, Callable[[World, str], uuid.UUID]] = {
     "batch_id": _batch_id,
     "api_key_id": _api_key_id,
     "topup_id": _topup_id,
+    "bill_id": _bill_id,
 }
 
 
