@@ -80,7 +80,7 @@ class Tariff(models.Model):
 class TariffVersion(models.Model):
     """The prices of a tariff over [valid_from, valid_to), in local days of the account.
 
-    `structure` is validated by `billing.tariffs.parse_structure` (flat, tiered blocks per
+    `structure` is validated by `billing.pricing.parse_structure` (flat, tiered blocks per
     billing period, time-of-use bands by weekday/weekend and clock time, seasonal variants).
     """
 

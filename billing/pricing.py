@@ -305,7 +305,8 @@ class Segment:
 _structures: dict[tuple[Any, str], Structure] = {}
 
 
-def _structure_of(version: VersionLike) -> Structure:
+def structure_of(version: VersionLike) -> Structure:
+    """The version's parsed structure, parsed once per (version, structure) and then cached."""
     key = (version.pk, repr(version.structure))
     parsed = _structures.get(key)
     if parsed is None:
@@ -336,7 +337,7 @@ def _accumulate(segments: Iterable[Segment], month_to_date: int) -> _Totals:  # 
         version = segment.version
         version_pk = version.pk
         versions[version_pk] = version
-        structure = _structure_of(version)
+        structure = structure_of(version)
         if segment.days and version.standing_charge:
             standing.append((version, segment.days))
         plan_for: tuple[int, int] | None = None

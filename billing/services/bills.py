@@ -62,7 +62,7 @@ from billing.models import (
     TariffAssignment,
     TariffVersion,
 )
-from billing.pricing import HourUsage, Segment, TariffError, parse_structure, price
+from billing.pricing import HourUsage, Segment, TariffError, price, structure_of
 from billing.selectors import hourly_usage, hourly_usage_by_slot
 from billing.services.ledger import journal_post, ledger_account_get
 from meters.models import Direction, ServicePoint
@@ -163,12 +163,12 @@ def _tax(base_minor: int, rate: Decimal) -> int:
 
 
 def _has_tiers(version: TariffVersion) -> bool:
-    structure = parse_structure(version.structure)
+    structure = structure_of(version)
     return any(plan.tiers for plan in structure.plans_by_month.values())
 
 
 def _needs_hours(version: TariffVersion) -> bool:
-    structure = parse_structure(version.structure)
+    structure = structure_of(version)
     return any(plan.bands for plan in structure.plans_by_month.values())
 
 

@@ -87,6 +87,33 @@ def _meters_of(account_id: int, as_of: dt.datetime) -> list[tuple[int, str]]:
     return [(i.meter_id, i.meter.kind) for i in installed]
 
 
+def _switch(wallet: Wallet, *, restore: bool, as_of: dt.datetime, actor: Actor) -> None:
+    """Cut (or restore) the wallet's supply: queue the meters' commands, mark the wallet and
+    record the one audit entry, in the caller's transaction and under its wallet lock."""
+    balance = format_minor(wallet.balance, wallet.currency)
+    if restore:
+        assert wallet.disconnected_at is not None  # noqa: S101 - checked by the caller
+        reason = f"prepaid credit restored: balance {balance}"
+        key = f"prepaid-restore:{wallet.pk}:{wallet.disconnected_at:%Y%m%dT%H%M%S}"
+    else:
+        reason = f"prepaid credit exhausted: balance {balance}"
+        key = f"prepaid-cut:{wallet.pk}:{as_of:%Y%m%dT%H%M%S}"
+    queued = _queue(
+        _meters_of(wallet.account_id, as_of), restore=restore, reason=reason, key=key, actor=actor
+    )
+    wallet.disconnected_at = None if restore else as_of
+    wallet.save(update_fields=["disconnected_at", "updated_at"])
+    audit_record(
+        actor=actor,
+        event=AuditEvent.SUPPLY_RECONNECT_QUEUED
+        if restore
+        else AuditEvent.SUPPLY_DISCONNECT_QUEUED,
+        account=wallet.account,
+        target=wallet,
+        data={"number": wallet.account.number, "balance": balance, "commands": queued},
+    )
+
+
 def supply_disconnect_due(*, as_of: dt.datetime, actor: Actor) -> int:
     """Queue disconnection for every wallet below its limit, where the local time allows it.
 
@@ -111,23 +138,7 @@ def supply_disconnect_due(*, as_of: dt.datetime, actor: Actor) -> int:
             local = as_of.astimezone(zoneinfo.ZoneInfo(wallet.account.time_zone))
             if not disconnection_allowed(local=local):
                 continue
-            balance = format_minor(wallet.balance, wallet.currency)
-            queued = _queue(
-                _meters_of(wallet.account_id, as_of),
-                restore=False,
-                reason=f"prepaid credit exhausted: balance {balance}",
-                key=f"prepaid-cut:{wallet.pk}:{as_of:%Y%m%dT%H%M%S}",
-                actor=actor,
-            )
-            wallet.disconnected_at = as_of
-            wallet.save(update_fields=["disconnected_at", "updated_at"])
-            audit_record(
-                actor=actor,
-                event=AuditEvent.SUPPLY_DISCONNECT_QUEUED,
-                account=wallet.account,
-                target=wallet,
-                data={"number": wallet.account.number, "balance": balance, "commands": queued},
-            )
+            _switch(wallet, restore=False, as_of=as_of, actor=actor)
             done += 1
     return done
 
@@ -140,21 +151,5 @@ def supply_reconnect_if_restored(*, wallet_id: int, actor: Actor, as_of: dt.date
     )
     if wallet.disconnected_at is None or wallet.balance < -wallet.emergency_credit:
         return False
-    balance = format_minor(wallet.balance, wallet.currency)
-    queued = _queue(
-        _meters_of(wallet.account_id, as_of),
-        restore=True,
-        reason=f"prepaid credit restored: balance {balance}",
-        key=f"prepaid-restore:{wallet.pk}:{wallet.disconnected_at:%Y%m%dT%H%M%S}",
-        actor=actor,
-    )
-    wallet.disconnected_at = None
-    wallet.save(update_fields=["disconnected_at", "updated_at"])
-    audit_record(
-        actor=actor,
-        event=AuditEvent.SUPPLY_RECONNECT_QUEUED,
-        account=wallet.account,
-        target=wallet,
-        data={"number": wallet.account.number, "balance": balance, "commands": queued},
-    )
+    _switch(wallet, restore=True, as_of=as_of, actor=actor)
     return True

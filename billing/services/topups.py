@@ -243,23 +243,14 @@ def topup_checkout_start(
             currency=topup.currency,
             now=now,
         )
-    except ProviderTimeout as error:
-        moved = _transition(
-            topup_id=topup.pk,
-            allowed_from=(TopUp.Status.CREATED,),
-            to=TopUp.Status.UNKNOWN,
-            event=AuditEvent.TOPUP_UNKNOWN,
-            actor=actor,
-            now=now,
-            reason=str(error),
-        )
-        return moved or TopUp.objects.get(pk=topup.pk), None
     except ProviderError as error:
+        # A timeout may have reached the provider: unknown until reconciled, never failed.
+        timed_out = isinstance(error, ProviderTimeout)
         moved = _transition(
             topup_id=topup.pk,
             allowed_from=(TopUp.Status.CREATED,),
-            to=TopUp.Status.FAILED,
-            event=AuditEvent.TOPUP_FAILED,
+            to=TopUp.Status.UNKNOWN if timed_out else TopUp.Status.FAILED,
+            event=AuditEvent.TOPUP_UNKNOWN if timed_out else AuditEvent.TOPUP_FAILED,
             actor=actor,
             now=now,
             reason=str(error),

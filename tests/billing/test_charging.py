@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from billing.models import DailyCharge, JournalEntry, Posting, TariffAssignment
-from billing.services.charging import prepaid_charge_day, prepaid_charge_due
+from billing.services.charging import ChargeRun, prepaid_charge_day, prepaid_charge_due
 from meters.services import supply_start, supply_update
 from tests.billing.helpers import hours, make_tariff, supplied
 from tests.factories import SYSTEM, make_account
@@ -19,7 +19,7 @@ MIDNIGHT = dt.datetime(2026, 5, 3, 16, 0, tzinfo=dt.UTC)  # 00:00 local on DAY
 NOW = dt.datetime(2026, 5, 5, 0, 0, tzinfo=dt.UTC)
 
 
-def _charge() -> object:
+def _charge() -> ChargeRun:
     return prepaid_charge_day(day=DAY, time_zone=TZ, actor=SYSTEM, now=NOW)
 
 
@@ -34,9 +34,9 @@ def test_a_flat_day_is_charged_once_and_moves_the_balance() -> None:
     wallet.refresh_from_db()
     assert wallet.balance == -7350
     assert sum(Posting.objects.values_list("amount", flat=True)) == 0
-    assert run.charged == 1  # type: ignore[attr-defined]
+    assert run.charged == 1
     again = _charge()
-    assert (again.charged, DailyCharge.objects.count(), JournalEntry.objects.count()) == (0, 1, 1)  # type: ignore[attr-defined]
+    assert (again.charged, DailyCharge.objects.count(), JournalEntry.objects.count()) == (0, 1, 1)
     wallet.refresh_from_db()
     assert wallet.balance == -7350
 
@@ -109,7 +109,7 @@ def test_an_account_without_a_tariff_is_reported_not_charged() -> None:
     TariffAssignment.objects.filter(account=account).delete()
     hours(account, sp, MIDNIGHT, [1000] * 24)
     run = _charge()
-    assert (run.charged, run.without_tariff) == (0, 1)  # type: ignore[attr-defined]
+    assert (run.charged, run.without_tariff) == (0, 1)
     assert not DailyCharge.objects.exists()
 
 
