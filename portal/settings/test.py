@@ -23,13 +23,15 @@ os.environ.setdefault("PORTAL_MEDIA_ROOT", "/tmp/smartmeter-test-media")  # noqa
 from portal.settings.base import *
 
 # Each xdist worker gets its own Redis databases for cache, rate limits and broker, so that
-# clearing them between tests cannot reach into another worker's tests. PORTAL_TEST_SLOT (0-2)
+# clearing them between tests cannot reach into another worker's tests. PORTAL_TEST_SLOT (1-10)
 # moves a whole run to other databases, for test runs side by side on one machine (with their
-# own DATABASE_URL too).
+# own DATABASE_URL too); those slots need a Redis started with `--databases 64`. Slot 0, the
+# default, fits Redis's default 16 databases.
 _worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or "0")
 _slot = int(os.environ.get("PORTAL_TEST_SLOT", "0"))
-CACHES["default"]["LOCATION"] = f"redis://127.0.0.1:6379/{2 + 2 * _slot + _worker}"
-CELERY_BROKER_URL = f"redis://127.0.0.1:6379/{10 + 2 * _slot + _worker}"
+_cache_db, _broker_db = (2, 10) if _slot == 0 else (16 + 4 * _slot, 18 + 4 * _slot)
+CACHES["default"]["LOCATION"] = f"redis://127.0.0.1:6379/{_cache_db + _worker}"
+CELERY_BROKER_URL = f"redis://127.0.0.1:6379/{_broker_db + _worker}"
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
