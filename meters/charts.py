@@ -6,17 +6,23 @@ Figures travel to the page as JSON (`json_script`); no inline script, so the CSP
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import plotly.graph_objects as go  # type: ignore[import-untyped]
+from django.utils.dates import WEEKDAYS_ABBR
 from django.utils.translation import gettext as _
 
-from meters.selectors import ConsumptionPoint
+from meters.selectors import ConsumptionPoint, WeekProfile
 
 # Estimated and suspect data must be visible as such (colour-blind safe pair plus a pattern).
 ACTUAL_COLOUR = "#1f6feb"
 ESTIMATED_COLOUR = "#d4a72c"
 PREVIOUS_COLOUR = "#8c959f"
+COST_COLOUR = "#cf222e"
+# Time-of-use bands: an Okabe-Ito subset, each with its own pattern for colour-blind readers.
+BAND_COLOURS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9")
+BAND_PATTERNS = ("", "/", ".", "x", "-")
 
 
 def usage_figure(
@@ -26,8 +32,11 @@ def usage_figure(
     previous: Sequence[ConsumptionPoint] | None,
     unit: str,
     divisor: int,
+    costs: Sequence[Decimal] | None = None,
+    currency: str = "",
 ) -> dict[str, Any]:
-    """Bars of actual and estimated consumption, with the previous period as a line.
+    """Bars of actual and estimated consumption, with the previous period as a line and the
+    estimated cost on a second axis.
 
     `divisor` turns base units into `unit` (1000: Wh -> kWh, L -> m³). The previous period is
     drawn against the same positions (the n-th interval of each period). `labels` name the
@@ -52,12 +61,81 @@ def usage_figure(
             mode="lines",
             line={"color": PREVIOUS_COLOUR, "dash": "dot"},
         )
+    if costs is not None:
+        figure.add_scatter(
+            name=_("Estimated cost (%(currency)s)") % {"currency": currency},
+            x=labels,
+            # Drawn, not summed: the exact amounts are in the table and the CSV.
+            y=[float(amount) for amount in costs],
+            yaxis="y2",
+            mode="lines+markers",
+            line={"color": COST_COLOUR},
+            marker={"symbol": "diamond"},
+        )
+    figure.update_layout(
+        barmode="stack",
+        margin={"l": 48, "r": 56 if costs is not None else 16, "t": 16, "b": 48},
+        yaxis={"title": {"text": unit}},
+        legend={"orientation": "h"},
+        height=360,
+    )
+    if costs is not None:
+        figure.update_layout(
+            yaxis2={
+                "title": {"text": currency},
+                "overlaying": "y",
+                "side": "right",
+                "rangemode": "tozero",
+                "showgrid": False,
+            }
+        )
+    data: dict[str, Any] = figure.to_plotly_json()
+    return data
+
+
+def bands_figure(
+    *, labels: Sequence[str], bands: dict[str, list[int]], unit: str, divisor: int
+) -> dict[str, Any]:
+    """Consumption split by time-of-use band, stacked per interval."""
+    figure = go.Figure()
+    for index, name in enumerate(sorted(bands)):
+        figure.add_bar(
+            name=name,
+            x=list(labels),
+            y=[value / divisor for value in bands[name]],
+            marker={
+                "color": BAND_COLOURS[index % len(BAND_COLOURS)],
+                "pattern": {"shape": BAND_PATTERNS[index % len(BAND_PATTERNS)]},
+            },
+        )
     figure.update_layout(
         barmode="stack",
         margin={"l": 48, "r": 16, "t": 16, "b": 48},
         yaxis={"title": {"text": unit}},
         legend={"orientation": "h"},
-        height=360,
+        height=300,
+    )
+    data: dict[str, Any] = figure.to_plotly_json()
+    return data
+
+
+def week_heatmap_figure(profile: WeekProfile, *, unit: str, divisor: int) -> dict[str, Any]:
+    """Average consumption per local hour (columns) and weekday (rows, Monday on top)."""
+    names = [str(WEEKDAYS_ABBR[day]) for day in range(7)]
+    figure = go.Figure(
+        go.Heatmap(
+            z=[[None if v is None else v / divisor for v in row] for row in profile.averages],
+            x=[f"{hour:02d}:00" for hour in range(24)],
+            y=names,
+            colorscale="Viridis",
+            colorbar={"title": {"text": unit}},
+            hoverongaps=False,
+        )
+    )
+    figure.update_layout(
+        margin={"l": 48, "r": 16, "t": 16, "b": 48},
+        yaxis={"autorange": "reversed"},
+        height=300,
     )
     data: dict[str, Any] = figure.to_plotly_json()
     return data

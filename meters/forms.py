@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from meters.ingest.formats import format_for_name
 from meters.models import ImportBatch
+from meters.selectors import MAX_CUSTOM_DAYS
 
 
 class ImportUploadForm(forms.Form):
@@ -67,16 +68,24 @@ class UsageForm(forms.Form):
         ("week", _("Week")),
         ("month", _("Month")),
         ("year", _("Year")),
+        ("custom", _("Custom")),
     )
 
+    # Without one, the page shows the account's first supply.
     service_point = forms.ChoiceField(
-        label=_("Supply"), widget=forms.Select(attrs={"class": "form-select"})
+        label=_("Supply"), required=False, widget=forms.Select(attrs={"class": "form-select"})
     )
     range = forms.ChoiceField(
         label=_("Range"),
         choices=RANGES,
         initial="week",
         widget=forms.Select(attrs={"class": "form-select"}),
+    )
+    start = forms.DateField(
+        label=_("From"),
+        widget=forms.DateInput(attrs={"type": "date", "class": "form-control"}),
+        required=False,
+        help_text=_("For a custom range."),
     )
     end = forms.DateField(
         label=_("Up to"),
@@ -94,3 +103,22 @@ class UsageForm(forms.Form):
         field = self.fields["service_point"]
         assert isinstance(field, forms.ChoiceField)  # noqa: S101 - declared above
         field.choices = service_points
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("range") != "custom":
+            return data
+        start, end = data.get("start"), data.get("end")
+        if start is None:
+            self.add_error("start", _("A custom range needs a first day."))
+        if end is None:
+            self.add_error("end", _("A custom range needs a last day."))
+        if start is not None and end is not None:
+            if start > end:
+                self.add_error("start", _("The first day must not be after the last day."))
+            elif (end - start).days + 1 > MAX_CUSTOM_DAYS:
+                self.add_error(
+                    "start",
+                    _("A custom range is at most %(days)s days long.") % {"days": MAX_CUSTOM_DAYS},
+                )
+        return data

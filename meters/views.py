@@ -12,6 +12,8 @@ import datetime as dt
 import json
 import uuid
 import zoneinfo
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -26,24 +28,35 @@ from django.http import (
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
+from django.utils.dates import WEEKDAYS
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from meters.charts import usage_figure
+from meters.charts import bands_figure, usage_figure, week_heatmap_figure
+from meters.costs import CostQuery, CostSeries, estimate_costs
 from meters.exceptions import MeterError
 from meters.forms import ImportUploadForm, UsageForm
 from meters.models import ImportBatch
 from meters.selectors import (
+    MAX_CHART_POINTS,
+    ConsumptionPoint,
+    Resolution,
+    UsagePeriod,
+    WeekProfile,
     batch_for_organisations,
     batch_row_errors,
     batches_for_organisations,
     consumption_series,
+    custom_period,
+    downsample,
     service_points_of_account,
     usage_period,
+    week_profile,
 )
 from meters.services import batch_create, inbound_store
+from portal.lib.money import from_minor
 from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import organisation_subtree_ids
 from portal.tenancy.views.base import AccountView, OrganisationView
@@ -222,57 +235,166 @@ class AccountUsageView(AccountView):
             points[0] if points else None,
         )
         context: dict[str, Any] = {"form": form, "service_point": chosen, "span": span}
-        if chosen is not None:
+        if chosen is None:
+            return self.render_to_response(self.get_context_data(**context))
+        if span == "custom":
+            period = custom_period(
+                first_day=data["start"], last_day=last_day, time_zone=account.time_zone
+            )
+        else:
             period = usage_period(span=span, last_day=last_day, time_zone=account.time_zone)
-            series = consumption_series(
-                account_id=account.pk,
-                service_point_id=chosen.pk,
-                start=period.start,
-                end=period.end,
-                resolution=period.resolution,
-                time_zone=account.time_zone,
-            )
-            previous = (
-                consumption_series(
-                    account_id=account.pk,
-                    service_point_id=chosen.pk,
-                    start=period.previous_start,
-                    end=period.previous_end,
-                    resolution=period.resolution,
-                    time_zone=account.time_zone,
-                )
-                if data.get("compare")
-                else None
-            )
-            unit = "kWh" if chosen.kind in ("electricity", "heat") else "m³"
-            if request.GET.get("format") == "csv":
-                return _usage_csv(series, unit=unit, zone=zone, name=chosen.code)
-            rows = [
-                {
-                    "start": _local(p.start, zone),
-                    "consumption": p.consumption / 1000,
-                    "estimated": p.estimated / 1000,
-                    "suspect": p.suspect,
-                }
-                for p in series
-            ]
-            context.update(
-                figure=usage_figure(
-                    series,
-                    labels=[_local(p.start, zone) for p in series],
-                    previous=previous,
-                    unit=unit,
-                    divisor=1000,
-                ),
-                rows=rows,
+        usage = _Usage.build(
+            account_id=account.pk,
+            service_point_id=chosen.pk,
+            period=period,
+            time_zone=account.time_zone,
+            compare=bool(data.get("compare")),
+        )
+        unit = "kWh" if chosen.kind in ("electricity", "heat") else "m³"
+        if request.GET.get("format") == "csv":
+            return _usage_csv(usage, unit=unit, zone=zone, name=chosen.code)
+        labels = [_local(p.start, zone) for p in usage.series]
+        context.update(
+            figure=usage_figure(
+                usage.series,
+                labels=labels,
+                previous=usage.previous,
                 unit=unit,
-                total=sum(p.consumption for p in series) / 1000,
-                previous_total=(
-                    sum(p.consumption for p in previous) / 1000 if previous is not None else None
+                divisor=1000,
+                costs=usage.cost_amounts(),
+                currency=usage.costs.currency if usage.costs else "",
+            ),
+            rows=usage.rows(labels),
+            unit=unit,
+            total=sum(p.consumption for p in usage.series) / 1000,
+            previous_total=(
+                sum(p.consumption for p in usage.previous) / 1000
+                if usage.previous is not None
+                else None
+            ),
+            costs=usage.costs,
+            cost_total=usage.cost_total(),
+            run=usage.run,
+            resolution=period.resolution,
+            csv_query=_with(request, format="csv"),
+        )
+        if usage.costs and usage.costs.bands:
+            context.update(
+                bands_figure=bands_figure(
+                    labels=labels, bands=usage.costs.bands, unit=unit, divisor=1000
                 ),
-                csv_query=_with(request, format="csv"),
+                band_names=sorted(usage.costs.bands),
+            )
+        if usage.profile is not None:
+            context.update(
+                heatmap_figure=week_heatmap_figure(usage.profile, unit=unit, divisor=1000),
+                heatmap_rows=_heatmap_rows(usage.profile),
+                hours=[f"{hour:02d}" for hour in range(24)],
             )
         return self.render_to_response(self.get_context_data(**context))
+
+
+@dataclass
+class _Usage:
+    """What the usage page shows of one service point over one period."""
+
+    series: list[ConsumptionPoint]
+    previous: list[ConsumptionPoint] | None
+    run: int  # intervals summed into each shown point (1 unless downsampled)
+    costs: CostSeries | None
+    profile: WeekProfile | None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        account_id: int,
+        service_point_id: int,
+        period: UsagePeriod,
+        time_zone: str,
+        compare: bool,
+    ) -> _Usage:
+        def read(start: dt.datetime, end: dt.datetime) -> list[ConsumptionPoint]:
+            return consumption_series(
+                account_id=account_id,
+                service_point_id=service_point_id,
+                start=start,
+                end=end,
+                resolution=period.resolution,
+                time_zone=time_zone,
+            )
+
+        raw = read(period.start, period.end)
+        series, run = downsample(raw, max_points=MAX_CHART_POINTS)
+        previous = None
+        if compare:
+            previous, _run = downsample(
+                read(period.previous_start, period.previous_end), max_points=MAX_CHART_POINTS
+            )
+        costs = (
+            estimate_costs(
+                CostQuery(
+                    account_id=account_id,
+                    service_point_id=service_point_id,
+                    starts=[p.start for p in series],
+                    # Nothing is charged for days that have not happened yet.
+                    end=min(period.end, timezone.now()),
+                    resolution=period.resolution,
+                    time_zone=time_zone,
+                    points=raw if run == 1 else (),
+                )
+            )
+            if series and (run == 1 or period.resolution != Resolution.QUARTER_HOUR)
+            else None
+        )
+        # An hour x weekday pattern needs a week of hours at least; a day has too few.
+        profile = (
+            week_profile(
+                account_id=account_id,
+                service_point_id=service_point_id,
+                start=period.start,
+                end=period.end,
+                time_zone=time_zone,
+            )
+            if period.end - period.start >= dt.timedelta(days=7) and series
+            else None
+        )
+        return cls(series, previous, run, costs, profile)
+
+    def cost_amounts(self) -> list[Decimal] | None:
+        if self.costs is None:
+            return None
+        return [from_minor(amount, self.costs.currency) for amount in self.costs.amounts]
+
+    def cost_total(self) -> Decimal | None:
+        if self.costs is None:
+            return None
+        return from_minor(sum(self.costs.amounts), self.costs.currency)
+
+    def rows(self, labels: list[str]) -> list[dict[str, Any]]:
+        costs = self.cost_amounts()
+        bands = sorted(self.costs.bands.items()) if self.costs else []
+        return [
+            {
+                "start": labels[i],
+                "consumption": p.consumption / 1000,
+                "estimated": p.estimated / 1000,
+                "suspect": p.suspect,
+                "cost": costs[i] if costs is not None else None,
+                "bands": [values[i] / 1000 for _name, values in bands],
+            }
+            for i, p in enumerate(self.series)
+        ]
+
+
+def _heatmap_rows(profile: WeekProfile) -> list[dict[str, Any]]:
+    return [
+        {
+            "weekday": WEEKDAYS[weekday],
+            "values": [None if v is None else v / 1000 for v in profile.averages[weekday]],
+        }
+        for weekday in range(7)
+    ]
 
 
 def _local(start: Any, zone: zoneinfo.ZoneInfo) -> str:
@@ -288,18 +410,28 @@ def _with(request: HttpRequest, **params: str) -> str:
     return query.urlencode()
 
 
-def _usage_csv(series: list[Any], *, unit: str, zone: zoneinfo.ZoneInfo, name: str) -> HttpResponse:
+def _usage_csv(usage: _Usage, *, unit: str, zone: zoneinfo.ZoneInfo, name: str) -> HttpResponse:
+    """The shown points as CSV, with the cost and band columns when the page shows them."""
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="usage-{name}.csv"'
     writer = csv.writer(response)
-    writer.writerow(["start", f"consumption_{unit}", f"estimated_{unit}", "suspect_readings"])
-    for point in series:
-        writer.writerow(
-            [
-                _local(point.start, zone),
-                f"{point.consumption / 1000:.3f}",
-                f"{point.estimated / 1000:.3f}",
-                point.suspect,
-            ]
-        )
+    bands = sorted(usage.costs.bands) if usage.costs else []
+    costs = usage.cost_amounts()
+    header = ["start", f"consumption_{unit}", f"estimated_{unit}", "suspect_readings"]
+    if usage.costs is not None:
+        header.append(f"estimated_cost_{usage.costs.currency}")
+    header += [f"band_{band}_{unit}" for band in bands]
+    writer.writerow(header)
+    for i, point in enumerate(usage.series):
+        row: list[Any] = [
+            _local(point.start, zone),
+            f"{point.consumption / 1000:.3f}",
+            f"{point.estimated / 1000:.3f}",
+            point.suspect,
+        ]
+        if costs is not None:
+            row.append(str(costs[i]))
+        if usage.costs is not None:
+            row += [f"{usage.costs.bands[band][i] / 1000:.3f}" for band in bands]
+        writer.writerow(row)
     return response

@@ -9,7 +9,15 @@ import datetime as dt
 import zoneinfo
 
 from billing.selectors import credit_state, latest_bill
-from meters.selectors import events_for_account, meters_of_account, month_comparison
+from billing.usage_costs import usage_costs
+from meters.costs import CostQuery
+from meters.selectors import (
+    Resolution,
+    events_for_account,
+    meters_of_account,
+    month_comparison,
+    service_points_of_account,
+)
 from portal.lib.money import from_minor
 from portal.tenancy.models import Account
 from portal.tenancy.panels import Panel, panel_provider_register
@@ -42,13 +50,39 @@ def credit_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -
             },
         )
     bill = latest_bill(account_id=account.pk)
+    to_date = bill_to_date(account, as_of)
     return Panel(
         "web/panels/bill.html",
         {
             "bill": bill,
             "total": from_minor(bill.total, bill.currency) if bill else None,
+            "to_date": from_minor(to_date[0], to_date[1]) if to_date else None,
+            "to_date_currency": to_date[1] if to_date else "",
+            "month_start": today.replace(day=1),
         },
     )
+
+
+def bill_to_date(account: Account, as_of: dt.datetime) -> tuple[int, str] | None:
+    """This month's charges so far, priced with the account's tariffs (an estimate: the bill
+    rounds per line over the whole month). None when no supply has a tariff."""
+    zone = zoneinfo.ZoneInfo(account.time_zone)
+    month_start = as_of.astimezone(zone).date().replace(day=1)
+    total, currency = 0, ""
+    for service_point in service_points_of_account(account_id=account.pk):
+        costs = usage_costs(
+            CostQuery(
+                account_id=account.pk,
+                service_point_id=service_point.pk,
+                starts=[month_start],
+                end=as_of,
+                resolution=Resolution.MONTH,
+                time_zone=account.time_zone,
+            )
+        )
+        if costs is not None and currency in ("", costs.currency):
+            total, currency = total + sum(costs.amounts), costs.currency
+    return (total, currency) if currency else None
 
 
 def usage_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -> Panel | None:

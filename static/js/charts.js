@@ -15,9 +15,27 @@
       });
     });
   }
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", draw);
-  } else {
+  // The usage form's "From" day only matters for a custom range: hidden otherwise.
+  function customRange() {
+    var range = document.querySelector("form select[name=range]");
+    var start = document.querySelector("form input[name=start]");
+    if (!range || !start) {
+      return;
+    }
+    var box = start.closest(".col-auto") || start.parentElement;
+    function sync() {
+      box.hidden = range.value !== "custom";
+    }
+    range.addEventListener("change", sync);
+    sync();
+  }
+  function init() {
     draw();
+    customRange();
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
   }
 })();

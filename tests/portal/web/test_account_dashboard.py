@@ -104,3 +104,29 @@ def test_panels_do_not_leak_between_accounts() -> None:
         MeterInstallation.objects.filter(meter=m, service_point__supplies__account=mine).exists()
         for m in alerts.context["meters"]
     )
+
+
+def test_a_postpaid_home_shows_this_months_bill_to_date() -> None:
+    from decimal import Decimal
+
+    from billing.models import TariffAssignment
+    from meters.models import ServicePoint
+    from meters.services import supply_start
+    from tests.billing.helpers import hours, make_tariff
+
+    account = make_account(payment_mode="postpaid")
+    sp = ServicePoint.objects.create(code="SP-P1", kind="electricity", time_zone="Asia/Taipei")
+    since = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    supply_start(account=account, service_point=sp, start=since, actor=SYSTEM)
+    TariffAssignment.objects.create(
+        account=account, service_point=sp, tariff=make_tariff(), valid_from=since.date()
+    )
+    # 1-19 May in Taipei, 1 kWh an hour, then half of the 20th (until noon, the clock below).
+    hours(account, sp, dt.datetime(2026, 4, 30, 16, tzinfo=dt.UTC), [1000] * (19 * 24 + 12))
+    with time_machine.travel(NOW, tick=False):
+        response = _client(account, Role.VIEWER).get(f"/a/{account.public_id}/")
+    page = response.content.decode()
+    assert "This month so far" in page
+    # Flat 2.5 a kWh with 10 a day standing and 5% tax: 468 kWh and 19 whole days.
+    expected = (Decimal(468) * Decimal("2.5") + 19 * 10) * Decimal("1.05")
+    assert f'id="bill-to-date">{expected.quantize(Decimal("0.01"))} ' in page

@@ -1,0 +1,222 @@
+"""The usage page's custom ranges, downsampling, cost overlay, time-of-use split and the
+hour x weekday heatmap: every figure from the rollups, with a table of the same numbers."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from billing.pricing import HourUsage, Segment, price
+from meters.models import RollupDaily
+from meters.selectors import (
+    ConsumptionPoint,
+    Resolution,
+    custom_period,
+    downsample,
+)
+from portal.tenancy.roles import Role
+from tests.billing.helpers import hours, make_tariff, supplied
+from tests.factories import make_account, make_membership, make_user
+
+pytestmark = pytest.mark.django_db
+NOW = dt.datetime(2026, 5, 20, 4, 0, tzinfo=dt.UTC)  # noon in Taipei
+TOU = {
+    "type": "tou",
+    "bands": [
+        {"name": "peak", "days": "weekdays", "from": 9, "to": 21, "rate": "5"},
+        {"name": "off-peak", "days": "weekdays", "from": 21, "to": 9, "rate": "2"},
+        {"name": "weekend", "days": "weekends", "from": 0, "to": 24, "rate": "1"},
+    ],
+}
+MAY_1_LOCAL = dt.datetime(2026, 4, 30, 16, tzinfo=dt.UTC)  # 1 May 00:00 in Taipei
+
+
+def _client_for(account: Any) -> Client:
+    user = make_user()
+    make_membership(user, Role.VIEWER, account=account)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _figure(body: str, name: str) -> dict[str, Any]:
+    marker = f'<script id="{name}" type="application/json">'
+    start = body.index(marker) + len(marker)
+    figure: dict[str, Any] = json.loads(body[start : body.index("</script>", start)])
+    return figure
+
+
+def _with_hours(structure: dict[str, Any] | None = None) -> tuple[Any, Any, Client]:
+    account = make_account("Lin household")
+    account, sp, _wallet = supplied(account, tariff=make_tariff(structure))
+    # 19 days of May: 100 Wh each hour from midnight to 09:00, 400 Wh after.
+    profile = [100] * 9 + [400] * 15
+    hours(account, sp, MAY_1_LOCAL, profile * 19)
+    for day in range(1, 20):
+        RollupDaily.objects.create(
+            service_point=sp,
+            direction="import",
+            day=dt.date(2026, 5, day),
+            account=account,
+            consumption=sum(profile),
+            reading_count=96,
+            hours=24,
+        )
+    return account, sp, _client_for(account)
+
+
+def test_a_custom_range_gets_the_finest_resolution_that_stays_readable() -> None:
+    day = dt.date(2026, 5, 19)
+
+    def resolution(days: int) -> Resolution:
+        first = day - dt.timedelta(days=days - 1)
+        return custom_period(first_day=first, last_day=day, time_zone="UTC").resolution
+
+    assert resolution(1) == resolution(3) == Resolution.QUARTER_HOUR
+    assert resolution(4) == resolution(31) == Resolution.HOUR
+    assert resolution(32) == resolution(400) == Resolution.DAY
+    assert resolution(401) == Resolution.MONTH
+    period = custom_period(first_day=dt.date(2026, 5, 1), last_day=day, time_zone="Asia/Taipei")
+    assert period.previous_end == period.start
+    assert period.start - period.previous_start == period.end - period.start
+    with pytest.raises(ValueError, match="custom range"):
+        custom_period(first_day=day, last_day=day - dt.timedelta(days=1), time_zone="UTC")
+
+
+def test_downsampling_sums_runs_and_keeps_the_totals() -> None:
+    start = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    points = [
+        ConsumptionPoint(start + dt.timedelta(hours=i), 100 + i, i % 2, i % 3 == 0)
+        for i in range(745)
+    ]
+    merged, run = downsample(points, max_points=400)
+    assert run == 2
+    assert len(merged) == 373
+    assert merged[0].start == start and merged[1].start == start + dt.timedelta(hours=2)
+    assert sum(p.consumption for p in merged) == sum(p.consumption for p in points)
+    assert sum(p.estimated for p in merged) == sum(p.estimated for p in points)
+    assert sum(p.suspect for p in merged) == sum(p.suspect for p in points)
+    assert downsample(points[:10], max_points=400) == (points[:10], 1)
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_long_custom_range_of_hours_is_downsampled_on_the_server() -> None:
+    account, _sp, client = _with_hours()
+    response = client.get(
+        f"/a/{account.public_id}/usage/",
+        {"range": "custom", "start": "2026-04-20", "end": "2026-05-19"},
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="downsampled"' in body
+    figure = _figure(body, "usage-figure")
+    measured = figure["data"][0]["y"]
+    assert len(measured) <= 400
+    assert sum(measured) == pytest.approx(19 * 6.9)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"range": "custom", "end": "2026-05-19"}, "start"),
+        ({"range": "custom", "start": "2026-05-19", "end": "2026-05-01"}, "start"),
+        ({"range": "custom", "start": "2020-01-01", "end": "2026-05-01"}, "start"),
+    ],
+)
+def test_a_bad_custom_range_is_refused_with_a_message(params: dict[str, str], field: str) -> None:
+    account, _sp, client = _with_hours()
+    response = client.get(f"/a/{account.public_id}/usage/", params)
+    assert response.status_code == 400
+    assert response.context["form"].errors[field]
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_month_shows_the_estimated_cost_of_each_day_priced_like_a_bill() -> None:
+    account, _sp, client = _with_hours()
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"/a/{account.public_id}/usage/", {"range": "month"})
+    assert response.status_code == 200
+    assert not any("meters_reading" in q["sql"] for q in queries.captured_queries)
+    assert len(queries.captured_queries) <= 22
+    # A day of the flat tariff: 6.9 kWh at 2.5, plus 10 standing, plus 5% tax.
+    day = [
+        HourUsage(dt.datetime(2026, 5, 4, h, tzinfo=dt.UTC), 100 if h < 9 else 400)
+        for h in range(24)
+    ]
+    from billing.models import TariffVersion
+
+    version = TariffVersion.objects.get(tariff__assignments__account=account)
+    expected = price([Segment(version, 1, day)], currency="TWD", unit="kWh").total
+    assert expected == 2861  # (6.9 x 2.5 + 10) x 1.05 = 28.6125 TWD, in cents
+    rows = response.context["rows"]
+    assert rows[3]["cost"] == Decimal("28.61")
+    assert response.context["cost_total"] == Decimal(19 * expected) / 100
+    figure = _figure(response.content.decode(), "usage-figure")
+    cost_trace = figure["data"][-1]
+    assert cost_trace["yaxis"] == "y2"
+    assert cost_trace["y"][:19] == [28.61] * 19
+
+    table = list(
+        csv.reader(
+            io.StringIO(
+                client.get(
+                    f"/a/{account.public_id}/usage/", {"range": "month", "format": "csv"}
+                ).content.decode()
+            )
+        )
+    )
+    assert table[0][-1] == "estimated_cost_TWD"
+    assert table[4][-1] == "28.61"
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_time_of_use_tariff_splits_each_day_by_band() -> None:
+    account, _sp, client = _with_hours(TOU)
+    response = client.get(f"/a/{account.public_id}/usage/", {"range": "month"})
+    assert response.status_code == 200
+    assert response.context["band_names"] == ["off-peak", "peak", "weekend"]
+    rows = response.context["rows"]
+    monday, saturday = rows[3], rows[8]  # 4 and 9 May 2026
+    # Monday: 00-09 off-peak (9 x 0.1), 09-21 peak (12 x 0.4), 21-24 off-peak (3 x 0.4).
+    assert monday["bands"] == pytest.approx([0.9 + 1.2, 4.8, 0.0])
+    assert saturday["bands"] == pytest.approx([0.0, 0.0, 6.9])
+    for row in rows:
+        assert sum(row["bands"]) == pytest.approx(row["consumption"])
+    figure = _figure(response.content.decode(), "bands-figure")
+    assert [trace["name"] for trace in figure["data"]] == ["off-peak", "peak", "weekend"]
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_heatmap_averages_each_weekday_hour_from_the_hourly_rollups() -> None:
+    account, _sp, client = _with_hours()
+    response = client.get(f"/a/{account.public_id}/usage/", {"range": "month"})
+    rows = response.context["heatmap_rows"]
+    assert len(rows) == 7 and all(len(row["values"]) == 24 for row in rows)
+    assert rows[0]["values"][0] == pytest.approx(0.1)
+    assert rows[0]["values"][12] == pytest.approx(0.4)
+    figure = _figure(response.content.decode(), "heatmap-figure")
+    assert figure["data"][0]["type"] == "heatmap"
+    assert figure["data"][0]["z"][5][20] == pytest.approx(0.4)
+    assert 'id="heatmap-table"' in response.content.decode()
+
+
+@time_machine.travel(NOW, tick=False)
+def test_without_a_tariff_the_page_shows_consumption_only() -> None:
+    account, _sp, client = _with_hours()
+    from billing.models import TariffAssignment
+
+    TariffAssignment.objects.filter(account=account).delete()
+    response = client.get(f"/a/{account.public_id}/usage/", {"range": "month"})
+    assert response.status_code == 200
+    assert response.context["costs"] is None
+    assert "cost-total" not in response.content.decode()
