@@ -55,14 +55,22 @@ check-migrations: $(VENV)/.dev  ## fail if a model change has no migration
 test: system-deps services $(VENV)/.dev messages lint check-migrations  ## every check and the whole test suite
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
+.PHONY: screenshots
+screenshots: system-deps services $(VENV)/.dev messages  ## run the browser tests, saving screenshots of the main pages to screenshots/
+	rm -rf screenshots && mkdir screenshots
+	SCREENSHOTS_DIR=$(CURDIR)/screenshots $(BIN)/pytest -n 2 -m browser tests/browser $(PYTEST_ARGS) || status=$$?; \
+	  ls -1 screenshots; exit $${status:-0}
+
 BENCH_CHARGE_ACCOUNTS ?= 100000
 BENCH_BILL_ACCOUNTS ?= 10000
 
-bench: $(VENV)/.dev services  ## ingest (BENCH_ARGS=...), prepaid charging and bill run benchmarks
+bench: $(VENV)/.dev services  ## ingest (BENCH_ARGS=...), prepaid charging, bill run and web (BENCH_WEB_ARGS=...) benchmarks
+	@scripts/system-deps.sh bench
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 	$(PY) scripts/bench_charging.py --accounts $(BENCH_CHARGE_ACCOUNTS)
 	$(PY) scripts/bench_billing.py --accounts $(BENCH_BILL_ACCOUNTS)
 	$(PY) scripts/bench_billing.py --accounts $(BENCH_BILL_ACCOUNTS) --tou
+	$(PY) scripts/bench_web.py $(BENCH_WEB_ARGS)
 
 clean-state:  ## stop and delete the private PostgreSQL cluster and local state of `make run`
 	-@[ -d .pgdata/data ] && { [ "$$(id -u)" = 0 ] && runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D .pgdata/data -m fast stop || /usr/lib/postgresql/15/bin/pg_ctl -D .pgdata/data -m fast stop; } || true

@@ -1,4 +1,4 @@
-"""Tariffs, the prepaid ledger, top-ups and payments, bills, and shortage warnings.
+"""Tariffs, the prepaid ledger, top-ups and payments, bills, shortage warnings, data exports.
 
 Money in the ledger is whole minor units of the account's currency (`BigIntegerField`); rates
 are Decimals with up to six places; `portal.lib.money` holds the one rounding rule. Postings
@@ -9,12 +9,15 @@ constraint trigger refuses a transaction whose entry's postings do not sum to ze
 
 from __future__ import annotations
 
+import datetime
 import uuid
+from pathlib import Path
 from typing import Self
 
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import ArrayField, DateRangeField, RangeOperators
+from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.db.models import Func, Q
 from django.utils.translation import gettext_lazy as _
@@ -747,3 +750,104 @@ class NotificationPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} · {self.topic}"
+
+
+# --- Data exports -------------------------------------------------------------------------
+
+
+def export_storage() -> FileSystemStorage:
+    """Where export ZIPs are kept: a folder under MEDIA_ROOT that no URL serves; the portal
+    hands a file out only through its download view, to members of its account."""
+    return FileSystemStorage(location=Path(settings.MEDIA_ROOT) / "exports", base_url=None)
+
+
+class DataExportQuerySet(models.QuerySet["DataExport"]):
+    def for_account(self, account_id: int) -> Self:
+        return self.filter(account_id=account_id)
+
+
+class DataExport(models.Model):
+    """A resident's request for all of their account's data, built by a task into one ZIP.
+
+    `rows_done` of `rows_total` is the progress the page polls. The file exists only once the
+    export is done (it is written under a temporary name and renamed), and is deleted when the
+    export expires.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("being prepared")
+        DONE = "done", _("ready")
+        FAILED = "failed", _("failed")
+        EXPIRED = "expired", _("expired")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_by_label = models.CharField(max_length=254)
+    language = models.CharField(_("language"), max_length=16, default="en")
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
+    )
+    part = models.CharField(_("part being written"), max_length=40, blank=True)
+    rows_done = models.BigIntegerField(_("rows written"), default=0)
+    rows_total = models.BigIntegerField(_("rows in all"), default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(_("error"), blank=True)
+    file = models.FileField(_("file"), storage=export_storage, max_length=200, blank=True)
+    size = models.BigIntegerField(_("size (bytes)"), default=0)
+    created_at = models.DateTimeField(_("requested"))
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+
+    objects = DataExportQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("data export")
+        verbose_name_plural = _("data exports")
+        constraints = [
+            # One export in the works per account: asking again returns it.
+            models.UniqueConstraint(
+                fields=["account"],
+                condition=Q(status__in=["queued", "running"]),
+                name="billing_dataexport_one_open",
+            ),
+            models.CheckConstraint(
+                condition=Q(rows_done__gte=0) & Q(rows_total__gte=0) & Q(size__gte=0),
+                name="billing_dataexport_counts",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="done") | (~Q(file="") & Q(expires_at__isnull=False)),
+                name="billing_dataexport_done_has_file",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="billing_export_account"),
+            models.Index(fields=["status", "expires_at"], name="billing_export_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"export {self.public_id} ({self.status})"
+
+    @property
+    def percent(self) -> int:
+        if self.status in (self.Status.DONE, self.Status.EXPIRED):
+            return 100
+        if not self.rows_total:
+            return 0
+        return min(99, self.rows_done * 100 // self.rows_total)
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in (self.Status.QUEUED, self.Status.RUNNING)
+
+    def downloadable(self, now: datetime.datetime) -> bool:
+        return (
+            self.status == self.Status.DONE
+            and bool(self.file)
+            and self.expires_at is not None
+            and now < self.expires_at
+        )

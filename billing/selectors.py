@@ -9,13 +9,25 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
+from typing import IO
 
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import Q, QuerySet, Sum
+from psycopg import sql
 
-from billing.models import Bill, DailyCharge, TariffVersion, Wallet
+from billing.models import (
+    Bill,
+    BillRun,
+    DailyCharge,
+    DataExport,
+    ShortageWarning,
+    TariffVersion,
+    Wallet,
+)
 from billing.pricing import HourUsage
-from meters.models import Direction
+from meters.models import Direction, Quality, Rule
+from portal.lib.csvsafe import FORMULA_PREFIXES, csv_safe
+from portal.tenancy.models import Account
 
 
 def wallet_for_account(*, account_id: int) -> Wallet | None:
@@ -229,3 +241,472 @@ def wallet_ledger(*, account_id: int, limit: int = 200) -> list[LedgerLine]:
             [wallet.ledger_account_id, limit],
         )
         return [LedgerLine(*row) for row in cursor.fetchall()]
+
+
+# --- Alerts (the resident's alerts page) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShortageAlert:
+    """A low-credit warning as the account's members see it: open while the fall it warned
+    of goes on (the account's latest crossing, still under the threshold), else resolved."""
+
+    warning: ShortageWarning
+    open: bool
+
+
+def shortage_alerts_for_account(
+    *, account_id: int, as_of_day: dt.date, open_only: bool
+) -> list[ShortageAlert]:
+    """Return the account's low-credit warnings, newest first (open ones only if asked).
+
+    Only the first warning of each threshold and crossing (level 0): escalations to the
+    managers above repeat the same shortage. A new crossing starts when a credit lifted the
+    balance above every threshold, so older crossings are resolved; in the latest one a
+    threshold is open while the balance is empty or days left are at most the threshold.
+    """
+    warnings = list(
+        ShortageWarning.objects.filter(account_id=account_id, level=0).order_by(
+            "-created_at", "-id"
+        )
+    )
+    if not warnings:
+        return []
+    latest = max(w.crossing for w in warnings)
+    state = credit_state(account_id=account_id, as_of_day=as_of_day)
+
+    def still_under(threshold: int) -> bool:
+        if state is None:
+            return False
+        if state.balance <= 0:
+            return True
+        return threshold > 0 and state.days_left is not None and state.days_left <= threshold
+
+    alerts = [ShortageAlert(w, w.crossing == latest and still_under(w.threshold)) for w in warnings]
+    return [a for a in alerts if a.open] if open_only else alerts
+
+
+# --- Many accounts at once (organisation pages) -------------------------------------------
+
+# Days of credit under which an account counts as low whatever its thresholds say.
+LOW_CREDIT_DAYS = 7
+
+
+def credit_cte(*, days: int = 14) -> tuple[str, dict[str, object]]:
+    """Return (sql, params) of credit_state for many accounts in one statement.
+
+    Reads a relation `scope(account_id, today)` the caller defines in a WITH clause (the
+    accounts and each one's local date) and yields rows (account_id, balance, currency,
+    average_daily_cost, days_left, threshold, low) for those with a wallet. The arithmetic is
+    credit_state's, written in SQL so that a table can sort and filter by it: the average is
+    the whole-unit floor of the charges of the last `days` local days over the number of days
+    that have charges (unknown when that sum is not positive); days left is balance ÷ average,
+    at least 0, rounded down to 0.1. `threshold` is the highest warning threshold in force
+    (the account's policy, else the nearest organisation's up the tree, else the site's
+    default, as the shortage warnings resolve it); `low` means an empty balance, or days left
+    at most that threshold or under LOW_CREDIT_DAYS.
+    """
+    from django.conf import settings
+
+    sql = """
+        SELECT x.account_id, x.balance, x.currency, x.average_daily_cost, x.days_left,
+               x.threshold,
+               COALESCE(x.balance <= 0 OR x.days_left < %(cr_low_days)s
+                        OR x.days_left <= x.threshold, false) AS low
+        FROM (
+            SELECT w.account_id, w.balance, w.currency, cost.average AS average_daily_cost,
+                   CASE WHEN cost.average IS NOT NULL
+                        THEN trunc(greatest(0, w.balance::numeric / cost.average), 1)
+                   END AS days_left,
+                   greatest(0, (SELECT max(t) FROM unnest(
+                       COALESCE(ap.thresholds::int[], op.thresholds, %(cr_default)s::int[])) AS t))
+                       AS threshold
+            FROM scope s
+            JOIN billing_wallet w ON w.account_id = s.account_id
+            JOIN tenancy_account a ON a.id = s.account_id
+            LEFT JOIN tenancy_organisation o ON o.id = a.organisation_id
+            LEFT JOIN (
+                SELECT c.account_id,
+                       CASE WHEN sum(c.total) > 0
+                            THEN floor(sum(c.total) / count(DISTINCT c.day))::bigint
+                       END AS average
+                FROM scope cs
+                JOIN billing_dailycharge c ON c.account_id = cs.account_id
+                     AND c.day >= cs.today - %(cr_days)s AND c.day < cs.today
+                GROUP BY c.account_id
+            ) cost ON cost.account_id = s.account_id
+            LEFT JOIN billing_warningpolicy ap ON ap.account_id = s.account_id
+            LEFT JOIN LATERAL (
+                -- The nearest organisation up the tree that has a policy (a short table).
+                SELECT p.thresholds::int[] AS thresholds
+                FROM billing_warningpolicy p
+                WHERE p.organisation_id = ANY(string_to_array(trim(both '/' from o.path), '/')
+                                              ::bigint[])
+                ORDER BY array_position(
+                    string_to_array(trim(both '/' from o.path), '/')::bigint[],
+                    p.organisation_id::bigint) DESC
+                LIMIT 1
+            ) op ON o.path IS NOT NULL
+        ) x
+    """
+    return sql, {
+        "cr_days": days,
+        "cr_low_days": LOW_CREDIT_DAYS,
+        "cr_default": [int(t) for t in settings.SHORTAGE_WARNING_THRESHOLDS],
+    }
+
+
+# --- Data exports ---------------------------------------------------------------------------
+# What a resident's export holds is read here; billing.services.exports writes it into a ZIP.
+# Readings are clipped exactly as the usage page clips them: a reading belongs to the account
+# when its interval starts at or after the move-in and ends by the move-out, and its meter was
+# installed at the service point then. Rollups, bills and the ledger carry the account already.
+
+
+def _sql_text_safe(column: str) -> str:
+    """portal.lib.csvsafe's neutralisation as an SQL expression over a text column, for the
+    parts streamed by COPY."""
+    prefixes = ", ".join(
+        f"'{p}'" if p.isprintable() and p != "'" else f"chr({ord(p)})" for p in FORMULA_PREFIXES
+    )
+    return f"CASE WHEN left({column}, 1) IN ({prefixes}) THEN '''' || {column} ELSE {column} END"
+
+
+def exports_for_account(*, account_id: int, limit: int = 10) -> list[DataExport]:
+    """The account's latest exports, newest first."""
+    return list(DataExport.objects.for_account(account_id).order_by("-created_at", "-id")[:limit])
+
+
+def export_for_account(*, account_id: int, public_id: uuid.UUID) -> DataExport | None:
+    return DataExport.objects.for_account(account_id).filter(public_id=public_id).first()
+
+
+def export_get_by_id(*, export_id: int) -> DataExport | None:
+    return DataExport.objects.select_related("account").filter(pk=export_id).first()
+
+
+def exports_open_for_account(*, account_id: int) -> DataExport | None:
+    """The account's queued or running export, if any (there is at most one)."""
+    return (
+        DataExport.objects.for_account(account_id)
+        .filter(status__in=[DataExport.Status.QUEUED, DataExport.Status.RUNNING])
+        .first()
+    )
+
+
+def exports_expired_ids(*, now: dt.datetime, account_id: int | None = None) -> list[int]:
+    """Finished exports whose time is up (their files are to be deleted)."""
+    qs = DataExport.objects.filter(
+        status__in=[DataExport.Status.DONE, DataExport.Status.FAILED], expires_at__lte=now
+    )
+    if account_id is not None:
+        qs = qs.for_account(account_id)
+    return list(qs.values_list("pk", flat=True))
+
+
+def exports_stalled_ids(*, before: dt.datetime) -> list[int]:
+    """Exports queued or started before `before` and still not finished."""
+    return list(
+        DataExport.objects.filter(
+            status__in=[DataExport.Status.QUEUED, DataExport.Status.RUNNING],
+            created_at__lt=before,
+        ).values_list("pk", flat=True)
+    )
+
+
+@dataclass(frozen=True)
+class ReadingSpan:
+    """One register's readings an account may see: one supply period and one installation.
+
+    Readings with `ts` in (`after`, `until`] whose interval starts at or after `supply_start`;
+    `first` and `last` are the first and last such `ts`, `rows` how many there are.
+    """
+
+    register_id: int
+    service_point: str
+    meter: str
+    register: str
+    direction: str
+    unit: str
+    supply_start: dt.datetime
+    after: dt.datetime
+    until: dt.datetime | None
+    rows: int
+    first: dt.datetime | None
+    last: dt.datetime | None
+
+
+_SPAN_FILTER = """
+    e.register_id = s.register_id AND e.ts > s.after AND e.ts >= s.supply_start
+    AND (s.until IS NULL OR e.ts <= s.until) AND coalesce(e.start_ts, e.ts) >= s.supply_start
+"""
+
+
+def export_reading_spans(*, account_id: int) -> list[ReadingSpan]:
+    """Every register reading span of the account, with its row count (one query)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH s AS (
+                SELECT r.id AS register_id, sp.code AS sp_code, m.serial, r.code AS reg_code,
+                       r.direction, r.unit, sup.start AS supply_start,
+                       mi.installed_at AS after,
+                       CASE WHEN sup."end" IS NULL THEN mi.removed_at
+                            WHEN mi.removed_at IS NULL THEN sup."end"
+                            ELSE least(sup."end", mi.removed_at) END AS until
+                FROM meters_supply sup
+                JOIN meters_servicepoint sp ON sp.id = sup.service_point_id
+                JOIN meters_meterinstallation mi
+                  ON mi.service_point_id = sup.service_point_id
+                 AND (sup."end" IS NULL OR mi.installed_at < sup."end")
+                 AND (mi.removed_at IS NULL OR mi.removed_at > sup.start)
+                JOIN meters_meter m ON m.id = mi.meter_id
+                JOIN meters_register r ON r.meter_id = m.id
+                WHERE sup.account_id = %s
+            )
+            SELECT s.register_id, s.sp_code, s.serial, s.reg_code, s.direction, s.unit,
+                   s.supply_start, s.after, s.until, c.n, c.first, c.last
+            FROM s CROSS JOIN LATERAL (
+                SELECT count(*) AS n, min(e.ts) AS first, max(e.ts) AS last
+                FROM meters_reading e WHERE {_SPAN_FILTER}
+            ) c
+            ORDER BY s.sp_code, s.supply_start, s.after, s.reg_code
+            """,  # noqa: S608 - the filter is a constant
+            [account_id],
+        )
+        return [ReadingSpan(*row) for row in cursor.fetchall()]
+
+
+_QUALITY_NAMES = " ".join(f"WHEN {q.value} THEN '{q.name.lower()}'" for q in Quality)
+_FLAG_NAMES = ", ".join(
+    f"CASE WHEN e.flags & {rule.value} <> 0 THEN '{(rule.name or '').lower()}' END" for rule in Rule
+)
+READINGS_COLUMNS = (
+    "service_point",
+    "meter",
+    "register",
+    "direction",
+    "unit",
+    "interval_start",
+    "timestamp",
+    "register_value",
+    "consumption",
+    "quality",
+    "flags",
+)
+
+
+def export_readings_copy(
+    *, span: ReadingSpan, start: dt.datetime, end: dt.datetime, out: IO[bytes]
+) -> int:
+    """Write the span's readings with `ts` in [start, end) to `out` as CSV rows (no header),
+    streamed by COPY; return how many were written. Times are ISO 8601 in UTC."""
+    labels = [
+        csv_safe(span.service_point),
+        csv_safe(span.meter),
+        csv_safe(span.register),
+        span.direction,
+        span.unit,
+    ]
+    query = sql.SQL(
+        """
+        COPY (
+            SELECT {labels},
+                   (to_json(e.start_ts AT TIME ZONE 'UTC') #>> '{{}}') || 'Z',
+                   (to_json(e.ts AT TIME ZONE 'UTC') #>> '{{}}') || 'Z',
+                   e.value, e.delta,
+                   CASE e.quality {qualities} END,
+                   nullif(array_to_string(ARRAY[{flags}], '|'), '')
+            FROM meters_reading e,
+                 (SELECT {register}::bigint AS register_id, {after}::timestamptz AS after,
+                         {supply_start}::timestamptz AS supply_start,
+                         {until}::timestamptz AS until) s
+            WHERE {span_filter} AND e.ts >= {start} AND e.ts < {end}
+            ORDER BY e.ts
+        ) TO STDOUT (FORMAT csv)
+        """
+    ).format(
+        labels=sql.SQL(", ").join(sql.Literal(label) for label in labels),
+        qualities=sql.SQL(_QUALITY_NAMES),  # built from the enums
+        flags=sql.SQL(_FLAG_NAMES),
+        register=sql.Literal(span.register_id),
+        after=sql.Literal(span.after),
+        supply_start=sql.Literal(span.supply_start),
+        until=sql.Literal(span.until),
+        span_filter=sql.SQL(_SPAN_FILTER),
+        start=sql.Literal(start),
+        end=sql.Literal(end),
+    )
+    with connection.cursor() as cursor:
+        with cursor.copy(query.as_string(cursor.connection)) as copy:
+            for data in copy:
+                out.write(data)
+        return int(cursor.rowcount)
+
+
+# The unit of each service point's rollups: that of its registers in the direction (Wh or L);
+# water without registers defaults to litres, everything else to Wh.
+_UNITS_CTE = """
+units AS (
+    SELECT mi.service_point_id, r.direction, min(r.unit) AS unit
+    FROM meters_meterinstallation mi JOIN meters_register r ON r.meter_id = mi.meter_id
+    WHERE mi.service_point_id IN (
+        SELECT service_point_id FROM meters_supply WHERE account_id = %(account)s)
+    GROUP BY 1, 2
+)
+"""
+_UNIT = "coalesce(u.unit, CASE WHEN sp.kind = 'water' THEN 'L' ELSE 'Wh' END)"
+DAILY_COLUMNS = (
+    "service_point",
+    "kind",
+    "direction",
+    "day",
+    "unit",
+    "consumption",
+    "estimated",
+    "hours",
+)
+
+
+def export_daily_count(*, account_id: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM meters_rollupdaily WHERE account_id = %s", [account_id]
+        )
+        return int(cursor.fetchone()[0])
+
+
+def export_daily_copy(*, account_id: int, out: IO[bytes]) -> int:
+    """Write the account's daily consumption (local days of each service point) as CSV rows."""
+    query = f"""
+        COPY (
+            WITH {_UNITS_CTE}
+            SELECT {_sql_text_safe("sp.code")}, sp.kind, d.direction, d.day, {_UNIT},
+                   d.consumption, d.estimated, d.hours
+            FROM meters_rollupdaily d
+            JOIN meters_servicepoint sp ON sp.id = d.service_point_id
+            LEFT JOIN units u ON u.service_point_id = d.service_point_id
+                             AND u.direction = d.direction
+            WHERE d.account_id = %(account)s
+            ORDER BY sp.code, d.direction, d.day
+        ) TO STDOUT (FORMAT csv)
+        """.replace("%(account)s", str(int(account_id)))  # noqa: S608 - constants and an int
+    with connection.cursor() as cursor:
+        with cursor.copy(query) as copy:
+            for data in copy:
+                out.write(data)
+        return int(cursor.rowcount)
+
+
+@dataclass(frozen=True)
+class HourlySeries:
+    """The account's hourly rollups at one service point in one direction."""
+
+    service_point_id: int
+    service_point_public_id: uuid.UUID
+    service_point: str
+    kind: str
+    direction: str
+    unit: str
+    rows: int
+    first: dt.datetime
+    last: dt.datetime
+
+
+def export_hourly_series(*, account_id: int) -> list[HourlySeries]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH {_UNITS_CTE}
+            SELECT sp.id, sp.public_id, sp.code, sp.kind, h.direction, {_UNIT},
+                   count(*), min(h.hour), max(h.hour)
+            FROM meters_rolluphourly h
+            JOIN meters_servicepoint sp ON sp.id = h.service_point_id
+            LEFT JOIN units u ON u.service_point_id = h.service_point_id
+                             AND u.direction = h.direction
+            WHERE h.account_id = %(account)s
+            GROUP BY sp.id, sp.public_id, sp.code, sp.kind, h.direction, u.unit
+            ORDER BY sp.code, h.direction
+            """,  # noqa: S608 - constants only
+            {"account": account_id},
+        )
+        return [HourlySeries(*row) for row in cursor.fetchall()]
+
+
+def export_hourly_values(
+    *, account_id: int, series: HourlySeries, start: dt.datetime, end: dt.datetime
+) -> list[tuple[int, int, int]]:
+    """(hour start as Unix seconds, consumption, estimated) of a series over [start, end)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT extract(epoch FROM hour)::bigint, consumption, estimated
+            FROM meters_rolluphourly
+            WHERE account_id = %s AND direction = %s AND service_point_id = %s
+              AND hour >= %s AND hour < %s
+            ORDER BY hour
+            """,
+            [account_id, series.direction, series.service_point_id, start, end],
+        )
+        return [(int(e), int(c), int(s)) for e, c, s in cursor.fetchall()]
+
+
+def export_bills(*, account_id: int) -> list[Bill]:
+    """The account's bills and credit notes (drafts are staff's), oldest first, with lines."""
+    return list(
+        Bill.objects.for_account(account_id)
+        .exclude(status=Bill.Status.DRAFT)
+        .select_related("credit_note_for")
+        .prefetch_related("lines__service_point")
+        .order_by("period_start", "id")
+    )
+
+
+def export_ledger(*, account_id: int) -> tuple[str, list[LedgerLine]]:
+    """Every movement of the account's wallet, oldest first, with the balance after each;
+    the wallet's currency ("" and no lines for an account without a wallet)."""
+    wallet = Wallet.objects.for_account(account_id).first()
+    if wallet is None:
+        return "", []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT e.id, e.created_at, e.kind, e.memo, -sum(p.amount),
+                   -sum(sum(p.amount)) OVER (ORDER BY e.id)
+            FROM billing_posting p JOIN billing_journalentry e ON e.id = p.entry_id
+            WHERE p.ledger_account_id = %s
+            GROUP BY e.id, e.created_at, e.kind, e.memo
+            ORDER BY e.id
+            """,
+            [wallet.ledger_account_id],
+        )
+        return wallet.currency, [LedgerLine(*row) for row in cursor.fetchall()]
+
+
+def postpaid_accounts_for_month(*, period_start: dt.date) -> QuerySet[Account]:
+    """The accounts a month's bill run bills: postpaid, open or closed during the month."""
+    return Account.objects.filter(payment_mode=Account.PaymentMode.POSTPAID).filter(
+        Q(closed_at__isnull=True) | Q(closed_at__date__gte=period_start)
+    )
+
+
+@dataclass(frozen=True)
+class BillRunProgress:
+    billed: int
+    total: int  # billed so far plus the accounts still to bill
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else 100 * self.billed // self.total
+
+
+def bill_run_progress(*, run: BillRun) -> BillRunProgress:
+    """How far a month's run is: its bills against every account it has to bill."""
+    billed = Bill.objects.filter(run=run).count()
+    done = Bill.objects.filter(period_start=run.period_start, credit_note_for__isnull=True)
+    todo = (
+        postpaid_accounts_for_month(period_start=run.period_start)
+        .exclude(pk__in=done.values("account_id"))
+        .count()
+    )
+    return BillRunProgress(billed, billed + todo)

@@ -1,4 +1,5 @@
-"""Top-up pages, the sandbox checkout, payment webhooks and the top-up API."""
+"""Bills, wallet, top-up and notification pages, the sandbox checkout, payment webhooks and
+the top-up API."""
 
 from __future__ import annotations
 
@@ -11,11 +12,21 @@ app_name = "billing"
 urlpatterns = [
     path("a/<uuid:account_id>/bills/", views.AccountBillsView.as_view(), name="account_bills"),
     path(
+        "a/<uuid:account_id>/bills/<uuid:bill_id>/",
+        views.AccountBillView.as_view(),
+        name="account_bill",
+    ),
+    path(
         "a/<uuid:account_id>/bills/<uuid:bill_id>/pdf/",
         views.AccountBillPdfView.as_view(),
         name="account_bill_pdf",
     ),
     path("a/<uuid:account_id>/wallet/", views.AccountWalletView.as_view(), name="account_wallet"),
+    path(
+        "a/<uuid:account_id>/notifications/",
+        views.AccountNotificationsView.as_view(),
+        name="account_notifications",
+    ),
     path("a/<uuid:account_id>/topup/", views.TopUpView.as_view(), name="topup"),
     path(
         "a/<uuid:account_id>/topup/<uuid:topup_id>/",

@@ -8,10 +8,12 @@ signature is the credential, and it answers nothing tenant-specific.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
 from django.http import (
     Http404,
     HttpRequest,
@@ -27,19 +29,21 @@ from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from billing.forms import TopUpForm
-from billing.models import TopUp
+from billing.forms import NotificationPreferencesForm, TopUpForm
+from billing.models import JournalEntry, Notification, TopUp
 from billing.payments.base import ProviderError, ProviderUnavailable
 from billing.payments.providers import provider_get
 from billing.payments.sandbox import SandboxProvider, webhook_post
 from billing.payments.selectors import topup_for_account, topups_for_account
-from billing.pdf import bill_pdf_render
+from billing.pdf import bill_pdf_context, bill_pdf_render
 from billing.selectors import (
+    LedgerLine,
     bill_for_account,
     bills_for_account,
     wallet_for_account,
     wallet_ledger,
 )
+from billing.services.notifications import NotificationError
 from billing.services.topups import (
     TopUpError,
     topup_check,
@@ -47,12 +51,14 @@ from billing.services.topups import (
     topup_create,
     webhook_receive,
 )
+from billing.warning_selectors import notification_preference_for, notification_recipient_ids
 from portal.lib.money import format_minor
 from portal.tenancy.scopes import Scope
 from portal.tenancy.views.base import AccountView
 
 WEBHOOK_MAX_BODY = 64 * 1024
 _TOPUP = {"POST": Scope.BILLING_TOPUP}
+_WAITING = (TopUp.Status.PENDING, TopUp.Status.UNKNOWN)
 
 
 def _receipt_url(account_id: uuid.UUID, topup: TopUp) -> str:
@@ -133,14 +139,18 @@ class TopUpReceiptView(AccountView):
         if topup is None:
             raise Http404
         wallet = wallet_for_account(account_id=self.account.pk)
-        return self.render_to_response(
-            self.get_context_data(
-                topup=topup,
-                amount=format_minor(topup.amount, topup.currency),
-                balance=format_minor(wallet.balance, wallet.currency) if wallet else None,
-                waiting=topup.status in (TopUp.Status.PENDING, TopUp.Status.UNKNOWN),
-            )
+        context = self.get_context_data(
+            topup=topup,
+            amount=format_minor(topup.amount, topup.currency),
+            balance=format_minor(wallet.balance, wallet.currency) if wallet else None,
+            waiting=topup.status in _WAITING,
         )
+        if getattr(request, "htmx", False):
+            # The status block polls itself while the payment is open (see receipt.html).
+            return self.response_class(
+                request=request, template="billing/_receipt_status.html", context=context
+            )
+        return self.render_to_response(context)
 
 
 class SandboxCheckoutView(AccountView):
@@ -234,11 +244,102 @@ class AccountBillsView(AccountView):
     template_name = "billing/bills.html"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        found = bills_for_account(account_id=self.account.pk)
+        # A credit note credits a bill of the same account, already in the list.
+        by_id = {bill.pk: bill for bill in found}
         bills = [
-            {"bill": bill, "total": format_minor(bill.total, bill.currency)}
-            for bill in bills_for_account(account_id=self.account.pk)
+            {
+                "bill": bill,
+                "total": format_minor(bill.total, bill.currency),
+                "credits": by_id.get(bill.credit_note_for_id or 0),
+            }
+            for bill in found
         ]
         return self.render_to_response(self.get_context_data(bills=bills))
+
+
+class AccountBillView(AccountView):
+    """One bill or credit note: header, lines and totals exactly as its PDF shows them (the
+    same context builds both), with links to the PDF in each language."""
+
+    required_scope = Scope.BILLING_READ
+    method_scopes = {"POST": Scope.BILLING_READ}  # only to answer 404/405, see post()
+    template_name = "billing/bill.html"
+
+    def get(
+        self, request: HttpRequest, *args: Any, bill_id: uuid.UUID, **kwargs: Any
+    ) -> HttpResponse:
+        bill = bill_for_account(account_id=self.account.pk, public_id=bill_id)
+        if bill is None:
+            raise Http404
+        context = bill_pdf_context(bill=bill)
+        # The PDF's own context names the account too; this page's is the tenant's (the same).
+        context.pop("account", None)
+        return self.render_to_response(self.get_context_data(**context))
+
+    def post(
+        self, request: HttpRequest, *args: Any, bill_id: uuid.UUID, **kwargs: Any
+    ) -> HttpResponse:
+        # Another account's bill is not found, whatever the method (as for the PDF).
+        if bill_for_account(account_id=self.account.pk, public_id=bill_id) is None:
+            raise Http404
+        return HttpResponseNotAllowed(["GET"])
+
+
+class AccountNotificationsView(AccountView):
+    """The signed-in member's own notification choices (email/SMS per topic, quiet hours).
+
+    Every member may manage their own (meters:read, the scope every role has): the page
+    changes nothing of the account, only how its notices reach this person. The choices
+    belong to the person, not to the account, so they apply to each of their accounts.
+    """
+
+    required_scope = Scope.METERS_READ
+    method_scopes = {"POST": Scope.METERS_READ}
+    template_name = "billing/notifications.html"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self._page(NotificationPreferencesForm(stored=self._stored()))
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        form = NotificationPreferencesForm(request.POST, stored=self._stored())
+        if form.is_valid():
+            try:
+                changed = form.save(user=self.user, actor=self.actor())
+            except NotificationError as error:
+                form.add_error(None, str(error.message))
+            else:
+                messages.success(
+                    request,
+                    _("Your notification choices are saved.") if changed else _("Nothing changed."),
+                )
+                return HttpResponseRedirect(
+                    reverse(
+                        "billing:account_notifications",
+                        kwargs={"account_id": self.account.public_id},
+                    )
+                )
+        return self._page(form, status=400)
+
+    def _stored(self) -> dict[str, Any]:
+        return {
+            topic: notification_preference_for(user_id=self.user.pk, topic=topic)
+            for topic in Notification.Topic.values
+        }
+
+    def _page(self, form: NotificationPreferencesForm, status: int = 200) -> HttpResponse:
+        return self.render_to_response(
+            self.get_context_data(
+                form=form,
+                # Not every member is told (viewers only look; see RECIPIENTS_SQL): say so
+                # rather than let them wait for messages.
+                told_here=any(
+                    self.user.pk in notification_recipient_ids(account_id=self.account.pk, level=n)
+                    for n in (0, 1)
+                ),
+            ),
+            status=status,
+        )
 
 
 class AccountBillPdfView(AccountView):
@@ -286,6 +387,8 @@ class AccountWalletView(AccountView):
         lines = [
             {
                 "line": line,
+                "label": _ledger_label(line),
+                "detail": _ledger_detail(line),
                 "amount": format_minor(line.amount, wallet.currency),
                 "balance": format_minor(line.balance, wallet.currency),
             }
@@ -296,3 +399,27 @@ class AccountWalletView(AccountView):
                 wallet=wallet, balance=format_minor(wallet.balance, wallet.currency), lines=lines
             )
         )
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _ledger_label(line: LedgerLine) -> str:
+    """The entry's kind in the reader's language (memos are stored in English, as data)."""
+    try:
+        return str(JournalEntry.Kind(line.kind).label).capitalize()
+    except ValueError:
+        return line.kind
+
+
+def _ledger_detail(line: LedgerLine) -> str:
+    """What the memo adds for the resident: the day a charge is for, or the reason staff gave
+    for a refund, reversal or adjustment. Top-ups add nothing (their receipt has the details)."""
+    if line.kind == JournalEntry.Kind.CHARGE:
+        day = _DAY.search(line.memo)
+        return day.group(0) if day else ""
+    if line.kind in (JournalEntry.Kind.REFUND, JournalEntry.Kind.REVERSAL):
+        return line.memo.partition(": ")[2]
+    if line.kind == JournalEntry.Kind.ADJUSTMENT:
+        return line.memo
+    return ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from meters.models import (
     Direction,
@@ -114,13 +114,6 @@ def supplies_of_account(*, account_id: int, service_point_id: int | None = None)
     if service_point_id is not None:
         qs = qs.filter(service_point_id=service_point_id)
     return list(qs)
-
-
-def events_for_account(*, account_id: int, open_only: bool = False) -> QuerySet[MeterEvent]:
-    qs = MeterEvent.objects.filter(account_id=account_id).select_related("meter")
-    if open_only:
-        qs = qs.filter(acknowledged_at__isnull=True)
-    return qs.order_by("-occurred_at")
 
 
 def register_for_meter(*, meter: Meter, code: str) -> Register | None:
@@ -308,6 +301,89 @@ def usage_period(*, span: str, last_day: dt.date, time_zone: str) -> UsagePeriod
     return UsagePeriod(utc(first), utc(stop), resolution, utc(previous), utc(first))
 
 
+# A custom range gets the finest resolution that keeps it to a few hundred points.
+CUSTOM_RESOLUTIONS = ((3, Resolution.QUARTER_HOUR), (31, Resolution.HOUR), (400, Resolution.DAY))
+MAX_CUSTOM_DAYS = 3 * 366
+MAX_CHART_POINTS = 400
+
+
+def custom_period(*, first_day: dt.date, last_day: dt.date, time_zone: str) -> UsagePeriod:
+    """The local days first_day..last_day (inclusive); the period before has the same length."""
+    days = (last_day - first_day).days + 1
+    if days < 1 or days > MAX_CUSTOM_DAYS:
+        raise ValueError(f"a custom range has 1 to {MAX_CUSTOM_DAYS} days, not {days}")
+    resolution = next((res for limit, res in CUSTOM_RESOLUTIONS if days <= limit), Resolution.MONTH)
+    zone = zoneinfo.ZoneInfo(time_zone)
+
+    def utc(day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
+
+    stop = last_day + dt.timedelta(days=1)
+    previous = first_day - dt.timedelta(days=days)
+    return UsagePeriod(utc(first_day), utc(stop), resolution, utc(previous), utc(first_day))
+
+
+def downsample(
+    points: list[ConsumptionPoint], *, max_points: int
+) -> tuple[list[ConsumptionPoint], int]:
+    """Sum runs of consecutive points so that at most `max_points` remain; return them and the
+    run length. Consumption adds up, so sums (not averages or picks) keep every total true."""
+    if len(points) <= max_points:
+        return points, 1
+    size = -(-len(points) // max_points)
+    merged = [
+        ConsumptionPoint(
+            start=run[0].start,
+            consumption=sum(p.consumption for p in run),
+            estimated=sum(p.estimated for p in run),
+            suspect=sum(p.suspect for p in run),
+        )
+        for run in (points[i : i + size] for i in range(0, len(points), size))
+    ]
+    return merged, size
+
+
+@dataclass(frozen=True)
+class WeekProfile:
+    """Average consumption per local weekday (0 = Monday) and hour, in base units per hour;
+    None where no hour of that kind falls in the range."""
+
+    averages: list[list[int | None]]
+
+
+def week_profile(
+    *,
+    account_id: int,
+    service_point_id: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    time_zone: str,
+    direction: str = Direction.IMPORT,
+) -> WeekProfile:
+    """The hour x weekday heatmap's values, from the hourly rollups in one grouped query."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT extract(isodow FROM hour AT TIME ZONE %(tz)s)::int - 1,
+                   extract(hour FROM hour AT TIME ZONE %(tz)s)::int,
+                   round(avg(consumption))::bigint
+            FROM (
+                SELECT hour, sum(consumption) AS consumption
+                FROM meters_rolluphourly
+                WHERE account_id = %(account)s AND service_point_id = %(sp)s
+                  AND direction = %(dir)s AND hour >= %(start)s AND hour < %(end)s
+                GROUP BY hour
+            ) hours
+            GROUP BY 1, 2
+            """,
+            {**_params(account_id, service_point_id, start, end, direction), "tz": time_zone},
+        )
+        averages: list[list[int | None]] = [[None] * 24 for _ in range(7)]
+        for weekday, hour, average in cursor.fetchall():
+            averages[weekday][hour] = int(average)
+    return WeekProfile(averages)
+
+
 @dataclass(frozen=True)
 class MonthComparison:
     """An account's consumption of one utility: this month so far, last month, a year ago."""
@@ -369,3 +445,395 @@ def meters_of_account(*, account_id: int, as_of: dt.datetime) -> list[Meter]:
         .distinct()
         .order_by("kind", "serial")
     )
+
+
+# --- Alerts (the resident's alerts page) ----------------------------------------------------
+
+
+def _alert_events(account_id: int) -> QuerySet[MeterEvent]:
+    # Both the account stamped on the event and a supply of this account covering the event's
+    # time at its service point: an event stamped wrongly (a supply recorded or ended after the
+    # event was made) never reaches another occupant.
+    in_supply = Supply.objects.filter(
+        account_id=account_id,
+        service_point_id=OuterRef("service_point_id"),
+        start__lte=OuterRef("occurred_at"),
+    ).filter(Q(end__isnull=True) | Q(end__gt=OuterRef("occurred_at")))
+    return MeterEvent.objects.filter(account_id=account_id).filter(Exists(in_supply))
+
+
+def alert_events_for_account(*, account_id: int, open_only: bool) -> QuerySet[MeterEvent]:
+    """Return the meter events an account's members see: those of its meters that occurred
+    during the account's own supply periods, newest first (open ones only if asked)."""
+    qs = _alert_events(account_id).select_related("meter", "acknowledged_by")
+    if open_only:
+        qs = qs.filter(acknowledged_at__isnull=True)
+    return qs.order_by("-occurred_at", "-id")
+
+
+def alert_event_for_account(*, account_id: int, event_id: int) -> MeterEvent | None:
+    """Return one event the account's members see (see alert_events_for_account), or None."""
+    return (
+        _alert_events(account_id)
+        .select_related("meter", "acknowledged_by")
+        .filter(pk=event_id)
+        .first()
+    )
+
+
+# --- Consumption over the API -------------------------------------------------------------
+
+
+class GroupBy(enum.StrEnum):
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+@dataclass(frozen=True)
+class ConsumptionBucket:
+    """An account's consumption at one service point and direction over one period.
+
+    `hours` counts the hours that have data; the bucket is complete when every hour of the
+    period has data and no suspect reading was left out of the sum.
+    """
+
+    period_start: dt.datetime
+    service_point_id: uuid.UUID
+    service_point_code: str
+    utility: str
+    direction: str
+    unit: str
+    consumption: int
+    estimated: int
+    suspect: int
+    hours: int
+    expected_hours: int
+
+    @property
+    def incomplete(self) -> bool:
+        return self.suspect > 0 or self.hours < self.expected_hours
+
+
+@dataclass(frozen=True)
+class BucketKey:
+    """Where a page of buckets ends: buckets are ordered by period, service point code and
+    direction, and the next page starts after this key."""
+
+    period_start: dt.datetime
+    service_point_code: str
+    direction: str
+
+
+def consumption_buckets(
+    *,
+    account_id: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    group_by: GroupBy,
+    time_zone: str,
+    utility: str | None = None,
+    direction: str | None = None,
+    after: BucketKey | None = None,
+    limit: int = 500,
+) -> list[ConsumptionBucket]:
+    """Return the account's consumption over [start, end) per period, service point and
+    direction, at most `limit` buckets after `after`, from the rollups only.
+
+    Hours come from the hourly rollups (UTC hours: [start, end) is taken as given); days,
+    weeks (from Monday) and months from the daily rollups, grouped in SQL over the local days
+    of `time_zone` that [start, end) touches. The rollups carry the account of the supply
+    period, so another occupant's data is never counted. Periods with no data at all are
+    left out; the others say how many of their hours have data.
+    """
+    zone = zoneinfo.ZoneInfo(time_zone)
+    params: dict[str, Any] = {
+        "account": account_id,
+        "limit": limit,
+        "kind": utility,
+        "dir": direction,
+        "dirs": list(Direction.values),
+    }
+    filters = ""
+    if utility is not None:
+        filters += " AND s.kind = %(kind)s"
+    # Naming both directions lets PostgreSQL read the (account, direction, period) index as
+    # two ranges instead of every row of the account.
+    filters += " AND r.direction = %(dir)s" if direction else " AND r.direction = ANY(%(dirs)s)"
+    if group_by == GroupBy.HOUR:
+        params.update(start=start, end=end)
+        if after is not None:
+            params.update(c_period=after.period_start, c_code=after.service_point_code)
+            params.update(c_dir=after.direction)
+            # The first condition bounds the index range; the row comparison breaks ties.
+            filters += (
+                " AND r.hour >= %(c_period)s"
+                " AND (r.hour, s.code, r.direction) > (%(c_period)s, %(c_code)s, %(c_dir)s)"
+            )
+        # One row per account, service point, direction and hour already: nothing to group.
+        sql = f"""
+            SELECT r.hour, r.service_point_id, s.public_id, s.code, s.kind, r.direction,
+                   r.consumption, r.estimated, r.suspect_count, 1
+            FROM meters_rolluphourly r
+            JOIN meters_servicepoint s ON s.id = r.service_point_id
+            WHERE r.account_id = %(account)s AND r.hour >= %(start)s AND r.hour < %(end)s
+                  {filters}
+            ORDER BY r.hour, s.code, r.direction
+            LIMIT %(limit)s
+        """  # noqa: S608 - only fixed fragments are formatted in
+    else:
+        first = start.astimezone(zone).date()
+        last = (end - dt.timedelta(microseconds=1)).astimezone(zone).date()
+        params.update(first=first, stop=last + dt.timedelta(days=1), bucket=str(group_by))
+        having = ""
+        if after is not None:
+            c_period = after.period_start.astimezone(zone).date()
+            params.update(c_period=c_period, c_code=after.service_point_code)
+            params.update(c_dir=after.direction)
+            # Days before the cursor's period cannot belong to a later period.
+            filters += " AND r.day >= %(c_period)s"
+            having = (
+                "HAVING (date_trunc(%(bucket)s, r.day::timestamp)::date, s.code, r.direction)"
+                " > (%(c_period)s, %(c_code)s, %(c_dir)s)"
+            )
+        sql = f"""
+            SELECT date_trunc(%(bucket)s, r.day::timestamp)::date, r.service_point_id,
+                   s.public_id, s.code, s.kind, r.direction, sum(r.consumption),
+                   sum(r.estimated), sum(r.suspect_count), sum(r.hours)
+            FROM meters_rollupdaily r
+            JOIN meters_servicepoint s ON s.id = r.service_point_id
+            WHERE r.account_id = %(account)s AND r.day >= %(first)s AND r.day < %(stop)s
+                  {filters}
+            GROUP BY 1, 2, 3, 4, 5, 6
+            {having}
+            ORDER BY 1, 4, 6
+            LIMIT %(limit)s
+        """  # noqa: S608 - only fixed fragments are formatted in
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    # Measured: looking the units up in the same statement and working out each period's
+    # hours there doubled the statement's time; here they cost next to nothing.
+    units = _register_units({(row[1], row[5]) for row in rows if row[4] not in _KIND_UNITS})
+    hours_of: dict[dt.date, int] = {}
+    buckets = []
+    for (
+        period,
+        sp_id,
+        public_id,
+        code,
+        kind,
+        row_direction,
+        consumption,
+        estimated,
+        suspect,
+        hours,
+    ) in rows:
+        if isinstance(period, dt.datetime):
+            period_start, expected = period.astimezone(zone), 1
+        else:
+            period_start = dt.datetime.combine(period, dt.time(), zone)
+            if period not in hours_of:
+                hours_of[period] = _local_hours(period, group_by, zone)
+            expected = hours_of[period]
+        buckets.append(
+            ConsumptionBucket(
+                period_start=period_start,
+                service_point_id=public_id,
+                service_point_code=code,
+                utility=kind,
+                direction=row_direction,
+                unit=_KIND_UNITS.get(kind) or units.get((sp_id, row_direction), "Wh"),
+                consumption=int(consumption or 0),
+                estimated=int(estimated or 0),
+                suspect=int(suspect or 0),
+                hours=int(hours or 0),
+                expected_hours=expected,
+            )
+        )
+    return buckets
+
+
+# Electricity and heat are measured in energy, water in volume; gas meters report either
+# (Green Button therms as energy, DSMR m3 as volume), so gas asks its registers.
+_KIND_UNITS = {"electricity": "Wh", "heat": "Wh", "water": "L"}
+
+
+def _register_units(series: set[tuple[int, str]]) -> dict[tuple[int, str], str]:
+    """The base unit of each (service point, direction): its latest meter's register's."""
+    if not series:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT DISTINCT ON (mi.service_point_id, reg.direction)
+                   mi.service_point_id, reg.direction, reg.unit
+            FROM meters_meterinstallation mi
+            JOIN meters_register reg ON reg.meter_id = mi.meter_id
+            WHERE mi.service_point_id = ANY(%s)
+            ORDER BY mi.service_point_id, reg.direction, mi.installed_at DESC,
+                     reg.is_main DESC
+            """,
+            [sorted({sp for sp, _direction in series})],
+        )
+        return {(sp, direction): unit for sp, direction, unit in cursor.fetchall()}
+
+
+def _local_hours(day: dt.date, group_by: GroupBy, zone: zoneinfo.ZoneInfo) -> int:
+    """The hours of the local period starting `day` (23 or 25 on a DST change)."""
+    if group_by == GroupBy.DAY:
+        stop = day + dt.timedelta(days=1)
+    elif group_by == GroupBy.WEEK:
+        stop = day + dt.timedelta(days=7)
+    else:
+        stop = (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    begin = dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
+    return int((dt.datetime.combine(stop, dt.time(), zone) - begin).total_seconds()) // 3600
+
+
+# --- Many accounts at once (organisation pages) -------------------------------------------
+#
+# Set-based fragments over a relation `scope(account_id, today)` that the caller defines in a
+# WITH clause: the accounts to read, each with its local date. The organisation accounts table
+# joins them into one statement, so that sorting and filtering by these values happen in SQL
+# over a whole subtree, whatever its size. Each returns (sql, params); parameter names carry the
+# fragment's prefix so that the caller can merge them.
+
+
+def month_consumption_cte() -> tuple[str, dict[str, Any]]:
+    """Rows (account_id, kind, consumption): each account's consumption (import) this month per
+    utility kind, its local first of the month to its local today, from the daily rollups (the
+    same sums as month_comparison's this_month)."""
+    sql = """
+        SELECT d.account_id, sp.kind, sum(d.consumption)::bigint AS consumption
+        FROM scope s
+        JOIN meters_rollupdaily d ON d.account_id = s.account_id
+             AND d.direction = %(mc_direction)s
+             AND d.day >= date_trunc('month', s.today)::date AND d.day <= s.today
+        JOIN meters_servicepoint sp ON sp.id = d.service_point_id
+        GROUP BY d.account_id, sp.kind
+    """
+    return sql, {"mc_direction": str(Direction.IMPORT)}
+
+
+def last_contact_cte(*, as_of: dt.datetime) -> tuple[str, dict[str, Any]]:
+    """Rows (account_id, last_contact): the latest contact of the meters installed now where
+    the account is supplied now (the meters meters_of_account lists)."""
+    sql = """
+        SELECT sup.account_id, max(m.last_contact_at) AS last_contact
+        FROM scope s
+        JOIN meters_supply sup ON sup.account_id = s.account_id AND sup.start <= %(lc_now)s
+             AND (sup."end" IS NULL OR sup."end" > %(lc_now)s)
+        JOIN meters_meterinstallation mi ON mi.service_point_id = sup.service_point_id
+             AND mi.installed_at <= %(lc_now)s
+             AND (mi.removed_at IS NULL OR mi.removed_at > %(lc_now)s)
+        JOIN meters_meter m ON m.id = mi.meter_id
+        GROUP BY sup.account_id
+    """
+    return sql, {"lc_now": as_of}
+
+
+def open_alerts_cte() -> tuple[str, dict[str, Any]]:
+    """Rows (account_id, open_alerts): the unacknowledged events that the account's members
+    see (as alert_events_for_account(open_only=True): stamped with the account and within one
+    of its supplies at the event's service point)."""
+    sql = """
+        SELECT e.account_id, count(*) AS open_alerts
+        FROM scope s
+        JOIN meters_meterevent e ON e.account_id = s.account_id AND e.acknowledged_at IS NULL
+        WHERE EXISTS (
+            SELECT 1 FROM meters_supply sup
+            WHERE sup.account_id = e.account_id AND sup.service_point_id = e.service_point_id
+              AND sup.start <= e.occurred_at
+              AND (sup."end" IS NULL OR sup."end" > e.occurred_at)
+        )
+        GROUP BY e.account_id
+    """
+    return sql, {}
+
+
+@dataclass(frozen=True)
+class KindTotal:
+    """Consumption (base units, import) of one utility kind over one day or month."""
+
+    period: dt.date
+    kind: str
+    consumption: int
+
+
+def subtree_consumption_by_kind(
+    *, organisation_path: str, as_of: dt.datetime, bucket: str, periods: int
+) -> list[KindTotal]:
+    """Consumption of every account beneath an organisation (by materialised path) per utility
+    kind and day or month, from the daily rollups in one grouped query.
+
+    `bucket` is "day" or "month"; the last `periods` of them up to each account's local today
+    (the current month counts as one). Days are the rollups' local days.
+    """
+    if bucket not in ("day", "month") or periods < 1:
+        raise ValueError(f"bucket is day or month and periods positive, not {bucket!r}/{periods}")
+    if bucket == "day":
+        first = "today - (%(periods)s - 1)"
+        bound = as_of.date() - dt.timedelta(days=periods + 1)
+    else:
+        first = "(date_trunc('month', today) - make_interval(months => %(periods)s - 1))::date"
+        bound = (as_of.date().replace(day=1) - dt.timedelta(days=31 * periods + 1)).replace(day=1)
+    with connection.cursor() as cursor:
+        # Each account's local today is worked out once, not once per rollup row; days are
+        # summed first and only their few hundred totals are put into months.
+        cursor.execute(
+            f"""
+            WITH accounts AS MATERIALIZED (
+                SELECT id, today, {first} AS first
+                FROM (
+                    SELECT a.id, (%(now)s::timestamptz AT TIME ZONE a.time_zone)::date AS today
+                    FROM tenancy_account a
+                    JOIN tenancy_organisation o ON o.id = a.organisation_id
+                    WHERE o.path LIKE %(path)s
+                ) local
+            ), days AS (
+                SELECT d.day, sp.kind, sum(d.consumption) AS consumption
+                FROM accounts a
+                JOIN meters_rollupdaily d ON d.account_id = a.id AND d.direction = %(direction)s
+                     AND d.day >= a.first AND d.day <= a.today
+                JOIN meters_servicepoint sp ON sp.id = d.service_point_id
+                -- Local dates are within a day of UTC's: a constant range the index can use.
+                WHERE d.day >= %(bound)s AND d.day <= %(today)s::date + 1
+                GROUP BY d.day, sp.kind
+            )
+            SELECT date_trunc(%(bucket)s, day::timestamp)::date AS period, kind,
+                   sum(consumption)::bigint
+            FROM days
+            GROUP BY 1, 2
+            ORDER BY 1, 2
+            """,  # noqa: S608 - only fixed fragments are formatted in
+            {
+                "bucket": bucket,
+                "direction": str(Direction.IMPORT),
+                "path": organisation_path + "%",
+                "now": as_of,
+                "periods": periods,
+                "bound": bound,
+                "today": as_of.date(),
+            },
+        )
+        return [KindTotal(period, kind, int(total)) for period, kind, total in cursor.fetchall()]
+
+
+def subtree_utility_kinds(*, organisation_path: str) -> list[str]:
+    """The utility kinds of the service points supplied, now or before, to accounts beneath an
+    organisation (by materialised path), for the columns a table of them needs."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT DISTINCT sp.kind
+            FROM tenancy_organisation o
+            JOIN tenancy_account a ON a.organisation_id = o.id
+            JOIN meters_supply sup ON sup.account_id = a.id
+            JOIN meters_servicepoint sp ON sp.id = sup.service_point_id
+            WHERE o.path LIKE %s
+            """,
+            [organisation_path + "%"],
+        )
+        return sorted(kind for (kind,) in cursor.fetchall())

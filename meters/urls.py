@@ -23,6 +23,11 @@ urlpatterns = [
         views.ChirpStackIntegrationView.as_view(),
         name="chirpstack_integration",
     ),
+    path(
+        "api/v1/accounts/<uuid:account_id>/consumption/",
+        api.AccountConsumptionApi.as_view(),
+        name="api_account_consumption",
+    ),
     path("api/v1/readings/", api.ReadingsBulkApi.as_view(), name="api_readings"),
     path("api/v1/readings/batches/", api.BatchListApi.as_view(), name="api_batches"),
     path(

@@ -22,6 +22,7 @@ urlpatterns = [
     path("", include("portal.audit.urls")),
     path("", include("meters.urls")),
     path("", include("billing.urls")),
+    path("", include("portal.web.urls")),
 ]
 
 handler403 = "portal.errors.permission_denied"

@@ -8,7 +8,8 @@ case "${1:-test}" in
   run) packages=(gettext postgresql-15-partman libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk) ;;
   test) packages=(gettext postgresql-15-partman chromium fonts-noto-cjk mosquitto libpango-1.0-0
                   libpangoft2-1.0-0) ;;
-  *) echo "usage: $0 [gettext|run|test]" >&2; exit 2 ;;
+  bench) packages=(wrk) ;;  # the web benchmark's load generator (scripts/bench_web.py)
+  *) echo "usage: $0 [gettext|run|test|bench]" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -1,5 +1,5 @@
 """Billing in the Django admin, one module per domain."""
 
-from billing.admin import bills, ledger, payments, tariffs, warnings
+from billing.admin import bills, exports, ledger, payments, tariffs, warnings
 
-__all__ = ["bills", "ledger", "payments", "tariffs", "warnings"]
+__all__ = ["bills", "exports", "ledger", "payments", "tariffs", "warnings"]

@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from billing.models import Bill, BillLine, BillRun
 from billing.pdf import LANGUAGES, bill_pdf_render
+from billing.selectors import bill_run_progress
 from billing.services.bills import bill_mark_paid, bill_void
 from billing.tasks.bills import bill_run_task
 from portal.adminsite import ReadOnlyModelAdmin
@@ -66,8 +67,40 @@ class BillRunAdmin(ReadOnlyModelAdmin):
                 self.admin_site.admin_view(self.start_view),
                 name="billing_billrun_start",
             ),
+            path(
+                "<int:run_id>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="billing_billrun_progress",
+            ),
             *super().get_urls(),
         ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        run = self.get_object(request, object_id)
+        extra = {**(extra_context or {}), **self._progress_context(run)} if run else extra_context
+        return super().change_view(request, object_id, form_url, extra)
+
+    def progress_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
+        """The run's progress block alone, polled by htmx while the run is running."""
+        if not self.has_view_permission(request):
+            return HttpResponseRedirect(reverse("admin:index"))
+        run = get_object_or_404(BillRun, pk=run_id)
+        return TemplateResponse(
+            request, "admin/billing/billrun/_progress.html", self._progress_context(run)
+        )
+
+    def _progress_context(self, run: BillRun) -> dict[str, Any]:
+        return {
+            "run": run,
+            "progress": bill_run_progress(run=run),
+            "running": run.status == BillRun.Status.RUNNING,
+        }
 
     def start_view(self, request: HttpRequest) -> HttpResponse:
         if not request.user.has_perm("billing.add_billrun"):

@@ -49,7 +49,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from billing.exceptions import BillingError
@@ -63,7 +62,7 @@ from billing.models import (
     TariffVersion,
 )
 from billing.pricing import HourUsage, Segment, TariffError, price, structure_of
-from billing.selectors import hourly_usage, hourly_usage_by_slot
+from billing.selectors import hourly_usage, hourly_usage_by_slot, postpaid_accounts_for_month
 from billing.services.ledger import journal_post, ledger_account_get
 from meters.models import Direction, ServicePoint
 from portal.audit.actors import Actor
@@ -710,12 +709,6 @@ def _draft_of(bill: Bill) -> _BillDraft:
 # --- Bill runs ----------------------------------------------------------------------------------
 
 
-def _eligible_accounts(period_start: dt.date) -> Any:
-    return Account.objects.filter(payment_mode=Account.PaymentMode.POSTPAID).filter(
-        Q(closed_at__isnull=True) | Q(closed_at__date__gte=period_start)
-    )
-
-
 def bill_run_execute(
     *,
     period_start: dt.date,
@@ -744,7 +737,7 @@ def bill_run_execute(
         return run
     billed = Bill.objects.filter(period_start=period_start, credit_note_for__isnull=True)
     todo = list(
-        _eligible_accounts(period_start)
+        postpaid_accounts_for_month(period_start=period_start)
         .exclude(pk__in=billed.values("account_id"))
         .order_by("time_zone", "pk")
         .values_list("pk", "number", "currency", "time_zone", "organisation_id")
@@ -777,7 +770,9 @@ def bill_run_execute(
             return run
         run.bills = Bill.objects.filter(run=run).count()
         run.skipped = (
-            _eligible_accounts(period_start).exclude(pk__in=billed.values("account_id")).count()
+            postpaid_accounts_for_month(period_start=period_start)
+            .exclude(pk__in=billed.values("account_id"))
+            .count()
         )
         run.status = BillRun.Status.DONE
         run.finished_at = now

@@ -1,5 +1,5 @@
 """Billing's Celery tasks, one module per domain (Celery autodiscovers this package)."""
 
-from billing.tasks import bills, charging, payments, warnings
+from billing.tasks import bills, charging, exports, payments, warnings
 
-__all__ = ["bills", "charging", "payments", "warnings"]
+__all__ = ["bills", "charging", "exports", "payments", "warnings"]

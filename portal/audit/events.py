@@ -6,6 +6,7 @@ API and exports) and a translatable display template filled from the entry's dat
 
     1xx  tenancy: organisations, accounts, memberships, invitations, access denials
     15x  users, as changed by staff
+    16x  privacy: data exports
     2xx  meters and imports
     3xx  billing and top-ups
     9xx  authentication
@@ -41,6 +42,8 @@ class AuditEvent(IntEnum):
     ACCESS_DENIED = 140
     API_KEY_CREATED = 145
     API_KEY_REVOKED = 146
+    # A member downloaded a table as CSV (accounts of an organisation, an audit log).
+    CSV_EXPORTED = 147
 
     IMPORT_BATCH_CREATED = 200
     IMPORT_BATCH_FINISHED = 201
@@ -95,6 +98,11 @@ class AuditEvent(IntEnum):
     USER_STAFF_ACCESS_CHANGED = 152
     USER_DELETED = 153
     USER_VIEWED_BY_STAFF = 154
+
+    # 160-169 privacy: residents' data exports.
+    DATA_EXPORT_REQUESTED = 160
+    DATA_EXPORT_FINISHED = 161
+    DATA_EXPORT_DOWNLOADED = 162
 
     LOGIN = 900
     LOGIN_FAILED = 901
@@ -169,6 +177,7 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
     AuditEvent.ACCESS_DENIED: AuditEventSpec(
         "access.denied", _("was refused {path}: the role lacks {scope}")
     ),
+    AuditEvent.CSV_EXPORTED: AuditEventSpec("access.export", _("exported {export} as CSV")),
     AuditEvent.IMPORT_BATCH_CREATED: AuditEventSpec(
         "import.create", _("sent import batch {batch} ({format}, {size} bytes)")
     ),
@@ -296,6 +305,15 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
     AuditEvent.USER_VIEWED_BY_STAFF: AuditEventSpec(
         "user.staff_view", _("opened the staff record of user {email}")
     ),
+    AuditEvent.DATA_EXPORT_REQUESTED: AuditEventSpec(
+        "data_export.request", _("asked for an export of all data of account {number}")
+    ),
+    AuditEvent.DATA_EXPORT_FINISHED: AuditEventSpec(
+        "data_export.finish", _("the data export of account {number} ended: {outcome}")
+    ),
+    AuditEvent.DATA_EXPORT_DOWNLOADED: AuditEventSpec(
+        "data_export.download", _("downloaded the data export of account {number}")
+    ),
     AuditEvent.LOGIN: AuditEventSpec("auth.login", _("signed in")),
     AuditEvent.LOGIN_FAILED: AuditEventSpec(
         "auth.login_failed", _("failed to sign in as {identifier}")
@@ -343,7 +361,8 @@ EVENTS_BY_API_NAME: dict[str, AuditEvent] = {
 
 DOMAIN_RANGES: dict[str, range] = {
     "tenancy": range(100, 150),
-    "users": range(150, 200),
+    "users": range(150, 160),
+    "privacy": range(160, 170),
     "meters": range(200, 300),
     "billing": range(300, 400),
     "auth": range(900, 1000),
@@ -376,7 +395,12 @@ def event_display(event_type: int, data: dict[str, object] | None) -> str:
 _ROLE_KEYS = frozenset({"role", "old_role"})
 # Stored codes shown in the sentence in the reader's language.
 _VALUE_LABELS: dict[str, dict[str, str | Promise]] = {
+    "export": {
+        "organisation_accounts": _("the accounts table"),
+        "audit_log": _("the audit log"),
+    },
     "reason": {"idle": _("idle"), "absolute": _("absolute")},
+    "outcome": {"done": _("ready to download"), "failed": _("failed")},
     "kind": {
         "totp": _("authenticator app"),
         "recovery_codes": _("recovery codes"),

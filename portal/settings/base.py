@@ -347,6 +347,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.warnings.shortage_warnings_task",
         "schedule": crontab(minute=45),
     },
+    # Deletes expired data exports and re-queues exports stalled for 15 minutes.
+    "exports-sweep": {
+        "task": "billing.tasks.exports.exports_sweep_task",
+        "schedule": crontab(minute="*/10"),
+    },
     "bill-notices-hourly": {
         "task": "billing.tasks.warnings.bill_notices_task",
         "schedule": crontab(minute=50),

@@ -12,6 +12,9 @@ class Scope(StrEnum):
     METERS_READ = "meters:read"
     # Send readings for the tenant's own meters: file uploads, API keys for head-end systems.
     METERS_IMPORT = "meters:import"
+    # Mark a meter event (leak, tamper, battery, ...) as seen and handled: the household's or
+    # the portfolio's decision-makers, not everyone who can see the alert.
+    ALERTS_ACKNOWLEDGE = "alerts:acknowledge"
     API_KEYS_MANAGE = "api_keys:manage"
     BILLING_READ = "billing:read"
     BILLING_TOPUP = "billing:topup"
@@ -30,6 +33,7 @@ _MANAGER = _PAYER | {
     Scope.AUDIT_READ,
     Scope.METERS_IMPORT,
     Scope.API_KEYS_MANAGE,
+    Scope.ALERTS_ACKNOWLEDGE,
 }
 # Owners alone may change the tenant itself and grant or take away ownership.
 _OWNER = _MANAGER | {Scope.TENANT_MANAGE}

@@ -817,3 +817,34 @@ def api_key_used(*, api_key: OrganisationAPIKey, as_of: dt.datetime) -> None:
     if api_key.last_used_at is None or as_of - api_key.last_used_at > dt.timedelta(minutes=5):
         OrganisationAPIKey.objects.filter(pk=api_key.pk).update(last_used_at=as_of)
         api_key.last_used_at = as_of
+
+
+# --- Exports ------------------------------------------------------------------------------------
+
+CSV_EXPORTS = frozenset({"organisation_accounts", "audit_log"})
+
+
+@transaction.atomic
+def csv_export_record(
+    *,
+    actor: Actor,
+    export: str,
+    query: str,
+    account: Account | None = None,
+    organisation: Organisation | None = None,
+) -> None:
+    """Audit a member's CSV download of a table of personal data (`export`, one of
+    CSV_EXPORTS) with the filters it was asked with (`query`, a query string).
+
+    One entry per download, written before the first row is sent: the rows are streamed, and a
+    download cut short has still been asked for.
+    """
+    if export not in CSV_EXPORTS:
+        raise ValueError(f"unknown export {export!r}")
+    audit_record(
+        actor=actor,
+        event=AuditEvent.CSV_EXPORTED,
+        account=account,
+        organisation=organisation,
+        data={"export": export, "query": query[:500]},
+    )

@@ -13,7 +13,7 @@ from billing.usage_costs import usage_costs
 from meters.costs import CostQuery
 from meters.selectors import (
     Resolution,
-    events_for_account,
+    alert_events_for_account,
     meters_of_account,
     month_comparison,
     service_points_of_account,
@@ -113,7 +113,7 @@ def usage_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) ->
 def alerts_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -> Panel | None:
     if "meters:read" not in scopes:
         return None
-    events = list(events_for_account(account_id=account.pk, open_only=True)[:5])
+    events = list(alert_events_for_account(account_id=account.pk, open_only=True)[:5])
     meters = meters_of_account(account_id=account.pk, as_of=as_of)
     return Panel("web/panels/alerts.html", {"events": events, "meters": meters})
 
@@ -121,3 +121,13 @@ def alerts_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -
 def register() -> None:
     for provider in (credit_panel, usage_panel, alerts_panel):
         panel_provider_register(provider)
+    register_organisation_panels()
+
+
+def register_organisation_panels() -> None:
+    """The organisation home's panels (portal.web.organisation_panels)."""
+    from portal.tenancy.panels import organisation_panel_provider_register
+    from portal.web.organisation_panels import ORGANISATION_PANELS
+
+    for provider in ORGANISATION_PANELS:
+        organisation_panel_provider_register(provider)

@@ -12,6 +12,8 @@
         responsive: true,
         displaylogo: false,
         displayModeBar: false,
+        // Registered by plotly-locale-zh-tw.js on Chinese pages; English elsewhere.
+        locale: /^zh/i.test(document.documentElement.lang) ? "zh-TW" : "en",
       });
     });
   }

@@ -74,3 +74,27 @@ def test_mark_paid_and_pdf_download() -> None:
     pytest.importorskip("weasyprint")
     response = client.get(reverse("admin:billing_bill_pdf", args=[bill.pk, "zh-hant"]))
     assert response.status_code == 200 and response.content.startswith(b"%PDF")
+
+
+def test_a_running_bill_run_shows_its_progress_and_polls_until_done() -> None:
+    import datetime as dt
+
+    from billing.models import BillRun
+
+    first, _sp = postpaid()
+    second, sp2 = postpaid()
+    local_hours(first, _sp, MARCH, 31)
+    local_hours(second, sp2, MARCH, 31)
+    run = bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    client = _staff()
+    page = client.get(reverse("admin:billing_billrun_change", args=[run.pk])).content.decode()
+    assert "2 of 2 accounts billed (100%)" in page
+    assert 'hx-trigger="every 2s"' not in page  # done: nothing to poll
+    # A run that stopped half way (one bill made, one account left) polls its progress.
+    Bill.objects.filter(account=second).update(run=None, period_start=dt.date(2026, 2, 1))
+    BillRun.objects.filter(pk=run.pk).update(status=BillRun.Status.RUNNING)
+    fragment = client.get(reverse("admin:billing_billrun_progress", args=[run.pk]))
+    body = fragment.content.decode()
+    assert "1 of 2 accounts billed (50%)" in body
+    assert 'hx-trigger="every 2s"' in body and "X-Portal-Passive" in body
+    assert Client().get(reverse("admin:billing_billrun_progress", args=[run.pk])).status_code == 302

@@ -16,7 +16,6 @@ from portal.tenancy.roles import Role
 from tests.factories import PASSWORD, SYSTEM, make_membership, make_organisation, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-SHOTS = Path("/tmp/smartmeter-screenshots")  # noqa: S108 - looked at by people, not the suite
 
 
 def _sign_in(page: Page, base: str, email: str) -> None:
@@ -28,9 +27,8 @@ def _sign_in(page: Page, base: str, email: str) -> None:
 
 
 def test_upload_progress_and_api_key(
-    live_server: Any, page: Page, transactional_db: None, tmp_path: Path
+    live_server: Any, page: Page, transactional_db: None, tmp_path: Path, shots: Path
 ) -> None:
-    SHOTS.mkdir(exist_ok=True)
     org = make_organisation("Harbour Water")
     manager = make_user("water.manager@example.com")
     make_membership(manager, Role.MANAGER, organisation=org)
@@ -51,14 +49,14 @@ def test_upload_progress_and_api_key(
     page.get_by_role("button", name="Upload").click()
     expect(page.get_by_role("heading", name="october.csv")).to_be_visible()
     expect(page.get_by_text("queued")).to_be_visible()
-    page.screenshot(path=str(SHOTS / "import-queued.png"), full_page=True)
+    page.screenshot(path=str(shots / "import-queued-en.png"), full_page=True)
 
     # A worker finishes the batch; the page notices on its own (htmx polls the status).
     batch = ImportBatch.objects.get()
     services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     expect(page.get_by_text("done", exact=True)).to_be_visible(timeout=10_000)
     expect(page.get_by_text('unknown meter "NOT-OURS"')).to_be_visible()
-    page.screenshot(path=str(SHOTS / "import-done.png"), full_page=True)
+    page.screenshot(path=str(shots / "import-done-en.png"), full_page=True)
 
     page.get_by_role("link", name="API keys").click()
     page.get_by_label("Name").fill("North head-end")
@@ -66,6 +64,6 @@ def test_upload_progress_and_api_key(
     key = page.get_by_label("New API key").input_value()
     assert key.startswith("smk_")
     assert OrganisationAPIKey.objects.get().prefix in key
-    page.screenshot(path=str(SHOTS / "api-keys.png"), full_page=True)
+    page.screenshot(path=str(shots / "api-keys-en.png"), full_page=True)
     page.reload()
     expect(page.get_by_label("New API key")).to_have_count(0)

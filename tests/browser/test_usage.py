@@ -17,13 +17,11 @@ from tests.browser.axe import serious_violations
 from tests.factories import PASSWORD, SYSTEM, make_account, make_membership, make_user
 
 pytestmark = [pytest.mark.browser]
-SHOTS = Path("/tmp/smartmeter-screenshots")  # noqa: S108 - looked at by people, not the suite
 
 
 def test_the_usage_chart_draws_without_csp_violations(
-    live_server: Any, page: Page, transactional_db: None
+    live_server: Any, page: Page, transactional_db: None, shots: Path
 ) -> None:
-    SHOTS.mkdir(exist_ok=True)
     account = make_account("Lin household")
     sp = ServicePoint.objects.create(code="SP-B1", kind="electricity", time_zone="Asia/Taipei")
     supply_start(
@@ -55,7 +53,7 @@ def test_the_usage_chart_draws_without_csp_violations(
     page.get_by_role("button", name="Sign In").click()
     page.goto(f"{live_server.url}/a/{account.public_id}/")
     expect(page.get_by_role("heading", name="This month")).to_be_visible()
-    page.screenshot(path=str(SHOTS / "account-home.png"), full_page=True)
+    page.screenshot(path=str(shots / "account-home-en.png"), full_page=True)
     assert serious_violations(page) == []
     page.get_by_role("link", name="Usage").click()
     page.get_by_label("Range").select_option("month")
@@ -63,7 +61,7 @@ def test_the_usage_chart_draws_without_csp_violations(
     expect(page.locator(".usage-chart .main-svg").first).to_be_visible()
     expect(page.locator(".usage-chart .bars path").first).to_be_attached()
     expect(page.get_by_role("table")).to_contain_text("Consumption")
-    page.screenshot(path=str(SHOTS / "usage-month.png"), full_page=True)
+    page.screenshot(path=str(shots / "usage-month-en.png"), full_page=True)
     assert [p for p in problems if "Content Security Policy" in p or "Refused" in p] == []
     assert serious_violations(page) == []
 
@@ -71,5 +69,5 @@ def test_the_usage_chart_draws_without_csp_violations(
     page.get_by_role("button", name="繁體中文").click()
     expect(page.get_by_role("link", name="用量")).to_be_visible()
     expect(page.locator(".usage-chart .main-svg").first).to_be_visible()
-    page.screenshot(path=str(SHOTS / "usage-month-zh-hant.png"), full_page=True)
+    page.screenshot(path=str(shots / "usage-month-zh-hant.png"), full_page=True)
     assert serious_violations(page) == []

@@ -159,6 +159,17 @@ SCENARIOS: dict[str, tuple[Scenario, AuditEvent]] = {
         ),
         AuditEvent.ACCESS_DENIED,
     ),
+    "portal.tenancy.services.csv_export_record": (
+        lambda w: (
+            lambda: tenancy.csv_export_record(
+                actor=UserActor(user=w.group_manager),
+                export="organisation_accounts",
+                query="low=1",
+                organisation=w.group,
+            )
+        ),
+        AuditEvent.CSV_EXPORTED,
+    ),
     "portal.users.services.user_create": (
         lambda w: lambda: users.user_create(email="made@example.com", actor=SYSTEM),
         AuditEvent.USER_CREATED,

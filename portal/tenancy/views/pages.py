@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from portal.tenancy.panels import account_panels
+from portal.tenancy.panels import account_panels, organisation_panels
 from portal.tenancy.scopes import Scope
-from portal.tenancy.selectors import (
-    organisation_accounts,
-    organisation_children,
-    tenants_visible_to,
-)
+from portal.tenancy.selectors import organisation_accounts, tenants_visible_to
 from portal.tenancy.views.base import AccountView, OrganisationView, SignedInView
 
 
@@ -43,20 +40,25 @@ class AccountHomeView(AccountView):
 
 
 class OrganisationHomeView(OrganisationView):
-    """The organisation's home page: its subsidiaries and its own accounts."""
+    """The organisation's home page: the panels the apps above tenancy supply (subsidiary tree,
+    low balances, consumption charts) and the organisation's own accounts."""
 
     required_scope = Scope.METERS_READ
     template_name = "tenancy/organisation_home.html"
     paginate_by = 50
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        from django.core.paginator import Paginator
-
+        panels = organisation_panels(
+            organisation=self.organisation,
+            scopes=frozenset(str(s) for s in self.access.scopes),
+            as_of=timezone.now(),
+        )
         accounts = Paginator(organisation_accounts(organisation=self.organisation), 50)
         page = accounts.get_page(request.GET.get("page"))
         return self.render_to_response(
             self.get_context_data(
-                children=list(organisation_children(organisation=self.organisation)),
+                panels=panels,
+                charts=any(panel.charts for panel in panels),
                 accounts_page=page,
             )
         )

@@ -17,6 +17,7 @@ def test_every_event_lies_in_its_domain_range() -> None:
     prefixes = {
         "tenancy": ("organisation.", "account.", "member.", "invitation.", "access.", "api_key."),
         "users": ("user.",),
+        "privacy": ("data_export.",),
         "auth": ("auth.",),
         "meters": ("import.", "reading.", "meter_event.", "meter_command.", "supply.", "fleet."),
         "billing": (

@@ -86,6 +86,10 @@ def _bill_id(world: World, kind: str) -> uuid.UUID:
 
     from billing.models import Bill
 
+    # Several URLs take a bill (detail, PDF): one bill per account and period, so reuse it.
+    existing = Bill.objects.filter(account=world.account_a).first()
+    if existing is not None:
+        return existing.public_id
     bill = Bill.objects.create(
         account=world.account_a,
         number=1,
@@ -114,6 +118,37 @@ def _topup_id(world: World, kind: str) -> uuid.UUID:
     return topup.public_id
 
 
+def _event_id(world: World, kind: str) -> Any:
+    # MeterEvent has no public id: its URL carries the integer key (scoped like every other).
+    import datetime as dt
+
+    from meters.models import Meter, MeterEvent, MeterInstallation, ServicePoint
+    from meters.services import supply_start
+
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    point = ServicePoint.objects.create(code=f"SP-A-{uuid.uuid4()}", kind="water")
+    meter = Meter.objects.create(serial=f"A-{uuid.uuid4()}", kind="water", max_rate=1000)
+    MeterInstallation.objects.create(meter=meter, service_point=point, installed_at=start)
+    supply_start(account=world.account_a, service_point=point, start=start, actor=SYSTEM)
+    event = MeterEvent.objects.create(
+        meter=meter,
+        service_point=point,
+        account=world.account_a,
+        kind=MeterEvent.Kind.LEAK,
+        severity=MeterEvent.Severity.SERIOUS,
+        occurred_at=start + dt.timedelta(days=1),
+    )
+    return event.pk
+
+
+def _export_id(world: World, kind: str) -> uuid.UUID:
+    from billing.services.exports import export_request
+
+    # Asking again returns the open export, so the status and download URLs share one.
+    export = export_request(account=world.account_a, actor=SYSTEM, now=timezone.now())
+    return export.public_id
+
+
 URL_KWARG_FACTORIES: dict[str, Callable[[World, str], uuid.UUID]] = {
     "account_id": lambda world, kind: world.account_a.public_id,
     "org_id": lambda world, kind: world.group.public_id,
@@ -123,6 +158,8 @@ URL_KWARG_FACTORIES: dict[str, Callable[[World, str], uuid.UUID]] = {
     "api_key_id": _api_key_id,
     "topup_id": _topup_id,
     "bill_id": _bill_id,
+    "event_id": _event_id,
+    "export_id": _export_id,
 }
 
 

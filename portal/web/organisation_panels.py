@@ -1,0 +1,80 @@
+"""The organisation home page's panels (registered with portal.tenancy.panels by
+portal.web.panels.register): the subsidiary tree, the prepaid accounts low on credit, and the
+subtree's consumption charts. Each checks the viewer's scopes and reads through selectors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlencode
+
+from django.core.cache import cache
+from django.urls import reverse
+
+from meters.selectors import KindTotal
+from portal.tenancy.models import Organisation
+from portal.tenancy.panels import Panel
+from portal.web.charts import organisation_usage_charts
+from portal.web.selectors import (
+    organisation_daily_consumption,
+    organisation_low_balance,
+    organisation_monthly_consumption,
+    organisation_subtree,
+)
+
+LOW_BALANCE_SHOWN = 10
+# A year of daily rollups of a large group is millions of rows (measured: 1.8 M rows for 5,000
+# accounts, about a second): the sums are kept for as long as imports may take to show anyway.
+CHART_CACHE_SECONDS = 15 * 60
+
+
+def subtree_panel(
+    organisation: Organisation, scopes: frozenset[str], as_of: dt.datetime
+) -> Panel | None:
+    """Every organisation beneath this one, nested, with its open accounts."""
+    nodes = organisation_subtree(organisation=organisation)
+    if len(nodes) < 2:
+        return None
+    return Panel("web/panels/organisation_tree.html", {"root": nodes[0], "count": len(nodes) - 1})
+
+
+def low_balance_panel(
+    organisation: Organisation, scopes: frozenset[str], as_of: dt.datetime
+) -> Panel | None:
+    """The prepaid accounts of the subtree that are low on credit, worst first."""
+    if "billing:read" not in scopes:
+        return None
+    rows, total = organisation_low_balance(
+        organisation=organisation, as_of=as_of, limit=LOW_BALANCE_SHOWN
+    )
+    accounts_url = reverse("web:organisation_accounts", args=[organisation.public_id])
+    return Panel(
+        "web/panels/organisation_low_balance.html",
+        {
+            "rows": rows,
+            "total": total,
+            "more": total > len(rows),
+            "all_url": f"{accounts_url}?{urlencode({'low': '1', 'sort': 'days_left'})}",
+        },
+    )
+
+
+def usage_charts_panel(
+    organisation: Organisation, scopes: frozenset[str], as_of: dt.datetime
+) -> Panel | None:
+    """The subtree's consumption per utility kind: the last 30 days and the last 12 months."""
+    if "meters:read" not in scopes:
+        return None
+    key = f"web:organisation-usage:{organisation.pk}:{as_of:%Y-%m-%d}"
+    cached: tuple[list[KindTotal], list[KindTotal]] | None = cache.get(key)
+    if cached is None:
+        cached = (
+            organisation_daily_consumption(organisation=organisation, as_of=as_of, days=30),
+            organisation_monthly_consumption(organisation=organisation, as_of=as_of, months=12),
+        )
+        cache.set(key, cached, CHART_CACHE_SECONDS)
+    daily, monthly = cached
+    charts = organisation_usage_charts(daily=daily, monthly=monthly)
+    return Panel("web/panels/organisation_usage.html", {"charts": charts}, charts=bool(charts))
+
+
+ORGANISATION_PANELS = (low_balance_panel, subtree_panel, usage_charts_panel)

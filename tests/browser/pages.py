@@ -1,0 +1,136 @@
+"""What the page walk checks: every tenant page found in the URLconf, untranslated text, width.
+
+Untranslated text: every text node of the body (and the accessible names in aria-label, title,
+alt and placeholder, and the document title) is collected in the browser; what is data (the
+world's names, numbers and codes, e-mail addresses and file names) is taken out, and any
+Latin word left of three letters or more is an English UI string, unless it is a unit or an
+acronym on the short list below. Content in an element marked with another `lang` (the
+language selector's "English") or `translate="no"`, and code samples, are not checked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.urls import URLPattern, URLResolver, get_resolver
+from playwright.sync_api import Page
+
+# Units, currencies, acronyms and names of formats and products that stay Latin in Traditional
+# Chinese text (as they do in Taiwanese software: "下載 CSV", "Green Button XML").
+LATIN_TOKENS = frozenset(
+    {"kWh", "Wh", "TWD", "PDF", "CSV", "ZIP", "API", "XML", "JSON", "ESPI", "DSMR", "SMS", "UTC"}
+)
+PROPER_NAMES = ("Green Button", "ChirpStack", "NAESB", "README.txt")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_FILE = re.compile(r"[\w-]*\.[a-z]{2,6}\b")  # readings.csv, .ndjson
+_WORD = re.compile(r"[A-Za-z]{3,}")
+
+_COLLECT = """
+() => {
+  const found = [];
+  const exempt = el => el.closest('script, style, template, code, kbd, samp, [translate="no"]')
+    || (el.closest('[lang]') && !el.closest('[lang]').lang.toLowerCase().startsWith('zh'));
+  const where = el => {
+    const parts = [];
+    for (let e = el; e && e !== document.body && parts.length < 3; e = e.parentElement) {
+      parts.unshift(e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+        + (e.classList.length ? '.' + [...e.classList].slice(0, 2).join('.') : ''));
+    }
+    return parts.join(' > ');
+  };
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    const text = node.textContent.replace(/\\s+/g, ' ').trim();
+    if (text && node.parentElement && !exempt(node.parentElement)) {
+      found.push([where(node.parentElement), text]);
+    }
+  }
+  for (const el of document.body.querySelectorAll('[aria-label], [title], [alt], [placeholder]')) {
+    if (exempt(el)) continue;
+    for (const name of ['aria-label', 'title', 'alt', 'placeholder']) {
+      const value = el.getAttribute(name);
+      if (value && value.trim()) found.push([where(el) + ' @' + name, value.trim()]);
+    }
+  }
+  found.push(['title', document.title]);
+  return found;
+}
+"""
+
+
+def untranslated(page: Page, data: list[str]) -> list[str]:
+    """Return "where: text" for each text on the page with an English word outside data."""
+    problems = []
+    for where, text in page.evaluate(_COLLECT):
+        rest = _FILE.sub(" ", _EMAIL.sub(" ", text))
+        for item in (*data, *PROPER_NAMES):  # data longest first
+            rest = rest.replace(item, " ")
+        words = [w for w in _WORD.findall(rest) if w not in LATIN_TOKENS]
+        if words:
+            problems.append(f"{where}: {text!r}")
+    return problems
+
+
+def horizontal_overflow(page: Page) -> int:
+    """How many CSS pixels the page is wider than the window (0: no horizontal scrolling)."""
+    width: int = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    return max(width, 0)
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str  # namespace:name
+    route: str  # e.g. "a/<uuid:account_id>/bills/<uuid:bill_id>/"
+
+    @property
+    def kwargs(self) -> list[str]:
+        return re.findall(r"<(?:\w+:)?(\w+)>", self.route)
+
+    @property
+    def tenant(self) -> str:
+        return "account" if self.route.startswith("a/") else "organisation"
+
+
+def _walk(patterns: list[Any], prefix: str, namespace: str) -> Iterator[Route]:
+    for item in patterns:
+        if isinstance(item, URLResolver):
+            inner = f"{namespace}{item.namespace}:" if item.namespace else namespace
+            yield from _walk(item.url_patterns, prefix + str(item.pattern), inner)
+        elif isinstance(item, URLPattern) and item.name:
+            yield Route(f"{namespace}{item.name}", prefix + str(item.pattern))
+
+
+def tenant_routes(known_kwargs: set[str]) -> list[Route]:
+    """Every named URL under /a/<account_id>/ and /o/<org_id>/ whose kwargs we can fill.
+
+    POST-only URLs and downloads are among them; the walk asks before it opens a page.
+    """
+    return [
+        r
+        for r in _walk(get_resolver().url_patterns, "", "")
+        if r.route.startswith(("a/<uuid:account_id>/", "o/<uuid:org_id>/"))
+        and set(r.kwargs) <= known_kwargs
+    ]
+
+
+# Screenshot names of the pages people look at first.
+SLUGS = {
+    "tenancy:account_home": "dashboard",
+    "meters:account_usage": "usage",
+    "billing:account_bills": "bills",
+    "billing:account_bill": "bill",
+    "billing:account_wallet": "wallet",
+    "billing:topup": "topup",
+    "audit:account_log": "audit",
+    "tenancy:organisation_home": "organisation",
+    "web:organisation_accounts": "organisation-accounts",
+    "audit:organisation_log": "organisation-audit",
+}
+
+
+def slug(route: Route) -> str:
+    return SLUGS.get(route.name) or route.name.split(":")[-1].replace("_", "-")

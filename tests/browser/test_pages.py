@@ -1,0 +1,161 @@
+"""Every tenant page, in English and then in Traditional Chinese chosen through the language
+selector: it answers 200, says its language, has no serious or critical axe violation, shows no
+untranslated English in Chinese, and (dashboard and usage) fits a phone without sideways
+scrolling. Full-page screenshots of each go to SCREENSHOTS_DIR as <page>-<lang>.png.
+
+The pages come from the URLconf (tests/browser/pages.py), so a new page is walked without
+being listed here; one needing a URL kwarg other than those in `_kwargs` is not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from playwright.sync_api import Browser, Page, ViewportSize, expect
+
+from billing.models import TopUp
+from billing.services.topups import topup_checkout_start, topup_create
+from tests.browser.axe import serious_violations
+from tests.browser.conftest import sign_in
+from tests.browser.pages import (
+    SLUGS,
+    Route,
+    horizontal_overflow,
+    slug,
+    tenant_routes,
+    untranslated,
+)
+from tests.browser.world import Harbour
+from tests.factories import SYSTEM
+
+pytestmark = [pytest.mark.browser]
+
+LANGUAGES = (("en", "English"), ("zh-hant", "繁體中文"))
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+ON_PHONES = ("dashboard", "usage")
+
+
+def _kwargs(route: Route, harbour: Harbour, pending: TopUp, paid: TopUp) -> dict[str, str]:
+    account = harbour.postpaid if "/bills/" in route.route else harbour.prepaid
+    values = {
+        "account_id": account.public_id,
+        "org_id": harbour.group.public_id,
+        "bill_id": harbour.bill.public_id,
+        "topup_id": pending.public_id if "checkout" in route.name else paid.public_id,
+    }
+    return {key: str(values[key]) for key in route.kwargs}
+
+
+def _url(route: Route, kwargs: dict[str, str]) -> str:
+    path = route.route
+    for key, value in kwargs.items():
+        path = path.replace(f"<uuid:{key}>", value).replace(f"<{key}>", value)
+    return "/" + path
+
+
+class Walk:
+    """One person's walk through their pages in each language; it collects every problem, so
+    that one run shows all of them."""
+
+    def __init__(self, page: Page, base: str, data: list[str], shots: Path) -> None:
+        self.page, self.base, self.data, self.shots = page, base, data, shots
+        self.problems: list[str] = []
+        self.visited = 0
+
+    def run(self, email: str, pages: list[tuple[str, str]]) -> None:
+        sign_in(self.page, self.base, email)
+        pages = [(name, path) for name, path in pages if self._opens(path)]
+        for lang, button in LANGUAGES:
+            if lang != "en":  # through the language selector, as a person would
+                self.page.get_by_role("button", name=button, exact=True).click()
+                expect(self.page.locator("html")).to_have_attribute("lang", lang)
+            for name, path in pages:
+                self._check(path, name, lang)
+            phone = [(name, path) for name, path in pages if name in ON_PHONES]
+            if phone:
+                self.page.set_viewport_size(PHONE)
+                for name, path in phone:
+                    self._check(path, f"{name}-phone", lang, phone=True)
+                self.page.set_viewport_size(DESKTOP)
+
+    def _opens(self, path: str) -> bool:
+        """Whether `path` is an HTML page to look at (not POST-only, not a download)."""
+        response = self.page.request.get(self.base + path, max_redirects=0)
+        if response.status == 405:
+            return False
+        if response.status != 200:
+            self.problems.append(f"{path}: HTTP {response.status}")
+            return False
+        return response.headers.get("content-type", "").startswith("text/html")
+
+    def _check(self, path: str, name: str, lang: str, *, phone: bool = False) -> None:
+        page = self.page
+        response = page.goto(self.base + path)
+        label = f"{path} [{lang}{' phone' if phone else ''}]"
+        self.visited += 1
+        if response is None or response.status != 200:
+            self.problems.append(f"{label}: HTTP {response.status if response else None}")
+            return
+        if page.locator("[data-plotly-figure]").count():
+            expect(page.locator("[data-plotly-figure] .main-svg").first).to_be_attached()
+        html_lang = page.locator("html").get_attribute("lang")
+        if html_lang != lang:
+            self.problems.append(f"{label}: <html lang={html_lang!r}>")
+        self.problems += [f"{label}: axe {v}" for v in serious_violations(page)]
+        if lang != "en":
+            self.problems += [f"{label}: untranslated {t}" for t in untranslated(page, self.data)]
+        if phone and (overflow := horizontal_overflow(page)):
+            self.problems.append(f"{label}: {overflow}px wider than a phone")
+        page.screenshot(path=str(self.shots / f"{name}-{lang}.png"), full_page=True)
+
+
+def test_every_page_in_both_languages(
+    live_server: Any, browser: Browser, harbour: Harbour, shots: Path
+) -> None:
+    now = timezone.now()
+    paid = TopUp.objects.filter(account=harbour.prepaid, status=TopUp.Status.SUCCEEDED).first()
+    assert paid is not None
+    created, _new = topup_create(
+        account=harbour.prepaid, amount=250_00, idempotency_key="walk", actor=SYSTEM, now=now
+    )
+    pending, _checkout = topup_checkout_start(topup=created, actor=SYSTEM, now=now)
+    # PDFs are downloads, and slow to render: tests/browser/test_resident.py fetches one.
+    routes = [
+        r
+        for r in tenant_routes({"account_id", "org_id", "bill_id", "topup_id"})
+        if not r.route.endswith("pdf/")
+    ]
+    assert set(SLUGS) - {r.name for r in routes} == set(), "a main page is missing"
+    paths = [(slug(r), _url(r, _kwargs(r, harbour, pending, paid)), r.tenant) for r in routes]
+    walks = [
+        (
+            harbour.resident.email,
+            [(name, path) for name, path, tenant in paths if tenant == "account"]
+            + [("home", "/"), ("dashboard-postpaid", f"/a/{harbour.postpaid.public_id}/")],
+        ),
+        (
+            harbour.group_manager.email,
+            [(name, path) for name, path, tenant in paths if tenant == "organisation"],
+        ),
+    ]
+    data = [settings.PORTAL_SITE_NAME, *harbour.data_texts()]
+    problems: list[str] = []
+    visited = 0
+    for email, pages in walks:
+        context = browser.new_context(viewport=DESKTOP)
+        walk = Walk(context.new_page(), live_server.url, data, shots)
+        try:
+            walk.run(email, pages)
+        finally:
+            context.close()
+        problems += walk.problems
+        visited += walk.visited
+    report = shots / "page-walk-problems.txt"
+    report.write_text("".join(f"{p}\n" for p in problems))
+    assert problems == [], f"{len(problems)} problems, also in {report}:\n" + "\n".join(problems)
+    assert visited >= 2 * len(SLUGS)
