@@ -49,6 +49,7 @@ def hourly_usage(
     start: dt.datetime,
     end: dt.datetime,
     time_zone: str,
+    service_point_ids: Sequence[int] | None = None,
 ) -> dict[tuple[int, int], list[HourUsage]]:
     """Validated hourly consumption and export per (account, service point) over [start, end).
 
@@ -68,9 +69,10 @@ def hourly_usage(
                    consumption, estimated
             FROM meters_rolluphourly
             WHERE account_id = ANY(%s) AND hour >= %s AND hour < %s
+              AND (%s::bigint[] IS NULL OR service_point_id = ANY(%s::bigint[]))
             ORDER BY account_id, service_point_id, hour
             """,
-            [list(account_ids), start, end],
+            [list(account_ids), start, end, *[_ids_or_none(service_point_ids)] * 2],
         )
         for account_id, sp_id, epoch, direction, consumption, estimated in cursor.fetchall():
             slot = found[(account_id, sp_id)].setdefault(epoch, [0, 0, 0])
@@ -90,6 +92,10 @@ def hourly_usage(
             usage.append(HourUsage(start_local, quantity, estimated, export))
         result[key] = usage
     return result
+
+
+def _ids_or_none(ids: Sequence[int] | None) -> list[int] | None:
+    return None if ids is None else list(ids)
 
 
 def hourly_usage_by_slot(
@@ -315,7 +321,9 @@ def credit_cte(*, days: int = 14) -> tuple[str, dict[str, object]]:
                         OR x.days_left <= x.threshold, false) AS low
         FROM (
             SELECT w.account_id, w.balance, w.currency, cost.average AS average_daily_cost,
-                   CASE WHEN cost.average IS NOT NULL
+                   -- An average that floors to 0 (charges smaller than the days) has no
+                   -- days left, as in credit_state, rather than a division by zero.
+                   CASE WHEN cost.average > 0
                         THEN trunc(greatest(0, w.balance::numeric / cost.average), 1)
                    END AS days_left,
                    greatest(0, (SELECT max(t) FROM unnest(
@@ -358,9 +366,10 @@ def credit_cte(*, days: int = 14) -> tuple[str, dict[str, object]]:
 
 # --- Data exports ---------------------------------------------------------------------------
 # What a resident's export holds is read here; billing.services.exports writes it into a ZIP.
-# Readings are clipped exactly as the usage page clips them: a reading belongs to the account
-# when its interval starts at or after the move-in and ends by the move-out, and its meter was
-# installed at the service point then. Rollups, bills and the ledger carry the account already.
+# Readings are clipped to the account's supply periods: a reading belongs to the account when
+# its interval (or, for a register reading without one, its time) starts at or after the
+# move-in and ends by the move-out, and its meter was installed at the service point then.
+# Rollups, bills and the ledger carry the account already.
 
 
 def _sql_text_safe(column: str) -> str:
@@ -390,6 +399,16 @@ def exports_open_for_account(*, account_id: int) -> DataExport | None:
     return (
         DataExport.objects.for_account(account_id)
         .filter(status__in=[DataExport.Status.QUEUED, DataExport.Status.RUNNING])
+        .first()
+    )
+
+
+def export_recent_for_account(*, account_id: int, since: dt.datetime) -> DataExport | None:
+    """The account's newest finished export requested since `since` and not yet expired."""
+    return (
+        DataExport.objects.for_account(account_id)
+        .filter(status=DataExport.Status.DONE, created_at__gte=since, expires_at__gt=since)
+        .order_by("-created_at")
         .first()
     )
 
@@ -701,7 +720,11 @@ class BillRunProgress:
 
 
 def bill_run_progress(*, run: BillRun) -> BillRunProgress:
-    """How far a month's run is: its bills against every account it has to bill."""
+    """How far a month's run is: its bills against every account it has to bill. A finished
+    run answers from its own count (accounts opened since would skew a recount; those it
+    skipped are listed with the run)."""
+    if run.status == BillRun.Status.DONE:
+        return BillRunProgress(run.bills, run.bills)
     billed = Bill.objects.filter(run=run).count()
     done = Bill.objects.filter(period_start=run.period_start, credit_note_for__isnull=True)
     todo = (

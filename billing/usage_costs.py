@@ -14,9 +14,10 @@ import datetime as dt
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from billing.models import TariffAssignment, TariffVersion
-from billing.pricing import HourUsage, Segment, TariffError, price, structure_of
+from billing.pricing import HourUsage, Plan, Segment, TariffError, price, structure_of
 from billing.selectors import hourly_usage
 from meters.costs import CostQuery, CostSeries
 from meters.selectors import Resolution
@@ -39,7 +40,9 @@ def _bounds(query: CostQuery, zone: zoneinfo.ZoneInfo) -> list[dt.datetime]:
         start.astimezone(dt.UTC) if isinstance(start, dt.datetime) else _midnight(start, zone)
         for start in query.starts
     ]
-    return [*bounds, max(query.end, bounds[-1])] if bounds else [query.end]
+    if query.start is not None:
+        bounds[0] = max(bounds[0], query.start)
+    return [*bounds, max(query.end, bounds[-1])]
 
 
 def _windows(query: CostQuery, first: dt.date, stop: dt.date) -> tuple[list[_Window], str, str]:
@@ -87,14 +90,13 @@ def _units(query: CostQuery, zone: zoneinfo.ZoneInfo, start: dt.datetime) -> lis
             if isinstance(p.start, dt.datetime)
         ]
     usage = hourly_usage(
-        account_ids=[query.account_id], start=start, end=query.end, time_zone=query.time_zone
+        account_ids=[query.account_id],
+        service_point_ids=[query.service_point_id],
+        start=start,
+        end=query.end,
+        time_zone=query.time_zone,
     )
-    return [
-        hour
-        for key, hours in usage.items()
-        if key == (query.account_id, query.service_point_id)
-        for hour in hours
-    ]
+    return usage.get((query.account_id, query.service_point_id), [])
 
 
 def _month_to_date(query: CostQuery, zone: zoneinfo.ZoneInfo, start: dt.datetime) -> int:
@@ -104,7 +106,11 @@ def _month_to_date(query: CostQuery, zone: zoneinfo.ZoneInfo, start: dt.datetime
     if month_start >= start:
         return 0
     usage = hourly_usage(
-        account_ids=[query.account_id], start=month_start, end=start, time_zone=query.time_zone
+        account_ids=[query.account_id],
+        service_point_ids=[query.service_point_id],
+        start=month_start,
+        end=start,
+        time_zone=query.time_zone,
     )
     return sum(hour.quantity for hour in usage.get((query.account_id, query.service_point_id), []))
 
@@ -145,6 +151,7 @@ def usage_costs(query: CostQuery) -> CostSeries | None:  # noqa: PLR0912 - one p
     daily = query.resolution in (Resolution.DAY, Resolution.MONTH)
     amounts: list[int] = []
     bands: dict[str, list[int]] = {}
+    plans: dict[tuple[Any, int], Plan] = {}
     month: tuple[int, int] | None = None
     for index, hours in enumerate(per_bucket):
         segments: list[Segment] = []
@@ -167,11 +174,63 @@ def usage_costs(query: CostQuery) -> CostSeries | None:  # noqa: PLR0912 - one p
             if (hour.start.year, hour.start.month) != month:
                 month, month_to_date = (hour.start.year, hour.start.month), 0
             month_to_date += hour.quantity
-            found = _window_of(windows, hour.start.date())
-            if found is None:
-                continue
-            plan = structure_of(found.version).plans_by_month[hour.start.month]
-            if plan.slots:
-                band = plan.band_for(hour.start).name
-                bands.setdefault(band, [0] * len(per_bucket))[index] += hour.quantity
+        _add_bands(hours, index=index, windows=windows, plans=plans, bands=bands, size=len(amounts))
+    for values in bands.values():
+        values.extend([0] * (len(per_bucket) - len(values)))
+    if not daily:
+        _add_standing(
+            amounts, windows=windows, epochs=epochs, end=query.end, zone=zone, currency=currency
+        )
     return CostSeries(currency=currency, tariff=tariff, amounts=amounts, bands=bands)
+
+
+def _add_bands(
+    hours: Sequence[HourUsage],
+    *,
+    index: int,
+    windows: Sequence[_Window],
+    plans: dict[tuple[Any, int], Plan],
+    bands: dict[str, list[int]],
+    size: int,
+) -> None:
+    """Add a bucket's hours to their time-of-use bands (plans cached per version and month)."""
+    for hour in hours:
+        found = _window_of(windows, hour.start.date())
+        if found is None:
+            continue
+        key = (found.version.pk, hour.start.month)
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = structure_of(found.version).plans_by_month[hour.start.month]
+        if plan.slots:
+            values = bands.setdefault(plan.band_for(hour.start).name, [])
+            values.extend([0] * (size - len(values)))
+            values[index] += hour.quantity
+
+
+def _add_standing(
+    amounts: list[int],
+    *,
+    windows: Sequence[_Window],
+    epochs: Sequence[float],
+    end: dt.datetime,
+    zone: zoneinfo.ZoneInfo,
+    currency: str,
+) -> None:
+    """Intervals shorter than a day carry no standing charge of their own: each day that is
+    over gets its charge (with its tax) in the interval that holds its last moment."""
+    first = dt.datetime.fromtimestamp(epochs[0], dt.UTC).astimezone(zone).date()
+    charge: dict[Any, int] = {}
+    day = first
+    while (following := _midnight(day + dt.timedelta(days=1), zone)) <= end:
+        window = _window_of(windows, day)
+        if window is not None and window.version.standing_charge:
+            pk = window.version.pk
+            if pk not in charge:
+                charge[pk] = price(
+                    [Segment(window.version, 1, [])], currency=currency, unit="kWh"
+                ).total
+            last_moment = following.timestamp() - 1
+            index = min(max(bisect.bisect_right(epochs, last_moment) - 1, 0), len(amounts) - 1)
+            amounts[index] += charge[pk]
+        day += dt.timedelta(days=1)

@@ -29,6 +29,9 @@ class CostQuery:
     resolution: Resolution
     time_zone: str
     points: Sequence[ConsumptionPoint] = ()
+    # The range's own start (UTC): a first bucket labelled before it (the first of the month
+    # of a range that starts on the 10th) runs from it.
+    start: dt.datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django import forms
@@ -56,6 +57,12 @@ class ImportUploadForm(forms.Form):
         return data
 
 
+# Days a chart may show: beyond them there is no data, and far enough out the date
+# arithmetic overflows.
+FIRST_DAY = dt.date(2000, 1, 1)
+LAST_DAY = dt.date(2100, 1, 1)
+
+
 class UsageForm(forms.Form):
     """What a consumption chart shows: a service point, a range ending on a day, a comparison.
 
@@ -103,9 +110,31 @@ class UsageForm(forms.Form):
         field = self.fields["service_point"]
         assert isinstance(field, forms.ChoiceField)  # noqa: S101 - declared above
         field.choices = service_points
+        for name, each in self.fields.items():
+            if each.help_text:
+                each.widget.attrs["aria-describedby"] = f"id_{name}_help"
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        # Screen readers announce a field's errors with the field.
+        for name in self.errors:
+            if name in self.fields:
+                widget = self.fields[name].widget
+                widget.attrs["aria-invalid"] = "true"
+                described = widget.attrs.get("aria-describedby", "")
+                widget.attrs["aria-describedby"] = f"{described} id_{name}_errors".strip()
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        for name in ("start", "end"):
+            day = data.get(name)
+            if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+                self.add_error(
+                    name,
+                    _("Choose a day between %(first)s and %(last)s.")
+                    % {"first": FIRST_DAY.isoformat(), "last": LAST_DAY.isoformat()},
+                )
+                data.pop(name, None)
         if data.get("range") != "custom":
             return data
         start, end = data.get("start"), data.get("end")

@@ -154,7 +154,8 @@ def consumption_series(
         if resolution == Resolution.QUARTER_HOUR:
             cursor.execute(
                 """
-                SELECT e.ts, sum(e.delta) FILTER (WHERE e.quality <> %(suspect)s),
+                SELECT coalesce(e.start_ts, e.ts - interval '15 minutes') AS start,
+                       sum(e.delta) FILTER (WHERE e.quality <> %(suspect)s),
                        coalesce(sum(e.delta) FILTER (WHERE e.quality = %(est)s), 0),
                        count(*) FILTER (WHERE e.quality = %(suspect)s)
                 FROM meters_supply sup
@@ -166,7 +167,7 @@ def consumption_series(
                  AND e.start_ts >= sup.start AND (sup."end" IS NULL OR e.ts <= sup."end")
                 WHERE sup.account_id = %(account)s AND sup.service_point_id = %(sp)s
                   AND e.delta IS NOT NULL
-                GROUP BY e.ts ORDER BY e.ts
+                GROUP BY 1 ORDER BY 1
                 """,
                 _params(account_id, service_point_id, start, end, direction),
             )
@@ -323,24 +324,60 @@ def custom_period(*, first_day: dt.date, last_day: dt.date, time_zone: str) -> U
     return UsagePeriod(utc(first_day), utc(stop), resolution, utc(previous), utc(first_day))
 
 
+_STEPS = {
+    Resolution.QUARTER_HOUR: dt.timedelta(minutes=15),
+    Resolution.HOUR: dt.timedelta(hours=1),
+    Resolution.DAY: dt.timedelta(days=1),
+}
+
+
+def run_length(period: UsagePeriod, *, max_points: int = MAX_CHART_POINTS) -> int:
+    """How many intervals each shown point sums so that the period fits `max_points`."""
+    step = _STEPS.get(period.resolution)
+    if step is None:
+        return 1
+    slots = -(-(period.end - period.start) // step)
+    return max(1, -(-slots // max_points))
+
+
 def downsample(
-    points: list[ConsumptionPoint], *, max_points: int
-) -> tuple[list[ConsumptionPoint], int]:
-    """Sum runs of consecutive points so that at most `max_points` remain; return them and the
-    run length. Consumption adds up, so sums (not averages or picks) keep every total true."""
-    if len(points) <= max_points:
-        return points, 1
-    size = -(-len(points) // max_points)
-    merged = [
+    points: list[ConsumptionPoint],
+    *,
+    origin: dt.datetime,
+    resolution: Resolution,
+    size: int,
+    time_zone: str,
+) -> list[ConsumptionPoint]:
+    """Sum the points of each run of `size` intervals counted from `origin` (a period's start),
+    each sum standing at its run's start. Consumption adds up, so sums (not averages or picks)
+    keep every total true; runs are fixed in time, so a gap never pulls a later interval into
+    an earlier run, and two periods downsampled alike line up point for point."""
+    if size == 1 or resolution not in _STEPS:
+        return points
+    step = _STEPS[resolution]
+    origin_day = origin.astimezone(zoneinfo.ZoneInfo(time_zone)).date()
+    runs: dict[int, list[ConsumptionPoint]] = {}
+    for point in points:
+        if isinstance(point.start, dt.datetime):
+            offset = (point.start - origin) // step
+        else:
+            offset = (point.start - origin_day).days
+        runs.setdefault(offset // size, []).append(point)
+
+    def run_start(run: int) -> dt.datetime | dt.date:
+        if resolution == Resolution.DAY:
+            return origin_day + dt.timedelta(days=run * size)
+        return origin + run * size * step
+
+    return [
         ConsumptionPoint(
-            start=run[0].start,
-            consumption=sum(p.consumption for p in run),
-            estimated=sum(p.estimated for p in run),
-            suspect=sum(p.suspect for p in run),
+            start=run_start(run),
+            consumption=sum(p.consumption for p in members),
+            estimated=sum(p.estimated for p in members),
+            suspect=sum(p.suspect for p in members),
         )
-        for run in (points[i : i + size] for i in range(0, len(points), size))
+        for run, members in sorted(runs.items())
     ]
-    return merged, size
 
 
 @dataclass(frozen=True)
@@ -658,6 +695,16 @@ def consumption_buckets(
 # Electricity and heat are measured in energy, water in volume; gas meters report either
 # (Green Button therms as energy, DSMR m3 as volume), so gas asks its registers.
 _KIND_UNITS = {"electricity": "Wh", "heat": "Wh", "water": "L"}
+
+
+def service_point_base_unit(
+    *, service_point_id: int, kind: str, direction: str = Direction.IMPORT
+) -> str:
+    """The base unit (Wh or L) the service point's readings are in: fixed by kind, except gas,
+    which meters report either as energy or as volume (its registers say which)."""
+    if kind in _KIND_UNITS:
+        return _KIND_UNITS[kind]
+    return _register_units({(service_point_id, direction)}).get((service_point_id, direction), "L")
 
 
 def _register_units(series: set[tuple[int, str]]) -> dict[tuple[int, str], str]:

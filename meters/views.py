@@ -51,6 +51,8 @@ from meters.selectors import (
     consumption_series,
     custom_period,
     downsample,
+    run_length,
+    service_point_base_unit,
     service_points_of_account,
     usage_period,
     week_profile,
@@ -250,7 +252,8 @@ class AccountUsageView(AccountView):
             time_zone=account.time_zone,
             compare=bool(data.get("compare")),
         )
-        unit = "kWh" if chosen.kind in ("electricity", "heat") else "m³"
+        base = service_point_base_unit(service_point_id=chosen.pk, kind=chosen.kind)
+        unit = "kWh" if base == "Wh" else "m³"
         if request.GET.get("format") == "csv":
             return _usage_csv(usage, unit=unit, zone=zone, name=chosen.code)
         labels = [_local(p.start, zone) for p in usage.series]
@@ -265,6 +268,9 @@ class AccountUsageView(AccountView):
                 currency=usage.costs.currency if usage.costs else "",
             ),
             rows=usage.rows(labels),
+            column_count=4
+            + (1 if usage.costs else 0)
+            + (len(usage.costs.bands) if usage.costs else 0),
             unit=unit,
             total=sum(p.consumption for p in usage.series) / 1000,
             previous_total=(
@@ -325,11 +331,19 @@ class _Usage:
             )
 
         raw = read(period.start, period.end)
-        series, run = downsample(raw, max_points=MAX_CHART_POINTS)
+        run = run_length(period, max_points=MAX_CHART_POINTS)
+        series = downsample(
+            raw, origin=period.start, resolution=period.resolution, size=run, time_zone=time_zone
+        )
         previous = None
         if compare:
-            previous, _run = downsample(
-                read(period.previous_start, period.previous_end), max_points=MAX_CHART_POINTS
+            # The same run length as the period shown, so the two line up point for point.
+            previous = downsample(
+                read(period.previous_start, period.previous_end),
+                origin=period.previous_start,
+                resolution=period.resolution,
+                size=run,
+                time_zone=time_zone,
             )
         costs = (
             estimate_costs(
@@ -342,6 +356,7 @@ class _Usage:
                     resolution=period.resolution,
                     time_zone=time_zone,
                     points=raw if run == 1 else (),
+                    start=period.start,
                 )
             )
             if series and (run == 1 or period.resolution != Resolution.QUARTER_HOUR)
@@ -399,7 +414,12 @@ def _heatmap_rows(profile: WeekProfile) -> list[dict[str, Any]]:
 
 def _local(start: Any, zone: zoneinfo.ZoneInfo) -> str:
     if isinstance(start, dt.datetime):
-        return start.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+        local = start.astimezone(zone)
+        text = local.strftime("%Y-%m-%d %H:%M")
+        # The hour that comes twice when the clocks go back: its offset tells the two apart.
+        if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+            text += f" {local.isoformat()[-6:]}"
+        return text
     return str(start)
 
 

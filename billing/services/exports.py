@@ -64,6 +64,7 @@ from billing.selectors import (
     export_ledger,
     export_reading_spans,
     export_readings_copy,
+    export_recent_for_account,
     exports_expired_ids,
     exports_open_for_account,
     exports_stalled_ids,
@@ -84,6 +85,11 @@ EXPORT_LIFETIME = dt.timedelta(days=7)
 PROGRESS_EVERY = 5_000
 # An export still open this long after its request is handed to a worker again.
 STALLED_AFTER = dt.timedelta(minutes=15)
+# An export that killed its worker this many times (out of memory, say) fails for good, so the
+# account is never stuck with an open export that blocks new requests.
+MAX_ATTEMPTS = 3
+# A finished export this recent is handed out again instead of building another copy.
+REUSE_WITHIN = dt.timedelta(hours=1)
 # Leftovers of a worker killed mid-build are removed after this long.
 LEFTOVER_AGE = dt.timedelta(days=1)
 _LOCK_NAMESPACE = 0x45585054  # "EXPT"; the second key is the export id
@@ -100,8 +106,11 @@ def export_request(
 ) -> DataExport:
     """Queue an export of all of the account's data; return the open one if there is one."""
     _expire(exports_expired_ids(now=now, account_id=account.pk))
-    existing = exports_open_for_account(account_id=account.pk)
+    existing = exports_open_for_account(account_id=account.pk) or export_recent_for_account(
+        account_id=account.pk, since=now - REUSE_WITHIN
+    )
     if existing is not None:
+        # Also the answer to a script asking again and again: one full copy an hour at most.
         return existing
     try:
         with transaction.atomic():
@@ -211,6 +220,13 @@ def export_build(*, export_id: int, actor: Actor, now: dt.datetime) -> DataExpor
         export = export_get_by_id(export_id=export_id)
         if export is None or export.finished:
             return export
+        if export.attempts >= MAX_ATTEMPTS:
+            with translation.override(export.language):
+                message = _(
+                    "The export could not be built after %(attempts)s attempts. Please ask for "
+                    "a new one; if it fails again, contact the utility."
+                ) % {"attempts": export.attempts}
+            return _finish(export, actor=actor, error=message, progress=_Progress(export.pk))
         DataExport.objects.filter(pk=export.pk).update(
             status=DataExport.Status.RUNNING,
             attempts=F("attempts") + 1,
@@ -234,10 +250,17 @@ def export_build(*, export_id: int, actor: Actor, now: dt.datetime) -> DataExpor
         try:
             with os.fdopen(handle, "wb") as raw, translation.override(export.language):
                 _write_zip(raw, export, progress, now)
+                # On disk before it gets its name: after a power cut the name never points
+                # at a half-written file.
+                raw.flush()
+                os.fsync(raw.fileno())
             size = Path(temp_name).stat().st_size
             os.replace(temp_name, directory / name)
+            _fsync_directory(directory)
         except Exception as error:
             Path(temp_name).unlink(missing_ok=True)
+            # An earlier attempt that crashed after renaming left a whole copy under the name.
+            (directory / name).unlink(missing_ok=True)
             logger.exception("data export %s failed while writing %s", export.pk, progress.part)
             with translation.override(export.language):
                 message = _failure_message(error, progress.part)
@@ -245,6 +268,14 @@ def export_build(*, export_id: int, actor: Actor, now: dt.datetime) -> DataExpor
         export.file.name = name
         export.size = size
         return _finish(export, actor=actor, error=None, progress=progress)
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _failure_message(error: Exception, part: str) -> str:
@@ -440,9 +471,11 @@ def _hour_blocks(
         yield [IntervalValue(epoch, value, estimated) for epoch, value, estimated in values]
 
 
-def _plain(value: Decimal) -> str:
-    """A decimal without trailing zeros, never in exponent notation (100, not 1E+2)."""
-    return f"{value.normalize():f}"
+def _plain(value: Decimal) -> Decimal:
+    """A decimal without trailing zeros, never in exponent notation (100, not 1E+2). A number,
+    not text: the CSV writer neutralises text that starts with '-', and a credit note's
+    negative quantity must stay a number that sums."""
+    return Decimal(f"{value.normalize():f}")
 
 
 def _iso(moment: dt.datetime | None) -> str:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zoneinfo
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone, translation
 from django.utils.dateparse import parse_date
+from django.utils.translation import gettext as _
 
 from portal.audit.events import AUDIT_EVENTS, EVENTS_BY_API_NAME
 from portal.audit.models import AuditLogEntry
@@ -33,16 +35,39 @@ class _AuditFilters:
 
     request: HttpRequest
 
-    def filters(self) -> tuple[list[int] | None, dt.datetime | None, dict[str, str]]:
+    def filters(
+        self, time_zone: str = "UTC"
+    ) -> tuple[list[int] | None, dt.datetime | None, dict[str, str]]:
+        """`since` is a day in `time_zone`, the zone the log is shown in."""
         event = self.request.GET.get("event", "")
         since_text = self.request.GET.get("since", "")
         event_types = [int(EVENTS_BY_API_NAME[event])] if event in EVENTS_BY_API_NAME else None
-        try:
-            since_date = parse_date(since_text) if since_text else None
-        except ValueError:  # well-formed but impossible, such as 2026-13-45
-            since_date = None
-        since = dt.datetime.combine(since_date, dt.time.min, tzinfo=dt.UTC) if since_date else None
+        since_date = self._since_date(since_text)
+        since = (
+            dt.datetime.combine(since_date, dt.time.min, zoneinfo.ZoneInfo(time_zone))
+            if since_date
+            else None
+        )
         return event_types, since, {"event": event if event_types else "", "since": since_text}
+
+    def filter_errors(self) -> list[str]:
+        """What is wrong with the filters: the page ignores such filters, an export refuses
+        them rather than widening to the whole log."""
+        errors = []
+        event = self.request.GET.get("event", "")
+        if event and event not in EVENTS_BY_API_NAME:
+            errors.append(_("Unknown event: %(event)s") % {"event": event})
+        since_text = self.request.GET.get("since", "")
+        if since_text and self._since_date(since_text) is None:
+            errors.append(_("Enter the day as YYYY-MM-DD."))
+        return errors
+
+    @staticmethod
+    def _since_date(text: str) -> dt.date | None:
+        try:
+            return parse_date(text) if text else None
+        except ValueError:  # well-formed but impossible, such as 2026-13-45
+            return None
 
     def page_context(
         self, entries: QuerySet[AuditLogEntry], selected: dict[str, str]
@@ -63,7 +88,7 @@ class AccountAuditView(_AuditFilters, AccountView):
     template_name = "audit/log.html"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        event_types, since, selected = self.filters()
+        event_types, since, selected = self.filters(self.account.time_zone)
         entries = audit_entries_for_account(
             account_id=self.account.pk, since=since, event_types=event_types
         )
@@ -134,7 +159,9 @@ class AccountAuditCsvView(_AuditFilters, AccountView):
     required_scope = Scope.AUDIT_READ
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        event_types, since, selected = self.filters()
+        if errors := self.filter_errors():
+            return HttpResponseBadRequest(" ".join(errors), content_type="text/plain")
+        event_types, since, selected = self.filters(self.account.time_zone)
         entries = audit_entries_for_account(
             account_id=self.account.pk, since=since, event_types=event_types
         )
@@ -153,6 +180,8 @@ class OrganisationAuditCsvView(_AuditFilters, OrganisationView):
     required_scope = Scope.AUDIT_READ
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if errors := self.filter_errors():
+            return HttpResponseBadRequest(" ".join(errors), content_type="text/plain")
         event_types, since, selected = self.filters()
         entries = audit_entries_for_organisations(
             organisation_ids=organisation_subtree_ids(organisation=self.organisation),

@@ -15,7 +15,9 @@ import csv
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# The full-width forms too: some East Asian spreadsheet builds read them as their ASCII twins,
+# and this portal's users type Traditional Chinese.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 def csv_safe(value: object) -> str:

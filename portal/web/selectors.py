@@ -442,7 +442,9 @@ class OrganisationAccounts:
         """Return page `number` (1 for anything unreadable, the last one past the end) in one
         query when it exists: its rows are read first and carry the count."""
         try:
-            wanted = max(1, int(str(number)))
+            # Capped: a page past the end is the last one anyway, and an OFFSET beyond bigint
+            # would be a database error.
+            wanted = min(max(1, int(str(number))), 10**9)
         except ValueError:
             wanted = 1
         self.rows(offset=(wanted - 1) * size, limit=size)

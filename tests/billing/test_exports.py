@@ -203,8 +203,25 @@ def test_asking_again_while_one_is_open_returns_it(world: World) -> None:
     assert again.pk == first.pk
     assert len(_events(AuditEvent.DATA_EXPORT_REQUESTED)) == 1
     _build(first)
-    third = export_request(account=world.account_a, actor=SYSTEM, now=NOW)
-    assert third.pk != first.pk  # a finished export does not block a new one
+    # Within the hour the finished copy is handed out again (a script cannot fill the disk)...
+    assert export_request(account=world.account_a, actor=SYSTEM, now=NOW).pk == first.pk
+    # ...and after it a new export is built.
+    later = NOW + exports.REUSE_WITHIN + dt.timedelta(minutes=1)
+    third = export_request(account=world.account_a, actor=SYSTEM, now=later)
+    assert third.pk != first.pk
+
+
+def test_an_export_that_keeps_killing_its_worker_fails_for_good(world: World) -> None:
+    export = export_request(account=world.account_a, actor=SYSTEM, now=NOW)
+    DataExport.objects.filter(pk=export.pk).update(
+        status=DataExport.Status.RUNNING, attempts=exports.MAX_ATTEMPTS
+    )
+    export = _build(export)
+    assert export.status == DataExport.Status.FAILED
+    assert "could not be built after 3 attempts" in export.error
+    assert not export.file
+    # The account is not stuck: a new request queues a new export.
+    assert export_request(account=world.account_a, actor=SYSTEM, now=NOW).pk != export.pk
 
 
 def test_a_redelivered_task_for_a_finished_export_does_nothing(world: World) -> None:

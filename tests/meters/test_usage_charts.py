@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import json
+import zoneinfo
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +24,7 @@ from meters.selectors import (
     Resolution,
     custom_period,
     downsample,
+    run_length,
 )
 from portal.tenancy.roles import Role
 from tests.billing.helpers import hours, make_tariff, supplied
@@ -93,20 +95,31 @@ def test_a_custom_range_gets_the_finest_resolution_that_stays_readable() -> None
         custom_period(first_day=day, last_day=day - dt.timedelta(days=1), time_zone="UTC")
 
 
-def test_downsampling_sums_runs_and_keeps_the_totals() -> None:
+def test_downsampling_sums_fixed_runs_and_keeps_the_totals() -> None:
     start = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    period = custom_period(
+        first_day=dt.date(2026, 5, 1), last_day=dt.date(2026, 5, 31), time_zone="UTC"
+    )
+    assert run_length(period, max_points=400) == 2  # 744 hours
+    # Every hour but a gap from 05:00 to 06:59 on the first day.
     points = [
         ConsumptionPoint(start + dt.timedelta(hours=i), 100 + i, i % 2, i % 3 == 0)
-        for i in range(745)
+        for i in range(744)
+        if i not in (5, 6)
     ]
-    merged, run = downsample(points, max_points=400)
-    assert run == 2
-    assert len(merged) == 373
-    assert merged[0].start == start and merged[1].start == start + dt.timedelta(hours=2)
+    merged = downsample(
+        points, origin=period.start, resolution=Resolution.HOUR, size=2, time_zone="UTC"
+    )
+    assert len(merged) == 372  # fixed two-hour runs: the gap shortens two of them
+    assert [p.start.hour for p in merged[:4]] == [0, 2, 4, 6]  # type: ignore[union-attr]
+    assert (merged[2].consumption, merged[3].consumption) == (104, 107)
     assert sum(p.consumption for p in merged) == sum(p.consumption for p in points)
     assert sum(p.estimated for p in merged) == sum(p.estimated for p in points)
     assert sum(p.suspect for p in merged) == sum(p.suspect for p in points)
-    assert downsample(points[:10], max_points=400) == (points[:10], 1)
+    same = downsample(
+        points[:10], origin=period.start, resolution=Resolution.HOUR, size=1, time_zone="UTC"
+    )
+    assert same == points[:10]
 
 
 @time_machine.travel(NOW, tick=False)
@@ -131,6 +144,8 @@ def test_a_long_custom_range_of_hours_is_downsampled_on_the_server() -> None:
         ({"range": "custom", "end": "2026-05-19"}, "start"),
         ({"range": "custom", "start": "2026-05-19", "end": "2026-05-01"}, "start"),
         ({"range": "custom", "start": "2020-01-01", "end": "2026-05-01"}, "start"),
+        ({"range": "week", "end": "9999-12-31"}, "end"),
+        ({"range": "custom", "start": "0001-01-01", "end": "2026-05-01"}, "start"),
     ],
 )
 def test_a_bad_custom_range_is_refused_with_a_message(params: dict[str, str], field: str) -> None:
@@ -220,3 +235,58 @@ def test_without_a_tariff_the_page_shows_consumption_only() -> None:
     assert response.status_code == 200
     assert response.context["costs"] is None
     assert "cost-total" not in response.content.decode()
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_week_of_hours_costs_what_its_seven_days_cost() -> None:
+    # Hours carry no standing charge of their own: each finished day adds its charge once.
+    account, _sp, client = _with_hours()
+    week = client.get(f"/a/{account.public_id}/usage/", {"range": "week", "end": "2026-05-17"})
+    month = client.get(f"/a/{account.public_id}/usage/", {"range": "month"})
+    assert week.status_code == month.status_code == 200
+    week_total = week.context["cost_total"]
+    days = month.context["rows"][10:17]  # 11 to 17 May
+    assert [row["start"] for row in (days[0], days[-1])] == ["2026-05-11", "2026-05-17"]
+    seven_days = sum(row["cost"] for row in days)
+    # Each of the 168 hours is rounded on its own: at most half a cent each way.
+    assert abs(week_total - seven_days) <= Decimal("0.84")
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_month_bucket_that_starts_before_the_range_costs_only_the_ranges_days() -> None:
+    from billing.usage_costs import usage_costs
+    from meters.costs import CostQuery
+
+    account, sp, client = _with_hours()
+    custom = client.get(
+        f"/a/{account.public_id}/usage/",
+        {"range": "custom", "start": "2026-05-10", "end": "2026-05-19"},
+    )
+    may_10 = dt.datetime(2026, 5, 9, 16, tzinfo=dt.UTC)  # local midnight in Taipei
+    costs = usage_costs(
+        CostQuery(
+            account_id=account.pk,
+            service_point_id=sp.pk,
+            starts=[dt.date(2026, 5, 1)],  # a month bucket, labelled with its first day
+            end=dt.datetime(2026, 5, 19, 16, tzinfo=dt.UTC),
+            resolution=Resolution.MONTH,
+            time_zone="Asia/Taipei",
+            start=may_10,
+        )
+    )
+    assert costs is not None
+    # Ten days, not the month's nineteen (about 543): only each day's rounding differs.
+    assert abs(Decimal(costs.amounts[0]) / 100 - custom.context["cost_total"]) < 1
+
+
+def test_the_hour_that_comes_twice_is_labelled_apart() -> None:
+    from meters.views import _local
+
+    zone = zoneinfo.ZoneInfo("Europe/Amsterdam")
+    first = dt.datetime(2026, 10, 25, 0, 0, tzinfo=dt.UTC)  # 02:00 CEST
+    second = first + dt.timedelta(hours=1)  # 02:00 CET
+    assert (_local(first, zone), _local(second, zone)) == (
+        "2026-10-25 02:00 +02:00",
+        "2026-10-25 02:00 +01:00",
+    )
+    assert _local(second + dt.timedelta(hours=1), zone) == "2026-10-25 03:00"

@@ -69,7 +69,8 @@ class AlertRow:
             return ""
         if user.is_staff:
             return _("the utility's staff")
-        return user.name or user.email
+        # A manager's address is theirs to give: residents see a name, or a role.
+        return user.name or _("a manager")
 
 
 def event_row(event: MeterEvent) -> AlertRow:
@@ -155,12 +156,17 @@ class AccountAlertsView(AccountView):
         show = _show(request.GET.get("show"))
         open_only = show == "open"
         today = timezone.now().astimezone(zoneinfo.ZoneInfo(self.account.time_zone)).date()
-        warnings = [
-            warning_row(alert, self.account)
-            for alert in shortage_alerts_for_account(
-                account_id=self.account.pk, as_of_day=today, open_only=open_only
-            )
-        ]
+        # Low-credit warnings show the balance: billing data, for those who may read it.
+        warnings = (
+            [
+                warning_row(alert, self.account)
+                for alert in shortage_alerts_for_account(
+                    account_id=self.account.pk, as_of_day=today, open_only=open_only
+                )
+            ]
+            if self.access.has_scope(Scope.BILLING_READ)
+            else []
+        )
         events = alert_events_for_account(account_id=self.account.pk, open_only=open_only)
         page = Paginator(_Alerts(events, warnings), PAGE_SIZE).get_page(request.GET.get("page"))
         return self.render_to_response(

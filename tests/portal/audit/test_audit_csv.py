@@ -116,3 +116,14 @@ def test_the_summary_follows_the_readers_language(world: World, client_for: Clie
     assert rows and all(row["event"] == "member.add" for row in rows)
     english = _rows(client_for(world.alice).get(url, {"event": "member.add"}))
     assert {r["summary"] for r in rows} != {r["summary"] for r in english}
+
+
+@pytest.mark.parametrize("query", ["event=no.such.event", "since=2026-13-45", "since=yesterday"])
+def test_an_export_with_bad_filters_is_refused_not_widened(
+    query: str, world: World, client_for: Callable[[User], Client]
+) -> None:
+    client = client_for(world.alice)
+    url = reverse("audit:account_log_csv", args=[world.account_a.public_id])
+    response = client.get(f"{url}?{query}")
+    assert response.status_code == 400
+    assert response.content.decode()

@@ -207,6 +207,31 @@ def test_the_days_left_are_those_of_the_account_home(table: Table) -> None:
         )
 
 
+def test_charges_smaller_than_their_days_leave_days_left_unknown_not_a_crash(
+    table: Table, client_for: ClientFor
+) -> None:
+    # 5 cents over 14 days: the whole-unit average floors to 0, which must not be divided by.
+    DailyCharge.objects.filter(account=table.acc2).update(net=0, tax=0, total=0)
+    DailyCharge.objects.filter(account=table.acc2, day=TODAY - dt.timedelta(days=1)).update(
+        net=5, total=5
+    )
+    state = credit_state(account_id=table.acc2.pk, as_of_day=TODAY)
+    assert state is not None and state.average_daily_cost == 0 and state.days_left is None
+    rows = {
+        r.number: r for r in organisation_accounts_table(organisation=table.world.group, as_of=NOW)
+    }
+    assert rows[table.acc2.number].days_left is None
+    client = client_for(table.world.group_manager)
+    assert _get(client, table.world.group, "sort=days_left")
+    home = client.get(reverse("tenancy:organisation_home", args=[table.world.group.public_id]))
+    assert home.status_code == 200
+
+
+def test_an_absurd_page_number_shows_the_last_page(table: Table, client_for: ClientFor) -> None:
+    client = client_for(table.world.group_manager)
+    assert len(_get(client, table.world.group, "page=99999999999999999999")) == 4
+
+
 @pytest.mark.parametrize(
     ("sort", "expected"),
     [
@@ -345,6 +370,8 @@ def test_a_viewer_sees_the_table_but_may_not_export_it(table: Table, client_for:
         ("@SUM(A1)", "'@SUM(A1)"),
         ("\tx", "'\tx"),
         ("\rx", "'\rx"),
+        ("\uff1dSUM(A1)", "'\uff1dSUM(A1)"),  # full-width equals sign
+        ("\uff20x", "'\uff20x"),
         ("plain", "plain"),
         (Decimal("-12.50"), "-12.50"),  # a number the portal computed is no formula
         (-3, "-3"),
