@@ -15,11 +15,10 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
 from billing.models import Notification, NotificationPreference
-from billing.services.notifications import PHONE_RE, notification_preference_set
+from billing.services.notifications import PHONE_RE, notification_preferences_set
 from portal.audit.actors import Actor
 from portal.lib.money import format_minor, from_minor, minor_exponent, to_minor
 from portal.users.models import User
@@ -321,14 +320,10 @@ class NotificationPreferencesForm(forms.Form):
                 changed.append(wanted)
         return changed
 
-    @transaction.atomic
     def save(self, *, user: User, actor: Actor) -> int:
         """Save every changed topic through the service (each audited); all or nothing.
         Return how many topics changed.
 
         :raises NotificationError: if the service refuses one (the form checks the same rules).
         """
-        changes = self.changes()
-        for change in changes:
-            notification_preference_set(user=user, actor=actor, **change)
-        return len(changes)
+        return notification_preferences_set(user=user, changes=self.changes(), actor=actor)

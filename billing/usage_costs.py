@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from billing.models import TariffAssignment, TariffVersion
+from billing.models import TariffVersion
 from billing.pricing import HourUsage, Plan, Segment, TariffError, price, structure_of
-from billing.selectors import hourly_usage
+from billing.selectors import hourly_usage, tariffs_between
 from meters.costs import CostQuery, CostSeries
 from meters.selectors import Resolution
 
@@ -46,25 +46,14 @@ def _bounds(query: CostQuery, zone: zoneinfo.ZoneInfo) -> list[dt.datetime]:
 
 
 def _windows(query: CostQuery, first: dt.date, stop: dt.date) -> tuple[list[_Window], str, str]:
-    assignments = list(
-        TariffAssignment.objects.filter(
-            account_id=query.account_id,
-            service_point_id=query.service_point_id,
-            valid_from__lt=stop,
-        )
-        .exclude(valid_to__lte=first)
-        .select_related("tariff")
-        .order_by("valid_from")
+    assignments, versions = tariffs_between(
+        account_id=query.account_id,
+        service_point_id=query.service_point_id,
+        first=first,
+        stop=stop,
     )
     if not assignments:
         return [], "", ""
-    versions = list(
-        TariffVersion.objects.filter(
-            tariff_id__in={a.tariff_id for a in assignments}, valid_from__lt=stop
-        )
-        .exclude(valid_to__lte=first)
-        .order_by("valid_from")
-    )
     currency = assignments[-1].tariff.currency
     windows = []
     for assignment in assignments:

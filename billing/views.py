@@ -8,6 +8,7 @@ signature is the credential, and it answers nothing tenant-specific.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from typing import Any
@@ -144,6 +145,10 @@ class TopUpReceiptView(AccountView):
             amount=format_minor(topup.amount, topup.currency),
             balance=format_minor(wallet.balance, wallet.currency) if wallet else None,
             waiting=topup.status in _WAITING,
+            # A payment still open after this long is not worth asking about every 2 seconds:
+            # the page stops polling and the payer can ask again with the button.
+            polling=topup.status in _WAITING
+            and timezone.now() - topup.created_at < RECEIPT_POLL_FOR,
         )
         if getattr(request, "htmx", False):
             # The status block polls itself while the payment is open (see receipt.html).
@@ -151,6 +156,9 @@ class TopUpReceiptView(AccountView):
                 request=request, template="billing/_receipt_status.html", context=context
             )
         return self.render_to_response(context)
+
+
+RECEIPT_POLL_FOR = dt.timedelta(minutes=5)
 
 
 class SandboxCheckoutView(AccountView):

@@ -157,6 +157,20 @@ _CHANNELS_SQL = """
 """
 
 
+@transaction.atomic
+def notification_preferences_set(
+    *, user: User, changes: Sequence[dict[str, Any]], actor: Actor
+) -> int:
+    """Save several topics' choices at once (each audited): all of them or none. Each change
+    holds notification_preference_set's keyword arguments. Return how many were saved.
+
+    :raises NotificationError: if one is refused; nothing is saved then.
+    """
+    for change in changes:
+        notification_preference_set(user=user, actor=actor, **change)
+    return len(changes)
+
+
 def notifications_queue_for_warnings(*, warning_ids: Sequence[int], as_of: dt.datetime) -> int:
     """Queue the messages of new shortage warnings; return how many rows were written.
 

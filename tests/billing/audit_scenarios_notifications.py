@@ -24,6 +24,16 @@ SCENARIOS: dict[str, tuple[Callable[[World], Callable[[], object]], AuditEvent]]
         ),
         AuditEvent.NOTIFICATION_PREFERENCE_SAVED,
     ),
+    "billing.services.notifications.notification_preferences_set": (
+        lambda w: (
+            lambda: notifications.notification_preferences_set(
+                user=w.alice,
+                changes=[{"topic": "shortage", "email": False, "sms": False}],
+                actor=UserActor(user=w.alice),
+            )
+        ),
+        AuditEvent.NOTIFICATION_PREFERENCE_SAVED,
+    ),
 }
 
 EXEMPT: dict[str, str] = {

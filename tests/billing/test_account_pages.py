@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 
 import pytest
+import time_machine
 from django.test import Client
 from django.urls import reverse
 
@@ -324,17 +325,23 @@ def test_the_receipt_polls_while_pending_and_shows_the_new_balance_once_paid() -
     )
     topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, now=NOW)
     receipt = reverse("billing:topup_receipt", args=[account.public_id, topup.public_id])
-    pending = client.get(receipt).content.decode()
+    with time_machine.travel(NOW + dt.timedelta(seconds=30), tick=False):
+        pending = client.get(receipt).content.decode()
+        fragment = client.get(receipt, HTTP_HX_REQUEST="true").content.decode()
     assert 'hx-trigger="every 2s"' in pending and 'id="new-balance"' not in pending
     assert "Waiting for payment" in pending
-    fragment = client.get(receipt, HTTP_HX_REQUEST="true").content.decode()
+    # Still open after five minutes: the page stops asking and says what to do.
+    with time_machine.travel(NOW + dt.timedelta(minutes=6), tick=False):
+        late = client.get(receipt, HTTP_HX_REQUEST="true").content.decode()
+    assert "hx-trigger" not in late and "Ask again with the button below" in late
     assert fragment.lstrip().startswith('<div id="topup-status"') and "<html" not in fragment
 
     provider = provider_get("sandbox")
     assert isinstance(provider, SandboxProvider)
     body, headers = provider.checkout_complete(reference=topup.public_id, paid=True, now=NOW)
     webhook_receive(provider=provider, body=body, headers=headers, now=NOW)
-    done = client.get(receipt, HTTP_HX_REQUEST="true").content.decode()
+    with time_machine.travel(NOW + dt.timedelta(minutes=7), tick=False):
+        done = client.get(receipt, HTTP_HX_REQUEST="true").content.decode()
     assert "hx-trigger" not in done and "Paid" in done
     assert '<strong id="new-balance">300.00 TWD</strong>' in done
     assert reverse("billing:account_wallet", args=[account.public_id]) in done
