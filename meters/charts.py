@@ -20,6 +20,7 @@ ACTUAL_COLOUR = "#1f6feb"
 ESTIMATED_COLOUR = "#d4a72c"
 PREVIOUS_COLOUR = "#8c959f"
 COST_COLOUR = "#cf222e"
+SUSPECT_COLOUR = "#8250df"
 # Time-of-use bands: an Okabe-Ito subset, each with its own pattern for colour-blind readers.
 BAND_COLOURS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9")
 BAND_PATTERNS = ("", "/", ".", "x", "-")
@@ -53,6 +54,16 @@ def usage_figure(
         y=estimated,
         marker={"color": ESTIMATED_COLOUR, "pattern": {"shape": "/"}},
     )
+    suspect = [i for i, p in enumerate(points) if p.suspect]
+    if suspect:
+        # Suspect readings are left out of the bars; a marker above the bar says so.
+        figure.add_scatter(
+            name=_("Suspect readings left out"),
+            x=[labels[i] for i in suspect],
+            y=[points[i].consumption / divisor for i in suspect],
+            mode="markers",
+            marker={"symbol": "triangle-down", "size": 10, "color": SUSPECT_COLOUR},
+        )
     if previous is not None:
         figure.add_scatter(
             name=_("Period before"),

@@ -374,6 +374,8 @@ class _Usage:
             if period.end - period.start >= dt.timedelta(days=7) and series
             else None
         )
+        if profile is not None and not any(v is not None for row in profile.averages for v in row):
+            profile = None  # no hourly data in the range: no pattern to draw
         return cls(series, previous, run, costs, profile)
 
     def cost_amounts(self) -> list[Decimal] | None:

@@ -290,3 +290,25 @@ def test_the_hour_that_comes_twice_is_labelled_apart() -> None:
         "2026-10-25 02:00 +01:00",
     )
     assert _local(second + dt.timedelta(hours=1), zone) == "2026-10-25 03:00"
+
+
+@time_machine.travel(NOW, tick=False)
+def test_without_hourly_data_there_is_no_empty_heatmap() -> None:
+    from meters.models import RollupHourly
+
+    account, _sp, client = _with_hours()
+    RollupHourly.objects.filter(account=account).delete()
+    response = client.get(f"/a/{account.public_id}/usage/", {"range": "month"})
+    assert response.status_code == 200
+    assert "heatmap-figure" not in response.content.decode()
+
+
+@time_machine.travel(NOW, tick=False)
+def test_intervals_with_suspect_readings_are_marked_on_the_chart() -> None:
+    account, _sp, client = _with_hours()
+    RollupDaily.objects.filter(account=account, day=dt.date(2026, 5, 6)).update(suspect_count=2)
+    response = client.get(f"/a/{account.public_id}/usage/", {"range": "month"})
+    figure = _figure(response.content.decode(), "usage-figure")
+    marked = [t for t in figure["data"] if t["name"] == "Suspect readings left out"]
+    assert len(marked) == 1 and marked[0]["x"] == ["2026-05-06"]
+    assert response.context["rows"][5]["suspect"] == 2
