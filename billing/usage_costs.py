@@ -201,7 +201,7 @@ def _add_standing(
     amounts: list[int],
     *,
     windows: Sequence[_Window],
-    epochs: Sequence[float],
+    epochs: Sequence[float],  # not money: POSIX timestamps
     end: dt.datetime,
     zone: zoneinfo.ZoneInfo,
     currency: str,
