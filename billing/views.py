@@ -31,7 +31,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from billing.forms import NotificationPreferencesForm, TopUpForm
-from billing.models import JournalEntry, Notification, TopUp
+from billing.models import Bill, JournalEntry, Notification, TopUp
 from billing.payments.base import ProviderError, ProviderUnavailable
 from billing.payments.providers import provider_get
 from billing.payments.sandbox import SandboxProvider, webhook_post
@@ -266,32 +266,41 @@ class AccountBillsView(AccountView):
         return self.render_to_response(self.get_context_data(bills=bills))
 
 
-class AccountBillView(AccountView):
+class _OneBillView(AccountView):
+    """A read-only page of one of the account's bills. Whose bill it is comes before what may
+    be done with it: another account's bill is not found, whatever the method."""
+
+    abstract = True
+    required_scope = Scope.BILLING_READ
+    method_scopes = {"POST": Scope.BILLING_READ}  # only to answer 404/405, see post()
+
+    def bill(self, bill_id: uuid.UUID) -> Bill:
+        bill = bill_for_account(account_id=self.account.pk, public_id=bill_id)
+        if bill is None:
+            raise Http404
+        return bill
+
+    def post(
+        self, request: HttpRequest, *args: Any, bill_id: uuid.UUID, **kwargs: Any
+    ) -> HttpResponse:
+        self.bill(bill_id)
+        return HttpResponseNotAllowed(["GET"])
+
+
+class AccountBillView(_OneBillView):
     """One bill or credit note: header, lines and totals exactly as its PDF shows them (the
     same context builds both), with links to the PDF in each language."""
 
-    required_scope = Scope.BILLING_READ
-    method_scopes = {"POST": Scope.BILLING_READ}  # only to answer 404/405, see post()
     template_name = "billing/bill.html"
 
     def get(
         self, request: HttpRequest, *args: Any, bill_id: uuid.UUID, **kwargs: Any
     ) -> HttpResponse:
-        bill = bill_for_account(account_id=self.account.pk, public_id=bill_id)
-        if bill is None:
-            raise Http404
+        bill = self.bill(bill_id)
         context = bill_pdf_context(bill=bill)
         # The PDF's own context names the account too; this page's is the tenant's (the same).
         context.pop("account", None)
         return self.render_to_response(self.get_context_data(**context))
-
-    def post(
-        self, request: HttpRequest, *args: Any, bill_id: uuid.UUID, **kwargs: Any
-    ) -> HttpResponse:
-        # Another account's bill is not found, whatever the method (as for the PDF).
-        if bill_for_account(account_id=self.account.pk, public_id=bill_id) is None:
-            raise Http404
-        return HttpResponseNotAllowed(["GET"])
 
 
 class AccountNotificationsView(AccountView):
@@ -350,18 +359,13 @@ class AccountNotificationsView(AccountView):
         )
 
 
-class AccountBillPdfView(AccountView):
+class AccountBillPdfView(_OneBillView):
     """One bill as a PDF, in the reader's language (or ?lang=en|zh-hant)."""
-
-    required_scope = Scope.BILLING_READ
-    method_scopes = {"POST": Scope.BILLING_READ}  # only to answer 404/405, see post()
 
     def get(
         self, request: HttpRequest, *args: Any, bill_id: uuid.UUID, **kwargs: Any
     ) -> HttpResponse:
-        bill = bill_for_account(account_id=self.account.pk, public_id=bill_id)
-        if bill is None:
-            raise Http404
+        bill = self.bill(bill_id)
         languages = {code for code, _name in settings.LANGUAGES}
         language = request.GET.get("lang") or getattr(request, "LANGUAGE_CODE", "en")
         if language not in languages:
@@ -371,15 +375,6 @@ class AccountBillPdfView(AccountView):
         )
         response["Content-Disposition"] = f'inline; filename="bill-{bill.number}.pdf"'
         return response
-
-    def post(
-        self, request: HttpRequest, *args: Any, bill_id: uuid.UUID, **kwargs: Any
-    ) -> HttpResponse:
-        # Whose bill it is comes before what may be done with it: another account's bill is
-        # not found, whatever the method.
-        if bill_for_account(account_id=self.account.pk, public_id=bill_id) is None:
-            raise Http404
-        return HttpResponseNotAllowed(["GET"])
 
 
 class AccountWalletView(AccountView):
