@@ -279,6 +279,30 @@ def recreate_database(url: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def scratch_teardown(
+    *,
+    database_url: str,
+    workdir: Path,
+    keep: bool,
+    tidy: Callable[[], object],
+    say: Callable[[str], None],
+) -> None:
+    """End a bench: close Django's connections, `tidy` (the bench's Redis keys), then drop the
+    scratch database and files, or say where they were kept. Never raises on the way out but
+    for the drop itself, so a failing bench still cleans up."""
+    with contextlib.suppress(Exception):
+        from django.db import connections
+
+        connections.close_all()
+    with contextlib.suppress(Exception):
+        tidy()
+    if keep:
+        say(f"kept: database {database_url}, files in {workdir}")
+    else:
+        drop_database(database_url)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def drop_database(url: str) -> None:
     name = database_name(url)
     with psycopg.connect(_conninfo(url, "postgres"), autocommit=True) as conn:
@@ -1112,17 +1136,9 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
     finally:
         if worker is not None:
             worker.stop()
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-        with contextlib.suppress(Exception):
-            flush_redis()
-        if args.keep:
-            log(f"kept: database {database_url}, files in {workdir}")
-        else:
-            drop_database(database_url)
-            shutil.rmtree(workdir, ignore_errors=True)
+        scratch_teardown(
+            database_url=database_url, workdir=workdir, keep=args.keep, tidy=flush_redis, say=log
+        )
 
     print()
     print("Ingest benchmark (QUALITY.md): ratios against raw COPY measured in this run")

@@ -77,9 +77,9 @@ sys.path.insert(0, str(BASE_DIR / "scripts"))
 from bench import (  # noqa: E402 - after the path is set
     _conninfo,
     database_name,
-    drop_database,
     machine_lines,
     recreate_database,
+    scratch_teardown,
     verdict,
 )
 
@@ -922,17 +922,13 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
     finally:
         if server is not None:
             server.stop()
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-        with contextlib.suppress(Exception):
-            clear_cache_keys()
-        if args.keep:
-            log(f"kept: database {database_url}, files in {workdir}")
-        else:
-            drop_database(database_url)
-            shutil.rmtree(workdir, ignore_errors=True)
+        scratch_teardown(
+            database_url=database_url,
+            workdir=workdir,
+            keep=args.keep,
+            tidy=clear_cache_keys,
+            say=log,
+        )
 
     print()
     print("Web benchmark (QUALITY.md): requests/s and latency under wrk, ratios against the")

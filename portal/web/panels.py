@@ -21,8 +21,7 @@ from meters.selectors import (
 from portal.lib.money import from_minor
 from portal.tenancy.models import Account
 from portal.tenancy.panels import Panel, panel_provider_register
-
-_UNITS = {"electricity": ("kWh", 1000), "heat": ("kWh", 1000), "water": ("m³", 1000)}
+from portal.web.selectors import KIND_UNITS
 
 
 def credit_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -> Panel | None:
@@ -91,7 +90,7 @@ def usage_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) ->
     today = as_of.astimezone(zoneinfo.ZoneInfo(account.time_zone)).date()
     rows = []
     for row in month_comparison(account_id=account.pk, today=today):
-        unit, divisor = _UNITS.get(row.kind, ("kWh", 1000))
+        unit, divisor = KIND_UNITS.get(row.kind, ("kWh", 1000))
         change = (
             round(100 * (row.this_month - row.last_month) / row.last_month)
             if row.last_month
