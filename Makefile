@@ -53,7 +53,7 @@ check-migrations: $(VENV)/.dev  ## fail if a model change has no migration
 	DJANGO_SETTINGS_MODULE=portal.settings.test $(PY) manage.py makemigrations --check --dry-run
 
 test: system-deps services $(VENV)/.dev messages lint check-migrations  ## every check and the whole test suite
-	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 .PHONY: screenshots
 screenshots: system-deps services $(VENV)/.dev messages  ## run the browser tests, saving screenshots of the main pages to screenshots/

@@ -101,7 +101,11 @@ class TariffVersion(models.Model):
         _("export credit per unit"),
         null=True,
         blank=True,
-        help_text=_("Credits generation read from export registers (rooftop solar)."),
+        help_text=_(
+            "Paid for every unit read from export registers (rooftop solar), in full and "
+            "untaxed, as an entry of its own: on a prepaid account a day that exports more "
+            "than it costs raises the balance; on a bill it is a credit line."
+        ),
         max_digits=18,
         decimal_places=6,
     )
@@ -280,6 +284,7 @@ class JournalEntry(models.Model):
         REVERSAL = "reversal", _("reversal")
         BILL = "bill", _("bill")
         BILL_PAYMENT = "bill_payment", _("bill payment")
+        EXPORT_CREDIT = "export_credit", _("export credit")
 
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     account = models.ForeignKey(
@@ -331,7 +336,12 @@ class DailyChargeQuerySet(models.QuerySet["DailyCharge"]):
 
 
 class DailyCharge(models.Model):
-    """A prepaid account's charge for one local day at one service point: exactly one."""
+    """A prepaid account's charge for one local day at one service point: exactly one.
+
+    `net`, `tax` and `total` are the charge for imported energy and the standing charge;
+    `credit` is the export credit of the day, posted as its own journal entry (`credit_entry`),
+    never netted into the charge (billing.costs).
+    """
 
     account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
     service_point = models.ForeignKey(
@@ -349,6 +359,10 @@ class DailyCharge(models.Model):
     entry = models.OneToOneField(
         JournalEntry, null=True, on_delete=models.PROTECT, related_name="daily_charge"
     )
+    credit = models.BigIntegerField(_("export credit (minor units)"), default=0)
+    credit_entry = models.OneToOneField(
+        JournalEntry, null=True, on_delete=models.PROTECT, related_name="daily_credit"
+    )
     created_at = models.DateTimeField(_("created"))
 
     objects = DailyChargeQuerySet.as_manager()
@@ -364,6 +378,7 @@ class DailyCharge(models.Model):
                 condition=Q(total=models.F("net") + models.F("tax")),
                 name="billing_dailycharge_total",
             ),
+            models.CheckConstraint(condition=Q(credit__gte=0), name="billing_dailycharge_credit"),
         ]
         indexes = [models.Index(fields=["account", "day"], name="billing_charge_account_day")]
 

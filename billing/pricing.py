@@ -24,8 +24,12 @@ Rules, each decided once here:
   every hour is covered exactly once (hourly rollups are the finest validated data).
 - Seasons are chosen by the local month and must cover the twelve months exactly once.
 - Rounding (portal.lib.money): each line is quantity x rate rounded half up to the minor unit;
-  tax per tax rate is the rounded product of the sum of the rounded lines; the total is the sum
-  of rounded amounts.
+  tax per tax rate is the rounded product of the sum of the rounded charge lines; the total is
+  the sum of rounded amounts. Which span is priced at once (a day, in billing.costs) is the
+  caller's choice; every figure a person sees prices one local day at a time.
+- Import and export never net: the *charge* is the consumption and standing lines with their
+  tax; the *credit* is the export at the version's export rate, credited in full and untaxed
+  (the utility buys the energy; the rate is what the customer receives per kWh).
 """
 
 from __future__ import annotations
@@ -292,6 +296,20 @@ class Priced:
     def total(self) -> int:
         return sum(line.amount for line in self.lines)
 
+    @property
+    def credit(self) -> int:
+        """The export credit, as a positive amount (its lines are negative)."""
+        return -sum(line.amount for line in self.lines if line.kind == "export")
+
+    @property
+    def charge(self) -> int:
+        """Consumption and standing charges with their tax: the total without the credit."""
+        return self.total + self.credit
+
+    @property
+    def charge_net(self) -> int:
+        return self.charge - self.tax
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -436,11 +454,12 @@ def price(
                     -to_minor(units * version.export_rate, currency),
                 )
             )
-    # Tax per tax rate, on the rounded lines of the versions with that rate.
+    # Tax per tax rate, on the rounded charge lines of the versions with that rate (the export
+    # credit is untaxed: see the module's rules).
     by_rate: dict[Decimal, int] = {}
     line_versions = [k[0] for k in order] + [v.pk for v, _ in standing]
-    line_versions += [v.pk for v, _ in exports.values() if v.export_rate]
-    for line, version_pk in zip(result.lines, line_versions, strict=True):
+    charge_lines = result.lines[: len(line_versions)]  # export lines come after them
+    for line, version_pk in zip(charge_lines, line_versions, strict=True):
         rate = versions[version_pk].tax_rate
         by_rate[rate] = by_rate.get(rate, 0) + line.amount
     for rate, base in by_rate.items():
@@ -507,3 +526,29 @@ def preview_month(
     hours = [HourUsage(start, share + (1 if i < extra else 0)) for i, start in enumerate(starts)]
     days = (following.date() - first.date()).days
     return price([Segment(version, days, hours)], currency=currency, unit=unit)
+
+
+def exact_hour_costs(
+    version: VersionLike, hours: Sequence[HourUsage], *, month_to_date: int
+) -> list[Decimal]:
+    """Each hour's consumption priced exactly (unrounded, before tax and standing charge), by
+    the same tier and band rules as price(): the weights by which billing.costs shares a
+    day's rounded charge among its hours."""
+    structure = structure_of(version)
+    cumulative = month_to_date
+    month: tuple[int, int] | None = None
+    costs: list[Decimal] = []
+    for usage in hours:
+        local = usage.start
+        if (local.year, local.month) != month:
+            if month is not None:
+                cumulative = 0
+            month = (local.year, local.month)
+        if not usage.quantity:
+            costs.append(Decimal(0))
+            continue
+        plan = structure.plans_by_month[local.month]
+        parts = _split(plan, local, cumulative, usage.quantity)
+        costs.append(sum((rate * quantity for _label, rate, quantity in parts), Decimal(0)))
+        cumulative += usage.quantity
+    return [cost / BASE_PER_UNIT for cost in costs]

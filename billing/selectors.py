@@ -12,7 +12,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import IO
 
 from django.db import connection
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from psycopg import sql
 
 from billing.models import (
@@ -118,57 +118,26 @@ def hourly_usage(
     return result
 
 
-def _ids_or_none(ids: Sequence[int] | None) -> list[int] | None:
-    return None if ids is None else list(ids)
-
-
-def hourly_usage_by_slot(
-    *,
-    account_ids: Sequence[int],
-    start: dt.datetime,
-    end: dt.datetime,
-    time_zone: str,
-) -> dict[tuple[int, int], list[HourUsage]]:
-    """Like hourly_usage over one local month, summed per (weekday or weekend, local hour).
-
-    Time-of-use prices depend on nothing else within a month, so a month of one tariff version
-    is priced from at most 48 sums instead of ~744 hours (each sum stands at the first hour it
-    holds). Only for tier-free structures priced by one version over the whole range.
-    """
-    zone = zoneinfo.ZoneInfo(time_zone)
-    result: dict[tuple[int, int], list[HourUsage]] = defaultdict(list)
+def imported_between(
+    *, account_ids: Sequence[int], start: dt.datetime, end: dt.datetime
+) -> dict[tuple[int, int], int]:
+    """Imported consumption per (account, service point) over [start, end) from the hourly
+    rollups: the month so far that a day's tiers start from (billing.costs)."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT account_id, service_point_id, min(extract(epoch FROM hour))::bigint,
-                   coalesce(sum(consumption) FILTER (WHERE direction <> %(export)s), 0),
-                   coalesce(sum(estimated) FILTER (WHERE direction <> %(export)s), 0),
-                   coalesce(sum(consumption) FILTER (WHERE direction = %(export)s), 0)
+            SELECT account_id, service_point_id, sum(consumption)
             FROM meters_rolluphourly
-            WHERE account_id = ANY(%(accounts)s) AND hour >= %(start)s AND hour < %(end)s
-            GROUP BY account_id, service_point_id,
-                     extract(isodow FROM hour AT TIME ZONE %(tz)s) >= 6,
-                     extract(hour FROM hour AT TIME ZONE %(tz)s)
-            ORDER BY 1, 2, 3
+            WHERE account_id = ANY(%s) AND hour >= %s AND hour < %s AND direction <> %s
+            GROUP BY 1, 2
             """,
-            {
-                "export": Direction.EXPORT,
-                "accounts": list(account_ids),
-                "start": start,
-                "end": end,
-                "tz": time_zone,
-            },
+            [list(account_ids), start, end, Direction.EXPORT],
         )
-        for account_id, sp_id, epoch, quantity, estimated, export in cursor.fetchall():
-            result[(account_id, sp_id)].append(
-                HourUsage(
-                    dt.datetime.fromtimestamp(epoch, zone),
-                    int(quantity),
-                    int(estimated),
-                    int(export),
-                )
-            )
-    return dict(result)
+        return {(a, sp): int(total) for a, sp, total in cursor.fetchall()}
+
+
+def _ids_or_none(ids: Sequence[int] | None) -> list[int] | None:
+    return None if ids is None else list(ids)
 
 
 @dataclass(frozen=True)
@@ -194,7 +163,8 @@ def credit_state(*, account_id: int, as_of_day: dt.date, days: int = 14) -> Cred
         DailyCharge.objects.for_account(account_id)
         .filter(day__gte=as_of_day - dt.timedelta(days=days), day__lt=as_of_day)
         .values("day")
-        .annotate(total=Sum("total"))
+        # What the wallet loses in a day: the charge less the export credit.
+        .annotate(total=Sum(F("total") - F("credit")))
         .values_list("total", flat=True)
     )
     average = sum(totals) // len(totals) if totals and sum(totals) > 0 else None
@@ -359,8 +329,8 @@ def credit_cte(*, days: int = 14) -> tuple[str, dict[str, object]]:
             LEFT JOIN tenancy_organisation o ON o.id = a.organisation_id
             LEFT JOIN (
                 SELECT c.account_id,
-                       CASE WHEN sum(c.total) > 0
-                            THEN floor(sum(c.total) / count(DISTINCT c.day))::bigint
+                       CASE WHEN sum(c.total - c.credit) > 0
+                            THEN floor(sum(c.total - c.credit) / count(DISTINCT c.day))::bigint
                        END AS average
                 FROM scope cs
                 JOIN billing_dailycharge c ON c.account_id = cs.account_id

@@ -418,7 +418,7 @@ def _ledger_label(line: LedgerLine) -> str:
 def _ledger_detail(line: LedgerLine) -> str:
     """What the memo adds for the resident: the day a charge is for, or the reason staff gave
     for a refund, reversal or adjustment. Top-ups add nothing (their receipt has the details)."""
-    if line.kind == JournalEntry.Kind.CHARGE:
+    if line.kind in (JournalEntry.Kind.CHARGE, JournalEntry.Kind.EXPORT_CREDIT):
         day = _DAY.search(line.memo)
         return day.group(0) if day else ""
     if line.kind in (JournalEntry.Kind.REFUND, JournalEntry.Kind.REVERSAL):

@@ -13,13 +13,15 @@ import plotly.graph_objects as go  # type: ignore[import-untyped]
 from django.utils.dates import WEEKDAYS_ABBR
 from django.utils.translation import gettext as _
 
-from meters.selectors import ConsumptionPoint, WeekProfile
+from meters.selectors import ConsumptionPoint, Resolution, WeekProfile
 
 # Estimated and suspect data must be visible as such (colour-blind safe pair plus a pattern).
 ACTUAL_COLOUR = "#1f6feb"
 ESTIMATED_COLOUR = "#d4a72c"
 PREVIOUS_COLOUR = "#8c959f"
 COST_COLOUR = "#cf222e"
+EXPORT_COLOUR = "#1a7f37"
+CREDIT_COLOUR = "#116329"
 SUSPECT_COLOUR = "#8250df"
 # Time-of-use bands: an Okabe-Ito subset, each with its own pattern for colour-blind readers.
 BAND_COLOURS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9")
@@ -33,15 +35,20 @@ def usage_figure(
     previous: Sequence[ConsumptionPoint] | None,
     unit: str,
     divisor: int,
-    costs: Sequence[Decimal] | None = None,
+    exported: Sequence[ConsumptionPoint] | None = None,
+    charges: Sequence[Decimal] | None = None,
+    credits: Sequence[Decimal] | None = None,
     currency: str = "",
+    resolution: Resolution = Resolution.HOUR,
+    step: int = 1,
 ) -> dict[str, Any]:
-    """Bars of actual and estimated consumption, with the previous period as a line and the
-    estimated cost on a second axis.
+    """Bars of measured and estimated imported energy, exported energy as bars below the axis
+    (never netted with the import), the previous period as a line, and the charge for the
+    import and the credit for the export on a second axis.
 
     `divisor` turns base units into `unit` (1000: Wh -> kWh, L -> m³). The previous period is
     drawn against the same positions (the n-th interval of each period). `labels` name the
-    intervals in the account's local time.
+    intervals in the account's local time; `step` intervals make one point (downsampled).
     """
     labels = list(labels)
     actual = [(p.consumption - p.estimated) / divisor for p in points]
@@ -54,6 +61,14 @@ def usage_figure(
         y=estimated,
         marker={"color": ESTIMATED_COLOUR, "pattern": {"shape": "/"}},
     )
+    if exported is not None:
+        figure.add_bar(
+            name=_("Exported"),
+            x=labels,
+            # Below the axis: energy that left, never subtracted from what came in.
+            y=[-p.consumption / divisor for p in exported],
+            marker={"color": EXPORT_COLOUR, "pattern": {"shape": "."}},
+        )
     suspect = [i for i, p in enumerate(points) if p.suspect]
     if suspect:
         # Suspect readings are left out of the bars; a marker above the bar says so.
@@ -72,25 +87,37 @@ def usage_figure(
             mode="lines",
             line={"color": PREVIOUS_COLOUR, "dash": "dot"},
         )
-    if costs is not None:
+    money = charges is not None or credits is not None
+    if charges is not None:
         figure.add_scatter(
-            name=_("Estimated cost (%(currency)s)") % {"currency": currency},
+            name=_("Charge (%(currency)s)") % {"currency": currency},
             x=labels,
             # Drawn, not summed: the exact amounts are in the table and the CSV.
-            y=[float(amount) for amount in costs],
+            y=[float(amount) for amount in charges],
             yaxis="y2",
             mode="lines+markers",
             line={"color": COST_COLOUR},
             marker={"symbol": "diamond"},
         )
+    if credits is not None:
+        figure.add_scatter(
+            name=_("Export credit (%(currency)s)") % {"currency": currency},
+            x=labels,
+            y=[float(amount) for amount in credits],
+            yaxis="y2",
+            mode="lines+markers",
+            line={"color": CREDIT_COLOUR, "dash": "dash"},
+            marker={"symbol": "circle-open"},
+        )
     figure.update_layout(
-        barmode="stack",
-        margin={"l": 48, "r": 56 if costs is not None else 16, "t": 16, "b": 48},
+        barmode="relative",
+        margin={"l": 48, "r": 56 if money else 16, "t": 16, "b": 48},
+        xaxis=_time_axis(resolution, step, len(labels)),
         yaxis={"title": {"text": unit}},
         legend={"orientation": "h"},
         height=360,
     )
-    if costs is not None:
+    if money:
         figure.update_layout(
             yaxis2={
                 "title": {"text": currency},
@@ -102,6 +129,20 @@ def usage_figure(
         )
     data: dict[str, Any] = figure.to_plotly_json()
     return data
+
+
+_DAY_MS = 86_400_000
+
+
+def _time_axis(resolution: Resolution, step: int, count: int) -> dict[str, Any]:
+    """Ticks that match the bars: whole days under daily bars, months under monthly ones
+    (plotly's own choice puts 12:00 ticks between days)."""
+    if resolution == Resolution.DAY:
+        days = step * max(1, -(-count // 16))  # at most about 16 labels
+        return {"type": "date", "dtick": days * _DAY_MS, "tickformat": "%-d %b"}
+    if resolution == Resolution.MONTH:
+        return {"type": "date", "dtick": "M1", "tickformat": "%b %Y"}
+    return {"type": "date"}
 
 
 def bands_figure(

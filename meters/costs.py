@@ -19,7 +19,9 @@ class CostQuery:
     """The buckets of one chart: bucket i runs from `starts[i]` to `starts[i + 1]` (or `end`).
 
     Starts are aware datetimes in UTC for hours and shorter, local dates for days and months.
-    `points` are the chart's own values, used as they are when they are shorter than an hour.
+    `points` are the chart's own values (one per start) when they are shorter than an hour: an
+    hour's share is split among its quarter hours by their consumption. `end` is also the
+    moment the costs are taken at: days over by then carry their standing charge.
     """
 
     account_id: int
@@ -29,6 +31,7 @@ class CostQuery:
     resolution: Resolution
     time_zone: str
     points: Sequence[ConsumptionPoint] = ()
+    export_points: Sequence[ConsumptionPoint] = ()
     # The range's own start (UTC): a first bucket labelled before it (the first of the month
     # of a range that starts on the 10th) runs from it.
     start: dt.datetime | None = None
@@ -36,13 +39,21 @@ class CostQuery:
 
 @dataclass(frozen=True)
 class CostSeries:
-    """Estimated cost per bucket (minor units, tax and daily standing charges included) and,
-    for time-of-use tariffs, the consumption per band and bucket in base units."""
+    """Per bucket: the charge for imported energy (minor units, tax and standing charges of the
+    days that are over included) and the credit for exported energy (minor units, positive),
+    never netted; and, for time-of-use tariffs, the consumption per band and bucket in base
+    units. A bucket's figures are the sum of its days' (or its share of its day), exactly as
+    the ledger and the bills have them."""
 
     currency: str
     tariff: str
-    amounts: list[int]
+    charges: list[int]
+    credits: list[int]
     bands: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def has_credit(self) -> bool:
+        return any(self.credits)
 
 
 CostEstimator = Callable[[CostQuery], CostSeries | None]

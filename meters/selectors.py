@@ -11,6 +11,7 @@ import datetime as dt
 import enum
 import uuid
 import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +116,21 @@ def supplies_of_account(*, account_id: int, service_point_id: int | None = None)
     if service_point_id is not None:
         qs = qs.filter(service_point_id=service_point_id)
     return list(qs)
+
+
+def supply_periods(
+    *, account_ids: Sequence[int]
+) -> dict[tuple[int, int], list[tuple[dt.datetime, dt.datetime | None]]]:
+    """The supply periods (start, end) of many accounts, per (account, service point)."""
+    periods: dict[tuple[int, int], list[tuple[dt.datetime, dt.datetime | None]]] = {}
+    rows = (
+        Supply.objects.filter(account_id__in=list(account_ids))
+        .order_by("start")
+        .values_list("account_id", "service_point_id", "start", "end")
+    )
+    for account_id, sp_id, start, end in rows:
+        periods.setdefault((account_id, sp_id), []).append((start, end))
+    return periods
 
 
 def register_for_meter(*, meter: Meter, code: str) -> Register | None:
@@ -379,6 +395,54 @@ def downsample(
         )
         for run, members in sorted(runs.items())
     ]
+
+
+def interval_starts(
+    *, start: dt.datetime, end: dt.datetime, resolution: Resolution, time_zone: str
+) -> list[dt.datetime | dt.date]:
+    """Every interval of [start, end) at `resolution`: UTC instants for 15 minutes and hours,
+    local dates for days and months (first days), as consumption_series labels them."""
+    zone = zoneinfo.ZoneInfo(time_zone)
+    step = _STEPS.get(resolution)
+    if resolution in (Resolution.QUARTER_HOUR, Resolution.HOUR) and step is not None:
+        starts: list[dt.datetime | dt.date] = []
+        moment = start
+        while moment < end:
+            starts.append(moment)
+            moment += step
+        return starts
+    first = start.astimezone(zone).date()
+    last = (end - dt.timedelta(microseconds=1)).astimezone(zone).date()
+    days: list[dt.datetime | dt.date] = []
+    day = first if resolution == Resolution.DAY else first.replace(day=1)
+    while day <= last:
+        days.append(day)
+        day = day + dt.timedelta(days=1) if resolution == Resolution.DAY else _next_month(day)
+    return days
+
+
+def _next_month(day: dt.date) -> dt.date:
+    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def on_grid(
+    points: list[ConsumptionPoint], starts: list[dt.datetime | dt.date]
+) -> list[ConsumptionPoint]:
+    """The points of a series on a complete grid of interval starts: an interval without data
+    gets an empty point (shown as nothing measured, never as an estimate), so that every
+    interval of a chart, its table and its CSV is there to carry its cost."""
+    wanted = set(starts)
+    found = {point.start: point for point in points}
+    grid = [found.get(start) or ConsumptionPoint(start, 0, 0, 0) for start in starts]
+    extra = [point for point in points if point.start not in wanted]
+    if not extra:
+        return grid
+    return sorted([*grid, *extra], key=_position)
+
+
+def _position(point: ConsumptionPoint) -> float:
+    start = point.start
+    return start.timestamp() if isinstance(start, dt.datetime) else float(start.toordinal())
 
 
 @dataclass(frozen=True)

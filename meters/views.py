@@ -30,7 +30,9 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.dates import WEEKDAYS
 from django.utils.decorators import method_decorator
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
@@ -38,7 +40,7 @@ from meters.charts import bands_figure, usage_figure, week_heatmap_figure
 from meters.costs import CostQuery, CostSeries, estimate_costs
 from meters.exceptions import MeterError
 from meters.forms import ImportUploadForm, UsageForm
-from meters.models import ImportBatch
+from meters.models import Direction, ImportBatch, UtilityKind
 from meters.selectors import (
     MAX_CHART_POINTS,
     ConsumptionPoint,
@@ -51,6 +53,8 @@ from meters.selectors import (
     consumption_series,
     custom_period,
     downsample,
+    interval_starts,
+    on_grid,
     run_length,
     service_point_base_unit,
     service_points_of_account,
@@ -210,11 +214,24 @@ class ChirpStackIntegrationView(View):
         return None
 
 
+# Each utility's chart headings, so a water chart never speaks of electricity.
+PATTERN_TITLES: dict[str, Promise] = {
+    UtilityKind.ELECTRICITY: _lazy("Weekly electricity pattern"),
+    UtilityKind.WATER: _lazy("Weekly water pattern"),
+    UtilityKind.GAS: _lazy("Weekly gas pattern"),
+    UtilityKind.HEAT: _lazy("Weekly heat pattern"),
+}
+# Tables longer than this start collapsed: the chart comes first, the table on request.
+OPEN_TABLE_ROWS = 31
+
+
 class AccountUsageView(AccountView):
     """Consumption charts of an account's supplies, with a table of the same data and a CSV.
 
     Everything longer than a day is read from the rollups; the period before can be drawn for
-    comparison. Hours and days are in the account's time zone.
+    comparison. Hours and days are in the account's time zone. Imported and exported energy
+    are separate series with their own totals, and so are the charge for the one and the
+    credit for the other.
     """
 
     required_scope = Scope.METERS_READ
@@ -225,11 +242,16 @@ class AccountUsageView(AccountView):
         zone = zoneinfo.ZoneInfo(account.time_zone)
         points = list(service_points_of_account(account_id=account.pk))
         choices = [(str(sp.public_id), f"{sp.get_kind_display()} · {sp.code}") for sp in points]
-        form = UsageForm(request.GET or None, service_points=choices)
-        if request.GET and not form.is_valid():
+        # `format` picks the response, not what is shown: a CSV link of a first visit (no
+        # other parameter) shows the page's defaults.
+        params = request.GET.copy()
+        params.pop("format", None)
+        form = UsageForm(params or None, service_points=choices)
+        if params and not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
-        data = form.cleaned_data if request.GET else {}
-        today = timezone.now().astimezone(zone).date()
+        data = form.cleaned_data if params else {}
+        now = timezone.now()
+        today = now.astimezone(zone).date()
         span = data.get("range") or "week"
         last_day = data.get("end") or today
         chosen = next(
@@ -251,45 +273,62 @@ class AccountUsageView(AccountView):
             period=period,
             time_zone=account.time_zone,
             compare=bool(data.get("compare")),
+            now=now,
         )
         base = service_point_base_unit(service_point_id=chosen.pk, kind=chosen.kind)
         unit = "kWh" if base == "Wh" else "m³"
         if request.GET.get("format") == "csv":
             return _usage_csv(usage, unit=unit, zone=zone, name=chosen.code)
         labels = [_local(p.start, zone) for p in usage.series]
+        costs = usage.costs
         context.update(
             figure=usage_figure(
                 usage.series,
                 labels=labels,
                 previous=usage.previous,
+                exported=usage.exported,
                 unit=unit,
                 divisor=1000,
-                costs=usage.cost_amounts(),
-                currency=usage.costs.currency if usage.costs else "",
+                charges=usage.money(costs.charges) if costs else None,
+                credits=(
+                    usage.money(costs.credits) if costs is not None and usage.shows_credit else None
+                ),
+                currency=costs.currency if costs else "",
+                resolution=period.resolution,
+                step=usage.run,
             ),
             rows=usage.rows(labels),
             column_count=4
-            + (1 if usage.costs else 0)
-            + (len(usage.costs.bands) if usage.costs else 0),
+            + (1 if usage.exported is not None else 0)
+            + (1 if costs else 0)
+            + (1 if usage.shows_credit else 0)
+            + (len(costs.bands) if costs else 0),
             unit=unit,
-            total=sum(p.consumption for p in usage.series) / 1000,
-            previous_total=(
-                sum(p.consumption for p in usage.previous) / 1000
-                if usage.previous is not None
+            total=usage.total(usage.series),
+            export_total=usage.total(usage.exported),
+            previous_total=usage.total(usage.previous),
+            compared_days=usage.compared_days,
+            costs=costs,
+            charge_total=usage.money_total(costs.charges) if costs else None,
+            credit_total=(
+                usage.money_total(costs.credits)
+                if costs is not None and usage.shows_credit
                 else None
             ),
-            costs=usage.costs,
-            cost_total=usage.cost_total(),
+            shows_export=usage.exported is not None,
+            shows_credit=usage.shows_credit,
+            table_open=len(usage.series) <= OPEN_TABLE_ROWS,
             run=usage.run,
             resolution=period.resolution,
             csv_query=_with(request, format="csv"),
+            pattern_title=PATTERN_TITLES.get(chosen.kind, _lazy("Weekly pattern")),
         )
-        if usage.costs and usage.costs.bands:
+        if costs and costs.bands:
             context.update(
                 bands_figure=bands_figure(
-                    labels=labels, bands=usage.costs.bands, unit=unit, divisor=1000
+                    labels=labels, bands=costs.bands, unit=unit, divisor=1000
                 ),
-                band_names=sorted(usage.costs.bands),
+                band_names=sorted(costs.bands),
             )
         if usage.profile is not None:
             context.update(
@@ -305,7 +344,9 @@ class _Usage:
     """What the usage page shows of one service point over one period."""
 
     series: list[ConsumptionPoint]
+    exported: list[ConsumptionPoint] | None  # None: the supply exports nothing in the period
     previous: list[ConsumptionPoint] | None
+    compared_days: int | None  # a period in progress is compared with its first days only
     run: int  # intervals summed into each shown point (1 unless downsampled)
     costs: CostSeries | None
     profile: WeekProfile | None
@@ -319,31 +360,51 @@ class _Usage:
         period: UsagePeriod,
         time_zone: str,
         compare: bool,
+        now: dt.datetime,
     ) -> _Usage:
-        def read(start: dt.datetime, end: dt.datetime) -> list[ConsumptionPoint]:
+        def read(start: dt.datetime, end: dt.datetime, direction: str) -> list[ConsumptionPoint]:
             return consumption_series(
                 account_id=account_id,
                 service_point_id=service_point_id,
                 start=start,
                 end=end,
                 resolution=period.resolution,
+                direction=direction,
                 time_zone=time_zone,
             )
 
-        raw = read(period.start, period.end)
-        run = run_length(period, max_points=MAX_CHART_POINTS)
-        series = downsample(
-            raw, origin=period.start, resolution=period.resolution, size=run, time_zone=time_zone
+        # Intervals up to now, each on the chart even without data, to carry its cost.
+        shown_end = min(period.end, now)
+        grid = interval_starts(
+            start=period.start, end=shown_end, resolution=period.resolution, time_zone=time_zone
         )
-        previous = None
+        run = run_length(period, max_points=MAX_CHART_POINTS)
+
+        def shown(points: list[ConsumptionPoint], origin: dt.datetime) -> list[ConsumptionPoint]:
+            return downsample(
+                points, origin=origin, resolution=period.resolution, size=run, time_zone=time_zone
+            )
+
+        raw = on_grid(read(period.start, period.end, Direction.IMPORT), grid)
+        raw_export = read(period.start, period.end, Direction.EXPORT)
+        export_grid = on_grid(raw_export, grid) if raw_export else None
+        series = shown(raw, period.start)
+        exported = None
+        if export_grid is not None:
+            # Point for point with the import, even where one has an interval off the grid.
+            by_start = {p.start: p for p in shown(export_grid, period.start)}
+            exported = [by_start.get(p.start) or ConsumptionPoint(p.start, 0, 0, 0) for p in series]
+        previous, compared_days = None, None
         if compare:
+            previous_end = period.previous_end
+            if shown_end < period.end:
+                # Like for like: the period before up to the same point, whole intervals.
+                elapsed = _ceil_to(shown_end, period) - period.start
+                previous_end = min(period.previous_end, period.previous_start + elapsed)
+                compared_days = -(-elapsed // dt.timedelta(days=1))
             # The same run length as the period shown, so the two line up point for point.
-            previous = downsample(
-                read(period.previous_start, period.previous_end),
-                origin=period.previous_start,
-                resolution=period.resolution,
-                size=run,
-                time_zone=time_zone,
+            previous = shown(
+                read(period.previous_start, previous_end, Direction.IMPORT), period.previous_start
             )
         costs = (
             estimate_costs(
@@ -351,15 +412,15 @@ class _Usage:
                     account_id=account_id,
                     service_point_id=service_point_id,
                     starts=[p.start for p in series],
-                    # Nothing is charged for days that have not happened yet.
-                    end=min(period.end, timezone.now()),
+                    end=shown_end,
                     resolution=period.resolution,
                     time_zone=time_zone,
                     points=raw if run == 1 else (),
+                    export_points=export_grid or () if run == 1 else (),
                     start=period.start,
                 )
             )
-            if series and (run == 1 or period.resolution != Resolution.QUARTER_HOUR)
+            if series
             else None
         )
         # An hour x weekday pattern needs a week of hours at least; a day has too few.
@@ -376,32 +437,58 @@ class _Usage:
         )
         if profile is not None and not any(v is not None for row in profile.averages for v in row):
             profile = None  # no hourly data in the range: no pattern to draw
-        return cls(series, previous, run, costs, profile)
+        return cls(series, exported, previous, compared_days, run, costs, profile)
 
-    def cost_amounts(self) -> list[Decimal] | None:
+    @property
+    def shows_credit(self) -> bool:
+        return self.costs is not None and (self.exported is not None or self.costs.has_credit)
+
+    def money(self, amounts: list[int]) -> list[Decimal]:
+        currency = self.costs.currency if self.costs else ""
+        return [from_minor(amount, currency) for amount in amounts]
+
+    def money_total(self, amounts: list[int]) -> Decimal | None:
         if self.costs is None:
             return None
-        return [from_minor(amount, self.costs.currency) for amount in self.costs.amounts]
+        return from_minor(sum(amounts), self.costs.currency)
 
-    def cost_total(self) -> Decimal | None:
-        if self.costs is None:
+    @staticmethod
+    def total(points: list[ConsumptionPoint] | None) -> Decimal | None:
+        if points is None:
             return None
-        return from_minor(sum(self.costs.amounts), self.costs.currency)
+        return Decimal(sum(p.consumption for p in points)) / 1000
 
     def rows(self, labels: list[str]) -> list[dict[str, Any]]:
-        costs = self.cost_amounts()
+        charges = self.money(self.costs.charges) if self.costs else None
+        credits = self.money(self.costs.credits) if self.costs and self.shows_credit else None
         bands = sorted(self.costs.bands.items()) if self.costs else []
         return [
             {
                 "start": labels[i],
-                "consumption": p.consumption / 1000,
-                "estimated": p.estimated / 1000,
+                "consumption": Decimal(p.consumption) / 1000,
+                "estimated": Decimal(p.estimated) / 1000,
                 "suspect": p.suspect,
-                "cost": costs[i] if costs is not None else None,
-                "bands": [values[i] / 1000 for _name, values in bands],
+                "exported": (
+                    Decimal(self.exported[i].consumption) / 1000
+                    if self.exported is not None
+                    else None
+                ),
+                "charge": charges[i] if charges is not None else None,
+                "credit": credits[i] if credits is not None else None,
+                "bands": [Decimal(values[i]) / 1000 for _name, values in bands],
             }
             for i, p in enumerate(self.series)
         ]
+
+
+def _ceil_to(moment: dt.datetime, period: UsagePeriod) -> dt.datetime:
+    """`moment` moved up to the end of the interval it falls in (the period's resolution)."""
+    zone_step = {
+        Resolution.QUARTER_HOUR: dt.timedelta(minutes=15),
+        Resolution.HOUR: dt.timedelta(hours=1),
+    }.get(period.resolution, dt.timedelta(days=1))
+    steps = -(-(moment - period.start) // zone_step)
+    return period.start + steps * zone_step
 
 
 def _heatmap_rows(profile: WeekProfile) -> list[dict[str, Any]]:
@@ -433,27 +520,39 @@ def _with(request: HttpRequest, **params: str) -> str:
 
 
 def _usage_csv(usage: _Usage, *, unit: str, zone: zoneinfo.ZoneInfo, name: str) -> HttpResponse:
-    """The shown points as CSV, with the cost and band columns when the page shows them."""
+    """The shown rows as CSV: the page's table, money as decimals of the currency."""
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="usage-{name}.csv"'
     writer = csv.writer(response)
-    bands = sorted(usage.costs.bands) if usage.costs else []
-    costs = usage.cost_amounts()
-    header = ["start", f"consumption_{unit}", f"estimated_{unit}", "suspect_readings"]
-    if usage.costs is not None:
-        header.append(f"estimated_cost_{usage.costs.currency}")
+    costs = usage.costs
+    bands = sorted(costs.bands) if costs else []
+    header = [
+        "start",
+        f"consumption_{unit}",
+        f"estimated_{unit}",
+        "suspect_readings",
+    ]
+    if usage.exported is not None:
+        header.append(f"export_{unit}")
+    if costs is not None:
+        header.append(f"charge_{costs.currency}")
+        if usage.shows_credit:
+            header.append(f"export_credit_{costs.currency}")
     header += [f"band_{band}_{unit}" for band in bands]
     writer.writerow(header)
-    for i, point in enumerate(usage.series):
-        row: list[Any] = [
-            _local(point.start, zone),
-            f"{point.consumption / 1000:.3f}",
-            f"{point.estimated / 1000:.3f}",
-            point.suspect,
+    for row in usage.rows([_local(p.start, zone) for p in usage.series]):
+        line: list[Any] = [
+            row["start"],
+            f"{row['consumption']:.3f}",
+            f"{row['estimated']:.3f}",
+            row["suspect"],
         ]
-        if costs is not None:
-            row.append(str(costs[i]))
-        if usage.costs is not None:
-            row += [f"{usage.costs.bands[band][i] / 1000:.3f}" for band in bands]
-        writer.writerow(row)
+        if row["exported"] is not None:
+            line.append(f"{row['exported']:.3f}")
+        if row["charge"] is not None:
+            line.append(str(row["charge"]))
+        if row["credit"] is not None:
+            line.append(str(row["credit"]))
+        line += [f"{value:.3f}" for value in row["bands"]]
+        writer.writerow(line)
     return response

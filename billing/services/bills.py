@@ -9,10 +9,13 @@ Decisions, each taken once here:
   daily rollups (or, for a service point in another time zone than the account, the hours
   summed per the account's local day in SQL); time-of-use prices read the hourly rollups.
   Hours at a service point on days the account has no tariff assignment there are not billed.
-- **Lines**: per service point and tariff version (consumption per tier or band, standing charge,
-  export credit), then adjustments, then one tax line per tax rate: the rounded tax of the sum
-  of the rounded lines priced at that rate (`portal.lib.money`). Adjustments are stated as
-  final amounts and are not taxed again. `total = subtotal + tax`, the sum of the lines.
+- **Lines**: every local day priced and rounded on its own by billing.costs (the computation
+  the usage page, its CSVs and the prepaid charges share), then summed per service point and
+  tariff version (consumption per tier or band, standing charge, export credit), then
+  adjustments, then one tax line per tax rate: the sum of the days' tax at that rate. So a
+  line's amount is the sum of its days, which may differ from quantity x unit price by a few
+  minor units (the PDF says so). Adjustments are stated as final amounts and are not taxed
+  again; the export credit is untaxed. `total = subtotal + tax`, the sum of the lines.
 - **Estimated consumption**: a line with estimated hours in it is `estimated`; the bill's
   `has_estimates` is set when any line is.
 - **Numbers**: one `BillSequence` row per organisation (households share the row whose
@@ -42,15 +45,16 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils.translation import gettext_lazy as _
 
+from billing.costs import Window, days_priced, holds_at_midnight
 from billing.exceptions import BillingError
 from billing.models import (
     Bill,
@@ -61,10 +65,11 @@ from billing.models import (
     TariffAssignment,
     TariffVersion,
 )
-from billing.pricing import HourUsage, Segment, TariffError, price, structure_of
-from billing.selectors import hourly_usage, hourly_usage_by_slot, postpaid_accounts_for_month
+from billing.pricing import HourUsage, TariffError, structure_of
+from billing.selectors import hourly_usage, postpaid_accounts_for_month
 from billing.services.ledger import journal_post, ledger_account_get
 from meters.models import Direction, ServicePoint
+from meters.selectors import supply_periods
 from portal.audit.actors import Actor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
@@ -154,16 +159,6 @@ class _Window:
     start: dt.date
     end: dt.date
     time_zone: str = ""  # the service point's (its daily rollups are its local days)
-
-
-def _tax(base_minor: int, rate: Decimal) -> int:
-    """The pricing module's rule: tax on rounded minor units, rounded half up once."""
-    return int((Decimal(base_minor) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def _has_tiers(version: TariffVersion) -> bool:
-    structure = structure_of(version)
-    return any(plan.tiers for plan in structure.plans_by_month.values())
 
 
 def _needs_hours(version: TariffVersion) -> bool:
@@ -304,6 +299,7 @@ def _price_chunk(
     daily_ids = sorted(set(windows) - set(hourly_ids))
     usage: dict[tuple[int, int], list[HourUsage]] = {}
     if daily_ids:
+        # Flat and tiered prices of a day need only its total: one row per day, not 24.
         usage.update(
             _daily_usage(
                 account_ids=daily_ids,
@@ -320,33 +316,17 @@ def _price_chunk(
                 time_zone=time_zone,
             )
         )
-    # One tier-free version over the whole month at every service point: hours summed per
-    # time-of-use slot in SQL (measured: fetching and pricing every hour held the run to
-    # about 270 bills/s); other accounts get their hours one by one.
-    by_slot = [
-        acc
-        for acc in hourly_ids
-        if all(
-            w.start == start and w.end == end and not _has_tiers(w.version) for w in windows[acc]
-        )
-    ]
-    by_hour = sorted(set(hourly_ids) - set(by_slot))
-    if by_slot:
+    if hourly_ids:
         usage.update(
-            hourly_usage_by_slot(
-                account_ids=by_slot, start=utc_start, end=utc_end, time_zone=time_zone
-            )
+            hourly_usage(account_ids=hourly_ids, start=utc_start, end=utc_end, time_zone=time_zone)
         )
-    if by_hour:
-        usage.update(
-            hourly_usage(account_ids=by_hour, start=utc_start, end=utc_end, time_zone=time_zone)
-        )
+    periods = supply_periods(account_ids=list(windows))
     drafts: list[_BillDraft] = []
     for account in accounts:
         if account.pk not in windows:
             continue
         try:
-            drafts.append(_price_account(account, windows[account.pk], usage))
+            drafts.append(_price_account(account, windows[account.pk], usage, periods=periods))
         except TariffError as exc:
             problems[account.pk] = str(exc)
     return drafts, problems
@@ -356,54 +336,83 @@ def _price_account(
     account: _AccountRow,
     windows: Sequence[_Window],
     usage: dict[tuple[int, int], list[HourUsage]],
+    *,
+    periods: dict[tuple[int, int], list[tuple[dt.datetime, dt.datetime | None]]] | None = None,
 ) -> _BillDraft:
-    """Lines per service point, then one tax line per rate over the whole bill."""
+    """Every local day of every service point priced by billing.costs, then summed: lines per
+    service point and tariff version (consumption per tier or band, standing charge, export
+    credit), then one tax line per tax rate. A line's amount is the sum of its days' rounded
+    amounts, so the bill is exactly the days the usage page and the CSVs show.
+
+    `periods` are the supply periods per (account, service point), whose holder at a day's
+    midnight pays its standing charge; without them every day of a window does.
+    """
+    zone = zoneinfo.ZoneInfo(account.time_zone)
     draft = _BillDraft(account)
-    tax_base: dict[Decimal, int] = {}
+    taxes: dict[Decimal, list[int]] = {}  # rate: [base, amount]
     by_sp: dict[int, list[_Window]] = defaultdict(list)
     for window in windows:
         by_sp[window.service_point_id].append(window)
     for sp_id, sp_windows in by_sp.items():
         sp_windows.sort(key=lambda w: w.start)
-        hours = usage.get((account.pk, sp_id), [])
-        segments = []
-        i = 0
-        for window in sp_windows:
-            # Hours before this window fall on days without a tariff here: not billed.
-            while i < len(hours) and hours[i].start.date() < window.start:
-                i += 1
-            j = i
-            while j < len(hours) and hours[j].start.date() < window.end:
-                j += 1
-            segments.append(Segment(window.version, (window.end - window.start).days, hours[i:j]))
-            i = j
-        priced = price(segments, currency=account.currency, unit=sp_windows[0].unit)
-        for line in priced.lines:
-            if line.kind == BillLine.Kind.TAX:
-                # Taxed once for the whole bill below, on the same rounded lines.
-                base = int(line.quantity)
-                tax_base[line.unit_price] = tax_base.get(line.unit_price, 0) + base
-                continue
-            draft.lines.append(
-                _LineDraft(
-                    line.kind,
-                    sp_id,
-                    line.label,
-                    line.band,
-                    line.quantity,
-                    line.unit,
-                    line.unit_price,
-                    line.amount,
-                    line.estimated,
-                    sp_windows[0].kind,
-                )
-            )
-    for rate, base in tax_base.items():
-        draft.lines.append(_tax_line(rate, base, account.currency))
+        held = periods.get((account.pk, sp_id), []) if periods is not None else None
+        days = days_priced(
+            usage.get((account.pk, sp_id), []),
+            [Window(w.version, w.start, w.end) for w in sp_windows],
+            first=sp_windows[0].start,
+            stop=sp_windows[-1].end,
+            standing=_standing_rule(held, zone),
+            currency=account.currency,
+            unit=sp_windows[0].unit,
+            zone=zone,
+        )
+        lines: dict[tuple[Any, ...], _LineDraft] = {}
+        for day in days:
+            for line in day.lines:
+                if line.kind == BillLine.Kind.TAX:
+                    total = taxes.setdefault(line.unit_price, [0, 0])
+                    total[0] += int(line.quantity)
+                    total[1] += line.amount
+                    continue
+                key = (line.kind, day.version.pk, line.label, line.band, line.unit_price)
+                found = lines.get(key)
+                if found is None:
+                    lines[key] = _LineDraft(
+                        line.kind,
+                        sp_id,
+                        line.label,
+                        line.band,
+                        line.quantity,
+                        line.unit,
+                        line.unit_price,
+                        line.amount,
+                        line.estimated,
+                        sp_windows[0].kind,
+                    )
+                else:
+                    found.quantity += line.quantity
+                    found.amount += line.amount
+                    found.estimated = found.estimated or line.estimated
+        kinds = (BillLine.Kind.CONSUMPTION, BillLine.Kind.STANDING, BillLine.Kind.EXPORT)
+        for kind in kinds:
+            draft.lines.extend(line for line in lines.values() if line.kind == kind)
+    for rate, (base, amount) in taxes.items():
+        draft.lines.append(_tax_line(rate, base, amount, account.currency))
     return draft
 
 
-def _tax_line(rate: Decimal, base: int, currency: str) -> _LineDraft:
+def _standing_rule(
+    held: list[tuple[dt.datetime, dt.datetime | None]] | None, zone: zoneinfo.ZoneInfo
+) -> Callable[[dt.date], bool]:
+    """Which days of a window carry the standing charge: those whose midnight the account's
+    supply holds (every day when the periods are not given)."""
+    if held is None:
+        return lambda day: True
+    return lambda day: holds_at_midnight(held, day, zone)
+
+
+def _tax_line(rate: Decimal, base: int, amount: int, currency: str) -> _LineDraft:
+    """The bill's tax at one rate: the sum of its days' tax (each rounded once a day)."""
     return _LineDraft(
         BillLine.Kind.TAX,
         None,
@@ -412,7 +421,7 @@ def _tax_line(rate: Decimal, base: int, currency: str) -> _LineDraft:
         from_minor(base, currency),
         currency,
         rate,
-        _tax(base, rate),
+        amount,
         False,
         "tax",
     )

@@ -1,17 +1,21 @@
-"""The daily prepaid charge: yesterday's consumption and standing charges, off every wallet.
+"""The daily prepaid charge: yesterday's consumption and standing charges, off every wallet,
+and yesterday's export credit, onto it.
 
 Set-based over all prepaid accounts of one time zone: the supplies to charge come from one
-query, their hourly usage from one query per chunk, prices from billing.pricing in memory, and
-each chunk of accounts is written in one transaction by three statements (journal entries,
-postings, charges). One charge per (account, service point, local day) is enforced by
-constraints: the journal entry's idempotency key and DailyCharge's unique key, so a re-run,
-or two runs at once, charge nothing twice.
+query, their hourly usage from one query per chunk, prices from billing.costs (the one
+computation every page, CSV and bill uses) in memory, and each chunk of accounts is written in
+one transaction by three statements (journal entries, postings, charges). One charge per
+(account, service point, local day) is enforced by constraints: the journal entries'
+idempotency keys and DailyCharge's unique key, so a re-run, or two runs at once, charge
+nothing twice.
 
-Which day and which account pays:
+Which day and which account pays (billing.costs states each rule once):
 - consumption is charged to the account the hourly rollups name (the supply of each hour);
 - the standing charge of a day goes to the supply that holds the service point at the start
   of the day, so a move day is paid once, by the leaving occupant;
-- tiers count what was charged earlier in the same calendar month (DailyCharge.consumption);
+- tiers count the month's imported consumption since the 1st, from the rollups;
+- a day's charge and its export credit are two journal entries ("daily charge", "export
+  credit"), never netted: a day that exports more than it costs raises the balance;
 - readings that arrive after a day was charged are not charged again (the bill-like true-up of
   late data is left for later; the charge records what it was based on).
 """
@@ -22,15 +26,17 @@ import datetime as dt
 import json
 import zoneinfo
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 
-from billing.models import LedgerAccount, TariffVersion
-from billing.pricing import Segment, price
-from billing.selectors import hourly_usage
+from billing.costs import DayCost, price_day
+from billing.models import JournalEntry, LedgerAccount, TariffVersion
+from billing.pricing import structure_of
+from billing.selectors import hourly_usage, imported_between
 from billing.services.ledger import ledger_account_get
 from billing.services.supply import supply_disconnect_due
 from portal.audit.actors import Actor
@@ -49,6 +55,7 @@ class ChargeRun:
     already: int = 0
     without_tariff: int = 0
     totals: dict[str, int] = field(default_factory=dict)
+    credits: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,16 +128,6 @@ def prepaid_charge_day(
     return run
 
 
-def _month_to_date(account_ids: list[int], day: dt.date) -> dict[tuple[int, int], int]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT account_id, service_point_id, sum(consumption) FROM billing_dailycharge "
-            "WHERE account_id = ANY(%s) AND day >= %s AND day < %s GROUP BY 1, 2",
-            [account_ids, day.replace(day=1), day],
-        )
-        return {(a, sp): int(total) for a, sp, total in cursor.fetchall()}
-
-
 def _charge_chunk(
     targets: list[_Target],
     *,
@@ -144,10 +141,21 @@ def _charge_chunk(
 ) -> None:
     account_ids = sorted({t.account_id for t in targets})
     usage = hourly_usage(account_ids=account_ids, start=start, end=end, time_zone=tz)
-    before = _month_to_date(account_ids, day)
     version_ids = {t.version_id for t in targets if t.version_id is not None}
     versions = {v.pk: v for v in TariffVersion.objects.filter(pk__in=version_ids)}
-    entries: list[tuple[str, int, str, str]] = []  # key, account, currency, memo
+    tiered = sorted(
+        {t.account_id for t in targets if t.version_id and _tiered(versions[t.version_id])}
+    )
+    before = (
+        imported_between(
+            account_ids=tiered,
+            start=_local_day_bounds(day.replace(day=1), tz)[0],
+            end=start,
+        )
+        if tiered and day.day > 1
+        else {}
+    )
+    entries: list[dict[str, Any]] = []
     postings: list[tuple[str, int, int]] = []  # key, ledger account, amount
     charges: list[dict[str, Any]] = []
     ledgers: dict[tuple[str, str], int] = {}
@@ -164,37 +172,18 @@ def _charge_chunk(
             run.without_tariff += 1
             continue
         version = versions[target.version_id]
-        hours = usage.get((target.account_id, target.service_point_id), [])
-        priced = price(
-            [Segment(version, target.standing_days, hours)],
+        key = (target.account_id, target.service_point_id)
+        cost = price_day(
+            version,
+            usage.get(key, []),
+            day=day,
+            standing=bool(target.standing_days),
+            month_to_date=before.get(key, 0),
             currency=target.currency,
             unit=target.unit,
-            month_to_date=before.get((target.account_id, target.service_point_id), 0),
         )
-        key = f"charge:{target.account_id}:{target.service_point_id}:{day.isoformat()}"
-        if priced.total:
-            entries.append((key, target.account_id, target.currency, f"daily charge {day}"))
-            postings.append((key, target.wallet_ledger_id, priced.total))
-            revenue = ledger(LedgerAccount.Kind.REVENUE, target.currency, target.kind)
-            postings.append((key, revenue, -priced.net))
-            if priced.tax:
-                postings.append((key, ledger(LedgerAccount.Kind.TAX, target.currency), -priced.tax))
-        charges.append(
-            {
-                "k": key if priced.total else None,
-                "a": target.account_id,
-                "sp": target.service_point_id,
-                "v": version.pk,
-                "q": sum(h.quantity for h in hours),
-                "x": sum(h.export for h in hours),
-                "est": sum(h.estimated for h in hours),
-                "n": priced.net,
-                "tx": priced.tax,
-                "tot": priced.total,
-                "l": [line.as_json() for line in priced.lines],
-                "c": target.currency,
-            }
-        )
+        row = _book(target, cost, day=day, entries=entries, postings=postings, ledger=ledger)
+        charges.append(row)
     # Rows travel as one JSON document per statement: psycopg quotes array elements one by
     # one in Python, which cost more than pricing the chunk (measured by the bench profile).
     with transaction.atomic(), connection.cursor() as cursor:
@@ -202,17 +191,12 @@ def _charge_chunk(
             """
             INSERT INTO billing_journalentry (kind, account_id, currency, memo, idempotency_key,
                 effective_date, created_at, created_by_label)
-            SELECT 'charge', t.a, t.c, t.m, t.k, %s, %s, %s
-            FROM jsonb_to_recordset(%s::jsonb) AS t(k text, a bigint, c text, m text)
+            SELECT t.kind, t.a, t.c, t.m, t.k, %s, %s, %s
+            FROM jsonb_to_recordset(%s::jsonb) AS t(k text, kind text, a bigint, c text, m text)
             ON CONFLICT (idempotency_key) DO NOTHING
             RETURNING idempotency_key, id
             """,
-            [
-                day,
-                now,
-                actor.label[:254],
-                json.dumps([{"k": k, "a": a, "c": c, "m": m} for k, a, c, m in entries]),
-            ],
+            [day, now, actor.label[:254], json.dumps(entries)],
         )
         entry_ids = dict(cursor.fetchall())
         mine = [
@@ -227,18 +211,21 @@ def _charge_chunk(
                 "AS t(e bigint, l bigint, a bigint)",
                 [json.dumps(mine)],
             )
-        # A charge whose entry another run posted first is that run's to record.
-        rows = [c for c in charges if c["k"] is None or c["k"] in entry_ids]
+        # A charge whose entries another run posted first is that run's to record.
+        rows = [c for c in charges if all(c[k] is None or c[k] in entry_ids for k in ("k", "ck"))]
         for row in rows:
             row["e"] = entry_ids.get(row["k"]) if row["k"] else None
+            row["ce"] = entry_ids.get(row["ck"]) if row["ck"] else None
         cursor.execute(
             """
-            INSERT INTO billing_dailycharge (entry_id, account_id, service_point_id, day,
-                tariff_version_id, consumption, export, estimated, net, tax, total, lines,
-                created_at)
-            SELECT t.e, t.a, t.sp, %s, t.v, t.q, t.x, t.est, t.n, t.tx, t.tot, t.l, %s
-            FROM jsonb_to_recordset(%s::jsonb) AS t(e bigint, a bigint, sp bigint, v bigint,
-                q bigint, x bigint, est bigint, n bigint, tx bigint, tot bigint, l jsonb)
+            INSERT INTO billing_dailycharge (entry_id, credit_entry_id, account_id,
+                service_point_id, day, tariff_version_id, consumption, export, estimated, net,
+                tax, total, credit, lines, created_at)
+            SELECT t.e, t.ce, t.a, t.sp, %s, t.v, t.q, t.x, t.est, t.n, t.tx, t.tot, t.cr, t.l,
+                   %s
+            FROM jsonb_to_recordset(%s::jsonb) AS t(e bigint, ce bigint, a bigint, sp bigint,
+                v bigint, q bigint, x bigint, est bigint, n bigint, tx bigint, tot bigint,
+                cr bigint, l jsonb)
             ON CONFLICT (account_id, service_point_id, day) DO NOTHING
             RETURNING total
             """,
@@ -248,10 +235,14 @@ def _charge_chunk(
         run.charged += charged
         run.already += len(charges) - charged
         totals: dict[str, int] = defaultdict(int)
+        credits: dict[str, int] = defaultdict(int)
         for row in rows:
             totals[row["c"]] += row["tot"]
+            credits[row["c"]] += row["cr"]
         for currency, total in totals.items():
             run.totals[currency] = run.totals.get(currency, 0) + total
+        for currency, credit in credits.items():
+            run.credits[currency] = run.credits.get(currency, 0) + credit
         if charged:
             audit_record(
                 actor=actor,
@@ -261,8 +252,77 @@ def _charge_chunk(
                     "time_zone": tz,
                     "charges": charged,
                     "total": ", ".join(format_minor(v, k) for k, v in sorted(totals.items())),
+                    "export_credit": ", ".join(
+                        format_minor(v, k) for k, v in sorted(credits.items()) if v
+                    ),
                 },
             )
+
+
+def _book(
+    target: _Target,
+    cost: DayCost,
+    *,
+    day: dt.date,
+    entries: list[dict[str, Any]],
+    postings: list[tuple[str, int, int]],
+    ledger: Callable[..., int],
+) -> dict[str, Any]:
+    """Add a day's charge and export credit entries (each only when not zero) to `entries`
+    and `postings`; return the DailyCharge row that records them."""
+    where = f"{target.account_id}:{target.service_point_id}:{day.isoformat()}"
+    charge_key, credit_key = f"charge:{where}", f"export:{where}"
+    if cost.charge:
+        entries.append(
+            {
+                "k": charge_key,
+                "kind": JournalEntry.Kind.CHARGE,
+                "a": target.account_id,
+                "c": target.currency,
+                "m": f"daily charge {day}",
+            }
+        )
+        postings.append((charge_key, target.wallet_ledger_id, cost.charge))
+        revenue = ledger(LedgerAccount.Kind.REVENUE, target.currency, target.kind)
+        postings.append((charge_key, revenue, -cost.charge_net))
+        if cost.tax:
+            postings.append(
+                (charge_key, ledger(LedgerAccount.Kind.TAX, target.currency), -cost.tax)
+            )
+    if cost.credit:
+        entries.append(
+            {
+                "k": credit_key,
+                "kind": JournalEntry.Kind.EXPORT_CREDIT,
+                "a": target.account_id,
+                "c": target.currency,
+                "m": f"export credit {day}",
+            }
+        )
+        postings.append((credit_key, target.wallet_ledger_id, -cost.credit))
+        # The energy bought back lowers the revenue of that utility, on an account of its own.
+        bought = ledger(LedgerAccount.Kind.REVENUE, target.currency, f"{target.kind}-export")
+        postings.append((credit_key, bought, cost.credit))
+    return {
+        "k": charge_key if cost.charge else None,
+        "ck": credit_key if cost.credit else None,
+        "a": target.account_id,
+        "sp": target.service_point_id,
+        "v": target.version_id,
+        "q": cost.imported,
+        "x": cost.exported,
+        "est": cost.estimated,
+        "n": cost.charge_net,
+        "tx": cost.tax,
+        "tot": cost.charge,
+        "cr": cost.credit,
+        "l": [line.as_json() for line in cost.lines],
+        "c": target.currency,
+    }
+
+
+def _tiered(version: TariffVersion) -> bool:
+    return any(plan.tiers for plan in structure_of(version).plans_by_month.values())
 
 
 def prepaid_charge_due(*, as_of: dt.datetime, actor: Actor) -> list[ChargeRun]:

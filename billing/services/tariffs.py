@@ -125,15 +125,18 @@ def tariff_assign(
     tariff: Tariff,
     valid_from: dt.date,
     actor: Actor,
+    valid_to: dt.date | None = None,
 ) -> TariffAssignment:
-    """Put an account on a tariff at a service point from a local day on; an open assignment
-    there ends that day.
+    """Put an account on a tariff at a service point from a local day on (up to `valid_to`,
+    exclusive, when the supply's end is known); an open assignment there ends that day.
 
     :raises BillingError: when the tariff does not fit (kind, currency, another organisation's
         contract) or the day is before the current assignment's start.
     """
     if tariff.kind != service_point.kind:
         raise BillingError(_("The tariff is for another kind of utility."))
+    if valid_to is not None and valid_to <= valid_from:
+        raise BillingError(_("A tariff ends after the day it starts."))
     if tariff.currency != account.currency:
         raise BillingError(_("The tariff is in another currency than the account."))
     if tariff.organisation_id is not None:
@@ -151,7 +154,11 @@ def tariff_assign(
         current.valid_to = valid_from
         current.save(update_fields=["valid_to"])
     assignment = TariffAssignment(
-        account=account, service_point=service_point, tariff=tariff, valid_from=valid_from
+        account=account,
+        service_point=service_point,
+        tariff=tariff,
+        valid_from=valid_from,
+        valid_to=valid_to,
     )
     _save(assignment, None)
     audit_record(
@@ -164,6 +171,7 @@ def tariff_assign(
             "number": account.number,
             "service_point": service_point.code,
             "valid_from": valid_from.isoformat(),
+            **({"valid_to": valid_to.isoformat()} if valid_to else {}),
         },
     )
     return assignment

@@ -1,7 +1,8 @@
 """Shortage warnings of prepaid accounts: policies, the hourly run, and bill notices.
 
 Days of credit left
-    balance ÷ average daily cost. The average is the sum of `DailyCharge.total` over the last
+    balance ÷ average daily cost. The average is the sum of `DailyCharge.total - credit` (the
+    day's charge less its export credit: what the wallet loses in a day) over the last
     14 complete local days of the account ([today - 14, today) in its time zone) divided by the
     number of those days that have charges: a new account (or one whose charges are missing for
     some days) is judged by the days it was charged, not diluted by empty ones. No charges, or
@@ -176,7 +177,7 @@ WITH wallets AS (
     LEFT JOIN tenancy_organisation o ON o.id = a.organisation_id
     WHERE a.payment_mode = 'prepaid' AND a.closed_at IS NULL
 ), cost AS (
-    SELECT c.account_id, sum(c.total) AS total, count(DISTINCT c.day) AS days
+    SELECT c.account_id, sum(c.total - c.credit) AS total, count(DISTINCT c.day) AS days
     FROM billing_dailycharge c
     JOIN wallets w ON w.account_id = c.account_id
     WHERE c.day >= w.today - %(days)s AND c.day < w.today

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from meters import services as meter_services
-from meters.models import Register, ServicePoint
+from meters.models import Register, ServicePoint, Supply
 from meters.selectors import register_recent_readings, supplies_of_account
 from meters.simulator import (
     Anomaly,
@@ -65,9 +65,21 @@ HOUSEHOLDS: list[tuple[str, str, str]] = [
     ("RH-0001", "Chen household", "prepaid"),
     ("RH-0002", "Wong household", "postpaid"),
     ("RH-0003", "Smith household", "prepaid"),
+    ("RH-0004", "de Vries household", "prepaid"),
 ]
 CURRENCY = "TWD"
 TIME_ZONE = "Asia/Taipei"
+# Accounts outside Taipei: (time zone, currency). The de Vries household in Amsterdam lives
+# through the clocks changing (23- and 25-hour days) and pays in euros.
+ABROAD: dict[str, tuple[str, str]] = {"RH-0004": ("Europe/Amsterdam", "EUR")}
+# Moves: the account that moves in -> (the account that moved out, days before today, local
+# hour of the move). Flat 3A changed hands mid-afternoon: the leaving tenant pays that day's
+# standing charge and the morning's use, the new one the rest.
+MOVES: dict[str, tuple[str, int, int]] = {"HR-0302": ("HR-0301", 20, 14)}
+SUBSIDIARIES["Harbour Residential"] += [
+    ("HR-0301", "Harbour View Tower, flat 3A (moved out)", "prepaid"),
+    ("HR-0302", "Harbour View Tower, flat 3A", "postpaid"),
+]
 DEMO_SEED = 2026
 DEMO_DAYS = 365  # of 15-minute readings, up to now
 DEMO_WINDOW_DAYS = 183  # half-yearly files: the pipeline is fastest with big batches
@@ -87,6 +99,8 @@ PEOPLE: list[tuple[str, str, str, Role]] = [
     ("wong@example.com", "Tony Wong", "RH-0002", Role.OWNER),
     ("smith@example.com", "Sarah Smith", "RH-0003", Role.OWNER),
     ("smith.partner@example.com", "Sam Smith", "RH-0003", Role.MANAGER),
+    ("devries@example.com", "Anna de Vries", "RH-0004", Role.OWNER),
+    ("flat3a@example.com", "Ben Okafor", "HR-0302", Role.OWNER),
 ]
 STAFF_ADMIN = ("admin@example.com", "Portal Administrator")
 
@@ -153,12 +167,13 @@ def _account(
 ) -> Account:
     account = Account.objects.filter(number=number).first()
     if account is None:
+        time_zone, currency = ABROAD.get(number, (TIME_ZONE, CURRENCY))
         account = account_create(
             number=number,
             name=name,
             payment_mode=mode,
-            currency=CURRENCY,
-            time_zone=TIME_ZONE,
+            currency=currency,
+            time_zone=time_zone,
             organisation=organisation,
             actor=actor,
         )
@@ -181,7 +196,7 @@ def demo_seed(
     result = _demo_people(actor=actor)
     if readings:
         as_of = as_of or timezone.now()
-        accounts = {a.number: a for a in Account.objects.filter(number__in=DEMO_METERS)}
+        accounts = {a.number: a for a in Account.objects.filter(number__in=[*DEMO_METERS, *MOVES])}
         result.readings = demo_readings_load(
             accounts=accounts, actor=actor, as_of=as_of, days=days, result=result
         )
@@ -249,6 +264,8 @@ DEMO_METERS: dict[str, list[tuple[str, str, float, float, float, float]]] = {
     ],
     "RH-0002": [("electricity", "home", 8_500, 120, 2_100, 0), ("water", "home", 290, 0, 12, 0)],
     "RH-0003": [("electricity", "home", 7_000, 100, 1_700, 0), ("water", "home", 230, 0, 10, 0)],
+    "RH-0004": [("electricity", "home", 8_000, 260, 300, 0)],
+    "HR-0301": [("electricity", "home", 6_500, 90, 1_600, 0), ("water", "home", 200, 0, 9, 0)],
 }
 MAX_RATE = {  # base units per hour: the meter's physical maximum
     "electricity/home": 15_000,
@@ -313,16 +330,56 @@ def _demo_meter(number: str, name: str, spec: tuple[str, str, float, float, floa
     return Unit(key=meter.serial, fmt="csv", meters=(meter,), residential=use == "home")
 
 
-def demo_fleet(accounts: dict[str, Account]) -> Fleet:
-    """The demo's meters: electricity everywhere, water in the homes, gas at the food court,
-    rooftop solar (an export register) at the Chens'."""
-    units = [
-        _demo_meter(number, accounts[number].name, spec)
-        for number, specs in DEMO_METERS.items()
-        if number in accounts
-        for spec in specs
+def demo_fleets(accounts: dict[str, Account]) -> list[Fleet]:
+    """The demo's meters, one fleet per time zone: electricity everywhere, water in the homes,
+    gas at the food court, rooftop solar (an export register) at the Chens'."""
+    by_zone: dict[str, list[Unit]] = {}
+    for number, specs in DEMO_METERS.items():
+        if number not in accounts:
+            continue
+        zone = ABROAD.get(number, (TIME_ZONE, CURRENCY))[0]
+        address = accounts[number].name.removesuffix(" (moved out)")
+        by_zone.setdefault(zone, []).extend(_demo_meter(number, address, spec) for spec in specs)
+    return [
+        Fleet(
+            units=units,
+            time_zone=zone,
+            climate="subtropical" if zone == TIME_ZONE else "temperate",
+        )
+        for zone, units in sorted(by_zone.items(), key=lambda item: item[0] != TIME_ZONE)
     ]
-    return Fleet(units=units, time_zone=TIME_ZONE, climate="subtropical")
+
+
+def demo_supplies(
+    accounts: dict[str, Account], *, start: dt.datetime, as_of: dt.datetime
+) -> list[tuple[str, str, dt.datetime, dt.datetime | None]]:
+    """Who is supplied where and when: (account number, service point code, start, end).
+
+    Every meter's service point belongs to its account from `start`, except where a move
+    hands it over (MOVES): the leaving account's supply ends at the move, the new one's
+    starts there."""
+    supplies: list[tuple[str, str, dt.datetime, dt.datetime | None]] = []
+    moved = {old: (new, days, hour) for new, (old, days, hour) in MOVES.items()}
+    for number, specs in DEMO_METERS.items():
+        if number not in accounts:
+            continue
+        zone = zoneinfo.ZoneInfo(accounts[number].time_zone)
+        # Each account moves in at its own local midnight of the demo's first day.
+        first_day = start.astimezone(zoneinfo.ZoneInfo(TIME_ZONE)).date()
+        begins = dt.datetime.combine(first_day, dt.time(), zone).astimezone(dt.UTC)
+        for spec in specs:
+            code = f"SP-{number}-{spec[0][0].upper()}"
+            if number in moved and moved[number][0] in accounts:
+                new, days, hour = moved[number]
+                # Within the demo's period however short it is (tests seed a few days).
+                days = min(days, (as_of - begins).days // 2)
+                day = as_of.astimezone(zone).date() - dt.timedelta(days=days)
+                moment = dt.datetime.combine(day, dt.time(hour), zone).astimezone(dt.UTC)
+                if moment > begins:
+                    supplies += [(number, code, begins, moment), (new, code, moment, None)]
+                    continue
+            supplies.append((number, code, begins, None))
+    return supplies
 
 
 def _demo_day(start: dt.datetime, days: int, fraction: float, hour: int) -> dt.datetime:
@@ -369,8 +426,8 @@ def demo_anomalies(fleet: Fleet, *, start: dt.datetime, days: int) -> list[Anoma
     return anomalies
 
 
-def _service_points(fleet: Fleet) -> dict[str, ServicePoint]:
-    codes = [m.service_point for m in fleet.meters()]
+def _service_points(fleets: list[Fleet]) -> dict[str, ServicePoint]:
+    codes = [m.service_point for fleet in fleets for m in fleet.meters()]
     return {sp.code: sp for sp in ServicePoint.objects.filter(code__in=codes)}
 
 
@@ -398,54 +455,66 @@ def demo_readings_load(
 ) -> DemoReadings:
     """Give the demo accounts their meters and supplies, and readings up to `as_of`."""
     summary = DemoReadings()
-    fleet = demo_fleet(accounts)
-    summary.meters = len(fleet.meters())
+    fleets = demo_fleets(accounts)
+    summary.meters = sum(len(fleet.meters()) for fleet in fleets)
     tz = zoneinfo.ZoneInfo(TIME_ZONE)
-    # Service point codes are SP-<account number>-<kind letter>.
-    numbers = {m.service_point: m.service_point[3:-2] for m in fleet.meters()}
-    points = _service_points(fleet)
-    existing = [
-        supply.start
-        for code, point in points.items()
-        for supply in supplies_of_account(
-            account_id=accounts[numbers[code]].pk, service_point_id=point.pk
-        )
-    ]
+    existing = list(
+        Supply.objects.filter(account__in=list(accounts.values()))
+        .exclude(account__number__in=[*ABROAD, *MOVES])
+        .values_list("start", flat=True)
+    )
     if existing:
         start = min(existing)
     else:
         first_day = as_of.astimezone(tz).date() - dt.timedelta(days=days)
         start = dt.datetime.combine(first_day, dt.time(), tz).astimezone(dt.UTC)
     installed_at = start - dt.timedelta(days=1)
-    fleet.installations = [
-        Installation(m.serial, m.service_point, installed_at) for m in fleet.meters()
-    ]
-    result.created += fleet_apply(fleet=fleet.as_json(), actor=actor)
-    points = _service_points(fleet)
-    for code, point in points.items():
-        account = accounts[numbers[code]]
-        if not supplies_of_account(account_id=account.pk, service_point_id=point.pk):
+    for fleet in fleets:
+        fleet.installations = [
+            Installation(m.serial, m.service_point, installed_at) for m in fleet.meters()
+        ]
+        result.created += fleet_apply(fleet=fleet.as_json(), actor=actor)
+    points = _service_points(fleets)
+    for number, code, begins, ends in demo_supplies(accounts, start=start, as_of=as_of):
+        account = accounts[number]
+        if not supplies_of_account(account_id=account.pk, service_point_id=points[code].pk):
             meter_services.supply_start(
-                account=account, service_point=point, start=start, actor=actor
+                account=account, service_point=points[code], start=begins, end=ends, actor=actor
             )
             result.created += 1
-    last = _last_reading(fleet)
     summary.start, summary.end = start, as_of
+    summary.up_to_date = True
+    for fleet in fleets:
+        _fleet_readings(fleet, start=start, as_of=as_of, actor=actor, summary=summary)
+    return summary
+
+
+def _fleet_readings(
+    fleet: Fleet, *, start: dt.datetime, as_of: dt.datetime, actor: Actor, summary: DemoReadings
+) -> None:
+    """Simulate and import one fleet's readings from `start` (or its last reading) to `as_of`."""
+    last = _last_reading(fleet)
     if last is not None and last >= as_of - dt.timedelta(days=1):
-        summary.up_to_date = True
-        return summary
-    period = (as_of.astimezone(tz).date() - start.astimezone(tz).date()).days + 1
+        return
+    summary.up_to_date = False
+    zone = zoneinfo.ZoneInfo(fleet.time_zone)
+    first_day = start.astimezone(zoneinfo.ZoneInfo(TIME_ZONE)).date()
+    fleet_start = dt.datetime.combine(first_day, dt.time(), zone).astimezone(dt.UTC)
+    period = (as_of.astimezone(zone).date() - first_day).days + 1
+    installed_at = start - dt.timedelta(days=1)
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="demo-readings-") as folder:
         out = Path(folder)
         simulated = simulate(
             fleet=fleet,
-            start=start,
+            start=fleet_start,
             days=period,
             out_dir=out,
             seed=DEMO_SEED,
             window_days=DEMO_WINDOW_DAYS,
-            anomalies=demo_anomalies(fleet, start=start, days=period),
+            anomalies=demo_anomalies(fleet, start=fleet_start, days=period)
+            if fleet.time_zone == TIME_ZONE
+            else [],
             shuffle=False,
             redeliver=False,
             resend_share=0.0,
@@ -454,8 +523,9 @@ def demo_readings_load(
             installed_at=installed_at,
             units_per_file=-(-len(fleet.units) // DEMO_IMPORT_WORKERS),
         )
-        summary.generate_seconds = time.monotonic() - began
-        summary.files, summary.rows = simulated.files, simulated.rows
+        summary.generate_seconds += time.monotonic() - began
+        summary.files += simulated.files
+        summary.rows += simulated.rows
         began = time.monotonic()
         imported = files_import(
             out_dir=out,
@@ -465,7 +535,7 @@ def demo_readings_load(
             register_meters=False,  # the demo's fleet is complete
             workers=DEMO_IMPORT_WORKERS,
         )
-        summary.import_seconds = time.monotonic() - began
-        summary.inserted, summary.duplicate = imported.inserted, imported.duplicate
-        summary.failed = imported.failed
-    return summary
+        summary.import_seconds += time.monotonic() - began
+        summary.inserted += imported.inserted
+        summary.duplicate += imported.duplicate
+        summary.failed += imported.failed

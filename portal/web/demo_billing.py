@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from billing.models import Tariff, TariffAssignment, TariffVersion, Wallet
+from billing.models import Bill, BillRun, Tariff, TariffAssignment, TariffVersion, Wallet
+from billing.services.bills import bill_mark_paid, bill_run_execute
 from billing.services.charging import prepaid_charge_day
 from billing.services.ledger import wallet_create
 from billing.services.tariffs import tariff_assign, tariff_save, tariff_version_save
@@ -98,6 +99,35 @@ TARIFFS: dict[str, tuple[str, str, str, bool, str, str | None, dict[str, Any]]] 
         },
     ),
     "demo-gas": ("Gas", "gas", "m3", False, "5", None, {"type": "flat", "rate": "18.5"}),
+    "demo-nl-electricity": (
+        "Electricity, Netherlands (flat)",
+        "electricity",
+        "kWh",
+        False,
+        "0.75",
+        None,
+        {"type": "flat", "rate": "0.285"},
+    ),
+}
+# Tariffs priced in another currency than TWD, and their tax rate.
+TARIFF_CURRENCY: dict[str, tuple[str, str]] = {"demo-nl-electricity": ("EUR", "0.21")}
+# A price change in force from the 15th of last month: the month's tiers count on across it.
+REPRICED: dict[str, dict[str, Any]] = {
+    "demo-home-electricity": {
+        "type": "seasonal",
+        "seasons": [
+            {
+                "name": "summer",
+                "months": _SUMMER,
+                "structure": _tiers(["1.78", "2.55", "3.80", "5.14", "6.34", "8.56"]),
+            },
+            {
+                "name": "non-summer",
+                "months": _OTHER,
+                "structure": _tiers(["1.78", "2.26", "3.13", "4.24", "5.17", "6.73"]),
+            },
+        ],
+    },
 }
 # Top-ups (days before today, TWD): a low one for flat 2A, whose credit runs short.
 TOPUPS: dict[str, list[tuple[int, int]]] = {
@@ -106,7 +136,10 @@ TOPUPS: dict[str, list[tuple[int, int]]] = {
     "HR-0201": [(60, 1500)],
     "RH-0001": [(60, 2000), (28, 2000)],
     "RH-0003": [(60, 1200), (32, 1200), (5, 800)],
+    "HR-0301": [(60, 1200)],
+    "RH-0004": [(60, 60), (30, 60)],  # euros
 }
+BILL_MONTHS = 3  # issued bills of every postpaid account: one paid, one overdue, one open
 
 
 @dataclass
@@ -118,42 +151,72 @@ class DemoBilling:
     warnings: int = 0
 
 
-def _tariffs(group: Organisation | None, first_day: dt.date, actor: Actor) -> dict[str, Tariff]:
+def _tariffs(
+    group: Organisation | None, first_day: dt.date, repriced_from: dt.date, actor: Actor
+) -> dict[str, Tariff]:
     found = {t.code: t for t in Tariff.objects.filter(code__in=TARIFFS)}
     for code, (name, kind, unit, contract, standing, export, structure) in TARIFFS.items():
         if code in found:
             continue
+        currency, tax = TARIFF_CURRENCY.get(code, ("TWD", "0.05"))
         tariff = tariff_save(
             instance=Tariff(
                 code=code,
                 name=name,
                 kind=kind,
-                currency="TWD",
+                currency=currency,
                 quantity_unit=unit,
                 organisation=group if contract else None,
             ),
             actor=actor,
         )
-        tariff_version_save(
+        changed = REPRICED.get(code)
+        first = tariff_version_save(
             instance=TariffVersion(
                 tariff=tariff,
                 valid_from=first_day,
+                valid_to=repriced_from if changed and repriced_from > first_day else None,
                 standing_charge=Decimal(standing),
-                tax_rate=Decimal("0.05"),
+                tax_rate=Decimal(tax),
                 export_rate=Decimal(export) if export else None,
                 structure=structure,
             ),
             actor=actor,
         )
+        if first.valid_to is not None and changed is not None:
+            tariff_version_save(
+                instance=TariffVersion(
+                    tariff=tariff,
+                    valid_from=repriced_from,
+                    standing_charge=first.standing_charge,
+                    tax_rate=first.tax_rate,
+                    export_rate=first.export_rate,
+                    structure=changed,
+                ),
+                actor=actor,
+            )
         found[code] = tariff
     return found
 
 
 def _tariff_for(account: Account, kind: str, tariffs: dict[str, Tariff]) -> Tariff:
+    if account.currency == "EUR":
+        return tariffs[f"demo-nl-{kind}"]
     if kind == "electricity":
         business = account.number.startswith("HC-")
         return tariffs["demo-business-tou" if business else "demo-home-electricity"]
     return tariffs[f"demo-{kind}"]
+
+
+def _valid_days(supply: Supply) -> tuple[dt.date, dt.date | None]:
+    """The local days a supply's tariff must cover: from its first day to the day after its
+    last (a move-out at 14:00 still prices that morning)."""
+    zone = zoneinfo.ZoneInfo(supply.account.time_zone)
+    first = supply.start.astimezone(zone).date()
+    if supply.end is None:
+        return first, None
+    end = supply.end.astimezone(zone)
+    return first, end.date() + dt.timedelta(days=1 if end.time() != dt.time() else 0)
 
 
 def demo_billing_load(
@@ -165,7 +228,8 @@ def demo_billing_load(
     time_zone: str,
 ) -> DemoBilling:
     """Tariffs and assignments for every demo supply, wallets, top-ups and charges for the
-    prepaid accounts over the last CHARGE_DAYS days, then the shortage warnings of today."""
+    prepaid accounts over the last CHARGE_DAYS days, the shortage warnings of today, and the
+    postpaid accounts' bills of the last BILL_MONTHS months."""
     zone = zoneinfo.ZoneInfo(time_zone)
     today = as_of.astimezone(zone).date()
     result = DemoBilling()
@@ -177,43 +241,97 @@ def demo_billing_load(
     if not supplies:
         return result
     first_day = min(s.start for s in supplies).astimezone(zone).date()
-    tariffs = _tariffs(group, first_day.replace(day=1), actor)
+    last_month = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    tariffs = _tariffs(group, first_day.replace(day=1), last_month.replace(day=15), actor)
     result.tariffs = len(tariffs)
     for supply in supplies:
         if TariffAssignment.objects.filter(
             account=supply.account, service_point=supply.service_point
         ).exists():
             continue
+        valid_from, valid_to = _valid_days(supply)
         tariff_assign(
             account=supply.account,
             service_point=supply.service_point,
             tariff=_tariff_for(supply.account, supply.service_point.kind, tariffs),
-            valid_from=first_day,
+            valid_from=valid_from,
+            valid_to=valid_to,
             actor=actor,
         )
     prepaid = [a for a in accounts.values() if a.payment_mode == Account.PaymentMode.PREPAID]
     for account in prepaid:
         if not Wallet.objects.filter(account=account).exists():
-            wallet_create(account=account, actor=actor, emergency_credit=EMERGENCY_CREDIT)
-    # Day by day, so that the ledger reads as it would have happened: top-ups in the morning,
-    # yesterday's charge at 07:00.
+            credit = EMERGENCY_CREDIT if account.currency == "TWD" else EMERGENCY_CREDIT // 30
+            wallet_create(account=account, actor=actor, emergency_credit=credit)
+    for zone_name in sorted({a.time_zone for a in prepaid}):
+        _charge_days(
+            [a for a in prepaid if a.time_zone == zone_name],
+            zone=zoneinfo.ZoneInfo(zone_name),
+            first_day=first_day,
+            as_of=as_of,
+            actor=actor,
+            result=result,
+        )
+    result.warnings = shortage_warnings_run(as_of=as_of, actor=actor).warnings
+    result.bills = _bills(first_day=first_day, today=today, zone=zone, actor=actor)
+    return result
+
+
+def _charge_days(
+    accounts: list[Account],
+    *,
+    zone: zoneinfo.ZoneInfo,
+    first_day: dt.date,
+    as_of: dt.datetime,
+    actor: Actor,
+    result: DemoBilling,
+) -> None:
+    """Day by day, so that the ledger reads as it would have happened: top-ups in the
+    morning, yesterday's charge at 07:00 (local)."""
+    today = as_of.astimezone(zone).date()
     start = max(first_day + dt.timedelta(days=1), today - dt.timedelta(days=CHARGE_DAYS))
     day = start
     while day <= today:
         morning = dt.datetime.combine(day, dt.time(7), zone)
-        for account in prepaid:
+        if morning > as_of:
+            break
+        for account in accounts:
             for days_before, amount in TOPUPS.get(account.number, []):
                 if max(start, today - dt.timedelta(days=days_before)) == day:
                     result.topups += _demo_topup(
                         account, amount * 100, morning, actor, tag=str(days_before)
                     )
         run = prepaid_charge_day(
-            day=day - dt.timedelta(days=1), time_zone=time_zone, actor=actor, now=morning
+            day=day - dt.timedelta(days=1), time_zone=str(zone), actor=actor, now=morning
         )
         result.charges += run.charged
         day += dt.timedelta(days=1)
-    result.warnings = shortage_warnings_run(as_of=as_of, actor=actor).warnings
-    return result
+
+
+def _bills(*, first_day: dt.date, today: dt.date, zone: zoneinfo.ZoneInfo, actor: Actor) -> int:
+    """The last BILL_MONTHS months' bill runs, each issued on the 2nd of the month after: the
+    oldest month's bills paid, the next overdue by now, the latest still open."""
+    made = 0
+    month = today.replace(day=1)
+    months = []
+    for _ in range(BILL_MONTHS):
+        month = (month - dt.timedelta(days=1)).replace(day=1)
+        if month >= first_day.replace(day=1):
+            months.append(month)
+    for period_start in reversed(months):
+        following = (period_start + dt.timedelta(days=32)).replace(day=1)
+        issued = dt.datetime.combine(following + dt.timedelta(days=1), dt.time(9), zone)
+        if BillRun.objects.filter(period_start=period_start).exists():
+            continue
+        run = bill_run_execute(period_start=period_start, actor=actor, now=issued)
+        made += run.bills
+        if period_start == months[-1]:
+            paid_at = issued + dt.timedelta(days=6)
+            for bill in Bill.objects.filter(
+                run=run, status=Bill.Status.ISSUED, credit_note_for__isnull=True
+            ):
+                bill_mark_paid(bill=bill, actor=actor, now=paid_at)
+    return made
 
 
 def _demo_topup(account: Account, amount: int, when: dt.datetime, actor: Actor, *, tag: str) -> int:

@@ -8,15 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
+from billing.costs import account_costs
 from billing.selectors import credit_state, latest_bill
-from billing.usage_costs import usage_costs
-from meters.costs import CostQuery
 from meters.selectors import (
-    Resolution,
     alert_events_for_account,
     meters_of_account,
     month_comparison,
-    service_points_of_account,
 )
 from portal.lib.money import from_minor
 from portal.tenancy.models import Account
@@ -63,25 +60,19 @@ def credit_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -
 
 
 def bill_to_date(account: Account, as_of: dt.datetime) -> tuple[int, str] | None:
-    """This month's charges so far, priced with the account's tariffs (an estimate: the bill
-    rounds per line over the whole month). None when no supply has a tariff."""
+    """This month's charges less its export credit so far, priced day by day as the bill will
+    be (billing.costs). None when no supply has a tariff."""
     zone = zoneinfo.ZoneInfo(account.time_zone)
-    month_start = as_of.astimezone(zone).date().replace(day=1)
-    total, currency = 0, ""
-    for service_point in service_points_of_account(account_id=account.pk):
-        costs = usage_costs(
-            CostQuery(
-                account_id=account.pk,
-                service_point_id=service_point.pk,
-                starts=[month_start],
-                end=as_of,
-                resolution=Resolution.MONTH,
-                time_zone=account.time_zone,
-            )
-        )
-        if costs is not None and currency in ("", costs.currency):
-            total, currency = total + sum(costs.amounts), costs.currency
-    return (total, currency) if currency else None
+    found = account_costs(
+        account_id=account.pk,
+        time_zone=account.time_zone,
+        first=as_of.astimezone(zone).date().replace(day=1),
+        as_of=as_of,
+    )
+    if found is None:
+        return None
+    charge, credit, currency = found
+    return charge - credit, currency
 
 
 def usage_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -> Panel | None:

@@ -26,6 +26,7 @@ def make_tariff(
     tax: str = "0.05",
     kind: str = "electricity",
     currency: str = "TWD",
+    export_rate: str | None = None,
 ) -> Tariff:
     tariff = Tariff.objects.create(
         code=f"t{next(_n)}",
@@ -40,6 +41,7 @@ def make_tariff(
         standing_charge=Decimal(standing),
         tax_rate=Decimal(tax),
         structure=structure or FLAT,
+        export_rate=Decimal(export_rate) if export_rate else None,
     )
     return tariff
 

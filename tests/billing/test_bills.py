@@ -33,7 +33,7 @@ from billing.services.bills import (
     bill_run_execute,
     bill_void,
 )
-from meters.models import RollupDaily, RollupHourly, ServicePoint
+from meters.models import RollupDaily, RollupHourly, ServicePoint, Supply
 from portal.audit.models import AuditLogEntry
 from portal.tenancy.models import Account, Organisation
 from tests.factories import SYSTEM, make_account, make_organisation
@@ -84,6 +84,12 @@ def postpaid(
         service_point=sp,
         tariff=tariff or make_postpaid_tariff(),
         valid_from=dt.date(2026, 1, 1),
+    )
+    # The supply that holds the service point pays its standing charges (billing.costs).
+    Supply.objects.create(
+        account=account,
+        service_point=sp,
+        start=dt.datetime(2026, 1, 1, tzinfo=TAIPEI).astimezone(dt.UTC),
     )
     return account, sp
 

@@ -1,16 +1,16 @@
-"""A bill's total is the sum of its rounded lines; its tax is the rounded tax of those lines."""
+"""A bill is the sum of its days: each local day priced and rounded on its own, its tax once."""
 
 from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.models import BillLine, TariffVersion
-from billing.pricing import HourUsage
+from billing.pricing import HourUsage, Segment, price
 from billing.services.bills import _AccountRow, _price_account, _Window
 
 TAIPEI = zoneinfo.ZoneInfo("Asia/Taipei")
@@ -57,7 +57,7 @@ def versions(draw: st.DrawFn, pk: int) -> TariffVersion:
         max_size=31,
     ),
 )
-def test_bill_total_is_the_sum_of_its_rounded_lines(
+def test_a_bill_is_the_sum_of_its_days_each_rounded_on_its_own(
     data: st.DataObject, change_day: int, days: list[tuple[int, int, int]]
 ) -> None:
     # Two service points; the first changes tariff version (prices, not tax) mid-month.
@@ -84,19 +84,28 @@ def test_bill_total_is_the_sum_of_its_rounded_lines(
     taxes = [line for line in lines if line.kind == BillLine.Kind.TAX]
     assert draft.subtotal + draft.tax == sum(line.amount for line in lines)
     assert all(isinstance(line.amount, int) for line in lines)
-    # One tax line per non-zero rate, each the half-up rounding of rate x its rounded lines.
-    by_rate: dict[Decimal, int] = {}
-    rate_of = {10: v1.tax_rate, 20: v3.tax_rate}
-    for line in lines:
-        if line.kind == BillLine.Kind.TAX:
-            continue
-        assert line.service_point_id is not None
-        rate = rate_of[line.service_point_id]
-        by_rate[rate] = by_rate.get(rate, 0) + line.amount
-    expected = {
-        rate: int((Decimal(base) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-        for rate, base in by_rate.items()
-        if rate
-    }
-    assert {t.unit_price: t.amount for t in taxes} == expected
+    # The bill is its days: each local day priced and rounded on its own (billing.costs),
+    # the day's tax rounded once on its rounded charge lines, the export credit untaxed.
+    versions_of = {10: [(v1, march, change), (v2, change, april)], 20: [(v3, march, april)]}
+    expected_total = 0
+    expected_tax: dict[Decimal, int] = {}
+    for sp, spans in versions_of.items():
+        for window_version, a, b in spans:
+            for offset in range((b - a).days):
+                day = a + dt.timedelta(days=offset)
+                hour = usage[(1, sp)][(day - march).days]
+                month_before = sum(h.quantity for h in usage[(1, sp)][: (day - march).days])
+                priced = price(
+                    [Segment(window_version, 1, [hour])],
+                    currency="TWD",
+                    unit="kWh",
+                    month_to_date=month_before,
+                )
+                expected_total += priced.total
+                for line in priced.lines:
+                    if line.kind == BillLine.Kind.TAX:
+                        rate = line.unit_price
+                        expected_tax[rate] = expected_tax.get(rate, 0) + line.amount
+    assert draft.subtotal + draft.tax == expected_total
+    assert {t.unit_price: t.amount for t in taxes} == expected_tax
     assert sum(t.amount for t in taxes) == draft.tax

@@ -8,7 +8,9 @@ import pytest
 
 from billing.models import DailyCharge, JournalEntry, Posting, TariffAssignment
 from billing.services.charging import ChargeRun, prepaid_charge_day, prepaid_charge_due
+from meters.models import RollupHourly, ServicePoint
 from meters.services import supply_start, supply_update
+from portal.tenancy.models import Account
 from tests.billing.helpers import hours, make_tariff, supplied
 from tests.factories import SYSTEM, make_account
 
@@ -121,3 +123,56 @@ def test_the_due_run_charges_yesterday_only_after_the_charge_hour() -> None:
     later = dt.datetime(2026, 5, 4, 23, 0, tzinfo=dt.UTC)  # 07:00 local
     (run,) = prepaid_charge_due(as_of=later, actor=SYSTEM)
     assert (run.day, run.charged) == (DAY, 1)
+
+
+def test_tiers_count_from_the_first_even_before_the_first_charge() -> None:
+    # A wallet charged from the 4th only: its blocks start where May's use has reached, as the
+    # usage page and a bill count them (billing.costs), not from the first charged day.
+    tiered = {
+        "type": "tiered",
+        "tiers": [{"up_to": "30", "rate": "1"}, {"up_to": None, "rate": "3"}],
+    }
+    account, sp, _ = supplied(tariff=make_tariff(tiered, standing="0", tax="0"))
+    hours(account, sp, MIDNIGHT - dt.timedelta(days=3), [1000] * 72)  # 72 kWh on 1-3 May
+    hours(account, sp, MIDNIGHT, [1000] * 24)
+    _charge()
+    charge = DailyCharge.objects.get(day=DAY)
+    assert charge.total == 24 * 300
+    assert [line["band"] for line in charge.lines] == ["30+"]
+
+
+def _export(account: Account, sp: ServicePoint, start: dt.datetime, wh: list[int]) -> None:
+    RollupHourly.objects.bulk_create(
+        RollupHourly(
+            service_point=sp,
+            direction="export",
+            hour=start + dt.timedelta(hours=i),
+            account=account,
+            consumption=value,
+            reading_count=4,
+        )
+        for i, value in enumerate(wh)
+        if value
+    )
+
+
+def test_export_is_credited_as_an_entry_of_its_own_and_never_netted() -> None:
+    account, sp, wallet = supplied(tariff=make_tariff(export_rate="4"))
+    hours(account, sp, MIDNIGHT, [500] * 24)  # 12 kWh
+    _export(account, sp, MIDNIGHT + dt.timedelta(hours=9), [2500] * 8)  # 20 kWh at noon
+    _charge()
+    charge = DailyCharge.objects.get()
+    # 12 kWh x 2.5 + 10 standing = 40.00, 5 % tax = 2.00; 20 kWh x 4 = 80.00, untaxed.
+    assert (charge.net, charge.tax, charge.total, charge.credit) == (4000, 200, 4200, 8000)
+    assert (charge.consumption, charge.export) == (12_000, 20_000)
+    entries = {e.kind: e for e in JournalEntry.objects.all()}
+    assert set(entries) == {JournalEntry.Kind.CHARGE, JournalEntry.Kind.EXPORT_CREDIT}
+    assert charge.entry == entries[JournalEntry.Kind.CHARGE]
+    assert charge.credit_entry == entries[JournalEntry.Kind.EXPORT_CREDIT]
+    assert entries[JournalEntry.Kind.EXPORT_CREDIT].memo == f"export credit {DAY}"
+    for entry in entries.values():
+        assert sum(entry.postings.values_list("amount", flat=True)) == 0
+    wallet.refresh_from_db()
+    assert wallet.balance == 8000 - 4200  # a net-credit day raises the balance
+    _charge()
+    assert JournalEntry.objects.count() == 2

@@ -174,8 +174,8 @@ def test_the_month_shows_the_estimated_cost_of_each_day_priced_like_a_bill() -> 
     expected = price([Segment(version, 1, day)], currency="TWD", unit="kWh").total
     assert expected == 2861  # (6.9 x 2.5 + 10) x 1.05 = 28.6125 TWD, in cents
     rows = response.context["rows"]
-    assert rows[3]["cost"] == Decimal("28.61")
-    assert response.context["cost_total"] == Decimal(19 * expected) / 100
+    assert rows[3]["charge"] == Decimal("28.61")
+    assert response.context["charge_total"] == Decimal(19 * expected) / 100
     figure = _figure(response.content.decode(), "usage-figure")
     cost_trace = figure["data"][-1]
     assert cost_trace["yaxis"] == "y2"
@@ -190,7 +190,7 @@ def test_the_month_shows_the_estimated_cost_of_each_day_priced_like_a_bill() -> 
             )
         )
     )
-    assert table[0][-1] == "estimated_cost_TWD"
+    assert table[0][-1] == "charge_TWD"
     assert table[4][-1] == "28.61"
 
 
@@ -203,10 +203,10 @@ def test_a_time_of_use_tariff_splits_each_day_by_band() -> None:
     rows = response.context["rows"]
     monday, saturday = rows[3], rows[8]  # 4 and 9 May 2026
     # Monday: 00-09 off-peak (9 x 0.1), 09-21 peak (12 x 0.4), 21-24 off-peak (3 x 0.4).
-    assert monday["bands"] == pytest.approx([0.9 + 1.2, 4.8, 0.0])
-    assert saturday["bands"] == pytest.approx([0.0, 0.0, 6.9])
+    assert monday["bands"] == [Decimal("2.1"), Decimal("4.8"), Decimal(0)]
+    assert saturday["bands"] == [Decimal(0), Decimal(0), Decimal("6.9")]
     for row in rows:
-        assert sum(row["bands"]) == pytest.approx(row["consumption"])
+        assert sum(row["bands"]) == row["consumption"]
     figure = _figure(response.content.decode(), "bands-figure")
     assert [trace["name"] for trace in figure["data"]] == ["off-peak", "peak", "weekend"]
 
@@ -235,21 +235,24 @@ def test_without_a_tariff_the_page_shows_consumption_only() -> None:
     assert response.status_code == 200
     assert response.context["costs"] is None
     assert "cost-total" not in response.content.decode()
+    assert (
+        "charge" not in response.context["rows"][0] or response.context["rows"][0]["charge"] is None
+    )
 
 
 @time_machine.travel(NOW, tick=False)
-def test_a_week_of_hours_costs_what_its_seven_days_cost() -> None:
-    # Hours carry no standing charge of their own: each finished day adds its charge once.
+def test_a_week_of_hours_costs_exactly_what_its_seven_days_cost() -> None:
+    # Each day is priced and rounded once; its hours share it out exactly (billing.costs).
     account, _sp, client = _with_hours()
     week = client.get(f"/a/{account.public_id}/usage/", {"range": "week", "end": "2026-05-17"})
     month = client.get(f"/a/{account.public_id}/usage/", {"range": "month"})
     assert week.status_code == month.status_code == 200
-    week_total = week.context["cost_total"]
     days = month.context["rows"][10:17]  # 11 to 17 May
     assert [row["start"] for row in (days[0], days[-1])] == ["2026-05-11", "2026-05-17"]
-    seven_days = sum(row["cost"] for row in days)
-    # Each of the 168 hours is rounded on its own: at most half a cent each way.
-    assert abs(week_total - seven_days) <= Decimal("0.84")
+    assert week.context["charge_total"] == sum(row["charge"] for row in days)
+    hours = week.context["rows"]
+    for i, day in enumerate(days):
+        assert sum(row["charge"] for row in hours[24 * i : 24 * (i + 1)]) == day["charge"]
 
 
 @time_machine.travel(NOW, tick=False)
@@ -275,8 +278,8 @@ def test_a_month_bucket_that_starts_before_the_range_costs_only_the_ranges_days(
         )
     )
     assert costs is not None
-    # Ten days, not the month's nineteen (about 543): only each day's rounding differs.
-    assert abs(Decimal(costs.amounts[0]) / 100 - custom.context["cost_total"]) < 1
+    # Ten days, not the month's nineteen: exactly the custom range's days.
+    assert Decimal(costs.charges[0]) / 100 == custom.context["charge_total"]
 
 
 def test_the_hour_that_comes_twice_is_labelled_apart() -> None:
