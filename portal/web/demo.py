@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import tempfile
 import time
 import zoneinfo
@@ -43,6 +44,8 @@ from portal.tenancy.services import account_create, membership_create, organisat
 from portal.users.models import User
 from portal.users.services import user_create
 from portal.web.demo_billing import DemoBilling, demo_billing_load
+
+logger = logging.getLogger("portal.web.demo")  # seed_demo prints it as progress
 
 DEMO_PASSWORD = "demo-portal-2026"  # noqa: S105 - printed for the demo; never used elsewhere
 
@@ -178,6 +181,7 @@ def demo_seed(
     With `readings`, every demo account gets meters and `days` days of readings up to `as_of`
     (a year by default), imported through the pipeline outside the accounts' transaction.
     """
+    logger.info("people: the group, its subsidiaries, the households and their logins")
     result = _demo_people(actor=actor)
     if readings:
         as_of = as_of or timezone.now()
@@ -417,6 +421,7 @@ def demo_readings_load(
         first_day = as_of.astimezone(tz).date() - dt.timedelta(days=days)
         start = dt.datetime.combine(first_day, dt.time(), tz).astimezone(dt.UTC)
     installed_at = start - dt.timedelta(days=1)
+    logger.info("meters: %d meters and their supplies", summary.meters)
     fleet.installations = [
         Installation(m.serial, m.service_point, installed_at) for m in fleet.meters()
     ]
@@ -433,9 +438,11 @@ def demo_readings_load(
     summary.start, summary.end = start, as_of
     if last is not None and last >= as_of - dt.timedelta(days=1):
         summary.up_to_date = True
+        logger.info("readings: already up to date")
         return summary
     period = (as_of.astimezone(tz).date() - start.astimezone(tz).date()).days + 1
     began = time.monotonic()
+    logger.info("generating readings: %d days of 15-minute intervals", period)
     with tempfile.TemporaryDirectory(prefix="demo-readings-") as folder:
         out = Path(folder)
         simulated = simulate(
@@ -457,6 +464,7 @@ def demo_readings_load(
         summary.generate_seconds = time.monotonic() - began
         summary.files, summary.rows = simulated.files, simulated.rows
         began = time.monotonic()
+        logger.info("importing readings: %d files through the pipeline", simulated.files)
         imported = files_import(
             out_dir=out,
             entries=json.loads((out / "manifest.json").read_text())["files"],

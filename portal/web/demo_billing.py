@@ -9,6 +9,7 @@ readings allow.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import zoneinfo
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,6 +24,8 @@ from billing.services.warnings import shortage_warnings_run
 from meters.models import Supply
 from portal.audit.actors import Actor
 from portal.tenancy.models import Account, Organisation
+
+logger = logging.getLogger("portal.web.demo")  # seed_demo prints it as progress
 
 CHARGE_DAYS = 60  # days of prepaid charges up to yesterday
 EMERGENCY_CREDIT = 300_00  # minor units of TWD
@@ -177,6 +180,7 @@ def demo_billing_load(
     if not supplies:
         return result
     first_day = min(s.start for s in supplies).astimezone(zone).date()
+    logger.info("tariffs: one for every supply")
     tariffs = _tariffs(group, first_day.replace(day=1), actor)
     result.tariffs = len(tariffs)
     for supply in supplies:
@@ -198,6 +202,7 @@ def demo_billing_load(
     # Day by day, so that the ledger reads as it would have happened: top-ups in the morning,
     # yesterday's charge at 07:00.
     start = max(first_day + dt.timedelta(days=1), today - dt.timedelta(days=CHARGE_DAYS))
+    logger.info("wallets, top-ups and daily charges: %d days", (today - start).days + 1)
     day = start
     while day <= today:
         morning = dt.datetime.combine(day, dt.time(7), zone)
@@ -212,6 +217,7 @@ def demo_billing_load(
         )
         result.charges += run.charged
         day += dt.timedelta(days=1)
+    logger.info("shortage warnings")
     result.warnings = shortage_warnings_run(as_of=as_of, actor=actor).warnings
     return result
 
