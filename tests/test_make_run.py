@@ -139,8 +139,9 @@ def test_the_private_cluster_and_the_worker_are_up(
     text = (state / "launcher.log").read_text()
     assert "started celery worker" in text and "started celery beat" in text
     # seed_demo said what it was doing while it did it, then printed every login.
-    for stage in ("people:", "generating readings:", "importing readings:", "daily charges:"):
-        assert f"] {stage}" in text, stage
+    stages = ["people:", "meters:", "generating readings:", "importing readings:", "tariffs:"]
+    for stage in [*stages, "wallets, top-ups and daily charges:", "shortage warnings"]:
+        assert re.search(rf"\[seed_demo +\d+ s\] {stage}", text), stage
     assert re.search(r"batch 1 of \d+ done", text)
     assert re.search(r"serving on http://127\.0\.0\.1:\d+/ \(ready in \d+ s\)", text)
     for email in [STAFF_ADMIN[0], *(person[0] for person in PEOPLE)]:
