@@ -9,12 +9,12 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # A progress line, prefixed like the launcher's own: "[make run] installing ...".
 STEP = @printf '[make %s] %s\n' '$(or $(firstword $(MAKECMDGOALS)),help)'
-# Measured: `time make run` from a fresh clone on the 2-core development machine, until the
-# login page answers (see README, "The two commands").
-FIRST_RUN_NOTE := the first run takes about a minute (measured: 57 s from a fresh clone on a \
-  2-core machine; longer when pip has to download): it creates .venv/, installs the Python \
-  and Debian packages, creates a private PostgreSQL cluster and seeds a year of demo readings. \
-  Later runs are ready in about 15 s.
+# Measured: `time make run` from a fresh clone on the 2-core development machine until the
+# login page answers, idle (load 1.5) and busy (load 9); see README, "The two commands".
+FIRST_RUN_NOTE := the first run takes 1 to 4 minutes (measured from a fresh clone on a 2-core \
+  machine: 57 s idle, 233 s busy; more if pip has to download): it checks the Debian packages, \
+  creates .venv/ with the Python packages, creates a private PostgreSQL cluster and seeds a \
+  year of demo readings, saying what it does as it goes. Later runs are ready in 10 to 30 s.
 
 .DEFAULT_GOAL := help
 .PHONY: help run run-notice run-system-deps test bench lint check-migrations messages makemessages system-deps services clean-state

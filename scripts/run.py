@@ -45,9 +45,10 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 STOP_GRACE = 10.0  # default seconds a child gets after SIGTERM before its group is SIGKILLed
 POLL = 0.2  # seconds between two looks at the children and at a pending stop request
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-# What a new private cluster costs before the portal answers, measured on the 2-core
-# development machine (a year of readings is most of it); printed so nobody takes it for a hang.
-FIRST_SETUP_SECONDS = {"migrate": 10, "seed a year": 35}
+# What a new private cluster costs before the portal answers, on the idle 2-core development
+# machine (2026-12: migrate about 10 s, a year of readings about 30 s); a busy machine took
+# 3 times as long. Printed up front, so that nobody takes the wait for a hang.
+FIRST_SETUP_SECONDS = {"migrate": 10, "seed a year": 30}
 
 
 def log(message: str) -> None:
@@ -428,7 +429,10 @@ class Launcher:
             # Seeding time grows with the days of readings; a year is the default.
             seconds += round(FIRST_SETUP_SECONDS["seed a year"] * self.args.demo_days / 365)
             work = f"creating it, migrating and seeding {self.args.demo_days} days of demo readings"
-        log(f"a new private cluster: {work} takes about {seconds} s; later runs start sooner")
+        log(
+            f"a new private cluster: {work} takes about {seconds} s on an idle 2-core machine, "
+            f"up to {3 * seconds} s on a busy one; later runs start in seconds"
+        )
 
     def start(self) -> None:
         self.reap_leftovers()
