@@ -409,6 +409,7 @@ class Launcher:
                 self._first_setup_note()
             self.cluster.start()
             self.env["DATABASE_URL"] = self.cluster.url
+            self._check()  # a signal during the cluster's start waited for it to finish
         redis_url = self.env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
         if redis_reachable(redis_url):
             self.env["REDIS_URL"] = redis_url
@@ -436,6 +437,7 @@ class Launcher:
 
     def start(self) -> None:
         self.reap_leftovers()
+        self._check()
         if not port_free(self.args.port):
             raise SetupError(
                 f"port {self.args.port} is taken by another program: stop it, or choose "
