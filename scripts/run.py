@@ -5,10 +5,17 @@
    port 5432.
 2. Redis: REDIS_URL (default redis://127.0.0.1:6379/0) if it answers; then a Celery worker and
    beat run too. Otherwise tasks run inline (CELERY_TASK_ALWAYS_EAGER) and the cache is local.
-3. migrate, seed_demo (prints the logins), then the web server on http://127.0.0.1:8000.
+3. migrate, seed_demo (prints its progress, then the logins), then the web server on
+   http://127.0.0.1:8000.
 
-Children run in their own sessions so that Ctrl-C reaches only this launcher, which then stops
-the server, the worker, beat and the private cluster in that order.
+Stopping. Every child, setup steps included, runs in its own session, so that a Ctrl-C in the
+terminal reaches only this launcher (and make), and its process group is recorded in
+.local/run.pids. The first SIGINT, SIGTERM or SIGHUP asks for a stop. The signal handler only
+records it and never raises (a KeyboardInterrupt can land anywhere, even inside the shutdown's
+own cleanup); the launcher notices the request at its next check, between steps. Stopping sends
+SIGTERM to every child's process group, gives each child --stop-grace seconds, then SIGKILLs
+whatever is left of its group, and stops the private cluster. Further signals during the stop
+are noted and change nothing, so pressing Ctrl-C again is safe.
 """
 
 from __future__ import annotations
@@ -22,8 +29,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 from urllib.parse import urlparse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -32,10 +42,24 @@ sys.path.insert(0, str(BASE_DIR))
 from portal.lib.devcluster import DATABASE_NAME, cluster_database_url, cluster_paths  # noqa: E402
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+STOP_GRACE = 10.0  # default seconds a child gets after SIGTERM before its group is SIGKILLed
+POLL = 0.2  # seconds between two looks at the children and at a pending stop request
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# What a new private cluster costs before the portal answers, on the idle 2-core development
+# machine (2026-12: migrate about 10 s, a year of readings about 30 s); a busy machine took
+# 3 times as long. Printed up front, so that nobody takes the wait for a hang.
+FIRST_SETUP_SECONDS = {"migrate": 10, "seed a year": 30}
 
 
 def log(message: str) -> None:
-    print(f"[make run] {message}", flush=True)
+    # A closed terminal (SIGHUP) makes every write fail; the shutdown must go on regardless.
+    with contextlib.suppress(OSError, ValueError):
+        print(f"[make run] {message}", flush=True)
+
+
+def _run(command: list[str], *, check: bool, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+    # A session of its own: a Ctrl-C in the terminal must not kill initdb or pg_ctl halfway.
+    return subprocess.run(command, check=check, start_new_session=True, **kwargs)
 
 
 def _as_postgres(command: list[str]) -> list[str]:
@@ -43,6 +67,28 @@ def _as_postgres(command: list[str]) -> list[str]:
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--", *command]
     return command
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of a process group (zombies, already dead, do not count)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it ended while we looked
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state not in {"Z", "X"}:
+            members.append(int(entry.name))
+    return members
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
 
 
 class PrivateCluster:
@@ -58,6 +104,10 @@ class PrivateCluster:
     @property
     def url(self) -> str:
         return cluster_database_url(self.base)
+
+    @property
+    def exists(self) -> bool:
+        return (self.data / "PG_VERSION").exists()
 
     def _prepare_dirs(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -75,13 +125,38 @@ class PrivateCluster:
                     log(f"allowed the postgres user to traverse {path} (chmod o+x)")
                 path = path.parent
 
-    def _running(self) -> bool:
-        result = subprocess.run(
+    def running(self) -> bool:
+        result = _run(
             _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "status"]),
             capture_output=True,
             check=False,
         )
         return result.returncode == 0
+
+    def _initdb(self) -> None:
+        log(f"creating a private PostgreSQL cluster in {self.data}")
+        # Made aside and renamed into place, so that an interrupted initdb never leaves a
+        # half-made cluster that the next run would take for a real one.
+        fresh = self.root / "data.initdb"
+        if fresh.exists():
+            shutil.rmtree(fresh)
+        _run(
+            _as_postgres(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(fresh),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        fresh.rename(self.data)
 
     def start(self) -> None:
         if not (PG_BIN / "initdb").exists():
@@ -90,25 +165,9 @@ class PrivateCluster:
                 "set PG_BIN, or set DATABASE_URL to use an existing server"
             )
         self._prepare_dirs()
-        if not (self.data / "PG_VERSION").exists():
-            log(f"creating a private PostgreSQL cluster in {self.data}")
-            subprocess.run(
-                _as_postgres(
-                    [
-                        str(PG_BIN / "initdb"),
-                        "-D",
-                        str(self.data),
-                        "-U",
-                        "postgres",
-                        "--auth=trust",
-                        "--encoding=UTF8",
-                        "--no-locale",
-                    ]
-                ),
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
-        if self._running():
+        if not self.exists:
+            self._initdb()
+        if self.running():
             # Left over from a launcher that was killed; it is ours, so stop it at the end too.
             log("private PostgreSQL cluster already running; using it")
             self.started_here = True
@@ -117,7 +176,9 @@ class PrivateCluster:
                 f"-k {self.socket_dir} -c listen_addresses='' -c max_connections=50 "
                 "-c fsync=off -c synchronous_commit=off"
             )
-            subprocess.run(
+            # Before the start, not after: a start that fails halfway may still leave a server.
+            self.started_here = True
+            _run(
                 _as_postgres(
                     [
                         str(PG_BIN / "pg_ctl"),
@@ -134,9 +195,8 @@ class PrivateCluster:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-            self.started_here = True
             log(f"private PostgreSQL started (socket in {self.socket_dir})")
-        exists = subprocess.run(
+        exists = _run(
             [
                 "psql",
                 "-h",
@@ -152,26 +212,29 @@ class PrivateCluster:
             check=True,
         )
         if DATABASE_NAME not in exists.stdout.split():
-            subprocess.run(
+            _run(
                 ["createdb", "-h", str(self.socket_dir), "-U", "postgres", DATABASE_NAME],
                 check=True,
             )
 
     def stop(self) -> None:
-        if not self.started_here:
+        if not self.started_here or not self.running():
             return
-        subprocess.run(
-            _as_postgres(
-                [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]
-            ),
-            check=False,
-            stdout=subprocess.DEVNULL,
-        )
+        pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30", "stop"]
+        fast = _run(_as_postgres([*pg_ctl, "-m", "fast"]), check=False, stdout=subprocess.DEVNULL)
+        if fast.returncode != 0 and self.running():
+            # A fast stop waits for nothing but may still time out (a backend stuck in I/O).
+            log("private PostgreSQL did not stop in 30 s; stopping it at once (-m immediate)")
+            _run(_as_postgres([*pg_ctl, "-m", "immediate"]), check=False, stdout=subprocess.DEVNULL)
         log("private PostgreSQL stopped")
 
 
 class SetupError(Exception):
     """A precondition of `make run` is missing; the message says what to do."""
+
+
+class StopRequested(Exception):
+    """A stop signal arrived: leave the setup at the next step and stop everything."""
 
 
 def redis_reachable(url: str) -> bool:
@@ -187,62 +250,166 @@ def redis_reachable(url: str) -> bool:
         return False
 
 
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
+def port_free(port: int) -> bool:
+    """True if nothing listens on 127.0.0.1:`port` (connections in TIME_WAIT do not count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Child:
+    """A process the launcher started, leader of its own session and process group."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pgid(self) -> int:
+        return self.process.pid
 
 
 class Launcher:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.grace: float = args.stop_grace
+        self.children: list[Child] = []
         self.cluster: PrivateCluster | None = None
-        self.stopping = False
+        self.with_worker = False
         self.env = dict(os.environ)
         self.env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.local")
+        # Children's lines appear as they are written, in order, even into a pipe or a file.
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.python = sys.executable
+        self.began = time.monotonic()
+        # Written by the signal handler, read by the main loop.
+        self.stop_requested = False
+        self.signal_count = 0
+        self.signal_name = ""
+        self.signals_noted = 0
+        self.stopped = False
 
-    def manage(self, *arguments: str) -> None:
-        subprocess.run(
-            [self.python, str(BASE_DIR / "manage.py"), *arguments],
-            env=self.env,
-            check=True,
-            cwd=BASE_DIR,
-        )
+    # --- Signals --------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        # SIGINT too: Python's default raises KeyboardInterrupt, and a launcher started in the
+        # background would even inherit SIGINT ignored.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Record only: never raise, never print (print is not reentrant).
+        self.signal_count += 1
+        self.signal_name = signal.Signals(signum).name
+        self.stop_requested = True
+
+    def _check(self) -> None:
+        if self.stop_requested:
+            raise StopRequested
+
+    def _note_signals(self) -> None:
+        """Say what signals arrived since the last look (one line, however many)."""
+        count = self.signal_count
+        if count == self.signals_noted:
+            return
+        if self.signals_noted == 0:
+            log(f"{self.signal_name} received: stopping everything")
+        else:
+            log(f"{self.signal_name} again: already stopping (at most {self.grace:.0f} s a child)")
+        self.signals_noted = count
+
+    # --- Children -------------------------------------------------------------------------
 
     @property
     def pidfile(self) -> Path:
         return Path(self.args.state_dir) / ".local" / "run.pids"
 
+    def _write_pidfile(self) -> None:
+        if self.children:
+            self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+            self.pidfile.write_text("".join(f"{child.pgid}\n" for child in self.children))
+        else:
+            self.pidfile.unlink(missing_ok=True)
+
+    def spawn(self, name: str, command: list[str]) -> Child:
+        # Each child leads its own process group, so that stopping it also stops whatever it
+        # started (runserver's reloader, the worker's pool).
+        process = subprocess.Popen(command, env=self.env, cwd=BASE_DIR, start_new_session=True)
+        child = Child(name, process)
+        self.children.append(child)
+        self._write_pidfile()
+        return child
+
+    def step(self, what: str, *arguments: str) -> None:
+        """Run a manage.py command to its end, as a child that a stop signal stops too."""
+        self._check()
+        log(what)
+        began = time.monotonic()
+        child = self.spawn(arguments[0], [self.python, str(BASE_DIR / "manage.py"), *arguments])
+        while (code := child.process.poll()) is None:
+            self._check()  # the child stays in self.children: stop() ends it with the rest
+            time.sleep(POLL)
+        self.children.remove(child)
+        self._write_pidfile()
+        if code != 0:
+            raise subprocess.CalledProcessError(code, child.process.args)
+        log(f"{arguments[0]} done in {time.monotonic() - began:.0f} s")
+
+    def _stop_groups(
+        self, groups: Sequence[tuple[str, int, subprocess.Popen[bytes] | None]]
+    ) -> None:
+        """SIGTERM each group, give it --stop-grace seconds, then SIGKILL what is left of it.
+
+        A child leader is reaped only at the end: until then its pid, and so its group id,
+        cannot be given to another process, and signalling the group is safe.
+        """
+        for name, pgid, _ in groups:
+            if group_members(pgid):
+                log(f"stopping {name}")
+                signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        for name, pgid, process in groups:
+            while group_members(pgid) and time.monotonic() < deadline:
+                self._note_signals()
+                time.sleep(POLL)
+            if group_members(pgid):
+                log(f"{name} did not stop within {self.grace:.0f} s: killing its process group")
+                signal_group(pgid, signal.SIGKILL)
+                killed = time.monotonic() + self.grace
+                while group_members(pgid) and time.monotonic() < killed:
+                    time.sleep(POLL)
+            if process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=self.grace)
+            self._note_signals()
+
     def reap_leftovers(self) -> None:
         """Stop the process groups a killed launcher left running (recorded in run.pids)."""
         if not self.pidfile.exists():
             return
+        groups = []
         for line in self.pidfile.read_text().split():
-            try:
-                os.killpg(int(line), signal.SIGTERM)
-                log(f"stopped process group {line} left by an earlier run")
-            except (ValueError, ProcessLookupError, PermissionError):
-                continue
+            if line.isdigit() and group_members(int(line)):
+                groups.append((f"process group {line} left by an earlier run", int(line), None))
+        self._stop_groups(groups)
         self.pidfile.unlink()
 
-    def spawn(self, name: str, command: list[str]) -> None:
-        # Each child leads its own process group, so that stopping it also stops whatever it
-        # started (runserver's reloader, the worker's pool).
-        process = subprocess.Popen(command, env=self.env, cwd=BASE_DIR, start_new_session=True)
-        self.children.append((name, process))
-        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
-        with self.pidfile.open("a") as pids:
-            pids.write(f"{process.pid}\n")
-        log(f"started {name} (pid {process.pid})")
+    # --- Start ----------------------------------------------------------------------------
 
     def configure(self) -> None:
         if self.env.get("DATABASE_URL"):
             log("using DATABASE_URL from the environment")
         else:
             self.cluster = PrivateCluster(Path(self.args.state_dir))
+            if not self.cluster.exists:
+                self._first_setup_note()
             self.cluster.start()
             self.env["DATABASE_URL"] = self.cluster.url
+            self._check()  # a signal during the cluster's start waited for it to finish
         redis_url = self.env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
         if redis_reachable(redis_url):
             self.env["REDIS_URL"] = redis_url
@@ -256,17 +423,41 @@ class Launcher:
             log("no Redis reachable: tasks run inline and the cache is in-process")
         self.env["PORTAL_BASE_URL"] = f"http://127.0.0.1:{self.args.port}"
 
+    def _first_setup_note(self) -> None:
+        seconds = FIRST_SETUP_SECONDS["migrate"]
+        work = "creating and migrating it"
+        if not self.args.no_seed:
+            # Seeding time grows with the days of readings; a year is the default.
+            seconds += round(FIRST_SETUP_SECONDS["seed a year"] * self.args.demo_days / 365)
+            work = f"creating it, migrating and seeding {self.args.demo_days} days of demo readings"
+        log(
+            f"a new private cluster: {work} takes about {seconds} s on an idle 2-core machine, "
+            f"up to {3 * seconds} s on a busy one; later runs start in seconds"
+        )
+
     def start(self) -> None:
         self.reap_leftovers()
+        self._check()
+        if not port_free(self.args.port):
+            raise SetupError(
+                f"port {self.args.port} is taken by another program: stop it, or choose "
+                "another port (PORT=8001 make run)"
+            )
         self.configure()
-        self.manage("migrate", "--no-input", "-v", "0")
+        self.step("migrating the database", "migrate", "--no-input", "-v", "0")
         if not self.args.no_seed:
-            self.manage("seed_demo", "--days", str(self.args.demo_days))
+            self.step(
+                f"seeding the demo ({self.args.demo_days} days of readings; progress below)",
+                "seed_demo",
+                "--days",
+                str(self.args.demo_days),
+            )
+        self._check()
         state = Path(self.args.state_dir) / ".local"
         state.mkdir(exist_ok=True)
         if self.with_worker:
             celery = [self.python, "-m", "celery", "-A", "portal"]
-            self.spawn(
+            worker = self.spawn(
                 "celery worker",
                 [
                     *celery,
@@ -279,7 +470,8 @@ class Launcher:
                     "INFO",
                 ],
             )
-            self.spawn(
+            log(f"started celery worker (pid {worker.pgid})")
+            beat = self.spawn(
                 "celery beat",
                 [
                     *celery,
@@ -290,6 +482,7 @@ class Launcher:
                     str(state / "celerybeat-schedule"),
                 ],
             )
+            log(f"started celery beat (pid {beat.pgid})")
         runserver = [
             self.python,
             str(BASE_DIR / "manage.py"),
@@ -298,42 +491,47 @@ class Launcher:
         ]
         if not self.args.reload:
             runserver.append("--noreload")
-        self.spawn("web server", runserver)
-        log(f"serving on http://127.0.0.1:{self.args.port}/ - press Ctrl-C once to stop everything")
-
-    def stop(self) -> None:
-        if self.stopping:
-            return
-        self.stopping = True
-        for name, process in reversed(self.children):
-            log(f"stopping {name}")
-            _signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for _name, process in self.children:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
-            # Children of the group (a reloader's server) may outlive its leader briefly.
-            _signal_group(process, signal.SIGKILL)
-        if self.pidfile.exists():
-            self.pidfile.unlink()
-        if self.cluster is not None:
-            self.cluster.stop()
+        server = self.spawn("web server", runserver)
+        log(f"started web server (pid {server.pgid})")
+        log(
+            f"serving on http://127.0.0.1:{self.args.port}/ (ready in "
+            f"{time.monotonic() - self.began:.0f} s) - press Ctrl-C once to stop everything"
+        )
 
     def wait(self) -> int:
-        while True:
-            for name, process in self.children:
-                code = process.poll()
+        while not self.stop_requested:
+            for child in self.children:
+                code = child.process.poll()
                 if code is not None:
-                    log(f"{name} exited with status {code}; stopping the rest")
+                    log(f"{child.name} exited with status {code}; stopping the rest")
                     return 1
-            time.sleep(0.5)
+            time.sleep(POLL)
+        return 0
+
+    # --- Stop -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop every child and the private cluster; safe to call again, and uninterruptible."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.stop_requested = True
+        if self.signal_count:
+            self._note_signals()
+        else:
+            log("stopping everything")
+        self._stop_groups(
+            [(child.name, child.pgid, child.process) for child in reversed(self.children)]
+        )
+        self.children.clear()
+        self._write_pidfile()
+        if self.cluster is not None:
+            self.cluster.stop()
+        self._note_signals()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument(
         "--state-dir",
@@ -348,22 +546,24 @@ def main() -> int:
         help="days of readings seed_demo loads for the demo accounts (default: a year)",
     )
     parser.add_argument("--reload", action="store_true", help="restart the server on code changes")
+    parser.add_argument(
+        "--stop-grace",
+        type=float,
+        default=STOP_GRACE,
+        help=f"seconds each child gets to stop before it is killed (default {STOP_GRACE:.0f})",
+    )
     args = parser.parse_args()
 
     launcher = Launcher(args)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    # Ctrl-C, kill and a closed terminal all mean: stop everything, in order.
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    # Before anything starts: from here on, Ctrl-C, kill and a closed terminal all mean
+    # "stop everything, in order", and no signal interrupts the launcher's own code.
+    launcher.install_signal_handlers()
     code = 0
     try:
         launcher.start()
         code = launcher.wait()
-    except KeyboardInterrupt:
-        log("shutting down")
+    except StopRequested:
+        pass
     except SetupError as error:
         log(f"cannot start: {error}")
         code = 1
@@ -371,9 +571,6 @@ def main() -> int:
         log(f"a setup step failed: {' '.join(map(str, error.cmd))} (status {error.returncode})")
         code = 1
     finally:
-        # A second signal must not cut the shutdown short.
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)
         launcher.stop()
     return code
 

@@ -8,7 +8,9 @@ duplicate batch that imports nothing.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,8 @@ from meters import services
 from meters.models import ImportBatch, Meter, MeterInstallation, Register, ServicePoint
 from meters.selectors import batch_get_by_id, meter_get_by_serial, register_for_meter
 from portal.audit.actors import Actor
+
+logger = logging.getLogger(__name__)  # seed_demo prints it as progress
 
 
 @dataclass
@@ -170,31 +174,40 @@ def files_import(
     batch is still the pipeline's own, with its own transactions.
     """
     summary = ImportSummary()
+    done = itertools.count(1)  # shared by the lanes: next() on it is atomic
+
+    def one(entry: dict[str, Any]) -> ImportBatch:
+        batch = file_import(
+            path=out_dir / entry["name"],
+            fmt=entry["format"],
+            actor=actor,
+            as_of=as_of,
+            register_meters=register_meters,
+        )
+        logger.info(
+            "batch %d of %d %s: %s (%s readings stored)",
+            next(done),
+            len(entries),
+            batch.status,
+            entry["name"],
+            f"{batch.inserted:,}",
+        )
+        return batch
+
     if workers <= 1 or connection.in_atomic_block:
         for entry in entries:
-            summary.add(
-                file_import(
-                    path=out_dir / entry["name"],
-                    fmt=entry["format"],
-                    actor=actor,
-                    as_of=as_of,
-                    register_meters=register_meters,
-                )
-            )
+            summary.add(one(entry))
         return summary
     lanes: dict[int, list[dict[str, Any]]] = {}
     for entry in entries:
         lanes.setdefault(entry.get("group", 1) % workers, []).append(entry)
 
     def lane(lane_entries: list[dict[str, Any]]) -> ImportSummary:
+        part = ImportSummary()
         try:
-            return files_import(
-                out_dir=out_dir,
-                entries=lane_entries,
-                actor=actor,
-                as_of=as_of,
-                register_meters=register_meters,
-            )
+            for entry in lane_entries:
+                part.add(one(entry))
+            return part
         finally:
             connection.close()  # this thread's own connection
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import tempfile
 import time
 import zoneinfo
@@ -43,6 +44,8 @@ from portal.tenancy.services import account_create, membership_create, organisat
 from portal.users.models import User
 from portal.users.services import user_create
 from portal.web.demo_billing import DemoBilling, demo_billing_load
+
+logger = logging.getLogger("portal.web.demo")  # seed_demo prints it as progress
 
 DEMO_PASSWORD = "demo-portal-2026"  # noqa: S105 - printed for the demo; never used elsewhere
 
@@ -193,6 +196,7 @@ def demo_seed(
     With `readings`, every demo account gets meters and `days` days of readings up to `as_of`
     (a year by default), imported through the pipeline outside the accounts' transaction.
     """
+    logger.info("people: the group, its subsidiaries, the households and their logins")
     result = _demo_people(actor=actor)
     if readings:
         as_of = as_of or timezone.now()
@@ -469,6 +473,7 @@ def demo_readings_load(
         first_day = as_of.astimezone(tz).date() - dt.timedelta(days=days)
         start = dt.datetime.combine(first_day, dt.time(), tz).astimezone(dt.UTC)
     installed_at = start - dt.timedelta(days=1)
+    logger.info("meters: %d meters and their supplies", summary.meters)
     for fleet in fleets:
         fleet.installations = [
             Installation(m.serial, m.service_point, installed_at) for m in fleet.meters()
@@ -495,6 +500,7 @@ def _fleet_readings(
     """Simulate and import one fleet's readings from `start` (or its last reading) to `as_of`."""
     last = _last_reading(fleet)
     if last is not None and last >= as_of - dt.timedelta(days=1):
+        logger.info("readings of %s: already up to date", fleet.time_zone)
         return
     summary.up_to_date = False
     zone = zoneinfo.ZoneInfo(fleet.time_zone)
@@ -503,6 +509,7 @@ def _fleet_readings(
     period = (as_of.astimezone(zone).date() - first_day).days + 1
     installed_at = start - dt.timedelta(days=1)
     began = time.monotonic()
+    logger.info("generating readings: %d days of 15-minute intervals", period)
     with tempfile.TemporaryDirectory(prefix="demo-readings-") as folder:
         out = Path(folder)
         simulated = simulate(
@@ -527,6 +534,7 @@ def _fleet_readings(
         summary.files += simulated.files
         summary.rows += simulated.rows
         began = time.monotonic()
+        logger.info("importing readings: %d files through the pipeline", simulated.files)
         imported = files_import(
             out_dir=out,
             entries=json.loads((out / "manifest.json").read_text())["files"],

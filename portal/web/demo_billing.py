@@ -9,6 +9,7 @@ readings allow.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import zoneinfo
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,6 +25,8 @@ from billing.services.warnings import shortage_warnings_run
 from meters.models import Supply
 from portal.audit.actors import Actor
 from portal.tenancy.models import Account, Organisation
+
+logger = logging.getLogger("portal.web.demo")  # seed_demo prints it as progress
 
 CHARGE_DAYS = 60  # days of prepaid charges up to yesterday
 EMERGENCY_CREDIT = 300_00  # minor units of TWD
@@ -241,6 +244,7 @@ def demo_billing_load(
     if not supplies:
         return result
     first_day = min(s.start for s in supplies).astimezone(zone).date()
+    logger.info("tariffs: one for every supply")
     last_month = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
     tariffs = _tariffs(group, first_day.replace(day=1), last_month.replace(day=15), actor)
     result.tariffs = len(tariffs)
@@ -272,7 +276,9 @@ def demo_billing_load(
             actor=actor,
             result=result,
         )
+    logger.info("shortage warnings")
     result.warnings = shortage_warnings_run(as_of=as_of, actor=actor).warnings
+    logger.info("bills: the last %d months of every postpaid account", BILL_MONTHS)
     result.bills = _bills(first_day=first_day, today=today, zone=zone, actor=actor)
     return result
 
@@ -290,6 +296,7 @@ def _charge_days(
     morning, yesterday's charge at 07:00 (local)."""
     today = as_of.astimezone(zone).date()
     start = max(first_day + dt.timedelta(days=1), today - dt.timedelta(days=CHARGE_DAYS))
+    logger.info("wallets, top-ups and daily charges: %d days", (today - start).days + 1)
     day = start
     while day <= today:
         morning = dt.datetime.combine(day, dt.time(7), zone)

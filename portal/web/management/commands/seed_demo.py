@@ -3,12 +3,58 @@ readings (idempotent: a second run finds everything in place and changes nothing
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from portal.audit.actors import SystemActor
 from portal.web.demo import DEMO_DAYS, demo_seed
+
+# The stages of the seeding (portal.web.demo) and each import batch (the simulator's loader).
+PROGRESS_LOGGERS = ("portal.web.demo", "meters.simulator.load")
+
+
+class _Progress(logging.Handler):
+    """Write each progress line to the command's output at once, with the seconds so far."""
+
+    def __init__(self, out: OutputWrapper) -> None:
+        super().__init__(logging.INFO)
+        self.out = out
+        self.began = time.monotonic()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.out.write(
+                f"[seed_demo {time.monotonic() - self.began:3.0f} s] {record.getMessage()}"
+            )
+            # Flushed line by line: under `make run` the output is often a pipe or a file.
+            self.out.flush()
+        except Exception:  # noqa: BLE001 - logging's own rule: report, never raise
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _progress_to(out: OutputWrapper) -> Iterator[None]:
+    """Route the demo's progress loggers to `out` alone (not to the console log) meanwhile."""
+    handler = _Progress(out)
+    saved = []
+    for name in PROGRESS_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.level, logger.propagate))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, level, propagate in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
 
 
 class Command(BaseCommand):
@@ -30,11 +76,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["days"] < 1:
             raise CommandError("--days must be at least 1")
-        result = demo_seed(
-            actor=SystemActor("command:seed_demo"),
-            days=options["days"],
-            readings=not options["no_readings"],
-        )
+        with _progress_to(self.stdout):
+            result = demo_seed(
+                actor=SystemActor("command:seed_demo"),
+                days=options["days"],
+                readings=not options["no_readings"],
+            )
         self.stdout.write(f"Demo data: {result.created} objects created.")
         readings = result.readings
         if readings is not None and readings.up_to_date:
