@@ -2,7 +2,8 @@
 
 The accounts table of an organisation covers its whole subtree: thousands of accounts for a
 large group. Its columns come from each app's set-based SQL fragments (billing.selectors
-credit_cte; meters.selectors month_consumption_cte, last_contact_cte, open_alerts_cte),
+credit_cte, open_shortage_warnings_cte; meters.selectors month_consumption_cte,
+last_contact_cte, open_alerts_cte),
 joined here into one statement over the subtree, so that filtering and sorting by any column
 happen in PostgreSQL before a page is cut: a page costs one query and its count one more,
 whatever the page size or the subtree's size.

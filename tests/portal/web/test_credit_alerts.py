@@ -129,7 +129,8 @@ def harbour(world: World) -> Harbour:
 
 
 def _panel(response: Any, name: str) -> Panel:
-    return next(p for p in response.context["panels"] if p.template.endswith(name))
+    panel: Panel = next(p for p in response.context["panels"] if p.template.endswith(name))
+    return panel
 
 
 def _table_counts(harbour: Harbour, *, credit_alerts: bool) -> dict[str, int]:
@@ -137,6 +138,11 @@ def _table_counts(harbour: Harbour, *, credit_alerts: bool) -> dict[str, int]:
         organisation=harbour.world.group, as_of=NOW, credit_alerts=credit_alerts
     )
     return {row.number: row.open_alerts for row in rows}
+
+
+def _body(response: object) -> str:
+    assert isinstance(response, StreamingHttpResponse)
+    return b"".join(response.streaming_content).decode()  # type: ignore[arg-type]
 
 
 def test_every_open_credit_warning_is_an_alert_on_the_home_and_in_the_table(
@@ -180,8 +186,7 @@ def test_the_alerts_filter_sort_and_csv_count_credit_warnings(
     response = client.get(
         reverse("web:organisation_accounts_csv", args=[harbour.world.group.public_id])
     )
-    assert isinstance(response, StreamingHttpResponse)
-    body = b"".join(response.streaming_content).decode()  # type: ignore[arg-type]
+    body = _body(response)
     rows = {row["account_number"]: row for row in csv.DictReader(io.StringIO(body))}
     assert rows[harbour.short.number]["open_alerts"] == "4"
     assert rows[harbour.fine.number]["open_alerts"] == "0"

@@ -59,6 +59,11 @@ def solar(world: World) -> World:
     return world
 
 
+def _body(response: object) -> str:
+    assert isinstance(response, StreamingHttpResponse)
+    return b"".join(response.streaming_content).decode()  # type: ignore[arg-type]
+
+
 def test_the_table_has_exports_in_columns_of_their_own(solar: World) -> None:
     rows = {
         row.number: row
@@ -100,8 +105,7 @@ def test_the_csv_has_imported_and_exported_energy_apart(
 ) -> None:
     client = client_for(solar.group_manager)
     response = client.get(reverse("web:organisation_accounts_csv", args=[solar.group.public_id]))
-    assert isinstance(response, StreamingHttpResponse)
-    body = b"".join(response.streaming_content).decode()  # type: ignore[arg-type]
+    body = _body(response)
     rows = {row["account_number"]: row for row in csv.DictReader(io.StringIO(body))}
     one = rows[solar.acc1.number]
     assert one["electricity_kwh"] == "9" and one["electricity_export_kwh"] == "5"

@@ -29,8 +29,10 @@ NOW = dt.datetime(2026, 12, 4, 15, 15, tzinfo=TAIPEI)
 DASH = "\u2013"  # an en dash between the first and last day
 
 
-def _local(*args: int, zone: zoneinfo.ZoneInfo = TAIPEI) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=zone)  # type: ignore[misc]
+def _local(
+    year: int, month: int, day: int, hour: int, minute: int, *, zone: zoneinfo.ZoneInfo = TAIPEI
+) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=zone)
 
 
 @pytest.mark.parametrize(
