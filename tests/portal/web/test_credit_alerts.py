@@ -21,6 +21,7 @@ import time_machine
 from django.http import StreamingHttpResponse
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
 from billing.models import DailyCharge, ShortageWarning, TariffVersion
 from billing.selectors import shortage_alerts_for_account
@@ -323,7 +324,9 @@ def test_a_used_up_balance_says_so_with_the_emergency_credit_left_and_what_happe
 
     chinese = client_for(harbour.world.group_manager)
     chinese.cookies["django_language"] = "zh-hant"
-    text = _credit_text(chinese, harbour.short)
+    # The request activates Chinese in this thread: give the next tests back what they had.
+    with translation.override(translation.get_language()):
+        text = _credit_text(chinese, harbour.short)
     assert "您的儲值餘額已用完。" in text
     assert "您正在使用緊急額度：300.00 TWD 中尚餘 38.11 TWD。" in text  # noqa: RUF001
     assert "平日 09:00 至 16:00（Asia/Taipei 時間）" in text  # noqa: RUF001

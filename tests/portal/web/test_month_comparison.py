@@ -175,7 +175,8 @@ def test_exported_energy_is_a_row_of_its_own_and_never_netted() -> None:
         ("import", 27000, 0),
         ("export", 15000, 12000),
     ]
-    panel = usage_panel(account, scopes_for(Role.VIEWER), NOW)
+    with translation.override("en"):
+        panel = usage_panel(account, scopes_for(Role.VIEWER), NOW)
     assert panel is not None
     rows = panel.context["rows"]
     assert [(r["label"], r["this_month"], r["exported"]) for r in rows] == [
@@ -192,7 +193,7 @@ def test_the_panel_says_which_days_it_compares_in_both_languages() -> None:
     client = Client()
     client.force_login(user)
     url = reverse("tenancy:account_home", args=[account.public_id])
-    with time_machine.travel(NOW, tick=False):
+    with time_machine.travel(NOW, tick=False), translation.override("en"):
         panel = usage_panel(account, scopes_for(Role.VIEWER), NOW)
         assert panel is not None
         assert (
@@ -226,6 +227,7 @@ def test_a_single_day_span_reads_as_one_day() -> None:
     from portal.web.panels import _span_label
 
     span = ComparedSpan(dt.date(2026, 12, 1), dt.date(2026, 12, 1), dt.time(0, 30))
-    assert _span_label(span, with_year=False) == "1 Dec"
+    with translation.override("en"):  # whatever language an earlier request left active
+        assert _span_label(span, with_year=False) == "1 Dec"
     with translation.override("zh-hant"):
         assert _span_label(span, with_year=True) == "2026年12月1日"
