@@ -313,8 +313,10 @@ def test_a_used_up_balance_says_so_with_the_emergency_credit_left_and_what_happe
     assert "days left" not in text  # not "About 0.0 days left"
     assert "Your credit is used up." in text
     # 300.00 - 261.89 = 38.11; at 27.86 a day that is 1.3 days.
-    assert "You are using emergency credit: 38.11 TWD of 300.00 TWD left." in text
-    assert "That is about 1.3 days at the recent average." in text
+    assert (
+        "You are using emergency credit: 38.11 TWD of 300.00 TWD left, about 1.3 days at the "
+        "recent average." in text
+    )
     assert (
         "When it runs out, the supply is switched off, but only on a weekday between 09:00 "
         "and 16:00 (Asia/Taipei time), never on a public holiday. A top-up switches it back "
@@ -328,7 +330,7 @@ def test_a_used_up_balance_says_so_with_the_emergency_credit_left_and_what_happe
     with translation.override(translation.get_language()):
         text = _credit_text(chinese, harbour.short)
     assert "您的儲值餘額已用完。" in text
-    assert "您正在使用緊急額度：300.00 TWD 中尚餘 38.11 TWD。" in text  # noqa: RUF001
+    assert "您正在使用緊急額度：300.00 TWD 中尚餘 38.11 TWD，以近期" in text  # noqa: RUF001
     assert "平日 09:00 至 16:00（Asia/Taipei 時間）" in text  # noqa: RUF001
 
 
@@ -366,7 +368,7 @@ def test_the_wallet_page_says_the_same(harbour: Harbour, client_for: ClientFor) 
     page = client.get(reverse("billing:account_wallet", args=[harbour.short.public_id]))
     text = " ".join(page.content.decode().split())
     assert "Your credit is used up." in text
-    assert "You are using emergency credit: 38.11 TWD of 300.00 TWD left." in text
+    assert "You are using emergency credit: 38.11 TWD of 300.00 TWD left, about 1.3 days" in text
     assert "/topup/" in text
     fine = client.get(reverse("billing:account_wallet", args=[harbour.fine.public_id]))
     assert "used up" not in fine.content.decode()
