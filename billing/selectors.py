@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from typing import IO
+from typing import IO, Any
 
 from django.db import connection
 from django.db.models import F, Q, QuerySet, Sum
@@ -28,6 +28,7 @@ from billing.models import (
 from billing.pricing import HourUsage
 from meters.models import Direction, Quality, Rule
 from portal.lib.csvsafe import FORMULA_PREFIXES, csv_safe
+from portal.lib.money import from_minor
 from portal.tenancy.models import Account
 
 
@@ -183,6 +184,76 @@ def credit_state(*, account_id: int, as_of_day: dt.date, days: int = 14) -> Cred
     )
 
 
+@dataclass(frozen=True)
+class UsedUpCredit:
+    """A prepaid balance at or below zero, as its members are told: the emergency credit the
+    supply runs on now, and what happens next (billing.services.supply's rule)."""
+
+    balance: int
+    currency: str
+    emergency_credit: int  # how far below zero the balance may fall before a disconnection
+    emergency_left: int  # what remains of it (0 when it is used up too)
+    emergency_days: Decimal | None  # how long that lasts at the recent average, down to 0.1
+    to_zero: int  # the top-up that brings the balance back to zero
+    to_reconnect: int  # the top-up that lifts it back to the limit (0: it is not below)
+    disconnected: bool
+    # The local hours of a weekday (never a public holiday) in which a supply may be cut.
+    cut_from: dt.time
+    cut_until: dt.time
+
+    @property
+    def emergency_used_up(self) -> bool:
+        return self.emergency_left == 0
+
+    @property
+    def emergency_credit_amount(self) -> Decimal:
+        return from_minor(self.emergency_credit, self.currency)
+
+    @property
+    def emergency_left_amount(self) -> Decimal:
+        return from_minor(self.emergency_left, self.currency)
+
+    @property
+    def to_zero_amount(self) -> Decimal:
+        return from_minor(self.to_zero, self.currency)
+
+    @property
+    def to_reconnect_amount(self) -> Decimal:
+        return from_minor(self.to_reconnect, self.currency)
+
+
+def credit_used_up(*, state: CreditState) -> UsedUpCredit | None:
+    """What a used-up balance (at or below zero) leaves, or None while there is credit.
+
+    A wallet's supply is cut when its balance falls below minus its emergency credit, and
+    restored by a top-up that brings it back to that limit or above (see
+    billing.services.supply), so the emergency credit left is the limit plus the balance.
+    """
+    if state.balance > 0:
+        return None
+    left = max(0, state.emergency_credit + state.balance)
+    days = None
+    if state.average_daily_cost and state.average_daily_cost > 0:
+        days = (Decimal(left) / Decimal(state.average_daily_cost)).quantize(
+            Decimal("0.1"), rounding=ROUND_DOWN
+        )
+    from django.conf import settings
+
+    start, end = settings.PREPAID_DISCONNECT_HOURS
+    return UsedUpCredit(
+        balance=state.balance,
+        currency=state.currency,
+        emergency_credit=state.emergency_credit,
+        emergency_left=left,
+        emergency_days=days,
+        to_zero=-state.balance,
+        to_reconnect=max(0, -state.emergency_credit - state.balance),
+        disconnected=state.disconnected,
+        cut_from=dt.time(start % 24),
+        cut_until=dt.time(end % 24),
+    )
+
+
 def latest_bill(*, account_id: int) -> Bill | None:
     return (
         Bill.objects.for_account(account_id)
@@ -261,9 +332,8 @@ def shortage_alerts_for_account(
     """Return the account's low-credit warnings, newest first (open ones only if asked).
 
     Only the first warning of each threshold and crossing (level 0): escalations to the
-    managers above repeat the same shortage. A new crossing starts when a credit lifted the
-    balance above every threshold, so older crossings are resolved; in the latest one a
-    threshold is open while the balance is empty or days left are at most the threshold.
+    managers above repeat the same shortage. Which are open is open_shortage_warnings_cte's
+    rule, the one the organisation accounts table counts with.
     """
     warnings = list(
         ShortageWarning.objects.filter(account_id=account_id, level=0).order_by(
@@ -272,17 +342,17 @@ def shortage_alerts_for_account(
     )
     if not warnings:
         return []
-    latest = max(w.crossing for w in warnings)
-    state = credit_state(account_id=account_id, as_of_day=as_of_day)
-
-    def still_under(threshold: int) -> bool:
-        if state is None:
-            return False
-        if state.balance <= 0:
-            return True
-        return threshold > 0 and state.days_left is not None and state.days_left <= threshold
-
-    alerts = [ShortageAlert(w, w.crossing == latest and still_under(w.threshold)) for w in warnings]
+    open_sql, params = open_shortage_warnings_cte()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH scope AS (SELECT %(sw_account)s::bigint AS account_id, %(sw_today)s::date AS today)
+            SELECT warning_id FROM ({open_sql}) open_warnings
+            """,  # noqa: S608 - a fixed fragment, no input
+            {**params, "sw_account": account_id, "sw_today": as_of_day},
+        )
+        open_ids = {warning_id for (warning_id,) in cursor.fetchall()}
+    alerts = [ShortageAlert(w, w.pk in open_ids) for w in warnings]
     return [a for a in alerts if a.open] if open_only else alerts
 
 
@@ -356,6 +426,39 @@ def credit_cte(*, days: int = 14) -> tuple[str, dict[str, object]]:
         "cr_low_days": LOW_CREDIT_DAYS,
         "cr_default": [int(t) for t in settings.SHORTAGE_WARNING_THRESHOLDS],
     }
+
+
+def open_shortage_warnings_cte() -> tuple[str, dict[str, Any]]:
+    """Return (sql, params) yielding rows (account_id, warning_id, threshold): the open
+    low-credit warnings of the accounts of a relation `scope(account_id, today)` that the
+    caller defines in a WITH clause. The one statement of what "open" means, for the
+    account's alerts (shortage_alerts_for_account) and the organisation table alike.
+
+    A warning is open while the fall it warned of goes on: it is a level-0 warning (the
+    escalations above repeat the same shortage) of the account's latest crossing (a credit
+    that lifted the balance above every threshold started a new one and resolved the older
+    ones), and the balance is at most zero, or the days left (credit_cte's, which are
+    credit_state's) are at most its threshold.
+    """
+    credit_sql, credit_params = credit_cte()
+    params: dict[str, Any] = dict(credit_params)
+    sql = f"""
+        SELECT sw.account_id, sw.id AS warning_id, sw.threshold
+        FROM (
+            -- Credit only of the accounts that were ever warned: few of a large subtree.
+            WITH scope AS (
+                SELECT s.account_id, s.today FROM scope s
+                WHERE EXISTS (SELECT 1 FROM billing_shortagewarning w
+                              WHERE w.account_id = s.account_id AND w.level = 0)
+            )
+            {credit_sql}
+        ) c
+        JOIN billing_shortagewarning sw ON sw.account_id = c.account_id AND sw.level = 0
+        WHERE sw.crossing = (SELECT max(latest.crossing) FROM billing_shortagewarning latest
+                             WHERE latest.account_id = c.account_id AND latest.level = 0)
+          AND (c.balance <= 0 OR (sw.threshold > 0 AND c.days_left <= sw.threshold))
+    """  # noqa: S608 - fixed fragments only
+    return sql, params
 
 
 # --- Data exports ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+import zoneinfo
 from typing import Any
 
 from django.conf import settings
@@ -41,6 +42,8 @@ from billing.selectors import (
     LedgerLine,
     bill_for_account,
     bills_for_account,
+    credit_state,
+    credit_used_up,
     wallet_for_account,
     wallet_ledger,
 )
@@ -397,9 +400,18 @@ class AccountWalletView(AccountView):
             }
             for line in wallet_ledger(account_id=self.account.pk)
         ]
+        # A used-up balance says so here too, as on the account home (the same words).
+        used_up = None
+        if wallet.balance <= 0:
+            today = timezone.localdate(timezone.now(), zoneinfo.ZoneInfo(self.account.time_zone))
+            state = credit_state(account_id=self.account.pk, as_of_day=today)
+            used_up = credit_used_up(state=state) if state is not None else None
         return self.render_to_response(
             self.get_context_data(
-                wallet=wallet, balance=format_minor(wallet.balance, wallet.currency), lines=lines
+                wallet=wallet,
+                balance=format_minor(wallet.balance, wallet.currency),
+                lines=lines,
+                used_up=used_up,
             )
         )
 

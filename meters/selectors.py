@@ -487,48 +487,120 @@ def week_profile(
 
 
 @dataclass(frozen=True)
+class ComparedSpan:
+    """The part of a month that is compared: local wall-clock time from the 1st at 00:00 to
+    `until` on `last` (the whole of `last` when `until` is None)."""
+
+    first: dt.date
+    last: dt.date
+    until: dt.time | None
+
+    @property
+    def whole_days_stop(self) -> dt.date:
+        """The day after the span's last whole day."""
+        return self.last if self.until is not None else self.last + dt.timedelta(days=1)
+
+
+def _month_length(first: dt.date) -> int:
+    return ((first + dt.timedelta(days=32)).replace(day=1) - first).days
+
+
+def comparison_spans(*, local_now: dt.datetime) -> tuple[ComparedSpan, ComparedSpan, ComparedSpan]:
+    """This month so far, and the same elapsed time of last month and of the same month a year
+    ago: from the 1st to the same day and time of day (a month too short for the day is taken
+    whole: the 31st against all of February)."""
+    today, time_of_day = local_now.date(), local_now.time().replace(tzinfo=None)
+    first = today.replace(day=1)
+    this = ComparedSpan(first, today, time_of_day)
+
+    def same_time(month_first: dt.date) -> ComparedSpan:
+        length = _month_length(month_first)
+        if today.day > length:
+            return ComparedSpan(month_first, month_first.replace(day=length), None)
+        return ComparedSpan(month_first, month_first.replace(day=today.day), time_of_day)
+
+    last_month = (first - dt.timedelta(days=1)).replace(day=1)
+    return this, same_time(last_month), same_time(first.replace(year=first.year - 1))
+
+
+@dataclass(frozen=True)
 class MonthComparison:
-    """An account's consumption of one utility: this month so far, last month, a year ago."""
+    """An account's energy or volume of one utility in one direction (imported, or exported
+    to the grid: never netted): this month so far, and the same elapsed time of last month and
+    of the same month a year ago (base units)."""
 
     kind: str
+    direction: str
     this_month: int
     last_month: int
     year_ago: int
 
 
-def month_comparison(*, account_id: int, today: dt.date) -> list[MonthComparison]:
-    """Per utility kind, from the daily rollups (local days) in one query."""
-    first = today.replace(day=1)
-    last_first = (first - dt.timedelta(days=1)).replace(day=1)
-    year_ago_first = first.replace(year=first.year - 1)
-    year_ago_next = (year_ago_first + dt.timedelta(days=32)).replace(day=1)
+@dataclass(frozen=True)
+class MonthComparisons:
+    """The three spans compared and, per utility kind and direction, the sums over them."""
+
+    this_month: ComparedSpan
+    last_month: ComparedSpan
+    year_ago: ComparedSpan
+    rows: list[MonthComparison]
+
+
+def month_comparison(*, account_id: int, now: dt.datetime, time_zone: str) -> MonthComparisons:
+    """Compare a month in progress like for like (see comparison_spans), per utility kind and
+    direction, imports before exports, in one query.
+
+    Whole days come from the daily rollups; the last, partial day from the hourly rollups: an
+    hour counts when it began before the span's end, in the service point's time zone (the
+    zone of its daily rollups), so this month's figure holds everything recorded so far.
+    """
+    spans = comparison_spans(local_now=now.astimezone(zoneinfo.ZoneInfo(time_zone)))
+    # (position, span) of the spans that end within a day: their last day comes by the hour.
+    partial = [(n, span) for n, span in enumerate(spans, 1) if span.until is not None]
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT sp.kind,
-                   coalesce(sum(d.consumption) FILTER (WHERE d.day >= %(first)s), 0),
-                   coalesce(sum(d.consumption) FILTER (WHERE d.day >= %(last)s
-                                                         AND d.day < %(first)s), 0),
-                   coalesce(sum(d.consumption) FILTER (WHERE d.day >= %(ya)s
-                                                         AND d.day < %(ya_next)s), 0)
-            FROM meters_rollupdaily d
-            JOIN meters_servicepoint sp ON sp.id = d.service_point_id
-            WHERE d.account_id = %(account)s AND d.direction = %(dir)s
-              AND ((d.day >= %(last)s AND d.day <= %(today)s)
-                   OR (d.day >= %(ya)s AND d.day < %(ya_next)s))
-            GROUP BY sp.kind ORDER BY sp.kind
+            SELECT kind, direction,
+                   coalesce(sum(value) FILTER (WHERE n = 1), 0),
+                   coalesce(sum(value) FILTER (WHERE n = 2), 0),
+                   coalesce(sum(value) FILTER (WHERE n = 3), 0)
+            FROM (
+                SELECT p.n, sp.kind, d.direction, d.consumption AS value
+                FROM unnest(%(firsts)s::date[], %(stops)s::date[]) WITH ORDINALITY p(first, stop, n)
+                JOIN meters_rollupdaily d ON d.account_id = %(account)s
+                     AND d.direction = ANY(%(dirs)s) AND d.day >= p.first AND d.day < p.stop
+                JOIN meters_servicepoint sp ON sp.id = d.service_point_id
+                UNION ALL
+                SELECT p.n, sp.kind, h.direction, h.consumption
+                FROM unnest(%(days)s::date[], %(untils)s::time[], %(ns)s::int[]) p(day, until, n)
+                JOIN meters_rolluphourly h ON h.account_id = %(account)s
+                     AND h.direction = ANY(%(dirs)s)
+                     -- Every zone is within a day of UTC: a range the index can use.
+                     AND h.hour >= (p.day - 1)::timestamp AT TIME ZONE 'UTC'
+                     AND h.hour < (p.day + 2)::timestamp AT TIME ZONE 'UTC'
+                JOIN meters_servicepoint sp ON sp.id = h.service_point_id
+                WHERE h.hour >= p.day::timestamp AT TIME ZONE sp.time_zone
+                  AND h.hour < (p.day + p.until) AT TIME ZONE sp.time_zone
+            ) found
+            GROUP BY kind, direction
+            ORDER BY kind, direction = %(export)s, direction
             """,
             {
                 "account": account_id,
-                "dir": Direction.IMPORT,
-                "first": first,
-                "last": last_first,
-                "today": today,
-                "ya": year_ago_first,
-                "ya_next": year_ago_next,
+                "dirs": list(Direction.values),
+                "export": str(Direction.EXPORT),
+                "firsts": [span.first for span in spans],
+                "stops": [span.whole_days_stop for span in spans],
+                "days": [span.last for _n, span in partial],
+                "untils": [span.until for _n, span in partial],
+                "ns": [n for n, _span in partial],
             },
         )
-        return [MonthComparison(k, int(a), int(b), int(c)) for k, a, b, c in cursor.fetchall()]
+        rows = [
+            MonthComparison(kind, direction, int(a), int(b), int(c))
+            for kind, direction, a, b, c in cursor.fetchall()
+        ]
+    return MonthComparisons(*spans, rows=rows)
 
 
 def meters_of_account(*, account_id: int, as_of: dt.datetime) -> list[Meter]:
@@ -831,19 +903,20 @@ def _local_hours(day: dt.date, group_by: GroupBy, zone: zoneinfo.ZoneInfo) -> in
 
 
 def month_consumption_cte() -> tuple[str, dict[str, Any]]:
-    """Rows (account_id, kind, consumption): each account's consumption (import) this month per
-    utility kind, its local first of the month to its local today, from the daily rollups (the
+    """Rows (account_id, kind, direction, consumption): each account's energy or volume this
+    month per utility kind and direction (imported, or exported to the grid: apart, never
+    netted), its local first of the month to its local today, from the daily rollups (the
     same sums as month_comparison's this_month)."""
     sql = """
-        SELECT d.account_id, sp.kind, sum(d.consumption)::bigint AS consumption
+        SELECT d.account_id, sp.kind, d.direction, sum(d.consumption)::bigint AS consumption
         FROM scope s
         JOIN meters_rollupdaily d ON d.account_id = s.account_id
-             AND d.direction = %(mc_direction)s
+             AND d.direction = ANY(%(mc_directions)s)
              AND d.day >= date_trunc('month', s.today)::date AND d.day <= s.today
         JOIN meters_servicepoint sp ON sp.id = d.service_point_id
-        GROUP BY d.account_id, sp.kind
+        GROUP BY d.account_id, sp.kind, d.direction
     """
-    return sql, {"mc_direction": str(Direction.IMPORT)}
+    return sql, {"mc_directions": list(Direction.values)}
 
 
 def last_contact_cte(*, as_of: dt.datetime) -> tuple[str, dict[str, Any]]:
@@ -879,18 +952,21 @@ def open_alerts_cte() -> tuple[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class KindTotal:
-    """Consumption (base units, import) of one utility kind over one day or month."""
+    """Energy or volume (base units) of one utility kind in one direction (imported, or
+    exported to the grid) over one day or month."""
 
     period: dt.date
     kind: str
+    direction: str
     consumption: int
 
 
 def subtree_consumption_by_kind(
     *, organisation_path: str, as_of: dt.datetime, bucket: str, periods: int
 ) -> list[KindTotal]:
-    """Consumption of every account beneath an organisation (by materialised path) per utility
-    kind and day or month, from the daily rollups in one grouped query.
+    """Energy or volume of every account beneath an organisation (by materialised path) per
+    utility kind, direction and day or month, from the daily rollups in one grouped query.
+    Imports and exports are summed apart: an exporting household never lowers the figure.
 
     `bucket` is "day" or "month"; the last `periods` of them up to each account's local today
     (the current month counts as one). Days are the rollups' local days.
@@ -917,24 +993,25 @@ def subtree_consumption_by_kind(
                     WHERE o.path LIKE %(path)s
                 ) local
             ), days AS (
-                SELECT d.day, sp.kind, sum(d.consumption) AS consumption
+                SELECT d.day, sp.kind, d.direction, sum(d.consumption) AS consumption
                 FROM accounts a
-                JOIN meters_rollupdaily d ON d.account_id = a.id AND d.direction = %(direction)s
+                JOIN meters_rollupdaily d ON d.account_id = a.id
+                     AND d.direction = ANY(%(directions)s)
                      AND d.day >= a.first AND d.day <= a.today
                 JOIN meters_servicepoint sp ON sp.id = d.service_point_id
                 -- Local dates are within a day of UTC's: a constant range the index can use.
                 WHERE d.day >= %(bound)s AND d.day <= %(today)s::date + 1
-                GROUP BY d.day, sp.kind
+                GROUP BY d.day, sp.kind, d.direction
             )
-            SELECT date_trunc(%(bucket)s, day::timestamp)::date AS period, kind,
+            SELECT date_trunc(%(bucket)s, day::timestamp)::date AS period, kind, direction,
                    sum(consumption)::bigint
             FROM days
-            GROUP BY 1, 2
-            ORDER BY 1, 2
+            GROUP BY 1, 2, 3
+            ORDER BY 1, 2, 3
             """,  # noqa: S608 - only fixed fragments are formatted in
             {
                 "bucket": bucket,
-                "direction": str(Direction.IMPORT),
+                "directions": list(Direction.values),
                 "path": organisation_path + "%",
                 "now": as_of,
                 "periods": periods,
@@ -942,7 +1019,31 @@ def subtree_consumption_by_kind(
                 "today": as_of.date(),
             },
         )
-        return [KindTotal(period, kind, int(total)) for period, kind, total in cursor.fetchall()]
+        return [
+            KindTotal(period, kind, direction, int(total))
+            for period, kind, direction, total in cursor.fetchall()
+        ]
+
+
+def subtree_exporting_kinds(*, organisation_path: str) -> list[str]:
+    """The utility kinds of which meters beneath an organisation (by materialised path) have an
+    export register, at service points supplied to its accounts now or before: the kinds a
+    table of them shows exported energy for."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT DISTINCT sp.kind
+            FROM tenancy_organisation o
+            JOIN tenancy_account a ON a.organisation_id = o.id
+            JOIN meters_supply sup ON sup.account_id = a.id
+            JOIN meters_servicepoint sp ON sp.id = sup.service_point_id
+            JOIN meters_meterinstallation mi ON mi.service_point_id = sp.id
+            JOIN meters_register r ON r.meter_id = mi.meter_id AND r.direction = %s
+            WHERE o.path LIKE %s
+            """,
+            [str(Direction.EXPORT), organisation_path + "%"],
+        )
+        return sorted(kind for (kind,) in cursor.fetchall())
 
 
 def subtree_utility_kinds(*, organisation_path: str) -> list[str]:

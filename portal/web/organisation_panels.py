@@ -61,10 +61,12 @@ def low_balance_panel(
 def usage_charts_panel(
     organisation: Organisation, scopes: frozenset[str], as_of: dt.datetime
 ) -> Panel | None:
-    """The subtree's consumption per utility kind: the last 30 days and the last 12 months."""
+    """The subtree's imported and exported energy or volume per utility kind, as separate
+    series: the last 30 days and the last 12 months."""
     if "meters:read" not in scopes:
         return None
-    key = f"web:organisation-usage:{organisation.pk}:{as_of:%Y-%m-%d}"
+    # v2: the totals carry their direction (a cached v1 list would be read as imports alone).
+    key = f"web:organisation-usage:v2:{organisation.pk}:{as_of:%Y-%m-%d}"
     cached: tuple[list[KindTotal], list[KindTotal]] | None = cache.get(key)
     if cached is None:
         cached = (

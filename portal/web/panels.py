@@ -1,16 +1,29 @@
 """The account home page's panels (registered with portal.tenancy.panels by WebConfig.ready):
-credit or the latest bill, consumption against last month and last year, open alerts and the
-meters' last contact. Each reads through its app's selectors and checks the viewer's scopes.
+credit or the latest bill, this month so far against the same days of last month and of last
+year, open alerts and the meters' last contact. Each reads through its app's selectors and
+checks the viewer's scopes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from typing import Any
+
+from django.utils.dateformat import time_format
+from django.utils.formats import date_format
+from django.utils.translation import pgettext
 
 from billing.costs import account_costs
-from billing.selectors import credit_state, latest_bill
+from billing.selectors import (
+    credit_state,
+    credit_used_up,
+    latest_bill,
+    shortage_alerts_for_account,
+)
+from meters.models import Direction, UtilityKind
 from meters.selectors import (
+    ComparedSpan,
     alert_events_for_account,
     meters_of_account,
     month_comparison,
@@ -18,7 +31,10 @@ from meters.selectors import (
 from portal.lib.money import from_minor
 from portal.tenancy.models import Account
 from portal.tenancy.panels import Panel, panel_provider_register
-from portal.web.selectors import KIND_UNITS
+from portal.web.selectors import KIND_UNITS, account_open_alert_count
+from portal.web.views.alerts import event_row, warning_row
+
+ALERTS_SHOWN = 5
 
 
 def credit_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -> Panel | None:
@@ -32,6 +48,9 @@ def credit_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -
         return Panel(
             "web/panels/credit.html",
             {
+                # At or below zero: the emergency credit left and what happens next, instead
+                # of "0.0 days left".
+                "used_up": credit_used_up(state=state),
                 "balance": from_minor(state.balance, state.currency),
                 "currency": state.currency,
                 "days_left": state.days_left,
@@ -75,13 +94,37 @@ def bill_to_date(account: Account, as_of: dt.datetime) -> tuple[int, str] | None
     return charge - credit, currency
 
 
+def _span_label(span: ComparedSpan, *, with_year: bool) -> str:
+    """The days a span covers: "1-4 Dec" or "1-4 Dec 2025" (an en dash between the days; in
+    Chinese "12月1-4日")."""
+    month = date_format(
+        span.first,
+        pgettext("date format: the month (and year) of a range of days", "M Y")
+        if with_year
+        else pgettext("date format: the month of a range of days", "M"),
+    )
+    if span.first == span.last:
+        return pgettext("one day of a month", "%(first)s %(month)s") % {
+            "first": span.first.day,
+            "month": month,
+        }
+    # An en dash between the first and last day, as typeset ranges have.
+    return pgettext("days of a month", "%(first)s–%(last)s %(month)s") % {  # noqa: RUF001
+        "first": span.first.day,
+        "last": span.last.day,
+        "month": month,
+    }
+
+
 def usage_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -> Panel | None:
     if "meters:read" not in scopes:
         return None
-    today = as_of.astimezone(zoneinfo.ZoneInfo(account.time_zone)).date()
-    rows = []
-    for row in month_comparison(account_id=account.pk, today=today):
+    comparison = month_comparison(account_id=account.pk, now=as_of, time_zone=account.time_zone)
+    rows: list[dict[str, Any]] = []
+    for row in comparison.rows:
         unit, divisor = KIND_UNITS.get(row.kind, ("kWh", 1000))
+        kind = str(UtilityKind(row.kind).label)
+        exported = row.direction == Direction.EXPORT
         change = (
             round(100 * (row.this_month - row.last_month) / row.last_month)
             if row.last_month
@@ -90,6 +133,13 @@ def usage_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) ->
         rows.append(
             {
                 "kind": row.kind,
+                # Exported energy is a row of its own: never netted with, or added to, imports.
+                "label": (
+                    pgettext("energy direction", "%(kind)s exported") % {"kind": kind}
+                    if exported
+                    else kind
+                ),
+                "exported": exported,
                 "unit": unit,
                 "this_month": row.this_month / divisor,
                 "last_month": row.last_month / divisor,
@@ -97,15 +147,45 @@ def usage_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) ->
                 "change": change,
             }
         )
-    return Panel("web/panels/usage.html", {"rows": rows, "today": today})
+    this = comparison.this_month
+    return Panel(
+        "web/panels/usage.html",
+        {
+            "rows": rows,
+            "today": this.last,
+            "this_span": _span_label(this, with_year=False),
+            "last_span": _span_label(comparison.last_month, with_year=False),
+            "year_ago_span": _span_label(comparison.year_ago, with_year=True),
+            "until": time_format(this.until, "H:i") if this.until is not None else "",
+        },
+    )
 
 
 def alerts_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -> Panel | None:
+    """The newest open alerts: meter events, and low-credit warnings for readers of billing
+    data (as the alerts page lists them), with their count as the organisation table has it."""
     if "meters:read" not in scopes:
         return None
-    events = list(alert_events_for_account(account_id=account.pk, open_only=True)[:5])
+    credit_alerts = "billing:read" in scopes
+    today = as_of.astimezone(zoneinfo.ZoneInfo(account.time_zone)).date()
+    rows = [
+        event_row(event)
+        for event in alert_events_for_account(account_id=account.pk, open_only=True)[:ALERTS_SHOWN]
+    ]
+    if credit_alerts:
+        rows += [
+            warning_row(alert, account)
+            for alert in shortage_alerts_for_account(
+                account_id=account.pk, as_of_day=today, open_only=True
+            )
+        ]
+    rows.sort(key=lambda row: (row.at, row.key), reverse=True)
+    count = account_open_alert_count(account=account, as_of=as_of, credit_alerts=credit_alerts)
     meters = meters_of_account(account_id=account.pk, as_of=as_of)
-    return Panel("web/panels/alerts.html", {"events": events, "meters": meters})
+    return Panel(
+        "web/panels/alerts.html",
+        {"rows": rows[:ALERTS_SHOWN], "count": count, "meters": meters},
+    )
 
 
 def register() -> None:

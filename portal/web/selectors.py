@@ -2,7 +2,8 @@
 
 The accounts table of an organisation covers its whole subtree: thousands of accounts for a
 large group. Its columns come from each app's set-based SQL fragments (billing.selectors
-credit_cte; meters.selectors month_consumption_cte, last_contact_cte, open_alerts_cte),
+credit_cte, open_shortage_warnings_cte; meters.selectors month_consumption_cte,
+last_contact_cte, open_alerts_cte),
 joined here into one statement over the subtree, so that filtering and sorting by any column
 happen in PostgreSQL before a page is cut: a page costs one query and its count one more,
 whatever the page size or the subtree's size.
@@ -23,14 +24,15 @@ from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Count, Q
 
-from billing.selectors import credit_cte
-from meters.models import UtilityKind
+from billing.selectors import credit_cte, open_shortage_warnings_cte
+from meters.models import Direction, UtilityKind
 from meters.selectors import (
     KindTotal,
     last_contact_cte,
     month_consumption_cte,
     open_alerts_cte,
     subtree_consumption_by_kind,
+    subtree_exporting_kinds,
     subtree_utility_kinds,
 )
 from portal.lib.money import from_minor
@@ -44,6 +46,8 @@ KIND_UNITS: dict[str, tuple[str, int]] = {
     UtilityKind.HEAT: ("kWh", 1000),
 }
 KINDS: tuple[str, ...] = tuple(UtilityKind.values)
+# The table's key of a kind's exported energy (its imports are keyed by the kind alone).
+EXPORT_KEYS: dict[str, str] = {kind: f"{kind}_export" for kind in KINDS}
 
 
 def in_display_units(kind: str, base_units: int) -> Decimal:
@@ -121,6 +125,13 @@ def organisation_utility_kinds(*, organisation: Organisation) -> list[str]:
     return [kind for kind in KINDS if kind in found]
 
 
+def organisation_exporting_kinds(*, organisation: Organisation) -> list[str]:
+    """The utility kinds of which meters beneath the organisation export (solar panels feeding
+    the grid), in KINDS order (one query): the table's exported-energy columns."""
+    found = set(subtree_exporting_kinds(organisation_path=organisation.path))
+    return [kind for kind in KINDS if kind in found]
+
+
 # --- The accounts table ---------------------------------------------------------------------
 
 
@@ -132,7 +143,7 @@ class AccountFilters:
     subsidiary_path: str = ""  # an organisation of the subtree: its accounts and those below
     payment_mode: str = ""
     low_only: bool = False  # prepaid, open, and low on credit (see billing.selectors.credit_cte)
-    with_alerts: bool = False  # at least one unacknowledged meter event
+    with_alerts: bool = False  # at least one open alert (see OrganisationAccounts)
 
 
 # Sort keys and their SQL over the joined row `s` (scope), `c` (credit), `u` (usage),
@@ -146,6 +157,7 @@ SORT_COLUMNS: dict[str, str] = {
     "balance": "c.balance",
     "days_left": "COALESCE(c.days_left, CASE WHEN c.balance <= 0 THEN 0 END)",
     **{kind: f"u.{kind}" for kind in KINDS},
+    **{key: f"u.{key}" for key in EXPORT_KEYS.values()},
     "last_contact": "ct.last_contact",
     "alerts": "COALESCE(al.open_alerts, 0)",
 }
@@ -156,6 +168,7 @@ _SORT_MEASURES: dict[str, str] = {
     "balance": "credit",
     "days_left": "credit",
     **dict.fromkeys(KINDS, "usage"),
+    **dict.fromkeys(EXPORT_KEYS.values(), "usage"),
     "last_contact": "contact",
     "alerts": "alerts",
 }
@@ -179,9 +192,10 @@ class AccountRow:
     average_daily_cost: int | None
     days_left: Decimal | None
     low: bool
-    consumption: dict[str, int]  # base units this month, per utility kind with data
+    consumption: dict[str, int]  # base units imported this month, per utility kind with data
+    export: dict[str, int]  # base units exported this month (never netted into consumption)
     last_contact: dt.datetime | None
-    open_alerts: int
+    open_alerts: int  # open meter events, and open low-credit warnings if the reader may see them
 
     @property
     def balance_amount(self) -> Decimal | None:
@@ -199,12 +213,21 @@ class AccountRow:
             for kind in KINDS
         ]
 
+    @property
+    def export_usage(self) -> list[Decimal | None]:
+        """This month's exported energy per kind of KINDS, in display units (None: no data)."""
+        return [
+            in_display_units(kind, self.export[kind]) if kind in self.export else None
+            for kind in KINDS
+        ]
+
 
 _ROW_COLUMNS = f"""
     s.public_id, s.number, s.name, s.organisation_name, s.payment_mode, s.time_zone,
     s.closed_at, c.balance, c.currency, c.average_daily_cost, c.days_left,
     COALESCE(c.low, false) AND s.closed_at IS NULL AS low,
     {", ".join(f"u.{kind}" for kind in KINDS)},
+    {", ".join(f"u.{key}" for key in EXPORT_KEYS.values())},
     ct.last_contact, COALESCE(al.open_alerts, 0) AS open_alerts
 """
 
@@ -226,7 +249,8 @@ def _row(values: tuple[Any, ...]) -> AccountRow:
         low,
     ) = values[:12]
     usage = values[12 : 12 + n]
-    last_contact, open_alerts = values[12 + n :]
+    export = values[12 + n : 12 + 2 * n]
+    last_contact, open_alerts = values[12 + 2 * n :]
     return AccountRow(
         public_id=public_id,
         number=number,
@@ -243,9 +267,51 @@ def _row(values: tuple[Any, ...]) -> AccountRow:
         consumption={
             kind: int(value) for kind, value in zip(KINDS, usage, strict=True) if value is not None
         },
+        export={
+            kind: int(value) for kind, value in zip(KINDS, export, strict=True) if value is not None
+        },
         last_contact=last_contact,
         open_alerts=int(open_alerts),
     )
+
+
+def _open_alerts_sql(*, credit_alerts: bool) -> tuple[str, dict[str, Any]]:
+    """Rows (account_id, open_alerts) over `scope(account_id, today)`: the open meter events
+    (meters.selectors.open_alerts_cte) and, when the reader may see billing data, the open
+    low-credit warnings (billing.selectors.open_shortage_warnings_cte): what the account's
+    alerts page lists as open for that reader."""
+    events_sql, params = open_alerts_cte()
+    if not credit_alerts:
+        return events_sql, params
+    warnings_sql, warnings_params = open_shortage_warnings_cte()
+    sql = f"""
+        SELECT account_id, sum(n)::bigint AS open_alerts FROM (
+            SELECT account_id, open_alerts AS n FROM ({events_sql}) events
+            UNION ALL
+            SELECT account_id, count(*) FROM ({warnings_sql}) warnings GROUP BY account_id
+        ) either GROUP BY account_id
+    """  # noqa: S608 - only fixed fragments are formatted in
+    return sql, {**params, **warnings_params}
+
+
+def account_open_alert_count(*, account: Account, as_of: dt.datetime, credit_alerts: bool) -> int:
+    """The account's open alerts, counted as the organisation accounts table counts them (the
+    same statement over a scope of one account), for the account home and for checks that the
+    two agree. `credit_alerts`: whether the reader may see billing data (`billing:read`)."""
+    sql, params = _open_alerts_sql(credit_alerts=credit_alerts)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH scope AS (
+                SELECT a.id AS account_id,
+                       (%(oa_now)s::timestamptz AT TIME ZONE a.time_zone)::date AS today
+                FROM tenancy_account a WHERE a.id = %(oa_account)s
+            )
+            SELECT COALESCE(sum(open_alerts), 0) FROM ({sql}) alerts
+            """,  # noqa: S608 - only fixed fragments are formatted in
+            {**params, "oa_now": as_of, "oa_account": account.pk},
+        )
+        return int(cursor.fetchone()[0])
 
 
 class OrganisationAccounts:
@@ -253,6 +319,10 @@ class OrganisationAccounts:
 
     Made for Paginator: `count()` is one query and a slice one more; iterating streams every
     row through a server-side cursor (for exports). Nothing is read until asked.
+
+    `credit_alerts` says whether the reader may see billing data: then the open alerts count
+    (and the alerts filter and sort) include the open low-credit warnings, as the account's
+    alerts page does for them.
     """
 
     def __init__(
@@ -260,6 +330,7 @@ class OrganisationAccounts:
         *,
         organisation: Organisation,
         as_of: dt.datetime,
+        credit_alerts: bool,
         filters: AccountFilters | None = None,
         sort: str = DEFAULT_SORT,
     ) -> None:
@@ -304,10 +375,17 @@ class OrganisationAccounts:
         credit_sql, credit_params = credit_cte()
         usage_sql, usage_params = month_consumption_cte()
         contact_sql, contact_params = last_contact_cte(as_of=as_of)
-        alerts_sql, alerts_params = open_alerts_cte()
+        alerts_sql, alerts_params = _open_alerts_sql(credit_alerts=credit_alerts)
         self._params.update(credit_params, **usage_params, **contact_params, **alerts_params)
+        # Imported and exported energy in columns of their own: never netted, never added.
         pivot = ", ".join(
-            f"sum(consumption) FILTER (WHERE kind = '{kind}') AS {kind}" for kind in KINDS
+            f"sum(consumption) FILTER (WHERE kind = '{kind}' AND direction = '{direction}')"
+            f" AS {key}"
+            for direction, keys in (
+                (Direction.IMPORT, {kind: kind for kind in KINDS}),
+                (Direction.EXPORT, EXPORT_KEYS),
+            )
+            for kind, key in keys.items()
         )
         usage_pivot = f"SELECT account_id, {pivot} FROM usage_rows GROUP BY account_id"  # noqa: S608
         # name -> (CTE, its join). Each is computed once for the accounts it is joined to
@@ -463,15 +541,24 @@ def organisation_accounts_table(
     *,
     organisation: Organisation,
     as_of: dt.datetime,
+    credit_alerts: bool,
     filters: AccountFilters | None = None,
     sort: str = DEFAULT_SORT,
 ) -> OrganisationAccounts:
-    """Return the subtree's accounts with balance, days left, this month's consumption per
-    kind, last contact and open alerts, filtered and sorted in SQL (read lazily).
+    """Return the subtree's accounts with balance, days left, this month's imported and
+    exported energy per kind, last contact and open alerts (low-credit warnings included when
+    `credit_alerts`: the reader may see billing data), filtered and sorted in SQL (read
+    lazily).
 
     :raises ValueError: for a sort key not in SORT_CHOICES.
     """
-    return OrganisationAccounts(organisation=organisation, as_of=as_of, filters=filters, sort=sort)
+    return OrganisationAccounts(
+        organisation=organisation,
+        as_of=as_of,
+        credit_alerts=credit_alerts,
+        filters=filters,
+        sort=sort,
+    )
 
 
 def organisation_low_balance(
@@ -479,9 +566,11 @@ def organisation_low_balance(
 ) -> tuple[list[AccountRow], int]:
     """Return the subtree's prepaid accounts that are low on credit, worst first (fewest days
     left, then lowest balance), at most `limit`, and how many there are (one query)."""
+    # The panel is shown to readers of billing data only (portal.web.organisation_panels).
     table = OrganisationAccounts(
         organisation=organisation,
         as_of=as_of,
+        credit_alerts=True,
         filters=AccountFilters(low_only=True),
         sort="days_left",
     )
@@ -495,7 +584,8 @@ def organisation_low_balance(
 def organisation_daily_consumption(
     *, organisation: Organisation, as_of: dt.datetime, days: int = 30
 ) -> list[KindTotal]:
-    """The subtree's consumption per utility kind and local day, the last `days` days."""
+    """The subtree's energy or volume per utility kind, direction and local day, the last
+    `days` days."""
     with _without_jit():
         return subtree_consumption_by_kind(
             organisation_path=organisation.path, as_of=as_of, bucket="day", periods=days
@@ -505,8 +595,8 @@ def organisation_daily_consumption(
 def organisation_monthly_consumption(
     *, organisation: Organisation, as_of: dt.datetime, months: int = 12
 ) -> list[KindTotal]:
-    """The subtree's consumption per utility kind and month, the last `months` months (this
-    one included, so far)."""
+    """The subtree's energy or volume per utility kind, direction and month, the last `months`
+    months (this one included, so far)."""
     with _without_jit():
         return subtree_consumption_by_kind(
             organisation_path=organisation.path, as_of=as_of, bucket="month", periods=months

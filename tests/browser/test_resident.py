@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import APIResponse, Page, Route, expect
 
 from billing.selectors import credit_state
@@ -67,13 +68,15 @@ def test_a_prepaid_resident_reads_the_dashboard_charts_and_tops_up(
     expect(credit).to_contain_text(format_minor(state.balance, state.currency).split()[0])
     expect(credit).to_contain_text(f"About {state.days_left} days left")
     month = page.get_by_role("region", name="This month")
-    expected = month_comparison(account_id=account.pk, today=harbour.today)[0]
+    expected = month_comparison(
+        account_id=account.pk, now=timezone.now(), time_zone=account.time_zone
+    ).rows[0]
     cells = month.get_by_role("row", name="Electricity").get_by_role("cell")
     shown = [float(c.split()[0]) for c in cells.all_inner_texts()]
     wanted = [expected.this_month, expected.last_month, expected.year_ago]
     assert shown == pytest.approx([v / 1000 for v in wanted], abs=0.051)
     assert all(shown)
-    expect(page.get_by_role("region", name="Alerts and meters")).to_contain_text("battery low")
+    expect(page.get_by_role("region", name="Alerts and meters")).to_contain_text("Battery low")
 
     # Usage: every range redraws the chart with the resolution the range asks for.
     page.get_by_role("link", name="Usage", exact=True).click()

@@ -1,6 +1,6 @@
 """The organisation's accounts table: every account of its subtree with balance, days of credit
-left, this month's consumption, last contact and open alerts; sorted, filtered and paginated in
-SQL (see portal.web.selectors), and the same rows as a streamed CSV."""
+left, this month's imported and exported energy, last contact and open alerts; sorted, filtered
+and paginated in SQL (see portal.web.selectors), and the same rows as a streamed CSV."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from portal.tenancy.services import csv_export_record
 from portal.tenancy.views.base import OrganisationView
 from portal.web.selectors import (
     DEFAULT_SORT,
+    EXPORT_KEYS,
     KIND_UNITS,
     KINDS,
     SORT_CHOICES,
@@ -32,6 +33,7 @@ from portal.web.selectors import (
     AccountRow,
     OrganisationNode,
     organisation_accounts_table,
+    organisation_exporting_kinds,
     organisation_subtree,
     organisation_utility_kinds,
 )
@@ -115,7 +117,7 @@ class Column:
     aria_sort: str  # "ascending", "descending" or "" when the table is not sorted by it
 
 
-def _column_labels(kinds: list[str]) -> list[tuple[str, str, bool]]:
+def _column_labels(kinds: list[str], exporting: list[str]) -> list[tuple[str, str, bool]]:
     columns = [
         ("number", _("Account number"), False),
         ("name", _("Name"), False),
@@ -131,13 +133,22 @@ def _column_labels(kinds: list[str]) -> list[tuple[str, str, bool]]:
             "unit": unit,
         }
         columns.append((kind, label, True))
+    for kind in exporting:
+        unit, _divisor = KIND_UNITS[kind]
+        label = _("%(kind)s exported this month (%(unit)s)") % {
+            "kind": UtilityKind(kind).label,
+            "unit": unit,
+        }
+        columns.append((EXPORT_KEYS[kind], label, True))
     columns += [("last_contact", _("Last contact"), False), ("alerts", _("Open alerts"), True)]
     return columns
 
 
-def _columns(selected: dict[str, str], sort: str, kinds: list[str]) -> list[Column]:
+def _columns(
+    selected: dict[str, str], sort: str, kinds: list[str], exporting: list[str]
+) -> list[Column]:
     columns = []
-    for key, label, numeric in _column_labels(kinds):
+    for key, label, numeric in _column_labels(kinds, exporting):
         if sort == key:
             aria, following = "ascending", f"-{key}"
         elif sort == f"-{key}":
@@ -177,6 +188,7 @@ class OrganisationAccountsView(_AccountsTable, OrganisationView):
         table = organisation_accounts_table(
             organisation=self.organisation,
             as_of=timezone.now(),
+            credit_alerts=self.access.has_scope(Scope.BILLING_READ),
             filters=form.filters(),
             sort=sort,
         )
@@ -186,14 +198,27 @@ class OrganisationAccountsView(_AccountsTable, OrganisationView):
         kinds = organisation_utility_kinds(organisation=self.organisation)
         if sort.lstrip("-") in KINDS and sort.lstrip("-") not in kinds:
             kinds = [k for k in KINDS if k in {*kinds, sort.lstrip("-")}]
+        # Exported energy for the utilities whose meters export (rooftop solar), apart.
+        exporting = organisation_exporting_kinds(organisation=self.organisation)
+        sorted_by = next((k for k, key in EXPORT_KEYS.items() if key == sort.lstrip("-")), None)
+        if sorted_by is not None and sorted_by not in exporting:
+            exporting = [k for k in KINDS if k in {*exporting, sorted_by}]
         shown = [KINDS.index(kind) for kind in kinds]
+        shown_export = [KINDS.index(kind) for kind in exporting]
         return self.render_to_response(
             self.get_context_data(
                 form=form,
                 page=page,
-                rows=[(row, [row.usage[i] for i in shown]) for row in page.object_list],
+                rows=[
+                    (
+                        row,
+                        [row.usage[i] for i in shown] + [row.export_usage[i] for i in shown_export],
+                    )
+                    for row in page.object_list
+                ],
                 selected=selected,
-                columns=_columns(selected, sort, kinds),
+                columns=_columns(selected, sort, kinds, exporting),
+                exporting=bool(exporting),
                 export_query=_query(selected),
                 filtered=any(v for k, v in selected.items() if k != "sort"),
             )
@@ -209,6 +234,8 @@ CSV_HEADER = [
     "currency",
     "days_left",
     *(f"{kind}_{KIND_UNITS[kind][0].replace('³', '3').lower()}" for kind in KINDS),
+    # Exported energy apart from the imports above: never netted with them.
+    *(f"{EXPORT_KEYS[kind]}_{KIND_UNITS[kind][0].replace('³', '3').lower()}" for kind in KINDS),
     "last_contact_utc",
     "open_alerts",
     "closed",
@@ -225,6 +252,7 @@ def _csv_row(row: AccountRow) -> list[object]:
         row.currency if row.balance is not None else "",
         row.days_left,
         *row.usage,
+        *row.export_usage,
         row.last_contact.astimezone(dt.UTC).isoformat() if row.last_contact else "",
         row.open_alerts,
         "yes" if row.closed_at else "",
@@ -259,6 +287,7 @@ class OrganisationAccountsCsvView(_AccountsTable, OrganisationView):
         table = organisation_accounts_table(
             organisation=self.organisation,
             as_of=as_of,
+            credit_alerts=self.access.has_scope(Scope.BILLING_READ),
             filters=form.filters(),
             sort=form.sort_key(),
         )

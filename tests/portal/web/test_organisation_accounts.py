@@ -193,7 +193,9 @@ def test_the_table_shows_every_account_of_the_subtree_with_its_measures(
 
 def test_the_days_left_are_those_of_the_account_home(table: Table) -> None:
     # One formula: the set-based SQL gives what credit_state (the account's panel) says.
-    rows = organisation_accounts_table(organisation=table.world.group, as_of=NOW)
+    rows = organisation_accounts_table(
+        organisation=table.world.group, as_of=NOW, credit_alerts=True
+    )
     for row in rows:
         account = Account.objects.get(public_id=row.public_id)
         state = credit_state(account_id=account.pk, as_of_day=TODAY)
@@ -218,7 +220,10 @@ def test_charges_smaller_than_their_days_leave_days_left_unknown_not_a_crash(
     state = credit_state(account_id=table.acc2.pk, as_of_day=TODAY)
     assert state is not None and state.average_daily_cost == 0 and state.days_left is None
     rows = {
-        r.number: r for r in organisation_accounts_table(organisation=table.world.group, as_of=NOW)
+        r.number: r
+        for r in organisation_accounts_table(
+            organisation=table.world.group, as_of=NOW, credit_alerts=True
+        )
     }
     assert rows[table.acc2.number].days_left is None
     client = client_for(table.world.group_manager)
@@ -469,10 +474,11 @@ def test_the_roll_up_charts_read_rollups_not_readings(table: Table, client_for: 
     charts = {c.kind: c for c in panel.context["charts"]}
     assert set(charts) == {"electricity", "water"}
     daily = charts["electricity"].daily
-    assert daily.rows[-1].value == Decimal(9)  # 2026-05-03 is the last day with data
+    assert daily.rows[-1].imported == Decimal(9)  # 2026-05-03 is the last day with data
+    assert not daily.exports and daily.rows[-1].exported is None  # nothing here exports
     monthly = charts["electricity"].monthly
     # July 2025 to May 2026, the months between at zero (April 2026 had 5 kWh).
-    assert [r.value for r in monthly.rows] == [7, 0, 0, 0, 0, 0, 0, 0, 0, 5, 9]
+    assert [r.imported for r in monthly.rows] == [7, 0, 0, 0, 0, 0, 0, 0, 0, 5, 9]
     page = response.content.decode()
     assert 'data-plotly-figure="org-usage-daily-electricity"' in page
     assert '<script id="org-usage-daily-electricity" type="application/json">' in page
