@@ -151,6 +151,9 @@ class CreditState:
     disconnected: bool
     average_daily_cost: int | None  # minor units; None without charges in the window
     days_left: Decimal | None
+    # Days of the window with charges: with an unknown average, whether there were none or
+    # the export credit covered them (the balance is not running down).
+    charged_days: int = 0
 
 
 def credit_state(*, account_id: int, as_of_day: dt.date, days: int = 14) -> CreditState | None:
@@ -181,6 +184,7 @@ def credit_state(*, account_id: int, as_of_day: dt.date, days: int = 14) -> Cred
         disconnected=wallet.disconnected_at is not None,
         average_daily_cost=average,
         days_left=days_left,
+        charged_days=len(totals),
     )
 
 

@@ -61,6 +61,7 @@ def credit_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -
                 ),
                 "low": state.balance <= 0 or (state.days_left is not None and state.days_left < 3),
                 "disconnected": state.disconnected,
+                "covered_by_export": state.average_daily_cost is None and state.charged_days > 0,
                 "can_top_up": "billing:topup" in scopes,
             },
         )

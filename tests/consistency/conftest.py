@@ -20,10 +20,10 @@ import time_machine
 from django.db import transaction
 from django.test import Client
 
-from portal.tenancy.models import Account
+from portal.tenancy.models import Account, Organisation
 from portal.tenancy.roles import Role
 from portal.users.models import User
-from portal.web.demo import demo_seed
+from portal.web.demo import GROUP, demo_seed
 from tests.factories import SYSTEM, make_membership, make_user
 
 # 10:00 in Taipei on a Friday; 03:00 in Amsterdam, after the October clock change.
@@ -35,7 +35,8 @@ DAYS = 100  # more than the 60 the issue asks: three whole months of bills fit
 class Demo:
     as_of: dt.datetime
     accounts: list[Account]
-    reader: User  # owner of every demo account (a role with every scope)
+    reader: User  # owner of every demo account and of the group (a role with every scope)
+    group: Organisation
 
     def client(self, language: str = "en") -> Client:
         client = Client(HTTP_ACCEPT_LANGUAGE=language)
@@ -55,5 +56,7 @@ def demo(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> Ite
         accounts = list(Account.objects.order_by("number"))
         for account in accounts:
             make_membership(reader, Role.OWNER, account=account)
-        yield Demo(AS_OF, accounts, reader)
+        group = Organisation.objects.get(name=GROUP, parent=None)
+        make_membership(reader, Role.OWNER, organisation=group)
+        yield Demo(AS_OF, accounts, reader, group)
         transaction.set_rollback(True)

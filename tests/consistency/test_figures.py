@@ -22,8 +22,11 @@ import pytest
 from django.test import Client
 
 from billing.models import Bill, BillLine, DailyCharge, JournalEntry
+from billing.selectors import shortage_alerts_for_account
 from meters.models import Direction, RollupDaily, ServicePoint, Supply
 from portal.tenancy.models import Account
+from portal.web.panels import bill_to_date
+from portal.web.selectors import account_open_alert_count
 from tests.consistency.conftest import Demo
 
 pytestmark = [pytest.mark.django_db, pytest.mark.xdist_group("consistency")]
@@ -258,3 +261,64 @@ def test_every_wallet_entry_is_labelled_by_what_it_did(demo: Demo) -> None:
         JournalEntry.Kind.EXPORT_CREDIT,
         JournalEntry.Kind.TOPUP,
     } <= seen
+
+
+def test_every_open_credit_warning_is_an_alert_on_the_home_and_the_organisation_table(
+    demo: Demo,
+) -> None:
+    client = demo.client()
+    response = client.get(f"/o/{demo.group.public_id}/accounts/export.csv")
+    assert response.status_code == 200
+    table = {
+        row["account_number"]: int(row["open_alerts"])
+        for row in csv.DictReader(io.StringIO(response.getvalue().decode()))
+    }
+    warned = 0
+    for account in demo.accounts:
+        today = demo.as_of.astimezone(zoneinfo.ZoneInfo(account.time_zone)).date()
+        warnings = shortage_alerts_for_account(
+            account_id=account.pk, as_of_day=today, open_only=True
+        )
+        warned += len(warnings)
+        home = client.get(f"/a/{account.public_id}/")
+        panels = {panel.template: panel.context for panel in home.context["panels"]}
+        count = panels["web/panels/alerts.html"]["count"]
+        assert count >= len(warnings), account.number
+        assert count == account_open_alert_count(
+            account=account, as_of=demo.as_of, credit_alerts=True
+        )
+        if account.organisation_id is not None:
+            assert table[account.number] == count, account.number
+    assert warned > 0
+
+
+def test_the_home_tells_the_credit_as_the_ledger_has_it(demo: Demo) -> None:
+    client = demo.client()
+    for account in demo.accounts:
+        home = client.get(f"/a/{account.public_id}/")
+        text = home.content.decode()
+        today = demo.as_of.astimezone(zoneinfo.ZoneInfo(account.time_zone)).date()
+        if account.payment_mode == Account.PaymentMode.PREPAID:
+            recent = DailyCharge.objects.filter(
+                account=account, day__gte=today - dt.timedelta(days=14), day__lt=today
+            )
+            if recent.exists():
+                assert "No charges in the last two weeks yet" not in text, account.number
+        else:
+            # This month so far, as the month view's days add up (charge less credit).
+            first = today.replace(day=1)
+            found = bill_to_date(account, demo.as_of)
+            assert found is not None, account.number
+            shown = _month_so_far(client, account, first)
+            assert Decimal(found[0]) / 100 == shown, account.number
+
+
+def _month_so_far(client: Client, account: Account, first: dt.date) -> Decimal:
+    total = ZERO
+    for sp in ServicePoint.objects.filter(supplies__account=account).distinct():
+        rows = _csv(
+            client, account, service_point=str(sp.public_id), range="month", end=first.isoformat()
+        )
+        for figures in _by_day(rows).values():
+            total += figures.charge - figures.credit
+    return total
