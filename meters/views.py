@@ -32,7 +32,7 @@ from django.utils.dates import WEEKDAYS
 from django.utils.decorators import method_decorator
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
@@ -216,10 +216,10 @@ class ChirpStackIntegrationView(View):
 
 # Each utility's chart headings, so a water chart never speaks of electricity.
 PATTERN_TITLES: dict[str, Promise] = {
-    UtilityKind.ELECTRICITY: _lazy("Weekly electricity pattern"),
-    UtilityKind.WATER: _lazy("Weekly water pattern"),
-    UtilityKind.GAS: _lazy("Weekly gas pattern"),
-    UtilityKind.HEAT: _lazy("Weekly heat pattern"),
+    UtilityKind.ELECTRICITY: gettext_lazy("Weekly electricity pattern"),
+    UtilityKind.WATER: gettext_lazy("Weekly water pattern"),
+    UtilityKind.GAS: gettext_lazy("Weekly gas pattern"),
+    UtilityKind.HEAT: gettext_lazy("Weekly heat pattern"),
 }
 # Tables longer than this start collapsed: the chart comes first, the table on request.
 OPEN_TABLE_ROWS = 31
@@ -321,7 +321,7 @@ class AccountUsageView(AccountView):
             run=usage.run,
             resolution=period.resolution,
             csv_query=_with(request, format="csv"),
-            pattern_title=PATTERN_TITLES.get(chosen.kind, _lazy("Weekly pattern")),
+            pattern_title=PATTERN_TITLES.get(chosen.kind, gettext_lazy("Weekly pattern")),
         )
         if costs and costs.bands:
             context.update(

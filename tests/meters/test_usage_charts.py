@@ -315,3 +315,124 @@ def test_intervals_with_suspect_readings_are_marked_on_the_chart() -> None:
     marked = [t for t in figure["data"] if t["name"] == "Suspect readings left out"]
     assert len(marked) == 1 and marked[0]["x"] == ["2026-05-06"]
     assert response.context["rows"][5]["suspect"] == 2
+
+
+def _exporting() -> tuple[Any, Any, Client]:
+    """The Lin household with rooftop solar: 19 days of May importing 6.9 kWh a day and
+    exporting 3 kWh around noon, on a tariff that pays 4 TWD per exported kWh."""
+    from meters.models import RollupHourly
+
+    account = make_account("Lin household")
+    account, sp, _wallet = supplied(account, tariff=make_tariff(export_rate="4"))
+    profile = [100] * 9 + [400] * 15
+    hours(account, sp, MAY_1_LOCAL, profile * 19)
+    RollupHourly.objects.bulk_create(
+        RollupHourly(
+            service_point=sp,
+            direction="export",
+            hour=MAY_1_LOCAL + dt.timedelta(days=day, hours=11 + h),
+            account=account,
+            consumption=1000,
+            reading_count=4,
+        )
+        for day in range(19)
+        for h in range(3)
+    )
+    for day in range(1, 20):
+        for direction, used in (("import", sum(profile)), ("export", 3000)):
+            RollupDaily.objects.create(
+                service_point=sp,
+                direction=direction,
+                day=dt.date(2026, 5, day),
+                account=account,
+                consumption=used,
+                reading_count=96,
+                hours=24,
+            )
+    return account, sp, _client_for(account)
+
+
+@time_machine.travel(NOW, tick=False)
+def test_export_is_a_series_of_its_own_and_its_credit_is_never_netted() -> None:
+    account, _sp, client = _exporting()
+    response = client.get(f"/a/{account.public_id}/usage/", {"range": "month"})
+    assert response.status_code == 200
+    assert response.context["total"] == Decimal("131.1")  # 19 x 6.9 kWh imported
+    assert response.context["export_total"] == Decimal(57)  # 19 x 3 kWh exported
+    day = response.context["rows"][3]
+    # The charge is the import's alone (28.61 a day with the standing charge and tax); the
+    # credit 3 kWh x 4 = 12.00, untaxed.
+    assert (day["consumption"], day["exported"]) == (Decimal("6.9"), Decimal(3))
+    assert (day["charge"], day["credit"]) == (Decimal("28.61"), Decimal("12.00"))
+    names = [trace["name"] for trace in _figure(response.content.decode(), "usage-figure")["data"]]
+    assert names == ["Measured", "Estimated", "Exported", "Charge (TWD)", "Export credit (TWD)"]
+    table = list(
+        csv.DictReader(
+            io.StringIO(
+                client.get(
+                    f"/a/{account.public_id}/usage/", {"range": "month", "format": "csv"}
+                ).content.decode()
+            )
+        )
+    )
+    assert (table[3]["export_kWh"], table[3]["charge_TWD"], table[3]["export_credit_TWD"]) == (
+        "3.000",
+        "28.61",
+        "12.00",
+    )
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_csv_of_a_first_visit_is_the_page_it_was_linked_from() -> None:
+    account, _sp, client = _with_hours()
+    page = client.get(f"/a/{account.public_id}/usage/")
+    response = client.get(f"/a/{account.public_id}/usage/?{page.context['csv_query']}")
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert len(rows) == len(page.context["rows"])  # the default week, hour by hour
+
+
+@time_machine.travel(NOW, tick=False)
+def test_daily_bars_have_day_ticks_and_long_tables_start_collapsed() -> None:
+    account, _sp, client = _with_hours()
+    month = client.get(f"/a/{account.public_id}/usage/", {"range": "month"})
+    axis = _figure(month.content.decode(), "usage-figure")["layout"]["xaxis"]
+    assert axis["dtick"] % 86_400_000 == 0 and "%H" not in axis["tickformat"]
+    week = client.get(f"/a/{account.public_id}/usage/", {"range": "week", "end": "2026-05-17"})
+    assert len(week.context["rows"]) == 7 * 24
+    assert not week.context["table_open"]
+    assert '<details class="mb-3" id="usage-table-details">' in week.content.decode()
+    assert month.context["table_open"]
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_water_chart_speaks_of_water_in_both_languages() -> None:
+    account = make_account("Lin household")
+    account, sp, _wallet = supplied(account, tariff=make_tariff(kind="water"), kind="water")
+    hours(account, sp, MAY_1_LOCAL, [10] * 24 * 19)
+    client = _client_for(account)
+    english = client.get(f"/a/{account.public_id}/usage/", {"range": "month"})
+    assert str(english.context["pattern_title"]) == "Weekly water pattern"
+    client.cookies["django_language"] = "zh-hant"
+    chinese = client.get(f"/a/{account.public_id}/usage/", {"range": "month"}).content.decode()
+    assert "每週用水模式" in chinese and "用電" not in chinese
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_running_month_is_compared_with_the_same_days_of_the_month_before() -> None:
+    account, sp, client = _with_hours()
+    for day in range(1, 31):  # all April, 2.4 kWh a day
+        RollupDaily.objects.create(
+            service_point=sp,
+            direction="import",
+            day=dt.date(2026, 4, day),
+            account=account,
+            consumption=2400,
+            reading_count=96,
+            hours=24,
+        )
+    response = client.get(f"/a/{account.public_id}/usage/", {"range": "month", "compare": "on"})
+    # 20 May at noon: 1-20 May against 1-20 April (2.4 kWh a day), not all of April.
+    assert response.context["compared_days"] == 20
+    assert response.context["previous_total"] == Decimal("48.0")
+    assert 'id="like-for-like"' in response.content.decode()
