@@ -35,9 +35,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
-from billing.models import TariffVersion
 from billing.pricing import (
     HourUsage,
     Line,
@@ -254,7 +252,9 @@ def local_midnight(day: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime:
 
 
 def holds_at_midnight(
-    supplies: Sequence[tuple[dt.datetime, dt.datetime | None]], day: dt.date, zone: Any
+    supplies: Sequence[tuple[dt.datetime, dt.datetime | None]],
+    day: dt.date,
+    zone: zoneinfo.ZoneInfo,
 ) -> bool:
     """Whether one of the (start, end) supply periods holds the service point at the day's
     local midnight: the supply that pays that day's standing charge."""
@@ -369,14 +369,6 @@ def supply_windows(
                 windows.append(Window(version, start, end))
     windows.sort(key=lambda w: w.start)
     return windows, last.currency, last.name, last.quantity_unit
-
-
-def version_of(windows: Sequence[Window], day: dt.date) -> TariffVersion | VersionLike | None:
-    """The version in force on a local day, if any."""
-    for window in windows:
-        if window.start <= day < window.end:
-            return window.version
-    return None
 
 
 def account_costs(
