@@ -58,7 +58,8 @@ def test_void_asks_for_a_reason_then_issues_a_credit_note() -> None:
     )
     assert done.status_code == 302
     bill.refresh_from_db()
-    assert bill.status == Bill.Status.VOID and bill.credit_note.number == 2
+    assert bill.status == Bill.Status.VOID
+    assert (bill.credit_note.sequence_number, bill.credit_note.number) == (2, "RES-2026-000002")
     page = client.get(reverse("admin:billing_bill_change", args=[bill.pk]))
     assert page.status_code == 200 and b"misread" in page.content
 
