@@ -21,18 +21,21 @@ def _derived_prefix(name, organisation_id, taken):
     return candidate
 
 
-def _check_digit(body):
-    digits = "".join(str(int(char, 36)) for char in body)
+_ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _check_character(body):
+    n = len(_ALPHANUMERIC)
     total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char) * (2 if index % 2 == 0 else 1)
-        total += value - 9 if value > 9 else value
-    return str((10 - total % 10) % 10)
+    for index, char in enumerate(reversed(body)):
+        value = _ALPHANUMERIC.index(char) * (2 if index % 2 == 0 else 1)
+        total += value // n + value % n
+    return _ALPHANUMERIC[-total % n]
 
 
 def _reference(account_number, bill_number):
     body = re.sub(r"[^0-9A-Z]", "", f"{account_number}{bill_number}".upper())
-    return body + _check_digit(body)
+    return body + _check_character(body)
 
 
 def backfill(apps, schema_editor):

@@ -22,7 +22,7 @@ Decisions, each taken once here:
   unique across issuers: an organisation's prefix is kept on its row (derived from its name
   when its first bill is numbered), the households' comes from `BILLING_HOUSEHOLD_BILL_PREFIX`.
   A credit note takes the next number of the same series. Each number comes with a payment
-  reference (account number, bill number, check digit) that a transfer quotes.
+  reference (account number, bill number, check character) that a transfer quotes.
 - **Ledger**: issuing debits `receivable:<account>` with the total and credits revenue (per
   utility kind, as prepaid charges do), adjustments and tax. A payment debits the clearing
   account `clearing:bill-payments` and credits the receivable. Voiding posts the reversal of the
@@ -527,31 +527,36 @@ def bill_number_format(*, prefix: str, year: int, sequence_number: int) -> str:
     return f"{prefix}-{year}-{sequence_number:06d}"
 
 
-def _check_digit(body: str) -> str:
-    """Luhn's check digit over `body`, each letter counted as its two digits (A=10 ... Z=35,
-    as IBANs do): it catches every single mistyped character and most swapped neighbours."""
-    digits = "".join(str(int(char, 36)) for char in body)
+_ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _check_character(body: str) -> str:
+    """The Luhn mod 36 check character of `body` (digits and capital letters): it catches every
+    single mistyped character and nearly every swap of two neighbours. (Luhn's mod 10 over
+    letters spelt as two digits, as account numbers' check digit does for digits, missed one
+    mistyped letter in thirteen.)"""
+    n = len(_ALPHANUMERIC)
     total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char) * (2 if index % 2 == 0 else 1)
-        total += value - 9 if value > 9 else value
-    return str((10 - total % 10) % 10)
+    for index, char in enumerate(reversed(body)):
+        value = _ALPHANUMERIC.index(char) * (2 if index % 2 == 0 else 1)
+        total += value // n + value % n
+    return _ALPHANUMERIC[-total % n]
 
 
 def bill_payment_reference(*, account_number: str, bill_number: str) -> str:
     """The reference a payer quotes with a transfer: the letters and digits of the account
-    number, then of the bill number, then a check digit. Unique, since the bill number is;
-    the account number in it still finds the payer when the rest is mistyped."""
+    number, then of the bill number, then a check character. Unique, since the bill number
+    is; the account number in it still finds the payer when the rest is mistyped."""
     body = re.sub(r"[^0-9A-Z]", "", f"{account_number}{bill_number}".upper())
-    return body + _check_digit(body)
+    return body + _check_character(body)
 
 
 def bill_payment_reference_valid(reference: str) -> bool:
-    """Whether `reference` (spaces and case aside) carries its own check digit."""
+    """Whether `reference` (spaces and case aside) ends in its own check character."""
     compact = re.sub(r"\s", "", reference).upper()
-    if not re.fullmatch(r"[0-9A-Z]+[0-9]", compact):
+    if not re.fullmatch(r"[0-9A-Z]{2,}", compact):
         return False
-    return _check_digit(compact[:-1]) == compact[-1]
+    return _check_character(compact[:-1]) == compact[-1]
 
 
 def _derived_prefix(name: str, organisation_id: int, taken: set[str]) -> str:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 
 from billing.models import (
@@ -30,6 +30,8 @@ from billing.services.bills import (
     bill_create,
     bill_issue,
     bill_mark_paid,
+    bill_payment_reference,
+    bill_payment_reference_valid,
     bill_run_execute,
     bill_void,
 )
@@ -497,6 +499,63 @@ def test_concurrent_issues_get_consecutive_numbers_and_a_rollback_leaves_no_gap(
         f"GRO-2026-00000{n}" for n in (1, 2, 3)
     ]
     assert printed[household.pk] == "RES-2026-000001"
+
+
+@pytest.mark.django_db
+def test_each_issuer_prints_its_own_prefix_and_two_never_share_one(settings: Any) -> None:
+    settings.BILLING_HOUSEHOLD_BILL_PREFIX = "HR"  # taken by the utility's own series first
+    harbour = make_organisation("Harbour Residential")
+    hillside = make_organisation("Hillside Retail")
+    acme = make_organisation("Acme")
+    accounts = [
+        postpaid(organisation=organisation)[0] for organisation in (harbour, hillside, acme)
+    ] + [postpaid()[0]]
+    for account in accounts:
+        local_hours(account, ServicePoint.objects.get(pk=_point(account)), MARCH, 31)
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    printed = [Bill.objects.get(account=account).number for account in accounts]
+    # Initials, then a number after a prefix already taken; a one-word name's first letters.
+    assert printed == ["HR2-2026-000001", "HR3-2026-000001", "ACM-2026-000001", "HR-2026-000001"]
+    prefixes = dict(BillSequence.objects.values_list("organisation_id", "prefix"))
+    assert prefixes == {harbour.pk: "HR2", hillside.pk: "HR3", acme.pk: "ACM", None: ""}
+    # A prefix changed later prints on later bills; issued numbers never change; two issuers
+    # never share a prefix.
+    BillSequence.objects.filter(organisation=hillside).update(prefix="HILL")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        BillSequence.objects.filter(organisation=acme).update(prefix="HILL")
+    # Issued in January: the year of issue in the account's zone (31 Dec 17:00 UTC is 1 Jan).
+    april = dt.date(2026, 4, 1)
+    for account in accounts:
+        local_hours(account, ServicePoint.objects.get(pk=_point(account)), april, 30)
+    bill_run_execute(
+        period_start=april, actor=SYSTEM, now=dt.datetime(2026, 12, 31, 17, tzinfo=dt.UTC)
+    )
+    later = Bill.objects.get(account=accounts[1], period_start=april)
+    assert later.number == "HILL-2027-000002"
+    assert Bill.objects.get(account=accounts[1], period_start=MARCH).number == "HR3-2026-000001"
+
+
+def _point(account: Account) -> int:
+    return TariffAssignment.objects.get(account=account).service_point_id
+
+
+def test_the_payment_reference_catches_every_mistyped_character() -> None:
+    reference = bill_payment_reference(account_number="HR-0202", bill_number="HR-2026-000123")
+    assert reference[:-1] == "HR0202HR2026000123"
+    assert bill_payment_reference_valid(reference)
+    assert bill_payment_reference_valid(" ".join(reference[i : i + 4] for i in range(0, 19, 4)))
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    for i, char in enumerate(reference):
+        for other in alphabet.replace(char, ""):
+            typo = reference[:i] + other + reference[i + 1 :]
+            assert not bill_payment_reference_valid(typo), typo
+    swaps = [
+        reference[:i] + reference[i + 1] + reference[i] + reference[i + 2 :]
+        for i in range(len(reference) - 1)
+        if reference[i] != reference[i + 1]
+    ]
+    assert sum(bill_payment_reference_valid(swap) for swap in swaps) == 0
+    assert not bill_payment_reference_valid("") and not bill_payment_reference_valid("HR-02")
 
 
 @pytest.mark.django_db
