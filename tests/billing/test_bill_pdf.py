@@ -79,22 +79,25 @@ def test_a_two_utility_bill_has_a_section_per_utility_with_its_unit_and_readings
     assert f"Consumption billed: {electricity.consumption} kWh" in lines
     assert f"Consumption billed: {water.consumption} m³" in lines
 
-    # Readings at the period's boundaries: the electricity end reading was estimated (E).
-    e_row = next(line for line in lines if line.startswith("E-2B-100"))
-    assert e_row == (
-        f"E-2B-100 2026-03-01 00:00 {_kwh(12_345_678)} 2026-04-01 00:00 "
-        f"{_kwh(flat.electricity_end)} E {_kwh(flat.electricity_end - 12_345_678)}"
+    # Readings at the period's boundaries, each with its time under it; the electricity end
+    # reading was never read, so the import's estimate is shown, marked E.
+    def reading(meter: str) -> tuple[str, str]:
+        at = next(i for i, line in enumerate(lines) if line.startswith(meter))
+        return lines[at], lines[at + 1]
+
+    assert reading("E-2B-100") == (
+        f"E-2B-100 {_kwh(12_345_678)} {_kwh(flat.electricity_end)} E "
+        f"{_kwh(flat.electricity_end - 12_345_678)}",
+        "2026-03-01 00:00 2026-04-01 00:00",
     )
     # The water meter was exchanged on the 15th: both meters, each over its own part.
-    old = next(line for line in lines if line.startswith("W-2B-OLD"))
-    new = next(line for line in lines if line.startswith("W-2B-NEW"))
-    assert old == (
-        f"W-2B-OLD 2026-03-01 00:00 {_kwh(345_120)} 2026-03-15 10:00 "
-        f"{_kwh(flat.water_old_end)} {_kwh(flat.water_old_end - 345_120)}"
+    assert reading("W-2B-OLD") == (
+        f"W-2B-OLD {_kwh(345_120)} {_kwh(flat.water_old_end)} {_kwh(flat.water_old_end - 345_120)}",
+        "2026-03-01 00:00 2026-03-15 10:00",
     )
-    assert new == (
-        f"W-2B-NEW 2026-03-15 10:00 0.000 2026-04-01 00:00 {_kwh(flat.water_new_end)} "
-        f"{_kwh(flat.water_new_end)}"
+    assert reading("W-2B-NEW") == (
+        f"W-2B-NEW 0.000 {_kwh(flat.water_new_end)} {_kwh(flat.water_new_end)}",
+        "2026-03-15 10:00 2026-04-01 00:00",
     )
     # What the registers moved is what was billed.
     assert electricity.consumption == _kwh(flat.electricity_end - 12_345_678)
