@@ -258,18 +258,39 @@ def _readings(
 
 def _daily(bill: Bill, sections: dict[int, Section], start: dt.datetime, end: dt.datetime) -> None:
     """Each section's consumption per local day of the period, and its export if any: a chart
-    in the section's unit, the estimated part of each day drawn apart."""
-    zone = bill.account.time_zone
+    in the section's unit, the estimated part of each day drawn apart.
+
+    Read as the bill and the usage page's month read them: the daily rollups where the service
+    point keeps the account's time zone (its days are the account's), else its hours summed
+    per the account's local day.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT service_point_id, direction = %s, (hour AT TIME ZONE %s)::date,
-                   sum(consumption), sum(estimated)
-            FROM meters_rolluphourly
-            WHERE account_id = %s AND service_point_id = ANY(%s) AND hour >= %s AND hour < %s
+            SELECT d.service_point_id, d.direction = %(export)s, d.day,
+                   sum(d.consumption), sum(d.estimated)
+            FROM meters_rollupdaily d JOIN meters_servicepoint sp ON sp.id = d.service_point_id
+            WHERE d.account_id = %(account)s AND d.service_point_id = ANY(%(points)s)
+              AND sp.time_zone = %(zone)s AND d.day >= %(first)s AND d.day < %(last)s
+            GROUP BY 1, 2, 3
+            UNION ALL
+            SELECT h.service_point_id, h.direction = %(export)s,
+                   (h.hour AT TIME ZONE %(zone)s)::date, sum(h.consumption), sum(h.estimated)
+            FROM meters_rolluphourly h JOIN meters_servicepoint sp ON sp.id = h.service_point_id
+            WHERE h.account_id = %(account)s AND h.service_point_id = ANY(%(points)s)
+              AND sp.time_zone <> %(zone)s AND h.hour >= %(start)s AND h.hour < %(end)s
             GROUP BY 1, 2, 3
             """,
-            [Direction.EXPORT, zone, bill.account_id, list(sections), start, end],
+            {
+                "export": Direction.EXPORT,
+                "account": bill.account_id,
+                "points": list(sections),
+                "zone": bill.account.time_zone,
+                "first": bill.period_start,
+                "last": bill.period_end,
+                "start": start,
+                "end": end,
+            },
         )
         found: dict[tuple[int, bool], dict[dt.date, tuple[int, int]]] = defaultdict(dict)
         for sp_id, export, day, quantity, estimated in cursor.fetchall():

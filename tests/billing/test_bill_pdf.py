@@ -99,7 +99,11 @@ def test_a_two_utility_bill_has_a_section_per_utility_with_its_unit_and_readings
         f"W-2B-NEW 0.000 {_kwh(flat.water_new_end)} {_kwh(flat.water_new_end)}",
         "2026-03-15 10:00 2026-04-01 00:00",
     )
-    # What the registers moved is what was billed.
+    # What the registers moved is what was billed, and what the daily charts add up to.
+    assert [s.charts[0].total for s in (electricity, water)] == [
+        electricity.consumption,
+        water.consumption,
+    ]
     assert electricity.consumption == _kwh(flat.electricity_end - 12_345_678)
     used = flat.water_old_end - 345_120 + flat.water_new_end
     assert water.consumption == _kwh(used)
