@@ -6,6 +6,7 @@ The PDF's text is read back with pdftotext (poppler-utils), as a person copying 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 import shutil
@@ -266,3 +267,29 @@ def test_the_two_utility_bill_pdf_pages_are_saved_as_png(flat: TwoUtilities) -> 
         pages = sorted(folder.glob(f"bill-two-utilities-{language}-page-*.png"))
         assert 1 <= len(pages) <= 4
         assert all(page.stat().st_size > 10_000 for page in pages)
+
+
+def test_register_values_between_readings_are_interpolated_and_marked_estimated() -> None:
+    from meters.models import Register
+    from meters.selectors import RegisterInstant, RegisterValue, register_values_at
+    from tests.meters.helpers import csv_rows, run_import
+
+    t0 = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    hour = dt.timedelta(hours=1)
+    # Readings at 00:00, 01:00 and (after a gap too long to estimate) 05:00; then a reset.
+    rows = [(t0, 100.0), (t0 + hour, 101.0), (t0 + 5 * hour, 105.0), (t0 + 6 * hour, 2.0)]
+    run_import(csv_rows("RV1", [(t.isoformat(), v) for t, v in rows]))
+    register = Register.objects.get(meter__serial="RV1")
+
+    def at(when: dt.datetime, lo: dt.datetime = t0, hi: dt.datetime | None = None) -> object:
+        (value,) = register_values_at(instants=[RegisterInstant(register.pk, when, lo, hi)])
+        return value
+
+    assert at(t0 + hour) == RegisterValue(101_000, False)  # read at that instant
+    assert at(t0 + 3 * hour) == RegisterValue(103_000, True)  # halfway: 101 -> 105 kWh
+    # The reset after it is suspect and not used: the last good value is carried.
+    assert at(t0 + 5 * hour + hour / 2) == RegisterValue(105_000, True)
+    assert at(t0 + 3 * hour, hi=t0 + 4 * hour) == RegisterValue(101_000, True)  # bounds
+    assert at(t0 - hour, lo=t0 - 2 * hour) == RegisterValue(100_000, True)  # only after
+    assert at(t0 - hour, lo=t0 - 2 * hour, hi=t0 - hour) is None  # nothing in bounds
+    assert register_values_at(instants=[]) == []
