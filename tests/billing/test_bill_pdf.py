@@ -14,6 +14,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.utils import translation
@@ -46,6 +47,12 @@ def pdf_text(pdf: bytes) -> str:
     return done.stdout.decode()
 
 
+def english_context(*, bill: Bill) -> dict[str, Any]:
+    """The bill's context in English, whatever language an earlier test left active."""
+    with translation.override("en"):
+        return bill_context(bill=bill)
+
+
 def _kwh(base: int) -> str:
     return f"{Decimal(base) / 1000:,.3f}"
 
@@ -75,7 +82,7 @@ def test_a_two_utility_bill_has_a_section_per_utility_with_its_unit_and_readings
     assert "Meter readings (kWh)" in lines and "Meter readings (m³)" in lines
     assert not re.search(r"\bm3\b", text)
     # No figure adds kWh to m³: each consumption is stated with its unit.
-    context = bill_context(bill=bill)
+    context = english_context(bill=bill)
     electricity, water = context["sections"]
     assert f"Consumption billed: {electricity.consumption} kWh" in lines
     assert f"Consumption billed: {water.consumption} m³" in lines
@@ -143,7 +150,7 @@ def test_the_chinese_bill_is_in_chinese_with_the_same_figures(flat: TwoUtilities
 
 
 def test_bill_charts_are_valid_svg_with_finite_sizes_and_colours(flat: TwoUtilities) -> None:
-    context = bill_context(bill=flat.bill)
+    context = english_context(bill=flat.bill)
     charts = [chart.svg for section in context["sections"] for chart in section.charts]
     charts += [history.chart.svg for history in context["history_charts"]]
     # A daily chart per utility and one of the previous periods per utility.
@@ -174,7 +181,7 @@ def test_bill_charts_are_valid_svg_with_finite_sizes_and_colours(flat: TwoUtilit
 def test_a_chart_of_nothing_is_still_drawable() -> None:
     account, _sp = postpaid()
     bill = bill_create(account=account, period_start=MARCH, actor=SYSTEM, now=NOW)
-    context = bill_context(bill=bill)
+    context = english_context(bill=bill)
     (section,) = context["sections"]
     root = ET.fromstring(section.charts[0].svg)  # noqa: S314 - our own markup
     assert root.findall(f"{SVG}rect") == []  # no bar, no zero-height rectangle, no NaN
@@ -227,7 +234,7 @@ def test_the_page_has_a_daily_chart_and_the_previous_periods() -> None:
     bill = Bill.objects.get(account=account, period_start=MARCH)
     html = bill_pdf_html(bill=bill, language="en")
     assert html.count("<svg") == 2
-    context = bill_context(bill=bill)
+    context = english_context(bill=bill)
     (daily,) = context["sections"][0].charts
     assert daily.svg.count("<rect") == 28  # the 28 days with consumption of March's 31
     (history,) = context["history_charts"]
