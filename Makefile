@@ -73,10 +73,15 @@ check-migrations: $(VENV)/.dev  ## fail if a model change has no migration
 test: system-deps services $(VENV)/.dev messages lint check-migrations  ## every check and the whole test suite
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+# A two-utility flat's bill: its PDF in both languages, each page as PNG (pdftoppm), and its page.
+BILL_SHOTS := tests/billing/test_bill_pdf.py::test_the_two_utility_bill_pdf_pages_are_saved_as_png \
+	tests/billing/test_bill_page_browser.py
+
 .PHONY: screenshots
-screenshots: system-deps services $(VENV)/.dev messages  ## run the browser tests, saving screenshots of the main pages to screenshots/
+screenshots: system-deps services $(VENV)/.dev messages  ## run the browser tests, saving screenshots of the main pages and the bill PDF's pages to screenshots/
 	rm -rf screenshots && mkdir screenshots
 	SCREENSHOTS_DIR=$(CURDIR)/screenshots $(BIN)/pytest -n 2 -m browser tests/browser $(PYTEST_ARGS) || status=$$?; \
+	  SCREENSHOTS_DIR=$(CURDIR)/screenshots $(BIN)/pytest -n 0 $(BILL_SHOTS) $(PYTEST_ARGS) || status=$${status:-$$?}; \
 	  ls -1 screenshots; exit $${status:-0}
 
 BENCH_CHARGE_ACCOUNTS ?= 100000

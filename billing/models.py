@@ -504,11 +504,25 @@ class BillRun(models.Model):
 
 
 class BillSequence(models.Model):
-    """The next bill number of one organisation (or of residents' households, organisation
-    empty): taken under a row lock inside the issuing transaction, so numbers have no gaps."""
+    """The bill numbers of one issuer: an organisation, or the utility itself for residents'
+    households (organisation empty).
+
+    `next_number` is taken under a row lock inside the issuing transaction, so numbers have no
+    gaps. A bill's number is `<prefix>-<year of issue>-<next_number, six digits or more>`, e.g.
+    `HR-2026-000123`; the series runs on across years (the year dates the bill, it does not
+    restart the count). The households' prefix comes from `BILLING_HOUSEHOLD_BILL_PREFIX`; an
+    organisation's is stored here (billing's own record, not a tenancy field), derived from its
+    name when its first bill is issued.
+    """
 
     organisation = models.OneToOneField(
         "tenancy.Organisation", null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    prefix = models.CharField(
+        _("bill number prefix"),
+        max_length=12,
+        blank=True,
+        help_text=_("Capital letters and digits, printed before the year in bill numbers."),
     )
     next_number = models.PositiveIntegerField(default=1)
 
@@ -519,10 +533,21 @@ class BillSequence(models.Model):
                 nulls_distinct=False,
                 name="billing_billsequence_one_per_organisation",
             ),
+            # Two issuers with one prefix would print the same bill numbers.
+            models.UniqueConstraint(
+                fields=["prefix"],
+                condition=~Q(prefix=""),
+                name="billing_billsequence_prefix_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(prefix__regex=r"^[A-Z0-9]{0,12}$"),
+                name="billing_billsequence_prefix_form",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"bill numbers of {self.organisation_id}: next {self.next_number}"
+        issuer = self.organisation_id or "households"
+        return f"bill numbers {self.prefix or '-'} of {issuer}: next {self.next_number}"
 
 
 class BillQuerySet(models.QuerySet["Bill"]):
@@ -548,7 +573,14 @@ class Bill(models.Model):
     organisation = models.ForeignKey(
         "tenancy.Organisation", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    number = models.PositiveIntegerField(_("number"), null=True, blank=True)
+    # The printed number (`HR-2026-000123`), set once at issue and never changed; unique
+    # across every issuer. `sequence_number` is its place in the issuer's gap-free series.
+    number = models.CharField(_("number"), max_length=32, blank=True, default="", db_default="")
+    sequence_number = models.PositiveIntegerField(_("sequence number"), null=True, blank=True)
+    # Quoted with a transfer so that the payment finds its bill: see bill_payment_reference().
+    payment_reference = models.CharField(
+        _("payment reference"), max_length=64, blank=True, default="", db_default=""
+    )
     run = models.ForeignKey(
         BillRun, null=True, blank=True, on_delete=models.PROTECT, related_name="bill_set"
     )
@@ -579,10 +611,18 @@ class Bill(models.Model):
         verbose_name_plural = _("bills")
         constraints = [
             models.UniqueConstraint(
-                fields=["organisation", "number"],
+                fields=["organisation", "sequence_number"],
                 nulls_distinct=False,
-                condition=Q(number__isnull=False),
-                name="billing_bill_number_unique",
+                condition=Q(sequence_number__isnull=False),
+                name="billing_bill_sequence_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["number"], condition=~Q(number=""), name="billing_bill_number_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["payment_reference"],
+                condition=~Q(payment_reference=""),
+                name="billing_bill_payment_reference_unique",
             ),
             # One regular bill per account and period; credit notes stand apart.
             models.UniqueConstraint(
@@ -595,7 +635,8 @@ class Bill(models.Model):
                 name="billing_bill_total",
             ),
             models.CheckConstraint(
-                condition=Q(status="draft") | Q(number__isnull=False),
+                condition=Q(status="draft")
+                | (Q(sequence_number__isnull=False) & ~Q(number="") & ~Q(payment_reference="")),
                 name="billing_bill_numbered_when_issued",
             ),
         ]

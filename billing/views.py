@@ -37,7 +37,7 @@ from billing.payments.base import ProviderError, ProviderUnavailable
 from billing.payments.providers import provider_get
 from billing.payments.sandbox import SandboxProvider, webhook_post
 from billing.payments.selectors import topup_for_account, topups_for_account
-from billing.pdf import bill_pdf_context, bill_pdf_render
+from billing.pdf import bill_context, bill_pdf_render
 from billing.selectors import (
     LedgerLine,
     bill_for_account,
@@ -258,11 +258,15 @@ class AccountBillsView(AccountView):
         found = bills_for_account(account_id=self.account.pk)
         # A credit note credits a bill of the same account, already in the list.
         by_id = {bill.pk: bill for bill in found}
+        zone = zoneinfo.ZoneInfo(self.account.time_zone)
         bills = [
             {
                 "bill": bill,
                 "total": format_minor(bill.total, bill.currency),
                 "credits": by_id.get(bill.credit_note_for_id or 0),
+                # The account's date, not the server's: a bill due at 01:00 in Taipei is due
+                # that day there.
+                "due_on": f"{bill.due_at.astimezone(zone):%Y-%m-%d}" if bill.due_at else "",
             }
             for bill in found
         ]
@@ -300,7 +304,7 @@ class AccountBillView(_OneBillView):
         self, request: HttpRequest, *args: Any, bill_id: uuid.UUID, **kwargs: Any
     ) -> HttpResponse:
         bill = self.bill(bill_id)
-        context = bill_pdf_context(bill=bill)
+        context = bill_context(bill=bill)
         # The PDF's own context names the account too; this page's is the tenant's (the same).
         context.pop("account", None)
         return self.render_to_response(self.get_context_data(**context))

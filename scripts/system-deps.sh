@@ -6,8 +6,9 @@ set -euo pipefail
 case "${1:-test}" in
   gettext) packages=(gettext) ;;
   run) packages=(gettext postgresql-15-partman libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk) ;;
+  # poppler-utils: pdftotext reads bill PDFs in tests, pdftoppm turns them into screenshots.
   test) packages=(gettext postgresql-15-partman chromium fonts-noto-cjk mosquitto libpango-1.0-0
-                  libpangoft2-1.0-0) ;;
+                  libpangoft2-1.0-0 poppler-utils) ;;
   bench) packages=(wrk) ;;  # the web benchmark's load generator (scripts/bench_web.py)
   *) echo "usage: $0 [gettext|run|test|bench]" >&2; exit 2 ;;
 esac

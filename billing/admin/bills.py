@@ -163,12 +163,13 @@ class BillAdmin(ReadOnlyModelAdmin):
         "credit_note_for",
     )
     list_filter = ("status", "has_estimates", "period_start")
-    search_fields = ("account__number", "account__name", "=number")
+    search_fields = ("account__number", "account__name", "=number", "=payment_reference")
     list_select_related = ("account", "organisation", "credit_note_for")
     inlines = (BillLineInline,)
     actions = ("mark_paid", "void")
     readonly_fields = (
         "number",
+        "payment_reference",
         "account",
         "organisation",
         "run",

@@ -18,10 +18,14 @@ Decisions, each taken once here:
   again; the export credit is untaxed. `total = subtotal + tax`, the sum of the lines.
 - **Estimated consumption**: a line with estimated hours in it is `estimated`; the bill's
   `has_estimates` is set when any line is.
-- **Numbers**: one `BillSequence` row per organisation (households share the row whose
-  organisation is empty), locked `FOR UPDATE` inside the issuing transaction: a concurrent issue
-  waits, a rolled-back one gives its numbers back, so numbers have no gaps. A credit note takes
-  the next number of the same sequence.
+- **Numbers**: one `BillSequence` row per issuer (an organisation; households without one
+  share the utility's row, organisation empty), locked `FOR UPDATE` inside the issuing
+  transaction: a concurrent issue waits, a rolled-back one gives its numbers back, so numbers
+  have no gaps. The printed number is `<prefix>-<year of issue>-<sequence>` (`HR-2026-000123`),
+  unique across issuers: an organisation's prefix is kept on its row (derived from its name
+  when its first bill is numbered), the households' comes from `BILLING_HOUSEHOLD_BILL_PREFIX`.
+  A credit note takes the next number of the same series. Each number comes with a payment
+  reference (account number, bill number, check character) that a transfer quotes.
 - **Ledger**: issuing debits `receivable:<account>` with the total and credits revenue (per
   utility kind, as prepaid charges do), adjustments and tax. A payment debits the clearing
   account `clearing:bill-payments` and credits the receivable. Voiding posts the reversal of the
@@ -43,6 +47,8 @@ Decisions, each taken once here:
 from __future__ import annotations
 
 import datetime as dt
+import re
+import unicodedata
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -508,59 +514,175 @@ def _insert_lines(bills: Sequence[tuple[int, Sequence[_LineDraft]]]) -> None:
         )
 
 
-def _take_numbers(organisation_ids: Sequence[int | None]) -> list[int]:
-    """Reserve one number per entry of `organisation_ids` (in that order), gap-free.
+# --- Numbers and payment references ------------------------------------------------------------
+
+# Serialises the creation of issuers' sequence rows, so that two new issuers never derive the
+# same prefix (taken only when an issuer's first bill is numbered).
+_PREFIX_LOCK = 0x6269_6C6C  # "bill"
+
+
+@dataclass(frozen=True)
+class _ToNumber:
+    """A draft bill to number: its issuer, and what its number and reference are made of."""
+
+    bill_id: int
+    organisation_id: int | None
+    account_number: str
+    time_zone: str
+
+
+def bill_number_format(*, prefix: str, year: int, sequence_number: int) -> str:
+    """The printed bill number: `HR-2026-000123` (six digits at least, more when needed)."""
+    return f"{prefix}-{year}-{sequence_number:06d}"
+
+
+_ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _check_character(body: str) -> str:
+    """The Luhn mod 36 check character of `body` (digits and capital letters): it catches every
+    single mistyped character and nearly every swap of two neighbours. (Luhn's mod 10 over
+    letters spelt as two digits, as account numbers' check digit does for digits, missed one
+    mistyped letter in thirteen.)"""
+    n = len(_ALPHANUMERIC)
+    total = 0
+    for index, char in enumerate(reversed(body)):
+        value = _ALPHANUMERIC.index(char) * (2 if index % 2 == 0 else 1)
+        total += value // n + value % n
+    return _ALPHANUMERIC[-total % n]
+
+
+def bill_payment_reference(*, account_number: str, bill_number: str) -> str:
+    """The reference a payer quotes with a transfer: the letters and digits of the account
+    number, then of the bill number, then a check character. Unique, since the bill number
+    is; the account number in it still finds the payer when the rest is mistyped."""
+    body = re.sub(r"[^0-9A-Z]", "", f"{account_number}{bill_number}".upper())
+    return body + _check_character(body)
+
+
+def bill_payment_reference_valid(reference: str) -> bool:
+    """Whether `reference` (spaces and case aside) ends in its own check character."""
+    compact = re.sub(r"\s", "", reference).upper()
+    if not re.fullmatch(r"[0-9A-Z]{2,}", compact):
+        return False
+    return _check_character(compact[:-1]) == compact[-1]
+
+
+def _derived_prefix(name: str, organisation_id: int, taken: set[str]) -> str:
+    """An organisation's prefix from its name: the initials (Harbour Residential: HR), a
+    one-word name's first three letters, `ORG<id>` for a name without Latin letters; a
+    prefix already taken gets 2, 3, ... after it."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    words = re.findall(r"[A-Za-z0-9]+", ascii_name)
+    base = words[0][:3] if len(words) == 1 else "".join(word[0] for word in words)[:4]
+    base = base.upper() or f"ORG{organisation_id}"
+    candidate, n = base, 2
+    while candidate in taken:
+        candidate, n = f"{base}{n}", n + 1
+    return candidate
+
+
+def _create_sequences(cursor: Any, organisation_ids: Sequence[int | None]) -> None:
+    """Create the missing sequence rows of these issuers, with a prefix each (race-safe)."""
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PREFIX_LOCK])
+    cursor.execute("SELECT prefix FROM billing_billsequence WHERE prefix <> ''")
+    taken = {prefix for (prefix,) in cursor.fetchall()} | {settings.BILLING_HOUSEHOLD_BILL_PREFIX}
+    cursor.execute(
+        "SELECT id, name FROM tenancy_organisation WHERE id = ANY(%s) ORDER BY id",
+        [[o for o in organisation_ids if o is not None]],
+    )
+    rows: list[tuple[int | None, str]] = []
+    for organisation_id, name in cursor.fetchall():
+        prefix = _derived_prefix(name, organisation_id, taken)
+        taken.add(prefix)
+        rows.append((organisation_id, prefix))
+    if None in organisation_ids:
+        rows.append((None, ""))  # households: the prefix is the setting's, read at issue
+    cursor.execute(
+        "INSERT INTO billing_billsequence (organisation_id, prefix, next_number) "
+        "SELECT o, p, 1 FROM unnest(%s::bigint[], %s::text[]) AS t(o, p) "
+        "ON CONFLICT DO NOTHING",
+        [[o for o, _ in rows], [p for _, p in rows]],
+    )
+
+
+def _take_numbers(organisation_ids: Sequence[int | None]) -> list[tuple[str, int]]:
+    """Reserve one (prefix, number) per entry of `organisation_ids` (in that order), gap-free.
 
     The sequence rows are created race-safely on first use and locked until the caller's
     transaction ends: a concurrent issuer waits, and a rollback gives the numbers back.
+
+    :raises BillError: when an issuer's sequence row cannot be created (its derived prefix
+        taken meanwhile by a row made outside this function).
     """
     wanted = sorted(set(organisation_ids), key=lambda o: (o is not None, o or 0))
+    select = """
+        SELECT id, organisation_id, prefix, next_number FROM billing_billsequence
+        WHERE organisation_id = ANY(%s) OR (%s AND organisation_id IS NULL)
+        ORDER BY id
+    """
+    params: list[Any] = [[o for o in wanted if o is not None], None in wanted]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO billing_billsequence (organisation_id, next_number) "
-            "SELECT o, 1 FROM unnest(%s::bigint[]) AS t(o) ON CONFLICT DO NOTHING",
-            [wanted],
-        )
-        cursor.execute(
-            """
-            SELECT id, organisation_id, next_number FROM billing_billsequence
-            WHERE organisation_id = ANY(%s) OR (%s AND organisation_id IS NULL)
-            ORDER BY id FOR UPDATE
-            """,
-            [[o for o in wanted if o is not None], None in wanted],
-        )
-        sequences = {org: [seq_id, nxt] for seq_id, org, nxt in cursor.fetchall()}
+        cursor.execute(select, params)
+        found = {org for _id, org, _prefix, _next in cursor.fetchall()}
+        if missing := [o for o in wanted if o not in found]:
+            _create_sequences(cursor, missing)
+        cursor.execute(select + " FOR UPDATE", params)
+        sequences = {org: [seq_id, prefix, nxt] for seq_id, org, prefix, nxt in cursor.fetchall()}
+        if len(sequences) != len(wanted):
+            raise BillError(_("A bill number series could not be created; try again."))
         numbers = []
         for org in organisation_ids:
-            numbers.append(sequences[org][1])
-            sequences[org][1] += 1
+            prefix = settings.BILLING_HOUSEHOLD_BILL_PREFIX if org is None else sequences[org][1]
+            numbers.append((prefix, sequences[org][2]))
+            sequences[org][2] += 1
         cursor.execute(
             "UPDATE billing_billsequence s SET next_number = v.n "
             "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, n) WHERE s.id = v.id",
-            [[s[0] for s in sequences.values()], [s[1] for s in sequences.values()]],
+            [[s[0] for s in sequences.values()], [s[2] for s in sequences.values()]],
         )
     return numbers
 
 
 def _mark_issued(
-    bills: Sequence[tuple[int, int | None]], *, now: dt.datetime, due: dt.datetime | None
-) -> dict[int, int]:
-    """Number draft bills (id, organisation id) in id order and make them issued."""
-    ordered = sorted(bills)
-    numbers = _take_numbers([org for _, org in ordered])
+    bills: Sequence[_ToNumber], *, now: dt.datetime, due: dt.datetime | None
+) -> dict[int, str]:
+    """Number draft bills in id order and make them issued; return their printed numbers.
+
+    The year in a number is the year of issue in the account's time zone.
+    """
+    ordered = sorted(bills, key=lambda b: b.bill_id)
+    taken = _take_numbers([b.organisation_id for b in ordered])
+    printed: dict[int, str] = {}
+    sequence_numbers, references = [], []
+    for bill, (prefix, sequence_number) in zip(ordered, taken, strict=True):
+        year = now.astimezone(zoneinfo.ZoneInfo(bill.time_zone)).year
+        number = bill_number_format(prefix=prefix, year=year, sequence_number=sequence_number)
+        printed[bill.bill_id] = number
+        sequence_numbers.append(sequence_number)
+        references.append(
+            bill_payment_reference(account_number=bill.account_number, bill_number=number)
+        )
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE billing_bill b SET status = 'issued', number = v.n, issued_at = %s,
-                due_at = %s
-            FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, n)
+            UPDATE billing_bill b SET status = 'issued', sequence_number = v.s, number = v.n,
+                payment_reference = v.r, issued_at = %s, due_at = %s
+            FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) AS v(id, s, n, r)
             WHERE b.id = v.id AND b.status = 'draft'
             """,
-            [now, due, [bill_id for bill_id, _ in ordered], numbers],
+            [
+                now,
+                due,
+                [b.bill_id for b in ordered],
+                sequence_numbers,
+                [printed[b.bill_id] for b in ordered],
+                references,
+            ],
         )
         if cursor.rowcount != len(ordered):
             raise BillError(_("Only a draft bill can be issued."))
-    return {bill_id: number for (bill_id, _), number in zip(ordered, numbers, strict=True)}
+    return printed
 
 
 def _receivables(account_ids: Iterable[int], currency: str) -> dict[int, int]:
@@ -609,7 +731,7 @@ def _issue_postings(
 
 
 def _post_issues(
-    issued: Sequence[tuple[int, int, _BillDraft]], *, now: dt.datetime, actor_label: str
+    issued: Sequence[tuple[int, str, _BillDraft]], *, now: dt.datetime, actor_label: str
 ) -> None:
     """One BILL journal entry per issued bill (id, number, draft), set-wise."""
     by_currency: dict[str, list[int]] = defaultdict(list)
@@ -620,7 +742,7 @@ def _post_issues(
         for account_id, ledger in _receivables(account_ids, currency).items():
             receivables[(account_id, currency)] = ledger
     ledgers: dict[tuple[str, str], int] = {}
-    entries: list[tuple[int, int, _BillDraft, list[tuple[int, int]]]] = []
+    entries: list[tuple[int, str, _BillDraft, list[tuple[int, int]]]] = []
     for bill_id, number, draft in issued:
         postings = _issue_postings(
             draft, receivables[(draft.account.pk, draft.account.currency)], ledgers
@@ -814,7 +936,10 @@ def _run_chunk(
         )
         if created:
             numbers = _mark_issued(
-                [(bill_id, d.account.organisation_id) for bill_id, d in created],
+                [
+                    _ToNumber(bill_id, d.account.organisation_id, d.account.number, zone_name)
+                    for bill_id, d in created
+                ],
                 now=now,
                 due=_due(now),
             )
@@ -896,6 +1021,10 @@ def bill_create(
     return bill
 
 
+def _to_number(bill: Bill) -> _ToNumber:
+    return _ToNumber(bill.pk, bill.organisation_id, bill.account.number, bill.account.time_zone)
+
+
 def _locked(bill: Bill) -> Bill:
     return Bill.objects.select_for_update().select_related("account").get(pk=bill.pk)
 
@@ -909,7 +1038,7 @@ def bill_issue(*, bill: Bill, actor: Actor, now: dt.datetime) -> Bill:
     bill = _locked(bill)
     if bill.status != Bill.Status.DRAFT:
         raise BillError(_("Only a draft bill can be issued."))
-    numbers = _mark_issued([(bill.pk, bill.organisation_id)], now=now, due=_due(now))
+    numbers = _mark_issued([_to_number(bill)], now=now, due=_due(now))
     _post_issues([(bill.pk, numbers[bill.pk], _draft_of(bill))], now=now, actor_label=actor.label)
     bill.refresh_from_db()
     audit_record(
@@ -1011,7 +1140,7 @@ def bill_void(*, bill: Bill, reason: str, actor: Actor, now: dt.datetime) -> Bil
         for line in bill.lines.all()
     )
     # A credit note is settled against the receivable at once: nothing falls due.
-    _mark_issued([(note.pk, note.organisation_id)], now=now, due=None)
+    _mark_issued([_to_number(note)], now=now, due=None)
     issue_entry = JournalEntry.objects.filter(idempotency_key=_issue_key(bill.pk)).first()
     if issue_entry is not None:
         journal_post(

@@ -457,6 +457,15 @@ PORTAL_INVITATION_TTL = timedelta(days=env_int("PORTAL_INVITATION_TTL_DAYS", 14)
 # --- Bills -------------------------------------------------------------------------------
 # Days between a postpaid bill's issue and its due date.
 BILLING_DUE_DAYS = env_int("BILLING_DUE_DAYS", 14)
+# The prefix of the utility's own bill numbers, for households without an organisation
+# (RES-2026-000123); organisations' prefixes are kept with their number series.
+BILLING_HOUSEHOLD_BILL_PREFIX = env_str("BILLING_HOUSEHOLD_BILL_PREFIX", "RES")
+# How to pay a bill, printed on it: the utility's bank account for transfers. Without an
+# account number the bill only asks for the payment reference to be quoted.
+BILLING_PAYEE_NAME = env_str("BILLING_PAYEE_NAME", PORTAL_SITE_NAME)
+BILLING_BANK_NAME = env_str("BILLING_BANK_NAME", "")
+BILLING_BANK_CODE = env_str("BILLING_BANK_CODE", "")
+BILLING_BANK_ACCOUNT = env_str("BILLING_BANK_ACCOUNT", "")
 
 # --- Shortage warnings and notifications --------------------------------------------------
 # Days of credit left that warn, when no organisation or account policy says otherwise; the

@@ -25,6 +25,10 @@ os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.console.EmailB
 os.environ.setdefault("MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN", "1")
 # The demo staff login works without enrolling an authenticator; production keeps it required.
 os.environ.setdefault("PORTAL_STAFF_REQUIRE_MFA", "0")
+# A made-up bank account, so that the demo's bills show how to pay by transfer.
+os.environ.setdefault("BILLING_BANK_NAME", "Demo Bank")
+os.environ.setdefault("BILLING_BANK_CODE", "999")
+os.environ.setdefault("BILLING_BANK_ACCOUNT", "0099-8877-6655-4433")
 
 from portal.settings.base import *  # noqa: E402
 

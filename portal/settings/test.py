@@ -17,6 +17,10 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/smartm
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 os.environ.setdefault("MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN", "1")
+# A made-up bank account, so that the demo's bills show how to pay by transfer.
+os.environ.setdefault("BILLING_BANK_NAME", "Demo Bank")
+os.environ.setdefault("BILLING_BANK_CODE", "999")
+os.environ.setdefault("BILLING_BANK_ACCOUNT", "0099-8877-6655-4433")
 # Import payloads of the tests: content-addressed, so parallel workers can share the folder.
 os.environ.setdefault("PORTAL_MEDIA_ROOT", "/tmp/smartmeter-test-media")  # noqa: S108
 

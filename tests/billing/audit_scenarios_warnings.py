@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from billing.services import warnings
 from portal.audit.events import AuditEvent
+from tests.billing.helpers import bill_numbers
 from tests.conftest import World
 from tests.factories import SYSTEM
 
@@ -31,7 +32,7 @@ def _bill_notices(world: World) -> Callable[[], object]:
     issued_at = NOW - dt.timedelta(hours=1)
     Bill.objects.create(
         account=world.account_a,
-        number=1,
+        **bill_numbers(1),
         period_start=dt.date(2026, 4, 1),
         period_end=dt.date(2026, 5, 1),
         currency="TWD",

@@ -85,3 +85,16 @@ def hours(
         )
         for i, value in enumerate(wh)
     )
+
+
+def bill_numbers(sequence: int, *, prefix: str = "RES", year: int = 2026) -> dict[str, Any]:
+    """The fields an issued bill made by hand needs (a constraint refuses it without them):
+    its place in the series, its printed number and its payment reference."""
+    from billing.services.bills import bill_number_format, bill_payment_reference
+
+    number = bill_number_format(prefix=prefix, year=year, sequence_number=sequence)
+    return {
+        "sequence_number": sequence,
+        "number": number,
+        "payment_reference": bill_payment_reference(account_number="T", bill_number=number),
+    }

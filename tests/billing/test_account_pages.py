@@ -9,11 +9,12 @@ import pytest
 import time_machine
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
 from billing.models import Bill, NotificationPreference, TopUp
 from billing.payments.providers import provider_get
 from billing.payments.sandbox import SandboxProvider
-from billing.pdf import bill_pdf_context
+from billing.pdf import bill_context
 from billing.services.bills import bill_run_execute, bill_void
 from billing.services.ledger import wallet_adjust
 from billing.services.topups import topup_checkout_start, topup_create, webhook_receive
@@ -69,7 +70,9 @@ def test_bills_are_listed_and_their_pdf_is_served_only_to_the_account() -> None:
     account = make_account(payment_mode="postpaid")
     bill = Bill.objects.create(
         account=account,
-        number=7,
+        number="RES-2026-000007",
+        sequence_number=7,
+        payment_reference="RES2026000007X",
         period_start=dt.date(2026, 4, 1),
         period_end=dt.date(2026, 5, 1),
         currency="TWD",
@@ -89,7 +92,7 @@ def test_bills_are_listed_and_their_pdf_is_served_only_to_the_account() -> None:
     )  # a draft: staff's, not shown
     client = _client(account)
     page = client.get(f"/a/{account.public_id}/bills/")
-    assert [row["bill"].number for row in page.context["bills"]] == [7]
+    assert [row["bill"].number for row in page.context["bills"]] == ["RES-2026-000007"]
     assert "1050.00 TWD" in page.content.decode()
     pdf = client.get(f"/a/{account.public_id}/bills/{bill.public_id}/pdf/?lang=zh-hant")
     assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
@@ -130,11 +133,14 @@ def test_a_bills_detail_shows_its_lines_and_the_stored_totals_as_the_pdf_does() 
         money(bill.tax),
         money(bill.total),
     )
-    # The very context the PDF is rendered from: same lines, same figures.
-    assert page.context["rows"] == bill_pdf_context(bill=bill)["rows"]
-    assert [row["amount"] for row in page.context["rows"]] == [
-        money(line.amount) for line in bill.lines.order_by("position")
-    ]
+    # The very context the PDF is rendered from: same sections, lines and figures.
+    with translation.override("en"):  # the page's language, whatever a test left active
+        pdf_context = bill_context(bill=bill)
+    for name in ("sections", "other_rows", "tax_rows", "summary", "history_rows"):
+        assert page.context[name] == pdf_context[name]
+    shown = [row.amount for section in page.context["sections"] for row in section.rows]
+    shown += [tax.amount for tax in page.context["tax_rows"]]
+    assert shown == [money(line.amount) for line in bill.lines.order_by("position")]
     html = page.content.decode()
     assert f'id="bill-total">{money(bill.total)}<' in html
     assert "This bill is void: meter misread" in html and note_url in html

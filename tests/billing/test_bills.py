@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 
 from billing.models import (
@@ -30,6 +30,8 @@ from billing.services.bills import (
     bill_create,
     bill_issue,
     bill_mark_paid,
+    bill_payment_reference,
+    bill_payment_reference_valid,
     bill_run_execute,
     bill_void,
 )
@@ -175,7 +177,9 @@ def test_a_month_with_a_mid_period_tariff_change_is_priced_from_the_rollups() ->
     ]
     assert (bill.subtotal, bill.tax, bill.total) == (2816_00, 140_80, 2956_80)
     assert bill.total == sum(line.amount for line in bill.lines.all())
-    assert (bill.status, bill.number, bill.has_estimates) == (Bill.Status.ISSUED, 1, False)
+    assert (bill.status, bill.has_estimates) == (Bill.Status.ISSUED, False)
+    # A household's bill: the utility's own series, issued in 2026.
+    assert (bill.sequence_number, bill.number) == (1, "RES-2026-000001")
     assert bill.period_end == dt.date(2026, 4, 1)
     assert _ledger_sum() == 0
 
@@ -257,7 +261,11 @@ def test_rerunning_the_bill_run_creates_nothing_new() -> None:
 
     def state() -> tuple[Any, ...]:
         return (
-            list(Bill.objects.order_by("pk").values_list("pk", "organisation_id", "number")),
+            list(
+                Bill.objects.order_by("pk").values_list(
+                    "pk", "organisation_id", "sequence_number", "number"
+                )
+            ),
             BillLine.objects.count(),
             list(BillSequence.objects.order_by("pk").values_list("organisation_id", "next_number")),
             JournalEntry.objects.count(),
@@ -273,8 +281,15 @@ def test_rerunning_the_bill_run_creates_nothing_new() -> None:
     assert again.pk == run.pk and (again.bills, again.skipped) == (4, 1)
     assert not Bill.objects.filter(account=no_tariff).exists()
     # Numbered per organisation, from 1, without gaps; households have their own sequence.
-    assert sorted(n for _, org, n in first[0] if org == group.pk) == [1, 2, 3]
-    assert [n for _, org, n in first[0] if org is None] == [1]
+    assert sorted(n for _, org, n, _ in first[0] if org == group.pk) == [1, 2, 3]
+    assert [n for _, org, n, _ in first[0] if org is None] == [1]
+    # Printed with the issuer's prefix (from the name "Group") or the households' one.
+    assert sorted(p for _, org, _, p in first[0] if org == group.pk) == [
+        "GRO-2026-000001",
+        "GRO-2026-000002",
+        "GRO-2026-000003",
+    ]
+    assert [p for _, org, _, p in first[0] if org is None] == ["RES-2026-000001"]
     assert first[3] == 4  # one ledger entry per bill
     # One audit entry for the whole run, not one per bill.
     entries = AuditLogEntry.objects.filter(event_type=340)
@@ -299,7 +314,8 @@ def test_an_interrupted_run_resumes_without_billing_anyone_twice() -> None:
     run = bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
     assert Bill.objects.filter(period_start=MARCH).count() == 2
     assert list(Bill.objects.filter(run=run).values_list("account_id", flat=True)) == [left.pk]
-    assert list(Bill.objects.order_by("number").values_list("number", flat=True)) == [1, 2]
+    numbers = Bill.objects.order_by("sequence_number").values_list("sequence_number", flat=True)
+    assert list(numbers) == [1, 2]
 
 
 @pytest.mark.django_db
@@ -346,9 +362,16 @@ def test_void_keeps_the_bill_and_issues_a_credit_note_with_negated_lines() -> No
     note = bill_void(bill=bill, reason="meter misread", actor=SYSTEM, now=NOW)
 
     bill.refresh_from_db()
-    assert (bill.status, bill.void_reason, bill.number) == (Bill.Status.VOID, "meter misread", 1)
+    assert (bill.status, bill.void_reason) == (Bill.Status.VOID, "meter misread")
+    assert bill.number == "GRO-2026-000001"
     assert bill.lines.count() == note.lines.count() == 3
-    assert (note.credit_note_for_id, note.number, note.status) == (bill.pk, 2, "issued")
+    # The next number of the same series, with a payment reference of its own.
+    assert (note.credit_note_for_id, note.number, note.status) == (
+        bill.pk,
+        "GRO-2026-000002",
+        "issued",
+    )
+    assert note.payment_reference and note.payment_reference != bill.payment_reference
     assert (note.total, note.tax, note.due_at) == (-bill.total, -bill.tax, None)
     assert [(k, b, -q, p, -a) for k, b, q, p, a in _lines(note)] == _lines(bill)
     # The reversal brings the customer's receivable back to zero; the ledger still balances.
@@ -402,6 +425,21 @@ def _drafts(n: int, organisation: Organisation | None) -> list[Bill]:
     return bills
 
 
+def _lock_waiters_appear(deadline: int = 30) -> bool:
+    """Whether a session of this test database comes to wait for a lock (polled until then)."""
+    stop = time.monotonic() + deadline
+    with connection.cursor() as cursor:
+        while time.monotonic() < stop:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+            time.sleep(0.01)
+    return False
+
+
 def test_concurrent_issues_get_consecutive_numbers_and_a_rollback_leaves_no_gap(
     transactional_db: None,
 ) -> None:
@@ -436,8 +474,9 @@ def test_concurrent_issues_get_consecutive_numbers_and_a_rollback_leaves_no_gap(
     assert holding.wait(10)
     b = threading.Thread(target=issue)
     b.start()
-    time.sleep(0.5)
-    assert b.is_alive()  # waiting for the sequence row's lock, not numbering on its own
+    # b waits for a's lock (its issuer's series), as PostgreSQL reports: not guessed from time.
+    assert _lock_waiters_appear()
+    assert b.is_alive()
     release.set()
     a.join(10)
     b.join(10)
@@ -454,13 +493,75 @@ def test_concurrent_issues_get_consecutive_numbers_and_a_rollback_leaves_no_gap(
     with pytest.raises(Boom):
         issue_then_fail()
     third.refresh_from_db()
-    assert (third.status, third.number) == (Bill.Status.DRAFT, None)
+    assert (third.status, third.number, third.sequence_number) == (Bill.Status.DRAFT, "", None)
     bill_issue(bill=third, actor=SYSTEM, now=NOW)
     bill_issue(bill=household, actor=SYSTEM, now=NOW)
 
-    numbers = dict(Bill.objects.values_list("pk", "number"))
+    numbers = dict(Bill.objects.values_list("pk", "sequence_number"))
     assert [numbers[b.pk] for b in (first, second, third)] == [1, 2, 3]
     assert numbers[household.pk] == 1
+    printed = dict(Bill.objects.values_list("pk", "number"))
+    assert [printed[b.pk] for b in (first, second, third)] == [
+        f"GRO-2026-00000{n}" for n in (1, 2, 3)
+    ]
+    assert printed[household.pk] == "RES-2026-000001"
+
+
+@pytest.mark.django_db
+def test_each_issuer_prints_its_own_prefix_and_two_never_share_one(settings: Any) -> None:
+    settings.BILLING_HOUSEHOLD_BILL_PREFIX = "HR"  # taken by the utility's own series first
+    harbour = make_organisation("Harbour Residential")
+    hillside = make_organisation("Hillside Retail")
+    acme = make_organisation("Acme")
+    accounts = [
+        postpaid(organisation=organisation)[0] for organisation in (harbour, hillside, acme)
+    ] + [postpaid()[0]]
+    for account in accounts:
+        local_hours(account, ServicePoint.objects.get(pk=_point(account)), MARCH, 31)
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    printed = [Bill.objects.get(account=account).number for account in accounts]
+    # Initials, then a number after a prefix already taken; a one-word name's first letters.
+    assert printed == ["HR2-2026-000001", "HR3-2026-000001", "ACM-2026-000001", "HR-2026-000001"]
+    prefixes = dict(BillSequence.objects.values_list("organisation_id", "prefix"))
+    assert prefixes == {harbour.pk: "HR2", hillside.pk: "HR3", acme.pk: "ACM", None: ""}
+    # A prefix changed later prints on later bills; issued numbers never change; two issuers
+    # never share a prefix.
+    BillSequence.objects.filter(organisation=hillside).update(prefix="HILL")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        BillSequence.objects.filter(organisation=acme).update(prefix="HILL")
+    # Issued in January: the year of issue in the account's zone (31 Dec 17:00 UTC is 1 Jan).
+    april = dt.date(2026, 4, 1)
+    for account in accounts:
+        local_hours(account, ServicePoint.objects.get(pk=_point(account)), april, 30)
+    bill_run_execute(
+        period_start=april, actor=SYSTEM, now=dt.datetime(2026, 12, 31, 17, tzinfo=dt.UTC)
+    )
+    later = Bill.objects.get(account=accounts[1], period_start=april)
+    assert later.number == "HILL-2027-000002"
+    assert Bill.objects.get(account=accounts[1], period_start=MARCH).number == "HR3-2026-000001"
+
+
+def _point(account: Account) -> int:
+    return TariffAssignment.objects.get(account=account).service_point_id
+
+
+def test_the_payment_reference_catches_every_mistyped_character() -> None:
+    reference = bill_payment_reference(account_number="HR-0202", bill_number="HR-2026-000123")
+    assert reference[:-1] == "HR0202HR2026000123"
+    assert bill_payment_reference_valid(reference)
+    assert bill_payment_reference_valid(" ".join(reference[i : i + 4] for i in range(0, 19, 4)))
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    for i, char in enumerate(reference):
+        for other in alphabet.replace(char, ""):
+            typo = reference[:i] + other + reference[i + 1 :]
+            assert not bill_payment_reference_valid(typo), typo
+    swaps = [
+        reference[:i] + reference[i + 1] + reference[i] + reference[i + 2 :]
+        for i in range(len(reference) - 1)
+        if reference[i] != reference[i + 1]
+    ]
+    assert sum(bill_payment_reference_valid(swap) for swap in swaps) == 0
+    assert not bill_payment_reference_valid("") and not bill_payment_reference_valid("HR-02")
 
 
 @pytest.mark.django_db

@@ -26,6 +26,12 @@ def _staff() -> Client:
     return client
 
 
+def account_point(account: Any) -> Any:
+    from billing.models import TariffAssignment
+
+    return TariffAssignment.objects.get(account=account).service_point
+
+
 def _bill() -> Bill:
     account, sp = postpaid()
     local_hours(account, sp, MARCH, 31)
@@ -58,7 +64,8 @@ def test_void_asks_for_a_reason_then_issues_a_credit_note() -> None:
     )
     assert done.status_code == 302
     bill.refresh_from_db()
-    assert bill.status == Bill.Status.VOID and bill.credit_note.number == 2
+    assert bill.status == Bill.Status.VOID
+    assert (bill.credit_note.sequence_number, bill.credit_note.number) == (2, "RES-2026-000002")
     page = client.get(reverse("admin:billing_bill_change", args=[bill.pk]))
     assert page.status_code == 200 and b"misread" in page.content
 
@@ -74,6 +81,23 @@ def test_mark_paid_and_pdf_download() -> None:
     pytest.importorskip("weasyprint")
     response = client.get(reverse("admin:billing_bill_pdf", args=[bill.pk, "zh-hant"]))
     assert response.status_code == 200 and response.content.startswith(b"%PDF")
+
+
+def test_staff_find_a_bill_by_its_number_or_payment_reference() -> None:
+    accounts = [postpaid()[0], postpaid()[0]]
+    for account in accounts:
+        local_hours(account, account_point(account), MARCH, 31)
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    bill, other = (Bill.objects.get(account=account) for account in accounts)
+    client = _staff()
+    changelist = reverse("admin:billing_bill_changelist")
+    for query in (bill.number, bill.payment_reference):
+        found = client.get(changelist, {"q": query})
+        assert found.context["cl"].result_count == 1
+        assert list(found.context["cl"].result_list) == [bill]
+    assert other.number != bill.number
+    page = client.get(reverse("admin:billing_bill_change", args=[bill.pk])).content.decode()
+    assert bill.number in page and bill.payment_reference in page
 
 
 def test_a_running_bill_run_shows_its_progress_and_polls_until_done() -> None:

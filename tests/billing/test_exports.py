@@ -37,6 +37,7 @@ from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
 from portal.celery import app
 from portal.tenancy.models import Account
+from tests.billing.helpers import bill_numbers
 from tests.conftest import World
 from tests.factories import SYSTEM, make_account
 from tests.meters.helpers import csv_rows, quarter_hours, run_import
@@ -94,7 +95,7 @@ def moved_in(world: World) -> tuple[Account, Account, ServicePoint]:
     for account, number in ((previous, 7), (world.account_a, 8)):
         bill = Bill.objects.create(
             account=account,
-            number=number,
+            **bill_numbers(number),
             period_start=dt.date(2026, 3, 1),
             period_end=dt.date(2026, 4, 1),
             currency="TWD",
@@ -168,7 +169,7 @@ def test_the_zip_holds_the_accounts_own_data_and_nothing_of_the_previous_occupan
     assert int(daily[0]["consumption"]) == sum(int(r["consumption"]) for r in readings)
     assert int(daily[0]["hours"]) == 12
     bills = _rows(files["bills.csv"])
-    assert [b["bill_number"] for b in bills] == ["8"]
+    assert [b["bill_number"] for b in bills] == ["RES-2026-000008"]
     assert bills[0]["label"].startswith("'=cmd")
     assert "Previous occupant" not in files["bills.csv"].decode()
     assert bills[0]["bill_total"] == "126.00" and bills[0]["amount"] == "120.00"
@@ -190,7 +191,7 @@ def test_the_previous_occupant_gets_only_their_own_half_of_the_day(
     readings = _rows(files["readings.csv"])
     assert len(readings) == 49  # 00:00 (the first, without an interval) to 12:00
     assert all(r["timestamp"] <= "2026-03-01T12:00:00Z" for r in readings)
-    assert [b["bill_number"] for b in _rows(files["bills.csv"])] == ["7"]
+    assert [b["bill_number"] for b in _rows(files["bills.csv"])] == ["RES-2026-000007"]
     assert _rows(files["ledger.csv"]) == []  # no wallet
 
 

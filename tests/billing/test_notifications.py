@@ -22,6 +22,7 @@ from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
 from portal.tenancy.models import Account
 from portal.tenancy.roles import Role
+from tests.billing.helpers import bill_numbers
 from tests.billing.test_warnings import MEMORY_SMS, NOW, owner, short_wallet
 from tests.factories import SYSTEM, make_account, make_membership, make_user
 
@@ -229,7 +230,7 @@ def _bill(account: Account, *, status: str = "issued", due_in_days: int = 14) ->
     issued_at = NOW - dt.timedelta(hours=2)
     return Bill.objects.create(
         account=account,
-        number=next(_numbers),
+        **bill_numbers(next(_numbers)),
         period_start=dt.date(2026, 4, 1),
         period_end=dt.date(2026, 5, 1),
         currency="TWD",

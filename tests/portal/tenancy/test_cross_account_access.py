@@ -92,7 +92,9 @@ def _bill_id(world: World, kind: str) -> uuid.UUID:
         return existing.public_id
     bill = Bill.objects.create(
         account=world.account_a,
-        number=1,
+        number="RES-2026-000001",
+        sequence_number=1,
+        payment_reference="RES20260000010",
         period_start=dt.date(2026, 4, 1),
         period_end=dt.date(2026, 5, 1),
         currency=world.account_a.currency,
