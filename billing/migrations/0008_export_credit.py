@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0004_data_export'),
+        ('billing', '0007_bill_numbers_required'),
         ('meters', '0005_reading_register_guard'),
         ('tenancy', '0004_api_key_permissions'),
     ]
