@@ -35,6 +35,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    # allauth's session list and WebAuthn key list load its template tags (naturaltime).
+    "django.contrib.humanize",
     "allauth",
     "allauth.account",
     "allauth.mfa",
