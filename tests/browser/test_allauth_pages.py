@@ -229,7 +229,14 @@ def test_every_allauth_page_in_both_languages(
     assert len(routes) >= 20, [r.name for r in routes]
 
     def data() -> list[str]:
-        texts = [EMAIL, NEWCOMER, KEY_NAME, settings.PORTAL_SITE_NAME, "127.0.0.1", "localhost"]
+        texts = [
+            EMAIL,
+            NEWCOMER,
+            KEY_NAME,
+            str(settings.PORTAL_SITE_NAME),
+            "127.0.0.1",
+            "localhost",
+        ]
         for authenticator in Authenticator.objects.filter(user=member):
             if authenticator.type == Authenticator.Type.RECOVERY_CODES:
                 texts += RecoveryCodes(authenticator).get_unused_codes()

@@ -143,7 +143,7 @@ def test_every_page_in_both_languages(
             [(name, path) for name, path, tenant in paths if tenant == "organisation"],
         ),
     ]
-    data = [settings.PORTAL_SITE_NAME, *harbour.data_texts()]
+    data = [str(settings.PORTAL_SITE_NAME), *harbour.data_texts()]
     problems: list[str] = []
     visited = 0
     for email, pages in walks:
