@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 
 from meters.models import UtilityKind
 from portal.lib.currency import CURRENCY_CHOICES, validate_currency
+from portal.lib.money import format_minor
 
 
 def _daterange(start: str, end: str) -> Func:
@@ -46,7 +47,9 @@ class Tariff(models.Model):
         KWH = "kWh", "kWh"
         M3 = "m3", "m³"
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
+    )
     code = models.SlugField(_("code"), max_length=64, unique=True)
     name = models.CharField(_("name"), max_length=200)
     kind = models.CharField(_("utility"), max_length=16, choices=UtilityKind.choices)
@@ -87,7 +90,9 @@ class TariffVersion(models.Model):
     billing period, time-of-use bands by weekday/weekend and clock time, seasonal variants).
     """
 
-    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="versions")
+    tariff = models.ForeignKey(
+        Tariff, on_delete=models.PROTECT, related_name="versions", verbose_name=_("tariff")
+    )
     valid_from = models.DateField(_("valid from"))
     valid_to = models.DateField(_("valid until (exclusive)"), null=True, blank=True)
     standing_charge = models.DecimalField(
@@ -149,11 +154,18 @@ class TariffAssignmentQuerySet(models.QuerySet["TariffAssignment"]):
 class TariffAssignment(models.Model):
     """The tariff an account pays at one service point over [valid_from, valid_to)."""
 
-    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
-    service_point = models.ForeignKey(
-        "meters.ServicePoint", on_delete=models.PROTECT, related_name="+"
+    account = models.ForeignKey(
+        "tenancy.Account", on_delete=models.PROTECT, related_name="+", verbose_name=_("account")
     )
-    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="assignments")
+    service_point = models.ForeignKey(
+        "meters.ServicePoint",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("service point"),
+    )
+    tariff = models.ForeignKey(
+        Tariff, on_delete=models.PROTECT, related_name="assignments", verbose_name=_("tariff")
+    )
     valid_from = models.DateField(_("valid from"))
     valid_to = models.DateField(_("valid until (exclusive)"), null=True, blank=True)
 
@@ -240,10 +252,16 @@ class Wallet(models.Model):
     """A prepaid account's credit: its ledger account and the running balance of it."""
 
     account = models.OneToOneField(
-        "tenancy.Account", on_delete=models.PROTECT, related_name="wallet"
+        "tenancy.Account",
+        on_delete=models.PROTECT,
+        related_name="wallet",
+        verbose_name=_("account"),
     )
     ledger_account = models.OneToOneField(
-        LedgerAccount, on_delete=models.PROTECT, related_name="wallet"
+        LedgerAccount,
+        on_delete=models.PROTECT,
+        related_name="wallet",
+        verbose_name=_("ledger account"),
     )
     currency = models.CharField(
         _("currency"), max_length=3, choices=CURRENCY_CHOICES, validators=[validate_currency]
@@ -255,7 +273,7 @@ class Wallet(models.Model):
         help_text=_("How far below zero the balance may go before supply is disconnected."),
     )
     disconnected_at = models.DateTimeField(_("disconnected"), null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated"))
 
     objects = WalletQuerySet.as_manager()
 
@@ -288,17 +306,29 @@ class JournalEntry(models.Model):
 
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     account = models.ForeignKey(
-        "tenancy.Account", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "tenancy.Account",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("account"),
     )
-    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES, verbose_name=_("currency"))
     memo = models.CharField(_("memo"), max_length=300)
-    idempotency_key = models.CharField(max_length=160, unique=True)
+    idempotency_key = models.CharField(
+        max_length=160, unique=True, verbose_name=_("idempotency key")
+    )
     reverses = models.OneToOneField(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reversed_by",
+        verbose_name=_("reverses"),
     )
     effective_date = models.DateField(_("effective date"))
     created_at = models.DateTimeField(_("created"))
-    created_by_label = models.CharField(max_length=254)
+    created_by_label = models.CharField(max_length=254, verbose_name=_("created by"))
 
     class Meta:
         verbose_name = _("journal entry")
@@ -312,9 +342,17 @@ class JournalEntry(models.Model):
 class Posting(models.Model):
     """One line of a journal entry: positive debits, negative credits, in minor units."""
 
-    entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="postings")
+    entry = models.ForeignKey(
+        JournalEntry,
+        on_delete=models.PROTECT,
+        related_name="postings",
+        verbose_name=_("journal entry"),
+    )
     ledger_account = models.ForeignKey(
-        LedgerAccount, on_delete=models.PROTECT, related_name="postings"
+        LedgerAccount,
+        on_delete=models.PROTECT,
+        related_name="postings",
+        verbose_name=_("ledger account"),
     )
     amount = models.BigIntegerField(_("amount (minor units)"))
 
@@ -327,7 +365,8 @@ class Posting(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.ledger_account_id}: {self.amount}"
+        # The admin shows this under each posting: money, not minor units.
+        return f"{self.ledger_account_id}: {format_minor(self.amount, self.entry.currency)}"
 
 
 class DailyChargeQuerySet(models.QuerySet["DailyCharge"]):
@@ -343,12 +382,19 @@ class DailyCharge(models.Model):
     never netted into the charge (billing.costs).
     """
 
-    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
+    account = models.ForeignKey(
+        "tenancy.Account", on_delete=models.PROTECT, related_name="+", verbose_name=_("account")
+    )
     service_point = models.ForeignKey(
-        "meters.ServicePoint", on_delete=models.PROTECT, related_name="+"
+        "meters.ServicePoint",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("service point"),
     )
     day = models.DateField(_("day"))
-    tariff_version = models.ForeignKey(TariffVersion, on_delete=models.PROTECT, related_name="+")
+    tariff_version = models.ForeignKey(
+        TariffVersion, on_delete=models.PROTECT, related_name="+", verbose_name=_("tariff version")
+    )
     consumption = models.BigIntegerField(_("consumption (base units)"))
     export = models.BigIntegerField(_("export (base units)"), default=0)
     estimated = models.BigIntegerField(_("estimated (base units)"), default=0)
@@ -357,7 +403,11 @@ class DailyCharge(models.Model):
     total = models.BigIntegerField(_("total (minor units)"))
     lines = models.JSONField(_("lines"), default=list)
     entry = models.OneToOneField(
-        JournalEntry, null=True, on_delete=models.PROTECT, related_name="daily_charge"
+        JournalEntry,
+        null=True,
+        on_delete=models.PROTECT,
+        related_name="daily_charge",
+        verbose_name=_("journal entry"),
     )
     credit = models.BigIntegerField(_("export credit (minor units)"), default=0)
     credit_entry = models.OneToOneField(
@@ -405,22 +455,38 @@ class TopUp(models.Model):
         FAILED = "failed", _("failed")
         REFUNDED = "refunded", _("refunded")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="topups")
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
+    )
+    account = models.ForeignKey(
+        "tenancy.Account", on_delete=models.PROTECT, related_name="+", verbose_name=_("account")
+    )
+    wallet = models.ForeignKey(
+        Wallet, on_delete=models.PROTECT, related_name="topups", verbose_name=_("wallet")
+    )
     amount = models.BigIntegerField(_("amount (minor units)"))
-    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES, verbose_name=_("currency"))
     provider = models.CharField(_("provider"), max_length=32)
     provider_ref = models.CharField(_("provider reference"), max_length=120, blank=True)
-    idempotency_key = models.CharField(max_length=120)
+    idempotency_key = models.CharField(max_length=120, verbose_name=_("idempotency key"))
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.CREATED
     )
     entry = models.OneToOneField(
-        JournalEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="topup"
+        JournalEntry,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="topup",
+        verbose_name=_("journal entry"),
     )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
     )
     created_at = models.DateTimeField(_("created"))
     updated_at = models.DateTimeField(_("updated"))
@@ -450,16 +516,16 @@ class TopUp(models.Model):
 class WebhookEvent(models.Model):
     """A provider's webhook exactly as received; deduplicated by the provider's event id."""
 
-    provider = models.CharField(max_length=32)
-    event_id = models.CharField(max_length=120)
-    event_type = models.CharField(max_length=64, blank=True)
-    body = models.TextField()
-    signature = models.CharField(max_length=300, blank=True)
-    verified = models.BooleanField(default=False)
-    received_at = models.DateTimeField()
-    deliveries = models.PositiveIntegerField(default=1)
-    processed_at = models.DateTimeField(null=True, blank=True)
-    error = models.CharField(max_length=300, blank=True)
+    provider = models.CharField(max_length=32, verbose_name=_("provider"))
+    event_id = models.CharField(max_length=120, verbose_name=_("event ID"))
+    event_type = models.CharField(max_length=64, blank=True, verbose_name=_("event type"))
+    body = models.TextField(verbose_name=_("body"))
+    signature = models.CharField(max_length=300, blank=True, verbose_name=_("signature"))
+    verified = models.BooleanField(default=False, verbose_name=_("verified"))
+    received_at = models.DateTimeField(verbose_name=_("received"))
+    deliveries = models.PositiveIntegerField(default=1, verbose_name=_("deliveries"))
+    processed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("processed"))
+    error = models.CharField(max_length=300, blank=True, verbose_name=_("error"))
 
     class Meta:
         verbose_name = _("payment webhook")
@@ -493,7 +559,7 @@ class BillRun(models.Model):
     error = models.TextField(_("error"), blank=True)
     started_at = models.DateTimeField(_("started"))
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
-    created_by_label = models.CharField(max_length=254)
+    created_by_label = models.CharField(max_length=254, verbose_name=_("started by"))
 
     class Meta:
         verbose_name = _("bill run")
@@ -568,10 +634,19 @@ class Bill(models.Model):
         PAID = "paid", _("paid")
         VOID = "void", _("void")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
+    )
+    account = models.ForeignKey(
+        "tenancy.Account", on_delete=models.PROTECT, related_name="+", verbose_name=_("account")
+    )
     organisation = models.ForeignKey(
-        "tenancy.Organisation", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "tenancy.Organisation",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("organisation"),
     )
     # The printed number (`HR-2026-000123`), set once at issue and never changed; unique
     # across every issuer. `sequence_number` is its place in the issuer's gap-free series.
@@ -582,11 +657,16 @@ class Bill(models.Model):
         _("payment reference"), max_length=64, blank=True, default="", db_default=""
     )
     run = models.ForeignKey(
-        BillRun, null=True, blank=True, on_delete=models.PROTECT, related_name="bill_set"
+        BillRun,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="bill_set",
+        verbose_name=_("bill run"),
     )
     period_start = models.DateField(_("period start"))
     period_end = models.DateField(_("period end (exclusive)"))
-    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES, verbose_name=_("currency"))
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT
     )
@@ -595,7 +675,12 @@ class Bill(models.Model):
     total = models.BigIntegerField(_("total (minor units)"), default=0)
     has_estimates = models.BooleanField(_("includes estimated consumption"), default=False)
     credit_note_for = models.OneToOneField(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_note"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="credit_note",
+        verbose_name=_("credit note for"),
     )
     issued_at = models.DateTimeField(_("issued"), null=True, blank=True)
     due_at = models.DateTimeField(_("due"), null=True, blank=True)
@@ -653,28 +738,37 @@ class BillLine(models.Model):
         ADJUSTMENT = "adjustment", _("adjustment")
         TAX = "tax", _("tax")
 
-    bill = models.ForeignKey(Bill, on_delete=models.CASCADE, related_name="lines")
-    position = models.PositiveSmallIntegerField()
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    service_point = models.ForeignKey(
-        "meters.ServicePoint", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    bill = models.ForeignKey(
+        Bill, on_delete=models.CASCADE, related_name="lines", verbose_name=_("bill")
     )
-    label = models.CharField(max_length=200)
-    band = models.CharField(max_length=64, blank=True)
-    quantity = models.DecimalField(max_digits=20, decimal_places=6)
-    unit = models.CharField(max_length=8)
-    unit_price = models.DecimalField(max_digits=18, decimal_places=6)
+    position = models.PositiveSmallIntegerField(verbose_name=_("position"))
+    kind = models.CharField(max_length=16, choices=Kind.choices, verbose_name=_("kind"))
+    service_point = models.ForeignKey(
+        "meters.ServicePoint",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("service point"),
+    )
+    label = models.CharField(max_length=200, verbose_name=_("label"))
+    band = models.CharField(max_length=64, blank=True, verbose_name=_("band"))
+    quantity = models.DecimalField(max_digits=20, decimal_places=6, verbose_name=_("quantity"))
+    unit = models.CharField(max_length=8, verbose_name=_("unit"))
+    unit_price = models.DecimalField(max_digits=18, decimal_places=6, verbose_name=_("unit price"))
     amount = models.BigIntegerField(_("amount (minor units)"))
-    estimated = models.BooleanField(default=False)
+    estimated = models.BooleanField(default=False, verbose_name=_("estimated"))
 
     class Meta:
+        verbose_name = _("bill line")
+        verbose_name_plural = _("bill lines")
         ordering = ["bill", "position"]
         constraints = [
             models.UniqueConstraint(fields=["bill", "position"], name="billing_billline_position")
         ]
 
     def __str__(self) -> str:
-        return f"{self.label}: {self.amount}"
+        return f"{self.label}: {format_minor(self.amount, self.bill.currency)}"
 
 
 # --- Shortage warnings and notifications --------------------------------------------------
@@ -685,10 +779,20 @@ class WarningPolicy(models.Model):
     or for one account; the nearest policy up the tree applies, else the site's default."""
 
     organisation = models.OneToOneField(
-        "tenancy.Organisation", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        "tenancy.Organisation",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("organisation"),
     )
     account = models.OneToOneField(
-        "tenancy.Account", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        "tenancy.Account",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("account"),
     )
     thresholds = ArrayField(models.PositiveSmallIntegerField(), verbose_name=_("thresholds (days)"))
 
@@ -711,12 +815,16 @@ class ShortageWarning(models.Model):
     """One warning per account, threshold and crossing; `crossing` counts the times the
     account's credit came back above every threshold (a top-up), so a new fall warns again."""
 
-    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
+    account = models.ForeignKey(
+        "tenancy.Account", on_delete=models.PROTECT, related_name="+", verbose_name=_("account")
+    )
     threshold = models.PositiveSmallIntegerField(_("threshold (days)"))
-    crossing = models.PositiveIntegerField()
+    crossing = models.PositiveIntegerField(verbose_name=_("crossing"))
     level = models.PositiveSmallIntegerField(_("escalation level"), default=0)
     balance = models.BigIntegerField(_("balance (minor units)"))
-    days_left = models.DecimalField(max_digits=8, decimal_places=1, null=True)
+    days_left = models.DecimalField(
+        max_digits=8, decimal_places=1, null=True, verbose_name=_("days left")
+    )
     created_at = models.DateTimeField(_("created"))
 
     class Meta:
@@ -751,20 +859,39 @@ class Notification(models.Model):
         BILL_ISSUED = "bill_issued", _("bill issued")
         BILL_OVERDUE = "bill_overdue", _("bill overdue")
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
-    topic = models.CharField(max_length=16, choices=Topic.choices)
-    channel = models.CharField(max_length=8, choices=Channel.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("person"),
+    )
+    account = models.ForeignKey(
+        "tenancy.Account", on_delete=models.PROTECT, related_name="+", verbose_name=_("account")
+    )
+    topic = models.CharField(max_length=16, choices=Topic.choices, verbose_name=_("topic"))
+    channel = models.CharField(max_length=8, choices=Channel.choices, verbose_name=_("channel"))
     warning = models.ForeignKey(
-        ShortageWarning, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"
+        ShortageWarning,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="deliveries",
+        verbose_name=_("shortage warning"),
     )
     bill = models.ForeignKey(
-        Bill, null=True, blank=True, on_delete=models.PROTECT, related_name="notifications"
+        Bill,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="notifications",
+        verbose_name=_("bill"),
     )
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    error = models.CharField(max_length=300, blank=True)
-    created_at = models.DateTimeField()
-    sent_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, verbose_name=_("status")
+    )
+    error = models.CharField(max_length=300, blank=True, verbose_name=_("error"))
+    created_at = models.DateTimeField(verbose_name=_("created"))
+    sent_at = models.DateTimeField(null=True, blank=True, verbose_name=_("sent"))
 
     class Meta:
         verbose_name = _("notification")
@@ -837,12 +964,23 @@ class DataExport(models.Model):
         FAILED = "failed", _("failed")
         EXPIRED = "expired", _("expired")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
     )
-    requested_by_label = models.CharField(max_length=254)
+    account = models.ForeignKey(
+        "tenancy.Account", on_delete=models.PROTECT, related_name="+", verbose_name=_("account")
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
+    requested_by_label = models.CharField(
+        max_length=254, verbose_name=_("requested by (as recorded)")
+    )
     language = models.CharField(_("language"), max_length=16, default="en")
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
@@ -850,7 +988,7 @@ class DataExport(models.Model):
     part = models.CharField(_("part being written"), max_length=40, blank=True)
     rows_done = models.BigIntegerField(_("rows written"), default=0)
     rows_total = models.BigIntegerField(_("rows in all"), default=0)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, verbose_name=_("attempts"))
     error = models.TextField(_("error"), blank=True)
     file = models.FileField(_("file"), storage=export_storage, max_length=200, blank=True)
     size = models.BigIntegerField(_("size (bytes)"), default=0)

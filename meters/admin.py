@@ -148,8 +148,12 @@ class RegisterAdmin(FleetAdmin):
         if not rows:
             return "-"
         return format_html(
-            "<table><tr><th>ts</th><th>value</th><th>delta</th><th>quality</th><th>rules</th>"
-            "</tr>{}</table>",
+            "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{}</table>",
+            _("time"),
+            _("register value"),
+            _("interval consumption"),
+            _("quality"),
+            _("rules that fired"),
             format_html_join(
                 "",
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

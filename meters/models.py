@@ -82,7 +82,9 @@ class ServicePointQuerySet(models.QuerySet["ServicePoint"]):
 class ServicePoint(models.Model):
     """A physical supply point at an address, for one utility kind."""
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
+    )
     code = models.CharField(
         _("code"), max_length=64, unique=True, help_text=_("The utility's identifier, e.g. EAN.")
     )
@@ -116,7 +118,9 @@ class Meter(models.Model):
         OPEN = "open", _("open")
         CLOSED = "closed", _("closed")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
+    )
     serial = models.CharField(_("serial number"), max_length=64, unique=True)
     kind = models.CharField(_("kind"), max_length=16, choices=UtilityKind.choices)
     communication = models.CharField(
@@ -176,7 +180,9 @@ class Register(models.Model):
         REGISTER = "register", _("cumulative register values")
         INTERVAL = "interval", _("interval consumption")
 
-    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="registers")
+    meter = models.ForeignKey(
+        Meter, on_delete=models.CASCADE, related_name="registers", verbose_name=_("meter")
+    )
     code = models.CharField(_("code"), max_length=32)
     direction = models.CharField(
         _("direction"), max_length=8, choices=Direction.choices, default=Direction.IMPORT
@@ -200,7 +206,9 @@ class Register(models.Model):
     )
     multiplier = models.PositiveIntegerField(_("multiplier"), default=1)
     # The rollover point in base units: 10^dials display units, times the multiplier. Derived.
-    wrap_value = models.BigIntegerField(null=True, blank=True, editable=False)
+    wrap_value = models.BigIntegerField(
+        null=True, blank=True, editable=False, verbose_name=_("wrap value")
+    )
     obis = models.CharField(_("OBIS code"), max_length=32, blank=True)
     interval_seconds = models.PositiveIntegerField(
         _("expected interval (s)"), null=True, blank=True
@@ -243,9 +251,14 @@ class Register(models.Model):
 class MeterInstallation(models.Model):
     """A meter at a service point over [installed_at, removed_at): meter exchanges."""
 
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="installations")
+    meter = models.ForeignKey(
+        Meter, on_delete=models.PROTECT, related_name="installations", verbose_name=_("meter")
+    )
     service_point = models.ForeignKey(
-        ServicePoint, on_delete=models.PROTECT, related_name="installations"
+        ServicePoint,
+        on_delete=models.PROTECT,
+        related_name="installations",
+        verbose_name=_("service point"),
     )
     installed_at = models.DateTimeField(_("installed"))
     removed_at = models.DateTimeField(_("removed"), null=True, blank=True)
@@ -291,9 +304,14 @@ class Supply(models.Model):
     An account sees a service point's data only within its supply periods.
     """
 
-    account = models.ForeignKey("tenancy.Account", on_delete=models.PROTECT, related_name="+")
+    account = models.ForeignKey(
+        "tenancy.Account", on_delete=models.PROTECT, related_name="+", verbose_name=_("account")
+    )
     service_point = models.ForeignKey(
-        ServicePoint, on_delete=models.PROTECT, related_name="supplies"
+        ServicePoint,
+        on_delete=models.PROTECT,
+        related_name="supplies",
+        verbose_name=_("service point"),
     )
     start = models.DateTimeField(_("move-in"))
     end = models.DateTimeField(_("move-out"), null=True, blank=True)
@@ -363,18 +381,26 @@ class Reading(models.Model):
 class ReadingConflict(models.Model):
     """A second, different value for an existing reading: kept here, never silently applied."""
 
-    register = models.ForeignKey(Register, on_delete=models.CASCADE, related_name="+")
-    ts = models.DateTimeField()
-    value = models.BigIntegerField(null=True)
-    delta = models.BigIntegerField(null=True)
-    existing_value = models.BigIntegerField(null=True)
-    existing_delta = models.BigIntegerField(null=True)
-    batch = models.ForeignKey(
-        "meters.ImportBatch", null=True, on_delete=models.SET_NULL, related_name="+"
+    register = models.ForeignKey(
+        Register, on_delete=models.CASCADE, related_name="+", verbose_name=_("register")
     )
-    line = models.BigIntegerField(null=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    resolved_at = models.DateTimeField(null=True, blank=True)
+    ts = models.DateTimeField(verbose_name=_("time"))
+    value = models.BigIntegerField(null=True, verbose_name=_("register value"))
+    delta = models.BigIntegerField(null=True, verbose_name=_("interval consumption"))
+    existing_value = models.BigIntegerField(null=True, verbose_name=_("existing register value"))
+    existing_delta = models.BigIntegerField(
+        null=True, verbose_name=_("existing interval consumption")
+    )
+    batch = models.ForeignKey(
+        "meters.ImportBatch",
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("import batch"),
+    )
+    line = models.BigIntegerField(null=True, verbose_name=_("line"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created"))
+    resolved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("resolved"))
 
     class Meta:
         verbose_name = _("reading conflict")
@@ -395,19 +421,25 @@ class ReadingConflict(models.Model):
 class ReadingEdit(models.Model):
     """A staff correction of a reading: the original stays here, the reason is mandatory."""
 
-    register = models.ForeignKey(Register, on_delete=models.PROTECT, related_name="+")
+    register = models.ForeignKey(
+        Register, on_delete=models.PROTECT, related_name="+", verbose_name=_("register")
+    )
     ts = models.DateTimeField(_("reading time"))
-    old_value = models.BigIntegerField(null=True)
-    old_delta = models.BigIntegerField(null=True)
-    old_quality = models.SmallIntegerField()
-    old_flags = models.IntegerField()
+    old_value = models.BigIntegerField(null=True, verbose_name=_("old register value"))
+    old_delta = models.BigIntegerField(null=True, verbose_name=_("old interval consumption"))
+    old_quality = models.SmallIntegerField(verbose_name=_("old quality"))
+    old_flags = models.IntegerField(verbose_name=_("old flags"))
     new_value = models.BigIntegerField(_("new register value"), null=True, blank=True)
     new_delta = models.BigIntegerField(_("new interval consumption"), null=True, blank=True)
     reason = models.TextField(_("reason"))
     edited_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("edited by"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created"))
 
     class Meta:
         verbose_name = _("reading edit")
@@ -444,13 +476,15 @@ class ImportBatch(models.Model):
         FAILED = "failed", _("failed")
         DUPLICATE = "duplicate", _("same content as an earlier batch")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
+    )
     source = models.CharField(_("source"), max_length=16, choices=Source.choices)
     format = models.CharField(_("format"), max_length=16, choices=Format.choices)
     original_name = models.CharField(_("file name"), max_length=255, blank=True)
     sha256 = models.CharField(_("content SHA-256"), max_length=64, db_index=True)
     size = models.BigIntegerField(_("size (bytes)"))
-    payload_path = models.CharField(max_length=500)
+    payload_path = models.CharField(max_length=500, verbose_name=_("payload path"))
     organisation = models.ForeignKey(
         "tenancy.Organisation",
         verbose_name=_("organisation"),
@@ -461,16 +495,28 @@ class ImportBatch(models.Model):
         help_text=_("Set when an organisation sent it: only its own meters are accepted."),
     )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
     )
-    created_by_label = models.CharField(max_length=254, blank=True)
+    created_by_label = models.CharField(
+        max_length=254, blank=True, verbose_name=_("created by (as recorded)")
+    )
     register_meters = models.BooleanField(_("register unknown meters"), default=False)
     read_at = models.DateTimeField(
         _("read time"), null=True, blank=True, help_text=_("For telegrams without a timestamp.")
     )
     received_at = models.DateTimeField(_("received"))
     duplicate_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("duplicate of"),
     )
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
@@ -478,19 +524,19 @@ class ImportBatch(models.Model):
     stage = models.CharField(_("stage"), max_length=32, blank=True)
     progress = models.PositiveSmallIntegerField(_("progress %"), default=0)
     error = models.TextField(_("error"), blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    chunks_total = models.PositiveIntegerField(default=0)
-    chunks_done = models.PositiveIntegerField(default=0)
-    seen = models.BigIntegerField(default=0)
-    inserted = models.BigIntegerField(default=0)
-    duplicate = models.BigIntegerField(default=0)
-    conflicting = models.BigIntegerField(default=0)
-    rejected = models.BigIntegerField(default=0)
-    estimated = models.BigIntegerField(default=0)
-    row_error_count = models.BigIntegerField(default=0)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveSmallIntegerField(default=0, verbose_name=_("attempts"))
+    chunks_total = models.PositiveIntegerField(default=0, verbose_name=_("chunks in all"))
+    chunks_done = models.PositiveIntegerField(default=0, verbose_name=_("chunks done"))
+    seen = models.BigIntegerField(default=0, verbose_name=_("rows seen"))
+    inserted = models.BigIntegerField(default=0, verbose_name=_("rows inserted"))
+    duplicate = models.BigIntegerField(default=0, verbose_name=_("duplicate rows"))
+    conflicting = models.BigIntegerField(default=0, verbose_name=_("conflicting rows"))
+    rejected = models.BigIntegerField(default=0, verbose_name=_("rejected rows"))
+    estimated = models.BigIntegerField(default=0, verbose_name=_("estimated rows"))
+    row_error_count = models.BigIntegerField(default=0, verbose_name=_("row errors"))
+    started_at = models.DateTimeField(null=True, blank=True, verbose_name=_("started"))
+    finished_at = models.DateTimeField(null=True, blank=True, verbose_name=_("finished"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created"))
 
     class Meta:
         verbose_name = _("import batch")
@@ -515,7 +561,12 @@ class ImportBatch(models.Model):
 class ImportRowError(models.Model):
     """Why a row of a batch was rejected (the first errors of each batch are kept)."""
 
-    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="row_errors")
+    batch = models.ForeignKey(
+        ImportBatch,
+        on_delete=models.CASCADE,
+        related_name="row_errors",
+        verbose_name=_("import batch"),
+    )
     line = models.BigIntegerField(_("row"))
     message = models.TextField(_("message"))
 
@@ -547,26 +598,48 @@ class MeterEvent(models.Model):
         WARNING = 20, _("warning")
         SERIOUS = 30, _("serious")
 
-    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="events")
+    meter = models.ForeignKey(
+        Meter, on_delete=models.CASCADE, related_name="events", verbose_name=_("meter")
+    )
     service_point = models.ForeignKey(
-        ServicePoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        ServicePoint,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("service point"),
     )
     account = models.ForeignKey(
-        "tenancy.Account", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "tenancy.Account",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("account"),
     )
     kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
     severity = models.PositiveSmallIntegerField(_("severity"), choices=Severity.choices)
     occurred_at = models.DateTimeField(_("occurred"))
     data = models.JSONField(_("data"), default=dict, blank=True)
     batch = models.ForeignKey(
-        ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        ImportBatch,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("import batch"),
     )
     notified_at = models.DateTimeField(_("members notified"), null=True, blank=True)
     acknowledged_at = models.DateTimeField(_("acknowledged"), null=True, blank=True)
     acknowledged_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("acknowledged by"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created"))
 
     class Meta:
         verbose_name = _("meter event")
@@ -601,19 +674,25 @@ class MeterCommand(models.Model):
         FAILED = "failed", _("failed")
         CANCELLED = "cancelled", _("cancelled")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="commands")
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
+    )
+    meter = models.ForeignKey(
+        Meter, on_delete=models.PROTECT, related_name="commands", verbose_name=_("meter")
+    )
     command = models.CharField(_("command"), max_length=24, choices=Command.choices)
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
     )
     reason = models.CharField(_("reason"), max_length=300)
-    idempotency_key = models.CharField(max_length=120, unique=True)
-    requested_by_label = models.CharField(max_length=254)
-    created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
+    idempotency_key = models.CharField(
+        max_length=120, unique=True, verbose_name=_("idempotency key")
+    )
+    requested_by_label = models.CharField(max_length=254, verbose_name=_("requested by"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created"))
+    sent_at = models.DateTimeField(null=True, blank=True, verbose_name=_("sent"))
+    completed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("completed"))
+    error = models.TextField(blank=True, verbose_name=_("error"))
 
     class Meta:
         verbose_name = _("meter command")

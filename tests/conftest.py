@@ -9,13 +9,14 @@ group ─┬─ sub1 ── acc1   group_manager (MANAGER on group), sub1_manage
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from django.utils import translation
 
 from portal.tenancy.models import Account, Organisation
 from portal.tenancy.roles import Role
@@ -57,6 +58,14 @@ def transactional_db(django_db_serialized_rollback: None, transactional_db: None
 def _clear_cache() -> None:
     # Each xdist worker has its own Redis database (settings.test), so this is safe.
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _reset_language() -> Iterator[None]:
+    # A request in Chinese leaves Chinese active in the test's thread (LocaleMiddleware does
+    # not deactivate it); the next test in the same worker must start in the default language.
+    yield
+    translation.deactivate()
 
 
 @dataclass

@@ -25,10 +25,9 @@ from billing.pdf import LANGUAGES, bill_pdf_render
 from billing.selectors import bill_run_progress
 from billing.services.bills import bill_mark_paid, bill_void
 from billing.tasks.bills import bill_run_task
-from portal.adminsite import ReadOnlyModelAdmin
+from portal.adminsite import ReadOnlyModelAdmin, money_display
 from portal.audit.actors import UserActor
 from portal.lib.errors import DomainError
-from portal.lib.money import format_minor
 
 
 class StartRunForm(forms.Form):
@@ -45,6 +44,7 @@ class VoidForm(forms.Form):
 
 @admin.register(BillRun)
 class BillRunAdmin(ReadOnlyModelAdmin):
+    change_list_template = "admin/billing/billrun/change_list.html"
     list_display = ("period_start", "status", "bills", "skipped", "started_at", "finished_at")
     list_filter = ("status",)
     ordering = ("-period_start",)
@@ -59,6 +59,12 @@ class BillRunAdmin(ReadOnlyModelAdmin):
         "finished_at",
         "created_by_label",
     )
+
+    def index_add_url(self, request: HttpRequest) -> str | None:
+        """Where the admin index's "Add" of bill runs leads: a run is started, not typed in."""
+        if not request.user.has_perm("billing.add_billrun"):
+            return None
+        return reverse("admin:billing_billrun_start")
 
     def get_urls(self) -> list[Any]:
         return [
@@ -138,10 +144,12 @@ class BillLineInline(admin.TabularInline):  # type: ignore[type-arg]
         "quantity",
         "unit",
         "unit_price",
-        "amount",
+        "amount_shown",
         "estimated",
     )
     readonly_fields = fields
+
+    amount_shown = money_display("amount", _("amount"), currency="bill.currency")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -167,7 +175,7 @@ class BillAdmin(ReadOnlyModelAdmin):
     list_select_related = ("account", "organisation", "credit_note_for")
     inlines = (BillLineInline,)
     actions = ("mark_paid", "void")
-    readonly_fields = (
+    fields = (
         "number",
         "payment_reference",
         "account",
@@ -177,9 +185,9 @@ class BillAdmin(ReadOnlyModelAdmin):
         "period_end",
         "currency",
         "status",
-        "subtotal",
-        "tax",
-        "total",
+        "subtotal_shown",
+        "tax_shown",
+        "total_shown",
         "has_estimates",
         "credit_note_for",
         "issued_at",
@@ -190,10 +198,11 @@ class BillAdmin(ReadOnlyModelAdmin):
         "created_at",
         "pdf_links",
     )
+    readonly_fields = fields
 
-    @admin.display(description=_("total"))
-    def total_shown(self, obj: Bill) -> str:
-        return format_minor(obj.total, obj.currency)
+    subtotal_shown = money_display("subtotal", _("subtotal"))
+    tax_shown = money_display("tax", _("tax"))
+    total_shown = money_display("total", _("total"))
 
     @admin.display(description=_("PDF"))
     def pdf_links(self, obj: Bill) -> str:

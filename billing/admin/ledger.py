@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -22,31 +23,64 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from billing.forms import AdjustForm
-from billing.models import JournalEntry, LedgerAccount, Posting, Wallet
+from billing.models import DailyCharge, JournalEntry, LedgerAccount, Posting, Wallet
 from billing.services.ledger import LedgerError, wallet_adjust, wallet_update
-from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin
+from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin, money_display
 from portal.lib.errors import DomainError
-from portal.lib.money import format_minor
+from portal.lib.money import format_minor, from_minor, minor_exponent, to_minor
+
+
+class WalletForm(forms.ModelForm[Wallet]):
+    """The emergency credit typed in major units of the wallet's currency (300, not 30000)."""
+
+    emergency_credit = forms.DecimalField(label=_("emergency credit"), min_value=0)
+
+    class Meta:
+        model = Wallet
+        fields = ["emergency_credit"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        currency = self.instance.currency
+        # Built with the currency's places: more decimals are refused, never rounded (as the
+        # other amount forms do).
+        field = forms.DecimalField(
+            label=_("emergency credit"),
+            min_value=0,
+            max_digits=18,
+            decimal_places=minor_exponent(currency),
+            help_text=_(
+                "In %(currency)s: how far below zero the balance may go before supply is "
+                "disconnected."
+            )
+            % {"currency": currency},
+        )
+        field.widget.attrs.update({"step": str(from_minor(1, currency)), "inputmode": "decimal"})
+        self.fields["emergency_credit"] = field
+        self.initial["emergency_credit"] = from_minor(self.instance.emergency_credit, currency)
+
+    def clean_emergency_credit(self) -> int:
+        return to_minor(self.cleaned_data["emergency_credit"], self.instance.currency)
 
 
 @admin.register(Wallet)
 class WalletAdmin(ServiceModelAdmin):
-    list_display = ("account", "balance_display", "emergency_credit", "disconnected_at")
+    form = WalletForm
+    list_display = ("account", "balance_shown", "emergency_credit_shown", "disconnected_at")
     list_select_related = ("account",)
     search_fields = ("account__number", "account__name")
     fields = (
         "account",
         "currency",
-        "balance_display",
+        "balance_shown",
         "emergency_credit",
         "disconnected_at",
         "adjust_link",
     )
-    readonly_fields = ("account", "currency", "balance_display", "disconnected_at", "adjust_link")
+    readonly_fields = ("account", "currency", "balance_shown", "disconnected_at", "adjust_link")
 
-    @admin.display(description=_("balance"), ordering="balance")
-    def balance_display(self, obj: Wallet) -> str:
-        return format_minor(obj.balance, obj.currency)
+    balance_shown = money_display("balance", _("balance"))
+    emergency_credit_shown = money_display("emergency_credit", _("emergency credit"))
 
     @admin.display(description=_("adjustment"))
     def adjust_link(self, obj: Wallet) -> str:
@@ -127,8 +161,10 @@ class LedgerAccountAdmin(ReadOnlyModelAdmin):
 
 class PostingInline(admin.TabularInline):  # type: ignore[type-arg]
     model = Posting
-    fields = ("ledger_account", "amount")
+    fields = ("ledger_account", "amount_shown")
     readonly_fields = fields
+
+    amount_shown = money_display("amount", _("amount"), currency="entry.currency")
     extra = 0
     can_delete = False
 
@@ -147,3 +183,45 @@ class JournalEntryAdmin(ReadOnlyModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("account",)
     inlines = [PostingInline]
+
+
+@admin.register(DailyCharge)
+class DailyChargeAdmin(ReadOnlyModelAdmin):
+    """A prepaid account's charge per day and service point, as the ledger posted it."""
+
+    list_display = (
+        "day",
+        "account",
+        "service_point",
+        "consumption",
+        "net_shown",
+        "tax_shown",
+        "total_shown",
+        "credit_shown",
+    )
+    list_select_related = ("account", "service_point")
+    search_fields = ("account__number", "account__name", "service_point__code")
+    date_hierarchy = "day"
+    ordering = ("-day", "account")
+    fields = (
+        "account",
+        "service_point",
+        "day",
+        "tariff_version",
+        "consumption",
+        "export",
+        "estimated",
+        "net_shown",
+        "tax_shown",
+        "total_shown",
+        "entry",
+        "credit_shown",
+        "credit_entry",
+        "created_at",
+    )
+    readonly_fields = fields
+
+    net_shown = money_display("net", _("net"), currency="account.currency")
+    tax_shown = money_display("tax", _("tax"), currency="account.currency")
+    total_shown = money_display("total", _("charge"), currency="account.currency")
+    credit_shown = money_display("credit", _("export credit"), currency="account.currency")

@@ -25,7 +25,7 @@ from billing.forms import RefundForm
 from billing.models import TopUp, WebhookEvent
 from billing.payments.selectors import topup_refunded
 from billing.services.topups import TopUpError, topup_refund
-from portal.adminsite import ReadOnlyModelAdmin
+from portal.adminsite import ReadOnlyModelAdmin, money_display
 from portal.audit.actors import UserActor
 from portal.lib.money import format_minor
 
@@ -35,7 +35,7 @@ class TopUpAdmin(ReadOnlyModelAdmin):
     list_display = (
         "created_at",
         "account",
-        "amount_display",
+        "amount_shown",
         "status",
         "provider",
         "provider_ref",
@@ -45,12 +45,25 @@ class TopUpAdmin(ReadOnlyModelAdmin):
     search_fields = ("public_id", "provider_ref", "account__number", "account__name")
     date_hierarchy = "created_at"
     list_select_related = ("account",)
-    readonly_fields = ("refund_link",)
+    fields = (
+        "public_id",
+        "account",
+        "wallet",
+        "amount_shown",
+        "status",
+        "provider",
+        "provider_ref",
+        "entry",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "error",
+        "refund_link",
+    )
+    readonly_fields = fields
     actions = ["refund"]
 
-    @admin.display(description=_("amount"), ordering="amount")
-    def amount_display(self, obj: TopUp) -> str:
-        return format_minor(obj.amount, obj.currency)
+    amount_shown = money_display("amount", _("amount"))
 
     @admin.display(description=_("refund"))
     def refund_link(self, obj: TopUp) -> str:

@@ -18,7 +18,7 @@ from billing.services.warnings import (
     warning_policy_delete,
     warning_policy_save,
 )
-from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin
+from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin, money_display
 
 
 class WarningPolicyForm(forms.ModelForm[WarningPolicy]):
@@ -53,9 +53,13 @@ class WarningPolicyForm(forms.ModelForm[WarningPolicy]):
 @admin.register(WarningPolicy)
 class WarningPolicyAdmin(ServiceModelAdmin):
     form = WarningPolicyForm
-    list_display = ["__str__", "organisation", "account"]
+    list_display = ["thresholds_shown", "organisation", "account"]
     search_fields = ["organisation__name", "account__number", "account__name"]
     autocomplete_fields = ["organisation", "account"]
+
+    @admin.display(description=_("thresholds (days)"))
+    def thresholds_shown(self, obj: WarningPolicy) -> str:
+        return ", ".join(str(days) for days in obj.thresholds)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # A policy stays with its tenant; to move it, delete it and add another.
@@ -95,14 +99,26 @@ class ShortageWarningAdmin(ReadOnlyModelAdmin):
         "threshold",
         "level",
         "crossing",
-        "balance",
+        "balance_shown",
         "days_left",
     ]
     list_filter = ["level", "threshold", "created_at"]
     search_fields = ["account__number", "account__name"]
     date_hierarchy = "created_at"
     list_select_related = ["account"]
+    fields = (
+        "account",
+        "threshold",
+        "crossing",
+        "level",
+        "balance_shown",
+        "days_left",
+        "created_at",
+    )
+    readonly_fields = fields
     inlines = [DeliveryInline]
+
+    balance_shown = money_display("balance", _("balance"), currency="account.currency")
 
 
 @admin.register(Notification)

@@ -31,8 +31,8 @@ class AuditLogEntryAdmin(ReadOnlyModelAdmin):
     list_display = (
         "id",
         "created_at",
-        "event_name",
-        "display",
+        "event",
+        "message",
         "actor_label",
         "account",
         "organisation",
@@ -44,6 +44,14 @@ class AuditLogEntryAdmin(ReadOnlyModelAdmin):
     list_select_related = ("account", "organisation")
     ordering = ("-id",)
     show_full_result_count = False
+
+    @admin.display(description=_("event"), ordering="event_type")
+    def event(self, obj: AuditLogEntry) -> str:
+        return obj.event_name
+
+    @admin.display(description=_("what happened"))
+    def message(self, obj: AuditLogEntry) -> str:
+        return obj.display
 
 
 @admin.register(AuditCheckpoint)

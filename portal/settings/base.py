@@ -35,6 +35,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    # allauth's session list and WebAuthn key list load its template tags (naturaltime).
+    "django.contrib.humanize",
     "allauth",
     "allauth.account",
     "allauth.mfa",
@@ -426,7 +428,8 @@ LOGGING = {
 PORTAL_AUDIT_KEY = env_optional("PORTAL_AUDIT_KEY")
 
 # --- Portal -------------------------------------------------------------------------------
-PORTAL_SITE_NAME = env_str("PORTAL_SITE_NAME", "Smart Meter Portal")
+# The brand: translated (lazily, in the reader's language) unless a deployment names itself.
+PORTAL_SITE_NAME = env_str("PORTAL_SITE_NAME", "") or _("Smart Meter Portal")
 # Links in emails sent by workers, which have no request to take the host from.
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL")
 

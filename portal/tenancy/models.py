@@ -31,7 +31,9 @@ class OrganisationQuerySet(models.QuerySet["Organisation"]):
 class Organisation(models.Model):
     """A corporate group, a subsidiary, or any level below: each manages its own accounts."""
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
+    )
     name = models.CharField(_("name"), max_length=200)
     parent = models.ForeignKey(
         "self",
@@ -41,8 +43,8 @@ class Organisation(models.Model):
         on_delete=models.PROTECT,
         related_name="children",
     )
-    path = models.CharField(max_length=255, editable=False)
-    depth = models.PositiveSmallIntegerField(editable=False, default=0)
+    path = models.CharField(max_length=255, editable=False, verbose_name=_("tree path"))
+    depth = models.PositiveSmallIntegerField(editable=False, default=0, verbose_name=_("depth"))
     require_mfa = models.BooleanField(
         _("require two-factor authentication for owners and managers"), default=False
     )
@@ -94,7 +96,9 @@ class Account(models.Model):
         PREPAID = "prepaid", _("Prepaid")
         POSTPAID = "postpaid", _("Postpaid (contract)")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
+    )
     number = models.CharField(
         _("account number"),
         max_length=32,
@@ -200,7 +204,9 @@ class MembershipQuerySet(models.QuerySet["Membership"]):
 class Membership(TenantGrant):
     """A person's role on one account, or on an organisation and so its whole subtree."""
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("user"),
@@ -253,9 +259,11 @@ class Invitation(TenantGrant):
     invitation again draws a new nonce, which invalidates the old link.
     """
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
+    )
     email = models.EmailField(_("email"))
-    nonce = models.CharField(max_length=32, editable=False)
+    nonce = models.CharField(max_length=32, editable=False, verbose_name=_("nonce"))
     language = models.CharField(_("language"), max_length=16, default="en")
     invited_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -317,7 +325,9 @@ class OrganisationAPIKey(models.Model):
     deleted, so that the audit entries it signed keep their meaning.
     """
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
+    )
     organisation = models.ForeignKey(
         Organisation,
         verbose_name=_("organisation"),
@@ -326,7 +336,7 @@ class OrganisationAPIKey(models.Model):
     )
     name = models.CharField(_("name"), max_length=100)
     prefix = models.CharField(_("prefix"), max_length=16, unique=True)
-    hashed_key = models.CharField(max_length=64)
+    hashed_key = models.CharField(max_length=64, verbose_name=_("hashed key"))
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("created by"),

@@ -245,6 +245,18 @@ def account_ancestors(*, account: Account) -> list[Organisation]:
     return [by_id[i] for i in ids if i in by_id]
 
 
+def organisations_reached(*, user: User, organisations: list[Organisation]) -> set[int]:
+    """Return the ids of those organisations that one of the user's memberships reaches (held
+    on the organisation itself or on one above it): the ones whose pages the user may open."""
+    above = {i for organisation in organisations for i in organisation.ancestor_ids}
+    held = set(
+        Membership.objects.filter(user_id=user.pk, organisation_id__in=above).values_list(
+            "organisation_id", flat=True
+        )
+    )
+    return {o.pk for o in organisations if held.intersection(o.ancestor_ids)}
+
+
 def account_members(*, account: Account) -> QuerySet[Membership]:
     """Return the memberships held directly on the account."""
     return (

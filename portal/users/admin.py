@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.mfa.models import Authenticator
+from allauth.usersessions.models import UserSession
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
-from portal.adminsite import ServiceModelAdmin, changed
-from portal.users.models import User
+from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin, changed
+from portal.users.models import SecondFactor, SignInSession, User
 from portal.users.services import user_create, user_staff_view_record, user_update
 
 _STAFF_ACCESS_FIELDS = ("is_staff", "is_superuser", "groups")
@@ -66,3 +69,62 @@ class UserAdmin(ServiceModelAdmin):
             groups=groups,
             actor=self.actor(request),
         )
+
+
+# allauth registers its sessions and authenticators under model names no catalog can translate;
+# they are shown here through proxies with translated names, and read-only: a person ends their
+# sessions and manages their second factors on their own "Login and security" pages.
+admin.site.unregister(UserSession)
+admin.site.unregister(Authenticator)
+
+
+@admin.register(SignInSession)
+class SignInSessionAdmin(ReadOnlyModelAdmin):
+    list_display = ("person", "started", "last_seen", "ip_address", "browser")
+    list_select_related = ("user",)
+    search_fields = ("user__email", "ip")
+    fields = list_display
+
+    @admin.display(description=_("person"), ordering="user__email")
+    def person(self, obj: SignInSession) -> str:
+        return str(obj.user)
+
+    @admin.display(description=_("started"), ordering="created_at")
+    def started(self, obj: SignInSession) -> object:
+        return obj.created_at
+
+    @admin.display(description=_("last seen"), ordering="last_seen_at")
+    def last_seen(self, obj: SignInSession) -> object:
+        return obj.last_seen_at
+
+    @admin.display(description=_("IP address"), ordering="ip")
+    def ip_address(self, obj: SignInSession) -> object:
+        return obj.ip
+
+    @admin.display(description=_("browser"))
+    def browser(self, obj: SignInSession) -> str:
+        return str(obj.user_agent)
+
+
+@admin.register(SecondFactor)
+class SecondFactorAdmin(ReadOnlyModelAdmin):
+    list_display = ("person", "kind", "added", "last_used")
+    list_select_related = ("user",)
+    search_fields = ("user__email",)
+    fields = list_display
+
+    @admin.display(description=_("person"), ordering="user__email")
+    def person(self, obj: SecondFactor) -> str:
+        return str(obj.user)
+
+    @admin.display(description=_("kind"), ordering="type")
+    def kind(self, obj: SecondFactor) -> str:
+        return str(obj.get_type_display())
+
+    @admin.display(description=_("added"), ordering="created_at")
+    def added(self, obj: SecondFactor) -> object:
+        return obj.created_at
+
+    @admin.display(description=_("last used"), ordering="last_used_at")
+    def last_used(self, obj: SecondFactor) -> object:
+        return obj.last_used_at

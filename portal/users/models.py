@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from allauth.mfa.models import Authenticator
+from allauth.usersessions.models import UserSession
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
@@ -78,3 +80,22 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.name or self.email
+
+
+class SignInSession(UserSession):  # type: ignore[misc]
+    """allauth's record of a signed-in browser, as the admin lists it: allauth's model names
+    are not translatable, this proxy's are."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("sign-in session")
+        verbose_name_plural = _("sign-in sessions")
+
+
+class SecondFactor(Authenticator):  # type: ignore[misc]
+    """allauth's authenticator (app, recovery codes, security key), as the admin lists it."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("second factor")
+        verbose_name_plural = _("second factors")

@@ -272,7 +272,7 @@ def test_bill_issued_and_overdue_notices_go_once_per_bill_topic_user_and_channel
     # One text in both languages, English first.
     assert [m.body for m in MemorySmsBackend.outbox] == [
         f"Smart Meter Portal: bill {bill.number} of 1050.00 TWD is overdue. / "
-        f"Smart Meter Portal：帳單 {bill.number}（金額 1050.00 TWD）已逾期。"  # noqa: RUF001
+        f"智慧電表入口網站：帳單 {bill.number}（金額 1050.00 TWD）已逾期。"  # noqa: RUF001
     ]
     assert sorted(
         Notification.objects.filter(bill=bill).values_list("topic", "channel", "status")

@@ -533,8 +533,9 @@ def test_staff_refund_and_adjust_in_the_admin_with_a_reason(settings: Any) -> No
     assert done.status_code == 302
     assert _balance(wallet) == 8_500
     change = reverse("admin:billing_wallet_change", args=[wallet.pk])
+    # Typed in TWD, kept in minor units.
     assert client.post(change, {"emergency_credit": "300"}).status_code == 302
-    assert Wallet.objects.get(pk=wallet.pk).emergency_credit == 300
+    assert Wallet.objects.get(pk=wallet.pk).emergency_credit == 300_00
     events = set(AuditLogEntry.objects.values_list("event_type", flat=True))
     assert {
         AuditEvent.TOPUP_REFUNDED,

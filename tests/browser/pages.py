@@ -11,7 +11,7 @@ language selector's "English") or `translate="no"`, and code samples, are not ch
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from playwright.sync_api import Page
 LATIN_TOKENS = frozenset(
     {"kWh", "Wh", "TWD", "PDF", "CSV", "ZIP", "API", "XML", "JSON", "ESPI", "DSMR", "SMS", "UTC"}
 )
-PROPER_NAMES = ("Green Button", "ChirpStack", "NAESB", "README.txt")
+PROPER_NAMES = ("Green Button", "ChirpStack", "NAESB", "README.txt", "JavaScript")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _FILE = re.compile(r"[\w-]*\.[a-z]{2,6}\b")  # readings.csv, .ndjson
 _WORD = re.compile(r"[A-Za-z]{3,}")
@@ -85,6 +85,7 @@ def horizontal_overflow(page: Page) -> int:
 class Route:
     name: str  # namespace:name
     route: str  # e.g. "a/<uuid:account_id>/bills/<uuid:bill_id>/"
+    view: str = ""  # the view's dotted path, e.g. "allauth.account.views.login"
 
     @property
     def kwargs(self) -> list[str]:
@@ -101,7 +102,7 @@ def _walk(patterns: list[Any], prefix: str, namespace: str) -> Iterator[Route]:
             inner = f"{namespace}{item.namespace}:" if item.namespace else namespace
             yield from _walk(item.url_patterns, prefix + str(item.pattern), inner)
         elif isinstance(item, URLPattern) and item.name:
-            yield Route(f"{namespace}{item.name}", prefix + str(item.pattern))
+            yield Route(f"{namespace}{item.name}", prefix + str(item.pattern), item.lookup_str)
 
 
 def tenant_routes(known_kwargs: set[str]) -> list[Route]:
@@ -115,6 +116,11 @@ def tenant_routes(known_kwargs: set[str]) -> list[Route]:
         if r.route.startswith(("a/<uuid:account_id>/", "o/<uuid:org_id>/"))
         and set(r.kwargs) <= known_kwargs
     ]
+
+
+def routes_of(view: Callable[[str], bool]) -> list[Route]:
+    """Every named URL whose view's dotted path passes `view` (e.g. allauth's pages)."""
+    return [r for r in _walk(get_resolver().url_patterns, "", "") if view(r.view)]
 
 
 # Screenshot names of the pages people look at first.

@@ -145,7 +145,7 @@ def test_every_page_in_both_languages(
     ]
     # Names are data in every language: the site's, and the payee and bank a bill asks to pay.
     payment = [settings.BILLING_PAYEE_NAME, settings.BILLING_BANK_NAME]
-    data = [settings.PORTAL_SITE_NAME, *payment, *harbour.data_texts()]
+    data = [str(settings.PORTAL_SITE_NAME), *payment, *harbour.data_texts()]
     problems: list[str] = []
     visited = 0
     for email, pages in walks:

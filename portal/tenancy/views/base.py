@@ -9,6 +9,7 @@ that defines them is refused when the class is created (see portal.tenancy.scopi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django.contrib import messages
@@ -38,8 +39,17 @@ from portal.tenancy.selectors import (
     TenantAccess,
     account_ancestors,
     organisation_ancestors,
+    organisations_reached,
 )
 from portal.users.models import User
+
+
+@dataclass(frozen=True)
+class Breadcrumb:
+    """An organisation above the page, linked only if the reader may open its page."""
+
+    name: str
+    url: str | None
 
 
 class _ScopedView(SealedScopedMixin, TemplateResponseMixin, ContextMixin, View):
@@ -100,6 +110,26 @@ class _ScopedView(SealedScopedMixin, TemplateResponseMixin, ContextMixin, View):
     def _resolve(self, user: User, kwargs: Mapping[str, Any]) -> TenantAccess:
         raise NotImplementedError
 
+    def breadcrumbs(self, organisations: list[Organisation]) -> list[Breadcrumb]:
+        """The organisations above the page, root first. A viewer of a subsidiary sees the group
+        above it by name, but only what one of their memberships reaches is a link (the group's
+        page would answer 404 to them)."""
+        if not organisations:
+            return []
+        if self.access.membership.organisation_id == organisations[0].pk:
+            reached = {o.pk for o in organisations}  # held at the root: no need to ask
+        else:
+            reached = organisations_reached(user=self.user, organisations=organisations)
+        return [
+            Breadcrumb(
+                name=o.name,
+                url=reverse("tenancy:organisation_home", kwargs={"org_id": o.public_id})
+                if o.pk in reached
+                else None,
+            )
+            for o in organisations
+        ]
+
 
 class AccountView(AccountTenantMixin, _ScopedView):
     """Base for every page under /a/<account_id>/."""
@@ -114,7 +144,7 @@ class AccountView(AccountTenantMixin, _ScopedView):
             account=self.account,
             access=self.access,
             scopes={str(s) for s in self.access.scopes},
-            breadcrumbs=account_ancestors(account=self.account),
+            breadcrumbs=self.breadcrumbs(account_ancestors(account=self.account)),
         )
         return context
 
@@ -132,7 +162,7 @@ class OrganisationView(OrganisationTenantMixin, _ScopedView):
             organisation=self.organisation,
             access=self.access,
             scopes={str(s) for s in self.access.scopes},
-            breadcrumbs=organisation_ancestors(organisation=self.organisation),
+            breadcrumbs=self.breadcrumbs(organisation_ancestors(organisation=self.organisation)),
         )
         return context
 

@@ -1,0 +1,144 @@
+"""A world for the admin walks: the browser tests' Harbour (a group, households with a wallet,
+top-ups, daily charges, bills and their lines, an alert) and one record of every other model the
+admin shows, so that every change form has something to open. Staff sign in as `root`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+from allauth.usersessions.models import UserSession
+from django.contrib import admin
+from django.db import models
+from django.test import Client
+from django.utils import timezone
+
+from billing.models import (
+    BillRun,
+    Holiday,
+    Notification,
+    ShortageWarning,
+    WarningPolicy,
+    WebhookEvent,
+)
+from billing.services.exports import export_request
+from meters.models import ImportBatch, Meter, ReadingConflict, ReadingEdit, Register
+from meters.services import meter_command_create
+from portal.audit.models import AuditLogEntry
+from portal.audit.services import audit_checkpoint_record
+from portal.tenancy.roles import Role
+from portal.tenancy.services import api_key_create, invitation_create
+from portal.users.models import User
+from tests.browser.world import Harbour, harbour_seed
+from tests.factories import SYSTEM, make_user
+
+
+@dataclass
+class AdminWorld:
+    harbour: Harbour
+    root: User
+    warning: ShortageWarning
+
+    def client(self, language: str) -> Client:
+        client = Client(HTTP_ACCEPT_LANGUAGE=language)
+        client.force_login(self.root)
+        return client
+
+    def first_of_each(self) -> dict[type[models.Model], models.Model]:
+        """One object of every model the admin lists (for its change form)."""
+        found: dict[type[models.Model], models.Model] = {}
+        for model in admin.site._registry:
+            obj = model._default_manager.order_by("pk").first()
+            if obj is not None:
+                found[model] = obj
+        return found
+
+
+def admin_world() -> AdminWorld:
+    harbour = harbour_seed()
+    now = timezone.now()
+    root = make_user("root@utility.example", staff=True)
+    TOTP.activate(root, generate_totp_secret())
+    Holiday.objects.create(day=dt.date(2026, 6, 19), name="Dragon Boat Festival")
+    WarningPolicy.objects.create(organisation=harbour.group, thresholds=[7, 3, 1, 0])
+    warning = ShortageWarning.objects.create(
+        account=harbour.prepaid,
+        threshold=3,
+        crossing=1,
+        level=0,
+        balance=-261_89,
+        days_left=Decimal("0.0"),
+        created_at=now,
+    )
+    Notification.objects.create(
+        user=harbour.resident,
+        account=harbour.prepaid,
+        topic=Notification.Topic.SHORTAGE,
+        channel=Notification.Channel.EMAIL,
+        warning=warning,
+        created_at=now,
+    )
+    BillRun.objects.create(
+        period_start=dt.date(2026, 1, 1),
+        period_end=dt.date(2026, 2, 1),
+        status=BillRun.Status.DONE,
+        bills=1,
+        started_at=now,
+        finished_at=now,
+        created_by_label=root.email,
+    )
+    WebhookEvent.objects.create(
+        provider="sandbox",
+        event_id="evt_1",
+        event_type="payment.succeeded",
+        body="{}",
+        verified=True,
+        received_at=now,
+    )
+    export_request(account=harbour.prepaid, actor=SYSTEM, now=now)
+    invitation_create(
+        email="new.member@example.com",
+        role=Role.VIEWER,
+        organisation=harbour.commercial,
+        actor=SYSTEM,
+    )
+    api_key_create(organisation=harbour.group, name="Head-end", actor=SYSTEM)
+    meter = Meter.objects.order_by("pk").first()
+    assert meter is not None
+    meter_command_create(
+        meter_id=meter.pk,
+        command="relay_disconnect",
+        reason="credit used up",
+        idempotency_key="walk",
+        actor=SYSTEM,
+    )
+    register = Register.objects.filter(meter=meter).first()
+    batch = ImportBatch.objects.order_by("pk").first()
+    assert register is not None
+    ReadingConflict.objects.create(
+        register=register, ts=now, value=1000, existing_value=900, batch=batch, line=2
+    )
+    ReadingEdit.objects.create(
+        register=register,
+        ts=now,
+        old_value=900,
+        old_quality=0,
+        old_flags=0,
+        new_value=1000,
+        reason="meter fault",
+        edited_by=root,
+    )
+    last = AuditLogEntry.objects.order_by("-id").first()
+    assert last is not None
+    audit_checkpoint_record(
+        entry_id=last.pk, entry_hash_value=last.hash, entries=AuditLogEntry.objects.count()
+    )
+    UserSession.objects.create(
+        user=harbour.resident,
+        ip="127.0.0.1",
+        session_key="walk-session",
+        user_agent="Mozilla/5.0 (X11; Linux x86_64)",
+    )
+    return AdminWorld(harbour=harbour, root=root, warning=warning)
