@@ -50,8 +50,18 @@ def from_minor(minor: int, currency: str) -> Decimal:
 
 
 def format_minor(minor: int, currency: str) -> str:
-    """`12345, "EUR"` -> `123.45 EUR`: exact, for audit data and logs (pages localise)."""
+    """`12345, "EUR"` -> `123.45 EUR`: exact, for audit data and logs (pages use
+    format_money)."""
     return f"{from_minor(minor, currency)} {currency}"
+
+
+def format_money(minor: int, currency: str) -> str:
+    """`119280, "TWD"` -> `1,192.80 TWD`: money as every page writes it, in every language.
+
+    Digits grouped by three with a comma and the currency's own decimals, as portal/formats
+    writes every other figure (Django's number formats are the same in both languages).
+    """
+    return f"{from_minor(minor, currency):,.{minor_exponent(currency)}f} {currency}"
 
 
 def parse_decimal(value: object) -> Decimal:

@@ -250,6 +250,8 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_I18N = True
 TIME_ZONE = "UTC"
 USE_TZ = True
+# Dates, times and numbers per language (portal/formats): numbers alike in every language.
+FORMAT_MODULE_PATH = ["portal.formats"]
 
 # --- Static files -------------------------------------------------------------------------
 STATIC_URL = "/static/"

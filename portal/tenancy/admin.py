@@ -43,7 +43,7 @@ from portal.tenancy.services import (
 class OrganisationForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = Organisation
-        fields = ("name", "parent", "require_mfa")
+        fields = ("name", "parent", "require_mfa", "time_zone")
 
     def clean_parent(self) -> Organisation | None:
         parent: Organisation | None = self.cleaned_data.get("parent")
@@ -55,7 +55,7 @@ class OrganisationForm(forms.ModelForm):  # type: ignore[type-arg]
 @admin.register(Organisation)
 class OrganisationAdmin(ServiceModelAdmin):
     form = OrganisationForm
-    list_display = ("name", "parent", "depth", "require_mfa", "created_at")
+    list_display = ("name", "parent", "depth", "require_mfa", "time_zone", "created_at")
     list_filter = ("require_mfa", "depth")
     search_fields = ("name",)
     autocomplete_fields = ("parent",)
@@ -72,11 +72,14 @@ class OrganisationAdmin(ServiceModelAdmin):
                 name=data["name"],
                 parent=data.get("parent"),
                 require_mfa=data.get("require_mfa", False),
+                time_zone=data.get("time_zone") or None,
                 actor=actor,
             )
         organisation = Organisation.objects.get(pk=obj.pk)
         organisation_update(
-            organisation=organisation, changes=changed(form, ("name", "require_mfa")), actor=actor
+            organisation=organisation,
+            changes=changed(form, ("name", "require_mfa", "time_zone")),
+            actor=actor,
         )
         if "parent" in form.changed_data:
             organisation_move(organisation=organisation, parent=data.get("parent"), actor=actor)
