@@ -55,7 +55,7 @@ class PeriodTotal:
 
 
 def _quantity(value: Decimal) -> str:
-    return f"{value.normalize():f}" if value else "0"
+    return f"{value.normalize():,f}" if value else "0"
 
 
 def _money(minor: int, currency: str) -> str:

@@ -55,13 +55,16 @@ def format_minor(minor: int, currency: str) -> str:
     return f"{from_minor(minor, currency)} {currency}"
 
 
-def format_money(minor: int, currency: str) -> str:
-    """`119280, "TWD"` -> `1,192.80 TWD`: money as every page writes it, in every language.
+def format_amount(amount: Decimal, currency: str) -> str:
+    """`Decimal("1192.8"), "TWD"` -> `1,192.80`: an amount as every page writes it, in every
+    language: rounded to the currency's minor unit, all its decimals shown, and the digits
+    grouped by three with a comma, as portal/formats writes every other figure."""
+    return f"{round_money(amount, currency):,.{minor_exponent(currency)}f}"
 
-    Digits grouped by three with a comma and the currency's own decimals, as portal/formats
-    writes every other figure (Django's number formats are the same in both languages).
-    """
-    return f"{from_minor(minor, currency):,.{minor_exponent(currency)}f} {currency}"
+
+def format_money(minor: int, currency: str) -> str:
+    """`119280, "TWD"` -> `1,192.80 TWD`: money as every page writes it (format_amount)."""
+    return f"{format_amount(from_minor(minor, currency), currency)} {currency}"
 
 
 def parse_decimal(value: object) -> Decimal:

@@ -134,6 +134,47 @@ class BrowserComplaints:
         return found
 
 
+# Every text of the page a person can see or hear, charts apart (plotly.js writes their ticks).
+_TEXT = """
+() => {
+  const texts = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.parentElement && !node.parentElement.closest('script, style, template, svg')) {
+      texts.push(node.textContent);
+    }
+  }
+  for (const el of document.body.querySelectorAll('[aria-label], [title]')) {
+    texts.push(el.getAttribute('aria-label') || '', el.getAttribute('title') || '');
+  }
+  return texts.join(' ').replace(/\\s+/g, ' ');
+}
+"""
+# A figure with decimals, or with a unit, of four digits or more and not grouped: 1192.80,
+# 1192 kWh (account numbers such as HR-0201, dates and times are not figures).
+_UNGROUPED = re.compile(r"(?<![\d,.:/-])\d{4,}(?:\.\d+|\s?(?:kWh|Wh|MWh|m³|[A-Z]{3}\b))")
+# The figures of a page: grouped numbers and numbers with decimals (1,192.80, 24.4).
+_FIGURE = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\d.,])\d+\.\d+")
+
+
+def page_text(page: Page) -> str:
+    text: str = page.evaluate(_TEXT)
+    return text
+
+
+def ungrouped_figures(text: str) -> list[str]:
+    """Figures written without grouping (every page groups digits by three, in every
+    language: portal/formats, portal.lib.money.format_money)."""
+    return _UNGROUPED.findall(text)
+
+
+def figures(text: str) -> list[str]:
+    """The page's figures in order of appearance: the same page in another language must
+    show the very same ones."""
+    return _FIGURE.findall(text)
+
+
 def horizontal_overflow(page: Page) -> int:
     """How many CSS pixels the page is wider than the window (0: no horizontal scrolling)."""
     width: int = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")

@@ -1,9 +1,10 @@
 """Every tenant page, in English and then in Traditional Chinese chosen through the language
 selector, on a desktop and on a phone (390x844): it answers 200, says its language, has no
-serious or critical axe violation, shows no untranslated English in Chinese, fits the phone's
-width without sideways scrolling of the page, and makes the browser complain of nothing: no
-CSP violation (any directive: they are recorded in the page, not only read from the console),
-no console error and no uncaught exception. Full-page screenshots of each go to
+serious or critical axe violation, shows no untranslated English in Chinese, writes its figures
+by one rule (digits grouped by three, the very same figures in both languages), fits the
+phone's width without sideways scrolling of the page, and makes the browser complain of
+nothing: no CSP violation (any directive: they are recorded in the page, not only read from
+the console), no console error and no uncaught exception. Full-page screenshots of each go to
 SCREENSHOTS_DIR as <page>-<lang>.png and <page>-phone-<lang>.png.
 
 The pages come from the URLconf (tests/browser/pages.py), so a new page is walked without
@@ -29,9 +30,12 @@ from tests.browser.pages import (
     SLUGS,
     BrowserComplaints,
     Route,
+    figures,
     horizontal_overflow,
+    page_text,
     slug,
     tenant_routes,
+    ungrouped_figures,
     untranslated,
 )
 from tests.browser.world import Harbour
@@ -69,6 +73,7 @@ class Walk:
     def __init__(self, page: Page, base: str, data: list[str], shots: Path) -> None:
         self.page, self.base, self.data, self.shots = page, base, data, shots
         self.complaints = BrowserComplaints(page)
+        self.figures: dict[str, list[str]] = {}  # the figures of each page in English
         self.problems: list[str] = []
         self.visited = 0
 
@@ -113,9 +118,23 @@ class Walk:
         self.problems += [f"{label}: axe {v}" for v in serious_violations(page)]
         if lang != "en":
             self.problems += [f"{label}: untranslated {t}" for t in untranslated(page, self.data)]
+        if not phone:
+            self._check_figures(path, label, lang)
         if phone and (overflow := horizontal_overflow(page)):
             self.problems.append(f"{label}: {overflow}px wider than a phone")
         page.screenshot(path=str(self.shots / f"{name}-{lang}.png"), full_page=True)
+
+    def _check_figures(self, path: str, label: str, lang: str) -> None:
+        """Numbers are written by one rule in every language: grouped by three, and the
+        same figures on a page whatever its language."""
+        text = page_text(self.page)
+        self.problems += [f"{label}: figure not grouped: {f!r}" for f in ungrouped_figures(text)]
+        if lang == "en":
+            self.figures[path] = figures(text)
+        elif path in self.figures and figures(text) != self.figures[path]:
+            self.problems.append(
+                f"{label}: figures differ from English: {figures(text)} != {self.figures[path]}"
+            )
 
 
 def test_every_page_in_both_languages(

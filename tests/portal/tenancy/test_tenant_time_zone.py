@@ -1,0 +1,176 @@
+"""Every time a person sees is in the tenant's zone: the account's on account pages, the
+organisation's on organisation pages, written the way each language writes it.
+
+The scoped base views make the zone current for the whole response (HTML and API), so these
+pages, which once showed UTC, show local time; and the zone is the site's again afterwards.
+A top-up paid at 05:25 UTC is 13:25 in Taipei.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Callable
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from billing.models import TopUp
+from billing.services.ledger import wallet_create
+from billing.services.topups import topup_create, topup_settle_paid
+from portal.audit.models import AuditLogEntry
+from portal.tenancy.models import Organisation
+from portal.tenancy.roles import Role
+from portal.tenancy.services import invitation_create, organisation_update
+from portal.users.models import User
+from tests.conftest import World
+from tests.factories import SYSTEM, make_organisation
+
+pytestmark = pytest.mark.django_db
+
+ClientFor = Callable[[User], Client]
+TAIPEI = zoneinfo.ZoneInfo("Asia/Taipei")
+PAID = dt.datetime(2026, 12, 3, 5, 25, tzinfo=dt.UTC)  # 13:25 in Taipei, 05:25 in UTC
+# What each language writes for that instant in Taipei (portal/formats).
+LOCAL = {"en": "3 Dec 2026, 13:25", "zh-hant": "2026年12月3日 13:25"}
+LANGUAGES = sorted(LOCAL)
+
+
+def _in(client: Client, language: str) -> Client:
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = language
+    return client
+
+
+def _paid_topup(world: World) -> TopUp:
+    wallet_create(account=world.account_a, actor=SYSTEM)
+    topup, _new = topup_create(
+        account=world.account_a, amount=500_00, idempotency_key="t", actor=SYSTEM, now=PAID
+    )
+    topup_settle_paid(
+        topup_id=topup.pk,
+        provider_ref="ref-1",
+        amount=500_00,
+        currency="TWD",
+        actor=SYSTEM,
+        now=PAID,
+    )
+    return topup
+
+
+def _shows_local_not_utc(html: str, language: str) -> None:
+    assert LOCAL[language] in html
+    assert "05:25" not in html  # the same instant in UTC
+    assert "Asia/Taipei" in html  # the zone is named
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_wallet_shows_movements_in_the_accounts_zone(
+    world: World, client_for: ClientFor, language: str
+) -> None:
+    _paid_topup(world)
+    url = reverse("billing:account_wallet", args=[world.account_a.public_id])
+    _shows_local_not_utc(_in(client_for(world.alice), language).get(url).content.decode(), language)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_top_up_list_and_receipt_show_the_accounts_zone(
+    world: World, client_for: ClientFor, language: str
+) -> None:
+    topup = _paid_topup(world)
+    client = _in(client_for(world.alice), language)
+    listing = client.get(reverse("billing:topup", args=[world.account_a.public_id]))
+    _shows_local_not_utc(listing.content.decode(), language)
+    receipt = client.get(
+        reverse("billing:topup_receipt", args=[world.account_a.public_id, topup.public_id])
+    )
+    _shows_local_not_utc(receipt.content.decode(), language)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_invitation_expiry_is_in_the_organisations_zone(
+    world: World, client_for: ClientFor, language: str
+) -> None:
+    organisation_update(
+        organisation=world.group, changes={"time_zone": "Asia/Taipei"}, actor=SYSTEM
+    )
+    invitation = invitation_create(
+        email="later@example.com",
+        role=Role.VIEWER,
+        organisation=world.group,
+        actor=SYSTEM,
+        as_of=dt.datetime(2099, 1, 1, 5, 25, tzinfo=dt.UTC),
+    )
+    local = invitation.expires_at.astimezone(TAIPEI)
+    assert local.hour != invitation.expires_at.hour
+    url = reverse("tenancy:organisation_members", args=[world.group.public_id])
+    html = _in(client_for(world.group_manager), language).get(url).content.decode()
+    written = {
+        "en": f"{local.day} {local:%b %Y}, {local:%H:%M}",
+        "zh-hant": f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}",
+    }
+    assert written[language] in html
+    assert f"{invitation.expires_at:%H:%M}" not in html
+    assert "Asia/Taipei" in html
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_organisation_audit_log_is_in_the_organisations_zone(
+    world: World, client_for: ClientFor, language: str
+) -> None:
+    organisation_update(
+        organisation=world.group, changes={"time_zone": "Asia/Taipei"}, actor=SYSTEM
+    )
+    organisation_update(organisation=world.group, changes={"name": "Group Two"}, actor=SYSTEM)
+    entry = AuditLogEntry.objects.filter(organisation=world.group).order_by("-id").first()
+    assert entry is not None
+    local = entry.created_at.astimezone(TAIPEI)
+    url = reverse("audit:organisation_log", args=[world.group.public_id])
+    html = _in(client_for(world.group_manager), language).get(url).content.decode()
+    written = {
+        "en": f"{local.day} {local:%b %Y} {local:%H:%M:%S}",
+        "zh-hant": f"{local.year}年{local.month}月{local.day}日 {local:%H:%M:%S}",
+    }
+    assert written[language] in html
+    assert f"{entry.created_at:%H:%M:%S}" not in html  # UTC, as it was
+    assert "Asia/Taipei" in html
+
+
+def test_the_api_writes_times_with_the_accounts_offset(world: World, client_for: ClientFor) -> None:
+    _paid_topup(world)
+    url = reverse("billing:api_topups", args=[world.account_a.public_id])
+    body = client_for(world.alice).get(url).json()
+    rows = body["results"] if isinstance(body, dict) else body
+    assert rows[0]["created_at"] == "2026-12-03T13:25:00+08:00"
+
+
+def test_a_subsidiary_takes_its_groups_zone_and_a_group_the_sites() -> None:
+    group = make_organisation("Zone group")
+    assert group.time_zone == settings.TIME_ZONE
+    organisation_update(organisation=group, changes={"time_zone": "Asia/Tokyo"}, actor=SYSTEM)
+    assert make_organisation("Zone sub", parent=group).time_zone == "Asia/Tokyo"
+    assert Organisation.objects.get(pk=group.pk).time_zone == "Asia/Tokyo"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "billing:account_wallet",  # a page
+        "billing:api_topups",  # an API answer
+        "billing:account_bill",  # a page that raises 404 inside the view
+    ],
+)
+def test_the_tenants_zone_ends_with_its_response(
+    world: World, client_for: ClientFor, path: str
+) -> None:
+    """The zone is current for one response only: the test client runs the view in this
+    thread, where a zone left active would show the next request's times in it."""
+    _paid_topup(world)
+    args: list[object] = [world.account_a.public_id]
+    if path == "billing:account_bill":
+        args.append("00000000-0000-0000-0000-000000000000")
+    assert timezone.get_current_timezone_name() == settings.TIME_ZONE
+    client_for(world.alice).get(reverse(path, args=args))
+    assert timezone.get_current_timezone_name() == settings.TIME_ZONE
