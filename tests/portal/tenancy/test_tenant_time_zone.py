@@ -13,6 +13,7 @@ import zoneinfo
 from collections.abc import Callable
 
 import pytest
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
@@ -27,7 +28,7 @@ from portal.tenancy.roles import Role
 from portal.tenancy.services import invitation_create, organisation_update
 from portal.users.models import User
 from tests.conftest import World
-from tests.factories import SYSTEM, make_organisation
+from tests.factories import SYSTEM, make_organisation, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -152,6 +153,38 @@ def test_a_subsidiary_takes_its_groups_zone_and_a_group_the_sites() -> None:
     organisation_update(organisation=group, changes={"time_zone": "Asia/Tokyo"}, actor=SYSTEM)
     assert make_organisation("Zone sub", parent=group).time_zone == "Asia/Tokyo"
     assert Organisation.objects.get(pk=group.pk).time_zone == "Asia/Tokyo"
+
+
+def test_staff_set_an_organisations_zone_in_the_admin() -> None:
+    staff = make_user("root@example.com", staff=True)
+    TOTP.activate(staff, generate_totp_secret())
+    client = Client()
+    client.force_login(staff)
+    group = make_organisation("Admin group")
+    organisation_update(organisation=group, changes={"time_zone": "Asia/Tokyo"}, actor=SYSTEM)
+    # Left empty, a new subsidiary takes its parent's zone.
+    response = client.post(
+        "/admin/tenancy/organisation/add/", {"name": "Admin sub", "parent": group.pk}
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    sub = Organisation.objects.get(name="Admin sub")
+    assert sub.time_zone == "Asia/Tokyo"
+    response = client.post(
+        f"/admin/tenancy/organisation/{sub.pk}/change/",
+        {"name": "Admin sub", "parent": group.pk, "time_zone": "Asia/Taipei"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    sub.refresh_from_db()
+    assert sub.time_zone == "Asia/Taipei"
+    changed = AuditLogEntry.objects.filter(organisation=sub).order_by("-id").first()
+    assert changed is not None and "time_zone" in changed.data["changes"]
+    response = client.post(
+        f"/admin/tenancy/organisation/{sub.pk}/change/",
+        {"name": "Admin sub", "parent": group.pk, "time_zone": "Mars/Olympus"},
+    )
+    assert response.status_code == 200  # refused: not a zone
+    sub.refresh_from_db()
+    assert sub.time_zone == "Asia/Taipei"
 
 
 @pytest.mark.parametrize(
