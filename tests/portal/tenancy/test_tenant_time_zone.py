@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
@@ -25,7 +26,11 @@ from billing.services.topups import topup_create, topup_settle_paid
 from portal.audit.models import AuditLogEntry
 from portal.tenancy.models import Organisation
 from portal.tenancy.roles import Role
-from portal.tenancy.services import invitation_create, organisation_update
+from portal.tenancy.services import (
+    invitation_create,
+    invitation_email_send,
+    organisation_update,
+)
 from portal.users.models import User
 from tests.conftest import World
 from tests.factories import SYSTEM, make_organisation, make_user
@@ -153,6 +158,29 @@ def test_a_subsidiary_takes_its_groups_zone_and_a_group_the_sites() -> None:
     organisation_update(organisation=group, changes={"time_zone": "Asia/Tokyo"}, actor=SYSTEM)
     assert make_organisation("Zone sub", parent=group).time_zone == "Asia/Tokyo"
     assert Organisation.objects.get(pk=group.pk).time_zone == "Asia/Tokyo"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_invitation_email_gives_the_expiry_in_the_tenants_zone(
+    world: World, mailoutbox: list[Any], language: str
+) -> None:
+    invitation = invitation_create(
+        email="later@example.com",
+        role=Role.VIEWER,
+        account=world.account_a,
+        actor=SYSTEM,
+        language=language,
+        as_of=dt.datetime(2099, 1, 1, 5, 25, tzinfo=dt.UTC),
+    )
+    assert invitation_email_send(
+        invitation=invitation, base_url="https://portal.example", as_of=timezone.now()
+    )
+    local = invitation.expires_at.astimezone(TAIPEI)
+    written = {
+        "en": f"{local.day} {local:%B %Y}, {local:%H:%M} (Asia/Taipei)",
+        "zh-hant": f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}\uff08Asia/Taipei 時區\uff09",
+    }
+    assert written[language] in mailoutbox[-1].body
 
 
 def test_staff_set_an_organisations_zone_in_the_admin() -> None:
