@@ -178,7 +178,9 @@ def test_the_invitation_email_gives_the_expiry_in_the_tenants_zone(
     local = invitation.expires_at.astimezone(TAIPEI)
     written = {
         "en": f"{local.day} {local:%B %Y}, {local:%H:%M} (Asia/Taipei)",
-        "zh-hant": f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}\uff08Asia/Taipei 時區\uff09",
+        # Full-width brackets, as Chinese text writes them.
+        "zh-hant": f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+        "\uff08Asia/Taipei 時區\uff09",
     }
     assert written[language] in mailoutbox[-1].body
 
