@@ -9,6 +9,13 @@
         return;
       }
       var figure = JSON.parse(source.textContent);
+      // Axes write their numbers as every page does, grouped by three: plotly.js groups only
+      // from five digits unless told (3,000, not 3000). A figure's own axis settings win.
+      var template = (figure.layout.template = figure.layout.template || {});
+      var defaults = (template.layout = template.layout || {});
+      ["xaxis", "yaxis"].forEach(function (axis) {
+        defaults[axis] = Object.assign({ separatethousands: true }, defaults[axis] || {});
+      });
       drawing.push(
         window.Plotly.newPlot(element, figure.data, figure.layout, {
           responsive: true,
