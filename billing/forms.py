@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from billing.models import Notification, NotificationPreference
 from billing.services.notifications import PHONE_RE, notification_preferences_set
 from portal.audit.actors import Actor
-from portal.lib.money import format_minor, from_minor, minor_exponent, to_minor
+from portal.lib.money import format_money, from_minor, minor_exponent, to_minor
 from portal.users.models import User
 
 
@@ -97,7 +97,7 @@ class TopUpForm(_AmountForm):
         choice_field = self.fields["preset"]
         assert isinstance(choice_field, forms.ChoiceField)  # noqa: S101 - declared above
         choice_field.choices = [
-            *((str(p), format_minor(to_minor(p, currency), currency)) for p in self.presets),
+            *((str(p), format_money(to_minor(p, currency), currency)) for p in self.presets),
             (OTHER, _("Other")),
         ]
         amount = self.fields["amount"]
@@ -106,7 +106,7 @@ class TopUpForm(_AmountForm):
         amount.help_text = _(
             "In %(currency)s, from %(min)s to %(max)s. A typed amount is used instead of the "
             "choice above."
-        ) % {"currency": currency, "min": self.minimum, "max": self.maximum}
+        ) % {"currency": currency, "min": f"{self.minimum:,}", "max": f"{self.maximum:,}"}
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

@@ -481,7 +481,7 @@ def bill_context(*, bill: Bill) -> dict[str, Any]:
         "history_kinds": [chart.kind_label for chart in history_charts],
         "history_units": [chart.unit for chart in history_charts],
         "payment_reference": _grouped(bill.payment_reference),
-        "payee": settings.BILLING_PAYEE_NAME,
+        "payee": str(settings.BILLING_PAYEE_NAME),
         "bank_name": settings.BILLING_BANK_NAME,
         "bank_code": settings.BILLING_BANK_CODE,
         "bank_account": settings.BILLING_BANK_ACCOUNT,

@@ -56,7 +56,7 @@ from billing.services.topups import (
     webhook_receive,
 )
 from billing.warning_selectors import notification_preference_for, notification_recipient_ids
-from portal.lib.money import format_minor
+from portal.lib.money import format_money
 from portal.tenancy.scopes import Scope
 from portal.tenancy.views.base import AccountView
 
@@ -112,9 +112,9 @@ class TopUpView(AccountView):
         topups = topups_for_account(account_id=self.account.pk)[:10]
         context = self.get_context_data(
             wallet=wallet,
-            balance=format_minor(wallet.balance, wallet.currency) if wallet else None,
+            balance=format_money(wallet.balance, wallet.currency) if wallet else None,
             form=form,
-            topups=[(t, format_minor(t.amount, t.currency)) for t in topups],
+            topups=[(t, format_money(t.amount, t.currency)) for t in topups],
         )
         return self.render_to_response(context, status=status)
 
@@ -145,8 +145,8 @@ class TopUpReceiptView(AccountView):
         wallet = wallet_for_account(account_id=self.account.pk)
         context = self.get_context_data(
             topup=topup,
-            amount=format_minor(topup.amount, topup.currency),
-            balance=format_minor(wallet.balance, wallet.currency) if wallet else None,
+            amount=format_money(topup.amount, topup.currency),
+            balance=format_money(wallet.balance, wallet.currency) if wallet else None,
             waiting=topup.status in _WAITING,
             # A payment still open after this long is not worth asking about every 2 seconds:
             # the page stops polling and the payer can ask again with the button.
@@ -184,7 +184,7 @@ class SandboxCheckoutView(AccountView):
         if topup.status != TopUp.Status.PENDING:
             return HttpResponseRedirect(_receipt_url(self.account.public_id, topup))
         return self.render_to_response(
-            self.get_context_data(topup=topup, amount=format_minor(topup.amount, topup.currency))
+            self.get_context_data(topup=topup, amount=format_money(topup.amount, topup.currency))
         )
 
     def post(
@@ -262,7 +262,7 @@ class AccountBillsView(AccountView):
         bills = [
             {
                 "bill": bill,
-                "total": format_minor(bill.total, bill.currency),
+                "total": format_money(bill.total, bill.currency),
                 "credits": by_id.get(bill.credit_note_for_id or 0),
                 # The account's date, not the server's: a bill due at 01:00 in Taipei is due
                 # that day there.
@@ -399,8 +399,8 @@ class AccountWalletView(AccountView):
                 "line": line,
                 "label": _ledger_label(line),
                 "detail": _ledger_detail(line),
-                "amount": format_minor(line.amount, wallet.currency),
-                "balance": format_minor(line.balance, wallet.currency),
+                "amount": format_money(line.amount, wallet.currency),
+                "balance": format_money(line.balance, wallet.currency),
             }
             for line in wallet_ledger(account_id=self.account.pk)
         ]
@@ -413,7 +413,7 @@ class AccountWalletView(AccountView):
         return self.render_to_response(
             self.get_context_data(
                 wallet=wallet,
-                balance=format_minor(wallet.balance, wallet.currency),
+                balance=format_money(wallet.balance, wallet.currency),
                 lines=lines,
                 used_up=used_up,
             )

@@ -171,22 +171,66 @@ def bands_figure(
     return data
 
 
+# The heatmap's colour key: this many bands from the lowest to the highest average.
+HEATMAP_KEY_STEPS = 48
+
+
 def week_heatmap_figure(profile: WeekProfile, *, unit: str, divisor: int) -> dict[str, Any]:
-    """Average consumption per local hour (columns) and weekday (rows, Monday on top)."""
+    """Average consumption per local hour (columns) and weekday (rows, Monday on top).
+
+    Drawn so that the strict CSP holds and the cells stay crisp at any width: with
+    `zsmooth="fast"` plotly.js paints one canvas pixel per cell and lets the browser scale the
+    image, and the stylesheet (not an inline style, which the CSP refuses) tells the browser to
+    scale it without smoothing (static/css/portal.css). plotly.js's own colour bar sets empty
+    inline styles, so the colour key is a second, one-column heatmap beside the first, with
+    the values on its axis.
+    """
     names = [str(WEEKDAYS_ABBR[day]) for day in range(7)]
-    figure = go.Figure(
-        go.Heatmap(
-            z=[[None if v is None else v / divisor for v in row] for row in profile.averages],
-            x=[f"{hour:02d}:00" for hour in range(24)],
-            y=names,
-            colorscale="Viridis",
-            colorbar={"title": {"text": unit}},
-            hoverongaps=False,
-        )
+    z = [[None if v is None else v / divisor for v in row] for row in profile.averages]
+    values = [v for row in z for v in row if v is not None]
+    low, high = (min(values), max(values)) if values else (0.0, 0.0)
+    if high <= low:  # one value everywhere: a key still needs a span
+        high = low + 1
+    step = (high - low) / HEATMAP_KEY_STEPS
+    key = [low + step * (i + 0.5) for i in range(HEATMAP_KEY_STEPS)]
+    scale = {"colorscale": "Viridis", "zmin": low, "zmax": high, "showscale": False}
+    figure = go.Figure()
+    figure.add_heatmap(
+        z=z,
+        x=[f"{hour:02d}:00" for hour in range(24)],
+        y=names,
+        zsmooth="fast",
+        hoverongaps=False,
+        hovertemplate="%{y} %{x}<br>%{z:,.3f} " + unit + "<extra></extra>",
+        **scale,
+    )
+    figure.add_heatmap(
+        z=[[value] for value in key],
+        x=[0],
+        y=key,
+        xaxis="x2",
+        yaxis="y2",
+        zsmooth="fast",
+        hoverinfo="skip",
+        **scale,
     )
     figure.update_layout(
-        margin={"l": 48, "r": 16, "t": 16, "b": 48},
-        yaxis={"autorange": "reversed"},
+        margin={"l": 48, "r": 64, "t": 16, "b": 48},
+        # Hours with no data yet (later this week) are left plain, without grid lines.
+        plot_bgcolor="#eaeef2",
+        xaxis={"domain": [0, 0.94], "showgrid": False},
+        yaxis={"autorange": "reversed", "showgrid": False},
+        xaxis2={"domain": [0.97, 1], "visible": False, "fixedrange": True},
+        yaxis2={
+            "anchor": "x2",
+            "side": "right",
+            "range": [low, high],
+            "fixedrange": True,
+            "showgrid": False,
+            "ticks": "outside",
+            "tickformat": ",.2~f",
+            "title": {"text": unit},
+        },
         height=300,
     )
     data: dict[str, Any] = figure.to_plotly_json()

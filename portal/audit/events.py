@@ -14,6 +14,7 @@ API and exports) and a translatable display template filled from the entry's dat
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum, unique
 
@@ -388,8 +389,20 @@ def event_display(event_type: int, data: dict[str, object] | None) -> str:
             shown = Role.label_for_name(shown)
         elif key in _VALUE_LABELS and isinstance(shown, str):
             shown = str(_VALUE_LABELS[key].get(shown, shown))
+        elif isinstance(shown, str):
+            shown = _STORED_MONEY.sub(_money_shown, shown)
         values[key] = shown
     return str(spec.template).format_map(values)
+
+
+# Amounts are stored exactly as portal.lib.money.format_minor writes them ("1000.00 TWD"); the
+# sentence shows them as every page writes money: grouped by three (1,000.00 TWD).
+_STORED_MONEY = re.compile(r"(?<![\w.,-])(-?)([1-9]\d{3,})(\.\d+)? ([A-Z]{3})\b")
+
+
+def _money_shown(match: re.Match[str]) -> str:
+    sign, units, decimals, currency = match.groups()
+    return f"{sign}{int(units):,}{decimals or ''} {currency}"
 
 
 _ROLE_KEYS = frozenset({"role", "old_role"})

@@ -92,13 +92,9 @@ class AccountAuditView(_AuditFilters, AccountView):
         entries = audit_entries_for_account(
             account_id=self.account.pk, since=since, event_types=event_types
         )
+        # Shown in the account's zone, which the base view makes the current one.
         return self.render_to_response(
-            self.get_context_data(
-                tenant=self.account,
-                # Shown in the account's own zone; stored in UTC.
-                display_tz=self.account.time_zone,
-                **self.page_context(entries, selected),
-            )
+            self.get_context_data(tenant=self.account, **self.page_context(entries, selected))
         )
 
 
@@ -107,19 +103,15 @@ class OrganisationAuditView(_AuditFilters, OrganisationView):
     template_name = "audit/log.html"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        event_types, since, selected = self.filters()
+        event_types, since, selected = self.filters(self.organisation.time_zone)
         entries = audit_entries_for_organisations(
             organisation_ids=organisation_subtree_ids(organisation=self.organisation),
             since=since,
             event_types=event_types,
         )
+        # Shown in the organisation's zone, which the base view makes the current one.
         return self.render_to_response(
-            self.get_context_data(
-                tenant=self.organisation,
-                # Organisations span accounts in several zones: their log is in UTC.
-                display_tz="UTC",
-                **self.page_context(entries, selected),
-            )
+            self.get_context_data(tenant=self.organisation, **self.page_context(entries, selected))
         )
 
 
@@ -182,7 +174,7 @@ class OrganisationAuditCsvView(_AuditFilters, OrganisationView):
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if errors := self.filter_errors():
             return HttpResponseBadRequest(" ".join(errors), content_type="text/plain")
-        event_types, since, selected = self.filters()
+        event_types, since, selected = self.filters(self.organisation.time_zone)
         entries = audit_entries_for_organisations(
             organisation_ids=organisation_subtree_ids(organisation=self.organisation),
             since=since,

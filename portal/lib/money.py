@@ -50,8 +50,21 @@ def from_minor(minor: int, currency: str) -> Decimal:
 
 
 def format_minor(minor: int, currency: str) -> str:
-    """`12345, "EUR"` -> `123.45 EUR`: exact, for audit data and logs (pages localise)."""
+    """`12345, "EUR"` -> `123.45 EUR`: exact, for audit data and logs (pages use
+    format_money)."""
     return f"{from_minor(minor, currency)} {currency}"
+
+
+def format_amount(amount: Decimal, currency: str) -> str:
+    """`Decimal("1192.8"), "TWD"` -> `1,192.80`: an amount as every page writes it, in every
+    language: rounded to the currency's minor unit, all its decimals shown, and the digits
+    grouped by three with a comma, as portal/formats writes every other figure."""
+    return f"{round_money(amount, currency):,.{minor_exponent(currency)}f}"
+
+
+def format_money(minor: int, currency: str) -> str:
+    """`119280, "TWD"` -> `1,192.80 TWD`: money as every page writes it (format_amount)."""
+    return f"{format_amount(from_minor(minor, currency), currency)} {currency}"
 
 
 def parse_decimal(value: object) -> Decimal:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zoneinfo
 from functools import cache
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
@@ -27,3 +28,9 @@ def validate_time_zone(value: str) -> None:
     """
     if value not in available_time_zones():
         raise ValidationError(_("%(value)s is not a known time zone."), params={"value": value})
+
+
+def default_time_zone() -> str:
+    """The zone of a tenant created without one: the site's (settings.TIME_ZONE)."""
+    zone: str = settings.TIME_ZONE
+    return zone

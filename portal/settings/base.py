@@ -252,6 +252,8 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_I18N = True
 TIME_ZONE = "UTC"
 USE_TZ = True
+# Dates, times and numbers per language (portal/formats): numbers alike in every language.
+FORMAT_MODULE_PATH = ["portal.formats"]
 
 # --- Static files -------------------------------------------------------------------------
 STATIC_URL = "/static/"
@@ -465,7 +467,8 @@ BILLING_DUE_DAYS = env_int("BILLING_DUE_DAYS", 14)
 BILLING_HOUSEHOLD_BILL_PREFIX = env_str("BILLING_HOUSEHOLD_BILL_PREFIX", "RES")
 # How to pay a bill, printed on it: the utility's bank account for transfers. Without an
 # account number the bill only asks for the payment reference to be quoted.
-BILLING_PAYEE_NAME = env_str("BILLING_PAYEE_NAME", PORTAL_SITE_NAME)
+# The site's name by default, in the reader's language like the brand.
+BILLING_PAYEE_NAME = env_str("BILLING_PAYEE_NAME", "") or PORTAL_SITE_NAME
 BILLING_BANK_NAME = env_str("BILLING_BANK_NAME", "")
 BILLING_BANK_CODE = env_str("BILLING_BANK_CODE", "")
 BILLING_BANK_ACCOUNT = env_str("BILLING_BANK_ACCOUNT", "")

@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin, changed
 from portal.audit.actors import UserActor
+from portal.lib.timezones import default_time_zone
 from portal.tenancy.exceptions import OrganisationTreeError
 from portal.tenancy.models import (
     Account,
@@ -43,7 +44,26 @@ from portal.tenancy.services import (
 class OrganisationForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = Organisation
-        fields = ("name", "parent", "require_mfa")
+        fields = ("name", "parent", "require_mfa", "time_zone")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        zone = self.fields["time_zone"]
+        zone.required = False
+        zone.help_text = _(
+            "Times on the organisation's pages are shown in this zone, e.g. Asia/Taipei. "
+            "Empty: the parent organisation's zone, or the site's at the top."
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not cleaned.get("time_zone"):
+            parent: Organisation | None = cleaned.get("parent")
+            if self.instance.pk:
+                cleaned["time_zone"] = self.instance.time_zone
+            else:
+                cleaned["time_zone"] = parent.time_zone if parent else default_time_zone()
+        return cleaned
 
     def clean_parent(self) -> Organisation | None:
         parent: Organisation | None = self.cleaned_data.get("parent")
@@ -55,7 +75,7 @@ class OrganisationForm(forms.ModelForm):  # type: ignore[type-arg]
 @admin.register(Organisation)
 class OrganisationAdmin(ServiceModelAdmin):
     form = OrganisationForm
-    list_display = ("name", "parent", "depth", "require_mfa", "created_at")
+    list_display = ("name", "parent", "depth", "require_mfa", "time_zone", "created_at")
     list_filter = ("require_mfa", "depth")
     search_fields = ("name",)
     autocomplete_fields = ("parent",)
@@ -72,11 +92,14 @@ class OrganisationAdmin(ServiceModelAdmin):
                 name=data["name"],
                 parent=data.get("parent"),
                 require_mfa=data.get("require_mfa", False),
+                time_zone=data["time_zone"],
                 actor=actor,
             )
         organisation = Organisation.objects.get(pk=obj.pk)
         organisation_update(
-            organisation=organisation, changes=changed(form, ("name", "require_mfa")), actor=actor
+            organisation=organisation,
+            changes=changed(form, ("name", "require_mfa", "time_zone")),
+            actor=actor,
         )
         if "parent" in form.changed_data:
             organisation_move(organisation=organisation, parent=data.get("parent"), actor=actor)

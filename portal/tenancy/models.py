@@ -12,7 +12,7 @@ from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
 
 from portal.lib.currency import CURRENCY_CHOICES, validate_currency
-from portal.lib.timezones import validate_time_zone
+from portal.lib.timezones import default_time_zone, validate_time_zone
 from portal.tenancy.roles import Role
 
 # A materialised path of ids, "/1/5/9/", so that a subtree is one indexed prefix match.
@@ -47,6 +47,15 @@ class Organisation(models.Model):
     depth = models.PositiveSmallIntegerField(editable=False, default=0, verbose_name=_("depth"))
     require_mfa = models.BooleanField(
         _("require two-factor authentication for owners and managers"), default=False
+    )
+    # The zone of the organisation's own pages (its audit log, invitations, API keys); each of
+    # its accounts keeps its own zone for the account's pages.
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        default=default_time_zone,
+        validators=[validate_time_zone],
+        help_text=_("Times on the organisation's pages are shown in this zone, e.g. Asia/Taipei."),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 

@@ -7,6 +7,7 @@ Every customer-facing view resolves its tenant from the URL through these functi
 from __future__ import annotations
 
 import uuid
+import zoneinfo
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -184,3 +185,13 @@ def mfa_required_but_missing(user: User, access: TenantAccess) -> bool:
     if not any(org.require_mfa for org in organisations):
         return False
     return not is_mfa_enabled(user)
+
+
+def tenant_time_zone(access: TenantAccess) -> zoneinfo.ZoneInfo:
+    """The zone a tenant's pages and API answers show times in: the account's, or the
+    organisation's for organisation pages."""
+    if isinstance(access, AccountAccess):
+        return zoneinfo.ZoneInfo(access.account.time_zone)
+    if isinstance(access, OrganisationAccess):
+        return zoneinfo.ZoneInfo(access.organisation.time_zone)
+    raise TypeError(type(access))

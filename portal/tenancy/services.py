@@ -24,6 +24,7 @@ from portal.audit.actors import Actor, UserActor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
 from portal.lib.changes import apply_changes
+from portal.lib.timezones import default_time_zone
 from portal.tenancy.exceptions import (
     AlreadyMember,
     ApiKeyManagementDenied,
@@ -90,9 +91,17 @@ def _audit_value(value: Any) -> Any:
 
 @transaction.atomic
 def organisation_create(
-    *, name: str, actor: Actor, parent: Organisation | None = None, require_mfa: bool = False
+    *,
+    name: str,
+    actor: Actor,
+    parent: Organisation | None = None,
+    require_mfa: bool = False,
+    time_zone: str | None = None,
 ) -> Organisation:
     """Create an organisation at the top or beneath `parent`.
+
+    Without `time_zone` it takes its parent's zone (a subsidiary is usually where its group
+    is), or the site's at the top.
 
     :raises OrganisationTooDeep: beyond MAX_ORGANISATION_DEPTH levels.
     """
@@ -110,6 +119,7 @@ def organisation_create(
         path=f"{parent.path if parent else '/'}{new_id}/",
         depth=depth,
         require_mfa=require_mfa,
+        time_zone=time_zone or (parent.time_zone if parent else default_time_zone()),
     )
     organisation.full_clean()
     organisation.save(force_insert=True)
@@ -127,9 +137,13 @@ def organisation_create(
 def organisation_update(
     *, organisation: Organisation, changes: Mapping[str, Any], actor: Actor
 ) -> Organisation:
-    """Change an organisation's name or MFA requirement; moving it is organisation_move."""
+    """Change an organisation's name, MFA requirement or time zone; moving it is
+    organisation_move."""
     diff = apply_changes(
-        organisation, changes, allowed={"name", "require_mfa"}, describe=_audit_value
+        organisation,
+        changes,
+        allowed={"name", "require_mfa", "time_zone"},
+        describe=_audit_value,
     )
     if not diff:
         return organisation

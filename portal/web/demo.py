@@ -154,7 +154,9 @@ def _organisation(
 ) -> Organisation:
     organisation = Organisation.objects.filter(name=name, parent=parent).first()
     if organisation is None:
-        organisation = organisation_create(name=name, parent=parent, actor=actor)
+        organisation = organisation_create(
+            name=name, parent=parent, time_zone=TIME_ZONE, actor=actor
+        )
         result.created += 1
     return organisation
 

@@ -93,7 +93,7 @@ def test_bills_are_listed_and_their_pdf_is_served_only_to_the_account() -> None:
     client = _client(account)
     page = client.get(f"/a/{account.public_id}/bills/")
     assert [row["bill"].number for row in page.context["bills"]] == ["RES-2026-000007"]
-    assert "1050.00 TWD" in page.content.decode()
+    assert "1,050.00 TWD" in page.content.decode()
     pdf = client.get(f"/a/{account.public_id}/bills/{bill.public_id}/pdf/?lang=zh-hant")
     assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
     assert pdf.content.startswith(b"%PDF")

@@ -1,4 +1,5 @@
-"""What the page walk checks: every tenant page found in the URLconf, untranslated text, width.
+"""What the page walk checks: every tenant page found in the URLconf, untranslated text, width,
+and what the browser itself complains about (CSP violations, console errors, page errors).
 
 Untranslated text: every text node of the body (and the accessible names in aria-label, title,
 alt and placeholder, and the document title) is collected in the browser; what is data (the
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.urls import URLPattern, URLResolver, get_resolver
-from playwright.sync_api import Page
+from playwright.sync_api import ConsoleMessage, Page
 
 # Units, currencies, acronyms and names of formats and products that stay Latin in Traditional
 # Chinese text (as they do in Taiwanese software: "下載 CSV", "Green Button XML").
@@ -73,6 +74,105 @@ def untranslated(page: Page, data: list[str]) -> list[str]:
         if words:
             problems.append(f"{where}: {text!r}")
     return problems
+
+
+# Installed in every page of a context before any of its own scripts: it keeps every CSP
+# violation the page causes, whatever directive, including those no console message shows.
+RECORD_CSP_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.__cspViolations.push(
+    `${e.effectiveDirective} blocked ${e.blockedURI || '?'} at ${e.sourceFile || '?'}:` +
+    `${e.lineNumber}:${e.columnNumber}` + (e.sample ? ` (${e.sample})` : ''));
+});
+"""
+
+# Resolves once the tasks already queued have run: a securitypolicyviolation event is queued
+# as a task when the violation happens, so this reads them all.
+_SETTLE = """
+async () => {
+  await new Promise((r) => setTimeout(r));
+  await new Promise((r) => requestAnimationFrame(() => setTimeout(r)));
+  return window.__cspViolations || null;
+}
+"""
+
+
+class BrowserComplaints:
+    """Console errors and uncaught exceptions of a page, and its CSP violations.
+
+    Attach once per page; `take()` after each navigation returns what that page caused and
+    starts afresh.
+    """
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self._messages: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self._messages.append(f"page error: {error}"))
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "assert"):
+            where = message.location.get("url", "")
+            self._messages.append(f"console {message.type}: {message.text} ({where})")
+
+    def take(self) -> list[str]:
+        """Return what the current page caused since the last call.
+
+        Charts are drawn after the page loads: charts.js marks <html data-charts-drawn> once
+        every Plotly.newPlot of the page has settled, and violations are read after that.
+        """
+        if self.page.locator("[data-plotly-figure]").count():
+            self.page.wait_for_selector("html[data-charts-drawn]", state="attached")
+        violations = self.page.evaluate(_SETTLE)
+        found = list(self._messages)
+        if violations is None:
+            found.append("CSP violations not recorded: add RECORD_CSP_VIOLATIONS to the context")
+        else:
+            found += [f"CSP violation: {v}" for v in violations]
+        self._messages.clear()
+        return found
+
+
+# Every text of the page a person can see or hear, charts apart (plotly.js writes their ticks).
+_TEXT = """
+() => {
+  const texts = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.parentElement && !node.parentElement.closest('script, style, template, svg')) {
+      texts.push(node.textContent);
+    }
+  }
+  for (const el of document.body.querySelectorAll('[aria-label], [title]')) {
+    texts.push(el.getAttribute('aria-label') || '', el.getAttribute('title') || '');
+  }
+  return texts.join(' ').replace(/\\s+/g, ' ');
+}
+"""
+# A figure with decimals, or with a unit, of four digits or more and not grouped: 1192.80,
+# 1192 kWh (account numbers such as HR-0201, dates and times are not figures).
+_UNGROUPED = re.compile(r"(?<![\d,.:/-])\d{4,}(?:\.\d+|\s?(?:kWh|Wh|MWh|m³|[A-Z]{3}\b))")
+# The figures of a page: grouped numbers and numbers with decimals (1,192.80, 24.4).
+_FIGURE = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\d.,])\d+\.\d+")
+
+
+def page_text(page: Page) -> str:
+    text: str = page.evaluate(_TEXT)
+    return text
+
+
+def ungrouped_figures(text: str) -> list[str]:
+    """Figures written without grouping (every page groups digits by three, in every
+    language: portal/formats, portal.lib.money.format_money)."""
+    return _UNGROUPED.findall(text)
+
+
+def figures(text: str) -> list[str]:
+    """The page's figures in order of appearance: the same page in another language must
+    show the very same ones."""
+    return _FIGURE.findall(text)
 
 
 def horizontal_overflow(page: Page) -> int:

@@ -15,7 +15,7 @@ from playwright.sync_api import APIResponse, Page, Route, expect
 
 from billing.selectors import credit_state
 from meters.selectors import month_comparison
-from portal.lib.money import format_minor
+from portal.lib.money import format_money
 from tests.browser.conftest import sign_in
 from tests.browser.world import Harbour
 
@@ -65,7 +65,7 @@ def test_a_prepaid_resident_reads_the_dashboard_charts_and_tops_up(
     # Dashboard: credit with days left, and this month against last month and a year ago.
     expect(page.get_by_role("heading", level=1)).to_have_text(account.name)
     credit = page.get_by_role("region", name="Prepaid credit")
-    expect(credit).to_contain_text(format_minor(state.balance, state.currency).split()[0])
+    expect(credit).to_contain_text(format_money(state.balance, state.currency).split()[0])
     expect(credit).to_contain_text(f"About {state.days_left} days left")
     month = page.get_by_role("region", name="This month")
     expected = month_comparison(
@@ -109,7 +109,7 @@ def test_a_prepaid_resident_reads_the_dashboard_charts_and_tops_up(
     page.get_by_label("Amount", exact=True).fill("200")
     page.get_by_role("button", name="Top up", exact=True).click()
     page.get_by_role("button", name="Pay", exact=True).click()
-    new_balance = format_minor(state.balance + 200_00, state.currency)
+    new_balance = format_money(state.balance + 200_00, state.currency)
     expect(page.locator("#new-balance")).to_have_text(new_balance)
     page.screenshot(path=str(shots / "topup-receipt-paid-en.png"), full_page=True)
     page.get_by_role("link", name="Back to the wallet").click()
@@ -148,7 +148,7 @@ def test_a_postpaid_resident_downloads_a_bill(
     live_server: Any, page: Page, harbour: Harbour, shots: Path
 ) -> None:
     bill = harbour.bill
-    total = format_minor(bill.total, bill.currency)
+    total = format_money(bill.total, bill.currency)
     sign_in(page, live_server.url, harbour.resident.email)
     page.get_by_role("link", name=harbour.postpaid.number).click()
     # The bill to date, estimated from the tariff, and the latest bill under it.

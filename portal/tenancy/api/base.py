@@ -6,14 +6,19 @@ non-members, 403 (audited) for members lacking the scope. `setup`, `dispatch`, `
 
 Machine endpoints (OrganisationKeyAPIView) take their tenant from the API key, never from the
 URL: a key reaches its organisation's subtree and nothing else.
+
+Once the tenant is known its time zone is active until the response is made, so serializers
+write times in it (with their offset), as the HTML pages do.
 """
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from django.db.models import QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import NotAuthenticated, NotFound, PermissionDenied
@@ -31,6 +36,7 @@ from portal.tenancy.scoping import (
     TenantNotFound,
     mfa_required_but_missing,
     record_denial,
+    tenant_time_zone,
 )
 from portal.tenancy.selectors import (
     AccountAccess,
@@ -42,7 +48,22 @@ from portal.tenancy.selectors import (
 from portal.users.models import User
 
 
-class _ScopedAPIView(SealedScopedMixin, APIView):
+class _TenantTimeZone:
+    """Keep the tenant's zone active from `initial()` to the end of `dispatch()`."""
+
+    _zone_override: timezone.override | None = None
+
+    def _activate_time_zone(self, zone: zoneinfo.ZoneInfo) -> None:
+        self._zone_override = timezone.override(zone)
+        self._zone_override.__enter__()
+
+    def _deactivate_time_zone(self) -> None:
+        if self._zone_override is not None:
+            self._zone_override.__exit__(None, None, None)
+            self._zone_override = None
+
+
+class _ScopedAPIView(_TenantTimeZone, SealedScopedMixin, APIView):
     _sealing_base = True
     abstract = True
     sealed_methods: ClassVar[tuple[str, ...]] = (
@@ -68,7 +89,10 @@ class _ScopedAPIView(SealedScopedMixin, APIView):
         super().setup(request, *args, **kwargs)
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return super().dispatch(request, *args, **kwargs)
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            self._deactivate_time_zone()
 
     def get_permissions(self) -> list[BasePermission]:
         return [IsAuthenticated()]
@@ -94,6 +118,7 @@ class _ScopedAPIView(SealedScopedMixin, APIView):
             raise PermissionDenied(
                 _("This organisation asks owners and managers to use two-factor authentication.")
             )
+        self._activate_time_zone(tenant_time_zone(self.access))
 
     def get_queryset(self) -> QuerySet[Any]:
         return self.get_scoped_queryset()
@@ -124,7 +149,7 @@ class OrganisationAPIView(OrganisationTenantMixin, _ScopedAPIView):
     access: OrganisationAccess
 
 
-class OrganisationKeyAPIView(SealedScopedMixin, APIView):
+class OrganisationKeyAPIView(_TenantTimeZone, SealedScopedMixin, APIView):
     """Base for machine endpoints authenticated by an organisation's API key.
 
     Only the API key authenticates here (no session, so no browser can be made to call it);
@@ -157,7 +182,10 @@ class OrganisationKeyAPIView(SealedScopedMixin, APIView):
         super().setup(request, *args, **kwargs)
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return super().dispatch(request, *args, **kwargs)
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            self._deactivate_time_zone()
 
     def get_authenticators(self) -> list[BaseAuthentication]:
         return [ApiKeyAuthentication()]
@@ -177,6 +205,7 @@ class OrganisationKeyAPIView(SealedScopedMixin, APIView):
         self.organisation = access.organisation
         if not access.has_scope(self.scope_for(request.method or "GET")):
             raise PermissionDenied
+        self._activate_time_zone(zoneinfo.ZoneInfo(self.organisation.time_zone))
 
     def get_queryset(self) -> QuerySet[Any]:
         return self.get_scoped_queryset()

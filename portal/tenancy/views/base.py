@@ -4,6 +4,9 @@ The tenant comes from the URL. Non-members get 404 (the tenant's existence is no
 members whose role lacks the view's scope get 403 (and the denial is audited). `setup`,
 `dispatch` and `get_queryset` are sealed: a subclass, or a mixin placed before the base class,
 that defines them is refused when the class is created (see portal.tenancy.scoping).
+
+Every page renders in its tenant's time zone (the account's, or the organisation's), activated
+here once for the whole response, so templates write `{{ when|date:"..." }}` and never convert.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
+from django.template.response import SimpleTemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.generic.base import ContextMixin, TemplateResponseMixin, View
 
@@ -32,6 +37,7 @@ from portal.tenancy.scoping import (
     TenantNotFound,
     mfa_required_but_missing,
     record_denial,
+    tenant_time_zone,
 )
 from portal.tenancy.selectors import (
     AccountAccess,
@@ -94,7 +100,13 @@ class _ScopedView(SealedScopedMixin, TemplateResponseMixin, ContextMixin, View):
                 _("This organisation asks owners and managers to use two-factor authentication."),
             )
             return redirect("mfa_index")
-        return super().dispatch(request, *args, **kwargs)
+        with timezone.override(tenant_time_zone(self.access)):
+            response = super().dispatch(request, *args, **kwargs)
+            # A TemplateResponse would otherwise be rendered after this returns, in the
+            # site's zone: render it while the tenant's is active.
+            if isinstance(response, SimpleTemplateResponse):
+                response.render()
+        return response
 
     def get_queryset(self) -> QuerySet[Any]:
         """Return the subclass's queryset for the resolved tenant; never an unscoped one."""

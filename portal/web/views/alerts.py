@@ -27,7 +27,7 @@ from billing.selectors import ShortageAlert, shortage_alerts_for_account
 from meters.models import MeterEvent
 from meters.selectors import alert_event_for_account, alert_events_for_account
 from meters.services import meter_event_acknowledge
-from portal.lib.money import format_minor
+from portal.lib.money import format_money
 from portal.tenancy.models import Account
 from portal.tenancy.scopes import Scope
 from portal.tenancy.views.base import AccountView
@@ -100,7 +100,7 @@ def warning_row(alert: ShortageAlert, account: Account) -> AlertRow:
         at=warning.created_at,
         kind=kind,
         detail=_("Balance then: %(balance)s")
-        % {"balance": format_minor(warning.balance, account.currency)},
+        % {"balance": format_money(warning.balance, account.currency)},
         # An empty balance, or a day left, comes before a disconnection.
         severity=MeterEvent.Severity.SERIOUS
         if warning.threshold <= 1

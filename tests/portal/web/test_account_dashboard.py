@@ -129,4 +129,4 @@ def test_a_postpaid_home_shows_this_months_bill_to_date() -> None:
     assert "This month so far" in page
     # Flat 2.5 a kWh with 10 a day standing and 5% tax: 468 kWh and 19 whole days.
     expected = (Decimal(468) * Decimal("2.5") + 19 * 10) * Decimal("1.05")
-    assert f'id="bill-to-date">{expected.quantize(Decimal("0.01"))} ' in page
+    assert f'id="bill-to-date">{expected.quantize(Decimal("0.01")):,} ' in page

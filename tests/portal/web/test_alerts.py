@@ -177,7 +177,7 @@ def test_times_are_shown_in_the_accounts_time_zone(
     point, meter = _water(world.account_a)
     _event(meter, point, world.account_a, dt.datetime(2026, 4, 10, 16, 30, tzinfo=dt.UTC))
     html = client_for(world.bob).get(_alerts(world.account_a)).content.decode()
-    assert "2026-04-11 00:30" in html  # Asia/Taipei, UTC+8
+    assert "11 Apr 2026, 00:30" in html  # Asia/Taipei, UTC+8
     assert "Asia/Taipei" in html
 
 

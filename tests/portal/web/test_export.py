@@ -81,7 +81,7 @@ def test_asking_for_an_export_queues_it_and_the_page_polls_its_progress(
     assert fragment.lstrip().startswith("<li")
     assert 'hx-trigger="every 2s"' in fragment
     assert 'aria-valuenow="25"' in fragment and '<rect width="25"' in fragment
-    assert "250 of 1000 rows written (25%)" in fragment and "style=" not in fragment
+    assert "250 of 1,000 rows written (25%)" in fragment and "style=" not in fragment
 
     export_build(export_id=export.pk, actor=SYSTEM, now=timezone.now())
     fragment = client.get(_status(export), headers={"HX-Request": "true"}).content.decode()
