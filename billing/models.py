@@ -411,7 +411,11 @@ class DailyCharge(models.Model):
     )
     credit = models.BigIntegerField(_("export credit (minor units)"), default=0)
     credit_entry = models.OneToOneField(
-        JournalEntry, null=True, on_delete=models.PROTECT, related_name="daily_credit"
+        JournalEntry,
+        null=True,
+        on_delete=models.PROTECT,
+        related_name="daily_credit",
+        verbose_name=_("export credit entry"),
     )
     created_at = models.DateTimeField(_("created"))
 

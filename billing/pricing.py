@@ -323,14 +323,27 @@ class Segment:
 _structures: dict[tuple[Any, str], Structure] = {}
 
 
+# The same version object asked again (a bill or a chart prices it day after day): found by
+# identity before its structure is printed for the key. Entries hold the objects, so an id is
+# never reused while cached; a structure is replaced, never changed in place, by the forms and
+# services that edit it.
+_by_object: dict[int, tuple[VersionLike, Any, Structure]] = {}
+
+
 def structure_of(version: VersionLike) -> Structure:
     """The version's parsed structure, parsed once per (version, structure) and then cached."""
+    seen = _by_object.get(id(version))
+    if seen is not None and seen[0] is version and seen[1] is version.structure:
+        return seen[2]
     key = (version.pk, repr(version.structure))
     parsed = _structures.get(key)
     if parsed is None:
         if len(_structures) > 4096:
             _structures.clear()
         parsed = _structures[key] = parse_structure(version.structure)
+    if len(_by_object) > 4096:
+        _by_object.clear()
+    _by_object[id(version)] = (version, version.structure, parsed)
     return parsed
 
 

@@ -100,7 +100,7 @@ def test_a_prepaid_resident_reads_the_dashboard_charts_and_tops_up(
     compared = _show(page, "month", compare=True)
     assert [t[0] for t in compared if t not in drawn["month"]] == ["Period before"]
     assert len(compared) == len(drawn["month"]) + 1
-    expect(page.get_by_text("the period before:")).to_be_visible()
+    expect(page.locator("#previous-total")).to_be_visible()
     page.screenshot(path=str(shots / "usage-compare-en.png"), full_page=True)
 
     # Top up through the sandbox checkout: the receipt and the wallet show the new balance.

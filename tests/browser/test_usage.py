@@ -60,7 +60,7 @@ def test_the_usage_chart_draws_without_csp_violations(
     page.get_by_role("button", name="Show").click()
     expect(page.locator(".usage-chart .main-svg").first).to_be_visible()
     expect(page.locator(".usage-chart .bars path").first).to_be_attached()
-    expect(page.get_by_role("table")).to_contain_text("Consumption")
+    expect(page.get_by_role("table")).to_contain_text("Imported")
     page.screenshot(path=str(shots / "usage-month-en.png"), full_page=True)
     assert [p for p in problems if "Content Security Policy" in p or "Refused" in p] == []
     assert serious_violations(page) == []
