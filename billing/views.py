@@ -415,11 +415,15 @@ class AccountWalletView(AccountView):
                 wallet=wallet,
                 balance=format_money(wallet.balance, wallet.currency),
                 lines=lines,
+                # The last month or so open; older movements on request.
+                recent=lines[:WALLET_OPEN_ROWS],
+                older=lines[WALLET_OPEN_ROWS:],
                 used_up=used_up,
             )
         )
 
 
+WALLET_OPEN_ROWS = 30
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 

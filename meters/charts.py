@@ -103,7 +103,10 @@ def usage_figure(
         figure.add_scatter(
             name=_("Export credit (%(currency)s)") % {"currency": currency},
             x=labels,
-            y=[float(amount) for amount in credits],
+            # Below the axis, beside the export it pays for; the hover gives the amount.
+            y=[-float(amount) for amount in credits],
+            customdata=[f"{amount:,}" for amount in credits],
+            hovertemplate="%{customdata}<extra>%{fullData.name}</extra>",
             yaxis="y2",
             mode="lines+markers",
             line={"color": CREDIT_COLOUR, "dash": "dash"},
@@ -112,20 +115,27 @@ def usage_figure(
     figure.update_layout(
         barmode="relative",
         margin={"l": 48, "r": 56 if money else 16, "t": 16, "b": 48},
-        xaxis=_time_axis(resolution, step, len(labels)),
+        xaxis=_time_axis(resolution, step, labels),
         yaxis={"title": {"text": unit}},
         legend={"orientation": "h"},
         height=360,
     )
     if money:
+        energy, cash = _zero_aligned(
+            up=[p.consumption / divisor for p in [*points, *(previous or ())]],
+            down=[p.consumption / divisor for p in exported or ()],
+            money_up=[float(a) for a in charges or ()],
+            money_down=[float(a) for a in credits or ()],
+        )
         figure.update_layout(
+            yaxis={"title": {"text": unit}, "range": energy},
             yaxis2={
                 "title": {"text": currency},
                 "overlaying": "y",
                 "side": "right",
-                "rangemode": "tozero",
+                "range": cash,
                 "showgrid": False,
-            }
+            },
         )
     data: dict[str, Any] = figure.to_plotly_json()
     return data
@@ -134,15 +144,33 @@ def usage_figure(
 _DAY_MS = 86_400_000
 
 
-def _time_axis(resolution: Resolution, step: int, count: int) -> dict[str, Any]:
+def _time_axis(resolution: Resolution, step: int, labels: Sequence[str]) -> dict[str, Any]:
     """Ticks that match the bars: whole days under daily bars, months under monthly ones
-    (plotly's own choice puts 12:00 ticks between days)."""
+    (plotly's own choice puts 12:00 ticks between days). A range with the hour that comes twice
+    when the clocks go back is drawn as categories: its two labels name the same wall-clock
+    time, which a date axis would draw on top of each other (or drop)."""
     if resolution == Resolution.DAY:
-        days = step * max(1, -(-count // 16))  # at most about 16 labels
+        days = step * max(1, -(-len(labels) // 16))  # at most about 16 labels
         return {"type": "date", "dtick": days * _DAY_MS, "tickformat": "%-d %b"}
     if resolution == Resolution.MONTH:
         return {"type": "date", "dtick": "M1", "tickformat": "%b %Y"}
+    if any(len(label) > len("2026-10-25 02:00") for label in labels):
+        return {"type": "category", "nticks": 12}
     return {"type": "date"}
+
+
+def _zero_aligned(
+    *, up: list[float], down: list[float], money_up: list[float], money_down: list[float]
+) -> tuple[list[float], list[float]]:
+    """Ranges of the energy and money axes with their zeros at the same height, so a charge
+    sits beside the import above the line and a credit beside the export below it."""
+    high = max([*up, 0.0]) or 1.0  # not money: chart geometry
+    low = max([*down, 0.0])
+    money_high = max([*money_up, 0.0]) or 1.0  # not money: chart geometry
+    money_low = max([*money_down, 0.0])
+    below = max(low / high, money_low / money_high)  # the share under zero, of the top
+    pad = 1.05
+    return [-below * high * pad, high * pad], [-below * money_high * pad, money_high * pad]
 
 
 def bands_figure(

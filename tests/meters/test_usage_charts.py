@@ -436,3 +436,23 @@ def test_a_running_month_is_compared_with_the_same_days_of_the_month_before() ->
     assert response.context["compared_days"] == 20
     assert response.context["previous_total"] == Decimal("48.0")
     assert 'id="like-for-like"' in response.content.decode()
+
+
+def test_the_hour_that_comes_twice_is_drawn_twice() -> None:
+    from meters.charts import usage_figure
+    from meters.views import _local
+
+    zone = zoneinfo.ZoneInfo("Europe/Amsterdam")
+    start = dt.datetime(2026, 10, 24, 22, 0, tzinfo=dt.UTC)  # 25 Oct 00:00 CEST
+    points = [ConsumptionPoint(start + dt.timedelta(minutes=15 * i), 100, 0, 0) for i in range(100)]
+    labels = [_local(p.start, zone) for p in points]
+    figure = usage_figure(
+        points,
+        labels=labels,
+        previous=None,
+        unit="kWh",
+        divisor=1000,
+        resolution=Resolution.QUARTER_HOUR,
+    )
+    assert figure["layout"]["xaxis"]["type"] == "category"
+    assert len(set(figure["data"][0]["x"])) == 100  # no two intervals on one spot
