@@ -228,7 +228,7 @@ class UploadForm(forms.Form):
 
 class RowErrorInline(admin.TabularInline):  # type: ignore[type-arg]
     model = ImportRowError
-    fields = ("line", "message")
+    fields = ("line", "code", "text")
     readonly_fields = fields
     extra = 0
     max_num = 0

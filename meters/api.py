@@ -92,7 +92,9 @@ class _RawBodyParser(BaseParser):
 
 class RowErrorSerializer(serializers.Serializer):  # type: ignore[type-arg]
     line = serializers.IntegerField()
-    message = serializers.CharField()
+    code = serializers.CharField(help_text="A stable name of the problem.")
+    params = serializers.DictField(help_text="The facts the message is made from.")
+    message = serializers.CharField(source="text", help_text="In the request's language.")
 
 
 class BatchOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]

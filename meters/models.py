@@ -25,6 +25,8 @@ from django.db import models
 from django.db.models import Func, Q
 from django.utils.translation import gettext_lazy as _
 
+from portal.lib.timezones import validate_time_zone
+
 
 class UtilityKind(models.TextChoices):
     ELECTRICITY = "electricity", _("Electricity")
@@ -473,6 +475,8 @@ class ImportBatch(models.Model):
         QUEUED = "queued", _("queued")
         RUNNING = "running", _("running")
         DONE = "done", _("done")
+        DONE_WITH_REJECTIONS = "done_with_rejections", _("done, some rows rejected")
+        REJECTED = "rejected", _("rejected: no row could be imported")
         FAILED = "failed", _("failed")
         DUPLICATE = "duplicate", _("same content as an earlier batch")
 
@@ -509,6 +513,23 @@ class ImportBatch(models.Model):
     read_at = models.DateTimeField(
         _("read time"), null=True, blank=True, help_text=_("For telegrams without a timestamp.")
     )
+    meter_serial = models.CharField(
+        _("meter serial"),
+        max_length=64,
+        blank=True,
+        help_text=_(
+            "The meter that sent the file, for telegrams that carry no equipment identifier."
+        ),
+    )
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text=_(
+            "For service points the import registers, when the file does not state its zone."
+        ),
+    )
     received_at = models.DateTimeField(_("received"))
     duplicate_of = models.ForeignKey(
         "self",
@@ -519,11 +540,12 @@ class ImportBatch(models.Model):
         verbose_name=_("duplicate of"),
     )
     status = models.CharField(
-        _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
+        _("status"), max_length=24, choices=Status.choices, default=Status.QUEUED
     )
     stage = models.CharField(_("stage"), max_length=32, blank=True)
     progress = models.PositiveSmallIntegerField(_("progress %"), default=0)
     error = models.TextField(_("error"), blank=True)
+    error_class = models.CharField(_("error class"), max_length=200, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, verbose_name=_("attempts"))
     chunks_total = models.PositiveIntegerField(default=0, verbose_name=_("chunks in all"))
     chunks_done = models.PositiveIntegerField(default=0, verbose_name=_("chunks done"))
@@ -568,14 +590,26 @@ class ImportRowError(models.Model):
         verbose_name=_("import batch"),
     )
     line = models.BigIntegerField(_("row"))
-    message = models.TextField(_("message"))
+    code = models.CharField(_("code"), max_length=64, blank=True)
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
+    # Rows stored before errors had codes keep their English sentence here.
+    message = models.TextField(_("message"), blank=True)
 
     class Meta:
         verbose_name = _("import row error")
         verbose_name_plural = _("import row errors")
 
     def __str__(self) -> str:
-        return f"row {self.line}: {self.message}"
+        return f"row {self.line}: {self.text}"
+
+    @property
+    def text(self) -> str:
+        """The error in the active language."""
+        if not self.code:
+            return self.message
+        from meters.ingest.errors import render
+
+        return render(self.code, self.params)
 
 
 class MeterEvent(models.Model):

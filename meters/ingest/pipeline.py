@@ -125,7 +125,7 @@ def stage_payload(batch: ImportBatch, parser: Parser | None) -> None:
         _exec(sql.SQL("ANALYZE {}").format(staging.stage_table(batch.pk)))
         (rows,) = _exec(sql.SQL("SELECT count(*) FROM {}").format(staging.stage_table(batch.pk)))[0]
         ImportRowError.objects.bulk_create(
-            ImportRowError(batch=batch, line=error.line, message=error.message[:2000])
+            ImportRowError(batch=batch, line=error.line, code=error.code, params=error.params)
             for error in errors
         )
         batch.seen = rows + error_count
@@ -274,8 +274,8 @@ def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
         room = max(0, staging.MAX_STORED_ROW_ERRORS - batch.row_error_count)
         _exec(
             sql.SQL(
-                "INSERT INTO meters_importrowerror (batch_id, line, message) "
-                "SELECT %(batch)s, line, reject FROM {s} WHERE reject IS NOT NULL "
+                "INSERT INTO meters_importrowerror (batch_id, line, code, params, message) "
+                "SELECT %(batch)s, line, '', '{{}}', reject FROM {s} WHERE reject IS NOT NULL "
                 "ORDER BY line LIMIT %(room)s"
             ).format(s=stage),
             {**params, "room": room},

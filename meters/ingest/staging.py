@@ -41,6 +41,9 @@ class StageRow:
     obis: str | None = None
     series: str | None = None
     interval_s: int | None = None
+    # The IANA zone the file states for the meter's place (ESPI LocalTimeParameters, DSMR's
+    # country); a service point registered by the import takes it.
+    time_zone: str | None = None
 
 
 @dataclass(slots=True)
@@ -57,10 +60,21 @@ class StageEvent:
 
 @dataclass(slots=True)
 class RowError:
-    """A row the parser could not turn into a reading; the rest of the batch goes on."""
+    """A row the parser could not turn into a reading; the rest of the batch goes on.
+
+    `code` names the problem (meters.ingest.errors.ROW_ERRORS) and `params` its facts; the
+    sentence is made in the reader's language when it is shown.
+    """
 
     line: int
-    message: str
+    code: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        from meters.ingest.errors import render
+
+        return render(self.code, self.params)
 
 
 class BatchError(Exception):
@@ -87,6 +101,7 @@ STAGE_COLUMNS = (
     ("duration_s", "int4"),
     ("received_at", "timestamptz"),
     ("src_flags", "int4"),
+    ("time_zone", "text"),
 )
 EVENT_COLUMNS = (
     ("line", "int8"),
@@ -187,6 +202,7 @@ def write_items(batch_id: int, items: Iterable[ParsedItem]) -> StageResult:
                             item.duration_s,
                             item.received_at,
                             item.src_flags,
+                            item.time_zone,
                         )
                     )
                     result.rows += 1

@@ -84,7 +84,7 @@ def test_dsmr_summer_time_flag_and_two_mbus_channels() -> None:
     assert [r[5] for r in rows if r[2] == "1.8.1"] == [2_130_115]
     # Channel 1 has no identifier and a placeholder reading: a clear row error, not a meter.
     assert batch.rejected == 1
-    assert "M-Bus channel 1" in batch.row_errors.get().message
+    assert "M-Bus channel 1" in batch.row_errors.get().text
 
 
 def test_dsmr_fluvius_gas_and_water_channels() -> None:
@@ -105,14 +105,14 @@ def test_dsmr_4_2_with_its_placeholder_power_failure_log() -> None:
     assert [r[5] for r in rows if r[1] == "electricity"] == [1_581_123, 1_435_706, 0, 0]
     assert [r[5] for r in rows if r[1] == "gas"] == [981_443]
     assert batch.rejected == 3  # three log entries with the meter's default clock
-    assert all("placeholder" in e.message for e in batch.row_errors.all())
+    assert all("placeholder" in e.text for e in batch.row_errors.all())
 
 
 @pytest.mark.parametrize("name", ["TELEGRAM_V2_2.txt", "TELEGRAM_V3.txt"])
 def test_dsmr_2_and_3_need_a_read_time_for_electricity(name: str) -> None:
     without = run_import(_file("dsmr", name), "dsmr")
     assert without.rejected == 1
-    assert "--read-at" in without.row_errors.get().message
+    assert "--read-at" in without.row_errors.get().text
     assert without.inserted == 1  # the gas reading has its own timestamp
     read_at = dt.datetime(2016, 11, 7, 18, 5, tzinfo=UTC)
     with_time = run_import(_file("dsmr", name), "dsmr", read_at=read_at, reprocess=True)
@@ -178,7 +178,7 @@ def test_espi_gas_in_therms_becomes_energy(name: str) -> None:
 def test_espi_gas_without_a_unit_is_rejected_row_by_row() -> None:
     batch = run_import(_file("greenbutton", "gas_containerized.xml"), "espi")
     assert (batch.status, batch.seen, batch.inserted, batch.rejected) == ("done", 3, 0, 3)
-    assert {e.message for e in batch.row_errors.all()} == {
+    assert {e.text for e in batch.row_errors.all()} == {
         "its ReadingType has no unit of measure (uom)"
     }
 

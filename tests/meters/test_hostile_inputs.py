@@ -295,4 +295,4 @@ def test_rows_that_name_no_known_register_are_rejected_one_by_one(
     )
     assert batch.status == ImportBatch.Status.DONE
     assert batch.rejected == 1
-    assert message in batch.row_errors.get().message
+    assert message in batch.row_errors.get().text

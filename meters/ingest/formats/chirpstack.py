@@ -75,7 +75,7 @@ def parse(stream: BinaryIO, batch: ImportBatch) -> Iterator[ParsedItem]:
 def _message(line: int, message: dict[str, Any], batch: ImportBatch) -> Iterator[ParsedItem]:
     payload = message.get("payload") if "payload" in message else message
     if not isinstance(payload, dict):
-        yield RowError(line, "payload is not an object")
+        yield RowError(line, "chirpstack_not_object")
         return
     event = message.get("event") or ("status" if "batteryLevel" in payload else "up")
     received = _time(message.get("received_at")) or _time(payload.get("time")) or batch.received_at
@@ -83,7 +83,7 @@ def _message(line: int, message: dict[str, Any], batch: ImportBatch) -> Iterator
     raw_eui = device.get("devEui") if isinstance(device, dict) else None
     dev_eui = raw_eui.strip().upper() or None if isinstance(raw_eui, str) else None
     if dev_eui is None:
-        yield RowError(line, "event without deviceInfo.devEui")
+        yield RowError(line, "chirpstack_no_dev_eui")
     elif event == "status":
         # The network server's time of the report, not when it reached us (a queue may
         # hold it for hours).
@@ -113,18 +113,18 @@ def _uplink(
 ) -> Iterator[ParsedItem]:
     decoded = payload.get("object")
     if not isinstance(decoded, dict):
-        yield RowError(line, "uplink without a decoded object: configure the device codec")
+        yield RowError(line, "chirpstack_no_object")
         return
     event_time = _time(payload.get("time")) or received
     readings = decoded.get("readings")
     if readings is None and ("value" in decoded or "delta" in decoded):
         readings = [decoded]
     if readings is not None and not isinstance(readings, list):
-        yield RowError(line, "object.readings is not a list")
+        yield RowError(line, "chirpstack_readings_not_list")
         readings = None
     raw_alarms = decoded.get("alarms") or []
     if not isinstance(raw_alarms, list):
-        yield RowError(line, "object.alarms is not a list")
+        yield RowError(line, "chirpstack_alarms_not_list")
         raw_alarms = []
     alarms = [a for a in raw_alarms if isinstance(a, str)]
     flags = SOURCE_TAMPER if any(a.startswith("tamper") for a in alarms) else 0
@@ -142,7 +142,7 @@ def _uplink(
                 data={"source": "chirpstack", "fCnt": payload.get("fCnt")},
             )
         else:
-            yield RowError(line, f"unknown alarm {alarm!r}")
+            yield RowError(line, "chirpstack_unknown_alarm", {"alarm": repr(alarm)})
     valve = decoded.get("valve")
     if valve in ("open", "closed"):
         yield StageEvent(
@@ -164,11 +164,11 @@ def _reading(
     flags: int,
 ) -> ParsedItem:
     if not isinstance(reading, dict):
-        return RowError(line, "a reading is not an object")
+        return RowError(line, "chirpstack_reading_not_object")
     value, delta = _number(reading.get("value")), _number(reading.get("delta"))
     unit = reading.get("unit")
     if (value is None and delta is None) or not isinstance(unit, str):
-        return RowError(line, "a reading needs a numeric value or delta and a unit")
+        return RowError(line, "chirpstack_reading_incomplete")
     duration = reading.get("duration")
     seconds = duration if isinstance(duration, int) and not isinstance(duration, bool) else None
     return StageRow(

@@ -98,12 +98,12 @@ def parse(stream: BinaryIO, batch: ImportBatch) -> Iterator[ParsedItem]:
         try:
             telegram = TelegramParser(_spec(text)).parse(text, throw_ex=True)
         except (ParseError, InvalidChecksumError) as error:
-            yield RowError(line, f"telegram could not be read: {_printable(error)}")
+            yield RowError(line, "dsmr_unreadable", {"detail": _printable(error)})
             continue
         except (ValueError, IndexError, TypeError, ArithmeticError) as error:
             # dsmr-parser reports some malformed lines (bad hex, a value with two units, a
             # missing field) with Python's own exceptions rather than ParseError.
-            yield RowError(line, f"telegram could not be read: {_printable(error)}")
+            yield RowError(line, "dsmr_unreadable", {"detail": _printable(error)})
             continue
         yield from _telegram_items(line, telegram, batch)
     if count == 0:
@@ -139,12 +139,9 @@ def _telegram_items(line: int, telegram: Any, batch: ImportBatch) -> Iterator[Pa
     ]
     if any(value is not None for *_, value in readings):
         if serial is None:
-            yield RowError(line, "telegram without an electricity equipment identifier")
+            yield RowError(line, "dsmr_no_identifier")
         elif ts is None:
-            yield RowError(
-                line,
-                "this DSMR 2.2/3 telegram has no timestamp: give the read time (--read-at)",
-            )
+            yield RowError(line, "dsmr_no_timestamp")
         else:
             for code, direction, rate, obis, value in readings:
                 if value is None:
@@ -183,8 +180,8 @@ def _power_failures(line: int, serial: str, telegram: Any) -> Iterator[ParsedIte
             # Meters fill unused log slots with their clock's default and junk durations.
             yield RowError(
                 line,
-                f"power failure log entry {ended:%Y-%m-%d} ({duration} s) "
-                "is a placeholder; ignored",
+                "dsmr_placeholder_outage",
+                {"ended": f"{ended:%Y-%m-%d}", "duration": str(duration)},
             )
             continue
         yield StageEvent(
@@ -218,13 +215,12 @@ def _mbus_items(line: int, device: Any) -> Iterator[ParsedItem]:
     value = _value(reading)
     when = getattr(reading, "datetime", None)
     if serial is None or value is None or not isinstance(when, dt.datetime) or when < EPOCH:
-        yield RowError(
-            line,
-            f"M-Bus channel {channel}: no equipment identifier or a placeholder reading; skipped",
-        )
+        yield RowError(line, "dsmr_mbus_placeholder", {"channel": str(channel)})
         return
     if kind is None:
-        yield RowError(line, f"M-Bus channel {channel}: unknown device type {device_type}")
+        yield RowError(
+            line, "dsmr_mbus_unknown_type", {"channel": str(channel), "type": str(device_type)}
+        )
         return
     unit = (reading.unit or "m3").lower()
     yield StageRow(

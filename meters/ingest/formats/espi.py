@@ -203,20 +203,22 @@ def _row(
     usage_point: _UsagePoint | None,
 ) -> ParsedItem | None:
     if usage_point is None or reading_type is None:
-        return RowError(number, "the reading cannot be linked to its UsagePoint and ReadingType")
+        return RowError(number, "espi_unlinked")
     if reading_type.uom is None:
-        return RowError(number, "its ReadingType has no unit of measure (uom)")
+        return RowError(number, "espi_no_uom")
     period = element.find(ESPI + "timePeriod")
     raw_value = element.findtext(ESPI + "value")
     start_text = period.findtext(ESPI + "start") if period is not None else None
     duration = _int(period, "duration")
     if raw_value is None or start_text is None:
-        return RowError(number, "an IntervalReading without value or start")
+        return RowError(number, "espi_incomplete")
     try:
         value = Decimal(raw_value.strip()).scaleb(reading_type.power)
         start = dt.datetime.fromtimestamp(float(start_text.strip()), tz=dt.UTC)
     except (InvalidOperation, ValueError, OverflowError):
-        return RowError(number, f"unreadable value or start: {raw_value!r}, {start_text!r}")
+        return RowError(
+            number, "espi_unreadable", {"value": repr(raw_value), "start": repr(start_text)}
+        )
     end = start + dt.timedelta(seconds=duration or 0)
     direction = "export" if reading_type.flow == 19 else "import"
     code = direction if reading_type.interval is None else f"{direction}-{reading_type.interval}"

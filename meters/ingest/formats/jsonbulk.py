@@ -101,7 +101,7 @@ def _reading(number: int, record: dict[str, Any]) -> Iterator[ParsedItem]:
         raise BatchError(f"Reading {number}: value or delta is required.")
     flags = record.get("flags") or []
     if not isinstance(flags, list) or any(f not in EVENT_KINDS for f in flags):
-        yield RowError(number, f"unknown flags {flags!r}")
+        yield RowError(number, "json_unknown_flags", {"flags": repr(flags)})
         flags = [f for f in flags if f in EVENT_KINDS] if isinstance(flags, list) else []
     duration = record.get("duration")
     yield StageRow(
