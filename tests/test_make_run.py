@@ -136,6 +136,25 @@ def test_the_private_cluster_and_the_worker_are_up(
     _, _, state = launched
     assert (state / ".pgdata" / "data" / "postmaster.pid").exists()
     assert (state / ".pgdata" / "run" / ".s.PGSQL.5432").exists()
+    # Commits are durable before anything is acknowledged, in the cluster `make run` ships too.
+    settings_shown = subprocess.run(
+        [
+            "psql",
+            "-h",
+            str(state / ".pgdata" / "run"),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-Atc",
+            "SELECT name || '=' || setting FROM pg_settings "
+            "WHERE name IN ('fsync', 'synchronous_commit') ORDER BY name",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert settings_shown == ["fsync=on", "synchronous_commit=on"]
     text = (state / "launcher.log").read_text()
     assert "started celery worker" in text and "started celery beat" in text
     # seed_demo said what it was doing while it did it, then printed every login.

@@ -90,6 +90,12 @@ LEFT JOIN billing_tariffversion tv
       AND (tv.valid_to IS NULL OR tv.valid_to > %(day)s)
 WHERE a.payment_mode = 'prepaid' AND a.time_zone = %(tz)s
   AND (a.closed_at IS NULL OR a.closed_at > %(start)s)
+  -- A day before yesterday is charged only to an account that was being charged before it:
+  -- a run that stopped halfway is completed, but an account that joins prepaid today is not
+  -- charged for days a bill may already cover.
+  AND (NOT %(catch_up)s OR EXISTS (
+        SELECT 1 FROM billing_dailycharge c
+        WHERE c.account_id = a.id AND c.day < %(day)s AND c.day >= %(since)s))
   AND NOT EXISTS (SELECT 1 FROM billing_dailycharge c
                   WHERE c.account_id = a.id AND c.service_point_id = s.service_point_id
                     AND c.day = %(day)s)
@@ -105,12 +111,32 @@ def _local_day_bounds(day: dt.date, time_zone: str) -> tuple[dt.datetime, dt.dat
 
 
 def prepaid_charge_day(
-    *, day: dt.date, time_zone: str, actor: Actor, now: dt.datetime, chunk: int | None = None
+    *,
+    day: dt.date,
+    time_zone: str,
+    actor: Actor,
+    now: dt.datetime,
+    chunk: int | None = None,
+    catch_up_since: dt.date | None = None,
 ) -> ChargeRun:
-    """Charge every prepaid supply of accounts in `time_zone` for the local `day`."""
+    """Charge every prepaid supply of accounts in `time_zone` for the local `day`.
+
+    With `catch_up_since`, only accounts charged on some day from then until before `day`: the
+    completion of a day that an interrupted run left half charged.
+    """
     start, end = _local_day_bounds(day, time_zone)
     with connection.cursor() as cursor:
-        cursor.execute(_TARGETS, {"start": start, "end": end, "day": day, "tz": time_zone})
+        cursor.execute(
+            _TARGETS,
+            {
+                "start": start,
+                "end": end,
+                "day": day,
+                "tz": time_zone,
+                "catch_up": catch_up_since is not None,
+                "since": catch_up_since or day,
+            },
+        )
         targets = [_Target(*row) for row in cursor.fetchall()]
     run = ChargeRun(day=day, time_zone=time_zone)
     size = chunk or settings.PREPAID_CHARGE_CHUNK
@@ -327,7 +353,13 @@ def _tiered(version: TariffVersion) -> bool:
 
 def prepaid_charge_due(*, as_of: dt.datetime, actor: Actor) -> list[ChargeRun]:
     """Charge yesterday for every time zone whose local clock has passed PREPAID_CHARGE_HOUR
-    (so that the night's imports have landed), then queue the disconnections now due."""
+    (so that the night's imports have landed), then queue the disconnections now due.
+
+    The PREPAID_CHARGE_CATCH_UP_DAYS days before yesterday are completed first, oldest first,
+    for the accounts charged before them: a run killed halfway through a day would otherwise
+    leave the rest of its accounts uncharged for that day for good once the next day began.
+    Only runs that found something to charge are returned.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT DISTINCT a.time_zone FROM tenancy_account a "
@@ -339,10 +371,18 @@ def prepaid_charge_due(*, as_of: dt.datetime, actor: Actor) -> list[ChargeRun]:
         local = as_of.astimezone(zoneinfo.ZoneInfo(name))
         if local.hour < settings.PREPAID_CHARGE_HOUR:
             continue
-        runs.append(
-            prepaid_charge_day(
-                day=local.date() - dt.timedelta(days=1), time_zone=name, actor=actor, now=as_of
+        yesterday = local.date() - dt.timedelta(days=1)
+        since = yesterday - dt.timedelta(days=settings.PREPAID_CHARGE_CATCH_UP_DAYS)
+        for back in range(settings.PREPAID_CHARGE_CATCH_UP_DAYS, 0, -1):
+            run = prepaid_charge_day(
+                day=yesterday - dt.timedelta(days=back),
+                time_zone=name,
+                actor=actor,
+                now=as_of,
+                catch_up_since=since,
             )
-        )
+            if run.charged or run.without_tariff:
+                runs.append(run)
+        runs.append(prepaid_charge_day(day=yesterday, time_zone=name, actor=actor, now=as_of))
     supply_disconnect_due(as_of=as_of, actor=actor)
     return runs

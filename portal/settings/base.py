@@ -445,6 +445,8 @@ PREPAID_DISCONNECT_HOURS = (
 PREPAID_CHARGE_CHUNK = env_int("PREPAID_CHARGE_CHUNK", 5000)
 # Yesterday is charged once the account's local clock passes this hour (night imports land).
 PREPAID_CHARGE_HOUR = env_int("PREPAID_CHARGE_HOUR", 6)
+# Days before yesterday that the charge completes for accounts a stopped run left uncharged.
+PREPAID_CHARGE_CATCH_UP_DAYS = env_int("PREPAID_CHARGE_CATCH_UP_DAYS", 7)
 
 # --- Payments -----------------------------------------------------------------------------
 # The provider residents pay top-ups through (billing.payments.providers).

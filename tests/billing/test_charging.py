@@ -176,3 +176,52 @@ def test_export_is_credited_as_an_entry_of_its_own_and_never_netted() -> None:
     assert wallet.balance == 8000 - 4200  # a net-credit day raises the balance
     _charge()
     assert JournalEntry.objects.count() == 2
+
+
+def test_a_day_a_stopped_run_left_half_charged_is_completed_by_the_next_days_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 12: a run killed after some accounts, then the next run after local midnight,
+    # left the other accounts uncharged for that day for good.
+    first, first_sp, _ = supplied()
+    second, second_sp, _ = supplied()
+    before = DAY - dt.timedelta(days=1)
+    for account, sp in ((first, first_sp), (second, second_sp)):
+        hours(account, sp, MIDNIGHT - dt.timedelta(days=1), [1000] * 72)
+    prepaid_charge_day(day=before, time_zone=TZ, actor=SYSTEM, now=NOW)
+    # The run for DAY dies after its first chunk (one account).
+    from billing.services import charging
+
+    real = charging._charge_chunk
+    calls = []
+
+    def dies_after_one(*args: object, **kwargs: object) -> None:
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(charging, "_charge_chunk", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        prepaid_charge_day(day=DAY, time_zone=TZ, actor=SYSTEM, now=NOW, chunk=1)
+    monkeypatch.setattr(charging, "_charge_chunk", real)
+    assert DailyCharge.objects.filter(day=DAY).count() == 1
+    # The next day's run, after the local charge hour.
+    runs = prepaid_charge_due(as_of=dt.datetime(2026, 5, 5, 23, 0, tzinfo=dt.UTC), actor=SYSTEM)
+    assert [(run.day, run.charged) for run in runs] == [(DAY, 1), (DAY + dt.timedelta(days=1), 2)]
+    for account in (first, second):
+        days = sorted(DailyCharge.objects.filter(account=account).values_list("day", flat=True))
+        assert days == [before, DAY, DAY + dt.timedelta(days=1)]
+    # Run again: nothing twice.
+    again = prepaid_charge_due(as_of=dt.datetime(2026, 5, 6, 0, 0, tzinfo=dt.UTC), actor=SYSTEM)
+    assert [run.charged for run in again] == [0]
+
+
+def test_the_catch_up_does_not_charge_days_before_an_account_was_first_charged() -> None:
+    # An account that turns prepaid today pays from yesterday on, not for the week before,
+    # which a bill may already cover.
+    account, sp, _ = supplied()
+    hours(account, sp, MIDNIGHT - dt.timedelta(days=5), [1000] * 24 * 6)
+    (run,) = prepaid_charge_due(as_of=dt.datetime(2026, 5, 4, 23, 0, tzinfo=dt.UTC), actor=SYSTEM)
+    assert (run.day, run.charged) == (DAY, 1)
+    assert list(DailyCharge.objects.values_list("day", flat=True)) == [DAY]
