@@ -193,7 +193,7 @@ def test_a_day_a_stopped_run_left_half_charged_is_completed_by_the_next_days_run
     from billing.services import charging
 
     real = charging._charge_chunk
-    calls = []
+    calls: list[int] = []
 
     def dies_after_one(*args: object, **kwargs: object) -> None:
         if calls:
