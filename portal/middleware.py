@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -61,3 +62,27 @@ class RequestContextLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = _request_id.get()
         return True
+
+
+class PrivateResponsesMiddleware:
+    """No cache keeps what a signed-in person or an API client was shown (issue 12).
+
+    Every response to a request with a session user or an Authorization header is marked
+    `no-store` (plus `private`), so that wallets, bills, PDFs, CSVs, consumption JSON and export
+    files never stay in a shared or browser cache after sign-out. A view that states its own
+    `no-store` keeps its header; anything else is overridden, because no authenticated answer
+    may be cached.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        signed_in = user is not None and user.is_authenticated
+        authenticated = signed_in or "HTTP_AUTHORIZATION" in request.META
+        if authenticated and "no-store" not in response.get("Cache-Control", ""):
+            add_never_cache_headers(response)
+            patch_cache_control(response, private=True)
+        return response
