@@ -21,6 +21,7 @@ from meters.ingest.formats import format_for_name
 from meters.models import ImportBatch
 from meters.selectors import batch_get_by_id
 from portal.audit.actors import SystemActor
+from portal.lib.timezones import available_time_zones
 
 FINAL = {ImportBatch.Status.DONE, ImportBatch.Status.FAILED, ImportBatch.Status.DUPLICATE}
 
@@ -43,6 +44,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--reprocess", action="store_true", help="import even if the content was seen before"
         )
+        parser.add_argument(
+            "--time-zone",
+            default="",
+            help="IANA zone of the service points it registers when the file states none "
+            "(default: the site's)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["path"])
@@ -56,6 +63,8 @@ class Command(BaseCommand):
             read_at = dt.datetime.fromisoformat(options["read_at"])
             if read_at.tzinfo is None:
                 raise CommandError("--read-at needs an offset, e.g. 2026-03-01T12:00:00+01:00")
+        if options["time_zone"] and options["time_zone"] not in available_time_zones():
+            raise CommandError(f"unknown time zone {options['time_zone']}, e.g. Asia/Taipei")
         actor = SystemActor("command:import_readings")
         with path.open("rb") as content:
             batch = services.batch_create(
@@ -67,6 +76,7 @@ class Command(BaseCommand):
                 register_meters=options["register_meters"],
                 read_at=read_at,
                 reprocess=options["reprocess"],
+                time_zone=options["time_zone"],
                 as_of=timezone.now(),
             )
         if options["inline"] and batch.status == ImportBatch.Status.QUEUED:
