@@ -243,16 +243,7 @@ def test_changing_the_zone_and_rebuilding_equals_importing_into_that_zone() -> N
     moved = service_point()
     pacific = rollup_checksum(moved)
     # The same readings imported into a service point registered in Taipei.
-    batch = services.batch_create(
-        source=ImportBatch.Source.COMMAND,
-        fmt="espi",
-        content=BytesIO(feed(usage_point="BORN-IN-TAIPEI", local_time=False)),
-        actor=SYSTEM,
-        register_meters=True,
-        time_zone="Asia/Taipei",
-        as_of=RECEIVED,
-    )
-    services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=RECEIVED)
+    import_in_zone(feed(usage_point="BORN-IN-TAIPEI", local_time=False), "espi", "Asia/Taipei")
     born = service_point("BORN-IN-TAIPEI")
     assert born.time_zone == "Asia/Taipei"
     taipei = rollup_checksum(born)
@@ -267,6 +258,44 @@ def test_changing_the_zone_and_rebuilding_equals_importing_into_that_zone() -> N
 
     call_command("rebuild_rollups", "--service-point", str(moved.pk), stdout=StringIO())
     assert rollup_checksum(moved) == taipei  # twice: the same
+
+
+def import_in_zone(content: bytes, fmt: str, zone: str) -> ImportBatch:
+    batch = services.batch_create(
+        source=ImportBatch.Source.COMMAND,
+        fmt=fmt,
+        content=BytesIO(content),
+        actor=SYSTEM,
+        register_meters=True,
+        time_zone=zone,
+        as_of=RECEIVED,
+    )
+    services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=RECEIVED)
+    batch.refresh_from_db()
+    return batch
+
+
+def hourly_csv(serial: str) -> bytes:
+    """Two days of hourly deltas from midnight UTC: in Los Angeles they start the day before."""
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    lines = ["meter_serial,timestamp,delta,duration,unit,kind"]
+    lines += [
+        f"{serial},{(start + dt.timedelta(hours=h + 1)).isoformat()},{100 + h},3600,Wh,electricity"
+        for h in range(48)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_moving_a_zone_east_removes_the_days_of_the_old_zone() -> None:
+    import_in_zone(hourly_csv("WEST"), "csv", "America/Los_Angeles")
+    import_in_zone(hourly_csv("EAST"), "csv", "Asia/Taipei")
+    west, east = service_point("WEST"), service_point("EAST")
+    assert min(daily_hours(west)) == dt.date(2023, 12, 31)
+    change_zone(west, "Asia/Taipei")
+    result = services.rollups_rebuild(service_point_ids=[west.pk], actor=SYSTEM)
+    assert rollup_checksum(west) == rollup_checksum(east)
+    assert min(daily_hours(west)) == dt.date(2024, 1, 1)
+    assert result.stale_days == 1  # 31 December in Los Angeles: no hour of it in Taipei
 
 
 def test_a_zone_change_queues_the_rebuild_on_commit_and_the_task_is_idempotent(
