@@ -215,7 +215,7 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
     AuditEvent.FLEET_UPDATED: AuditEventSpec("fleet.update", _("changed {model} {name}")),
     AuditEvent.FLEET_DELETED: AuditEventSpec("fleet.delete", _("deleted {model} {name}")),
     AuditEvent.ROLLUPS_REBUILT: AuditEventSpec(
-        "rollups.rebuild", _("rebuilt the rollups of {service_points} from {first} to {last}")
+        "fleet.rollups_rebuild", _("rebuilt the rollups of {service_points} from {first} to {last}")
     ),
     AuditEvent.WALLET_CREATED: AuditEventSpec(
         "wallet.create", _("opened a wallet in {currency} for account {number}")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
@@ -111,6 +112,14 @@ def rollup_checksum(sp: ServicePoint) -> str:
     return str(digest)
 
 
+def staff_client() -> Client:
+    staff = make_user("root@utility.example", staff=True)
+    TOTP.activate(staff, generate_totp_secret())
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
 def change_zone(sp: ServicePoint, zone: str) -> None:
     services.fleet_save(instance=sp, changes={"time_zone": zone}, actor=SYSTEM)
 
@@ -188,6 +197,18 @@ def test_the_zone_the_file_states_wins_over_the_time_zone_option(tmp_path: Path)
         stdout=StringIO(),
     )
     assert service_point().time_zone == "America/Los_Angeles"
+
+
+def test_the_admin_upload_takes_a_zone_for_new_service_points() -> None:
+    upload = SimpleUploadedFile("no-zone.xml", feed(local_time=False))
+    response = staff_client().post(
+        "/admin/meters/importbatch/upload/",
+        {"file": upload, "format": "espi", "register_meters": "on", "time_zone": "Asia/Taipei"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    batch = ImportBatch.objects.get()
+    services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=RECEIVED)
+    assert service_point().time_zone == "Asia/Taipei"
 
 
 def test_an_unknown_time_zone_option_is_refused(tmp_path: Path) -> None:
@@ -333,10 +354,7 @@ def test_a_zone_change_in_the_admin_queues_the_rebuild(
 ) -> None:
     run_import(feed(), "espi")
     sp = service_point()
-    staff = make_user("root@utility.example", staff=True)
-    TOTP.activate(staff, generate_totp_secret())
-    admin_client = Client()
-    admin_client.force_login(staff)
+    admin_client = staff_client()
     queued: list[dict[str, Any]] = []
     monkeypatch.setattr(rollups_rebuild_task, "delay", lambda **kwargs: queued.append(kwargs))
     with django_capture_on_commit_callbacks(execute=True):
