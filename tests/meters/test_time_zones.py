@@ -19,12 +19,13 @@ import pytest
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test import Client
 
 from meters import services
+from meters.ingest import sql as q
 from meters.ingest.formats import espi
-from meters.models import ImportBatch, ServicePoint
+from meters.models import ImportBatch, Register, ServicePoint
 from meters.tasks import rollups_rebuild_task
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
@@ -402,3 +403,25 @@ def test_a_rebuild_of_a_range_touches_only_its_days_and_is_audited() -> None:
     assert first.actor_label == "command:rebuild_rollups"
     assert (first.data["first"], first.data["last"]) == ("2024-03-10", "2024-03-10")
     assert (second.data["first"], second.data["last"]) == ("2024-03-09", "2024-11-05")
+
+
+# Committed for real: inside a test's transaction the import would still hold its own locks.
+@pytest.mark.django_db(transaction=True)
+def test_a_rebuild_waits_for_the_lock_an_import_of_the_same_meter_holds() -> None:
+    run_import(feed(), "espi")
+    sp = service_point()
+    [register] = Register.objects.filter(meter__serial=USAGE_POINT).values_list("pk", flat=True)
+    importer = connection.copy()  # another session, as a worker merging that register
+    try:
+        with importer.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [q.REGISTER_LOCK + register])
+        with connection.cursor() as cursor:
+            # Instead of waiting for the importer: the rebuild must be stopped by its lock.
+            cursor.execute("SET lock_timeout = '50ms'")
+        with pytest.raises(OperationalError, match="lock timeout"):
+            services.rollups_rebuild(service_point_ids=[sp.pk], actor=SYSTEM)
+    finally:
+        importer.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    services.rollups_rebuild(service_point_ids=[sp.pk], actor=SYSTEM)  # free again
