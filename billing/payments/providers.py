@@ -13,7 +13,8 @@ def provider_get(name: str) -> PaymentProvider:
 
     :raises ProviderUnavailable: for an unknown name or a provider without its settings.
     """
-    if name == SandboxProvider.name and settings.PAYMENT_SANDBOX_SECRET:
+    sandbox_on = settings.PAYMENT_SANDBOX_ENABLED and settings.PAYMENT_SANDBOX_SECRET
+    if name == SandboxProvider.name and sandbox_on:
         return SandboxProvider(secret=settings.PAYMENT_SANDBOX_SECRET)
     raise ProviderUnavailable(f"payment provider {name!r} is not configured")
 

@@ -455,6 +455,9 @@ PAYMENT_PROVIDER = env_str("PAYMENT_PROVIDER", "sandbox")
 # The sandbox provider's webhook signing key; without one the sandbox (its checkout page and
 # its webhook endpoint) is off. local and test settings give a development key.
 PAYMENT_SANDBOX_SECRET = env_optional("PAYMENT_SANDBOX_SECRET")
+# Anyone may "pay" through the sandbox, so its secret alone does not turn it on: it also needs
+# DEBUG or this explicit switch, and `check --deploy` fails while it is on (portal.E001).
+PAYMENT_SANDBOX_ENABLED = env_bool("PAYMENT_SANDBOX_ENABLED", DEBUG)
 # How the sandbox checkout sends its webhook: "http" posts it to PORTAL_BASE_URL (falling back
 # to handling it in-process when that does not answer), "inline" handles it in-process.
 PAYMENT_SANDBOX_DELIVERY = env_str("PAYMENT_SANDBOX_DELIVERY", "inline")

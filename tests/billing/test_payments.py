@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import JournalEntry, TopUp, Wallet, WebhookEvent
-from billing.payments.base import PaymentState, ProviderPayment
+from billing.payments.base import PaymentState, ProviderPayment, ProviderUnavailable
 from billing.payments.providers import provider_get
 from billing.payments.sandbox import SIGNATURE_HEADER, SandboxProvider, webhook_post
 from billing.services.ledger import wallet_create
@@ -405,6 +405,19 @@ def test_without_a_secret_the_sandbox_is_off(settings: Any) -> None:
     settings.PAYMENT_SANDBOX_SECRET = None
     url = reverse("billing:payment_webhook", kwargs={"provider": "sandbox"})
     assert Client().post(url, b"{}", content_type="application/json").status_code == 404
+
+
+def test_outside_development_the_secret_alone_does_not_turn_the_sandbox_on(
+    settings: Any,
+) -> None:
+    # Issue 12, finding 7: with DEBUG off, a sandbox secret left in the environment let any
+    # payer top up for free. It now also needs PAYMENT_SANDBOX_ENABLED (default: DEBUG).
+    settings.PAYMENT_SANDBOX_ENABLED = False
+    assert settings.PAYMENT_SANDBOX_SECRET
+    url = reverse("billing:payment_webhook", kwargs={"provider": "sandbox"})
+    assert Client().post(url, b"{}", content_type="application/json").status_code == 404
+    with pytest.raises(ProviderUnavailable):
+        provider_get("sandbox")
 
 
 # --- Pages ----------------------------------------------------------------------------------
