@@ -228,12 +228,16 @@ class UploadForm(forms.Form):
 
 class RowErrorInline(admin.TabularInline):  # type: ignore[type-arg]
     model = ImportRowError
-    fields = ("line", "code", "text")
+    fields = ("line", "code", "problem")
     readonly_fields = fields
     extra = 0
     max_num = 0
     can_delete = False
     ordering = ("line",)
+
+    @admin.display(description=_("message"))
+    def problem(self, obj: ImportRowError) -> str:
+        return obj.text
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet[ImportRowError]:
         ids = super().get_queryset(request).order_by("line").values_list("pk", flat=True)[:200]

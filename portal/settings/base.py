@@ -461,6 +461,8 @@ PAYMENT_SANDBOX_ENABLED = env_bool("PAYMENT_SANDBOX_ENABLED", DEBUG)
 # How the sandbox checkout sends its webhook: "http" posts it to PORTAL_BASE_URL (falling back
 # to handling it in-process when that does not answer), "inline" handles it in-process.
 PAYMENT_SANDBOX_DELIVERY = env_str("PAYMENT_SANDBOX_DELIVERY", "inline")
+# Webhook deliveries accepted per minute from one address (a provider retries after a 429).
+PAYMENT_WEBHOOK_RATE_PER_MINUTE = env_int("PAYMENT_WEBHOOK_RATE_PER_MINUTE", 300)
 # Largest single top-up, in major units of the wallet's currency.
 PAYMENT_TOPUP_MAX = env_int("PAYMENT_TOPUP_MAX", 100_000)
 PORTAL_INVITATION_TTL = timedelta(days=env_int("PORTAL_INVITATION_TTL_DAYS", 14))

@@ -49,6 +49,8 @@ GLOBAL_MODELS: frozenset[str] = frozenset(
         "billing.Posting",
         # Provider webhooks, staff-facing; the top-up they settle carries the account.
         "billing.WebhookEvent",
+        # Refused deliveries, counted per hour: staff-facing, no body and no account.
+        "billing.WebhookRejection",
         # Bill runs and numbering are per utility/organisation; lines reach customers only
         # through their bill.
         "billing.BillRun",
