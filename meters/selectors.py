@@ -963,7 +963,12 @@ class KindTotal:
 
 
 def subtree_consumption_by_kind(
-    *, organisation_path: str, as_of: dt.datetime, bucket: str, periods: int
+    *,
+    organisation_path: str,
+    as_of: dt.datetime,
+    bucket: str,
+    periods: int,
+    withheld: Sequence[str] = (),
 ) -> list[KindTotal]:
     """Energy or volume of every account beneath an organisation (by materialised path) per
     utility kind, direction and day or month, from the daily rollups in one grouped query.
@@ -991,7 +996,7 @@ def subtree_consumption_by_kind(
                     SELECT a.id, (%(now)s::timestamptz AT TIME ZONE a.time_zone)::date AS today
                     FROM tenancy_account a
                     JOIN tenancy_organisation o ON o.id = a.organisation_id
-                    WHERE o.path LIKE %(path)s
+                    WHERE o.path LIKE %(path)s AND NOT o.path LIKE ANY(%(withheld)s)
                 ) local
             ), days AS (
                 SELECT d.day, sp.kind, d.direction, sum(d.consumption) AS consumption
@@ -1014,6 +1019,7 @@ def subtree_consumption_by_kind(
                 "bucket": bucket,
                 "directions": list(Direction.values),
                 "path": organisation_path + "%",
+                "withheld": [path + "%" for path in withheld],
                 "now": as_of,
                 "periods": periods,
                 "bound": bound,
@@ -1026,7 +1032,7 @@ def subtree_consumption_by_kind(
         ]
 
 
-def subtree_exporting_kinds(*, organisation_path: str) -> list[str]:
+def subtree_exporting_kinds(*, organisation_path: str, withheld: Sequence[str] = ()) -> list[str]:
     """The utility kinds of which meters beneath an organisation (by materialised path) have an
     export register, at service points supplied to its accounts now or before: the kinds a
     table of them shows exported energy for."""
@@ -1040,14 +1046,14 @@ def subtree_exporting_kinds(*, organisation_path: str) -> list[str]:
             JOIN meters_servicepoint sp ON sp.id = sup.service_point_id
             JOIN meters_meterinstallation mi ON mi.service_point_id = sp.id
             JOIN meters_register r ON r.meter_id = mi.meter_id AND r.direction = %s
-            WHERE o.path LIKE %s
+            WHERE o.path LIKE %s AND NOT o.path LIKE ANY(%s)
             """,
-            [str(Direction.EXPORT), organisation_path + "%"],
+            [str(Direction.EXPORT), organisation_path + "%", [p + "%" for p in withheld]],
         )
         return sorted(kind for (kind,) in cursor.fetchall())
 
 
-def subtree_utility_kinds(*, organisation_path: str) -> list[str]:
+def subtree_utility_kinds(*, organisation_path: str, withheld: Sequence[str] = ()) -> list[str]:
     """The utility kinds of the service points supplied, now or before, to accounts beneath an
     organisation (by materialised path), for the columns a table of them needs."""
     with connection.cursor() as cursor:
@@ -1058,9 +1064,9 @@ def subtree_utility_kinds(*, organisation_path: str) -> list[str]:
             JOIN tenancy_account a ON a.organisation_id = o.id
             JOIN meters_supply sup ON sup.account_id = a.id
             JOIN meters_servicepoint sp ON sp.id = sup.service_point_id
-            WHERE o.path LIKE %s
+            WHERE o.path LIKE %s AND NOT o.path LIKE ANY(%s)
             """,
-            [organisation_path + "%"],
+            [organisation_path + "%", [p + "%" for p in withheld]],
         )
         return sorted(kind for (kind,) in cursor.fetchall())
 

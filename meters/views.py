@@ -108,7 +108,9 @@ class OrganisationImportsView(OrganisationView):
 
     def _page(self, form: ImportUploadForm, status: int = 200) -> HttpResponse:
         batches = batches_for_organisations(
-            organisation_ids=organisation_subtree_ids(organisation=self.organisation)
+            organisation_ids=organisation_subtree_ids(
+                organisation=self.organisation, withheld=self.withheld_paths
+            )
         ).select_related("organisation")
         page = Paginator(batches, 25).get_page(self.request.GET.get("page"))
         return self.render_to_response(
@@ -127,7 +129,9 @@ class OrganisationImportView(OrganisationView):
     ) -> HttpResponse:
         batch = batch_for_organisations(
             public_id=batch_id,
-            organisation_ids=organisation_subtree_ids(organisation=self.organisation),
+            organisation_ids=organisation_subtree_ids(
+                organisation=self.organisation, withheld=self.withheld_paths
+            ),
         )
         if batch is None:
             raise Http404
