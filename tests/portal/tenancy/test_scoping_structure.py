@@ -81,7 +81,9 @@ def test_the_walk_catches_a_forgotten_view() -> None:
 
 def test_the_public_allowlist_is_small_and_every_entry_is_routed() -> None:
     routed = {route.dotted for route in walk(get_resolver().url_patterns)}
-    assert len(PUBLIC_VIEWS) <= 6
+    # Raised from 6 for the staff factor confirmation (issue 12), reviewed: it serves only the
+    # signed-in person's own authenticator.
+    assert len(PUBLIC_VIEWS) <= 7
     assert routed >= PUBLIC_VIEWS
 
 
