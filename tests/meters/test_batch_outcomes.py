@@ -350,3 +350,47 @@ def test_usage_problems_exit_2(tmp_path: Path) -> None:
     with pytest.raises(CommandError) as raised:
         call_command("import_readings", str(tmp_path / "missing.csv"), "--inline")
     assert raised.value.returncode == 2
+
+
+# --- where people read the state ---------------------------------------------------------------
+
+
+def test_the_page_and_the_api_show_the_final_state_and_the_error_class(
+    settings: Any,
+) -> None:
+    from django.template.loader import render_to_string
+    from django.test import RequestFactory
+    from django.utils import translation
+
+    from meters.api import BatchOutputSerializer
+
+    batch = _create(_two_chunks_the_second_poisoned(settings), "csv", register_meters=False)
+    services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    _sweep_until_final(batch)
+    data = BatchOutputSerializer(batch).data
+    assert (data["status"], data["outcome"], data["attempts"]) == ("failed", "failed", 3)
+    assert data["error_class"] == "psycopg.errors.RaiseException"
+    assert "injected fault" in data["error"]
+
+    empty = _create(HEADER.encode(), "csv")
+    services.batch_process(batch_id=empty.pk, actor=SYSTEM, as_of=timezone.now())
+    empty.refresh_from_db()
+    again = _create(HEADER.encode(), "csv")
+    assert (again.status, again.duplicate_of) == (ImportBatch.Status.DUPLICATE, empty)
+    assert BatchOutputSerializer(again).data["outcome"] == "rejected"
+
+    request = RequestFactory().get("/")
+    with translation.override("en"):
+        page = render_to_string(
+            "meters/_import_status.html", {"batch": empty, "running": False}, request
+        )
+        assert "The file has no data rows" in page
+        page = render_to_string(
+            "meters/_import_status.html", {"batch": batch, "running": False}, request
+        )
+        assert "each of its 3 attempts" in page
+    with translation.override("zh-hant"):
+        page = render_to_string(
+            "meters/_import_status.html", {"batch": empty, "running": False}, request
+        )
+        assert "The file has no data rows" not in page
