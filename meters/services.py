@@ -208,14 +208,18 @@ def batch_process(*, batch_id: int, actor: Actor, as_of: dt.datetime) -> ImportB
             batch.next_attempt_at = None
             batch.started_at = batch.started_at or as_of
             batch.stage = batch.stage or "parsing"
-            batch.save(update_fields=["status", "attempts", "next_attempt_at", "started_at", "stage"])
+            batch.save(
+                update_fields=["status", "attempts", "next_attempt_at", "started_at", "stage"]
+            )
             try:
                 _run_stages(batch, actor=actor, as_of=as_of)
             except BatchError as error:
                 _batch_fail(batch, actor=actor, message=str(error))
             except Exception as error:
                 logger.exception(
-                    "import batch %s: attempt %s of %s failed", batch.pk, batch.attempts,
+                    "import batch %s: attempt %s of %s failed",
+                    batch.pk,
+                    batch.attempts,
                     max_attempts,
                 )
                 _batch_retry_or_fail(batch, actor=actor, error=error, max_attempts=max_attempts)
@@ -269,9 +273,7 @@ def _printable(message: str) -> str:
     return "".join(c if c.isprintable() or c == "\n" else "?" for c in message[:5000])
 
 
-def _batch_fail(
-    batch: ImportBatch, *, actor: Actor, message: str, error_class: str = ""
-) -> None:
+def _batch_fail(batch: ImportBatch, *, actor: Actor, message: str, error_class: str = "") -> None:
     with transaction.atomic():
         pipeline.fail(batch, message, now=timezone.now(), error_class=error_class)
         audit_record(

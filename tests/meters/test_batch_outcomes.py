@@ -84,7 +84,7 @@ def _create(content: bytes, fmt: str, *, register_meters: bool = True) -> Import
     )
 
 
-def _command(path: Path, *args: str) -> tuple[int, dict[str, object]]:
+def _command(path: Path, *args: str) -> tuple[int, dict[str, Any]]:
     """Run import_readings --inline; return its exit code and its JSON line."""
     out = io.StringIO()
     try:
@@ -208,7 +208,9 @@ def _two_chunks_the_second_poisoned(settings: Any) -> bytes:
     registers = []
     for serial in ("GOOD2", "POISON2"):
         meter = Meter.objects.create(serial=serial, kind="electricity", max_rate=250_000)
-        registers.append(Register.objects.create(meter=meter, code="import", unit="Wh", is_main=True))
+        registers.append(
+            Register.objects.create(meter=meter, code="import", unit="Wh", is_main=True)
+        )
     with connection.cursor() as cursor:
         cursor.execute(FAULT % registers[1].pk)
     return _two_chunks_content()
@@ -231,6 +233,7 @@ def test_a_fault_mid_merge_fails_the_batch_after_the_last_attempt(
     assert batch.next_attempt_at is not None and "injected fault" in batch.error
     services.batch_process(batch_id=good.pk, actor=SYSTEM, as_of=timezone.now())
     _sweep_until_final(batch, good)
+    batch = ImportBatch.objects.get(pk=batch.pk)
     assert (batch.status, batch.attempts) == (ImportBatch.Status.FAILED, 3)
     assert batch.error_class == "psycopg.errors.RaiseException"
     assert "injected fault" in batch.error
