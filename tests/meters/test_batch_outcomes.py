@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from collections.abc import Iterator
@@ -353,6 +354,35 @@ def test_usage_problems_exit_2(tmp_path: Path) -> None:
     with pytest.raises(CommandError) as raised:
         call_command("import_readings", str(tmp_path / "missing.csv"), "--inline")
     assert raised.value.returncode == 2
+
+
+def test_a_dsmr_telegram_with_a_bad_crc_is_rejected_and_exits_4(tmp_path: Path) -> None:
+    text = (DATA / "dsmr" / "TELEGRAM_V5.txt").read_text()
+    path = tmp_path / "p1.txt"
+    path.write_text(text.replace("1-0:1.8.1(000004.426*kWh)", "1-0:1.8.1(000009.426*kWh)"))
+    code, summary = _command(path, "--format", "dsmr", "--register-meters")
+    assert (code, summary["status"]) == (4, "rejected")
+    _consistent(ImportBatch.objects.get(public_id=summary["batch"]))
+
+
+def test_the_sweeper_waits_for_the_backoff_before_the_next_attempt(settings: Any) -> None:
+    from meters.selectors import batches_needing_a_worker
+
+    settings.PORTAL_IMPORT_RETRY_BACKOFF = (600, 1200)
+    batch = _create(_two_chunks_the_second_poisoned(settings), "csv", register_meters=False)
+    before = timezone.now()
+    services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    after = timezone.now()
+    batch.refresh_from_db()
+    assert batch.status == ImportBatch.Status.QUEUED and batch.next_attempt_at is not None
+    wait = dt.timedelta(seconds=600)  # the first backoff
+    assert before + wait <= batch.next_attempt_at <= after + wait
+    later = timezone.now() + dt.timedelta(hours=1)
+    # Long after it was created, but before its next attempt is due: left alone.
+    assert batch.pk not in batches_needing_a_worker(
+        queued_before=later, now=batch.next_attempt_at - dt.timedelta(seconds=1)
+    )
+    assert batch.pk in batches_needing_a_worker(queued_before=later, now=batch.next_attempt_at)
 
 
 # --- where people read the state ---------------------------------------------------------------
