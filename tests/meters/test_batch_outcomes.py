@@ -85,11 +85,11 @@ def _create(content: bytes, fmt: str, *, register_meters: bool = True) -> Import
     )
 
 
-def _command(path: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    """Run import_readings --inline; return its exit code and its JSON line."""
+def _command(path: Path, *args: str, mode: str = "--inline") -> tuple[int, dict[str, Any]]:
+    """Run import_readings --inline (or --wait); return its exit code and its JSON line."""
     out = io.StringIO()
     try:
-        call_command("import_readings", str(path), "--inline", *args, stdout=out, stderr=out)
+        call_command("import_readings", str(path), mode, *args, stdout=out, stderr=out)
         code = 0
     except SystemExit as exit_:
         code = int(exit_.code or 0)
@@ -336,6 +336,13 @@ def test_some_rows_rejected_is_done_with_rejections_exit_3_and_a_duplicate_says_
     _consistent(ImportBatch.objects.get(public_id=summary["batch"]))
     # The same file again: a duplicate, which exits as its original did and says how it ended.
     code, summary = _command(path, "--register-meters")
+    assert (code, summary["status"], summary["outcome"]) == (
+        3,
+        "duplicate",
+        "done_with_rejections",
+    )
+    # Waiting for a duplicate of a finished batch: no worker needed, the same exit.
+    code, summary = _command(path, "--register-meters", mode="--wait")
     assert (code, summary["status"], summary["outcome"]) == (
         3,
         "duplicate",
