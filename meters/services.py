@@ -217,10 +217,12 @@ def batch_process(*, batch_id: int, actor: Actor, as_of: dt.datetime) -> ImportB
                 _batch_fail(batch, actor=actor, message=str(error))
             except Exception as error:
                 logger.exception(
-                    "import batch %s: attempt %s of %s failed",
+                    "import batch %s: attempt %s of %s failed: %s: %s",
                     batch.pk,
                     batch.attempts,
                     max_attempts,
+                    _error_class(error),
+                    error,
                 )
                 _batch_retry_or_fail(batch, actor=actor, error=error, max_attempts=max_attempts)
             return batch

@@ -267,12 +267,16 @@ def _two_chunks_content() -> bytes:
 
 
 def test_a_fault_mid_merge_through_the_command_exits_1_without_a_traceback(
-    settings: Any, tmp_path: Path
+    settings: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "fault.csv"
     path.write_bytes(_two_chunks_the_second_poisoned(settings))
     code, summary = _command(path)
     assert (code, summary["status"]) == (1, "failed")
+    # One line per failed attempt; the traceback only with -v 2 or --traceback.
+    attempts = [r for r in caplog.records if r.name == "meters.services"]
+    assert len(attempts) == 3 and all(r.exc_info is None for r in attempts)
+    assert "RaiseException" in attempts[-1].getMessage()
     assert summary["error_class"] == "psycopg.errors.RaiseException"
     batch = ImportBatch.objects.get(public_id=summary["batch"])
     assert batch.attempts == 3

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +112,8 @@ class Command(BaseCommand):
         # A duplicate ends as the batch it repeats: that one is run or waited for.
         target = batch.duplicate_of or batch
         if options["inline"]:
-            self._run_inline(target.pk, actor=actor)
+            with _tracebacks_logged(options["verbosity"] >= 2 or options["traceback"]):
+                self._run_inline(target.pk, actor=actor)
         self._wait(target.pk, options["timeout"], batch_id=batch.pk)
         batch = batch_get_by_id(batch_id=batch.pk) or batch
         self.stdout.write(json.dumps(_summary(batch)))
@@ -149,6 +153,29 @@ class Command(BaseCommand):
                 self.stderr.write(f"batch still {target.status} after {timeout:.0f}s")
                 raise SystemExit(EXIT_TIMEOUT)
             time.sleep(0.2)
+
+
+class _WithoutTraceback(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+@contextmanager
+def _tracebacks_logged(shown: bool) -> Iterator[None]:
+    """A failed attempt is logged in one line here (the summary says the rest); a worker's log
+    keeps the traceback, and so does this command with -v 2 or --traceback."""
+    if shown:
+        yield
+        return
+    services_logger = logging.getLogger(services.__name__)
+    quiet = _WithoutTraceback()
+    services_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        services_logger.removeFilter(quiet)
 
 
 def _summary(batch: ImportBatch) -> dict[str, object]:
