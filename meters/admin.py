@@ -257,10 +257,13 @@ class ImportBatchAdmin(ReadOnlyModelAdmin):
         "duplicate",
         "conflicting",
         "rejected",
+        "attempts",
+        "error_class",
         "organisation",
     )
     list_filter = ("status", "format", "source")
-    search_fields = ("original_name", "sha256", "public_id")
+    # Staff look up a failure by the exception's class (psycopg.errors.NumericValueOutOfRange).
+    search_fields = ("original_name", "sha256", "public_id", "error_class")
     date_hierarchy = "created_at"
     inlines = [RowErrorInline]
     exclude = ("payload_path",)

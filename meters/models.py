@@ -547,6 +547,12 @@ class ImportBatch(models.Model):
     error = models.TextField(_("error"), blank=True)
     error_class = models.CharField(_("error class"), max_length=200, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, verbose_name=_("attempts"))
+    next_attempt_at = models.DateTimeField(
+        _("next attempt"),
+        null=True,
+        blank=True,
+        help_text=_("After an unexpected error: when the batch is tried again."),
+    )
     chunks_total = models.PositiveIntegerField(default=0, verbose_name=_("chunks in all"))
     chunks_done = models.PositiveIntegerField(default=0, verbose_name=_("chunks done"))
     seen = models.BigIntegerField(default=0, verbose_name=_("rows seen"))
@@ -567,6 +573,11 @@ class ImportBatch(models.Model):
 
     def __str__(self) -> str:
         return f"batch {self.pk} ({self.format}, {self.status})"
+
+    @property
+    def finished(self) -> bool:
+        """The batch is over: it ended in one of the final states (a duplicate is over too)."""
+        return self.status not in (self.Status.QUEUED, self.Status.RUNNING)
 
     @property
     def counts(self) -> dict[str, int]:

@@ -18,6 +18,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 
 from meters.models import (
     Direction,
@@ -55,14 +56,20 @@ def batch_row_errors(*, batch: ImportBatch, limit: int = 100) -> list[ImportRowE
     return list(batch.row_errors.order_by("line")[:limit])
 
 
-def batches_needing_a_worker(*, queued_before: dt.datetime) -> list[int]:
-    """Return the batches that should be running but may have lost their worker."""
+def batches_needing_a_worker(*, queued_before: dt.datetime, now: dt.datetime) -> list[int]:
+    """Return the batches that should be running but may have lost their worker, and those
+    whose wait for their next attempt is over; the longest waiting first."""
     return list(
         ImportBatch.objects.filter(
             Q(status=ImportBatch.Status.RUNNING)
-            | Q(status=ImportBatch.Status.QUEUED, created_at__lt=queued_before)
+            | Q(
+                status=ImportBatch.Status.QUEUED,
+                next_attempt_at__isnull=True,
+                created_at__lt=queued_before,
+            )
+            | Q(status=ImportBatch.Status.QUEUED, next_attempt_at__lte=now)
         )
-        .order_by("created_at")
+        .order_by(Coalesce("next_attempt_at", "created_at"))
         .values_list("id", flat=True)[:100]
     )
 
@@ -75,8 +82,9 @@ def find_previous_batch(
     register_meters: bool,
     read_at: dt.datetime | None,
 ) -> ImportBatch | None:
-    """Return an earlier batch of the same content, sent with the same options, that completed
-    or is still going.
+    """Return an earlier batch of the same content, sent with the same options, that ended
+    (done, with or without rejections, or rejected) or is still going. A failed batch is
+    not one: its content is imported again.
 
     The sender and options are part of the identity: the same file from another organisation
     (whose meters the first batch refused) or sent again to register unknown meters must be
@@ -93,6 +101,8 @@ def find_previous_batch(
             read_at=read_at,
             status__in=[
                 ImportBatch.Status.DONE,
+                ImportBatch.Status.DONE_WITH_REJECTIONS,
+                ImportBatch.Status.REJECTED,
                 ImportBatch.Status.RUNNING,
                 ImportBatch.Status.QUEUED,
             ],

@@ -138,7 +138,7 @@ class OrganisationImportView(OrganisationView):
         context = self.get_context_data(
             batch=batch,
             row_errors=batch_row_errors(batch=batch, limit=100),
-            running=batch.status in (ImportBatch.Status.QUEUED, ImportBatch.Status.RUNNING),
+            running=not batch.finished,
         )
         if getattr(request, "htmx", False):
             return self.response_class(

@@ -605,6 +605,7 @@ def finish(batch: ImportBatch, *, now: dt.datetime) -> int:
             {"batch": batch.pk},
         )
         new_events = int(rows[0][0])
+        (events_sent,) = _exec(sql.SQL("SELECT count(*) FROM {e}").format(e=events))[0]
         _exec(
             sql.SQL(
                 # Any message is contact: readings, status reports and alarms alike (a clock
@@ -619,16 +620,51 @@ def finish(batch: ImportBatch, *, now: dt.datetime) -> int:
             {"now": now},
         )
         staging.drop_tables(batch.pk)
+        batch.status, batch.error = outcome(batch, events=int(events_sent))
+        batch.error_class = ""
+        batch.next_attempt_at = None
         batch.stage = ""
-        batch.status = ImportBatch.Status.DONE
         batch.progress = 100
         batch.finished_at = now
-        _save(batch, "stage", "status", "progress", "finished_at")
+        _save(
+            batch,
+            "stage",
+            "status",
+            "error",
+            "error_class",
+            "next_attempt_at",
+            "progress",
+            "finished_at",
+        )
     return new_events
 
 
-def fail(batch: ImportBatch, message: str, *, now: dt.datetime) -> None:
-    """Mark the batch failed with a message for people; drop what it staged."""
+def outcome(batch: ImportBatch, *, events: int) -> tuple[str, str]:
+    """The final state of a batch whose every stage ran, and its message.
+
+    A row is accepted when it was read and matched a register: inserted, or already stored
+    (duplicate), or stored with another value (conflicting: kept apart for review). Those are
+    the sender's data, understood; only rejected rows are not. Events (alarms, status reports)
+    count as data too, so a file of only events is done.
+    """
+    accepted = batch.seen - batch.rejected + events
+    if batch.seen == 0 and events == 0:
+        # Stored in English like the file-level errors; the pages show the state translated.
+        return ImportBatch.Status.REJECTED, "The file has no data rows: nothing was imported."
+    if accepted <= 0:
+        return (
+            ImportBatch.Status.REJECTED,
+            f"All {batch.rejected} rows were rejected: nothing was imported. "
+            "The row errors say why.",
+        )
+    if batch.rejected:
+        return ImportBatch.Status.DONE_WITH_REJECTIONS, ""
+    return ImportBatch.Status.DONE, ""
+
+
+def fail(batch: ImportBatch, message: str, *, now: dt.datetime, error_class: str = "") -> None:
+    """Mark the batch failed with a message for people (and, for an unexpected error, the
+    exception's class for operators); drop what it staged."""
     with transaction.atomic():
         try:
             staging.drop_tables(batch.pk)
@@ -638,6 +674,8 @@ def fail(batch: ImportBatch, message: str, *, now: dt.datetime) -> None:
         batch.status = ImportBatch.Status.FAILED
         # A message may quote the file; keep what PostgreSQL text and people can read.
         batch.error = "".join(c if c.isprintable() or c == "\n" else "?" for c in message[:5000])
+        batch.error_class = error_class[:200]
+        batch.next_attempt_at = None
         batch.stage = ""
         batch.finished_at = now
-        _save(batch, "status", "error", "stage", "finished_at")
+        _save(batch, "status", "error", "error_class", "next_attempt_at", "stage", "finished_at")

@@ -393,6 +393,14 @@ PORTAL_IMPORT_INBOX = env_str("PORTAL_IMPORT_INBOX", str(BASE_DIR / ".local" / "
 PORTAL_IMPORT_MAX_UPLOAD = env_int("PORTAL_IMPORT_MAX_UPLOAD_MB", 50) * 1024 * 1024
 # Rows merged per transaction (registers are grouped up to about this many rows).
 PORTAL_IMPORT_CHUNK_ROWS = env_int("PORTAL_IMPORT_CHUNK_ROWS", 200_000)
+# A batch that meets an unexpected error is tried again, this many attempts in all, then ends
+# failed; a worker killed mid-batch uses up an attempt too.
+PORTAL_IMPORT_MAX_ATTEMPTS = env_int("PORTAL_IMPORT_MAX_ATTEMPTS", 3)
+# Seconds to wait before the 2nd, 3rd, ... attempt (the last value repeats); the sweeper, every
+# 30 s, starts the batch once its wait is over.
+PORTAL_IMPORT_RETRY_BACKOFF = tuple(
+    int(seconds) for seconds in env_list("PORTAL_IMPORT_RETRY_BACKOFF", ["30", "120", "600"])
+)
 # ChirpStack's HTTP integration sends this in the Authorization header: "Bearer <token>".
 CHIRPSTACK_INTEGRATION_TOKEN = env_optional("CHIRPSTACK_INTEGRATION_TOKEN")
 MQTT_HOST = env_str("MQTT_HOST", "127.0.0.1")

@@ -177,7 +177,7 @@ def test_espi_gas_in_therms_becomes_energy(name: str) -> None:
 
 def test_espi_gas_without_a_unit_is_rejected_row_by_row() -> None:
     batch = run_import(_file("greenbutton", "gas_containerized.xml"), "espi")
-    assert (batch.status, batch.seen, batch.inserted, batch.rejected) == ("done", 3, 0, 3)
+    assert (batch.status, batch.seen, batch.inserted, batch.rejected) == ("rejected", 3, 0, 3)
     assert {e.text for e in batch.row_errors.all()} == {
         "its ReadingType has no unit of measure (uom)"
     }
@@ -286,9 +286,11 @@ def test_the_import_readings_command_prints_the_counts(tmp_path: Path) -> None:
         "C2,2026-01-01T00:30:00Z,1.5,kWh,electricity\n"
     )
     out = StringIO()
-    call_command("import_readings", str(path), "--inline", stdout=out)
+    with pytest.raises(SystemExit) as exited:
+        call_command("import_readings", str(path), "--inline", stdout=out, stderr=StringIO())
+    assert exited.value.code == 4  # every row rejected
     counts = json.loads(out.getvalue())
-    assert counts["status"] == "done"
+    assert counts["status"] == "rejected"
     assert (
         counts["seen"],
         counts["inserted"],
