@@ -17,6 +17,8 @@ from django.db import connection
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from meters.ingest.units import MAX_SOURCE_MAGNITUDE
+
 # Source flags carried by a reading row (bits of meters.models.Rule that a source can assert).
 SOURCE_TAMPER = 1 << 14
 
@@ -186,8 +188,6 @@ _INT_FIELDS = (
 def number_problem(line: int, name: str, number: Decimal) -> RowError | None:
     """A value or delta beyond what a reading can be (MAX_SOURCE_MAGNITUDE), or that
     PostgreSQL's numeric cannot hold; None when it is plausible."""
-    from meters.ingest.units import MAX_SOURCE_MAGNITUDE
-
     if number.is_finite() and abs(number) <= MAX_SOURCE_MAGNITUDE and number.adjusted() > -30:
         return None
     if number.is_finite() and number.is_zero():

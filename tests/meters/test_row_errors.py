@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.test import Client
 from django.urls import reverse
 from django.utils import translation
@@ -18,7 +19,7 @@ from meters.models import ImportBatch, Meter, Register
 from portal.tenancy.services import api_key_create
 from portal.users.models import User
 from tests.conftest import World
-from tests.factories import SYSTEM
+from tests.factories import SYSTEM, make_user
 from tests.meters.helpers import readings, run_import
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +55,7 @@ def test_json_integers_beyond_bigint_are_rejected_rows() -> None:
             },
             {
                 "meter": "J1",
-                "timestamp": "2026-03-01T00:30:00Z",
+                "timestamp": "2100-03-01T00:30:00Z",
                 "value": 10**30,
                 "unit": "kWh",
                 "kind": "electricity",
@@ -79,7 +80,12 @@ def test_json_integers_beyond_bigint_are_rejected_rows() -> None:
     batch = run_import(json.dumps(body), "json")
     _finished(batch)
     assert (batch.inserted, batch.rejected) == (2, 2)
-    assert _codes(batch) == {2: ["out_of_range"], 3: ["out_of_range"]}
+    # The value cannot be staged, and the row checks in SQL still run on the rest of the row.
+    assert _codes(batch) == {2: ["out_of_range", "future_timestamp"], 3: ["out_of_range"]}
+    assert batch.row_errors.filter(line=3).get().params == {
+        "field": "duration",
+        "value": str(10**20),
+    }
     assert [r["value"] for r in readings("J1")] == [1000, 2000]
 
 
@@ -236,6 +242,33 @@ def test_overlapping_periods_are_named_and_identical_ones_stay_duplicates() -> N
         assert errors[0].text == "其期間與第 3 行的期間重疊"
 
 
+def test_billing_periods_may_overlap_by_a_dst_hour() -> None:
+    text = (
+        "meter_serial,timestamp,delta,duration,unit,kind\n"
+        "B1,2026-03-02T00:00:00Z,10,86400,kWh,electricity\n"  # [03-01 00:00, 03-02 00:00)
+        "B1,2026-03-02T23:00:00Z,10,86400,kWh,electricity\n"  # starts an hour early: kept
+        "B1,2026-03-03T21:00:00Z,10,86400,kWh,electricity\n"  # two hours early: rejected
+    )
+    batch = run_import(text)
+    _finished(batch)
+    assert (batch.inserted, batch.rejected) == (1, 2)
+    assert _codes(batch) == {3: ["overlapping_period"], 4: ["overlapping_period"]}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content"),
+    [
+        ("csv", HEADER),
+        ("json", '{"readings": []}'),
+        ("chirpstack", '{"deviceInfo": {"devEui": "A1"}, "object": {"readings": []}}\n'),
+    ],
+)
+def test_a_file_without_readings_raises_nothing(fmt: str, content: str) -> None:
+    batch = run_import(content, fmt)
+    assert batch.status != ImportBatch.Status.RUNNING
+    assert (batch.inserted, batch.rejected) == (0, 0)
+
+
 # --- Text that must not reach a spreadsheet or a terminal ------------------------------------
 
 
@@ -302,6 +335,14 @@ def test_the_api_and_the_imports_page_show_row_errors_in_the_readers_language(
         )
     ).content.decode()
     assert "時間戳記 2100-03-01T00:15:00Z 在未來" in page
+
+    staff = make_user("root@utility.example", staff=True)
+    TOTP.activate(staff, generate_totp_secret())
+    admin = Client()
+    admin.force_login(staff)
+    admin.cookies["django_language"] = "zh-hant"
+    page = admin.get(f"/admin/meters/importbatch/{batch.pk}/change/").content.decode()
+    assert "時間戳記 2100-03-01T00:15:00Z 在未來" in page and "future_timestamp" in page
 
 
 # --- Every code can be read --------------------------------------------------------------------
