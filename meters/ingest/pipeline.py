@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -172,68 +172,78 @@ _UNSAFE_TEXT = r"^[=+@\t\r-]|[[:cntrl:]]"
 _TIMESTAMP = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 
-def _problem(code: str, condition: str, **params: str) -> str:
-    """SQL for one row check: the problem as {"code", "params"} when `condition` holds, else
-    NULL. The parameters are SQL expressions, stored as text (meters.ingest.errors)."""
+class _Check(NamedTuple):
+    condition: str  # SQL: the row has the problem
+    problem: str  # SQL: the problem as {"code", "params"} when it has, else NULL
+
+
+def _problem(code: str, condition: str, **params: str) -> _Check:
+    """One row check. The parameters are SQL expressions, stored as text
+    (meters.ingest.errors)."""
     pairs = ", ".join(f"'{name}', ({expression})::text" for name, expression in params.items())
-    return (
+    return _Check(
+        condition,
         f"CASE WHEN {condition} THEN jsonb_build_object('code', '{code}', "
-        f"'params', jsonb_build_object({pairs})) END"
+        f"'params', jsonb_build_object({pairs})) END",
     )
 
 
-def _add_problems(*checks: str) -> str:
-    """SQL for the row's `reject` with the problems of `checks` added (NULL stays NULL when
-    none holds), so that every check runs and a row reports all its problems."""
-    rows = ", ".join(f"({n}, {check})" for n, check in enumerate(checks))
+def _add_problems(*checks: _Check) -> str:
+    """SQL for the row's `reject` with the problems of `checks` added, so that every check runs
+    and a row reports all its problems (update only rows where `_any(checks)` holds)."""
+    rows = ", ".join(f"({n}, {check.problem})" for n, check in enumerate(checks))
     return (
         "nullif(coalesce(reject, '[]'::jsonb) || coalesce((SELECT jsonb_agg(p ORDER BY n) "
         f"FROM (VALUES {rows}) v(n, p) WHERE p IS NOT NULL), '[]'::jsonb), '[]'::jsonb)"
     )
 
 
+def _any(*checks: _Check) -> str:
+    """SQL: the row has one of the problems; good rows are left alone, not rewritten."""
+    return " OR ".join(f"coalesce({check.condition}, false)" for check in checks)
+
+
 def _check_rows(stage: sql.Identifier, params: dict[str, Any]) -> None:
     """The checks a row needs nothing else for: they run before meters are registered, so that
     a meter seen only in impossible rows is not created and they do not skew its interval."""
     future = f"coalesce(received_at, %(received)s) + interval '{q.FUTURE_TOLERANCE}'"
-    text_checks = [
+    checks = [
         _problem(
-            "unsafe_text",
-            f"{column} ~ %(unsafe)s",
-            field=f"'{field}'",
-            value=f"left({column}, 100)",
-        )
-        for column, field in (
-            ("serial", "meter_serial"),
-            ("dev_eui", "dev_eui"),
-            ("register_code", "register"),
-        )
+            "out_of_range",
+            "abs(value) > %(max)s OR value = 'NaN'",
+            field="'value'",
+            value="value",
+        ),
+        _problem(
+            "out_of_range",
+            "abs(delta) > %(max)s OR delta = 'NaN'",
+            field="'delta'",
+            value="delta",
+        ),
+        _problem("negative_register_value", "value < 0", value="value"),
+        _problem("future_timestamp", f"ts > {future}", timestamp=_TIMESTAMP.format("ts")),
+        _problem(
+            "timestamp_before_1990",
+            "ts < '1990-01-01T00:00:00Z'",
+            timestamp=_TIMESTAMP.format("ts"),
+        ),
+        *(
+            _problem(
+                "unsafe_text",
+                f"{column} ~ %(unsafe)s",
+                field=f"'{field}'",
+                value=f"left({column}, 100)",
+            )
+            for column, field in (
+                ("serial", "meter_serial"),
+                ("dev_eui", "dev_eui"),
+                ("register_code", "register"),
+            )
+        ),
     ]
     _exec(
         sql.SQL(
-            "UPDATE {s} SET reject = "
-            + _add_problems(
-                _problem(
-                    "out_of_range",
-                    "abs(value) > %(max)s OR value = 'NaN'",
-                    field="'value'",
-                    value="value",
-                ),
-                _problem(
-                    "out_of_range",
-                    "abs(delta) > %(max)s OR delta = 'NaN'",
-                    field="'delta'",
-                    value="delta",
-                ),
-                _problem("negative_register_value", "value < 0", value="value"),
-                _problem("future_timestamp", f"ts > {future}", timestamp=_TIMESTAMP.format("ts")),
-                _problem(
-                    "timestamp_before_1990",
-                    "ts < '1990-01-01T00:00:00Z'",
-                    timestamp=_TIMESTAMP.format("ts"),
-                ),
-                *text_checks,
-            )
+            "UPDATE {s} SET reject = " + _add_problems(*checks) + " WHERE " + _any(*checks)
         ).format(s=stage),
         params,
     )
@@ -356,29 +366,24 @@ def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
         )
         # In base units a value must fit a bigint: checked before the casts below, which
         # would otherwise fail the whole transaction.
+        too_big = [
+            _problem(
+                "out_of_range",
+                f"abs(round(s.{column} * u.factor * r.multiplier)) > %(bigint)s",
+                field=f"'{column}'",
+                value=f"s.{column}",
+            )
+            for column in ("value", "delta")
+        ]
         _exec(
             sql.SQL(
                 "UPDATE {s} s SET reject = "
-                + _add_problems(
-                    _problem(
-                        "out_of_range",
-                        "abs(round(s.value * u.factor * r.multiplier)) > %(bigint)s",
-                        field="'value'",
-                        value="s.value",
-                    ),
-                    _problem(
-                        "out_of_range",
-                        "abs(round(s.delta * u.factor * r.multiplier)) > %(bigint)s",
-                        field="'delta'",
-                        value="s.delta",
-                    ),
-                )
+                + _add_problems(*too_big)
                 + " FROM meters_register r, "
                 + _UNITS
-                + " "
-                "WHERE r.id = s.register_id AND u.symbol = s.unit AND s.reject IS NULL "
-                "AND (abs(round(s.value * u.factor * r.multiplier)) > %(bigint)s "
-                "OR abs(round(s.delta * u.factor * r.multiplier)) > %(bigint)s)"
+                + " WHERE r.id = s.register_id AND u.symbol = s.unit AND s.reject IS NULL AND ("
+                + _any(*too_big)
+                + ")"
             ).format(s=stage),
             params,
         )
