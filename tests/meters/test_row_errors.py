@@ -389,3 +389,37 @@ def test_every_code_emitted_has_a_template_and_a_chinese_translation() -> None:
 
 def test_an_unknown_code_is_shown_as_itself() -> None:
     assert render("no_such_code", {"a": "1"}) == "no_such_code (a=1)"
+
+
+def test_integers_too_long_for_python_and_infinities_are_rejected_rows() -> None:
+    huge = "9" * 5000  # beyond int()'s 4300-digit limit: json.loads would raise ValueError
+    body = (
+        '{"readings": [\n'
+        '{"meter": "J1", "timestamp": "2026-03-01T00:15:00Z", "value": 1, "unit": "kWh",'
+        ' "kind": "electricity"},\n'
+        f'{{"meter": "J1", "timestamp": "2026-03-01T00:30:00Z", "value": {huge}, "unit": "kWh",'
+        ' "kind": "electricity"},\n'
+        f'{{"meter": "J1", "timestamp": "2026-03-01T00:45:00Z", "delta": 1, "duration": {huge},'
+        ' "unit": "kWh", "kind": "electricity"},\n'
+        '{"meter": "J1", "timestamp": "2026-03-01T01:00:00Z", "value": 1e999, "unit": "kWh",'
+        ' "kind": "electricity"}\n'
+        "]}"
+    )
+    batch = run_import(body, "json")
+    _finished(batch)
+    assert (batch.inserted, batch.rejected) == (1, 3)
+    assert _codes(batch) == {2: ["out_of_range"], 3: ["out_of_range"], 4: ["out_of_range"]}
+
+    device = '"deviceInfo": {"devEui": "a1b2c3d4e5f60002"}'
+    lines = [
+        f'{{{device}, "object": {{"value": {huge}, "unit": "m3", '
+        '"time": "2026-03-01T00:15:00Z"}}',
+        f'{{{device}, "object": {{"value": 1e999, "unit": "m3", "time": "2026-03-01T00:30:00Z"}}}}',
+        f'{{{device}, "object": {{"value": 1, "unit": "m3", "duration": {huge}, '
+        '"time": "2026-03-01T00:45:00Z"}}',
+        f'{{"event": "status", "payload": {{{device}, "batteryLevel": {huge}}}}}',
+    ]
+    batch = run_import("\n".join(lines) + "\n", "chirpstack", reprocess=True)
+    assert batch.status != ImportBatch.Status.RUNNING, batch.error
+    assert batch.error == ""
+    assert _codes(batch) == {1: ["out_of_range"], 2: ["out_of_range"], 3: ["out_of_range"]}
