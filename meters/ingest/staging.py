@@ -175,13 +175,16 @@ class StageResult:
     rejected_rows: int = 0
 
 
+# The longest period a reading may cover (a year's bill): the rollups spread a reading over
+# every hour of its period, so 2**31 seconds would be 600 000 hours of one row.
+MAX_DURATION_S = 366 * 86_400
 # The ranges the staging table's integer columns accept ([low, high)): a value beyond its
 # column's type would make the binary COPY raise in the middle of the batch, and a negative
 # length is no length.
 _INT_FIELDS = (
     ("tariff_rate", "tariff", -(2**15), 2**15),
-    ("interval_s", "interval", 1, 2**31),
-    ("duration_s", "duration", 0, 2**31),
+    ("interval_s", "interval", 1, MAX_DURATION_S + 1),
+    ("duration_s", "duration", 0, MAX_DURATION_S + 1),
 )
 
 

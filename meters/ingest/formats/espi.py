@@ -20,7 +20,14 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
-from meters.ingest.staging import BatchError, ParsedItem, RowError, StageRow, number_problem
+from meters.ingest.staging import (
+    MAX_DURATION_S,
+    BatchError,
+    ParsedItem,
+    RowError,
+    StageRow,
+    number_problem,
+)
 from meters.models import ImportBatch
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -233,7 +240,7 @@ def _row(
     if (problem := number_problem(number, field, value)) is not None:
         problems.append(problem)
     duration = _duration(raw_duration)
-    if duration is None or not 0 <= duration < 2**31:
+    if duration is None or not 0 <= duration <= MAX_DURATION_S:
         problems.append(
             RowError(number, "out_of_range", {"field": "duration", "value": repr(raw_duration)})
         )
