@@ -417,29 +417,27 @@ def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
             ).format(s=stage),
             params,
         )
-        rejected = _exec(
-            sql.SQL("SELECT count(*) FROM {s} WHERE reject IS NOT NULL").format(s=stage)
-        )[0][0]
+        # `rejected` counts rows; each problem is a row error of its own, up to the cap.
+        rejected, problems = _exec(
+            sql.SQL(
+                "SELECT count(*), coalesce(sum(jsonb_array_length(reject)), 0) FROM {s} "
+                "WHERE reject IS NOT NULL"
+            ).format(s=stage)
+        )[0]
         room = max(0, staging.MAX_STORED_ROW_ERRORS - batch.row_error_count)
-        # One stored error per problem; the cap counts problems, `rejected` counts rows.
-        (problems,) = _exec(
+        _exec(
             sql.SQL(
                 """
-                WITH ins AS (
-                    INSERT INTO meters_importrowerror (batch_id, line, code, params, message)
-                    SELECT %(batch)s, s.line, p.value->>'code', p.value->'params', ''
-                    FROM {s} s CROSS JOIN LATERAL jsonb_array_elements(s.reject)
-                         WITH ORDINALITY p(value, n)
-                    WHERE s.reject IS NOT NULL
-                    ORDER BY s.line, p.n LIMIT %(room)s
-                    RETURNING 1
-                )
-                SELECT (SELECT count(*) FROM ins),
-                       (SELECT coalesce(sum(jsonb_array_length(reject)), 0) FROM {s})
+                INSERT INTO meters_importrowerror (batch_id, line, code, params, message)
+                SELECT %(batch)s, s.line, p.value->>'code', p.value->'params', ''
+                FROM {s} s
+                CROSS JOIN LATERAL jsonb_array_elements(s.reject) WITH ORDINALITY p(value, n)
+                WHERE s.reject IS NOT NULL
+                ORDER BY s.line, p.n LIMIT %(room)s
                 """
             ).format(s=stage),
             {**params, "room": room},
-        )[0][1:]
+        )
         _exec(
             sql.SQL("CREATE INDEX ON {s} (register_id) WHERE reject IS NULL; ANALYZE {s}").format(
                 s=stage

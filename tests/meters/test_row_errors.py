@@ -216,6 +216,17 @@ def test_a_row_reports_all_its_problems_and_counts_once() -> None:
     }
 
 
+def test_the_cap_counts_stored_problems_and_rejected_counts_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("meters.ingest.staging.MAX_STORED_ROW_ERRORS", 3)
+    text = HEADER + "".join(f"NOPE{n},2100-01-01T00:00:00Z,1,kWh,electricity\n" for n in range(2))
+    batch = run_import(text, register_meters=False)
+    _finished(batch)
+    assert (batch.rejected, batch.row_error_count, batch.row_errors.count()) == (2, 4, 3)
+    assert _codes(batch) == {2: ["future_timestamp", "unknown_meter"], 3: ["future_timestamp"]}
+
+
 # --- Overlapping periods ---------------------------------------------------------------------
 
 
