@@ -235,11 +235,6 @@ class RowErrorInline(admin.TabularInline):  # type: ignore[type-arg]
     can_delete = False
     ordering = ("line", "pk")
 
-    @admin.display(description=_("Problem"))
-    def problem(self, error: ImportRowError) -> str:
-        """The error in the reader's language (its code and parameters are stored)."""
-        return error.text
-
     @admin.display(description=_("message"))
     def problem(self, obj: ImportRowError) -> str:
         return obj.text
