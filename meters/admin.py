@@ -233,14 +233,16 @@ class RowErrorInline(admin.TabularInline):  # type: ignore[type-arg]
     extra = 0
     max_num = 0
     can_delete = False
-    ordering = ("line",)
+    ordering = ("line", "pk")
 
     @admin.display(description=_("message"))
     def problem(self, obj: ImportRowError) -> str:
         return obj.text
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet[ImportRowError]:
-        ids = super().get_queryset(request).order_by("line").values_list("pk", flat=True)[:200]
+        ids = (
+            super().get_queryset(request).order_by("line", "pk").values_list("pk", flat=True)[:200]
+        )
         return super().get_queryset(request).filter(pk__in=list(ids))
 
 

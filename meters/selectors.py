@@ -53,7 +53,7 @@ def batches_for_organisations(*, organisation_ids: list[int]) -> QuerySet[Import
 
 
 def batch_row_errors(*, batch: ImportBatch, limit: int = 100) -> list[ImportRowError]:
-    return list(batch.row_errors.order_by("line")[:limit])
+    return list(batch.row_errors.order_by("line", "pk")[:limit])
 
 
 def batches_needing_a_worker(*, queued_before: dt.datetime, now: dt.datetime) -> list[int]:

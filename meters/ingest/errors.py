@@ -53,6 +53,18 @@ ROW_ERRORS: dict[str, Promise] = {
     "dsmr_mbus_unknown_type": _("M-Bus channel %(channel)s: unknown device type %(type)s"),
     # JSON bulk
     "json_unknown_flags": _("unknown flags %(flags)s"),
+    # Row checks of every format (the staging guard and resolve()'s SQL); a row reports all
+    # of its problems, each with its own code.
+    "out_of_range": _("%(field)s is out of range: %(value)s"),
+    "negative_register_value": _("a register value cannot be negative: %(value)s"),
+    "future_timestamp": _("the timestamp %(timestamp)s is in the future"),
+    "timestamp_before_1990": _("a timestamp before 1990 is implausible: %(timestamp)s"),
+    "unsafe_text": _(
+        "%(field)s %(value)s starts like a spreadsheet formula or holds control characters"
+    ),
+    "overlapping_period": _("its period overlaps the period of line %(line)s"),
+    "unknown_meter": _('unknown meter "%(meter)s"'),
+    "no_register": _('meter "%(meter)s" has no register "%(register)s"'),
 }
 
 

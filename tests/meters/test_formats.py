@@ -104,7 +104,9 @@ def test_dsmr_4_2_with_its_placeholder_power_failure_log() -> None:
     rows = _batch_rows(batch)
     assert [r[5] for r in rows if r[1] == "electricity"] == [1_581_123, 1_435_706, 0, 0]
     assert [r[5] for r in rows if r[1] == "gas"] == [981_443]
-    assert batch.rejected == 3  # three log entries with the meter's default clock
+    # three log entries with the meter's default clock, all on the telegram's line: rejected
+    # counts rows, row_error_count problems
+    assert (batch.rejected, batch.row_error_count) == (1, 3)
     assert all("placeholder" in e.text for e in batch.row_errors.all())
 
 
