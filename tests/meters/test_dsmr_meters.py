@@ -1,0 +1,317 @@
+"""Every telegram in tests/data/dsmr/ stores each register exactly as the telegram states it.
+
+The expected values are written by hand from the telegram lines (see tests/data/README.md): the
+value times its unit, in the register's base unit (Wh, varh, L), at the telegram's read time in
+the meter's country, under the OBIS code the telegram writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from dsmr_parser import telegram_specifications
+
+from meters.ingest.formats import dsmr
+from meters.ingest.staging import StageRow
+from meters.models import ImportBatch
+from tests.meters.helpers import run_import
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "dsmr"
+UTC = dt.UTC
+READ_AT = dt.datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
+
+Row = tuple[
+    str, str, str, str, str, dt.datetime, int
+]  # serial, code, direction, unit, obis, ts, value
+
+
+@dataclass
+class Expected:
+    spec: str
+    zone: str
+    rows: list[Row]
+    meter: str = ""
+    read_at: dt.datetime | None = None
+    rejected: int = 0
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def _e(serial: str, at: dt.datetime, regs: list[tuple[str, str, str, int]]) -> list[Row]:
+    """Electricity rows of one meter at one time: (code, direction, unit, value)."""
+    return [(serial, code, d, unit, f"1-0:{code}", at, value) for code, d, unit, value in regs]
+
+
+def _ts(*parts: int) -> dt.datetime:
+    return dt.datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+
+
+IMP, EXP, RI, RE = "import", "export", "reactive_import", "reactive_export"
+NL_V5 = _ts(2017, 1, 2, 18, 20, 2)  # 170102192002W: 19:20:02 CET
+EXPECTED: dict[str, Expected] = {
+    "TELEGRAM_V2_2.txt": Expected(
+        "V3",  # dsmr-parser's V3 is its V2_2 (one dict)
+        "Europe/Amsterdam",
+        _e(
+            "00000000000000",
+            READ_AT,
+            [("1.8.1", IMP, "Wh", 1_001), ("1.8.2", IMP, "Wh", 1_001)]
+            + [("2.8.1", EXP, "Wh", 1_001), ("2.8.2", EXP, "Wh", 1_001)],
+        )
+        # 0-1:24.3.0(161107190000)...(0-1:24.2.1)(m3) (00001.001): no flag, winter, CET
+        + [("000000000000", "24.2.1", IMP, "L", "0-1:24.2.1", _ts(2016, 11, 7, 18), 1_001)],
+        read_at=READ_AT,
+    ),
+    "TELEGRAM_V3.txt": Expected(
+        "V3",
+        "Europe/Amsterdam",
+        _e(
+            "K8EG004046395507",
+            READ_AT,
+            [("1.8.1", IMP, "Wh", 12_345_678), ("1.8.2", IMP, "Wh", 12_345_678)]
+            + [("2.8.1", EXP, "Wh", 12_345_678), ("2.8.2", EXP, "Wh", 12_345_678)],
+        )
+        + [("2222ABCD123456789", "24.2.1", IMP, "L", "0-1:24.2.1", _ts(2009, 2, 12, 15), 1_001)],
+        read_at=READ_AT,
+    ),
+    "TELEGRAM_V4_2.txt": Expected(
+        "V4",
+        "Europe/Amsterdam",
+        _e(
+            "3960221976967177082151037881335713",
+            _ts(2016, 11, 13, 19, 57, 57),  # 161113205757W
+            [("1.8.1", IMP, "Wh", 1_581_123), ("1.8.2", IMP, "Wh", 1_435_706)]
+            + [("2.8.1", EXP, "Wh", 0), ("2.8.2", EXP, "Wh", 0)],
+        )
+        + [
+            (
+                "4819243993373755377509728609491464",
+                "24.2.1",
+                IMP,
+                "L",
+                "0-1:24.2.1",
+                _ts(2016, 11, 29, 19),  # 161129200000W
+                981_443,
+            )
+        ],
+        rejected=3,  # three placeholder power failure log entries
+    ),
+    "TELEGRAM_V5.txt": Expected(
+        "V5",
+        "Europe/Amsterdam",
+        _e(
+            "K8EG004046395507",
+            NL_V5,
+            [("1.8.1", IMP, "Wh", 4_426), ("1.8.2", IMP, "Wh", 2_399)]
+            + [("2.8.1", EXP, "Wh", 2_444), ("2.8.2", EXP, "Wh", 0)],
+        )
+        + [
+            ("2222ABCD123456789", "24.2.1", IMP, "L", "0-1:24.2.1", _ts(2017, 1, 2, 15, 10, 5), 107)
+        ],
+    ),
+    "TELEGRAM_V5_TWO_MBUS.txt": Expected(
+        "V5",
+        "Europe/Amsterdam",
+        _e(
+            "E0044007382246019",
+            _ts(2020, 4, 26, 20, 33, 25),  # 200426223325S: 22:33:25 CEST
+            [("1.8.1", IMP, "Wh", 2_130_115), ("1.8.2", IMP, "Wh", 245_467)]
+            + [("2.8.1", EXP, "Wh", 0), ("2.8.2", EXP, "Wh", 0)],
+        )
+        + [
+            (
+                "G0039001936990619",
+                "24.2.1",
+                IMP,
+                "L",
+                "0-2:24.2.1",
+                _ts(2020, 4, 26, 20, 30, 1),
+                246_138,
+            )
+        ],
+        rejected=1,  # channel 1: no identifier, placeholder reading
+    ),
+    "TELEGRAM_FLUVIUS_V171.txt": Expected(
+        "BELGIUM_FLUVIUS",
+        "Europe/Brussels",
+        _e(
+            "1SAG3101021605",
+            _ts(2020, 5, 12, 11, 54, 9),  # 200512135409S
+            [("1.8.1", IMP, "Wh", 34), ("1.8.2", IMP, "Wh", 15_758)]
+            + [("2.8.1", EXP, "Wh", 0), ("2.8.2", EXP, "Wh", 11)],
+        )
+        + [
+            (
+                "7FLO2119033733",
+                "24.2.3",
+                IMP,
+                "L",
+                "0-1:24.2.3",
+                _ts(2020, 5, 12, 11, 45, 58),
+                112_384,
+            ),
+            (
+                "8SAG1234567890",
+                "24.2.1",
+                IMP,
+                "L",
+                "0-2:24.2.1",
+                _ts(2020, 5, 12, 11, 45, 58),
+                872_234,
+            ),
+        ],
+    ),
+    "TELEGRAM_SAGEMCOM_T210_D_R.txt": Expected(
+        "SAGEMCOM_T210_D_R",
+        "Europe/Vienna",
+        _e(
+            "T210-0001",
+            _ts(2023, 10, 24, 13, 30, 15),  # 231024153015S: 15:30:15 CEST
+            [
+                ("1.8.0", "import_total", "Wh", 5_017_120),  # (005017120*Wh): not x1000
+                ("1.8.1", IMP, "Wh", 3_011_003),
+                ("1.8.2", IMP, "Wh", 2_006_117),
+                ("2.8.0", "export_total", "Wh", 12_345),
+                ("2.8.1", EXP, "Wh", 10_000),
+                ("2.8.2", EXP, "Wh", 2_345),
+                ("3.8.0", RI, "varh", 1_234),
+                ("3.8.1", RI, "varh", 1_000),
+                ("3.8.2", RI, "varh", 234),
+                ("4.8.0", RE, "varh", 654_321),
+                ("4.8.1", RE, "varh", 600_000),
+                ("4.8.2", RE, "varh", 54_321),
+            ],
+        ),
+        meter="T210-0001",
+    ),
+    "TELEGRAM_Q3D_GATEWAY.txt": Expected(
+        "Q3D",
+        "Europe/Berlin",
+        _e(
+            "1ESY1160000000",
+            READ_AT,
+            # 00052185.2825629 kWh = 52,185,282.5629 Wh, stored to the whole Wh
+            [("1.8.0", IMP, "Wh", 52_185_283), ("2.8.0", EXP, "Wh", 19_949_322)],
+        ),
+        read_at=READ_AT,
+    ),
+    "TELEGRAM_ISKRA_IE.txt": Expected(
+        "ISKRA_IE",
+        "Europe/Dublin",
+        _e(
+            "19308001054215",
+            _ts(2023, 2, 10, 11, 15, 30),  # 230210111530W: GMT in Dublin, not CET
+            [("1.8.1", IMP, "Wh", 123_456), ("1.8.2", IMP, "Wh", 789_012)]
+            + [("2.8.1", EXP, "Wh", 1_100), ("2.8.2", EXP, "Wh", 250)],
+        ),
+    ),
+    "TELEGRAM_EON_HUNGARY.txt": Expected(
+        "EON_HUNGARY",
+        "Europe/Budapest",
+        _e(
+            "22210015",
+            _ts(2023, 2, 9, 13, 15),  # 230209141500W
+            [
+                ("1.8.0", "import_total", "Wh", 301_549),
+                ("1.8.1", IMP, "Wh", 150_000),
+                ("1.8.2", IMP, "Wh", 100_500),
+                ("1.8.3", IMP, "Wh", 31_000),
+                ("1.8.4", IMP, "Wh", 20_049),
+                ("2.8.0", "export_total", "Wh", 7_300),
+                ("2.8.1", EXP, "Wh", 4_000),
+                ("2.8.2", EXP, "Wh", 2_000),
+                ("2.8.3", EXP, "Wh", 1_000),
+                ("2.8.4", EXP, "Wh", 300),
+                ("3.8.0", RI, "varh", 123_456),
+                ("4.8.0", RE, "varh", 78_900),
+                ("5.8.0", RI, "varh", 100_000),
+                ("6.8.0", RI, "varh", 23_456),
+                ("7.8.0", RE, "varh", 10_000),
+                ("8.8.0", RE, "varh", 68_900),
+            ],
+        ),
+    ),
+    "TELEGRAM_SWEDEN.txt": Expected(
+        "SWEDEN",
+        "Europe/Stockholm",
+        _e(
+            "SE-ELL-1",
+            _ts(2023, 3, 27, 8, 20, 30),  # 230327102030S
+            [("1.8.0", IMP, "Wh", 6_678_394), ("2.8.0", EXP, "Wh", 0)]
+            + [("3.8.0", RI, "varh", 21_988), ("4.8.0", RE, "varh", 1_020_971)],
+        ),
+        meter="SE-ELL-1",
+    ),
+    "TELEGRAM_LUXEMBOURG_MSN.txt": Expected(
+        "MSN",
+        "Europe/Luxembourg",
+        _e(
+            "KAL7005323618",
+            _ts(2024, 1, 15, 8, 30),  # 240115093000W
+            [("1.8.0", IMP, "Wh", 1_234_567), ("2.8.0", EXP, "Wh", 890)]
+            + [("3.8.0", RI, "varh", 45_678), ("4.8.0", RE, "varh", 321_000)],
+        ),
+    ),
+    "TELEGRAM_LUXEMBOURG_SMARTY.txt": Expected(
+        "LUXEMBOURG_SMARTY",
+        "Europe/Luxembourg",
+        _e(
+            "KAL7005323617",
+            _ts(2023, 7, 5, 6, 15, 5),  # 230705081505S
+            [("1.8.0", IMP, "Wh", 3_424_116), ("2.8.0", EXP, "Wh", 12_404)],
+        ),
+    ),
+}
+
+
+def _stored(batch: ImportBatch) -> list[Row]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT m.serial, r.code, r.direction, r.unit, r.obis, e.ts, e.value "
+            "FROM meters_reading e JOIN meters_register r ON r.id = e.register_id "
+            "JOIN meters_meter m ON m.id = r.meter_id WHERE e.batch_id = %s "
+            "ORDER BY m.serial, r.code, e.ts",
+            [batch.pk],
+        )
+        return list(cursor.fetchall())
+
+
+def _files() -> list[str]:
+    return sorted(p.name for p in DATA.glob("*") if p.is_file())
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", _files())
+def test_every_telegram_file_stores_each_register_exactly(name: str) -> None:
+    # A file added without expectations fails here.
+    assert name in EXPECTED, f"{name}: add its hand-checked expected values to EXPECTED"
+    expected = EXPECTED[name]
+    content = (DATA / name).read_bytes()
+    batch = run_import(content, "dsmr", read_at=expected.read_at, meter_serial=expected.meter)
+    assert batch.rejected == expected.rejected, [e.text for e in batch.row_errors.all()]
+    assert _stored(batch) == sorted(expected.rows, key=lambda r: (r[0], r[1], r[5]))
+    assert batch.read_time_source == ("read_at" if expected.read_at else "")
+    # The spec the telegram names, and the meter's zone on every staged row.
+    text = dsmr._crlf(content.decode("latin-1"))
+    assert dsmr.detect_spec(text).name == expected.spec
+    staged = [i for i in dsmr.parse(io.BytesIO(content), batch) if isinstance(i, StageRow)]
+    assert staged and {row.time_zone for row in staged} == {expected.zone}
+
+
+def test_every_dsmr_parser_specification_is_covered() -> None:
+    names = {
+        name
+        for name, value in vars(telegram_specifications).items()
+        if isinstance(value, dict) and "objects" in value
+    }
+    assert names <= set(dsmr.SPECS), names - set(dsmr.SPECS)
+    covered = {e.spec for e in EXPECTED.values()}
+    # Only aliases lack a sample of their own: the same dict as one that has one.
+    aliases = {"V2_2": "V3", "AUSTRIA_ENERGIENETZE_STEIERMARK": "SAGEMCOM_T210_D_R"}
+    assert names - covered == set(aliases)
+    for alias, same in aliases.items():
+        assert getattr(telegram_specifications, alias) is getattr(telegram_specifications, same)
