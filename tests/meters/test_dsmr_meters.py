@@ -46,131 +46,179 @@ def _e(serial: str, at: dt.datetime, regs: list[tuple[str, str, str, int]]) -> l
     return [(serial, code, d, unit, f"1-0:{code}", at, value) for code, d, unit, value in regs]
 
 
-def _ts(*parts: int) -> dt.datetime:
-    return dt.datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def _rows(*parts: list[Row]) -> list[Row]:
+    return [row for part in parts for row in part]
+
+
+def _ts(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, *, second: int = 0
+) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 IMP, EXP, RI, RE = "import", "export", "reactive_import", "reactive_export"
-NL_V5 = _ts(2017, 1, 2, 18, 20, 2)  # 170102192002W: 19:20:02 CET
+NL_V5 = _ts(2017, 1, 2, 18, 20, second=2)  # 170102192002W: 19:20:02 CET
 EXPECTED: dict[str, Expected] = {
     "TELEGRAM_V2_2.txt": Expected(
         "V3",  # dsmr-parser's V3 is its V2_2 (one dict)
         "Europe/Amsterdam",
-        _e(
-            "00000000000000",
-            READ_AT,
-            [("1.8.1", IMP, "Wh", 1_001), ("1.8.2", IMP, "Wh", 1_001)]
-            + [("2.8.1", EXP, "Wh", 1_001), ("2.8.2", EXP, "Wh", 1_001)],
-        )
-        # 0-1:24.3.0(161107190000)...(0-1:24.2.1)(m3) (00001.001): no flag, winter, CET
-        + [("000000000000", "24.2.1", IMP, "L", "0-1:24.2.1", _ts(2016, 11, 7, 18), 1_001)],
+        _rows(
+            _e(
+                "00000000000000",
+                READ_AT,
+                [
+                    ("1.8.1", IMP, "Wh", 1001),
+                    ("1.8.2", IMP, "Wh", 1001),
+                    ("2.8.1", EXP, "Wh", 1001),
+                    ("2.8.2", EXP, "Wh", 1001),
+                ],
+            ),
+            # 0-1:24.3.0(161107190000)...(0-1:24.2.1)(m3) (00001.001): no flag, winter, CET
+            [("000000000000", "24.2.1", IMP, "L", "0-1:24.2.1", _ts(2016, 11, 7, 18), 1_001)],
+        ),
         read_at=READ_AT,
     ),
     "TELEGRAM_V3.txt": Expected(
         "V3",
         "Europe/Amsterdam",
-        _e(
-            "K8EG004046395507",
-            READ_AT,
-            [("1.8.1", IMP, "Wh", 12_345_678), ("1.8.2", IMP, "Wh", 12_345_678)]
-            + [("2.8.1", EXP, "Wh", 12_345_678), ("2.8.2", EXP, "Wh", 12_345_678)],
-        )
-        + [("2222ABCD123456789", "24.2.1", IMP, "L", "0-1:24.2.1", _ts(2009, 2, 12, 15), 1_001)],
+        [
+            *_e(
+                "K8EG004046395507",
+                READ_AT,
+                [
+                    ("1.8.1", IMP, "Wh", 12345678),
+                    ("1.8.2", IMP, "Wh", 12345678),
+                    ("2.8.1", EXP, "Wh", 12345678),
+                    ("2.8.2", EXP, "Wh", 12345678),
+                ],
+            ),
+            ("2222ABCD123456789", "24.2.1", IMP, "L", "0-1:24.2.1", _ts(2009, 2, 12, 15), 1001),
+        ],
         read_at=READ_AT,
     ),
     "TELEGRAM_V4_2.txt": Expected(
         "V4",
         "Europe/Amsterdam",
-        _e(
-            "3960221976967177082151037881335713",
-            _ts(2016, 11, 13, 19, 57, 57),  # 161113205757W
-            [("1.8.1", IMP, "Wh", 1_581_123), ("1.8.2", IMP, "Wh", 1_435_706)]
-            + [("2.8.1", EXP, "Wh", 0), ("2.8.2", EXP, "Wh", 0)],
-        )
-        + [
-            (
-                "4819243993373755377509728609491464",
-                "24.2.1",
-                IMP,
-                "L",
-                "0-1:24.2.1",
-                _ts(2016, 11, 29, 19),  # 161129200000W
-                981_443,
-            )
-        ],
+        _rows(
+            _e(
+                "3960221976967177082151037881335713",
+                _ts(2016, 11, 13, 19, 57, second=57),  # 161113205757W
+                [
+                    ("1.8.1", IMP, "Wh", 1581123),
+                    ("1.8.2", IMP, "Wh", 1435706),
+                    ("2.8.1", EXP, "Wh", 0),
+                    ("2.8.2", EXP, "Wh", 0),
+                ],
+            ),
+            [
+                (
+                    "4819243993373755377509728609491464",
+                    "24.2.1",
+                    IMP,
+                    "L",
+                    "0-1:24.2.1",
+                    _ts(2016, 11, 29, 19),  # 161129200000W
+                    981_443,
+                )
+            ],
+        ),
         rejected=3,  # three placeholder power failure log entries
     ),
     "TELEGRAM_V5.txt": Expected(
         "V5",
         "Europe/Amsterdam",
-        _e(
-            "K8EG004046395507",
-            NL_V5,
-            [("1.8.1", IMP, "Wh", 4_426), ("1.8.2", IMP, "Wh", 2_399)]
-            + [("2.8.1", EXP, "Wh", 2_444), ("2.8.2", EXP, "Wh", 0)],
-        )
-        + [
-            ("2222ABCD123456789", "24.2.1", IMP, "L", "0-1:24.2.1", _ts(2017, 1, 2, 15, 10, 5), 107)
+        [
+            *_e(
+                "K8EG004046395507",
+                NL_V5,
+                [
+                    ("1.8.1", IMP, "Wh", 4426),
+                    ("1.8.2", IMP, "Wh", 2399),
+                    ("2.8.1", EXP, "Wh", 2444),
+                    ("2.8.2", EXP, "Wh", 0),
+                ],
+            ),
+            (
+                "2222ABCD123456789",
+                "24.2.1",
+                IMP,
+                "L",
+                "0-1:24.2.1",
+                _ts(2017, 1, 2, 15, 10, second=5),
+                107,
+            ),
         ],
     ),
     "TELEGRAM_V5_TWO_MBUS.txt": Expected(
         "V5",
         "Europe/Amsterdam",
-        _e(
-            "E0044007382246019",
-            _ts(2020, 4, 26, 20, 33, 25),  # 200426223325S: 22:33:25 CEST
-            [("1.8.1", IMP, "Wh", 2_130_115), ("1.8.2", IMP, "Wh", 245_467)]
-            + [("2.8.1", EXP, "Wh", 0), ("2.8.2", EXP, "Wh", 0)],
-        )
-        + [
-            (
-                "G0039001936990619",
-                "24.2.1",
-                IMP,
-                "L",
-                "0-2:24.2.1",
-                _ts(2020, 4, 26, 20, 30, 1),
-                246_138,
-            )
-        ],
+        _rows(
+            _e(
+                "E0044007382246019",
+                _ts(2020, 4, 26, 20, 33, second=25),  # 200426223325S: 22:33:25 CEST
+                [
+                    ("1.8.1", IMP, "Wh", 2130115),
+                    ("1.8.2", IMP, "Wh", 245467),
+                    ("2.8.1", EXP, "Wh", 0),
+                    ("2.8.2", EXP, "Wh", 0),
+                ],
+            ),
+            [
+                (
+                    "G0039001936990619",
+                    "24.2.1",
+                    IMP,
+                    "L",
+                    "0-2:24.2.1",
+                    _ts(2020, 4, 26, 20, 30, second=1),
+                    246_138,
+                )
+            ],
+        ),
         rejected=1,  # channel 1: no identifier, placeholder reading
     ),
     "TELEGRAM_FLUVIUS_V171.txt": Expected(
         "BELGIUM_FLUVIUS",
         "Europe/Brussels",
-        _e(
-            "1SAG3101021605",
-            _ts(2020, 5, 12, 11, 54, 9),  # 200512135409S
-            [("1.8.1", IMP, "Wh", 34), ("1.8.2", IMP, "Wh", 15_758)]
-            + [("2.8.1", EXP, "Wh", 0), ("2.8.2", EXP, "Wh", 11)],
-        )
-        + [
-            (
-                "7FLO2119033733",
-                "24.2.3",
-                IMP,
-                "L",
-                "0-1:24.2.3",
-                _ts(2020, 5, 12, 11, 45, 58),
-                112_384,
+        _rows(
+            _e(
+                "1SAG3101021605",
+                _ts(2020, 5, 12, 11, 54, second=9),  # 200512135409S
+                [
+                    ("1.8.1", IMP, "Wh", 34),
+                    ("1.8.2", IMP, "Wh", 15758),
+                    ("2.8.1", EXP, "Wh", 0),
+                    ("2.8.2", EXP, "Wh", 11),
+                ],
             ),
-            (
-                "8SAG1234567890",
-                "24.2.1",
-                IMP,
-                "L",
-                "0-2:24.2.1",
-                _ts(2020, 5, 12, 11, 45, 58),
-                872_234,
-            ),
-        ],
+            [
+                (
+                    "7FLO2119033733",
+                    "24.2.3",
+                    IMP,
+                    "L",
+                    "0-1:24.2.3",
+                    _ts(2020, 5, 12, 11, 45, second=58),
+                    112_384,
+                ),
+                (
+                    "8SAG1234567890",
+                    "24.2.1",
+                    IMP,
+                    "L",
+                    "0-2:24.2.1",
+                    _ts(2020, 5, 12, 11, 45, second=58),
+                    872_234,
+                ),
+            ],
+        ),
     ),
     "TELEGRAM_SAGEMCOM_T210_D_R.txt": Expected(
         "SAGEMCOM_T210_D_R",
         "Europe/Vienna",
         _e(
             "T210-0001",
-            _ts(2023, 10, 24, 13, 30, 15),  # 231024153015S: 15:30:15 CEST
+            _ts(2023, 10, 24, 13, 30, second=15),  # 231024153015S: 15:30:15 CEST
             [
                 ("1.8.0", "import_total", "Wh", 5_017_120),  # (005017120*Wh): not x1000
                 ("1.8.1", IMP, "Wh", 3_011_003),
@@ -204,9 +252,13 @@ EXPECTED: dict[str, Expected] = {
         "Europe/Dublin",
         _e(
             "19308001054215",
-            _ts(2023, 2, 10, 11, 15, 30),  # 230210111530W: GMT in Dublin, not CET
-            [("1.8.1", IMP, "Wh", 123_456), ("1.8.2", IMP, "Wh", 789_012)]
-            + [("2.8.1", EXP, "Wh", 1_100), ("2.8.2", EXP, "Wh", 250)],
+            _ts(2023, 2, 10, 11, 15, second=30),  # 230210111530W: GMT in Dublin, not CET
+            [
+                ("1.8.1", IMP, "Wh", 123456),
+                ("1.8.2", IMP, "Wh", 789012),
+                ("2.8.1", EXP, "Wh", 1100),
+                ("2.8.2", EXP, "Wh", 250),
+            ],
         ),
     ),
     "TELEGRAM_EON_HUNGARY.txt": Expected(
@@ -240,9 +292,13 @@ EXPECTED: dict[str, Expected] = {
         "Europe/Stockholm",
         _e(
             "SE-ELL-1",
-            _ts(2023, 3, 27, 8, 20, 30),  # 230327102030S
-            [("1.8.0", IMP, "Wh", 6_678_394), ("2.8.0", EXP, "Wh", 0)]
-            + [("3.8.0", RI, "varh", 21_988), ("4.8.0", RE, "varh", 1_020_971)],
+            _ts(2023, 3, 27, 8, 20, second=30),  # 230327102030S
+            [
+                ("1.8.0", IMP, "Wh", 6678394),
+                ("2.8.0", EXP, "Wh", 0),
+                ("3.8.0", RI, "varh", 21988),
+                ("4.8.0", RE, "varh", 1020971),
+            ],
         ),
         meter="SE-ELL-1",
     ),
@@ -252,8 +308,12 @@ EXPECTED: dict[str, Expected] = {
         _e(
             "KAL7005323618",
             _ts(2024, 1, 15, 8, 30),  # 240115093000W
-            [("1.8.0", IMP, "Wh", 1_234_567), ("2.8.0", EXP, "Wh", 890)]
-            + [("3.8.0", RI, "varh", 45_678), ("4.8.0", RE, "varh", 321_000)],
+            [
+                ("1.8.0", IMP, "Wh", 1234567),
+                ("2.8.0", EXP, "Wh", 890),
+                ("3.8.0", RI, "varh", 45678),
+                ("4.8.0", RE, "varh", 321000),
+            ],
         ),
     ),
     "TELEGRAM_LUXEMBOURG_SMARTY.txt": Expected(
@@ -261,7 +321,7 @@ EXPECTED: dict[str, Expected] = {
         "Europe/Luxembourg",
         _e(
             "KAL7005323617",
-            _ts(2023, 7, 5, 6, 15, 5),  # 230705081505S
+            _ts(2023, 7, 5, 6, 15, second=5),  # 230705081505S
             [("1.8.0", IMP, "Wh", 3_424_116), ("2.8.0", EXP, "Wh", 12_404)],
         ),
     ),
@@ -315,3 +375,60 @@ def test_every_dsmr_parser_specification_is_covered() -> None:
     assert names - covered == set(aliases)
     for alias, same in aliases.items():
         assert getattr(telegram_specifications, alias) is getattr(telegram_specifications, same)
+
+
+def _sagemcom(stamp: str, t1: int, t2: int, reactive: int) -> str:
+    from dsmr_parser.parsers import TelegramParser
+
+    lines = [
+        "/EST5\\253710000_A",
+        "",
+        f"0-0:1.0.0({stamp})",
+        f"1-0:1.8.0({t1 + t2:09d}*Wh)",
+        f"1-0:1.8.1({t1:09d}*Wh)",
+        f"1-0:1.8.2({t2:09d}*Wh)",
+        f"1-0:3.8.0({reactive:09d}*varh)",
+        f"1-0:4.8.0({reactive * 2:09d}*varh)",
+    ]
+    body = "\r\n".join(lines) + "\r\n!"
+    return body + f"{TelegramParser.crc16(body):04X}\r\n"
+
+
+@pytest.mark.django_db
+def test_reactive_registers_and_totals_never_reach_rollups_or_bills() -> None:
+    from meters.models import ROLLUP_DIRECTIONS, Meter, MeterInstallation
+    from meters.selectors import metered_spans
+    from tests.factories import make_account
+
+    content = _sagemcom("231024140000S", 1_000, 2_000, 50_000) + _sagemcom(
+        "231024150000S", 1_300, 2_200, 90_000
+    )
+    batch = run_import(content, "dsmr", meter_serial="T210-R")
+    assert (batch.status, batch.inserted) == ("done", 10)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT direction, sum(consumption) FROM meters_rolluphourly GROUP BY direction"
+        )
+        rollups = dict(cursor.fetchall())
+    # Only the tariff registers: (1,300 - 1,000) + (2,200 - 2,000) Wh; not 1.8.0 again (x2),
+    # not the 40,000 / 80,000 varh of the reactive registers.
+    assert rollups == {"import": 500}
+    meter = Meter.objects.get(serial="T210-R")
+    installation = MeterInstallation.objects.get(meter=meter)
+    account = make_account()
+    from meters.models import Supply
+
+    Supply.objects.create(
+        account=account,
+        service_point=installation.service_point,
+        start=installation.installed_at,
+    )
+    spans = metered_spans(
+        account_id=account.pk,
+        service_point_ids=[installation.service_point_id],
+        start=_ts(2023, 10, 1),
+        end=_ts(2023, 11, 1),
+    )
+    billed = {r.code for span in spans for r in span.registers}
+    assert billed == {"1.8.1", "1.8.2"}
+    assert {r.direction for span in spans for r in span.registers} <= set(ROLLUP_DIRECTIONS)

@@ -110,6 +110,7 @@ def test_generated_telegrams_are_stored_exactly_or_refused(name: str) -> None:
             row = rows.pop(dsmr.ENERGY[attr][0])
             # The value and unit of the line, untouched: the pipeline's factor converts it.
             assert (row.value, row.unit) == (value, unit.lower())
+            assert row.value is not None
             base, factor = UNITS[row.unit]
             assert base == dsmr.ENERGY[attr][3]
             assert row.value * factor == value * UNITS[unit.lower()][1]
