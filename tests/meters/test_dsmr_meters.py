@@ -432,3 +432,124 @@ def test_reactive_registers_and_totals_never_reach_rollups_or_bills() -> None:
     billed = {r.code for span in spans for r in span.registers}
     assert billed == {"1.8.1", "1.8.2"}
     assert {r.direction for span in spans for r in span.registers} <= set(ROLLUP_DIRECTIONS)
+
+
+def _code(batch: ImportBatch) -> list[str]:
+    return [e.code for e in batch.row_errors.order_by("line")]
+
+
+@pytest.mark.django_db
+def test_a_telegram_without_identifier_needs_the_meter() -> None:
+    content = (DATA / "TELEGRAM_SAGEMCOM_T210_D_R.txt").read_bytes()
+    bare = run_import(content, "dsmr")
+    assert (bare.inserted, bare.rejected, _code(bare)) == (0, 1, ["dsmr_no_identifier"])
+    assert "--meter" in bare.row_errors.get().text
+    named = run_import(content, "dsmr", meter_serial="T210-0002")
+    assert (named.inserted, named.rejected, named.meter_serial) == (12, 0, "T210-0002")
+
+
+@pytest.mark.django_db
+def test_a_d0_telegram_takes_the_read_time_given_or_the_delivery_time_of_a_live_source() -> None:
+    content = (DATA / "TELEGRAM_Q3D_GATEWAY.txt").read_bytes()
+    from_file = run_import(content, "dsmr")
+    assert (from_file.inserted, _code(from_file)) == (0, ["dsmr_no_timestamp"])
+    received = dt.datetime(2026, 11, 1, 10, 0, 5, tzinfo=UTC)
+    run_import(content, "dsmr", read_at=READ_AT)  # registers the meter
+    live = run_import(
+        content,
+        "dsmr",
+        source=ImportBatch.Source.MQTT,
+        received=received,
+        register_meters=False,
+        reprocess=True,
+    )
+    assert (live.inserted, live.rejected, live.read_time_source) == (2, 0, "received_at")
+    assert {row[5] for row in _stored(live)} == {received}
+
+
+def _recrc(text: str) -> str:
+    """The telegram with its CRC computed again (after a line was changed)."""
+    from dsmr_parser.parsers import TelegramParser
+
+    body = text[: text.index("!") + 1]
+    return body + f"{TelegramParser.crc16(body):04X}\r\n"
+
+
+@pytest.mark.django_db
+def test_a_live_telegram_far_from_its_delivery_time_is_flagged_clock_skew() -> None:
+    from meters.models import Rule
+
+    original = (DATA / "TELEGRAM_LUXEMBOURG_SMARTY.txt").read_bytes().decode("ascii")
+    run_import(original, "dsmr")  # registers the meter; a file import has no delivery time
+
+    def live(stamp: str, received: dt.datetime) -> list[int]:
+        text = _recrc(original.replace("230705081505S", stamp))
+        batch = run_import(
+            text, "dsmr", source=ImportBatch.Source.MQTT, register_meters=False, received=received
+        )
+        assert batch.inserted == 2
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT flags FROM meters_reading WHERE batch_id = %s", [batch.pk])
+            return [flags & Rule.CLOCK_SKEW for (flags,) in cursor.fetchall()]
+
+    # Read 09:15:05 local (07:15:05 UTC), delivered at 09:00 UTC: the meter's clock is off.
+    assert all(live("230705091505S", dt.datetime(2023, 7, 5, 9, 0, tzinfo=UTC)))
+    # Read 10:15:05 local (08:15:05 UTC), delivered 25 s later: in time.
+    assert not any(live("230705101505S", dt.datetime(2023, 7, 5, 8, 15, 30, tzinfo=UTC)))
+
+
+def _v5(lines: list[str], crc: str = "good") -> str:
+    from dsmr_parser.parsers import TelegramParser
+
+    head = ["/ISk5\\2MT382-1000", "", "1-3:0.2.8(50)", "0-0:1.0.0(170102192002W)"]
+    body = "\r\n".join([*head, "0-0:96.1.1(4B384547303034303436333935353037)", *lines]) + "\r\n!"
+    good = TelegramParser.crc16(body)
+    tail = {"good": f"{good:04X}", "broken": f"{good ^ 1:04X}", "none": ""}[crc]
+    return body + tail + "\r\n"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("text", "codes"),
+    [
+        (_v5(["1-0:1.8.1(000004.426*kWh)"], crc="none"), ["dsmr_no_checksum"]),
+        (_v5(["1-0:1.8.1(000004.426*kWh)"], crc="broken"), ["dsmr_bad_checksum"]),
+        (_v5(["1-0:1.8.1(000004.426*kvarh)"]), ["dsmr_wrong_unit"]),
+        (_v5(["1-0:1.8.1(000004.426)"]), ["dsmr_no_unit"]),
+        (_v5(["1-0:3.8.0(000004.426*kWh)", "1-0:1.8.1(1.5*MWh)"]), []),
+    ],
+)
+def test_telegrams_that_cannot_be_stored_exactly_are_refused_with_a_reason(
+    text: str, codes: list[str]
+) -> None:
+    batch = run_import(text, "dsmr")
+    assert _code(batch) == codes
+    if not codes:
+        # 3.8.0 is not in DSMR 5 (not read); 1.5 MWh = 1,500,000 Wh exactly.
+        assert [(r[1], r[6]) for r in _stored(batch)] == [("1.8.1", 1_500_000)]
+
+
+@pytest.mark.django_db
+def test_the_command_takes_the_meter_and_a_forced_spec(tmp_path: Path) -> None:
+    import json
+
+    from django.core.management import call_command
+
+    path = tmp_path / "t210.txt"
+    path.write_bytes((DATA / "TELEGRAM_SAGEMCOM_T210_D_R.txt").read_bytes())
+    out = io.StringIO()
+    call_command(
+        "import_readings",
+        str(path),
+        "--inline",
+        "--register-meters",
+        "--meter",
+        "T210-CMD",
+        "--dsmr-spec",
+        "AUSTRIA_ENERGIENETZE_STEIERMARK",
+        stdout=out,
+    )
+    counts = json.loads(out.getvalue())
+    assert (counts["status"], counts["inserted"], counts["rejected"]) == ("done", 12, 0)
+    batch = ImportBatch.objects.get(public_id=counts["batch"])
+    assert (batch.meter_serial, batch.dsmr_spec) == ("T210-CMD", "AUSTRIA_ENERGIENETZE_STEIERMARK")
