@@ -31,7 +31,7 @@ class ImportUploadForm(forms.Form):
         required=False,
     )
     read_at = forms.DateTimeField(
-        label=_("Read time (DSMR 2.2 and 3 only)"),
+        label=_("Read time (telegrams without a timestamp)"),
         required=False,
         help_text=_("Those telegrams carry no time: give when they were read, with an offset."),
         widget=forms.DateTimeInput(attrs={"placeholder": "2026-03-01T00:15:00+08:00"}),

@@ -553,3 +553,38 @@ def test_the_command_takes_the_meter_and_a_forced_spec(tmp_path: Path) -> None:
     assert (counts["status"], counts["inserted"], counts["rejected"]) == ("done", 12, 0)
     batch = ImportBatch.objects.get(public_id=counts["batch"])
     assert (batch.meter_serial, batch.dsmr_spec) == ("T210-CMD", "AUSTRIA_ENERGIENETZE_STEIERMARK")
+
+
+@pytest.mark.parametrize(
+    ("code", "params"),
+    [
+        ("dsmr_no_identifier", {}),
+        ("dsmr_bad_checksum", {"spec": "V5", "detail": "x"}),
+        ("dsmr_no_checksum", {"spec": "V5"}),
+        ("dsmr_no_value", {"code": "1.8.1"}),
+        ("dsmr_no_unit", {"code": "1.8.1"}),
+        ("dsmr_wrong_unit", {"code": "1.8.1", "unit": "kvarh", "base": "Wh"}),
+    ],
+)
+def test_the_dsmr_row_errors_read_in_traditional_chinese(code: str, params: dict[str, str]) -> None:
+    from django.utils import translation
+
+    from meters.ingest.errors import render
+
+    english = render(code, params)
+    with translation.override("zh-hant"):
+        chinese = render(code, params)
+    assert chinese != english and "%(" not in chinese
+    assert all(value in chinese for value in params.values())
+
+
+def test_gateway_lines_between_telegrams_are_skipped_but_not_text_before_the_first() -> None:
+    from meters.ingest.staging import BatchError
+
+    q3d = (DATA / "TELEGRAM_Q3D_GATEWAY.txt").read_bytes()
+    assert b"gateway:" in q3d.split(b"!", 1)[1]
+    two = list(dsmr.split_telegrams(io.BytesIO(q3d + q3d)))
+    assert [line for line, _ in two] == [1, 15]
+    assert all(text.rstrip().endswith("!") for _, text in two)
+    with pytest.raises(BatchError, match="before the first telegram header"):
+        list(dsmr.split_telegrams(io.BytesIO(b"gateway: hello\r\n" + q3d)))
