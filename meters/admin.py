@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from meters.exceptions import MeterError
 from meters.ingest.formats import format_for_name
+from meters.ingest.formats.dsmr import SPEC_CHOICES
 from meters.models import (
     ImportBatch,
     ImportRowError,
@@ -224,6 +225,14 @@ class UploadForm(forms.Form):
     read_at = forms.DateTimeField(
         label=_("Read time for DSMR 2.2/3 telegrams (UTC)"), required=False
     )
+    meter_serial = forms.CharField(
+        label=_("Meter (DSMR telegrams without an identifier)"), max_length=64, required=False
+    )
+    dsmr_spec = forms.ChoiceField(
+        label=_("DSMR telegram specification"),
+        choices=[("", _("from each telegram")), *((name, name) for name in SPEC_CHOICES)],
+        required=False,
+    )
 
 
 class RowErrorInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -300,6 +309,8 @@ class ImportBatchAdmin(ReadOnlyModelAdmin):
                         actor=self.actor(request),
                         register_meters=form.cleaned_data["register_meters"],
                         read_at=form.cleaned_data["read_at"],
+                        meter_serial=form.cleaned_data["meter_serial"].strip(),
+                        dsmr_spec=form.cleaned_data["dsmr_spec"],
                         as_of=timezone.now(),
                     )
                 except MeterError as error:

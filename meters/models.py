@@ -38,6 +38,24 @@ class UtilityKind(models.TextChoices):
 class Unit(models.TextChoices):
     WH = "Wh", _("watt-hours")
     L = "L", _("litres")
+    VARH = "varh", _("volt-ampere reactive hours")
+
+
+class RegisterDirection(models.TextChoices):
+    """What a register measures. Only IMPORT and EXPORT registers feed the rollups (and so the
+    usage charts, charges and bills): reactive energy is not billed, and a total register that
+    sits beside the tariff registers of its direction would count the same energy twice."""
+
+    IMPORT = "import", _("Consumption")
+    EXPORT = "export", _("Generation (export)")
+    REACTIVE_IMPORT = "reactive_import", _("Reactive energy, import (not billed)")
+    REACTIVE_EXPORT = "reactive_export", _("Reactive energy, export (not billed)")
+    IMPORT_TOTAL = "import_total", _("Consumption total beside its tariff registers")
+    EXPORT_TOTAL = "export_total", _("Generation total beside its tariff registers")
+
+
+# The register directions the rollups (and everything that reads them) take.
+ROLLUP_DIRECTIONS = ("import", "export")
 
 
 class Direction(models.TextChoices):
@@ -187,7 +205,10 @@ class Register(models.Model):
     )
     code = models.CharField(_("code"), max_length=32)
     direction = models.CharField(
-        _("direction"), max_length=8, choices=Direction.choices, default=Direction.IMPORT
+        _("direction"),
+        max_length=16,
+        choices=RegisterDirection.choices,
+        default=RegisterDirection.IMPORT,
     )
     tariff_rate = models.PositiveSmallIntegerField(_("meter tariff rate"), null=True, blank=True)
     unit = models.CharField(_("base unit"), max_length=4, choices=Unit.choices)
@@ -528,6 +549,21 @@ class ImportBatch(models.Model):
         validators=[validate_time_zone],
         help_text=_(
             "For service points the import registers, when the file does not state its zone."
+        ),
+    )
+    dsmr_spec = models.CharField(
+        _("DSMR telegram specification"),
+        max_length=40,
+        blank=True,
+        help_text=_("Forced by the sender; blank: chosen from each telegram."),
+    )
+    read_time_source = models.CharField(
+        _("read time taken from"),
+        max_length=16,
+        blank=True,
+        help_text=_(
+            "For telegrams without a timestamp: read_at (given by the sender) or received_at "
+            "(the head-end's delivery time)."
         ),
     )
     received_at = models.DateTimeField(_("received"))

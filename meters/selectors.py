@@ -21,6 +21,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
 from meters.models import (
+    ROLLUP_DIRECTIONS,
     Direction,
     ImportBatch,
     ImportRowError,
@@ -81,6 +82,8 @@ def find_previous_batch(
     organisation_id: int | None,
     register_meters: bool,
     read_at: dt.datetime | None,
+    meter_serial: str = "",
+    dsmr_spec: str = "",
 ) -> ImportBatch | None:
     """Return an earlier batch of the same content, sent with the same options, that ended
     (done, with or without rejections, or rejected) or is still going. A failed batch is
@@ -99,6 +102,8 @@ def find_previous_batch(
             format=fmt,
             register_meters=register_meters,
             read_at=read_at,
+            meter_serial=meter_serial,
+            dsmr_spec=dsmr_spec,
             status__in=[
                 ImportBatch.Status.DONE,
                 ImportBatch.Status.DONE_WITH_REJECTIONS,
@@ -1125,8 +1130,14 @@ def metered_spans(
             lo = max(start, supply.start, installation.installed_at)
             hi = min(end, supply.end or end, installation.removed_at or end)
             if lo < hi:
+                # A bill shows the registers it prices: never reactive energy, nor a total
+                # that repeats its tariff registers.
                 registers = sorted(
-                    installation.meter.registers.all(),
+                    (
+                        r
+                        for r in installation.meter.registers.all()
+                        if r.direction in ROLLUP_DIRECTIONS
+                    ),
                     key=lambda r: (not r.is_main, r.direction != Direction.IMPORT, r.code),
                 )
                 spans.append(

@@ -107,8 +107,13 @@ def batch_create(
     read_at: dt.datetime | None = None,
     reprocess: bool = False,
     as_of: dt.datetime,
+    meter_serial: str = "",
+    dsmr_spec: str = "",
 ) -> ImportBatch:
     """Store a payload and queue it for import; the same content again is a no-op.
+
+    `meter_serial` names the meter that sent telegrams carrying no equipment identifier;
+    `dsmr_spec` forces a DSMR telegram specification (meters.ingest.formats.dsmr.SPECS).
 
     The payload is kept (content-addressed) so that a batch can be parsed again. Unless
     `reprocess` is set, content identical to an earlier batch becomes a batch marked as its
@@ -118,6 +123,8 @@ def batch_create(
     """
     if fmt not in PARSERS:
         raise MeterError(f"Unknown format {fmt!r}.")
+    if dsmr_spec and (fmt != ImportBatch.Format.DSMR or dsmr_spec not in dsmr.SPECS):
+        raise MeterError(f"Unknown DSMR specification {dsmr_spec!r} (or not a DSMR batch).")
     if (
         register_meters
         and not (isinstance(actor, UserActor) and actor.user.is_staff)
@@ -134,6 +141,8 @@ def batch_create(
             organisation_id=organisation.pk if organisation else None,
             register_meters=register_meters,
             read_at=read_at,
+            meter_serial=meter_serial,
+            dsmr_spec=dsmr_spec,
         )
     )
     batch = ImportBatch.objects.create(
@@ -148,6 +157,8 @@ def batch_create(
         created_by_label=actor.label,
         register_meters=register_meters,
         read_at=read_at,
+        meter_serial=meter_serial[:64],
+        dsmr_spec=dsmr_spec,
         received_at=as_of,
         duplicate_of=previous,
         status=ImportBatch.Status.DUPLICATE if previous else ImportBatch.Status.QUEUED,

@@ -92,6 +92,8 @@ class OrganisationImportsView(OrganisationView):
                     original_name=upload.name or "",
                     organisation=self.organisation,
                     read_at=form.cleaned_data["read_at"],
+                    meter_serial=form.cleaned_data["meter_serial"].strip(),
+                    dsmr_spec=form.cleaned_data["dsmr_spec"],
                     actor=self.actor(),
                     as_of=timezone.now(),
                 )

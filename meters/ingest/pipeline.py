@@ -136,7 +136,8 @@ def stage_payload(batch: ImportBatch, parser: Parser | None) -> None:
         batch.row_error_count = error_count
         batch.stage = "validating"
         batch.progress = 10
-        _save(batch, "seen", "rejected", "row_error_count", "stage", "progress")
+        # read_time_source: set by the DSMR parser when telegrams took the batch's time.
+        _save(batch, "seen", "rejected", "row_error_count", "stage", "progress", "read_time_source")
 
 
 # --- validating -----------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def test_dsmr_fluvius_gas_and_water_channels() -> None:
     rows = {(r[0], r[2]): r for r in _batch_rows(batch)}
     assert rows[("1SAG3101021605", "1.8.2")][5] == 15_758
     assert rows[("1SAG3101021605", "2.8.2")][5] == 11
-    gas = rows[("7FLO2119033733", "24.2.1")]
+    gas = rows[("7FLO2119033733", "24.2.3")]  # the channel says 24.2.3 (issue 11)
     water = rows[("8SAG1234567890", "24.2.1")]
     assert (gas[1], gas[3], gas[5]) == ("gas", "L", 112_384)
     assert (water[1], water[3], water[5]) == ("water", "L", 872_234)

@@ -24,6 +24,7 @@ from django.utils import timezone
 from meters import services
 from meters.exceptions import MeterError
 from meters.ingest.formats import format_for_name
+from meters.ingest.formats.dsmr import SPEC_CHOICES
 from meters.models import ImportBatch
 from meters.selectors import batch_get_by_id
 from portal.audit.actors import SystemActor
@@ -67,6 +68,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--reprocess", action="store_true", help="import even if the content was seen before"
         )
+        parser.add_argument(
+            "--meter",
+            default="",
+            help="serial of the meter that sent telegrams without an equipment identifier",
+        )
+        parser.add_argument(
+            "--dsmr-spec",
+            default="",
+            choices=SPEC_CHOICES,
+            help="read every telegram with this dsmr-parser specification (default: detect)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["path"])
@@ -103,6 +115,8 @@ class Command(BaseCommand):
                     read_at=read_at,
                     reprocess=options["reprocess"],
                     as_of=timezone.now(),
+                    meter_serial=options["meter"].strip(),
+                    dsmr_spec=options["dsmr_spec"],
                 )
         except MeterError as error:
             raise CommandError(str(error.message), returncode=EXIT_USAGE) from None
