@@ -47,9 +47,6 @@ ROW_ERRORS: dict[str, Promise] = {
         "this telegram has no timestamp: give the read time (--read-at) or send it through a "
         "head-end that records the delivery time"
     ),
-    "dsmr_placeholder_outage": _(
-        "the power failure log entry %(ended)s (%(duration)s s) is a placeholder; ignored"
-    ),
     "dsmr_mbus_placeholder": _(
         "M-Bus channel %(channel)s: no equipment identifier or a placeholder reading; skipped"
     ),

@@ -142,6 +142,8 @@ def _far_future_new_meter() -> bytes:
     ).encode()
 
 
+# Each poison file has good rows too: the values that cannot fit are rejected rows with their
+# line (meters.ingest.errors), so the batch ends done_with_rejections with the good rows in.
 POISON = [
     pytest.param(_json_beyond_bigint, "json", id="json-integer-beyond-bigint"),
     pytest.param(_espi_thirty_digits, "espi", id="espi-value-of-30-digits"),
@@ -161,6 +163,8 @@ def test_a_poison_batch_ends_within_its_attempts_and_a_good_batch_beside_it_impo
         services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     _sweep_until_final(poison, good)
     _consistent(poison)
+    assert poison.status == ImportBatch.Status.DONE_WITH_REJECTIONS, poison.error
+    assert poison.inserted > 0 and poison.rejected == 1
     assert poison.attempts <= 3
     assert (good.status, good.inserted) == (ImportBatch.Status.DONE, 2)
     assert _staging_left() == []
@@ -187,6 +191,7 @@ def test_a_poison_file_through_the_command_exits_with_its_documented_code(
         ImportBatch.Status.FAILED: 1,
     }[ImportBatch.Status(batch.status)]
     assert (code, summary["status"]) == (expected, batch.status)
+    assert (code, batch.status) == (3, ImportBatch.Status.DONE_WITH_REJECTIONS)
     assert _staging_left() == []
 
 

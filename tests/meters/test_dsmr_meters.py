@@ -122,7 +122,7 @@ EXPECTED: dict[str, Expected] = {
                 )
             ],
         ),
-        rejected=3,  # three placeholder power failure log entries
+        rejected=0,  # three empty power failure log slots are skipped, not rejected
     ),
     "TELEGRAM_V5.txt": Expected(
         "V5",

@@ -410,12 +410,9 @@ def _power_failures(
         if ended is None or not isinstance(duration, int | Decimal):
             continue
         if ended < PLAUSIBLE_SINCE or not 0 <= duration <= MAX_OUTAGE_SECONDS:
-            # Meters fill unused log slots with their clock's default and junk durations.
-            yield RowError(
-                line,
-                "dsmr_placeholder_outage",
-                {"ended": f"{ended:%Y-%m-%d}", "duration": str(duration)},
-            )
+            # Meters fill unused log slots with their clock's default and junk durations: an
+            # empty slot, not an outage and not a rejected row (the telegram's readings are
+            # fine, and a batch of them must end "done").
             continue
         yield StageEvent(
             line=line,
