@@ -542,6 +542,37 @@ class WebhookEvent(models.Model):
         return f"{self.provider} {self.event_id}"
 
 
+class WebhookRejection(models.Model):
+    """Deliveries refused before they were trusted (bad signature, no event): counted per
+    provider, reason and hour, never stored with their bodies, so that nobody can fill the
+    database by posting to the public endpoint."""
+
+    provider = models.CharField(max_length=32, verbose_name=_("provider"))
+    reason = models.CharField(max_length=100, verbose_name=_("reason"))
+    hour = models.DateTimeField(verbose_name=_("hour"))
+    count = models.PositiveIntegerField(default=1, verbose_name=_("deliveries"))
+    last_digest = models.CharField(
+        max_length=64, blank=True, verbose_name=_("SHA-256 of the last body")
+    )
+    last_size = models.PositiveIntegerField(default=0, verbose_name=_("size of the last body"))
+    last_address = models.GenericIPAddressField(
+        null=True, blank=True, verbose_name=_("last sender address")
+    )
+    last_at = models.DateTimeField(verbose_name=_("last received"))
+
+    class Meta:
+        verbose_name = _("refused payment webhook")
+        verbose_name_plural = _("refused payment webhooks")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "reason", "hour"], name="billing_webhook_rejection_hour"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.reason} {self.hour:%Y-%m-%d %H}:00 x{self.count}"
+
+
 # --- Bills --------------------------------------------------------------------------------
 
 

@@ -57,6 +57,7 @@ from billing.services.topups import (
 )
 from billing.warning_selectors import notification_preference_for, notification_recipient_ids
 from portal.lib.money import format_money
+from portal.lib.ratelimit import rate_limited
 from portal.tenancy.scopes import Scope
 from portal.tenancy.views.base import AccountView
 
@@ -240,10 +241,24 @@ class PaymentWebhookView(View):
             found = provider_get(provider)
         except ProviderUnavailable:
             raise Http404 from None
+        address = getattr(request, "client_ip", None)
+        window = 60
+        if rate_limited(
+            f"webhook:{provider}:{address}",
+            limit=settings.PAYMENT_WEBHOOK_RATE_PER_MINUTE,
+            window_seconds=window,
+        ):
+            response = JsonResponse({"error": _("Too many deliveries; retry later.")}, status=429)
+            response["Retry-After"] = str(window)
+            return response
         if int(request.headers.get("Content-Length") or 0) > WEBHOOK_MAX_BODY:
             return JsonResponse({"error": _("The event is larger than 64 KiB.")}, status=413)
         outcome = webhook_receive(
-            provider=found, body=request.body, headers=request.headers, now=timezone.now()
+            provider=found,
+            body=request.body,
+            headers=request.headers,
+            now=timezone.now(),
+            address=address,
         )
         return JsonResponse({"result": outcome.result}, status=outcome.status)
 

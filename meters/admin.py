@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from meters.exceptions import MeterError
 from meters.ingest.formats import format_for_name
+from meters.ingest.formats.dsmr import SPEC_CHOICES
 from meters.models import (
     ImportBatch,
     ImportRowError,
@@ -231,19 +232,33 @@ class UploadForm(forms.Form):
     read_at = forms.DateTimeField(
         label=_("Read time for DSMR 2.2/3 telegrams (UTC)"), required=False
     )
+    meter_serial = forms.CharField(
+        label=_("Meter (DSMR telegrams without an identifier)"), max_length=64, required=False
+    )
+    dsmr_spec = forms.ChoiceField(
+        label=_("DSMR telegram specification"),
+        choices=[("", _("from each telegram")), *((name, name) for name in SPEC_CHOICES)],
+        required=False,
+    )
 
 
 class RowErrorInline(admin.TabularInline):  # type: ignore[type-arg]
     model = ImportRowError
-    fields = ("line", "code", "text")
+    fields = ("line", "code", "problem")
     readonly_fields = fields
     extra = 0
     max_num = 0
     can_delete = False
-    ordering = ("line",)
+    ordering = ("line", "pk")
+
+    @admin.display(description=_("message"))
+    def problem(self, obj: ImportRowError) -> str:
+        return obj.text
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet[ImportRowError]:
-        ids = super().get_queryset(request).order_by("line").values_list("pk", flat=True)[:200]
+        ids = (
+            super().get_queryset(request).order_by("line", "pk").values_list("pk", flat=True)[:200]
+        )
         return super().get_queryset(request).filter(pk__in=list(ids))
 
 
@@ -260,10 +275,13 @@ class ImportBatchAdmin(ReadOnlyModelAdmin):
         "duplicate",
         "conflicting",
         "rejected",
+        "attempts",
+        "error_class",
         "organisation",
     )
     list_filter = ("status", "format", "source")
-    search_fields = ("original_name", "sha256", "public_id")
+    # Staff look up a failure by the exception's class (psycopg.errors.NumericValueOutOfRange).
+    search_fields = ("original_name", "sha256", "public_id", "error_class")
     date_hierarchy = "created_at"
     inlines = [RowErrorInline]
     exclude = ("payload_path",)
@@ -299,6 +317,8 @@ class ImportBatchAdmin(ReadOnlyModelAdmin):
                         register_meters=form.cleaned_data["register_meters"],
                         time_zone=form.cleaned_data["time_zone"],
                         read_at=form.cleaned_data["read_at"],
+                        meter_serial=form.cleaned_data["meter_serial"].strip(),
+                        dsmr_spec=form.cleaned_data["dsmr_spec"],
                         as_of=timezone.now(),
                     )
                 except MeterError as error:

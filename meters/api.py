@@ -97,9 +97,25 @@ class RowErrorSerializer(serializers.Serializer):  # type: ignore[type-arg]
     message = serializers.CharField(source="text", help_text="In the request's language.")
 
 
+BATCH_STATES = (
+    "queued: waiting for a worker, or for its next attempt after an unexpected error "
+    "(next_attempt_at); running: being imported. Final: done (every row accepted: inserted, "
+    "already stored or conflicting with a stored value); done_with_rejections (some rows "
+    "rejected, see row_errors; the others imported); rejected (every row rejected, or no data "
+    "rows: nothing imported, error says which); failed (a file-level error, or an unexpected "
+    "error in each of its attempts: error says what, error_class names the exception; the "
+    "same body sent again is imported again); duplicate (the same body as an earlier batch: "
+    "nothing imported, outcome is how that batch ended)."
+)
+
+
 class BatchOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     id = serializers.UUIDField(source="public_id")
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=ImportBatch.Status.values, help_text=BATCH_STATES)
+    outcome = serializers.SerializerMethodField(
+        help_text="The final state that counts: for a duplicate, the state of the batch it "
+        "repeats (null while that one is not finished); otherwise status once final."
+    )
     stage = serializers.CharField()
     progress = serializers.IntegerField()
     format = serializers.CharField()
@@ -119,8 +135,25 @@ class BatchOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     rejected = serializers.IntegerField()
     estimated = serializers.IntegerField()
     row_error_count = serializers.IntegerField()
-    error = serializers.CharField()
+    error = serializers.CharField(
+        help_text="Why the batch failed or was rejected (English); empty otherwise. While it "
+        "waits for another attempt: the error of the last one."
+    )
+    error_class = serializers.CharField(
+        help_text="For an unexpected error: the exception's class, e.g. "
+        "psycopg.errors.NumericValueOutOfRange; empty for file-level errors."
+    )
+    attempts = serializers.IntegerField(help_text="How many times a worker started the batch.")
+    next_attempt_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the batch is tried again after an unexpected error."
+    )
     url = serializers.SerializerMethodField()
+
+    def get_outcome(self, batch: ImportBatch) -> str | None:
+        final = batch.duplicate_of if batch.status == ImportBatch.Status.DUPLICATE else batch
+        if final is None:
+            return None
+        return final.status if final.finished else None
 
     def get_url(self, batch: ImportBatch) -> str:
         return reverse("meters:api_batch_detail", kwargs={"batch_id": batch.public_id})

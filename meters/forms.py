@@ -12,6 +12,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext_lazy as _
 
 from meters.ingest.formats import format_for_name
+from meters.ingest.formats.dsmr import SPEC_CHOICES
 from meters.models import ImportBatch
 from meters.selectors import MAX_CUSTOM_DAYS
 
@@ -30,10 +31,21 @@ class ImportUploadForm(forms.Form):
         required=False,
     )
     read_at = forms.DateTimeField(
-        label=_("Read time (DSMR 2.2 and 3 only)"),
+        label=_("Read time (telegrams without a timestamp)"),
         required=False,
         help_text=_("Those telegrams carry no time: give when they were read, with an offset."),
         widget=forms.DateTimeInput(attrs={"placeholder": "2026-03-01T00:15:00+08:00"}),
+    )
+    meter_serial = forms.CharField(
+        label=_("Meter (DSMR telegrams without an identifier)"),
+        max_length=64,
+        required=False,
+        help_text=_("Serial of the meter that sent the telegrams, e.g. a Sagemcom T210-D-r."),
+    )
+    dsmr_spec = forms.ChoiceField(
+        label=_("DSMR telegram specification"),
+        choices=[("", _("from each telegram")), *((name, name) for name in SPEC_CHOICES)],
+        required=False,
     )
 
     def clean_file(self) -> UploadedFile:

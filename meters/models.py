@@ -38,6 +38,24 @@ class UtilityKind(models.TextChoices):
 class Unit(models.TextChoices):
     WH = "Wh", _("watt-hours")
     L = "L", _("litres")
+    VARH = "varh", _("volt-ampere reactive hours")
+
+
+class RegisterDirection(models.TextChoices):
+    """What a register measures. Only IMPORT and EXPORT registers feed the rollups (and so the
+    usage charts, charges and bills): reactive energy is not billed, and a total register that
+    sits beside the tariff registers of its direction would count the same energy twice."""
+
+    IMPORT = "import", _("Consumption")
+    EXPORT = "export", _("Generation (export)")
+    REACTIVE_IMPORT = "reactive_import", _("Reactive energy, import (not billed)")
+    REACTIVE_EXPORT = "reactive_export", _("Reactive energy, export (not billed)")
+    IMPORT_TOTAL = "import_total", _("Consumption total beside its tariff registers")
+    EXPORT_TOTAL = "export_total", _("Generation total beside its tariff registers")
+
+
+# The register directions the rollups (and everything that reads them) take.
+ROLLUP_DIRECTIONS = ("import", "export")
 
 
 class Direction(models.TextChoices):
@@ -190,7 +208,10 @@ class Register(models.Model):
     )
     code = models.CharField(_("code"), max_length=32)
     direction = models.CharField(
-        _("direction"), max_length=8, choices=Direction.choices, default=Direction.IMPORT
+        _("direction"),
+        max_length=16,
+        choices=RegisterDirection.choices,
+        default=RegisterDirection.IMPORT,
     )
     tariff_rate = models.PositiveSmallIntegerField(_("meter tariff rate"), null=True, blank=True)
     unit = models.CharField(_("base unit"), max_length=4, choices=Unit.choices)
@@ -533,6 +554,21 @@ class ImportBatch(models.Model):
             "For service points the import registers, when the file does not state its zone."
         ),
     )
+    dsmr_spec = models.CharField(
+        _("DSMR telegram specification"),
+        max_length=40,
+        blank=True,
+        help_text=_("Forced by the sender; blank: chosen from each telegram."),
+    )
+    read_time_source = models.CharField(
+        _("read time taken from"),
+        max_length=16,
+        blank=True,
+        help_text=_(
+            "For telegrams without a timestamp: read_at (given by the sender) or received_at "
+            "(the head-end's delivery time)."
+        ),
+    )
     received_at = models.DateTimeField(_("received"))
     duplicate_of = models.ForeignKey(
         "self",
@@ -550,6 +586,12 @@ class ImportBatch(models.Model):
     error = models.TextField(_("error"), blank=True)
     error_class = models.CharField(_("error class"), max_length=200, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, verbose_name=_("attempts"))
+    next_attempt_at = models.DateTimeField(
+        _("next attempt"),
+        null=True,
+        blank=True,
+        help_text=_("After an unexpected error: when the batch is tried again."),
+    )
     chunks_total = models.PositiveIntegerField(default=0, verbose_name=_("chunks in all"))
     chunks_done = models.PositiveIntegerField(default=0, verbose_name=_("chunks done"))
     seen = models.BigIntegerField(default=0, verbose_name=_("rows seen"))
@@ -570,6 +612,11 @@ class ImportBatch(models.Model):
 
     def __str__(self) -> str:
         return f"batch {self.pk} ({self.format}, {self.status})"
+
+    @property
+    def finished(self) -> bool:
+        """The batch is over: it ended in one of the final states (a duplicate is over too)."""
+        return self.status not in (self.Status.QUEUED, self.Status.RUNNING)
 
     @property
     def counts(self) -> dict[str, int]:

@@ -18,8 +18,10 @@ from typing import Any
 from django.db import connection
 from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 
 from meters.models import (
+    ROLLUP_DIRECTIONS,
     Direction,
     ImportBatch,
     ImportRowError,
@@ -52,17 +54,23 @@ def batches_for_organisations(*, organisation_ids: list[int]) -> QuerySet[Import
 
 
 def batch_row_errors(*, batch: ImportBatch, limit: int = 100) -> list[ImportRowError]:
-    return list(batch.row_errors.order_by("line")[:limit])
+    return list(batch.row_errors.order_by("line", "pk")[:limit])
 
 
-def batches_needing_a_worker(*, queued_before: dt.datetime) -> list[int]:
-    """Return the batches that should be running but may have lost their worker."""
+def batches_needing_a_worker(*, queued_before: dt.datetime, now: dt.datetime) -> list[int]:
+    """Return the batches that should be running but may have lost their worker, and those
+    whose wait for their next attempt is over; the longest waiting first."""
     return list(
         ImportBatch.objects.filter(
             Q(status=ImportBatch.Status.RUNNING)
-            | Q(status=ImportBatch.Status.QUEUED, created_at__lt=queued_before)
+            | Q(
+                status=ImportBatch.Status.QUEUED,
+                next_attempt_at__isnull=True,
+                created_at__lt=queued_before,
+            )
+            | Q(status=ImportBatch.Status.QUEUED, next_attempt_at__lte=now)
         )
-        .order_by("created_at")
+        .order_by(Coalesce("next_attempt_at", "created_at"))
         .values_list("id", flat=True)[:100]
     )
 
@@ -74,9 +82,12 @@ def find_previous_batch(
     organisation_id: int | None,
     register_meters: bool,
     read_at: dt.datetime | None,
+    meter_serial: str = "",
+    dsmr_spec: str = "",
 ) -> ImportBatch | None:
-    """Return an earlier batch of the same content, sent with the same options, that completed
-    or is still going.
+    """Return an earlier batch of the same content, sent with the same options, that ended
+    (done, with or without rejections, or rejected) or is still going. A failed batch is
+    not one: its content is imported again.
 
     The sender and options are part of the identity: the same file from another organisation
     (whose meters the first batch refused) or sent again to register unknown meters must be
@@ -91,8 +102,12 @@ def find_previous_batch(
             format=fmt,
             register_meters=register_meters,
             read_at=read_at,
+            meter_serial=meter_serial,
+            dsmr_spec=dsmr_spec,
             status__in=[
                 ImportBatch.Status.DONE,
+                ImportBatch.Status.DONE_WITH_REJECTIONS,
+                ImportBatch.Status.REJECTED,
                 ImportBatch.Status.RUNNING,
                 ImportBatch.Status.QUEUED,
             ],
@@ -972,7 +987,12 @@ class KindTotal:
 
 
 def subtree_consumption_by_kind(
-    *, organisation_path: str, as_of: dt.datetime, bucket: str, periods: int
+    *,
+    organisation_path: str,
+    as_of: dt.datetime,
+    bucket: str,
+    periods: int,
+    withheld: Sequence[str] = (),
 ) -> list[KindTotal]:
     """Energy or volume of every account beneath an organisation (by materialised path) per
     utility kind, direction and day or month, from the daily rollups in one grouped query.
@@ -1000,7 +1020,7 @@ def subtree_consumption_by_kind(
                     SELECT a.id, (%(now)s::timestamptz AT TIME ZONE a.time_zone)::date AS today
                     FROM tenancy_account a
                     JOIN tenancy_organisation o ON o.id = a.organisation_id
-                    WHERE o.path LIKE %(path)s
+                    WHERE o.path LIKE %(path)s AND NOT o.path LIKE ANY(%(withheld)s)
                 ) local
             ), days AS (
                 SELECT d.day, sp.kind, d.direction, sum(d.consumption) AS consumption
@@ -1023,6 +1043,7 @@ def subtree_consumption_by_kind(
                 "bucket": bucket,
                 "directions": list(Direction.values),
                 "path": organisation_path + "%",
+                "withheld": [path + "%" for path in withheld],
                 "now": as_of,
                 "periods": periods,
                 "bound": bound,
@@ -1035,7 +1056,7 @@ def subtree_consumption_by_kind(
         ]
 
 
-def subtree_exporting_kinds(*, organisation_path: str) -> list[str]:
+def subtree_exporting_kinds(*, organisation_path: str, withheld: Sequence[str] = ()) -> list[str]:
     """The utility kinds of which meters beneath an organisation (by materialised path) have an
     export register, at service points supplied to its accounts now or before: the kinds a
     table of them shows exported energy for."""
@@ -1049,14 +1070,14 @@ def subtree_exporting_kinds(*, organisation_path: str) -> list[str]:
             JOIN meters_servicepoint sp ON sp.id = sup.service_point_id
             JOIN meters_meterinstallation mi ON mi.service_point_id = sp.id
             JOIN meters_register r ON r.meter_id = mi.meter_id AND r.direction = %s
-            WHERE o.path LIKE %s
+            WHERE o.path LIKE %s AND NOT o.path LIKE ANY(%s)
             """,
-            [str(Direction.EXPORT), organisation_path + "%"],
+            [str(Direction.EXPORT), organisation_path + "%", [p + "%" for p in withheld]],
         )
         return sorted(kind for (kind,) in cursor.fetchall())
 
 
-def subtree_utility_kinds(*, organisation_path: str) -> list[str]:
+def subtree_utility_kinds(*, organisation_path: str, withheld: Sequence[str] = ()) -> list[str]:
     """The utility kinds of the service points supplied, now or before, to accounts beneath an
     organisation (by materialised path), for the columns a table of them needs."""
     with connection.cursor() as cursor:
@@ -1067,9 +1088,9 @@ def subtree_utility_kinds(*, organisation_path: str) -> list[str]:
             JOIN tenancy_account a ON a.organisation_id = o.id
             JOIN meters_supply sup ON sup.account_id = a.id
             JOIN meters_servicepoint sp ON sp.id = sup.service_point_id
-            WHERE o.path LIKE %s
+            WHERE o.path LIKE %s AND NOT o.path LIKE ANY(%s)
             """,
-            [organisation_path + "%"],
+            [organisation_path + "%", [p + "%" for p in withheld]],
         )
         return sorted(kind for (kind,) in cursor.fetchall())
 
@@ -1118,8 +1139,14 @@ def metered_spans(
             lo = max(start, supply.start, installation.installed_at)
             hi = min(end, supply.end or end, installation.removed_at or end)
             if lo < hi:
+                # A bill shows the registers it prices: never reactive energy, nor a total
+                # that repeats its tariff registers.
                 registers = sorted(
-                    installation.meter.registers.all(),
+                    (
+                        r
+                        for r in installation.meter.registers.all()
+                        if r.direction in ROLLUP_DIRECTIONS
+                    ),
                     key=lambda r: (not r.is_main, r.direction != Direction.IMPORT, r.code),
                 )
                 spans.append(

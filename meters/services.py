@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import connection, models, transaction
+from django.db import DatabaseError, connection, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -110,8 +110,13 @@ def batch_create(
     reprocess: bool = False,
     time_zone: str = "",
     as_of: dt.datetime,
+    meter_serial: str = "",
+    dsmr_spec: str = "",
 ) -> ImportBatch:
     """Store a payload and queue it for import; the same content again is a no-op.
+
+    `meter_serial` names the meter that sent telegrams carrying no equipment identifier;
+    `dsmr_spec` forces a DSMR telegram specification (meters.ingest.formats.dsmr.SPECS).
 
     The payload is kept (content-addressed) so that a batch can be parsed again. Unless
     `reprocess` is set, content identical to an earlier batch becomes a batch marked as its
@@ -125,6 +130,8 @@ def batch_create(
     """
     if fmt not in PARSERS:
         raise MeterError(f"Unknown format {fmt!r}.")
+    if dsmr_spec and (fmt != ImportBatch.Format.DSMR or dsmr_spec not in dsmr.SPECS):
+        raise MeterError(f"Unknown DSMR specification {dsmr_spec!r} (or not a DSMR batch).")
     if time_zone and time_zone not in available_time_zones():
         raise MeterError(f"Unknown time zone {time_zone!r}.")
     if (
@@ -143,6 +150,8 @@ def batch_create(
             organisation_id=organisation.pk if organisation else None,
             register_meters=register_meters,
             read_at=read_at,
+            meter_serial=meter_serial,
+            dsmr_spec=dsmr_spec,
         )
     )
     batch = ImportBatch.objects.create(
@@ -157,6 +166,8 @@ def batch_create(
         created_by_label=actor.label,
         register_meters=register_meters,
         read_at=read_at,
+        meter_serial=meter_serial[:64],
+        dsmr_spec=dsmr_spec,
         time_zone=time_zone,
         received_at=as_of,
         duplicate_of=previous,
@@ -188,34 +199,118 @@ def batch_create(
 def batch_process(*, batch_id: int, actor: Actor, as_of: dt.datetime) -> ImportBatch | None:
     """Run (or resume) a batch to its end; None if another worker is running it.
 
-    Structural problems fail the batch with a stored message; anything else (the database
-    going away) propagates, leaving the batch to be resumed by a retry or the sweeper.
+    Every batch ends, within PORTAL_IMPORT_MAX_ATTEMPTS attempts: a file-level problem fails it
+    at once with its message; any other error rolls back the stage it happened in (the
+    checkpoints of the stages before it stay), is recorded, and the batch waits for the
+    sweeper to start its next attempt after PORTAL_IMPORT_RETRY_BACKOFF. The last attempt's
+    error fails the batch, with the exception's class. A worker killed mid-batch has used up
+    its attempt too: the sweeper re-queues the batch, and it fails here when none is left.
     """
     try:
         with pipeline.batch_lock(batch_id):
             batch = ImportBatch.objects.get(pk=batch_id)
-            if batch.status not in (ImportBatch.Status.QUEUED, ImportBatch.Status.RUNNING):
+            if batch.finished:
+                return batch
+            max_attempts = settings.PORTAL_IMPORT_MAX_ATTEMPTS
+            if batch.attempts >= max_attempts:
+                # Started that many times and never recorded an end: each worker died in it.
+                _batch_fail(
+                    batch,
+                    actor=actor,
+                    message=(
+                        f"The import was started {batch.attempts} times and never finished: "
+                        "the worker running it stopped each time."
+                    ),
+                    error_class="WorkerLost",
+                )
                 return batch
             batch.status = ImportBatch.Status.RUNNING
             batch.attempts += 1
+            batch.next_attempt_at = None
             batch.started_at = batch.started_at or as_of
             batch.stage = batch.stage or "parsing"
-            batch.save(update_fields=["status", "attempts", "started_at", "stage"])
+            batch.save(
+                update_fields=["status", "attempts", "next_attempt_at", "started_at", "stage"]
+            )
             try:
                 _run_stages(batch, actor=actor, as_of=as_of)
             except BatchError as error:
-                with transaction.atomic():
-                    pipeline.fail(batch, str(error), now=timezone.now())
-                    audit_record(
-                        actor=actor,
-                        event=AuditEvent.IMPORT_BATCH_FAILED,
-                        organisation=batch.organisation,
-                        target=batch,
-                        data={"batch": str(batch.public_id), "error": str(error)[:500]},
-                    )
+                _batch_fail(batch, actor=actor, message=str(error))
+            except Exception as error:
+                logger.exception(
+                    "import batch %s: attempt %s of %s failed: %s: %s",
+                    batch.pk,
+                    batch.attempts,
+                    max_attempts,
+                    _error_class(error),
+                    error,
+                )
+                _batch_retry_or_fail(batch, actor=actor, error=error, max_attempts=max_attempts)
             return batch
     except pipeline.BatchBusy:
         return None
+
+
+def _error_class(error: BaseException) -> str:
+    """The dotted class of what went wrong: the driver's error under Django's wrapper
+    (psycopg.errors.NumericValueOutOfRange rather than django.db.utils.DataError)."""
+    cause = error.__cause__
+    if isinstance(error, DatabaseError) and cause is not None:
+        error = cause
+    kind = type(error)
+    module = "" if kind.__module__ == "builtins" else kind.__module__ + "."
+    return module + kind.__qualname__
+
+
+def _batch_retry_or_fail(
+    batch: ImportBatch, *, actor: Actor, error: Exception, max_attempts: int
+) -> None:
+    """Record an unexpected error: the batch waits for its next attempt, or, after the last,
+    fails. If even that cannot be written (the database went away), the error propagates
+    and the sweeper finds the batch running with a free lock later."""
+    error_class = _error_class(error)
+    message = str(error).strip() or error_class
+    # The stage's transaction rolled back; the object may hold counts it never saved.
+    batch.refresh_from_db()
+    if batch.attempts >= max_attempts:
+        _batch_fail(
+            batch,
+            actor=actor,
+            message=(
+                f"The import stopped on an unexpected error in each of its {batch.attempts} "
+                f"attempts; the last one ({error_class}): {message}"
+            ),
+            error_class=error_class,
+        )
+        return
+    backoff = settings.PORTAL_IMPORT_RETRY_BACKOFF or (0,)
+    wait = backoff[min(batch.attempts, len(backoff)) - 1]
+    batch.status = ImportBatch.Status.QUEUED
+    batch.next_attempt_at = timezone.now() + dt.timedelta(seconds=wait)
+    batch.error = _printable(message)
+    batch.error_class = error_class[:200]
+    batch.save(update_fields=["status", "next_attempt_at", "error", "error_class"])
+
+
+def _printable(message: str) -> str:
+    return "".join(c if c.isprintable() or c == "\n" else "?" for c in message[:5000])
+
+
+def _batch_fail(batch: ImportBatch, *, actor: Actor, message: str, error_class: str = "") -> None:
+    with transaction.atomic():
+        pipeline.fail(batch, message, now=timezone.now(), error_class=error_class)
+        audit_record(
+            actor=actor,
+            event=AuditEvent.IMPORT_BATCH_FAILED,
+            organisation=batch.organisation,
+            target=batch,
+            data={
+                "batch": str(batch.public_id),
+                "error": message[:500],
+                "error_class": error_class,
+                "attempts": batch.attempts,
+            },
+        )
 
 
 def _run_stages(batch: ImportBatch, *, actor: Actor, as_of: dt.datetime) -> None:
@@ -243,7 +338,12 @@ def _run_stages(batch: ImportBatch, *, actor: Actor, as_of: dt.datetime) -> None
                 event=AuditEvent.IMPORT_BATCH_FINISHED,
                 organisation=batch.organisation,
                 target=batch,
-                data={"batch": str(batch.public_id), **batch.counts, "events": new_events},
+                data={
+                    "batch": str(batch.public_id),
+                    "status": batch.status,
+                    **batch.counts,
+                    "events": new_events,
+                },
             )
             if new_events:
                 from meters.tasks import meter_events_notify_task

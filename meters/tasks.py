@@ -31,12 +31,12 @@ def import_batch_task(*, batch_id: int, **kwargs: object) -> str:
 
 @app.task(acks_late=True)
 def import_sweeper_task(**kwargs: object) -> int:
-    """Re-queue batches whose worker died (their advisory lock is free) or that were never
-    picked up; the batches resume from their checkpoint."""
+    """Re-queue batches whose worker died (their advisory lock is free), that were never
+    picked up, or whose wait for their next attempt is over; the batches resume from their
+    checkpoint, and one whose attempts are used up ends failed (it never loops)."""
     requeued = 0
-    for batch_id in batches_needing_a_worker(
-        queued_before=timezone.now() - dt.timedelta(minutes=1)
-    ):
+    now = timezone.now()
+    for batch_id in batches_needing_a_worker(queued_before=now - dt.timedelta(minutes=1), now=now):
         if not pipeline.batch_is_locked(batch_id):
             import_batch_task.delay(batch_id=batch_id)
             requeued += 1

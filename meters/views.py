@@ -92,6 +92,8 @@ class OrganisationImportsView(OrganisationView):
                     original_name=upload.name or "",
                     organisation=self.organisation,
                     read_at=form.cleaned_data["read_at"],
+                    meter_serial=form.cleaned_data["meter_serial"].strip(),
+                    dsmr_spec=form.cleaned_data["dsmr_spec"],
                     actor=self.actor(),
                     as_of=timezone.now(),
                 )
@@ -108,7 +110,9 @@ class OrganisationImportsView(OrganisationView):
 
     def _page(self, form: ImportUploadForm, status: int = 200) -> HttpResponse:
         batches = batches_for_organisations(
-            organisation_ids=organisation_subtree_ids(organisation=self.organisation)
+            organisation_ids=organisation_subtree_ids(
+                organisation=self.organisation, withheld=self.withheld_paths
+            )
         ).select_related("organisation")
         page = Paginator(batches, 25).get_page(self.request.GET.get("page"))
         return self.render_to_response(
@@ -127,14 +131,16 @@ class OrganisationImportView(OrganisationView):
     ) -> HttpResponse:
         batch = batch_for_organisations(
             public_id=batch_id,
-            organisation_ids=organisation_subtree_ids(organisation=self.organisation),
+            organisation_ids=organisation_subtree_ids(
+                organisation=self.organisation, withheld=self.withheld_paths
+            ),
         )
         if batch is None:
             raise Http404
         context = self.get_context_data(
             batch=batch,
             row_errors=batch_row_errors(batch=batch, limit=100),
-            running=batch.status in (ImportBatch.Status.QUEUED, ImportBatch.Status.RUNNING),
+            running=not batch.finished,
         )
         if getattr(request, "htmx", False):
             return self.response_class(

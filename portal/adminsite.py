@@ -29,6 +29,7 @@ from django.utils.translation import gettext_lazy
 from portal.audit.actors import UserActor
 from portal.lib.errors import DomainError
 from portal.lib.money import format_minor
+from portal.users.selectors import staff_factor_confirmed, staff_factor_waiting
 
 
 def _site_header() -> str:
@@ -49,7 +50,10 @@ class PortalAdminSite(admin.AdminSite):
         user = request.user
         if not (user.is_active and user.is_staff):
             return False
-        return not (settings.PORTAL_STAFF_REQUIRE_MFA and not is_mfa_enabled(user))
+        if not settings.PORTAL_STAFF_REQUIRE_MFA:
+            return True
+        # A first factor enrolled with the password alone counts once confirmed by email.
+        return bool(is_mfa_enabled(user)) and staff_factor_confirmed(user=user)
 
     def get_app_list(
         self, request: HttpRequest, app_label: str | None = None
@@ -80,9 +84,19 @@ class PortalAdminSite(admin.AdminSite):
         if self.has_permission(request):
             return HttpResponseRedirect(next_url)
         if user.is_staff and user.is_active:
-            messages.warning(
-                request, _("Staff need two-factor authentication to open the admin site.")
-            )
+            if staff_factor_waiting(user=user):
+                messages.warning(
+                    request,
+                    _(
+                        "Confirm your new second factor with the link we emailed to %(email)s "
+                        "before you open the admin site."
+                    )
+                    % {"email": user.email},
+                )
+            else:
+                messages.warning(
+                    request, _("Staff need two-factor authentication to open the admin site.")
+                )
             return HttpResponseRedirect(reverse("mfa_index"))
         raise PermissionDenied
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 
 @register(Tags.security, deploy=True)
@@ -48,6 +48,21 @@ def audit_key(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
                 hint="Set PORTAL_AUDIT_KEY to a long random value kept in the secret store; "
                 "never change it once the log has entries.",
                 id="portal.W003",
+            )
+        ]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def sandbox_payments(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """The sandbox provider credits any top-up without money changing hands."""
+    if settings.PAYMENT_SANDBOX_ENABLED and settings.PAYMENT_SANDBOX_SECRET:
+        return [
+            Error(
+                "The sandbox payment provider is on: anyone can top up a wallet for free.",
+                hint="Unset PAYMENT_SANDBOX_SECRET (and PAYMENT_SANDBOX_ENABLED) outside "
+                "development, and configure a real provider.",
+                id="portal.E001",
             )
         ]
     return []

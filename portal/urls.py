@@ -18,6 +18,7 @@ urlpatterns = [
     path(
         "api/v1/docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"
     ),
+    path("", include("portal.users.urls")),
     path("", include("portal.tenancy.urls")),
     path("", include("portal.audit.urls")),
     path("", include("meters.urls")),

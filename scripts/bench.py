@@ -505,7 +505,7 @@ def baseline_copy(
     return results[0], results[1]
 
 
-FINAL = ("done", "failed", "duplicate")
+FINAL = ("done", "done_with_rejections", "rejected", "failed", "duplicate")
 
 
 def _stage_name(status: str, stage: str) -> str:

@@ -161,6 +161,7 @@ def bench_environment(database_url: str, workdir: Path) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
         # Production keeps staff MFA on; the bench's member is no staff, so it plays no part.
         "PAYMENT_SANDBOX_SECRET": "bench-only-" + secrets.token_urlsafe(32),
+        "PAYMENT_SANDBOX_ENABLED": "1",
     }
 
 

@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from billing.forms import RefundForm
-from billing.models import TopUp, WebhookEvent
+from billing.models import TopUp, WebhookEvent, WebhookRejection
 from billing.payments.selectors import topup_refunded
 from billing.services.topups import TopUpError, topup_refund
 from portal.adminsite import ReadOnlyModelAdmin, money_display
@@ -145,3 +145,10 @@ class WebhookEventAdmin(ReadOnlyModelAdmin):
     list_filter = ("provider", "verified", "event_type")
     search_fields = ("event_id", "body")
     date_hierarchy = "received_at"
+
+
+@admin.register(WebhookRejection)
+class WebhookRejectionAdmin(ReadOnlyModelAdmin):
+    list_display = ("hour", "provider", "reason", "count", "last_at", "last_address", "last_size")
+    list_filter = ("provider", "reason")
+    date_hierarchy = "hour"

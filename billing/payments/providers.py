@@ -13,8 +13,9 @@ def provider_get(name: str) -> PaymentProvider:
 
     :raises ProviderUnavailable: for an unknown name or a provider without its settings.
     """
-    if name == SandboxProvider.name and settings.PAYMENT_SANDBOX_SECRET:
-        return SandboxProvider(secret=settings.PAYMENT_SANDBOX_SECRET)
+    secret = settings.PAYMENT_SANDBOX_SECRET
+    if name == SandboxProvider.name and settings.PAYMENT_SANDBOX_ENABLED and secret:
+        return SandboxProvider(secret=secret)
     raise ProviderUnavailable(f"payment provider {name!r} is not configured")
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import uuid
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -81,6 +82,8 @@ from portal.tenancy.models import Account
 # A top-up the provider has never heard of is given up after this long.
 TOPUP_EXPIRY = dt.timedelta(hours=24)
 _OPEN = (TopUp.Status.CREATED, TopUp.Status.PENDING, TopUp.Status.UNKNOWN)
+
+logger = logging.getLogger(__name__)
 
 
 class TopUpError(DomainError):
@@ -417,37 +420,74 @@ def _webhook_store(
     return int(row_id)
 
 
+def _webhook_reject(
+    *, provider: str, reason: str, body: bytes, address: str | None, now: dt.datetime
+) -> None:
+    """Count a refused delivery in its hour's row: bounded by providers x reasons x hours."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO billing_webhookrejection (provider, reason, hour, count, last_digest,
+                                                  last_size, last_address, last_at)
+            VALUES (%s, %s, %s, 1, %s, %s, %s, %s)
+            ON CONFLICT (provider, reason, hour) DO UPDATE SET
+                count = billing_webhookrejection.count + 1,
+                last_digest = EXCLUDED.last_digest, last_size = EXCLUDED.last_size,
+                last_address = EXCLUDED.last_address, last_at = EXCLUDED.last_at
+            """,
+            [
+                provider,
+                reason[:100],
+                hour,
+                hashlib.sha256(body).hexdigest(),
+                len(body),
+                address,
+                now,
+            ],
+        )
+    logger.warning(
+        "refused %s webhook (%s, %d bytes) from %s", provider, reason, len(body), address
+    )
+
+
 def webhook_receive(
-    *, provider: PaymentProvider, body: bytes, headers: Mapping[str, str], now: dt.datetime
+    *,
+    provider: PaymentProvider,
+    body: bytes,
+    headers: Mapping[str, str],
+    now: dt.datetime,
+    address: str | None = None,
 ) -> WebhookOutcome:
-    """Store, verify, deduplicate and process one webhook delivery of `provider`.
+    """Verify, store, deduplicate and process one webhook delivery of `provider`.
 
     Returns 400 for a delivery that is not verified (bad, missing or stale signature) or not
-    an event at all, 200 otherwise (also for duplicates and for events that cannot be
-    applied, whose error is kept on the row: a retry would not help).
+    an event at all: it is only counted (`WebhookRejection`), never stored, so the public
+    endpoint cannot be used to fill the database. 200 otherwise (also for duplicates and for
+    events that cannot be applied, whose error is kept on the row: a retry would not help).
     """
     actor = SystemActor(f"webhook:{provider.name}")
-    event_id = provider.webhook_event_id(body=body)
-    stored_id = event_id or f"unparsed:{hashlib.sha256(body).hexdigest()}"
-    signature = ""
     error = ""
+    signature = ""
     try:
         signature = provider.webhook_verify(body=body, headers=headers, now=now)
     except SignatureInvalid as refused:
         error = f"rejected: {refused.reason}"
+    event_id = provider.webhook_event_id(body=body) if not error else None
     if event_id is None and not error:
         error = "rejected: no event id"
+    if error or event_id is None:
+        _webhook_reject(provider=provider.name, reason=error, body=body, address=address, now=now)
+        return WebhookOutcome(400, error)
     row_id = _webhook_store(
         provider=provider.name,
-        event_id=stored_id,
+        event_id=event_id,
         body=body,
         signature=signature,
-        verified=not error,
-        error=error,
+        verified=True,
+        error="",
         now=now,
     )
-    if error:
-        return WebhookOutcome(400, error)
     with transaction.atomic():
         event = WebhookEvent.objects.select_for_update().get(pk=row_id)
         if event.processed_at is not None:

@@ -39,20 +39,40 @@ ROW_ERRORS: dict[str, Promise] = {
     "espi_unreadable": _("unreadable value or start: %(value)s, %(start)s"),
     # DSMR
     "dsmr_unreadable": _("the telegram could not be read: %(detail)s"),
-    "dsmr_no_identifier": _("the telegram has no electricity equipment identifier"),
+    "dsmr_no_identifier": _(
+        "the telegram has no electricity equipment identifier: name the meter that sent it "
+        "(--meter)"
+    ),
     "dsmr_no_timestamp": _(
         "this telegram has no timestamp: give the read time (--read-at) or send it through a "
         "head-end that records the delivery time"
-    ),
-    "dsmr_placeholder_outage": _(
-        "the power failure log entry %(ended)s (%(duration)s s) is a placeholder; ignored"
     ),
     "dsmr_mbus_placeholder": _(
         "M-Bus channel %(channel)s: no equipment identifier or a placeholder reading; skipped"
     ),
     "dsmr_mbus_unknown_type": _("M-Bus channel %(channel)s: unknown device type %(type)s"),
+    "dsmr_bad_checksum": _("the telegram (%(spec)s) fails its CRC check: %(detail)s"),
+    "dsmr_no_checksum": _(
+        "the telegram has no CRC, which its specification (%(spec)s) requires; if it is a D0 "
+        "telegram of another meter, name its specification (--dsmr-spec)"
+    ),
+    "dsmr_no_value": _("register %(code)s has no numeric value"),
+    "dsmr_no_unit": _("register %(code)s states no unit; a unit is never assumed"),
+    "dsmr_wrong_unit": _("register %(code)s is in %(unit)s, which is not a unit of %(base)s"),
     # JSON bulk
     "json_unknown_flags": _("unknown flags %(flags)s"),
+    # Row checks of every format (the staging guard and resolve()'s SQL); a row reports all
+    # of its problems, each with its own code.
+    "out_of_range": _("%(field)s is out of range: %(value)s"),
+    "negative_register_value": _("a register value cannot be negative: %(value)s"),
+    "future_timestamp": _("the timestamp %(timestamp)s is in the future"),
+    "timestamp_before_1990": _("a timestamp before 1990 is implausible: %(timestamp)s"),
+    "unsafe_text": _(
+        "%(field)s %(value)s starts like a spreadsheet formula or holds control characters"
+    ),
+    "overlapping_period": _("its period overlaps the period of line %(line)s"),
+    "unknown_meter": _('unknown meter "%(meter)s"'),
+    "no_register": _('meter "%(meter)s" has no register "%(register)s"'),
 }
 
 

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -54,6 +54,8 @@ EVENT_SEVERITY = {
     "night_flow": MeterEvent.Severity.SERIOUS,
 }
 BATTERY_LOW_PERCENT = 20
+# The longest spacing of rows taken for a register's reporting interval (seconds).
+MAX_GUESSED_INTERVAL = 86_400
 
 Parser = Callable[[BinaryIO, ImportBatch], Iterator[ParsedItem]]
 
@@ -113,7 +115,7 @@ def stage_payload(batch: ImportBatch, parser: Parser | None) -> None:
     with transaction.atomic():
         staging.create_tables(batch.pk)
         errors: list[staging.RowError] = []
-        error_count = 0
+        error_count = rejected_rows = 0
         with Path(batch.payload_path).open("rb") as stream:
             if parser is None:
                 csv_format.copy_csv(batch.pk, stream)
@@ -121,6 +123,7 @@ def stage_payload(batch: ImportBatch, parser: Parser | None) -> None:
             else:
                 result = staging.write_items(batch.pk, parser(stream, batch))
                 errors, error_count = result.errors, result.error_count
+                rejected_rows = result.rejected_rows
         # Statistics before anything joins it: without them the planner takes a million-row
         # staging table for a few dozen rows and loops over it once per register.
         _exec(sql.SQL("ANALYZE {}").format(staging.stage_table(batch.pk)))
@@ -129,12 +132,13 @@ def stage_payload(batch: ImportBatch, parser: Parser | None) -> None:
             ImportRowError(batch=batch, line=error.line, code=error.code, params=error.params)
             for error in errors
         )
-        batch.seen = rows + error_count
-        batch.rejected = error_count
+        batch.seen = rows + rejected_rows
+        batch.rejected = rejected_rows
         batch.row_error_count = error_count
         batch.stage = "validating"
         batch.progress = 10
-        _save(batch, "seen", "rejected", "row_error_count", "stage", "progress")
+        # read_time_source: set by the DSMR parser when telegrams took the batch's time.
+        _save(batch, "seen", "rejected", "row_error_count", "stage", "progress", "read_time_source")
 
 
 # --- validating -----------------------------------------------------------------------------
@@ -162,16 +166,146 @@ def _fail_if_any(statement: sql.Composable, params: dict[str, Any], message: str
         raise BatchError(f"{message} Nothing was imported. {listed}")
 
 
-def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
-    """Resolve meters, registers and units; reject rows; fail on structural problems.
+# A bigint's range, which a value in base units (after unit and multiplier) must fit.
+_BIGINT_MAX = 2**63 - 1
+# Text a spreadsheet would run as a formula (CSV injection: = + - @, and tab or CR before them),
+# or control characters, which no serial or register code has.
+_UNSAFE_TEXT = r"^[=+@\t\r-]|[[:cntrl:]]"
+_TIMESTAMP = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
-    :raises BatchError: on units that do not exist or do not fit the register, absurd values,
-        or meters of conflicting kinds.
+
+class _Check(NamedTuple):
+    condition: str  # SQL: the row has the problem
+    problem: str  # SQL: the problem as {"code", "params"} when it has, else NULL
+
+
+def _problem(code: str, condition: str, **params: str) -> _Check:
+    """One row check. The parameters are SQL expressions, stored as text
+    (meters.ingest.errors)."""
+    pairs = ", ".join(f"'{name}', ({expression})::text" for name, expression in params.items())
+    return _Check(
+        condition,
+        f"CASE WHEN {condition} THEN jsonb_build_object('code', '{code}', "
+        f"'params', jsonb_build_object({pairs})) END",
+    )
+
+
+def _add_problems(*checks: _Check) -> str:
+    """SQL for the row's `reject` with the problems of `checks` added, so that every check runs
+    and a row reports all its problems (update only rows where `_any(checks)` holds)."""
+    rows = ", ".join(f"({n}, {check.problem})" for n, check in enumerate(checks))
+    return (
+        "nullif(coalesce(reject, '[]'::jsonb) || coalesce((SELECT jsonb_agg(p ORDER BY n) "
+        f"FROM (VALUES {rows}) v(n, p) WHERE p IS NOT NULL), '[]'::jsonb), '[]'::jsonb)"
+    )
+
+
+def _any(*checks: _Check) -> str:
+    """SQL: the row has one of the problems; good rows are left alone, not rewritten."""
+    return " OR ".join(f"coalesce({check.condition}, false)" for check in checks)
+
+
+def _check_rows(stage: sql.Identifier, params: dict[str, Any]) -> None:
+    """The checks a row needs nothing else for: they run before meters are registered, so that
+    a meter seen only in impossible rows is not created and they do not skew its interval."""
+    future = f"coalesce(received_at, %(received)s) + interval '{q.FUTURE_TOLERANCE}'"
+    checks = [
+        _problem(
+            "out_of_range",
+            "abs(value) > %(max)s OR value = 'NaN'",
+            field="'value'",
+            value="value",
+        ),
+        _problem(
+            "out_of_range",
+            "abs(delta) > %(max)s OR delta = 'NaN'",
+            field="'delta'",
+            value="delta",
+        ),
+        _problem("negative_register_value", "value < 0", value="value"),
+        _problem("future_timestamp", f"ts > {future}", timestamp=_TIMESTAMP.format("ts")),
+        _problem(
+            "timestamp_before_1990",
+            "ts < '1990-01-01T00:00:00Z'",
+            timestamp=_TIMESTAMP.format("ts"),
+        ),
+        *(
+            _problem(
+                "unsafe_text",
+                f"{column} ~ %(unsafe)s",
+                field=f"'{field}'",
+                value=f"left({column}, 100)",
+            )
+            for column, field in (
+                ("serial", "meter_serial"),
+                ("dev_eui", "dev_eui"),
+                ("register_code", "register"),
+            )
+        ),
+    ]
+    _exec(
+        sql.SQL(
+            "UPDATE {s} SET reject = " + _add_problems(*checks) + " WHERE " + _any(*checks)
+        ).format(s=stage),
+        params,
+    )
+    # Interval rows of one meter and register whose periods overlap without being the same
+    # period (that is a duplicate): neither can be right, and merged they would count the
+    # overlap twice. Each names a line it overlaps. Over the distinct periods in start order,
+    # a period overlaps an earlier one iff it starts before the latest end so far, and a later
+    # one iff the next one starts before it ends: two windows, no pairwise join. Periods of a
+    # day or more may overlap by an hour: billing periods whose ends a utility computed across
+    # a DST change (the NGMA sample's bills overlap by exactly that hour twice a year).
+    key = ("coalesce(serial, '')", "coalesce(upper(dev_eui), '')", "coalesce(register_code, '')")
+    _exec(
+        sql.SQL(
+            f"""
+            WITH p AS (
+                SELECT {key[0]} AS k1, {key[1]} AS k2, {key[2]} AS k3,
+                       ts - make_interval(secs => duration_s) AS lo, ts AS hi, min(line) AS line,
+                       CASE WHEN duration_s >= 86400 THEN 3600 ELSE 0 END AS slack
+                FROM {{s}} WHERE delta IS NOT NULL AND duration_s > 0
+                GROUP BY 1, 2, 3, 4, 5, 7
+            ), w AS (
+                SELECT p.*,
+                       max(ARRAY[extract(epoch FROM hi), line]) OVER (
+                           k ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before,
+                       lead(lo) OVER k AS next_lo, lead(line) OVER k AS next_line
+                FROM p WINDOW k AS (PARTITION BY k1, k2, k3 ORDER BY lo, hi)
+            ), o AS (
+                SELECT k1, k2, k3, lo, hi,
+                       CASE WHEN before[1] > extract(epoch FROM lo) + slack THEN before[2]::bigint
+                            ELSE next_line END AS other
+                FROM w
+                WHERE before[1] > extract(epoch FROM lo) + slack
+                   OR next_lo < hi - make_interval(secs => slack)
+            )
+            UPDATE {{s}} s SET reject = """
+            + _add_problems(_problem("overlapping_period", "true", line="o.other"))
+            + f"""
+            FROM o
+            WHERE {key[0]} = o.k1 AND {key[1]} = o.k2 AND {key[2]} = o.k3
+              AND s.delta IS NOT NULL AND s.duration_s > 0
+              AND s.ts - make_interval(secs => s.duration_s) = o.lo AND s.ts = o.hi
+            """
+        ).format(s=stage),
+        params,
+    )
+
+
+def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
+    """Check rows, resolve meters, registers and units; reject rows; fail on structural
+    problems.
+
+    :raises BatchError: on units that do not exist or do not fit the register, or meters of
+        conflicting kinds.
     """
     stage = staging.stage_table(batch.pk)
     params: dict[str, Any] = {
         **_units_param(),
         "max": MAX_SOURCE_MAGNITUDE,
+        "bigint": _BIGINT_MAX,
+        "unsafe": _UNSAFE_TEXT,
         "received": batch.received_at,
         "org": batch.organisation_id,
         "subtree": subtree,
@@ -188,15 +322,7 @@ def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
             params,
             "The file uses units this portal does not know.",
         )
-        _fail_if_any(
-            sql.SQL(
-                "SELECT line, 'value out of range' FROM {s} "
-                "WHERE abs(value) > %(max)s OR abs(delta) > %(max)s OR value < 0 "
-                "OR value = 'NaN' OR delta = 'NaN' ORDER BY line"
-            ).format(s=stage),
-            params,
-            "The file has absurd values.",
-        )
+        _check_rows(stage, params)
         # Meters: by serial, else by LoRaWAN DevEUI; organisations send only their own.
         owner = "AND m.organisation_id = ANY(%(subtree)s)" if subtree is not None else ""
         _exec(
@@ -235,10 +361,33 @@ def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
                 "|| ', measured in ' || r.unit FROM {s} s "
                 "JOIN meters_register r ON r.id = s.register_id "
                 "JOIN " + _UNITS + " ON u.symbol = s.unit "
-                "WHERE u.base <> r.unit ORDER BY s.line"
+                "WHERE u.base <> r.unit AND s.reject IS NULL ORDER BY s.line"
             ).format(s=stage),
             params,
             "Units do not fit the registers.",
+        )
+        # In base units a value must fit a bigint: checked before the casts below, which
+        # would otherwise fail the whole transaction.
+        too_big = [
+            _problem(
+                "out_of_range",
+                f"abs(round(s.{column} * u.factor * r.multiplier)) > %(bigint)s",
+                field=f"'{column}'",
+                value=f"s.{column}",
+            )
+            for column in ("value", "delta")
+        ]
+        _exec(
+            sql.SQL(
+                "UPDATE {s} s SET reject = "
+                + _add_problems(*too_big)
+                + " FROM meters_register r, "
+                + _UNITS
+                + " WHERE r.id = s.register_id AND u.symbol = s.unit AND s.reject IS NULL AND ("
+                + _any(*too_big)
+                + ")"
+            ).format(s=stage),
+            params,
         )
         _exec(
             sql.SQL(
@@ -246,38 +395,48 @@ def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
                 "base_value = round(s.value * u.factor * r.multiplier)::bigint, "
                 "base_delta = round(s.delta * u.factor * r.multiplier)::bigint "
                 "FROM meters_register r, " + _UNITS + " "
-                "WHERE r.id = s.register_id AND u.symbol = s.unit"
+                "WHERE r.id = s.register_id AND u.symbol = s.unit AND s.reject IS NULL"
             ).format(s=stage),
             params,
         )
+        # With --register-meters, a meter or register missing for a row already rejected is
+        # the consequence of its problems (it was not registered for them), not another one.
+        consequence = "reject IS NOT NULL" if batch.register_meters else "false"
+        meter = "coalesce(serial, dev_eui, '')"
         _exec(
             sql.SQL(
-                """
-                UPDATE {s} SET reject = CASE
-                    WHEN meter_id IS NULL THEN
-                        'unknown meter "' || coalesce(serial, dev_eui, '') || '"'
-                    WHEN register_id IS NULL THEN
-                        'meter "' || coalesce(serial, dev_eui, '') || '" has no register "'
-                        || coalesce(register_code, '(main)') || '"'
-                    WHEN ts > coalesce(received_at, %(received)s) + interval '{future}' THEN
-                        'the timestamp ' || to_char(ts AT TIME ZONE 'UTC',
-                                                    'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-                        || ' is in the future'
-                    WHEN ts < '1990-01-01' THEN 'a timestamp before 1990 is implausible'
-                END
-                """.replace("{future}", q.FUTURE_TOLERANCE)
+                "UPDATE {s} SET reject = "
+                + _add_problems(
+                    _problem("unknown_meter", "meter_id IS NULL", meter=meter),
+                    _problem(
+                        "no_register",
+                        "meter_id IS NOT NULL AND register_id IS NULL",
+                        meter=meter,
+                        register="coalesce(register_code, '(main)')",
+                    ),
+                )
+                + f" WHERE register_id IS NULL AND NOT ({consequence})"
             ).format(s=stage),
             params,
         )
-        rejected = _exec(
-            sql.SQL("SELECT count(*) FROM {s} WHERE reject IS NOT NULL").format(s=stage)
-        )[0][0]
+        # `rejected` counts rows; each problem is a row error of its own, up to the cap.
+        rejected, problems = _exec(
+            sql.SQL(
+                "SELECT count(*), coalesce(sum(jsonb_array_length(reject)), 0) FROM {s} "
+                "WHERE reject IS NOT NULL"
+            ).format(s=stage)
+        )[0]
         room = max(0, staging.MAX_STORED_ROW_ERRORS - batch.row_error_count)
         _exec(
             sql.SQL(
-                "INSERT INTO meters_importrowerror (batch_id, line, code, params, message) "
-                "SELECT %(batch)s, line, '', '{{}}', reject FROM {s} WHERE reject IS NOT NULL "
-                "ORDER BY line LIMIT %(room)s"
+                """
+                INSERT INTO meters_importrowerror (batch_id, line, code, params, message)
+                SELECT %(batch)s, s.line, p.value->>'code', p.value->'params', ''
+                FROM {s} s
+                CROSS JOIN LATERAL jsonb_array_elements(s.reject) WITH ORDINALITY p(value, n)
+                WHERE s.reject IS NOT NULL
+                ORDER BY s.line, p.n LIMIT %(room)s
+                """
             ).format(s=stage),
             {**params, "room": room},
         )
@@ -289,7 +448,7 @@ def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
         _ensure_partitions(stage)
         plan = chunk_plan(batch)
         batch.rejected += rejected
-        batch.row_error_count += rejected
+        batch.row_error_count += int(problems)
         batch.stage = "merging"
         batch.chunks_total = len(plan)
         batch.chunks_done = 0
@@ -305,6 +464,7 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
         sql.SQL(
             "SELECT min(line), 'meter \"' || serial || '\" appears as several kinds' "
             "FROM {s} WHERE meter_id IS NULL AND serial IS NOT NULL AND kind IS NOT NULL "
+            "AND reject IS NULL "
             "GROUP BY serial HAVING count(DISTINCT kind) > 1 ORDER BY 1"
         ).format(s=stage),
         params,
@@ -335,6 +495,8 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
             "min(coalesce(ts - make_interval(secs => duration_s), ts)) AS first_ts, "
             "min(time_zone) AS time_zone "
             "FROM {s} WHERE meter_id IS NULL AND serial IS NOT NULL AND kind IS NOT NULL "
+            # A meter seen only in rejected rows is not registered.
+            "AND reject IS NULL "
             "GROUP BY serial"
         ).format(s=stage)
     )
@@ -369,7 +531,8 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
         ).format(s=stage)
     )
     # The interval a new register reports at: stated by the format, or else the spacing most
-    # of its rows share (half of them at least), so that short gaps can be estimated.
+    # of its good rows share (half of them at least), so that short gaps can be estimated. A
+    # spacing beyond a day is no reporting interval (and far-apart rows would not fit int4).
     _exec(
         sql.SQL(
             """
@@ -379,20 +542,21 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
             FROM (SELECT meter_id, coalesce(register_code, 'import') AS code,
                          extract(epoch FROM ts - lag(ts) OVER (
                              PARTITION BY meter_id, coalesce(register_code, 'import')
-                             ORDER BY ts))::integer AS step
-                  FROM {s} WHERE meter_id IS NOT NULL) d
-            WHERE step > 0
+                             ORDER BY ts))::bigint AS step
+                  FROM {s} WHERE meter_id IS NOT NULL AND reject IS NULL) d
+            WHERE step > 0 AND step <= %(max_step)s
             GROUP BY meter_id, code
             """
-        ).format(s=stage)
+        ).format(s=stage),
+        {"max_step": MAX_GUESSED_INTERVAL},
     )
     _exec(
         sql.SQL(
             """
             DELETE FROM m_new_intervals i
             WHERE steps < 2 OR (SELECT count(*) FROM (
-                SELECT extract(epoch FROM ts - lag(ts) OVER (ORDER BY ts))::integer AS step
-                FROM {s} WHERE meter_id = i.meter_id
+                SELECT extract(epoch FROM ts - lag(ts) OVER (ORDER BY ts))::bigint AS step
+                FROM {s} WHERE meter_id = i.meter_id AND reject IS NULL
                   AND coalesce(register_code, 'import') = i.code) x
                 WHERE x.step = i.step) * 2 < i.steps
             """
@@ -417,7 +581,7 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
             JOIN {_UNITS} ON u.symbol = s.unit
             LEFT JOIN m_new_intervals i
               ON i.meter_id = s.meter_id AND i.code = coalesce(s.register_code, 'import')
-            WHERE s.meter_id IS NOT NULL
+            WHERE s.meter_id IS NOT NULL AND s.reject IS NULL
               AND NOT EXISTS (SELECT 1 FROM meters_register r
                               WHERE r.meter_id = s.meter_id
                                 AND r.code = coalesce(s.register_code, 'import'))
@@ -651,6 +815,7 @@ def finish(batch: ImportBatch, *, now: dt.datetime) -> int:
             {"batch": batch.pk},
         )
         new_events = int(rows[0][0])
+        (events_sent,) = _exec(sql.SQL("SELECT count(*) FROM {e}").format(e=events))[0]
         _exec(
             sql.SQL(
                 # Any message is contact: readings, status reports and alarms alike (a clock
@@ -665,16 +830,51 @@ def finish(batch: ImportBatch, *, now: dt.datetime) -> int:
             {"now": now},
         )
         staging.drop_tables(batch.pk)
+        batch.status, batch.error = outcome(batch, events=int(events_sent))
+        batch.error_class = ""
+        batch.next_attempt_at = None
         batch.stage = ""
-        batch.status = ImportBatch.Status.DONE
         batch.progress = 100
         batch.finished_at = now
-        _save(batch, "stage", "status", "progress", "finished_at")
+        _save(
+            batch,
+            "stage",
+            "status",
+            "error",
+            "error_class",
+            "next_attempt_at",
+            "progress",
+            "finished_at",
+        )
     return new_events
 
 
-def fail(batch: ImportBatch, message: str, *, now: dt.datetime) -> None:
-    """Mark the batch failed with a message for people; drop what it staged."""
+def outcome(batch: ImportBatch, *, events: int) -> tuple[str, str]:
+    """The final state of a batch whose every stage ran, and its message.
+
+    A row is accepted when it was read and matched a register: inserted, or already stored
+    (duplicate), or stored with another value (conflicting: kept apart for review). Those are
+    the sender's data, understood; only rejected rows are not. Events (alarms, status reports)
+    count as data too, so a file of only events is done.
+    """
+    accepted = batch.seen - batch.rejected + events
+    if batch.seen == 0 and events == 0:
+        # Stored in English like the file-level errors; the pages show the state translated.
+        return ImportBatch.Status.REJECTED, "The file has no data rows: nothing was imported."
+    if accepted <= 0:
+        return (
+            ImportBatch.Status.REJECTED,
+            f"All {batch.rejected} rows were rejected: nothing was imported. "
+            "The row errors say why.",
+        )
+    if batch.rejected:
+        return ImportBatch.Status.DONE_WITH_REJECTIONS, ""
+    return ImportBatch.Status.DONE, ""
+
+
+def fail(batch: ImportBatch, message: str, *, now: dt.datetime, error_class: str = "") -> None:
+    """Mark the batch failed with a message for people (and, for an unexpected error, the
+    exception's class for operators); drop what it staged."""
     with transaction.atomic():
         try:
             staging.drop_tables(batch.pk)
@@ -684,6 +884,8 @@ def fail(batch: ImportBatch, message: str, *, now: dt.datetime) -> None:
         batch.status = ImportBatch.Status.FAILED
         # A message may quote the file; keep what PostgreSQL text and people can read.
         batch.error = "".join(c if c.isprintable() or c == "\n" else "?" for c in message[:5000])
+        batch.error_class = error_class[:200]
+        batch.next_attempt_at = None
         batch.stage = ""
         batch.finished_at = now
-        _save(batch, "status", "error", "stage", "finished_at")
+        _save(batch, "status", "error", "error_class", "next_attempt_at", "stage", "finished_at")

@@ -403,6 +403,9 @@ JOIN meters_register r ON r.id = a.register_id
 JOIN meters_meterinstallation mi
   ON mi.meter_id = r.meter_id AND mi.installed_at < a.hi
  AND (mi.removed_at IS NULL OR mi.removed_at > a.lo)
+-- Only active energy and volume are rolled up (meters.models.ROLLUP_DIRECTIONS): reactive
+-- registers and totals beside tariff registers are stored, never summed, charted or billed.
+WHERE r.direction IN ('import', 'export')
 GROUP BY mi.service_point_id, r.direction;
 ANALYZE m_sp;
 

@@ -15,6 +15,9 @@ from typing import Any
 
 from django.db import connection
 from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from meters.ingest.units import MAX_SOURCE_MAGNITUDE
 
 # Source flags carried by a reading row (bits of meters.models.Rule that a source can assert).
 SOURCE_TAMPER = 1 << 14
@@ -131,7 +134,12 @@ def _execute(statement: sql.Composable, params: Any = None) -> None:
 
 
 def create_tables(batch_id: int) -> None:
-    """(Re)create the batch's empty staging tables."""
+    """(Re)create the batch's empty staging tables.
+
+    `reject` is NULL for a good row, else the array of its problems as the row checks find them
+    ([{"code": ..., "params": {...}}, ...], see meters.ingest.errors), so that a row reports all
+    of them and the reader's language makes the sentences.
+    """
     drop_tables(batch_id)
     columns = sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in STAGE_COLUMNS
@@ -139,7 +147,7 @@ def create_tables(batch_id: int) -> None:
     _execute(
         sql.SQL(
             "CREATE UNLOGGED TABLE {} ({}, meter_id bigint, register_id bigint, "
-            "base_value bigint, base_delta bigint, reject text)"
+            "base_value bigint, base_delta bigint, reject jsonb)"
         ).format(stage_table(batch_id), columns)
     )
     event_columns = sql.SQL(", ").join(
@@ -163,6 +171,57 @@ class StageResult:
     events: int = 0
     errors: list[RowError] = field(default_factory=list)
     error_count: int = 0
+    # Rows with at least one error: a row may have several problems, each its own RowError.
+    rejected_rows: int = 0
+
+
+# The longest period a reading may cover (a year's bill): the rollups spread a reading over
+# every hour of its period, so 2**31 seconds would be 600 000 hours of one row.
+MAX_DURATION_S = 366 * 86_400
+# The ranges the staging table's integer columns accept ([low, high)): a value beyond its
+# column's type would make the binary COPY raise in the middle of the batch, and a negative
+# length is no length.
+_INT_FIELDS = (
+    ("tariff_rate", "tariff", -(2**15), 2**15),
+    ("interval_s", "interval", 1, MAX_DURATION_S + 1),
+    ("duration_s", "duration", 0, MAX_DURATION_S + 1),
+)
+
+
+def number_problem(line: int, name: str, number: Decimal) -> RowError | None:
+    """A value or delta beyond what a reading can be (MAX_SOURCE_MAGNITUDE), or that
+    PostgreSQL's numeric cannot hold; None when it is plausible."""
+    if number.is_finite() and abs(number) <= MAX_SOURCE_MAGNITUDE and number.adjusted() > -30:
+        return None
+    if number.is_finite() and number.is_zero():
+        return None
+    return RowError(line, "out_of_range", {"field": name, "value": _short(number)})
+
+
+def unfit_problems(row: StageRow) -> list[dict[str, Any]]:
+    """Take out of the row what cannot be stored or cannot be a reading, and return it as the
+    row's problems ({"code", "params"}): the row is staged as rejected, so that the row checks
+    in SQL still run on the rest of it and report everything at once."""
+    problems: list[dict[str, Any]] = []
+    for name, label, low, high in _INT_FIELDS:
+        number = getattr(row, name)
+        if number is not None and not low <= number < high:
+            setattr(row, name, None)
+            problems.append(
+                {"code": "out_of_range", "params": {"field": label, "value": _short(number)}}
+            )
+    for name in ("value", "delta"):
+        number = getattr(row, name)
+        if number is not None and (error := number_problem(row.line, name, number)):
+            setattr(row, name, None)
+            problems.append({"code": error.code, "params": error.params})
+    return problems
+
+
+def _short(number: object) -> str:
+    """A number for a message: the digits of a huge one are not worth reading."""
+    text = str(number)
+    return text if len(text) <= 40 else f"{text[:37]}…"
 
 
 # Row errors kept per batch; beyond this only the count grows.
@@ -174,15 +233,18 @@ def write_items(batch_id: int, items: Iterable[ParsedItem]) -> StageResult:
     buffering events, which are few, while readings stream)."""
     result = StageResult()
     events: list[StageEvent] = []
-    names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in STAGE_COLUMNS)
+    columns = (*STAGE_COLUMNS, ("reject", "jsonb"))
+    names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         stage_table(batch_id), names
     )
     with connection.cursor() as cursor:
         with cursor.copy(statement.as_string(cursor.connection)) as copy:
-            copy.set_types([kind for _, kind in STAGE_COLUMNS])
+            copy.set_types([kind for _, kind in columns])
+            last_rejected: int | None = None
             for item in items:
                 if isinstance(item, StageRow):
+                    problems = unfit_problems(item)
                     copy.write_row(
                         (
                             item.line,
@@ -203,24 +265,31 @@ def write_items(batch_id: int, items: Iterable[ParsedItem]) -> StageResult:
                             item.received_at,
                             item.src_flags,
                             item.time_zone,
+                            Jsonb(problems) if problems else None,
                         )
                     )
                     result.rows += 1
                 elif isinstance(item, StageEvent):
                     events.append(item)
                 else:
-                    result.error_count += 1
-                    if len(result.errors) < MAX_STORED_ROW_ERRORS:
-                        result.errors.append(item)
+                    _count_error(result, item, last_rejected)
+                    last_rejected = item.line
         if events:
             write_events(cursor, batch_id, events)
             result.events = len(events)
     return result
 
 
-def write_events(cursor: Any, batch_id: int, events: Iterable[StageEvent]) -> None:
-    from psycopg.types.json import Jsonb
+def _count_error(result: StageResult, error: RowError, last_rejected: int | None) -> None:
+    """Count an error, and its row once: a parser yields a row's problems one after another."""
+    result.error_count += 1
+    if error.line != last_rejected:
+        result.rejected_rows += 1
+    if len(result.errors) < MAX_STORED_ROW_ERRORS:
+        result.errors.append(error)
 
+
+def write_events(cursor: Any, batch_id: int, events: Iterable[StageEvent]) -> None:
     names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in EVENT_COLUMNS)
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         event_table(batch_id), names

@@ -1,7 +1,7 @@
-"""Units the importers accept, and how they convert to base units (Wh or litres).
+"""Units the importers accept, and how they convert to base units (Wh, varh or litres).
 
-Energy is stored in Wh and volume in litres. Gas reported as energy (Green Button therms) is an
-energy register: 1 therm (US) = 105,480,400 J = 29,300.111… Wh.
+Energy is stored in Wh, reactive energy in varh and volume in litres. Gas reported as energy
+(Green Button therms) is an energy register: 1 therm (US) = 105,480,400 J = 29,300.111… Wh.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ UNITS: dict[str, tuple[str, Decimal]] = {
     "mj": ("Wh", Decimal(1_000_000) / Decimal(3600)),
     "gj": ("Wh", Decimal(1_000_000_000) / Decimal(3600)),
     "therm": ("Wh", Decimal(105_480_400) / Decimal(3600)),
+    # Reactive energy has a base of its own: it can never be added to active energy.
+    "varh": ("varh", Decimal(1)),
+    "kvarh": ("varh", Decimal(1000)),
+    "mvarh": ("varh", Decimal(1_000_000)),
     "l": ("L", Decimal(1)),
     "m3": ("L", Decimal(1000)),
     "m³": ("L", Decimal(1000)),

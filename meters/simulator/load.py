@@ -66,10 +66,10 @@ class ImportSummary:
         if batch.status == ImportBatch.Status.DUPLICATE:
             self.duplicate_batches += 1
             return
-        if batch.status == ImportBatch.Status.FAILED:
+        if batch.status in (ImportBatch.Status.FAILED, ImportBatch.Status.REJECTED):
             self.failed += 1
             self.errors.append(f"{batch.original_name}: {batch.error}")
-        elif batch.status == ImportBatch.Status.DONE:
+        elif batch.status in (ImportBatch.Status.DONE, ImportBatch.Status.DONE_WITH_REJECTIONS):
             self.done += 1
         self.seen += batch.seen
         self.inserted += batch.inserted

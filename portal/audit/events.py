@@ -123,6 +123,8 @@ class AuditEvent(IntEnum):
     MFA_AUTHENTICATOR_REMOVED = 931
     MFA_RECOVERY_CODES_RESET = 932
     MFA_FAILED = 933
+    STAFF_FACTOR_HELD = 934
+    STAFF_FACTOR_CONFIRMED = 935
 
 
 @dataclass(frozen=True)
@@ -357,6 +359,13 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
     ),
     AuditEvent.MFA_FAILED: AuditEventSpec(
         "auth.mfa_failed", _("entered a wrong second-factor code ({kind})")
+    ),
+    AuditEvent.STAFF_FACTOR_HELD: AuditEventSpec(
+        "auth.staff_factor_held",
+        _("added a first second factor as staff ({kind}); it counts once confirmed by email"),
+    ),
+    AuditEvent.STAFF_FACTOR_CONFIRMED: AuditEventSpec(
+        "auth.staff_factor_confirmed", _("confirmed a staff second factor by email ({kind})")
     ),
 }
 

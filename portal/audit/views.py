@@ -105,7 +105,9 @@ class OrganisationAuditView(_AuditFilters, OrganisationView):
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         event_types, since, selected = self.filters(self.organisation.time_zone)
         entries = audit_entries_for_organisations(
-            organisation_ids=organisation_subtree_ids(organisation=self.organisation),
+            organisation_ids=organisation_subtree_ids(
+                organisation=self.organisation, withheld=self.withheld_paths
+            ),
             since=since,
             event_types=event_types,
         )
@@ -176,7 +178,9 @@ class OrganisationAuditCsvView(_AuditFilters, OrganisationView):
             return HttpResponseBadRequest(" ".join(errors), content_type="text/plain")
         event_types, since, selected = self.filters(self.organisation.time_zone)
         entries = audit_entries_for_organisations(
-            organisation_ids=organisation_subtree_ids(organisation=self.organisation),
+            organisation_ids=organisation_subtree_ids(
+                organisation=self.organisation, withheld=self.withheld_paths
+            ),
             since=since,
             event_types=event_types,
         )

@@ -394,6 +394,14 @@ PORTAL_IMPORT_INBOX = env_str("PORTAL_IMPORT_INBOX", str(BASE_DIR / ".local" / "
 PORTAL_IMPORT_MAX_UPLOAD = env_int("PORTAL_IMPORT_MAX_UPLOAD_MB", 50) * 1024 * 1024
 # Rows merged per transaction (registers are grouped up to about this many rows).
 PORTAL_IMPORT_CHUNK_ROWS = env_int("PORTAL_IMPORT_CHUNK_ROWS", 200_000)
+# A batch that meets an unexpected error is tried again, this many attempts in all, then ends
+# failed; a worker killed mid-batch uses up an attempt too.
+PORTAL_IMPORT_MAX_ATTEMPTS = env_int("PORTAL_IMPORT_MAX_ATTEMPTS", 3)
+# Seconds to wait before the 2nd, 3rd, ... attempt (the last value repeats); the sweeper, every
+# 30 s, starts the batch once its wait is over.
+PORTAL_IMPORT_RETRY_BACKOFF = tuple(
+    int(seconds) for seconds in env_list("PORTAL_IMPORT_RETRY_BACKOFF", ["30", "120", "600"])
+)
 # ChirpStack's HTTP integration sends this in the Authorization header: "Bearer <token>".
 CHIRPSTACK_INTEGRATION_TOKEN = env_optional("CHIRPSTACK_INTEGRATION_TOKEN")
 MQTT_HOST = env_str("MQTT_HOST", "127.0.0.1")
@@ -456,9 +464,14 @@ PAYMENT_PROVIDER = env_str("PAYMENT_PROVIDER", "sandbox")
 # The sandbox provider's webhook signing key; without one the sandbox (its checkout page and
 # its webhook endpoint) is off. local and test settings give a development key.
 PAYMENT_SANDBOX_SECRET = env_optional("PAYMENT_SANDBOX_SECRET")
+# Anyone may "pay" through the sandbox, so its secret alone does not turn it on: it also needs
+# DEBUG or this explicit switch, and `check --deploy` fails while it is on (portal.E001).
+PAYMENT_SANDBOX_ENABLED = env_bool("PAYMENT_SANDBOX_ENABLED", DEBUG)
 # How the sandbox checkout sends its webhook: "http" posts it to PORTAL_BASE_URL (falling back
 # to handling it in-process when that does not answer), "inline" handles it in-process.
 PAYMENT_SANDBOX_DELIVERY = env_str("PAYMENT_SANDBOX_DELIVERY", "inline")
+# Webhook deliveries accepted per minute from one address (a provider retries after a 429).
+PAYMENT_WEBHOOK_RATE_PER_MINUTE = env_int("PAYMENT_WEBHOOK_RATE_PER_MINUTE", 300)
 # Largest single top-up, in major units of the wallet's currency.
 PAYMENT_TOPUP_MAX = env_int("PAYMENT_TOPUP_MAX", 100_000)
 PORTAL_INVITATION_TTL = timedelta(days=env_int("PORTAL_INVITATION_TTL_DAYS", 14))

@@ -47,7 +47,10 @@ def account_panels(*, account: Account, scopes: frozenset[str], as_of: dt.dateti
 # The same for organisations: the low-balance list and the roll-up charts need billing and
 # meters, so portal.web supplies them.
 
-OrganisationPanelProvider = Callable[[Organisation, frozenset[str], dt.datetime], "Panel | None"]
+# (organisation, the reader's scopes, now, the organisation paths withheld from the reader)
+OrganisationPanelProvider = Callable[
+    [Organisation, frozenset[str], dt.datetime, tuple[str, ...]], "Panel | None"
+]
 _organisation_providers: list[OrganisationPanelProvider] = []
 
 
@@ -58,12 +61,17 @@ def organisation_panel_provider_register(provider: OrganisationPanelProvider) ->
 
 
 def organisation_panels(
-    *, organisation: Organisation, scopes: frozenset[str], as_of: dt.datetime
+    *,
+    organisation: Organisation,
+    scopes: frozenset[str],
+    as_of: dt.datetime,
+    withheld: tuple[str, ...] = (),
 ) -> list[Panel]:
-    """The panels every registered provider has for this organisation and viewer's scopes."""
+    """The panels every registered provider has for this organisation and viewer's scopes,
+    leaving out the organisations beneath the `withheld` paths."""
     panels = []
     for provider in _organisation_providers:
-        panel = provider(organisation, scopes, as_of)
+        panel = provider(organisation, scopes, as_of, withheld)
         if panel is not None:
             panels.append(panel)
     return panels

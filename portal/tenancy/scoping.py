@@ -25,6 +25,7 @@ from portal.tenancy.selectors import (
     account_ancestors,
     organisation_access_for,
     organisation_ancestors,
+    organisations_requiring_mfa_below,
 )
 from portal.tenancy.services import access_denied_record
 from portal.users.models import User
@@ -185,6 +186,26 @@ def mfa_required_but_missing(user: User, access: TenantAccess) -> bool:
     if not any(org.require_mfa for org in organisations):
         return False
     return not is_mfa_enabled(user)
+
+
+def mfa_withheld(user: User, access: TenantAccess) -> list[Organisation]:
+    """The organisations beneath an organisation page whose data the reader may not see there:
+    each asks its owners and managers for two-factor authentication, the reader is one of them
+    (by a role from above or their own) and has none. A page over the subtree leaves them and
+    everything beneath them out, and says so; their own pages redirect as usual."""
+    if not isinstance(access, OrganisationAccess):
+        return []
+    candidates = organisations_requiring_mfa_below(organisation=access.organisation)
+    if not candidates or is_mfa_enabled(user):
+        return []
+    withheld: list[Organisation] = []
+    for organisation in candidates:  # topmost first: one withheld covers those beneath it
+        if any(organisation.path.startswith(done.path) for done in withheld):
+            continue
+        below = organisation_access_for(user=user, organisation_public_id=organisation.public_id)
+        if below is not None and below.role.at_least(Role.MANAGER):
+            withheld.append(organisation)
+    return withheld
 
 
 def tenant_time_zone(access: TenantAccess) -> zoneinfo.ZoneInfo:

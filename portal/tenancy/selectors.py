@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -219,9 +220,15 @@ def organisation_accounts(*, organisation: Organisation) -> QuerySet[Account]:
     return Account.objects.filter(organisation=organisation).order_by("number")
 
 
-def accounts_in_subtree(*, organisation: Organisation) -> QuerySet[Account]:
-    """Return the accounts of the organisation and of every subsidiary beneath it."""
-    return Account.objects.in_subtree(organisation).select_related("organisation")
+def accounts_in_subtree(
+    *, organisation: Organisation, withheld: Sequence[str] = ()
+) -> QuerySet[Account]:
+    """Return the accounts of the organisation and of every subsidiary beneath it, except those
+    beneath the `withheld` organisation paths (see `mfa_withheld_paths`)."""
+    found = Account.objects.in_subtree(organisation)
+    for path in withheld:
+        found = found.exclude(organisation__path__startswith=path)
+    return found.select_related("organisation")
 
 
 def organisation_ancestors(*, organisation: Organisation) -> list[Organisation]:
@@ -231,9 +238,26 @@ def organisation_ancestors(*, organisation: Organisation) -> list[Organisation]:
     return [by_id[i] for i in ids if i in by_id]
 
 
-def organisation_subtree_ids(*, organisation: Organisation) -> list[int]:
-    """Return the ids of the organisation and all its descendants."""
-    return list(Organisation.objects.subtree_of(organisation).values_list("id", flat=True))
+def organisation_subtree_ids(
+    *, organisation: Organisation, withheld: Sequence[str] = ()
+) -> list[int]:
+    """Return the ids of the organisation and all its descendants, except those beneath the
+    `withheld` organisation paths."""
+    found = Organisation.objects.subtree_of(organisation)
+    for path in withheld:
+        found = found.exclude(path__startswith=path)
+    return list(found.values_list("id", flat=True))
+
+
+def organisations_requiring_mfa_below(*, organisation: Organisation) -> list[Organisation]:
+    """The organisations strictly beneath this one that ask their owners and managers for
+    two-factor authentication, topmost first."""
+    return list(
+        Organisation.objects.subtree_of(organisation)
+        .exclude(pk=organisation.pk)
+        .filter(require_mfa=True)
+        .order_by("depth", "path")
+    )
 
 
 def account_ancestors(*, account: Account) -> list[Organisation]:

@@ -99,3 +99,32 @@ class SecondFactor(Authenticator):  # type: ignore[misc]
         proxy = True
         verbose_name = _("second factor")
         verbose_name_plural = _("second factors")
+
+
+class StaffFactorApproval(models.Model):
+    """A staff member's first second factor, held until it is confirmed from their mailbox.
+
+    The admin needs a second factor, but whoever holds a staff password could otherwise enrol
+    one and walk in. So the first factor a staff member adds counts only once the link emailed
+    to their address is opened while signed in as them: the password alone is not enough.
+    """
+
+    user = models.ForeignKey(
+        "users.User", on_delete=models.CASCADE, related_name="+", verbose_name=_("user")
+    )
+    authenticator = models.OneToOneField(
+        Authenticator,
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("second factor"),
+    )
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(_("created"))
+    confirmed_at = models.DateTimeField(_("confirmed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("staff second factor confirmation")
+        verbose_name_plural = _("staff second factor confirmations")
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.authenticator.type}"

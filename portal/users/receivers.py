@@ -13,11 +13,12 @@ from allauth.account import signals as account_signals
 from allauth.mfa import signals as mfa_signals
 from django.contrib.auth import signals as auth_signals
 from django.http import HttpRequest
+from django.utils import timezone
 
 from portal.audit.actors import RequestContext, SystemActor, UserActor
 from portal.audit.events import AuditEvent
 from portal.users.models import User
-from portal.users.services import auth_event_record
+from portal.users.services import auth_event_record, staff_factor_hold
 
 _DISPATCH_PREFIX = "portal.users.receivers."
 
@@ -115,6 +116,13 @@ def on_authenticator_added(
     sender: Any, request: HttpRequest | None, user: Any, authenticator: Any, **kwargs: Any
 ) -> None:
     _record(AuditEvent.MFA_AUTHENTICATOR_ADDED, user, request, {"kind": authenticator.type})
+    if isinstance(user, User):
+        staff_factor_hold(
+            user=user,
+            authenticator=authenticator,
+            actor=UserActor(user=user, context=_context(request)),
+            now=timezone.now(),
+        )
 
 
 def on_authenticator_removed(

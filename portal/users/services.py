@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from allauth.mfa.models import Authenticator
+from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.mail import send_mail
 from django.db import transaction
+from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from portal.audit.actors import Actor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
 from portal.lib.changes import apply_changes
-from portal.users.models import User
+from portal.lib.errors import DomainError
+from portal.users.models import StaffFactorApproval, User
+from portal.users.selectors import FACTOR_TYPES, staff_factor_confirmed
 
 _PROFILE_FIELDS = frozenset({"email", "name", "is_active"})
 _STAFF_FIELDS = frozenset({"is_staff", "is_superuser"})
@@ -137,3 +147,73 @@ def auth_event_record(
     """Audit an authentication event reported by Django or allauth (sign-in, MFA, password)."""
     target = actor.user if hasattr(actor, "user") else None
     audit_record(actor=actor, event=event, target=target, data=data)
+
+
+class StaffFactorInvalid(DomainError):
+    """The confirmation link is unknown, used, or another person's."""
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@transaction.atomic
+def staff_factor_hold(
+    *, user: User, authenticator: Authenticator, actor: Actor, now: dt.datetime
+) -> bool:
+    """Hold a staff member's first second factor until it is confirmed by email; return
+    whether it was held.
+
+    Only staff, and only when they have no confirmed factor yet: a second factor added by
+    someone who already passed one is as good as the one they passed.
+    """
+    if not user.is_staff or authenticator.type not in FACTOR_TYPES:
+        return False
+    if staff_factor_confirmed(user=user, besides=authenticator):
+        return False
+    token = secrets.token_urlsafe(32)
+    StaffFactorApproval.objects.create(
+        user=user, authenticator=authenticator, token_hash=_token_hash(token), created_at=now
+    )
+    audit_record(
+        actor=actor,
+        event=AuditEvent.STAFF_FACTOR_HELD,
+        target=user,
+        data={"kind": authenticator.type},
+    )
+    link = settings.PORTAL_BASE_URL.rstrip("/") + reverse(
+        "users:staff_factor_confirm", kwargs={"token": token}
+    )
+    subject = _("Confirm your new second factor")
+    body = _(
+        "A second factor (%(kind)s) was added to your staff login %(email)s. It opens the admin "
+        "only after you confirm it here, signed in as yourself:\n\n%(link)s\n\nIf you did not "
+        "add it, do not open the link: tell your security team at once, your password is known "
+        "to someone else."
+    ) % {"kind": authenticator.type, "email": user.email, "link": link}
+    transaction.on_commit(lambda: send_mail(subject, body, None, [user.email]))
+    return True
+
+
+@transaction.atomic
+def staff_factor_confirm(*, token: str, user: User, actor: Actor, now: dt.datetime) -> None:
+    """Confirm a held staff factor from its emailed link, opened by its own user.
+
+    :raises StaffFactorInvalid: for an unknown or used token, or another user's.
+    """
+    approval = (
+        StaffFactorApproval.objects.select_for_update()
+        .select_related("authenticator")
+        .filter(token_hash=_token_hash(token), confirmed_at__isnull=True)
+        .first()
+    )
+    if approval is None or approval.user_id != user.pk:
+        raise StaffFactorInvalid(_("This confirmation link is not valid for you."))
+    approval.confirmed_at = now
+    approval.save(update_fields=["confirmed_at"])
+    audit_record(
+        actor=actor,
+        event=AuditEvent.STAFF_FACTOR_CONFIRMED,
+        target=user,
+        data={"kind": approval.authenticator.type},
+    )

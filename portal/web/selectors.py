@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -88,15 +88,19 @@ class OrganisationNode:
     total_accounts: int = 0
 
 
-def organisation_subtree(*, organisation: Organisation) -> list[OrganisationNode]:
+def organisation_subtree(
+    *, organisation: Organisation, withheld: Sequence[str] = ()
+) -> list[OrganisationNode]:
     """Return the organisation and everything beneath it, in tree order (parents before their
     children, siblings by name), each with its open accounts (one query); `level` is the depth
-    below `organisation` and `children` link the nodes into a tree whose root is the first."""
-    rows = (
-        Organisation.objects.subtree_of(organisation)
-        .annotate(own=Count("accounts", filter=Q(accounts__closed_at__isnull=True)))
-        .order_by("depth", "name", "id")
-    )
+    below `organisation` and `children` link the nodes into a tree whose root is the first.
+    Organisations beneath a `withheld` path are left out."""
+    found = Organisation.objects.subtree_of(organisation)
+    for path in withheld:
+        found = found.exclude(path__startswith=path)
+    rows = found.annotate(
+        own=Count("accounts", filter=Q(accounts__closed_at__isnull=True))
+    ).order_by("depth", "name", "id")
     nodes: dict[int, OrganisationNode] = {}
     for org in rows:
         node = OrganisationNode(
@@ -119,16 +123,20 @@ def organisation_subtree(*, organisation: Organisation) -> list[OrganisationNode
     return ordered
 
 
-def organisation_utility_kinds(*, organisation: Organisation) -> list[str]:
+def organisation_utility_kinds(
+    *, organisation: Organisation, withheld: Sequence[str] = ()
+) -> list[str]:
     """The utility kinds supplied beneath the organisation, in KINDS order (one query)."""
-    found = set(subtree_utility_kinds(organisation_path=organisation.path))
+    found = set(subtree_utility_kinds(organisation_path=organisation.path, withheld=withheld))
     return [kind for kind in KINDS if kind in found]
 
 
-def organisation_exporting_kinds(*, organisation: Organisation) -> list[str]:
+def organisation_exporting_kinds(
+    *, organisation: Organisation, withheld: Sequence[str] = ()
+) -> list[str]:
     """The utility kinds of which meters beneath the organisation export (solar panels feeding
     the grid), in KINDS order (one query): the table's exported-energy columns."""
-    found = set(subtree_exporting_kinds(organisation_path=organisation.path))
+    found = set(subtree_exporting_kinds(organisation_path=organisation.path, withheld=withheld))
     return [kind for kind in KINDS if kind in found]
 
 
@@ -333,6 +341,7 @@ class OrganisationAccounts:
         credit_alerts: bool,
         filters: AccountFilters | None = None,
         sort: str = DEFAULT_SORT,
+        withheld: Sequence[str] = (),
     ) -> None:
         if sort not in SORT_CHOICES:
             raise ValueError(f"unknown sort {sort!r}")
@@ -340,8 +349,12 @@ class OrganisationAccounts:
         self.sort = sort
         self._count: int | None = None
         self._pages: dict[tuple[int, int], list[AccountRow]] = {}
-        self._params: dict[str, Any] = {"now": as_of, "root": organisation.path + "%"}
-        conditions = []
+        self._params: dict[str, Any] = {
+            "now": as_of,
+            "root": organisation.path + "%",
+            "withheld": [path + "%" for path in withheld],
+        }
+        conditions = ["NOT o.path LIKE ANY(%(withheld)s)"]
         if self.filters.search:
             self._params["q"] = self.filters.search.lower()
             conditions.append(
@@ -544,6 +557,7 @@ def organisation_accounts_table(
     credit_alerts: bool,
     filters: AccountFilters | None = None,
     sort: str = DEFAULT_SORT,
+    withheld: Sequence[str] = (),
 ) -> OrganisationAccounts:
     """Return the subtree's accounts with balance, days left, this month's imported and
     exported energy per kind, last contact and open alerts (low-credit warnings included when
@@ -558,11 +572,16 @@ def organisation_accounts_table(
         credit_alerts=credit_alerts,
         filters=filters,
         sort=sort,
+        withheld=withheld,
     )
 
 
 def organisation_low_balance(
-    *, organisation: Organisation, as_of: dt.datetime, limit: int = 10
+    *,
+    organisation: Organisation,
+    as_of: dt.datetime,
+    limit: int = 10,
+    withheld: Sequence[str] = (),
 ) -> tuple[list[AccountRow], int]:
     """Return the subtree's prepaid accounts that are low on credit, worst first (fewest days
     left, then lowest balance), at most `limit`, and how many there are (one query)."""
@@ -573,6 +592,7 @@ def organisation_low_balance(
         credit_alerts=True,
         filters=AccountFilters(low_only=True),
         sort="days_left",
+        withheld=withheld,
     )
     rows = table.rows(offset=0, limit=limit)
     return rows, table.count()
@@ -582,22 +602,38 @@ def organisation_low_balance(
 
 
 def organisation_daily_consumption(
-    *, organisation: Organisation, as_of: dt.datetime, days: int = 30
+    *,
+    organisation: Organisation,
+    as_of: dt.datetime,
+    days: int = 30,
+    withheld: Sequence[str] = (),
 ) -> list[KindTotal]:
     """The subtree's energy or volume per utility kind, direction and local day, the last
     `days` days."""
     with _without_jit():
         return subtree_consumption_by_kind(
-            organisation_path=organisation.path, as_of=as_of, bucket="day", periods=days
+            organisation_path=organisation.path,
+            as_of=as_of,
+            bucket="day",
+            periods=days,
+            withheld=withheld,
         )
 
 
 def organisation_monthly_consumption(
-    *, organisation: Organisation, as_of: dt.datetime, months: int = 12
+    *,
+    organisation: Organisation,
+    as_of: dt.datetime,
+    months: int = 12,
+    withheld: Sequence[str] = (),
 ) -> list[KindTotal]:
     """The subtree's energy or volume per utility kind, direction and month, the last `months`
     months (this one included, so far)."""
     with _without_jit():
         return subtree_consumption_by_kind(
-            organisation_path=organisation.path, as_of=as_of, bucket="month", periods=months
+            organisation_path=organisation.path,
+            as_of=as_of,
+            bucket="month",
+            periods=months,
+            withheld=withheld,
         )

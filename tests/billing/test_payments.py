@@ -12,8 +12,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.models import JournalEntry, TopUp, Wallet, WebhookEvent
-from billing.payments.base import PaymentState, ProviderPayment
+from billing.models import JournalEntry, TopUp, Wallet, WebhookEvent, WebhookRejection
+from billing.payments.base import PaymentState, ProviderPayment, ProviderUnavailable
 from billing.payments.providers import provider_get
 from billing.payments.sandbox import SIGNATURE_HEADER, SandboxProvider, webhook_post
 from billing.services.ledger import wallet_create
@@ -169,21 +169,29 @@ def test_a_redelivery_signed_anew_is_still_a_duplicate() -> None:
         (lambda h: {SIGNATURE_HEADER: h[SIGNATURE_HEADER][:-2] + "00"}, "bad signature"),
     ],
 )
-def test_unsigned_or_forged_webhooks_are_stored_and_refused(
+def test_unsigned_or_forged_webhooks_are_refused_and_only_counted(
     mangle: Callable[[dict[str, str]], dict[str, str]], reason: str
 ) -> None:
+    # Issue 12, finding 2: refused bodies were stored, so anyone could grow the table.
     wallet = _wallet()
     topup = _pending(wallet)
     body, headers = _pay(topup)
-    outcome = _deliver(body, mangle(headers))
-    assert (outcome.status, outcome.result) == (400, f"rejected: {reason}")
-    event = WebhookEvent.objects.get()
-    assert not event.verified and event.processed_at is None and event.error == outcome.result
+    for _ in range(3):
+        outcome = _deliver(body, mangle(headers))
+        assert (outcome.status, outcome.result) == (400, f"rejected: {reason}")
+    assert not WebhookEvent.objects.exists()
+    rejection = WebhookRejection.objects.get()
+    assert (rejection.provider, rejection.reason, rejection.count) == (
+        "sandbox",
+        f"rejected: {reason}",
+        3,
+    )
+    assert rejection.last_size == len(body)
     assert _balance(wallet) == 0
     # The genuine delivery of the same event id still goes through.
     assert _deliver(body, headers).result == "credited"
-    again = WebhookEvent.objects.get(pk=event.pk)
-    assert again.verified and again.deliveries == 2 and again.error == ""
+    event = WebhookEvent.objects.get()
+    assert event.verified and event.deliveries == 1 and event.error == ""
     assert _balance(wallet) == 50_000
 
 
@@ -195,10 +203,27 @@ def test_a_stale_signature_is_refused() -> None:
     assert _balance(wallet) == 0
 
 
-def test_a_body_that_is_not_an_event_is_stored_under_its_digest() -> None:
+def test_a_body_that_is_not_an_event_is_counted_not_stored() -> None:
     outcome = _deliver(b"\xff not json", {SIGNATURE_HEADER: "t=1,v1=00"})
     assert outcome.status == 400
-    assert WebhookEvent.objects.get().event_id.startswith("unparsed:")
+    assert not WebhookEvent.objects.exists()
+    assert WebhookRejection.objects.get().count == 1
+
+
+def test_the_webhook_endpoint_is_throttled_per_address(settings: Any) -> None:
+    settings.PAYMENT_WEBHOOK_RATE_PER_MINUTE = 5
+    url = reverse("billing:payment_webhook", kwargs={"provider": "sandbox"})
+    client = Client(REMOTE_ADDR="203.0.113.9")
+    statuses = [
+        client.post(url, b"{}", content_type="application/json").status_code for _ in range(8)
+    ]
+    assert statuses == [400] * 5 + [429] * 3
+    throttled = client.post(url, b"{}", content_type="application/json")
+    assert throttled["Retry-After"] == "60"
+    # Another sender is not held back, and only the refusals let through were counted.
+    other = Client(REMOTE_ADDR="203.0.113.10")
+    assert other.post(url, b"{}", content_type="application/json").status_code == 400
+    assert WebhookRejection.objects.get().count == 6
 
 
 def test_a_declined_payment_fails_the_topup_and_a_late_success_still_credits() -> None:
@@ -405,6 +430,19 @@ def test_without_a_secret_the_sandbox_is_off(settings: Any) -> None:
     settings.PAYMENT_SANDBOX_SECRET = None
     url = reverse("billing:payment_webhook", kwargs={"provider": "sandbox"})
     assert Client().post(url, b"{}", content_type="application/json").status_code == 404
+
+
+def test_outside_development_the_secret_alone_does_not_turn_the_sandbox_on(
+    settings: Any,
+) -> None:
+    # Issue 12, finding 7: with DEBUG off, a sandbox secret left in the environment let any
+    # payer top up for free. It now also needs PAYMENT_SANDBOX_ENABLED (default: DEBUG).
+    settings.PAYMENT_SANDBOX_ENABLED = False
+    assert settings.PAYMENT_SANDBOX_SECRET
+    url = reverse("billing:payment_webhook", kwargs={"provider": "sandbox"})
+    assert Client().post(url, b"{}", content_type="application/json").status_code == 404
+    with pytest.raises(ProviderUnavailable):
+        provider_get("sandbox")
 
 
 # --- Pages ----------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def test_upload_progress_and_api_key(
     # A worker finishes the batch; the page notices on its own (htmx polls the status).
     batch = ImportBatch.objects.get()
     services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
-    expect(page.get_by_text("done", exact=True)).to_be_visible(timeout=10_000)
+    expect(page.get_by_text("done, some rows rejected", exact=True)).to_be_visible(timeout=10_000)
     expect(page.get_by_text('unknown meter "NOT-OURS"')).to_be_visible()
     page.screenshot(path=str(shots / "import-done-en.png"), full_page=True)
 

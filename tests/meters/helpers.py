@@ -28,6 +28,8 @@ def run_import(
     reprocess: bool = False,
     received: dt.datetime = RECEIVED,
     source: str = ImportBatch.Source.COMMAND,
+    meter_serial: str = "",
+    dsmr_spec: str = "",
 ) -> ImportBatch:
     """Create a batch from `content` and run it to its end in this process."""
     data = content.encode("utf-8") if isinstance(content, str) else content
@@ -42,6 +44,8 @@ def run_import(
         read_at=read_at,
         reprocess=reprocess,
         as_of=received,
+        meter_serial=meter_serial,
+        dsmr_spec=dsmr_spec,
     )
     if batch.status == ImportBatch.Status.QUEUED:
         services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())

@@ -77,7 +77,7 @@ def test_a_manager_uploads_readings_of_their_own_meters(
 
     services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
-    assert (batch.status, batch.inserted, batch.rejected) == ("done", 2, 1)
+    assert (batch.status, batch.inserted, batch.rejected) == ("done_with_rejections", 2, 1)
     assert [r["value"] for r in readings("SUB1-W1")] == [10_000, 10_010]
     assert readings("SUB2-W1") == []
     page = client.get(detail).content.decode()

@@ -215,7 +215,7 @@ def test_the_admin_upload_takes_a_zone_for_new_service_points() -> None:
 def test_an_unknown_time_zone_option_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "no-zone.xml"
     path.write_bytes(feed(local_time=False))
-    with pytest.raises(CommandError, match="unknown time zone"):
+    with pytest.raises(CommandError, match="nknown time zone"):
         call_command("import_readings", str(path), "--format=espi", "--time-zone=Mars/Olympus")
     assert not ImportBatch.objects.exists()
 

@@ -235,7 +235,7 @@ def test_future_timestamps_are_rejected_with_a_row_error() -> None:
     batch = run_import(text)
     assert (batch.inserted, batch.rejected) == (1, 1)
     error = batch.row_errors.get()
-    assert error.line == 3 and "in the future" in error.message
+    assert error.line == 3 and "in the future" in error.text
 
 
 def test_a_timestamp_off_the_interval_grid_is_clock_skew() -> None:

@@ -22,6 +22,7 @@ from billing.models import (
     ShortageWarning,
     WarningPolicy,
     WebhookEvent,
+    WebhookRejection,
 )
 from billing.services.exports import export_request
 from meters.models import ImportBatch, Meter, ReadingConflict, ReadingEdit, Register
@@ -96,6 +97,16 @@ def admin_world() -> AdminWorld:
         body="{}",
         verified=True,
         received_at=now,
+    )
+    WebhookRejection.objects.create(
+        provider="sandbox",
+        reason="rejected: bad signature",
+        hour=now.replace(minute=0, second=0, microsecond=0),
+        count=3,
+        last_digest="0" * 64,
+        last_size=120,
+        last_address="203.0.113.9",
+        last_at=now,
     )
     export_request(account=harbour.prepaid, actor=SYSTEM, now=now)
     invitation_create(

@@ -105,3 +105,27 @@ def test_the_deploy_check_warns_about_a_process_local_cache() -> None:
     )
     assert "portal.W001" in result.stdout + result.stderr
     assert "portal.W003" in result.stdout + result.stderr  # no audit key of its own
+
+
+def test_the_deploy_check_fails_with_the_sandbox_payment_provider_on() -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "portal.settings.base",
+        "DJANGO_SECRET_KEY": "a-production-like-secret-key-" + "k" * 40,
+        "DJANGO_ALLOWED_HOSTS": "portal.example.com",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/smartmeter",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "DJANGO_BEHIND_TLS_PROXY": "1",
+        "PORTAL_BASE_URL": "https://portal.example.com",
+        "PORTAL_AUDIT_KEY": "an-audit-key-kept-in-the-secret-store-" + "a" * 30,
+        "PAYMENT_SANDBOX_SECRET": "left-over-from-a-staging-deploy-" + "s" * 30,
+    }
+    base = [sys.executable, "manage.py", "check", "--deploy"]
+    # The secret alone: the sandbox stays off outside DEBUG, and the check passes.
+    quiet = subprocess.run(base, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    # Switched on explicitly: the deploy check fails.
+    env["PAYMENT_SANDBOX_ENABLED"] = "1"
+    loud = subprocess.run(base, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert loud.returncode != 0
+    assert "portal.E001" in loud.stdout + loud.stderr

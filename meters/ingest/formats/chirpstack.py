@@ -44,13 +44,21 @@ def _time(text: Any) -> dt.datetime | None:
 
 
 def _number(value: Any) -> Decimal | None:
+    """A number, possibly not finite (1e999 reads as infinity); None if it is not one."""
     if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, Decimal):
+        return value
     try:
-        number = Decimal(str(value))
+        return Decimal(str(value))
     except InvalidOperation:
         return None
-    return number if number.is_finite() else None
+
+
+def _parse_int(text: str) -> int | Decimal:
+    """A JSON integer; one too long for Python's int() limit (4300 digits, and slow well
+    before) stays a Decimal, so that it is a rejected row rather than an exception."""
+    return int(text) if len(text) <= 40 else Decimal(text)
 
 
 def parse(stream: BinaryIO, batch: ImportBatch) -> Iterator[ParsedItem]:
@@ -62,7 +70,7 @@ def parse(stream: BinaryIO, batch: ImportBatch) -> Iterator[ParsedItem]:
         if not raw.strip():
             continue
         try:
-            message = json.loads(raw)
+            message = json.loads(raw, parse_int=_parse_int)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise BatchError(f"Line {line} is not JSON: {error}.") from None
         except RecursionError:
@@ -98,7 +106,8 @@ def _status(
     if payload.get("batteryLevelUnavailable"):
         return
     battery = _number(payload.get("batteryLevel"))
-    if battery is not None:
+    # A level beyond any percentage is noise (and a huge one would not survive float()).
+    if battery is not None and battery.is_finite() and abs(battery) <= 1000:
         yield StageEvent(
             line=line,
             kind="status",
@@ -170,6 +179,15 @@ def _reading(
     if (value is None and delta is None) or not isinstance(unit, str):
         return RowError(line, "chirpstack_reading_incomplete")
     duration = reading.get("duration")
+    if isinstance(duration, Decimal):
+        return RowError(
+            line, "out_of_range", {"field": "duration", "value": f"{str(duration)[:37]}…"}
+        )
+    for name, number in (("value", value), ("delta", delta)):
+        # Not finite: staged, it would break the numeric column; finite ones are checked with
+        # the rest of the row (meters.ingest.staging.unfit_problems).
+        if number is not None and not number.is_finite():
+            return RowError(line, "out_of_range", {"field": name, "value": str(number)})
     seconds = duration if isinstance(duration, int) and not isinstance(duration, bool) else None
     return StageRow(
         line=line,

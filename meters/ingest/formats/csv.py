@@ -15,7 +15,10 @@ Columns (header row required, any order, names case-insensitive):
                              tamper_tilt, tamper_cover, leak, burst, backflow, valve_closed, ...
 
 The file goes to COPY as it is read: PostgreSQL's parser checks the CSV structure and the
-UTF-8 encoding and reports the row of the first problem; the rows are then validated as a set.
+UTF-8 encoding and reports the row of the first problem; the rows are then validated as a set:
+what is not CSV of readings (a column that is not a number, a timestamp without its offset)
+fails the file, while a reading that is well written but cannot be right (too large, negative,
+in the future) is a rejected row (meters.ingest.pipeline.resolve).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from django.db import DataError, connection
 from psycopg import sql
 
 from meters.ingest.staging import BatchError, event_table, raw_csv_table, stage_table
-from meters.ingest.units import MAX_SOURCE_MAGNITUDE, UNITS
+from meters.ingest.units import UNITS
 
 COLUMNS = (
     "meter_serial",
@@ -197,12 +200,6 @@ def stage_csv(batch_id: int) -> None:
                     THEN 'value is not a number'
                 WHEN coalesce(btrim(delta), '') <> '' AND delta !~ %(num)s
                     THEN 'delta is not a number'
-                WHEN coalesce(btrim(value), '') <> '' AND abs(btrim(value)::numeric) > %(max)s
-                    THEN 'value is absurdly large'
-                WHEN coalesce(btrim(delta), '') <> '' AND abs(btrim(delta)::numeric) > %(max)s
-                    THEN 'delta is absurdly large'
-                WHEN coalesce(btrim(value), '') <> '' AND btrim(value)::numeric < 0
-                    THEN 'a register value cannot be negative'
                 WHEN lower(replace(btrim(coalesce(unit, '')), '^3', '3')) <> ALL(%(units)s)
                     THEN 'unknown unit "' || coalesce(unit, '') || '"'
                 WHEN coalesce(btrim(duration), '') <> '' AND duration !~ %(dur)s
@@ -227,7 +224,6 @@ def stage_csv(batch_id: int) -> None:
     params: dict[str, Any] = {
         "ts": _TS_PATTERN,
         "num": _NUMBER_PATTERN,
-        "max": MAX_SOURCE_MAGNITUDE,
         "units": units,
         "events": list(EVENT_KINDS),
         "dur": r"^\s*\d{1,7}\s*$",

@@ -20,7 +20,14 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
-from meters.ingest.staging import BatchError, ParsedItem, RowError, StageRow
+from meters.ingest.staging import (
+    MAX_DURATION_S,
+    BatchError,
+    ParsedItem,
+    RowError,
+    StageRow,
+    number_problem,
+)
 from meters.models import ImportBatch
 from portal.lib.timezones import available_time_zones
 
@@ -93,9 +100,13 @@ def _int(element: Element | None, name: str) -> int | None:
     if child is None or child.text is None or not child.text.strip():
         return None
     try:
-        return int(Decimal(child.text.strip()))
+        number = Decimal(child.text.strip())
     except InvalidOperation:
         raise BatchError(f"{name} is not a number: {child.text.strip()[:40]!r}") from None
+    # Checked before int(): the digits of 1e999999999 would take forever to make.
+    if not number.is_finite() or abs(number) >= 2**31:
+        raise BatchError(f"{name} is out of range: {child.text.strip()[:40]!r}")
+    return int(number)
 
 
 def _links(entry: Element) -> dict[str, list[str]]:
@@ -270,9 +281,7 @@ def parse(stream: BinaryIO, batch: ImportBatch) -> Iterator[ParsedItem]:
         for block in blocks:  # a containerised feed may put several in one entry
             for interval_reading in block.findall(ESPI + "IntervalReading"):
                 number += 1
-                item = _row(number, interval_reading, block_type, usage_point)
-                if item is not None:
-                    yield item
+                yield from _row(number, interval_reading, block_type, usage_point)
 
 
 def _row(
@@ -280,43 +289,79 @@ def _row(
     element: Element,
     reading_type: _ReadingType | None,
     usage_point: _UsagePoint | None,
-) -> ParsedItem | None:
+) -> list[ParsedItem]:
+    """The reading as a row, or all of its problems: a reading that cannot be linked is still
+    checked, so that its sender learns everything wrong with it at once."""
+    problems: list[ParsedItem] = []
     if usage_point is None or reading_type is None:
-        return RowError(number, "espi_unlinked")
-    if reading_type.uom is None:
-        return RowError(number, "espi_no_uom")
+        problems.append(RowError(number, "espi_unlinked"))
+    elif reading_type.uom is None:
+        problems.append(RowError(number, "espi_no_uom"))
     period = element.find(ESPI + "timePeriod")
     raw_value = element.findtext(ESPI + "value")
     start_text = period.findtext(ESPI + "start") if period is not None else None
-    duration = _int(period, "duration")
+    raw_duration = period.findtext(ESPI + "duration") if period is not None else None
     if raw_value is None or start_text is None:
-        return RowError(number, "espi_incomplete")
+        return [*problems, RowError(number, "espi_incomplete")]
+    power = reading_type.power if reading_type is not None else 0
     try:
-        value = Decimal(raw_value.strip()).scaleb(reading_type.power)
+        value = Decimal(raw_value.strip()).scaleb(power)
         start = dt.datetime.fromtimestamp(float(start_text.strip()), tz=dt.UTC)
-    except (InvalidOperation, ValueError, OverflowError):
-        return RowError(
-            number, "espi_unreadable", {"value": repr(raw_value), "start": repr(start_text)}
+    except (ArithmeticError, ValueError, OSError):
+        problems.append(
+            RowError(
+                number, "espi_unreadable", {"value": repr(raw_value), "start": repr(start_text)}
+            )
         )
-    end = start + dt.timedelta(seconds=duration or 0)
+        return problems
+    cumulative = reading_type is not None and reading_type.accumulation in CUMULATIVE_ACCUMULATIONS
+    field = "value" if cumulative else "delta"
+    if (problem := number_problem(number, field, value)) is not None:
+        problems.append(problem)
+    duration = _duration(raw_duration)
+    if duration is None or not 0 <= duration <= MAX_DURATION_S:
+        problems.append(
+            RowError(number, "out_of_range", {"field": "duration", "value": repr(raw_duration)})
+        )
+    if problems or reading_type is None or usage_point is None or reading_type.uom is None:
+        return problems
+    try:
+        end = start + dt.timedelta(seconds=duration or 0)
+    except OverflowError:
+        return [RowError(number, "out_of_range", {"field": "start", "value": repr(start_text)})]
     direction = "export" if reading_type.flow == 19 else "import"
     code = direction if reading_type.interval is None else f"{direction}-{reading_type.interval}"
-    cumulative = reading_type.accumulation in CUMULATIVE_ACCUMULATIONS
     kind = SERVICE_KINDS.get(usage_point.kind) if usage_point.kind is not None else None
     if kind is None:
         kind = "electricity" if UOM[reading_type.uom] == "wh" else None
     values: dict[str, Any] = {"value": value} if cumulative else {"delta": value}
-    return StageRow(
-        line=number,
-        ts=end,
-        unit=UOM[reading_type.uom],
-        serial=usage_point.atom_id[:64],
-        register_code=code[:32],
-        duration_s=None if cumulative else duration,
-        kind=kind,
-        direction=direction,
-        series="register" if cumulative else "interval",
-        interval_s=reading_type.interval,
-        time_zone=usage_point.time_zone,
-        **values,
-    )
+    return [
+        StageRow(
+            line=number,
+            ts=end,
+            unit=UOM[reading_type.uom],
+            serial=usage_point.atom_id[:64],
+            register_code=code[:32],
+            duration_s=None if cumulative else duration,
+            kind=kind,
+            direction=direction,
+            series="register" if cumulative else "interval",
+            interval_s=reading_type.interval,
+            time_zone=usage_point.time_zone,
+            **values,
+        )
+    ]
+
+
+def _duration(text: str | None) -> int | None:
+    """A timePeriod's duration in seconds (0 when absent); None when it is not a whole number
+    of seconds a reading can have (checked before int(): 1e999999999 would never finish)."""
+    if text is None or not text.strip():
+        return 0
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    if not number.is_finite() or abs(number) >= 2**31 or number != number.to_integral_value():
+        return None
+    return int(number)

@@ -24,8 +24,15 @@ from meters.ingest.staging import (
     RowError,
     StageEvent,
     StageRow,
+    number_problem,
 )
 from meters.models import ImportBatch
+
+
+def _parse_int(text: str) -> int | Decimal:
+    """A JSON integer; one too long for Python's int() limit (4300 digits, and slow well
+    before) stays a Decimal, so that it is a rejected row rather than an exception."""
+    return int(text) if len(text) <= 40 else Decimal(text)
 
 
 def _records(stream: BinaryIO) -> Iterator[tuple[int, Any]]:
@@ -40,7 +47,7 @@ def _records(stream: BinaryIO) -> Iterator[tuple[int, Any]]:
         stream.seek(stream.tell() - len(head))
         if b'"readings"' in head or head.lstrip().startswith(b'{"readings'):
             try:
-                document = json.load(stream)
+                document = json.load(stream, parse_int=_parse_int)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise BatchError(f"The body is not valid JSON: {error}.") from None
             except RecursionError:
@@ -53,7 +60,7 @@ def _records(stream: BinaryIO) -> Iterator[tuple[int, Any]]:
     for number, raw in enumerate(stream, start=1):
         if raw.strip():
             try:
-                yield number, json.loads(raw)
+                yield number, json.loads(raw, parse_int=_parse_int)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise BatchError(f"Line {number} is not JSON: {error}.") from None
             except RecursionError:
@@ -68,18 +75,22 @@ def parse(stream: BinaryIO, batch: ImportBatch) -> Iterator[ParsedItem]:
 
 
 def _decimal(record: dict[str, Any], key: str) -> Decimal | None:
+    """The number under `key`; one that is not finite (1e999 reads as infinity) is returned
+    as it is, for the row to be rejected as out of range.
+
+    :raises BatchError: if it is not a number at all (the sender's format is wrong).
+    """
     raw = record.get(key)
     if raw is None:
         return None
+    if isinstance(raw, Decimal):
+        return raw
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise BatchError(f"{key} must be a number, got {raw!r}.")
+        raise BatchError(f"{key} must be a number, got {str(raw)[:40]!r}.")
     try:
-        value = Decimal(str(raw))
+        return Decimal(str(raw))
     except InvalidOperation:
-        raise BatchError(f"{key} must be a number, got {raw!r}.") from None
-    if not value.is_finite():
-        raise BatchError(f"{key} must be a finite number.")
-    return value
+        raise BatchError(f"{key} must be a number, got {str(raw)[:40]!r}.") from None
 
 
 def _reading(number: int, record: dict[str, Any]) -> Iterator[ParsedItem]:
@@ -99,11 +110,27 @@ def _reading(number: int, record: dict[str, Any]) -> Iterator[ParsedItem]:
     value, delta = _decimal(record, "value"), _decimal(record, "delta")
     if value is None and delta is None:
         raise BatchError(f"Reading {number}: value or delta is required.")
+    duration = record.get("duration")
+    # What cannot be a reading is a rejected row; the rest of the batch goes on.
+    problems = [
+        problem
+        for name, figure in (("value", value), ("delta", delta))
+        if figure is not None and not figure.is_finite()
+        if (problem := number_problem(number, name, figure)) is not None
+    ]
+    if isinstance(duration, Decimal):
+        problems.append(
+            RowError(
+                number, "out_of_range", {"field": "duration", "value": f"{str(duration)[:37]}…"}
+            )
+        )
+    if problems:
+        yield from problems
+        return
     flags = record.get("flags") or []
     if not isinstance(flags, list) or any(f not in EVENT_KINDS for f in flags):
         yield RowError(number, "json_unknown_flags", {"flags": repr(flags)})
         flags = [f for f in flags if f in EVENT_KINDS] if isinstance(flags, list) else []
-    duration = record.get("duration")
     yield StageRow(
         line=number,
         ts=ts,

@@ -24,6 +24,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import NotAuthenticated, NotFound, PermissionDenied
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.audit.actors import ApiKeyActor, RequestContext, UserActor
@@ -35,6 +36,7 @@ from portal.tenancy.scoping import (
     SealedScopedMixin,
     TenantNotFound,
     mfa_required_but_missing,
+    mfa_withheld,
     record_denial,
     tenant_time_zone,
 )
@@ -70,6 +72,7 @@ class _ScopedAPIView(_TenantTimeZone, SealedScopedMixin, APIView):
         "setup",
         "dispatch",
         "initial",
+        "finalize_response",
         "get_permissions",
         "check_permissions",
         "get_queryset",
@@ -80,6 +83,8 @@ class _ScopedAPIView(_TenantTimeZone, SealedScopedMixin, APIView):
 
     user: User
     access: TenantAccess
+    # Organisations beneath the tenant that the caller may not see without a second factor.
+    withheld: list[Organisation]
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Any:
@@ -118,7 +123,19 @@ class _ScopedAPIView(_TenantTimeZone, SealedScopedMixin, APIView):
             raise PermissionDenied(
                 _("This organisation asks owners and managers to use two-factor authentication.")
             )
+        self.withheld = mfa_withheld(user, self.access)
         self._activate_time_zone(tenant_time_zone(self.access))
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        withheld = getattr(self, "withheld", None)
+        if withheld:
+            # Said in a header, so that every answer over a subtree says what it leaves out.
+            response["X-Withheld-Organisations"] = ",".join(str(o.public_id) for o in withheld)
+            response["X-Withheld-Reason"] = "two-factor authentication required"
+        return response
 
     def get_queryset(self) -> QuerySet[Any]:
         return self.get_scoped_queryset()
@@ -147,6 +164,11 @@ class OrganisationAPIView(OrganisationTenantMixin, _ScopedAPIView):
     _sealing_base = True
     abstract = True
     access: OrganisationAccess
+
+    @property
+    def withheld_paths(self) -> tuple[str, ...]:
+        """The paths every subtree read of this endpoint leaves out (see `mfa_withheld`)."""
+        return tuple(organisation.path for organisation in self.withheld)
 
 
 class OrganisationKeyAPIView(_TenantTimeZone, SealedScopedMixin, APIView):

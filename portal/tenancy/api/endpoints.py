@@ -144,6 +144,7 @@ class OrganisationDetailApi(OrganisationAPIView):
             "subsidiaries": [
                 {"id": str(child.public_id), "name": child.name, "accounts": child.account_count}  # type: ignore[attr-defined]
                 for child in organisation_children(organisation=org)
+                if not child.path.startswith(self.withheld_paths)
             ],
             "role": self.access.role.api_name,
         }
@@ -164,7 +165,7 @@ class OrganisationAccountListApi(OrganisationAPIView):
     pagination_class = _AccountCursor
 
     def get_scoped_queryset(self) -> Any:
-        return accounts_in_subtree(organisation=self.organisation)
+        return accounts_in_subtree(organisation=self.organisation, withheld=self.withheld_paths)
 
     @extend_schema(responses=AccountOutputSerializer(many=True))
     def get(self, request: Request, org_id: Any) -> Response:

@@ -36,6 +36,7 @@ from portal.tenancy.scoping import (
     SealedScopedMixin,
     TenantNotFound,
     mfa_required_but_missing,
+    mfa_withheld,
     record_denial,
     tenant_time_zone,
 )
@@ -73,6 +74,8 @@ class _ScopedView(SealedScopedMixin, TemplateResponseMixin, ContextMixin, View):
     request: HttpRequest
     user: User
     access: TenantAccess
+    # Organisations beneath the page that the reader may not see without a second factor.
+    withheld: list[Organisation]
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Any:
@@ -100,6 +103,7 @@ class _ScopedView(SealedScopedMixin, TemplateResponseMixin, ContextMixin, View):
                 _("This organisation asks owners and managers to use two-factor authentication."),
             )
             return redirect("mfa_index")
+        self.withheld = mfa_withheld(user, self.access)
         with timezone.override(tenant_time_zone(self.access)):
             response = super().dispatch(request, *args, **kwargs)
             # A TemplateResponse would otherwise be rendered after this returns, in the
@@ -168,6 +172,11 @@ class OrganisationView(OrganisationTenantMixin, _ScopedView):
     abstract = True
     access: OrganisationAccess
 
+    @property
+    def withheld_paths(self) -> tuple[str, ...]:
+        """The paths every subtree read of this page leaves out (see `mfa_withheld`)."""
+        return tuple(organisation.path for organisation in self.withheld)
+
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context.update(
@@ -175,6 +184,7 @@ class OrganisationView(OrganisationTenantMixin, _ScopedView):
             access=self.access,
             scopes={str(s) for s in self.access.scopes},
             breadcrumbs=self.breadcrumbs(organisation_ancestors(organisation=self.organisation)),
+            withheld_organisations=self.withheld,
         )
         return context
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from allauth.account.adapter import get_adapter
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -24,6 +23,7 @@ from portal.tenancy.roles import Role
 from portal.tenancy.selectors import invitation_from_token
 from portal.tenancy.services import invitation_accept
 from portal.tenancy.views.base import model_url
+from portal.users.adapter import invited_email_remember
 from portal.users.models import User
 
 
@@ -48,8 +48,9 @@ class InvitationAcceptView(TemplateResponseMixin, ContextMixin, View):
         state = self._state(invitation)
         if state == "pending" and not request.user.is_authenticated:
             # Whoever holds the link received it at this address, so a login created from here
-            # needs no second verification email.
-            get_adapter(request).stash_verified_email(request, invitation.email)
+            # with THIS address needs no second verification email; any other address typed
+            # at sign-up is verified as usual (portal.users.adapter).
+            invited_email_remember(request, invitation.email)
         return self.render_to_response(
             self.get_context_data(
                 invitation=invitation,

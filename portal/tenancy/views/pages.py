@@ -52,6 +52,7 @@ class OrganisationHomeView(OrganisationView):
             organisation=self.organisation,
             scopes=frozenset(str(s) for s in self.access.scopes),
             as_of=timezone.now(),
+            withheld=self.withheld_paths,
         )
         accounts = Paginator(organisation_accounts(organisation=self.organisation), 50)
         page = accounts.get_page(request.GET.get("page"))

@@ -165,8 +165,10 @@ class _AccountsTable:
 
     request: HttpRequest
 
+    withheld_paths: tuple[str, ...]
+
     def parse(self, organisation: Any) -> tuple[AccountFilterForm, list[OrganisationNode]]:
-        nodes = organisation_subtree(organisation=organisation)
+        nodes = organisation_subtree(organisation=organisation, withheld=self.withheld_paths)
         return AccountFilterForm(self.request.GET, nodes=nodes), nodes
 
 
@@ -191,15 +193,20 @@ class OrganisationAccountsView(_AccountsTable, OrganisationView):
             credit_alerts=self.access.has_scope(Scope.BILLING_READ),
             filters=form.filters(),
             sort=sort,
+            withheld=self.withheld_paths,
         )
         page = table.page(request.GET.get("page"), size=PAGE_SIZE)
         selected = form.selected()
         # Consumption columns for the utilities the subtree has, not all four.
-        kinds = organisation_utility_kinds(organisation=self.organisation)
+        kinds = organisation_utility_kinds(
+            organisation=self.organisation, withheld=self.withheld_paths
+        )
         if sort.lstrip("-") in KINDS and sort.lstrip("-") not in kinds:
             kinds = [k for k in KINDS if k in {*kinds, sort.lstrip("-")}]
         # Exported energy for the utilities whose meters export (rooftop solar), apart.
-        exporting = organisation_exporting_kinds(organisation=self.organisation)
+        exporting = organisation_exporting_kinds(
+            organisation=self.organisation, withheld=self.withheld_paths
+        )
         sorted_by = next((k for k, key in EXPORT_KEYS.items() if key == sort.lstrip("-")), None)
         if sorted_by is not None and sorted_by not in exporting:
             exporting = [k for k in KINDS if k in {*exporting, sorted_by}]
@@ -290,6 +297,7 @@ class OrganisationAccountsCsvView(_AccountsTable, OrganisationView):
             credit_alerts=self.access.has_scope(Scope.BILLING_READ),
             filters=form.filters(),
             sort=form.sort_key(),
+            withheld=self.withheld_paths,
         )
 
         def rows() -> Iterator[list[object]]:

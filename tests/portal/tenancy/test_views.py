@@ -106,6 +106,45 @@ def test_an_owner_invites_and_the_invitee_accepts_after_signing_up(
     assert (membership.account_id, membership.role) == (world.account_a.pk, Role.PAYER)
 
 
+def test_signing_up_from_an_invitation_with_another_address_verifies_that_address(
+    world: World, client_for: ClientFor
+) -> None:
+    # Issue 12, finding 3: the invited address became the new login's verified primary,
+    # whatever was typed, and no mail went to the typed address.
+    from allauth.account.models import EmailAddress
+    from django.core import mail
+
+    from portal.tenancy.selectors import invitation_link
+
+    client_for(world.alice).post(
+        _members_url(world) + "invite/", {"email": "invited@example.com", "role": Role.VIEWER}
+    )
+    invitation = Invitation.objects.get(email="invited@example.com")
+    path = invitation_link(invitation=invitation)
+    visitor = Client()
+    assert visitor.get(path).status_code == 200
+    mail.outbox.clear()
+    response = visitor.post(
+        reverse("account_signup") + f"?next={path}",
+        {
+            "email": "typed@example.com",
+            "password1": "a-sound-passphrase",
+            "password2": "a-sound-passphrase",
+            "next": path,
+        },
+    )
+    assert response.status_code == 302
+    assert response["Location"] != path  # not signed in: the typed address is to be confirmed
+    addresses = list(
+        EmailAddress.objects.filter(user__email="typed@example.com").values_list(
+            "email", "verified", "primary"
+        )
+    )
+    assert addresses == [("typed@example.com", False, True)]
+    assert [m.to for m in mail.outbox] == [["typed@example.com"]]
+    assert not Membership.objects.filter(user__email="typed@example.com").exists()
+
+
 def test_signing_in_as_someone_else_cannot_use_the_invitation(
     world: World, client_for: ClientFor
 ) -> None:

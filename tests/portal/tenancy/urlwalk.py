@@ -34,6 +34,9 @@ PUBLIC_VIEWS = frozenset(
         # Payment providers' webhooks: the provider's signature is the credential; it only
         # settles the top-up the signed event names and answers nothing tenant-specific.
         "billing.views.PaymentWebhookView",
+        # A staff member's own second factor, confirmed with the emailed token while signed
+        # in as that member; it shows and changes nothing of any tenant.
+        "portal.users.views.StaffFactorConfirmView",
     }
 )
 # The staff admin guards itself (is_staff, MFA, Django permissions): not a customer view.

@@ -26,7 +26,8 @@ from django.urls import reverse
 
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
-from portal.users.models import User
+from portal.users.models import StaffFactorApproval, User
+from portal.users.selectors import staff_factor_confirmed
 from tests.factories import PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db
@@ -362,3 +363,66 @@ def test_an_unknown_address_gets_the_same_answer_as_a_known_one() -> None:
     unknown = Client().post(reverse("account_reset_password"), {"email": "nobody@example.com"})
     assert known.status_code == unknown.status_code == 302
     assert known["Location"] == unknown["Location"]
+
+
+def _enrol_totp(client: Client, captured: Any) -> None:
+    activate = reverse("mfa_activate_totp")
+    response = client.get(activate)
+    if response.status_code == 302:
+        client.post(response["Location"], {"password": PASSWORD})
+    assert client.get(activate).status_code == 200
+    secret = client.session[SECRET_SESSION_KEY]
+    code = format_hotp_value(hotp_value(secret, int(time.time()) // 30))
+    with captured(execute=True):
+        assert client.post(activate, {"code": code}).status_code == 302
+
+
+def test_a_staff_members_first_factor_opens_the_admin_only_once_confirmed_by_email(
+    django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    # Issue 12, finding 4: whoever held a staff password could add an authenticator and be
+    # in the admin. The first factor now counts only once the emailed link is confirmed.
+    settings.PORTAL_STAFF_REQUIRE_MFA = True
+    staff = make_user("ops@example.com")
+    staff.is_staff = True
+    staff.save(update_fields=["is_staff"])
+    client = Client()
+    assert _login(client, "ops@example.com", PASSWORD) == 302
+    mail.outbox.clear()
+    start = _last_id()
+    _enrol_totp(client, django_capture_on_commit_callbacks)
+    assert "auth.staff_factor_held" in _events(since=start)
+    response = client.get(reverse("admin:index"))
+    assert response.status_code == 302  # to the login, which sends staff on to the MFA page
+    assert client.get(response["Location"])["Location"] == reverse("mfa_index")
+    (letter,) = [m for m in mail.outbox if "staff-factor" in m.body]
+    assert letter.to == ["ops@example.com"]
+    link = re.search(r"https?://\S+(/account/staff-factor/\S+/)", str(letter.body))
+    assert link is not None
+    # Someone else, signed in, cannot confirm it.
+    intruder = make_user("other@example.com")
+    other = Client()
+    other.force_login(intruder)
+    assert other.post(link.group(1)).status_code == 404
+    # The staff member can, once.
+    assert client.get(link.group(1)).status_code == 200
+    assert client.post(link.group(1)).status_code == 302
+    assert "auth.staff_factor_confirmed" in _events(since=start)
+    assert client.get(reverse("admin:index")).status_code == 200
+    assert client.post(link.group(1)).status_code == 404
+
+
+def test_a_residents_factor_and_a_staff_members_second_factor_need_no_confirmation(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    resident = make_user("resident@example.com")
+    client = Client()
+    assert _login(client, "resident@example.com", PASSWORD) == 302
+    _enrol_totp(client, django_capture_on_commit_callbacks)
+    assert not StaffFactorApproval.objects.filter(user=resident).exists()
+    # Staff with a factor already (enrolled before confirmations existed) are not held.
+    staff = make_user("ops2@example.com")
+    staff.is_staff = True
+    staff.save(update_fields=["is_staff"])
+    TOTP.activate(staff, generate_totp_secret())
+    assert staff_factor_confirmed(user=staff)

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('meters', '0007_import_outcomes'),
+        ('meters', '0009_dsmr_spec'),
     ]
 
     operations = [
