@@ -405,9 +405,9 @@ def test_a_rebuild_of_a_range_touches_only_its_days_and_is_audited() -> None:
     assert (second.data["first"], second.data["last"]) == ("2024-03-09", "2024-11-05")
 
 
-# Committed for real: inside a test's transaction the import would still hold its own locks.
-@pytest.mark.django_db(transaction=True)
-def test_a_rebuild_waits_for_the_lock_an_import_of_the_same_meter_holds() -> None:
+def test_a_rebuild_waits_for_the_lock_an_import_of_the_same_meter_holds(
+    transactional_db: None,  # committed: in a test's transaction the import keeps its locks
+) -> None:
     run_import(feed(), "espi")
     sp = service_point()
     [register] = Register.objects.filter(meter__serial=USAGE_POINT).values_list("pk", flat=True)
