@@ -50,6 +50,7 @@ from meters.services import (
 )
 from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin, changed
 from portal.audit.actors import UserActor
+from portal.lib.timezones import time_zone_choices
 
 
 class FleetAdmin(ServiceModelAdmin):
@@ -222,6 +223,12 @@ class UploadForm(forms.Form):
     register_meters = forms.BooleanField(
         label=_("Register unknown meters on new service points"), required=False
     )
+    time_zone = forms.ChoiceField(
+        label=_("Time zone of new service points"),
+        choices=[("", _("the organisation's or the site's")), *time_zone_choices()],
+        required=False,
+        help_text=_("Used where the file states no zone of its own."),
+    )
     read_at = forms.DateTimeField(
         label=_("Read time for DSMR 2.2/3 telegrams (UTC)"), required=False
     )
@@ -308,6 +315,7 @@ class ImportBatchAdmin(ReadOnlyModelAdmin):
                         original_name=upload.name,
                         actor=self.actor(request),
                         register_meters=form.cleaned_data["register_meters"],
+                        time_zone=form.cleaned_data["time_zone"],
                         read_at=form.cleaned_data["read_at"],
                         meter_serial=form.cleaned_data["meter_serial"].strip(),
                         dsmr_spec=form.cleaned_data["dsmr_spec"],

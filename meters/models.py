@@ -110,7 +110,10 @@ class ServicePoint(models.Model):
     )
     kind = models.CharField(_("kind"), max_length=16, choices=UtilityKind.choices)
     address = models.CharField(_("address"), max_length=300, blank=True)
-    time_zone = models.CharField(_("time zone"), max_length=64, default="UTC")
+    # Its daily rollups are local days of this zone; changing it rebuilds them (fleet_save).
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, default="UTC", validators=[validate_time_zone]
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     objects = ServicePointQuerySet.as_manager()

@@ -122,6 +122,15 @@ def meter_get_by_serial(*, serial: str) -> Meter | None:
     return Meter.objects.filter(serial=serial).first()
 
 
+def service_point_find(*, code_or_id: str) -> ServicePoint | None:
+    """Return the service point with this code, else with this id (a code wins: codes may
+    be digits)."""
+    found = ServicePoint.objects.filter(code=code_or_id).first()
+    if found is None and code_or_id.isdigit():
+        found = ServicePoint.objects.filter(pk=int(code_or_id)).first()
+    return found
+
+
 def service_points_of_account(*, account_id: int) -> QuerySet[ServicePoint]:
     """Return the service points the account is (or was) supplied at."""
     return ServicePoint.objects.supplied_to(account_id).order_by("kind", "code")

@@ -12,7 +12,8 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,6 +44,7 @@ from portal.audit.actors import Actor, UserActor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
 from portal.lib.changes import apply_changes
+from portal.lib.timezones import available_time_zones
 from portal.tenancy.models import Account, Organisation
 
 logger = logging.getLogger(__name__)
@@ -106,6 +108,7 @@ def batch_create(
     register_meters: bool = False,
     read_at: dt.datetime | None = None,
     reprocess: bool = False,
+    time_zone: str = "",
     as_of: dt.datetime,
     meter_serial: str = "",
     dsmr_spec: str = "",
@@ -119,12 +122,18 @@ def batch_create(
     `reprocess` is set, content identical to an earlier batch becomes a batch marked as its
     duplicate, which imports nothing.
 
-    :raises MeterError: for an unknown format, or register_meters asked by a non-staff actor.
+    `time_zone` is the zone of the service points the batch registers where the file states
+    none (else the organisation's).
+
+    :raises MeterError: for an unknown format or time zone, or register_meters asked by a
+        non-staff actor.
     """
     if fmt not in PARSERS:
         raise MeterError(f"Unknown format {fmt!r}.")
     if dsmr_spec and (fmt != ImportBatch.Format.DSMR or dsmr_spec not in dsmr.SPECS):
         raise MeterError(f"Unknown DSMR specification {dsmr_spec!r} (or not a DSMR batch).")
+    if time_zone and time_zone not in available_time_zones():
+        raise MeterError(f"Unknown time zone {time_zone!r}.")
     if (
         register_meters
         and not (isinstance(actor, UserActor) and actor.user.is_staff)
@@ -159,6 +168,7 @@ def batch_create(
         read_at=read_at,
         meter_serial=meter_serial[:64],
         dsmr_spec=dsmr_spec,
+        time_zone=time_zone,
         received_at=as_of,
         duplicate_of=previous,
         status=ImportBatch.Status.DUPLICATE if previous else ImportBatch.Status.QUEUED,
@@ -791,7 +801,18 @@ def fleet_save(
         target=instance,
         data={"model": str(label), "name": str(instance), "changes": diff},
     )
+    if isinstance(instance, ServicePoint) and "time_zone" in diff:
+        _rebuild_on_commit(instance.pk)
     return instance
+
+
+def _rebuild_on_commit(service_point_id: int) -> None:
+    """Queue the rebuild of a service point whose zone changed: its daily rollups are days of
+    its zone (hourly ones are UTC hours and stay). A rebuild is idempotent, so a second zone
+    change queueing a second rebuild is harmless."""
+    from meters.tasks import rollups_rebuild_task
+
+    transaction.on_commit(lambda: rollups_rebuild_task.delay(service_point_id=service_point_id))
 
 
 # --- Live sources (ChirpStack HTTP, MQTT) ---------------------------------------------------
@@ -882,3 +903,217 @@ def inbound_purge(*, before: dt.datetime) -> int:
         batch__isnull=False, received_at__lt=before
     ).delete()
     return deleted
+
+
+# --- Rollups -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RollupRebuildStep:
+    """Where a rebuild is, reported after each of its transactions."""
+
+    first: int  # 1-based position of the group's first service point
+    last: int
+    total: int  # service points in the rebuild
+    month: dt.datetime  # the UTC month just rebuilt
+    step: int
+    steps: int  # months of this group
+
+
+@dataclass
+class RollupRebuildResult:
+    service_points: int = 0
+    transactions: int = 0
+    first: dt.datetime | None = None
+    last: dt.datetime | None = None
+    stale_days: int = 0
+
+
+# The span a service point's rebuild covers: the given local days, else everything its
+# readings and its present rollups reach (so that rows of an earlier zone's days are covered).
+_REBUILD_SPANS = """
+WITH sp AS (SELECT id, time_zone FROM meters_servicepoint WHERE id = ANY(%(ids)s)),
+regs AS (
+    SELECT DISTINCT mi.service_point_id AS sp, r.id AS reg
+    FROM meters_meterinstallation mi JOIN meters_register r ON r.meter_id = mi.meter_id
+    WHERE mi.service_point_id = ANY(%(ids)s)
+),
+reach AS (
+    SELECT g.sp, min(f.lo) AS lo, max(l.hi) AS hi
+    FROM regs g
+    CROSS JOIN LATERAL (SELECT coalesce(e.start_ts, e.ts) AS lo FROM meters_reading e
+                        WHERE e.register_id = g.reg ORDER BY e.ts LIMIT 1) f
+    CROSS JOIN LATERAL (SELECT e.ts AS hi FROM meters_reading e
+                        WHERE e.register_id = g.reg ORDER BY e.ts DESC LIMIT 1) l
+    GROUP BY g.sp
+    UNION ALL
+    SELECT service_point_id, min(hour), max(hour) + interval '1 hour'
+    FROM meters_rolluphourly WHERE service_point_id = ANY(%(ids)s) GROUP BY service_point_id
+    UNION ALL
+    SELECT d.service_point_id, min(d.day)::timestamp AT TIME ZONE sp.time_zone,
+           (max(d.day) + 1)::timestamp AT TIME ZONE sp.time_zone
+    FROM meters_rollupdaily d JOIN sp ON sp.id = d.service_point_id
+    GROUP BY d.service_point_id, sp.time_zone
+)
+SELECT sp.id,
+       coalesce(%(first)s::date::timestamp AT TIME ZONE sp.time_zone, min(reach.lo)),
+       coalesce((%(last)s::date + 1)::timestamp AT TIME ZONE sp.time_zone, max(reach.hi))
+FROM sp LEFT JOIN reach ON reach.sp = sp.id
+GROUP BY sp.id, sp.time_zone
+ORDER BY sp.id
+"""
+
+# A month of a group: the registers installed at its service points, over the part of each
+# span inside the month, as the pipeline's m_aff, so the pipeline's rollup SQL does the work.
+_REBUILD_AFFECTED = """
+CREATE TEMP TABLE m_aff ON COMMIT DROP AS
+SELECT DISTINCT r.id AS register_id, greatest(s.lo, %(w_lo)s) AS lo, least(s.hi, %(w_hi)s) AS hi
+FROM unnest(%(ids)s::bigint[], %(los)s::timestamptz[], %(his)s::timestamptz[]) AS s(sp, lo, hi)
+JOIN meters_meterinstallation mi ON mi.service_point_id = s.sp
+JOIN meters_register r ON r.meter_id = mi.meter_id
+WHERE s.lo < %(w_hi)s AND s.hi > %(w_lo)s;
+ANALYZE m_aff;
+"""
+
+# Daily rows no hourly row stands behind in the service point's zone: days of a zone it had
+# before (a day that does have hours was recomputed with the rest of the span).
+_REBUILD_STALE_DAYS = """
+DELETE FROM meters_rollupdaily d
+USING unnest(%(ids)s::bigint[], %(los)s::timestamptz[], %(his)s::timestamptz[]) AS s(sp, lo, hi),
+      meters_servicepoint sp
+WHERE sp.id = s.sp AND d.service_point_id = s.sp
+  AND d.day BETWEEN (s.lo AT TIME ZONE sp.time_zone)::date - 1
+                AND (s.hi AT TIME ZONE sp.time_zone)::date + 1
+  AND NOT EXISTS (
+      SELECT 1 FROM meters_rolluphourly h
+      WHERE h.service_point_id = d.service_point_id AND h.direction = d.direction
+        AND h.hour >= d.day::timestamp AT TIME ZONE sp.time_zone
+        AND h.hour < (d.day + 1)::timestamp AT TIME ZONE sp.time_zone)
+"""
+
+
+def _months(lo: dt.datetime, hi: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The UTC calendar months [start, end) that [lo, hi) touches."""
+    start = lo.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    months = []
+    while start < hi:
+        end = (start + dt.timedelta(days=32)).replace(day=1)
+        months.append((start, end))
+        start = end
+    return months
+
+
+def rollups_rebuild(
+    *,
+    actor: Actor,
+    service_point_ids: Sequence[int] | None = None,
+    first_day: dt.date | None = None,
+    last_day: dt.date | None = None,
+    group_size: int = 50,
+    progress: Callable[[RollupRebuildStep], None] | None = None,
+) -> RollupRebuildResult:
+    """Recompute the hourly and daily rollups of service points (all without ids) over the
+    local days first_day..last_day (inclusive; open ends: all their data), idempotently.
+
+    One transaction per UTC month per group of `group_size` service points, each taking the
+    imports' register and service-point locks, so a rebuild never holds a year of rows in
+    one transaction and waits for, rather than races, an import of the same meters. The
+    computation is the pipeline's own (meters.ingest.sql via m_aff). Audited once, in the
+    last transaction.
+    """
+    if service_point_ids is None:
+        ids = list(ServicePoint.objects.order_by("pk").values_list("pk", flat=True))
+    else:
+        ids = sorted(set(service_point_ids))
+    result = RollupRebuildResult()
+    groups = [ids[i : i + group_size] for i in range(0, len(ids), group_size)] or [[]]
+    for number, group in enumerate(groups):
+        with connection.cursor() as cursor:
+            cursor.execute(_REBUILD_SPANS, {"ids": group, "first": first_day, "last": last_day})
+            spans = [(sp, lo, hi) for sp, lo, hi in cursor.fetchall() if lo and hi and lo < hi]
+        params = {
+            "ids": [sp for sp, _lo, _hi in spans],
+            "los": [lo for _sp, lo, _hi in spans],
+            "his": [hi for _sp, _lo, hi in spans],
+        }
+        months = _months(min(params["los"]), max(params["his"])) if spans else []
+        for step, (w_lo, w_hi) in enumerate(months, start=1):
+            with transaction.atomic():
+                _rebuild_month(params, w_lo, w_hi)
+            result.transactions += 1
+            if progress is not None:
+                position = number * group_size
+                progress(
+                    RollupRebuildStep(
+                        first=position + 1,
+                        last=position + len(group),
+                        total=len(ids),
+                        month=w_lo,
+                        step=step,
+                        steps=len(months),
+                    )
+                )
+        result.service_points += len(spans)
+        if spans:
+            lo, hi = min(params["los"]), max(params["his"])
+            result.first = min(lo, result.first) if result.first else lo
+            result.last = max(hi, result.last) if result.last else hi
+        with transaction.atomic():
+            if spans:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT pg_advisory_xact_lock(%s + sp) FROM unnest(%s::bigint[]) sp "
+                        "ORDER BY sp",
+                        [q.SERVICE_POINT_LOCK, params["ids"]],
+                    )
+                    cursor.execute(_REBUILD_STALE_DAYS, params)
+                    result.stale_days += max(cursor.rowcount, 0)
+            result.transactions += 1
+            if number == len(groups) - 1:
+                _audit_rebuild(ids, result, first_day, last_day, actor=actor)
+    return result
+
+
+def _rebuild_month(params: dict[str, Any], w_lo: dt.datetime, w_hi: dt.datetime) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(_REBUILD_AFFECTED, {**params, "w_lo": w_lo, "w_hi": w_hi})
+        cursor.execute("SELECT DISTINCT register_id FROM m_aff ORDER BY register_id")
+        registers = [register for (register,) in cursor.fetchall()]
+        # The imports' order: registers, then (in ROLLUP_RANGES) service points.
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s + r) FROM unnest(%s::bigint[]) r ORDER BY r",
+            [q.REGISTER_LOCK, registers],
+        )
+    pipeline.refresh_rollups(dict(q.PARAMS))
+    with connection.cursor() as cursor:
+        # ON COMMIT DROP is not enough inside a caller's transaction (tests, one-off scripts).
+        cursor.execute("DROP TABLE IF EXISTS m_aff, m_sp, m_days")
+
+
+def _audit_rebuild(
+    ids: list[int],
+    result: RollupRebuildResult,
+    first_day: dt.date | None,
+    last_day: dt.date | None,
+    *,
+    actor: Actor,
+) -> None:
+    codes = list(
+        ServicePoint.objects.filter(pk__in=ids[:20]).order_by("pk").values_list("code", flat=True)
+    )
+    listed = ", ".join(codes) + (f" (+{len(ids) - len(codes)})" if len(ids) > len(codes) else "")
+    target = ServicePoint.objects.get(pk=ids[0]) if len(ids) == 1 else None
+    audit_record(
+        actor=actor,
+        event=AuditEvent.ROLLUPS_REBUILT,
+        target=target,
+        data={
+            "service_points": listed,
+            "count": result.service_points,
+            "first": first_day or (result.first.date() if result.first else None),
+            "last": last_day
+            or ((result.last - dt.timedelta(microseconds=1)).date() if result.last else None),
+            "transactions": result.transactions,
+            "stale_days": result.stale_days,
+        },
+    )

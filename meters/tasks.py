@@ -83,6 +83,16 @@ def derived_events_task(**kwargs: object) -> int:
 
 
 @app.task(acks_late=True)
+def rollups_rebuild_task(*, service_point_id: int, **kwargs: object) -> int:
+    """Rebuild a service point's rollups (after its zone changed); idempotent, so a
+    redelivery only repeats the work. Returns the transactions it took."""
+    result = services.rollups_rebuild(
+        service_point_ids=[service_point_id], actor=SystemActor("task:meters.rollups_rebuild")
+    )
+    return result.transactions
+
+
+@app.task(acks_late=True)
 def partition_maintenance_task(**kwargs: object) -> None:
     """Create the coming months' reading partitions; warn if the default partition has rows."""
     with connection.cursor() as cursor:

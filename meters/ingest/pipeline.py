@@ -30,6 +30,7 @@ from meters.ingest import staging
 from meters.ingest.staging import BatchError, ParsedItem
 from meters.ingest.units import MAX_SOURCE_MAGNITUDE, unit_rows
 from meters.models import ImportBatch, ImportRowError, MeterEvent
+from portal.lib.timezones import available_time_zones, default_time_zone
 
 logger = logging.getLogger(__name__)
 
@@ -469,6 +470,8 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
         params,
         "Conflicting meter kinds.",
     )
+    _check_stated_zones(stage, params)
+    params = {**params, "tz": registration_time_zone(batch)}
     communication = {
         "dsmr": "p1",
         "chirpstack": "lorawan",
@@ -489,7 +492,8 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
         sql.SQL(
             "CREATE TEMP TABLE m_new_meters ON COMMIT DROP AS "
             "SELECT serial, min(kind) AS kind, upper(max(dev_eui)) AS dev_eui, "
-            "min(coalesce(ts - make_interval(secs => duration_s), ts)) AS first_ts "
+            "min(coalesce(ts - make_interval(secs => duration_s), ts)) AS first_ts, "
+            "min(time_zone) AS time_zone "
             "FROM {s} WHERE meter_id IS NULL AND serial IS NOT NULL AND kind IS NOT NULL "
             # A meter seen only in rejected rows is not registered.
             "AND reject IS NULL "
@@ -506,7 +510,8 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
     )
     _exec(
         "INSERT INTO meters_servicepoint (public_id, code, kind, address, time_zone, created_at) "
-        "SELECT gen_random_uuid(), left('SP-' || n.serial, 64), n.kind, '', %(tz)s, now() "
+        "SELECT gen_random_uuid(), left('SP-' || n.serial, 64), n.kind, '', "
+        "coalesce(n.time_zone, %(tz)s), now() "
         "FROM m_new_meters n JOIN meters_meter m ON m.serial = n.serial "
         "WHERE NOT EXISTS (SELECT 1 FROM meters_meterinstallation mi WHERE mi.meter_id = m.id) "
         "ON CONFLICT DO NOTHING",
@@ -601,6 +606,47 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
         """
     )
     _exec("DROP TABLE m_new_meters, m_new_intervals")
+
+
+def registration_time_zone(batch: ImportBatch) -> str:
+    """The zone of a service point the batch registers when the file states none: the one
+    the sender gave with the batch, else the organisation's, else the site's."""
+    if batch.time_zone:
+        return batch.time_zone
+    if batch.organisation is not None:
+        return batch.organisation.time_zone
+    return default_time_zone()
+
+
+def _check_stated_zones(stage: sql.Identifier, params: dict[str, Any]) -> None:
+    """Fail on zones a new meter's rows state that are unknown or disagree.
+
+    The zone decides every local day of the service point from then on, so two of them for
+    one meter is a confused file: like conflicting kinds it fails before anything is merged,
+    rather than letting the first row's zone win unseen.
+
+    :raises BatchError: naming the meters and zones.
+    """
+    _fail_if_any(
+        sql.SQL(
+            "SELECT min(line), 'meter \"' || serial || '\" is stated in the zones ' "
+            "|| string_agg(DISTINCT time_zone, ' and ') "
+            "FROM {s} WHERE meter_id IS NULL AND serial IS NOT NULL AND time_zone IS NOT NULL "
+            "GROUP BY serial HAVING count(DISTINCT time_zone) > 1 ORDER BY 1"
+        ).format(s=stage),
+        params,
+        "Conflicting time zones.",
+    )
+    stated = _exec(
+        sql.SQL(
+            "SELECT min(line), time_zone FROM {s} WHERE meter_id IS NULL "
+            "AND time_zone IS NOT NULL GROUP BY time_zone ORDER BY 1"
+        ).format(s=stage)
+    )
+    unknown = [(line, zone) for line, zone in stated if zone not in available_time_zones()]
+    if unknown:
+        listed = "; ".join(f"line {line}: unknown time zone {zone!r}" for line, zone in unknown)
+        raise BatchError(f"The file states unknown time zones. Nothing was imported. {listed}")
 
 
 def _ensure_partitions(stage: sql.Identifier) -> None:

@@ -59,6 +59,7 @@ class AuditEvent(IntEnum):
     FLEET_CREATED = 250
     FLEET_UPDATED = 251
     FLEET_DELETED = 252
+    ROLLUPS_REBUILT = 260
 
     # 300-319 ledger, wallets and charging; 320-339 top-ups and payments; 340-359 bills;
     # 360-379 warnings and notifications; 380-399 tariffs.
@@ -215,6 +216,9 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
     AuditEvent.FLEET_CREATED: AuditEventSpec("fleet.create", _("created {model} {name}")),
     AuditEvent.FLEET_UPDATED: AuditEventSpec("fleet.update", _("changed {model} {name}")),
     AuditEvent.FLEET_DELETED: AuditEventSpec("fleet.delete", _("deleted {model} {name}")),
+    AuditEvent.ROLLUPS_REBUILT: AuditEventSpec(
+        "fleet.rollups_rebuild", _("rebuilt the rollups of {service_points} from {first} to {last}")
+    ),
     AuditEvent.WALLET_CREATED: AuditEventSpec(
         "wallet.create", _("opened a wallet in {currency} for account {number}")
     ),

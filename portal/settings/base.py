@@ -311,6 +311,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ROUTES = {
     "portal.tenancy.tasks.invitation_send_task": {"queue": "notifications"},
     "meters.tasks.import_batch_task": {"queue": "readings"},
+    "meters.tasks.rollups_rebuild_task": {"queue": "readings"},
     "billing.tasks.charging.prepaid_charge_task": {"queue": "billing"},
     "billing.tasks.charging.disconnect_sweep_task": {"queue": "billing"},
     "meters.tasks.meter_events_notify_task": {"queue": "notifications"},

@@ -29,6 +29,7 @@ from meters.ingest.staging import (
     number_problem,
 )
 from meters.models import ImportBatch
+from portal.lib.timezones import available_time_zones
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ESPI = "{http://naesb.org/espi}"
@@ -38,12 +39,41 @@ SERVICE_KINDS = {0: "electricity", 1: "gas", 2: "water", 4: "heat"}
 DELTA_ACCUMULATIONS = {None, 4}  # deltaData; absent means the usual delta data
 CUMULATIVE_ACCUMULATIONS = {1, 3, 9}  # bulkQuantity, cumulative, summation
 
+# LocalTimeParameters -> IANA zone. ESPI states a standard offset and two DST rules, not a
+# place, and several places share an offset and rules but not their history (or their
+# future), so a zone is named only where the combination is the rule set of one North
+# American zone that Green Button files come from; anything else stays unmapped and the
+# service point takes the batch's or the organisation's zone, never a guess. A rule is
+# ESPI's DstRuleType bit map: month (bits 28-31), occurrence (25-27: 2 first, 3 second,
+# 7 last), weekday (17-19: 7 Sunday), hour (12-16), seconds (0-11).
+US_RULES_2007 = (0x360E2000, 0xB40E2000)  # 2nd Sunday of March 02:00 - 1st Sunday of Nov.
+US_RULES_1987 = (0x440E2000, 0xAE0E2000)  # 1st Sunday of April 02:00 - last Sunday of Oct.
+NO_DST = (0, 0)
+LOCAL_TIME_ZONES: dict[tuple[int, int, tuple[int, int]], str] = {
+    **{
+        (offset, 3600, rules): zone
+        for rules in (US_RULES_2007, US_RULES_1987)
+        for offset, zone in (
+            (-18000, "America/New_York"),
+            (-21600, "America/Chicago"),
+            (-25200, "America/Denver"),
+            (-28800, "America/Los_Angeles"),
+            (-32400, "America/Anchorage"),
+        )
+    },
+    # The two US zones without DST (Arizona, Hawaii).
+    (-25200, 0, NO_DST): "America/Phoenix",
+    (-36000, 0, NO_DST): "Pacific/Honolulu",
+}
+DST_DISABLED = 0xFFFFFFFF
+
 
 @dataclass
 class _UsagePoint:
     atom_id: str
     kind: int | None
     related: list[str] = field(default_factory=list)
+    time_zone: str | None = None
 
 
 @dataclass
@@ -110,6 +140,7 @@ class _Feed:
     usage_points: dict[str, _UsagePoint] = field(default_factory=dict)
     meter_readings: dict[str, _MeterReading] = field(default_factory=dict)
     reading_types: dict[str, _ReadingType] = field(default_factory=dict)
+    local_times: dict[str, str | None] = field(default_factory=dict)
     blocks: int = 0
 
 
@@ -141,9 +172,57 @@ def _collect(stream: BinaryIO) -> _Feed:
                 flow=_int(rt, "flowDirection"),
                 interval=_int(rt, "intervalLength"),
             )
+        elif (local := content.find(ESPI + "LocalTimeParameters")) is not None:
+            feed.local_times[self_href] = local_time_zone(
+                tz_offset=_int(local, "tzOffset"),
+                dst_offset=_int(local, "dstOffset"),
+                dst_start=_hex(local, "dstStartRule"),
+                dst_end=_hex(local, "dstEndRule"),
+            )
         else:
             feed.blocks += len(content.findall(ESPI + "IntervalBlock"))
+    for up in feed.usage_points.values():
+        up.time_zone = _match_local_time(feed, up)
     return feed
+
+
+def _hex(element: Element, name: str) -> int | None:
+    text = (element.findtext(ESPI + name) or "").strip()
+    try:
+        return int(text, 16) if text else None
+    except ValueError:
+        return None
+
+
+def local_time_zone(
+    *, tz_offset: int | None, dst_offset: int | None, dst_start: int | None, dst_end: int | None
+) -> str | None:
+    """The IANA zone of a LocalTimeParameters block, or None where it names no single zone.
+
+    Without DST (no offset, or rules absent or disabled) a whole-hour offset is a fixed zone
+    (Etc/GMT+8 is UTC-8: the sign is POSIX's); it is exact for the file whatever the place.
+    """
+    if tz_offset is None:
+        return None
+    unset = (None, 0, DST_DISABLED)
+    if not dst_offset or dst_start in unset or dst_end in unset:
+        zone = LOCAL_TIME_ZONES.get((tz_offset, 0, NO_DST))
+        if zone is None and tz_offset % 3600 == 0 and -12 <= tz_offset // 3600 <= 14:
+            hours = -tz_offset // 3600
+            zone = "Etc/GMT" if hours == 0 else f"Etc/GMT{hours:+d}"
+    else:
+        zone = LOCAL_TIME_ZONES.get((tz_offset, dst_offset, (dst_start or 0, dst_end or 0)))
+    return zone if zone in available_time_zones() else None
+
+
+def _match_local_time(feed: _Feed, usage_point: _UsagePoint) -> str | None:
+    """The zone of the LocalTimeParameters the usage point links to (or the feed's only one)."""
+    for href in usage_point.related:
+        if href in feed.local_times:
+            return feed.local_times[href]
+    if len(feed.local_times) == 1:
+        return next(iter(feed.local_times.values()))
+    return None
 
 
 def _match_meter_reading(feed: _Feed, paths: list[str]) -> str | None:
@@ -268,6 +347,7 @@ def _row(
             direction=direction,
             series="register" if cumulative else "interval",
             interval_s=reading_type.interval,
+            time_zone=usage_point.time_zone,
             **values,
         )
     ]

@@ -79,6 +79,12 @@ class Command(BaseCommand):
             choices=SPEC_CHOICES,
             help="read every telegram with this dsmr-parser specification (default: detect)",
         )
+        parser.add_argument(
+            "--time-zone",
+            default="",
+            help="IANA zone of the service points it registers when the file states none "
+            "(default: the organisation's, else the site's)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["path"])
@@ -114,6 +120,7 @@ class Command(BaseCommand):
                     register_meters=options["register_meters"],
                     read_at=read_at,
                     reprocess=options["reprocess"],
+                    time_zone=options["time_zone"],
                     as_of=timezone.now(),
                     meter_serial=options["meter"].strip(),
                     dsmr_spec=options["dsmr_spec"],
