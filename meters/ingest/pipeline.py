@@ -310,7 +310,6 @@ def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
         "org": batch.organisation_id,
         "subtree": subtree,
         "batch": batch.pk,
-        "tz": "UTC",
     }
     with transaction.atomic():
         _set_wise_session()
