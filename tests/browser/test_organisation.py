@@ -56,3 +56,29 @@ def test_a_group_manager_drills_down_and_exports_the_accounts(
     rows = list(csv.reader(io.StringIO(saved.read_text(encoding="utf-8-sig"))))
     every = set(Account.objects.values_list("number", flat=True))
     assert {cell for row in rows[1:] for cell in row[:1]} == every, rows
+
+
+def test_a_subsidiary_asking_for_two_factor_is_withheld_from_a_manager_without_one(
+    live_server: Any, page: Page, harbour: Harbour, shots: Path
+) -> None:
+    # Issue 12: the group's table leaves the subsidiary out and says why, in both languages.
+    from portal.tenancy.services import organisation_update
+    from tests.factories import SYSTEM
+
+    organisation_update(
+        organisation=harbour.residential, changes={"require_mfa": True}, actor=SYSTEM
+    )
+    sign_in(page, live_server.url, harbour.group_manager.email)
+    page.goto(f"{live_server.url}/o/{harbour.group.public_id}/accounts/")
+    banner = page.locator("#mfa-withheld")
+    expect(banner).to_contain_text(harbour.residential.name)
+    numbers = page.get_by_role("table").locator("tbody tr td:first-child a")
+    hidden = set(
+        Account.objects.filter(organisation=harbour.residential).values_list("number", flat=True)
+    )
+    assert hidden and not hidden & set(numbers.all_inner_texts())
+    page.screenshot(path=str(shots / "organisation-mfa-withheld-en.png"), full_page=True)
+    page.get_by_role("button", name="繁體中文").click()
+    expect(banner).to_contain_text("雙重驗證")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(shots / "organisation-mfa-withheld-zh-hant-phone.png"), full_page=True)
