@@ -565,8 +565,8 @@ class ImportBatch(models.Model):
         max_length=16,
         blank=True,
         help_text=_(
-            "For telegrams without a timestamp: read_at (given by the sender) or received_at "
-            "(the head-end's delivery time)."
+            "For telegrams without a timestamp: the read time the sender gave, or the "
+            "head-end's delivery time."
         ),
     )
     received_at = models.DateTimeField(_("received"))

@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='importbatch',
             name='read_time_source',
-            field=models.CharField(blank=True, help_text="For telegrams without a timestamp: read_at (given by the sender) or received_at (the head-end's delivery time).", max_length=16, verbose_name='read time taken from'),
+            field=models.CharField(blank=True, help_text="For telegrams without a timestamp: the read time the sender gave, or the head-end's delivery time.", max_length=16, verbose_name='read time taken from'),
         ),
         migrations.AlterField(
             model_name='register',

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from allauth.mfa.models import Authenticator
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
@@ -26,6 +27,7 @@ from portal.tenancy.roles import Role
 from portal.tenancy.scopes import Scope
 from portal.tenancy.tokens import invitation_token
 from portal.users import services as users
+from portal.users.models import User
 from tests.conftest import World
 from tests.factories import SYSTEM, make_organisation, make_user
 
@@ -346,8 +348,56 @@ def _api_key_revoke(world: World) -> Callable[[], object]:
     return lambda: tenancy.api_key_revoke(api_key=api_key, actor=SYSTEM, as_of=timezone.now())
 
 
+def _rollups_rebuild(world: World) -> Callable[[], object]:
+    from meters.models import ServicePoint
+    from meters.services import rollups_rebuild
+
+    sp = ServicePoint.objects.create(code="REBUILD1", kind="electricity", time_zone="Asia/Taipei")
+    return lambda: rollups_rebuild(actor=SYSTEM, service_point_ids=[sp.pk])
+
+
+def _staff_with_a_factor(world: World) -> tuple[User, Authenticator]:
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    staff = make_user("factor.staff@example.com", staff=True)
+    return staff, TOTP.activate(staff, generate_totp_secret()).instance
+
+
+def _staff_factor_hold(world: World) -> Callable[[], object]:
+    staff, factor = _staff_with_a_factor(world)
+    return lambda: users.staff_factor_hold(
+        user=staff, authenticator=factor, actor=SYSTEM, now=timezone.now()
+    )
+
+
+def _staff_factor_confirm(world: World) -> Callable[[], object]:
+    import hashlib
+
+    from portal.users.models import StaffFactorApproval
+
+    staff, factor = _staff_with_a_factor(world)
+    StaffFactorApproval.objects.create(
+        user=staff,
+        authenticator=factor,
+        token_hash=hashlib.sha256(b"the-token").hexdigest(),
+        created_at=timezone.now(),
+    )
+    return lambda: users.staff_factor_confirm(
+        token="the-token", user=staff, actor=SYSTEM, now=timezone.now()
+    )
+
+
 SCENARIOS.update(
     {
+        "meters.services.rollups_rebuild": (_rollups_rebuild, AuditEvent.ROLLUPS_REBUILT),
+        "portal.users.services.staff_factor_hold": (
+            _staff_factor_hold,
+            AuditEvent.STAFF_FACTOR_HELD,
+        ),
+        "portal.users.services.staff_factor_confirm": (
+            _staff_factor_confirm,
+            AuditEvent.STAFF_FACTOR_CONFIRMED,
+        ),
         "portal.tenancy.services.api_key_create": (
             lambda w: lambda: tenancy.api_key_create(organisation=w.group, name="k", actor=SYSTEM),
             AuditEvent.API_KEY_CREATED,
