@@ -595,6 +595,10 @@ class ImportBatch(models.Model):
     chunks_total = models.PositiveIntegerField(default=0, verbose_name=_("chunks in all"))
     chunks_done = models.PositiveIntegerField(default=0, verbose_name=_("chunks done"))
     seen = models.BigIntegerField(default=0, verbose_name=_("rows seen"))
+    # What the parse left in the staging tables: a later stage finding less starts again from
+    # the file (pipeline.staging_lost), so no stage ever works from a partial table.
+    staged = models.BigIntegerField(default=0, verbose_name=_("rows staged"))
+    staged_events = models.BigIntegerField(default=0, verbose_name=_("events staged"))
     inserted = models.BigIntegerField(default=0, verbose_name=_("rows inserted"))
     duplicate = models.BigIntegerField(default=0, verbose_name=_("duplicate rows"))
     conflicting = models.BigIntegerField(default=0, verbose_name=_("conflicting rows"))

@@ -314,6 +314,8 @@ def _batch_fail(batch: ImportBatch, *, actor: Actor, message: str, error_class: 
 
 
 def _run_stages(batch: ImportBatch, *, actor: Actor, as_of: dt.datetime) -> None:
+    if batch.stage in ("validating", "merging", "finishing") and pipeline.staging_lost(batch):
+        pipeline.restart_from_the_file(batch)
     if batch.stage == "parsing":
         pipeline.stage_payload(batch, PARSERS[batch.format])
     if batch.stage == "validating":
@@ -328,6 +330,7 @@ def _run_stages(batch: ImportBatch, *, actor: Actor, as_of: dt.datetime) -> None
         plan = pipeline.chunk_plan(batch)
         for registers in plan[batch.chunks_done :]:
             pipeline.merge_chunk(batch, registers)
+        pipeline.check_accounted(batch)
         batch.stage = "finishing"
         batch.save(update_fields=["stage"])
     if batch.stage == "finishing":

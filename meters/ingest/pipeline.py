@@ -128,6 +128,9 @@ def stage_payload(batch: ImportBatch, parser: Parser | None) -> None:
         # staging table for a few dozen rows and loops over it once per register.
         _exec(sql.SQL("ANALYZE {}").format(staging.stage_table(batch.pk)))
         (rows,) = _exec(sql.SQL("SELECT count(*) FROM {}").format(staging.stage_table(batch.pk)))[0]
+        (events,) = _exec(sql.SQL("SELECT count(*) FROM {}").format(staging.event_table(batch.pk)))[
+            0
+        ]
         ImportRowError.objects.bulk_create(
             ImportRowError(batch=batch, line=error.line, code=error.code, params=error.params)
             for error in errors
@@ -135,10 +138,89 @@ def stage_payload(batch: ImportBatch, parser: Parser | None) -> None:
         batch.seen = rows + rejected_rows
         batch.rejected = rejected_rows
         batch.row_error_count = error_count
+        batch.staged = rows
+        batch.staged_events = events
         batch.stage = "validating"
         batch.progress = 10
         # read_time_source: set by the DSMR parser when telegrams took the batch's time.
-        _save(batch, "seen", "rejected", "row_error_count", "stage", "progress", "read_time_source")
+        _save(
+            batch,
+            "seen",
+            "rejected",
+            "row_error_count",
+            "staged",
+            "staged_events",
+            "stage",
+            "progress",
+            "read_time_source",
+        )
+
+
+def staging_lost(batch: ImportBatch) -> bool:
+    """True if the staging tables no longer hold what the parse put there (gone, or emptied by
+    a crash): the stages after the parse must then not run on them."""
+    stage, events = f"meters_stage_{batch.pk}", f"meters_stagev_{batch.pk}"
+    found = _exec("SELECT to_regclass(%s), to_regclass(%s)", [stage, events])[0]
+    if None in found:
+        return True
+    rows, staged_events = _exec(
+        sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
+            staging.stage_table(batch.pk), staging.event_table(batch.pk)
+        )
+    )[0]
+    return bool(rows != batch.staged or staged_events != batch.staged_events)
+
+
+def restart_from_the_file(batch: ImportBatch) -> None:
+    """Start a batch again from its stored payload, forgetting its counts and row errors.
+
+    Chunks merged before are merged again and count as duplicates: the readings are stored
+    once either way (INSERT ... ON CONFLICT), and nothing is counted twice.
+    """
+    logger.warning("batch %s: staging lost after %s; parsing the file again", batch.pk, batch.stage)
+    with transaction.atomic():
+        staging.drop_tables(batch.pk)
+        ImportRowError.objects.filter(batch=batch).delete()
+        for name in (
+            "seen",
+            "inserted",
+            "duplicate",
+            "conflicting",
+            "rejected",
+            "estimated",
+            "row_error_count",
+            "staged",
+            "staged_events",
+            "chunks_total",
+            "chunks_done",
+            "progress",
+        ):
+            setattr(batch, name, 0)
+        batch.stage = "parsing"
+        batch.save()
+
+
+class RowsUnaccounted(Exception):
+    """The end of a batch counted rows that the stages do not account for."""
+
+
+def check_accounted(batch: ImportBatch) -> None:
+    """Rows in equal rows accounted for: every row read was inserted, found already stored,
+    kept apart as a conflict, or rejected. Estimates made for gaps are extra rows.
+
+    :raises RowsUnaccounted: otherwise; the batch is then retried and, if it persists, failed,
+        never reported done on a partial import.
+    """
+    accounted = (
+        batch.inserted - batch.estimated + batch.duplicate + batch.conflicting + batch.rejected
+    )
+    if accounted != batch.seen or batch.chunks_done != batch.chunks_total:
+        raise RowsUnaccounted(
+            f"{batch.seen} rows read, {accounted} accounted for (inserted "
+            f"{batch.inserted - batch.estimated}, duplicate {batch.duplicate}, conflicting "
+            f"{batch.conflicting}, rejected {batch.rejected}); chunks {batch.chunks_done} of "
+            f"{batch.chunks_total}"
+        )
 
 
 # --- validating -----------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """Per-batch staging tables and the streaming writers that fill them.
 
-Each batch gets two UNLOGGED tables, `meters_stage_<id>` (readings) and `meters_stagev_<id>`
-(events and meter status), which survive a worker crash so that a resumed batch need not parse
-its file again, and are dropped when the batch ends.
+Each batch gets two tables, `meters_stage_<id>` (readings) and `meters_stagev_<id>` (events and
+meter status), which survive a worker crash so that a resumed batch need not parse its file
+again, and are dropped when the batch ends. They are logged tables: crash recovery empties an
+UNLOGGED table, and a resumed batch then finished "done" on what was left (issue 12). The stage
+that follows the parse also checks the tables still hold what the parse counted
+(pipeline.staging_lost) and starts again from the file if not.
 """
 
 from __future__ import annotations
@@ -146,7 +149,7 @@ def create_tables(batch_id: int) -> None:
     )
     _execute(
         sql.SQL(
-            "CREATE UNLOGGED TABLE {} ({}, meter_id bigint, register_id bigint, "
+            "CREATE TABLE {} ({}, meter_id bigint, register_id bigint, "
             "base_value bigint, base_delta bigint, reject jsonb)"
         ).format(stage_table(batch_id), columns)
     )
@@ -154,7 +157,7 @@ def create_tables(batch_id: int) -> None:
         sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in EVENT_COLUMNS
     )
     _execute(
-        sql.SQL("CREATE UNLOGGED TABLE {} ({}, meter_id bigint)").format(
+        sql.SQL("CREATE TABLE {} ({}, meter_id bigint)").format(
             event_table(batch_id), event_columns
         )
     )

@@ -19,6 +19,7 @@ from django.db import connection
 from django.utils import timezone
 
 from meters import services
+from meters.ingest import pipeline
 from meters.models import ImportBatch, Meter, Register
 from meters.tasks import import_sweeper_task
 from portal.audit.events import AuditEvent
@@ -443,3 +444,70 @@ def test_the_page_and_the_api_show_the_final_state_and_the_error_class(
             "meters/_import_status.html", {"batch": empty, "running": False}, request
         )
         assert "The file has no data rows" not in page
+
+
+# --- staging lost (a crash of PostgreSQL empties UNLOGGED tables), rows accounted for ------
+
+TWO_METERS_CSV = (
+    HEADER
+    + "".join(
+        f"{serial},2026-03-01T00:{minute:02d}:00Z,{value},kWh,electricity\n"
+        for serial in ("S1", "S2")
+        for value, minute in ((1, 0), (2, 15), (3, 30))
+    )
+).encode()
+
+
+def _emptied(batch: ImportBatch) -> None:
+    """What crash recovery did to the UNLOGGED staging tables of a running batch."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE meters_stage_{batch.pk}, meters_stagev_{batch.pk}")
+
+
+@pytest.mark.parametrize("after", ["parsing", "one chunk merged"])
+def test_a_batch_whose_staging_was_emptied_starts_again_from_its_file(
+    after: str, settings: Any
+) -> None:
+    # Issue 12, fault 1: the resume rebuilt its plan from the emptied table and ended "done"
+    # with readings missing. Now the next stage sees the loss and parses the file again.
+    settings.PORTAL_IMPORT_CHUNK_ROWS = 1  # one chunk per register: two chunks
+    batch = _create(TWO_METERS_CSV, "csv")
+    batch.status = ImportBatch.Status.RUNNING
+    pipeline.stage_payload(batch, None)
+    if after == "one chunk merged":
+        pipeline.resolve(batch, subtree=None)
+        pipeline.merge_chunk(batch, pipeline.chunk_plan(batch)[0])
+    _emptied(batch)
+    services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    batch.refresh_from_db()
+    assert batch.status == ImportBatch.Status.DONE, batch.error
+    assert batch.seen == 6
+    assert batch.inserted + batch.duplicate == 6  # rows merged before the loss: duplicates now
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM meters_reading r JOIN meters_register g ON g.id = r.register_id "
+            "JOIN meters_meter m ON m.id = g.meter_id WHERE m.serial IN ('S1', 'S2')"
+        )
+        assert cursor.fetchone()[0] == 6
+    assert _staging_left() == []
+
+
+def test_a_batch_that_cannot_account_for_its_rows_is_never_done(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    settings.PORTAL_IMPORT_CHUNK_ROWS = 1
+    real = pipeline.merge_chunk
+
+    def loses_the_second_chunk(batch: ImportBatch, registers: list[int]) -> None:
+        if batch.chunks_done == 1:
+            batch.chunks_done += 1  # the checkpoint moves on, the rows never land
+            return
+        real(batch, registers)
+
+    monkeypatch.setattr(pipeline, "merge_chunk", loses_the_second_chunk)
+    batch = _create(TWO_METERS_CSV, "csv")
+    services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    _sweep_until_final(batch)
+    assert batch.status == ImportBatch.Status.FAILED
+    assert batch.error_class.endswith("RowsUnaccounted")
+    assert "6 rows read, 3 accounted for" in batch.error

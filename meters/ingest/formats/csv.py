@@ -147,7 +147,7 @@ def copy_csv(batch_id: int, stream: BinaryIO) -> None:
     columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute(
-            sql.SQL("CREATE UNLOGGED TABLE {} (line bigserial, {})")
+            sql.SQL("CREATE TABLE {} (line bigserial, {})")
             .format(raw, columns)
             .as_string(cursor.connection)
         )

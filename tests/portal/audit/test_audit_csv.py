@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import zoneinfo
 from collections.abc import Callable
 
 import pytest
@@ -57,7 +58,10 @@ def test_an_account_log_downloads_with_its_filters(world: World, client_for: Cli
 def test_the_since_filter_and_the_page_link(world: World, client_for: ClientFor) -> None:
     client = client_for(world.alice)
     url = reverse("audit:account_log_csv", args=[world.account_a.public_id])
-    tomorrow = (timezone.now() + dt.timedelta(days=1)).date().isoformat()
+    # "since" is a day of the account's zone: tomorrow there, not in UTC (from 16:00 UTC on,
+    # Taipei's today is UTC's tomorrow).
+    local_today = timezone.now().astimezone(zoneinfo.ZoneInfo(world.account_a.time_zone)).date()
+    tomorrow = (local_today + dt.timedelta(days=1)).isoformat()
     assert _rows(client.get(url, {"since": tomorrow})) == []
     assert len(_rows(client.get(url))) >= 5  # creation and the four memberships
     page = client.get(
