@@ -62,8 +62,9 @@ def test_pages_carry_no_inline_scripts_or_remote_assets(
         assert re.search(r"\son[a-z]+=", html) is None, f"inline event handler on {url}"
 
 
-def test_the_deploy_check_is_silent_with_production_settings() -> None:
-    env = {
+def _production_env(**extra: str) -> dict[str, str]:
+    """The environment of a production deployment, for `check --deploy`."""
+    return {
         "PATH": os.environ["PATH"],
         "DJANGO_SETTINGS_MODULE": "portal.settings.base",
         "DJANGO_SECRET_KEY": "a-production-like-secret-key-" + "k" * 40,
@@ -73,7 +74,12 @@ def test_the_deploy_check_is_silent_with_production_settings() -> None:
         "DJANGO_BEHIND_TLS_PROXY": "1",
         "PORTAL_BASE_URL": "https://portal.example.com",
         "PORTAL_AUDIT_KEY": "an-audit-key-kept-in-the-secret-store-" + "a" * 30,
+        **extra,
     }
+
+
+def test_the_deploy_check_is_silent_with_production_settings() -> None:
+    env = _production_env()
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
@@ -108,18 +114,7 @@ def test_the_deploy_check_warns_about_a_process_local_cache() -> None:
 
 
 def test_the_deploy_check_fails_with_the_sandbox_payment_provider_on() -> None:
-    env = {
-        "PATH": os.environ["PATH"],
-        "DJANGO_SETTINGS_MODULE": "portal.settings.base",
-        "DJANGO_SECRET_KEY": "a-production-like-secret-key-" + "k" * 40,
-        "DJANGO_ALLOWED_HOSTS": "portal.example.com",
-        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/smartmeter",
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "DJANGO_BEHIND_TLS_PROXY": "1",
-        "PORTAL_BASE_URL": "https://portal.example.com",
-        "PORTAL_AUDIT_KEY": "an-audit-key-kept-in-the-secret-store-" + "a" * 30,
-        "PAYMENT_SANDBOX_SECRET": "left-over-from-a-staging-deploy-" + "s" * 30,
-    }
+    env = _production_env(PAYMENT_SANDBOX_SECRET="left-over-from-a-staging-deploy-" + "s" * 30)
     base = [sys.executable, "manage.py", "check", "--deploy"]
     # The secret alone: the sandbox stays off outside DEBUG, and the check passes.
     quiet = subprocess.run(base, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
