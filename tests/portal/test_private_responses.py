@@ -7,32 +7,21 @@ from collections.abc import Callable
 
 import pytest
 from django.test import Client
-from django.urls import get_resolver, reverse
 
 from portal.tenancy.views.base import AccountView, OrganisationView
 from portal.users.models import User
 from tests.conftest import World
-from tests.portal.tenancy.urlwalk import walk
+from tests.portal.tenancy.urlwalk import pages_of
 
 pytestmark = pytest.mark.django_db
-
-
-def _urls(kind: type, kwarg: str, public_id: object) -> list[str]:
-    urls = []
-    for route in walk(get_resolver().url_patterns):
-        cls = route.view_class
-        if cls is None or not issubclass(cls, kind) or set(route.converters) != {kwarg}:
-            continue
-        urls.append(reverse(route.name or "", kwargs={kwarg: public_id}))
-    return urls
 
 
 def test_every_signed_in_answer_says_no_store(
     world: World, client_for: Callable[[User], Client]
 ) -> None:
     client = client_for(world.group_manager)
-    urls = _urls(AccountView, "account_id", world.acc1.public_id)
-    urls += _urls(OrganisationView, "org_id", world.group.public_id)
+    urls = pages_of(AccountView, "account_id", world.acc1.public_id)
+    urls += pages_of(OrganisationView, "org_id", world.group.public_id)
     urls += [
         f"/a/{world.acc1.public_id}/usage/?format=csv",
         f"/api/v1/accounts/{world.acc1.public_id}/",

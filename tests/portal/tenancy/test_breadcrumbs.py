@@ -9,30 +9,19 @@ from collections.abc import Callable
 
 import pytest
 from django.test import Client
-from django.urls import get_resolver, reverse
+from django.urls import reverse
 
 from portal.tenancy.roles import Role
 from portal.tenancy.views.base import AccountView, OrganisationView
 from portal.users.models import User
 from tests.conftest import World
 from tests.factories import make_membership, make_user
-from tests.portal.tenancy.urlwalk import walk
+from tests.portal.tenancy.urlwalk import pages_of
 
 pytestmark = pytest.mark.django_db
 
 _CRUMBS = re.compile(r'<ol class="breadcrumb">(.*?)</ol>', re.S)
 _LINK = re.compile(r'<a href="([^"]+)"')
-
-
-def _pages(kind: type, kwarg: str, public_id: object) -> list[str]:
-    """The URLs of every page of this kind (account or organisation) needing only its id."""
-    urls = []
-    for route in walk(get_resolver().url_patterns):
-        cls = route.view_class
-        if cls is None or not issubclass(cls, kind) or set(route.converters) != {kwarg}:
-            continue
-        urls.append(reverse(route.name or "", kwargs={kwarg: public_id}))
-    return urls
 
 
 def _broken_crumbs(client: Client, urls: list[str]) -> tuple[int, list[str]]:
@@ -64,8 +53,8 @@ def test_a_subsidiary_viewer_gets_no_link_to_the_group(
     world: World, sub1_viewer: User, client_for: Callable[[User], Client]
 ) -> None:
     client = client_for(sub1_viewer)
-    urls = _pages(AccountView, "account_id", world.acc1.public_id)
-    urls += _pages(OrganisationView, "org_id", world.sub1.public_id)
+    urls = pages_of(AccountView, "account_id", world.acc1.public_id)
+    urls += pages_of(OrganisationView, "org_id", world.sub1.public_id)
     shown, broken = _broken_crumbs(client, urls)
     assert shown >= 8, urls
     assert broken == []
@@ -82,9 +71,9 @@ def test_a_group_manager_gets_every_crumb_as_a_link(
     world: World, client_for: Callable[[User], Client]
 ) -> None:
     client = client_for(world.group_manager)
-    urls = _pages(AccountView, "account_id", world.acc1.public_id)
-    urls += _pages(OrganisationView, "org_id", world.sub1.public_id)
-    urls += _pages(OrganisationView, "org_id", world.group.public_id)
+    urls = pages_of(AccountView, "account_id", world.acc1.public_id)
+    urls += pages_of(OrganisationView, "org_id", world.sub1.public_id)
+    urls += pages_of(OrganisationView, "org_id", world.group.public_id)
     shown, broken = _broken_crumbs(client, urls)
     assert shown >= 10, urls
     assert broken == []

@@ -106,3 +106,17 @@ def unscoped_views(patterns: Sequence[URLPattern | URLResolver]) -> list[str]:
                 "its allowed prefixes"
             )
     return problems
+
+
+def pages_of(kind: type, kwarg: str, public_id: object) -> list[str]:
+    """The URLs of every page of this kind (AccountView or OrganisationView) that needs only the
+    tenant's id, for that tenant."""
+    from django.urls import get_resolver, reverse
+
+    urls = []
+    for route in walk(get_resolver().url_patterns):
+        cls = route.view_class
+        if cls is None or not issubclass(cls, kind) or set(route.converters) != {kwarg}:
+            continue
+        urls.append(reverse(route.name or "", kwargs={kwarg: public_id}))
+    return urls
