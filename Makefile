@@ -17,7 +17,7 @@ FIRST_RUN_NOTE := the first run takes 1 to 4 minutes (measured from a fresh clon
   year of demo readings, saying what it does as it goes. Later runs are ready in 10 to 30 s.
 
 .DEFAULT_GOAL := help
-.PHONY: help run run-notice run-system-deps test bench lint check-migrations messages makemessages system-deps services clean-state
+.PHONY: help run run-notice run-system-deps test verify bench lint check-migrations messages makemessages system-deps services clean-state
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -72,6 +72,12 @@ check-migrations: $(VENV)/.dev  ## fail if a model change has no migration
 
 test: system-deps services $(VENV)/.dev messages lint check-migrations  ## every check and the whole test suite
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# The fault and attack scenarios against a PostgreSQL cluster, a Redis and workers of its own
+# (never the shared services); `make test` runs the fast subset (tests/test_verify.py).
+VERIFY_ARGS ?=
+verify: system-deps $(VENV)/.dev messages  ## crash, kill and attack the portal; print expected against observed
+	$(PY) -m verify $(VERIFY_ARGS)
 
 # A two-utility flat's bill: its PDF in both languages, each page as PNG (pdftoppm), and its page.
 BILL_SHOTS := tests/billing/test_bill_pdf.py::test_the_two_utility_bill_pdf_pages_are_saved_as_png \

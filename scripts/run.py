@@ -29,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -94,8 +94,9 @@ def signal_group(pgid: int, signum: int) -> None:
 class PrivateCluster:
     """A PostgreSQL 15 cluster in `base/.pgdata`, listening only on a Unix socket there."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, say: Callable[[str], None] = log) -> None:
         self.base = base
+        self.say = say  # `make verify` runs clusters of its own and says so in its own words
         self.data, self.socket_dir = cluster_paths(base)
         self.root = self.data.parent
         self.logfile = self.root / "postgresql.log"
@@ -122,7 +123,7 @@ class PrivateCluster:
                 mode = path.stat().st_mode
                 if not mode & 0o001:
                     path.chmod(mode | 0o001)
-                    log(f"allowed the postgres user to traverse {path} (chmod o+x)")
+                    self.say(f"allowed the postgres user to traverse {path} (chmod o+x)")
                 path = path.parent
 
     def running(self) -> bool:
@@ -134,7 +135,7 @@ class PrivateCluster:
         return result.returncode == 0
 
     def _initdb(self) -> None:
-        log(f"creating a private PostgreSQL cluster in {self.data}")
+        self.say(f"creating a private PostgreSQL cluster in {self.data}")
         # Made aside and renamed into place, so that an interrupted initdb never leaves a
         # half-made cluster that the next run would take for a real one.
         fresh = self.root / "data.initdb"
@@ -169,7 +170,7 @@ class PrivateCluster:
             self._initdb()
         if self.running():
             # Left over from a launcher that was killed; it is ours, so stop it at the end too.
-            log("private PostgreSQL cluster already running; using it")
+            self.say("private PostgreSQL cluster already running; using it")
             self.started_here = True
         else:
             # PostgreSQL's durable defaults (fsync, synchronous_commit on): a webhook answers
@@ -194,7 +195,7 @@ class PrivateCluster:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-            log(f"private PostgreSQL started (socket in {self.socket_dir})")
+            self.say(f"private PostgreSQL started (socket in {self.socket_dir})")
         exists = _run(
             [
                 "psql",
@@ -223,9 +224,9 @@ class PrivateCluster:
         fast = _run(_as_postgres([*pg_ctl, "-m", "fast"]), check=False, stdout=subprocess.DEVNULL)
         if fast.returncode != 0 and self.running():
             # A fast stop waits for nothing but may still time out (a backend stuck in I/O).
-            log("private PostgreSQL did not stop in 30 s; stopping it at once (-m immediate)")
+            self.say("private PostgreSQL did not stop in 30 s; stopping it at once (-m immediate)")
             _run(_as_postgres([*pg_ctl, "-m", "immediate"]), check=False, stdout=subprocess.DEVNULL)
-        log("private PostgreSQL stopped")
+        self.say("private PostgreSQL stopped")
 
 
 class SetupError(Exception):

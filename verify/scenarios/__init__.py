@@ -1,0 +1,7 @@
+"""Every scenario module, imported for its registrations (verify.report.SCENARIOS)."""
+
+from __future__ import annotations
+
+from verify.scenarios import imports
+
+__all__ = ["imports"]
