@@ -16,7 +16,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from verify.processes import ROOT, Cluster, RedisServer, Worker, become_subreaper, say
+from verify.processes import (
+    ROOT,
+    Cluster,
+    RedisServer,
+    WebServer,
+    Worker,
+    become_subreaper,
+    say,
+)
 
 STATE = ROOT / ".verify"
 ALL_QUEUES = "default,notifications,readings,billing"
@@ -28,6 +36,7 @@ class World:
         self.cluster = Cluster(STATE)
         self.redis = RedisServer(STATE / "redis")
         self.workers: list[Worker] = []
+        self.servers: list[WebServer] = []
         self.logs = STATE / "logs"
         self.env: dict[str, str] = {}
         self.worker_count = 0
@@ -105,10 +114,21 @@ class World:
         self.workers.append(worker)
         return worker
 
+    def web(self, *, workers: int = 2) -> WebServer:
+        """The portal served by gunicorn (stopped with the workers at the scenario's end)."""
+        server = WebServer(
+            self.env, self.logs / f"web-{len(self.servers) + 1}.log", workers=workers
+        )
+        self.servers.append(server)
+        return server
+
     def stop_workers(self) -> None:
         for worker in self.workers:
             worker.stop()
         self.workers.clear()
+        for server in self.servers:
+            server.stop()
+        self.servers.clear()
 
     # --- The database ----------------------------------------------------------------------
 
