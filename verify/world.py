@@ -49,7 +49,9 @@ class World:
         become_subreaper()
         STATE.mkdir(exist_ok=True)
         (STATE / ".gitignore").write_text("*\n")
-        self.logs.mkdir(exist_ok=True)
+        if self.logs.exists():
+            shutil.rmtree(self.logs)
+        self.logs.mkdir()
         # A new cluster every run: nothing a killed earlier run left behind can leak in.
         if self.cluster.exists and self.cluster.postmaster_pid() is not None:
             with contextlib.suppress(RuntimeError):

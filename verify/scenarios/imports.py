@@ -248,3 +248,47 @@ for _stage in STAGES:
         fault="SIGKILL of the postmaster and backends",
         fast=_stage in ("validating", "merging"),
     )(_database_crashed_at(_stage))
+
+
+@scenario(
+    "import: Redis down while a worker runs an import",
+    group="imports",
+    fault="Redis SIGKILLed mid-merge, back after the import ended",
+    fast=True,
+)
+def redis_outage(world: World) -> list[Check]:
+    reference = clean(world)
+    worker = world.worker()
+    batch_id = send(meter_csv(meters_for(world)), "redis-outage.csv")
+    seen: dict[str, object] = {}
+
+    def at_stage() -> bool:
+        seen.update(batch_state(batch_id))
+        return STAGES["merging"](seen)
+
+    wait_for(at_stage, what="stage merging")
+    world.redis.stop()
+    # The reported failure: the task ends while the broker is away, so its late acknowledgement
+    # has no connection to go to.
+    wait_for(
+        lambda: batch_state(batch_id)["status"] != "running",
+        what="the import to end without Redis",
+        every=0.2,
+    )
+    time.sleep(2)
+    world.redis.start()
+    sweep_until_done(world, batch_id)
+    checks = [Check("stage when Redis went down", "merging", seen["stage"])]
+    checks += _md5_short(_outcome_checks(world, batch_id, reference, attempts=1))
+    # A task sent after the outage: the same worker must take it (no one restarts it here).
+    later = send(meter_csv(1, 0, 96).replace(b"V0000", b"LATE1"), "after-the-outage.csv")
+    try:
+        wait_for(
+            lambda: batch_state(later)["status"] == "done", what="the later import", timeout=90
+        )
+        later_status = "done"
+    except TimeoutError:
+        later_status = str(batch_state(later)["status"])
+    checks.append(Check("worker still serving after the outage", True, worker.alive))
+    checks.append(Check("an import sent after the outage", "done", later_status))
+    return checks
