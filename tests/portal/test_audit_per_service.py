@@ -433,7 +433,7 @@ EXEMPT = {
     ),
     # The audit write path itself.
     "portal.audit.services.audit_record": "is the audit entry",
-    "portal.audit.services.audit_checkpoint_record": "records a verified chain head, not a change",
+    "portal.audit.services.audit_anchor_record": "records the chains' heads, not a change",
     "portal.tenancy.services.invitation_email_send": (
         "delivery bookkeeping (last_sent_at) of an invitation whose creation is audited"
     ),
