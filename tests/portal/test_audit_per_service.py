@@ -161,6 +161,14 @@ SCENARIOS: dict[str, tuple[Scenario, AuditEvent]] = {
         ),
         AuditEvent.ACCESS_DENIED,
     ),
+    "portal.tenancy.services.access_not_found_record": (
+        lambda w: (
+            lambda: tenancy.access_not_found_record(
+                actor=UserActor(user=w.bob), path="/x/", account_public_id=w.account_b.public_id
+            )
+        ),
+        AuditEvent.ACCESS_DENIED,
+    ),
     "portal.tenancy.services.csv_export_record": (
         lambda w: (
             lambda: tenancy.csv_export_record(
