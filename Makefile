@@ -93,12 +93,13 @@ screenshots: system-deps services $(VENV)/.dev messages  ## run the browser test
 BENCH_CHARGE_ACCOUNTS ?= 100000
 BENCH_BILL_ACCOUNTS ?= 10000
 
-bench: $(VENV)/.dev services  ## ingest (BENCH_ARGS=...), prepaid charging, bill run and web (BENCH_WEB_ARGS=...) benchmarks
+bench: $(VENV)/.dev services  ## ingest (BENCH_ARGS=...), prepaid charging, bill run, audit log (BENCH_AUDIT_ARGS=...) and web (BENCH_WEB_ARGS=...) benchmarks
 	@scripts/system-deps.sh bench
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 	$(PY) scripts/bench_charging.py --accounts $(BENCH_CHARGE_ACCOUNTS)
 	$(PY) scripts/bench_billing.py --accounts $(BENCH_BILL_ACCOUNTS)
 	$(PY) scripts/bench_billing.py --accounts $(BENCH_BILL_ACCOUNTS) --tou
+	$(PY) scripts/bench_audit.py $(BENCH_AUDIT_ARGS)
 	$(PY) scripts/bench_web.py $(BENCH_WEB_ARGS)
 
 clean-state:  ## stop and delete the private PostgreSQL cluster and local state of `make run`

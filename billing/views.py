@@ -47,6 +47,7 @@ from billing.selectors import (
     wallet_for_account,
     wallet_ledger,
 )
+from billing.services.bills import bill_pdf_download_record
 from billing.services.notifications import NotificationError
 from billing.services.topups import (
     TopUpError,
@@ -395,6 +396,7 @@ class AccountBillPdfView(_OneBillView):
         response = HttpResponse(
             bill_pdf_render(bill=bill, language=language), content_type="application/pdf"
         )
+        bill_pdf_download_record(bill=bill, actor=self.actor(), language=language)
         response["Content-Disposition"] = f'inline; filename="bill-{bill.number}.pdf"'
         return response
 

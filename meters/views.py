@@ -65,6 +65,7 @@ from meters.services import batch_create, inbound_store
 from portal.lib.money import from_minor
 from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import organisation_subtree_ids
+from portal.tenancy.services import csv_export_record
 from portal.tenancy.views.base import AccountView, OrganisationView
 
 _IMPORT = {"POST": Scope.METERS_IMPORT}
@@ -284,6 +285,9 @@ class AccountUsageView(AccountView):
         base = service_point_base_unit(service_point_id=chosen.pk, kind=chosen.kind)
         unit = "kWh" if base == "Wh" else "m³"
         if request.GET.get("format") == "csv":
+            csv_export_record(
+                actor=self.actor(), export="usage", query=request.GET.urlencode(), account=account
+            )
             return _usage_csv(usage, unit=unit, zone=zone, name=chosen.code)
         labels = [_local(p.start, zone) for p in usage.series]
         costs = usage.costs

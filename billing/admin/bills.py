@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from billing.models import Bill, BillLine, BillRun
 from billing.pdf import LANGUAGES, bill_pdf_render
 from billing.selectors import bill_run_progress
-from billing.services.bills import bill_mark_paid, bill_void
+from billing.services.bills import bill_mark_paid, bill_pdf_download_record, bill_void
 from billing.tasks.bills import bill_run_task
 from portal.adminsite import ReadOnlyModelAdmin, money_display
 from portal.audit.actors import UserActor
@@ -238,6 +238,8 @@ class BillAdmin(ReadOnlyModelAdmin):
         if language not in LANGUAGES or not self.has_view_permission(request, bill):
             return HttpResponse(status=404)
         response = HttpResponse(bill_pdf_render(bill=bill, language=language), "application/pdf")
+        actor = UserActor.from_request(request)
+        bill_pdf_download_record(bill=bill, actor=actor, language=language)
         name = f"bill-{bill.number or 'draft'}-{bill.account.number}-{language}.pdf"
         response["Content-Disposition"] = format_html('attachment; filename="{}"', name)
         return response

@@ -1173,3 +1173,20 @@ def bill_void(*, bill: Bill, reason: str, actor: Actor, now: dt.datetime) -> Bil
         },
     )
     return note
+
+
+@transaction.atomic
+def bill_pdf_download_record(*, bill: Bill, actor: Actor, language: str) -> None:
+    """Audit that `actor` was handed the bill's PDF: a member on the portal, or staff in the
+    admin (a staff read of personal data)."""
+    audit_record(
+        actor=actor,
+        event=AuditEvent.BILL_PDF_DOWNLOADED,
+        account=bill.account,
+        target=bill,
+        data={
+            "bill": bill.number or "draft",
+            "number": bill.account.number,
+            "language": language,
+        },
+    )

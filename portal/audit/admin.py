@@ -31,6 +31,7 @@ class AuditLogEntryAdmin(ReadOnlyModelAdmin):
     list_display = (
         "id",
         "created_at",
+        "chain",
         "event",
         "message",
         "actor_label",

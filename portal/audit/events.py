@@ -15,7 +15,8 @@ API and exports) and a translatable display template filled from the entry's dat
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import IntEnum, unique
 
 from django.utils.functional import Promise
@@ -40,10 +41,13 @@ class AuditEvent(IntEnum):
     INVITATION_REVOKED = 132
     INVITATION_EXPIRED = 133
     INVITATION_RESENT = 134
+    # Every refusal: a member whose role lacks the scope (403), a signed-in user asking for an
+    # account or organisation they are not a member of (404, `reason` "not_member"), an API key
+    # without the scope (403, `reason` "api_key").
     ACCESS_DENIED = 140
     API_KEY_CREATED = 145
     API_KEY_REVOKED = 146
-    # A member downloaded a table as CSV (accounts of an organisation, an audit log).
+    # A member downloaded a table as CSV (accounts of an organisation, an audit log, usage).
     CSV_EXPORTED = 147
 
     IMPORT_BATCH_CREATED = 200
@@ -83,6 +87,8 @@ class AuditEvent(IntEnum):
     BILL_ISSUED = 342
     BILL_PAID = 343
     BILL_VOIDED = 344
+    # A member (or staff, in the admin) downloaded a bill's PDF.
+    BILL_PDF_DOWNLOADED = 345
     # 360-379 warnings and notifications: add members here.
     SHORTAGE_WARNINGS_RUN = 360
     WARNING_POLICY_SAVED = 361
@@ -131,6 +137,8 @@ class AuditEvent(IntEnum):
 class AuditEventSpec:
     api_name: str
     template: str | Promise
+    # Other wordings of the same event, chosen by the entry's data["reason"].
+    variants: Mapping[str, str | Promise] = field(default_factory=dict)
 
 
 AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
@@ -179,7 +187,12 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
         "api_key.revoke", _("revoked the API key {name} ({prefix})")
     ),
     AuditEvent.ACCESS_DENIED: AuditEventSpec(
-        "access.denied", _("was refused {path}: the role lacks {scope}")
+        "access.denied",
+        _("was refused {path}: the role lacks {scope}"),
+        variants={
+            "not_member": _("was refused {path}: not a member there (answered as not found)"),
+            "api_key": _("was refused {path}: the API key lacks {scope}"),
+        },
     ),
     AuditEvent.CSV_EXPORTED: AuditEventSpec("access.export", _("exported {export} as CSV")),
     AuditEvent.IMPORT_BATCH_CREATED: AuditEventSpec(
@@ -276,6 +289,9 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
     AuditEvent.BILL_VOIDED: AuditEventSpec(
         "bill.void",
         _("voided bill {bill} of account {number} by credit note {credit_note}: {reason}"),
+    ),
+    AuditEvent.BILL_PDF_DOWNLOADED: AuditEventSpec(
+        "bill.pdf_download", _("downloaded the PDF of bill {bill} of account {number}")
     ),
     # 360-379 warnings and notifications: add specs here.
     AuditEvent.SHORTAGE_WARNINGS_RUN: AuditEventSpec(
@@ -394,6 +410,7 @@ def event_display(event_type: int, data: dict[str, object] | None) -> str:
         spec = AUDIT_EVENTS[AuditEvent(event_type)]
     except ValueError:
         return f"event {event_type}"
+    template = spec.variants.get(str((data or {}).get("reason", "")), spec.template)
     values = _KeepMissing()
     for key, value in (data or {}).items():
         # before/after pairs show their new value in the sentence.
@@ -405,7 +422,7 @@ def event_display(event_type: int, data: dict[str, object] | None) -> str:
         elif isinstance(shown, str):
             shown = _STORED_MONEY.sub(_money_shown, shown)
         values[key] = shown
-    return str(spec.template).format_map(values)
+    return str(template).format_map(values)
 
 
 # Amounts are stored exactly as portal.lib.money.format_minor writes them ("1000.00 TWD"); the
@@ -424,6 +441,7 @@ _VALUE_LABELS: dict[str, dict[str, str | Promise]] = {
     "export": {
         "organisation_accounts": _("the accounts table"),
         "audit_log": _("the audit log"),
+        "usage": _("the consumption table"),
     },
     "reason": {"idle": _("idle"), "absolute": _("absolute")},
     "outcome": {"done": _("ready to download"), "failed": _("failed")},

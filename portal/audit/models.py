@@ -25,11 +25,14 @@ class AuditLogEntry(models.Model):
 
     Rows are written only by `portal.audit.services.audit_record`, inside the transaction of the
     change they describe. A database trigger rejects UPDATE, DELETE and TRUNCATE; `hash` covers
-    the row's content and `prev_hash`, the hash of the row before it (see `portal.audit.chain`).
+    the row's content and `prev_hash`, the hash of the row before it in its `chain`, one chain
+    per tenant root (see `portal.audit.chain`).
     """
 
     id = models.BigAutoField(primary_key=True)
     created_at = models.DateTimeField(_("time"))
+    # "org:<root id>", "homes:<n>" or "global"; within a chain, id order is chain order.
+    chain = models.CharField(_("chain"), max_length=32)
     # No `choices`: the registry grows with every app, and a migration per new event would
     # only repeat it. Names and texts come from portal.audit.events.
     event_type = models.PositiveSmallIntegerField(_("event"))
@@ -82,6 +85,8 @@ class AuditLogEntry(models.Model):
             ),
             models.Index(fields=["organisation", "-created_at"], name="audit_entry_org_time"),
             models.Index(fields=["actor", "-created_at"], name="audit_entry_actor_time"),
+            # A chain's head (its newest row) is one index probe.
+            models.Index(fields=["chain", "id"], name="audit_entry_chain_id"),
         ]
 
     def __str__(self) -> str:
@@ -100,22 +105,34 @@ class AuditLogEntry(models.Model):
 
 
 class AuditCheckpoint(models.Model):
-    """A verified chain head, kept apart so that cutting rows off the end is noticed too.
+    """An anchor: every chain's head at one moment, kept apart so that cutting rows off the end
+    of a chain is noticed too.
 
-    The hash chain shows any edit, deletion or reordering before the newest row; it cannot show
-    that the newest rows were removed. Each successful verification records the head it saw;
-    a later verification fails if that row is gone or changed.
+    A hash chain shows any edit, deletion or reordering before its newest row; it cannot show
+    that its newest rows were removed. An anchor records each chain's head ([id, hash] in
+    `heads`) and is itself HMAC-chained to the anchor before it (`prev_hash`, `hash`), so that
+    nobody without the audit key can forge or drop one in the middle; a later verification
+    fails if an anchored head is gone or changed. The periodic task writes one whenever a head
+    moved; each successful verification writes one too (with `entries_verified`).
+
+    Rows from before there were several chains have no `hash`: each records the head of the
+    one chain, now the `global` chain, in `entry_id` and `entry_hash`.
     """
 
     id = models.BigAutoField(primary_key=True)
     created_at = models.DateTimeField(_("time"))
+    # The newest entry of all anchored heads (legacy rows: the head of the one chain).
     entry_id = models.BigIntegerField(_("entry id"))
     entry_hash = models.CharField(_("entry hash"), max_length=64)
-    entries_verified = models.BigIntegerField(_("entries verified"))
+    # Empty for an anchor written without verifying the chains first.
+    entries_verified = models.BigIntegerField(_("entries verified"), null=True, blank=True)
+    heads = models.JSONField(_("chain heads"), default=dict)
+    prev_hash = models.CharField(_("previous hash"), max_length=64, blank=True, default="")
+    hash = models.CharField(_("hash"), max_length=64, blank=True, default="")
 
     class Meta:
         verbose_name = _("audit checkpoint")
         verbose_name_plural = _("audit checkpoints")
 
     def __str__(self) -> str:
-        return f"checkpoint #{self.pk} at entry {self.entry_id}"
+        return f"anchor #{self.pk} at entry {self.entry_id}"

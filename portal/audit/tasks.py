@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from portal.audit.selectors import audit_chain_verify
-from portal.audit.services import audit_checkpoint_record
+from portal.audit.services import audit_anchor_record
 from portal.celery import app
 
 logger = logging.getLogger(__name__)
@@ -13,14 +13,28 @@ logger = logging.getLogger(__name__)
 
 @app.task(acks_late=True)
 def audit_chain_verify_task(**kwargs: object) -> bool:
-    """Verify the chain nightly; log an error naming the first broken row, else checkpoint."""
+    """Verify every chain nightly; log an error naming the first break, else anchor the heads."""
     report = audit_chain_verify()
     if not report.ok:
-        logger.error("audit log chain BROKEN at row %s: %s", report.broken_id, report.reason)
+        if report.broken_anchor_id is not None:
+            logger.error(
+                "audit log BROKEN at anchor %s: %s", report.broken_anchor_id, report.reason
+            )
+        else:
+            logger.error(
+                "audit log chain %s BROKEN at row %s: %s",
+                report.broken_chain,
+                report.broken_id,
+                report.reason,
+            )
         return False
-    if report.head_id is not None and report.head_hash:
-        audit_checkpoint_record(
-            entry_id=report.head_id, entry_hash_value=report.head_hash, entries=report.entries
-        )
-    logger.info("audit log chain OK: %s rows", report.entries)
+    audit_anchor_record(heads=report.heads, entries_verified=report.entries)
+    logger.info("audit log OK: %s rows in %s chains", report.entries, report.chains)
     return True
+
+
+@app.task(acks_late=True)
+def audit_anchor_task(**kwargs: object) -> bool:
+    """Anchor every chain's head (when one moved), so that a cut tail is caught between the
+    nightly verifications too. Cheap: one index probe per chain."""
+    return audit_anchor_record(only_if_moved=True) is not None

@@ -324,6 +324,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.audit.tasks.audit_chain_verify_task",
         "schedule": crontab(hour=3, minute=15),
     },
+    # Anchors every audit chain's head, so that a tail cut off one chain is caught (a row
+    # only when a head moved; one index probe per chain).
+    "audit-anchor": {
+        "task": "portal.audit.tasks.audit_anchor_task",
+        "schedule": crontab(minute="*/15"),
+    },
     "invitations-expire-hourly": {
         "task": "portal.tenancy.tasks.invitations_expire_task",
         "schedule": crontab(minute=5),

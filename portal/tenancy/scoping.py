@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from allauth.mfa.utils import is_mfa_enabled
 
-from portal.audit.actors import UserActor
+from portal.audit.actors import ApiKeyActor, UserActor
 from portal.tenancy.models import Account, Organisation
 from portal.tenancy.roles import Role
 from portal.tenancy.scopes import Scope
@@ -27,7 +27,7 @@ from portal.tenancy.selectors import (
     organisation_ancestors,
     organisations_requiring_mfa_below,
 )
-from portal.tenancy.services import access_denied_record
+from portal.tenancy.services import access_denied_record, access_not_found_record
 from portal.users.models import User
 
 
@@ -166,6 +166,35 @@ def record_denial(*, actor: UserActor, access: TenantAccess, scope: Scope, path:
         access_denied_record(actor=actor, scope=scope, path=path, account=access.account)
     elif isinstance(access, OrganisationAccess):
         access_denied_record(actor=actor, scope=scope, path=path, organisation=access.organisation)
+
+
+def record_not_found(*, actor: UserActor, kwargs: Mapping[str, Any], path: str) -> None:
+    """Audit a request for an account or organisation the user is not a member of (or that
+    does not exist: the 404 is the same, and so is this call)."""
+    access_not_found_record(
+        actor=actor,
+        path=path,
+        account_public_id=_uuid_or_none(kwargs, "account_id"),
+        organisation_public_id=_uuid_or_none(kwargs, "org_id"),
+    )
+
+
+def record_key_denial(
+    *, actor: ApiKeyActor, organisation: Organisation, scope: Scope, path: str
+) -> None:
+    """Audit a request an organisation's API key lacks the scope for."""
+    access_denied_record(
+        actor=actor, scope=scope, path=path, organisation=organisation, reason="api_key"
+    )
+
+
+def _uuid_or_none(kwargs: Mapping[str, Any], name: str) -> uuid.UUID | None:
+    if name not in kwargs:
+        return None
+    try:
+        return tenant_uuid(kwargs, name)
+    except TenantNotFound:
+        return None
 
 
 def mfa_required_but_missing(user: User, access: TenantAccess) -> bool:

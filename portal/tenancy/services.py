@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -717,6 +718,11 @@ def invitations_expire(*, as_of: dt.datetime, actor: Actor, batch_size: int = 50
 # --- Denials ---------------------------------------------------------------------------------
 
 
+# Every denial is one entry: the log is exact, and the chain lock it takes is its tenant's only
+# (portal/audit/chain.py), so a flood of denials in one tenant delays nobody else's writes.
+DENIAL_REASONS = frozenset({"role", "api_key"})
+
+
 @transaction.atomic
 def access_denied_record(
     *,
@@ -725,14 +731,55 @@ def access_denied_record(
     path: str,
     account: Account | None = None,
     organisation: Organisation | None = None,
+    reason: str = "role",
 ) -> None:
-    """Audit a member's request that their role does not cover (the 403s)."""
+    """Audit a request refused for a missing scope (the 403s): a member's role lacks it
+    (`reason` "role"), or an organisation's API key does ("api_key")."""
+    if reason not in DENIAL_REASONS:
+        raise ValueError(f"unknown denial reason {reason!r}")
+    data = {"scope": str(scope), "path": path[:500]}
+    if reason != "role":
+        data["reason"] = reason
     audit_record(
         actor=actor,
         event=AuditEvent.ACCESS_DENIED,
         account=account,
         organisation=organisation,
-        data={"scope": str(scope), "path": path[:500]},
+        data=data,
+    )
+
+
+@transaction.atomic
+def access_not_found_record(
+    *,
+    actor: Actor,
+    path: str,
+    account_public_id: uuid.UUID | None = None,
+    organisation_public_id: uuid.UUID | None = None,
+) -> None:
+    """Audit a signed-in user's request for an account or organisation they are not a member
+    of, answered 404 exactly as for one that does not exist.
+
+    The entry is the actor's; when the account or organisation exists it is that tenant's too
+    (so its members with `audit:read`, and staff, see who probed it). Nothing of this reaches
+    the prober: the response does not depend on it.
+    """
+    account = (
+        Account.objects.filter(public_id=account_public_id).first()
+        if account_public_id is not None
+        else None
+    )
+    organisation = (
+        Organisation.objects.filter(public_id=organisation_public_id).first()
+        if organisation_public_id is not None
+        else None
+    )
+    audit_record(
+        actor=actor,
+        event=AuditEvent.ACCESS_DENIED,
+        account=account,
+        organisation=organisation,
+        data={"reason": "not_member", "path": path[:500]},
     )
 
 
@@ -835,7 +882,7 @@ def api_key_used(*, api_key: OrganisationAPIKey, as_of: dt.datetime) -> None:
 
 # --- Exports ------------------------------------------------------------------------------------
 
-CSV_EXPORTS = frozenset({"organisation_accounts", "audit_log"})
+CSV_EXPORTS = frozenset({"organisation_accounts", "audit_log", "usage"})
 
 
 @transaction.atomic

@@ -49,6 +49,11 @@ def _void(world: World) -> Callable[[], object]:
     return lambda: bills.bill_void(bill=bill, reason="misread", actor=SYSTEM, now=NOW)
 
 
+def _pdf_download(world: World) -> Callable[[], object]:
+    bill = _issued(world)
+    return lambda: bills.bill_pdf_download_record(bill=bill, actor=SYSTEM, language="en")
+
+
 SCENARIOS: dict[str, tuple[Callable[[World], Callable[[], object]], AuditEvent]] = {
     # One entry for a whole run, whatever the number of bills it issues.
     "billing.services.bills.bill_run_execute": (_run, AuditEvent.BILL_RUN_FINISHED),
@@ -56,6 +61,10 @@ SCENARIOS: dict[str, tuple[Callable[[World], Callable[[], object]], AuditEvent]]
     "billing.services.bills.bill_issue": (_issue, AuditEvent.BILL_ISSUED),
     "billing.services.bills.bill_mark_paid": (_pay, AuditEvent.BILL_PAID),
     "billing.services.bills.bill_void": (_void, AuditEvent.BILL_VOIDED),
+    "billing.services.bills.bill_pdf_download_record": (
+        _pdf_download,
+        AuditEvent.BILL_PDF_DOWNLOADED,
+    ),
 }
 
 EXEMPT: dict[str, str] = {

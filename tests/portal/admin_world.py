@@ -27,8 +27,7 @@ from billing.models import (
 from billing.services.exports import export_request
 from meters.models import ImportBatch, Meter, ReadingConflict, ReadingEdit, Register
 from meters.services import meter_command_create
-from portal.audit.models import AuditLogEntry
-from portal.audit.services import audit_checkpoint_record
+from portal.audit.services import audit_anchor_record
 from portal.tenancy.roles import Role
 from portal.tenancy.services import api_key_create, invitation_create
 from portal.users.models import User
@@ -141,11 +140,7 @@ def admin_world() -> AdminWorld:
         reason="meter fault",
         edited_by=root,
     )
-    last = AuditLogEntry.objects.order_by("-id").first()
-    assert last is not None
-    audit_checkpoint_record(
-        entry_id=last.pk, entry_hash_value=last.hash, entries=AuditLogEntry.objects.count()
-    )
+    assert audit_anchor_record() is not None
     UserSession.objects.create(
         user=harbour.resident,
         ip="127.0.0.1",

@@ -161,6 +161,14 @@ SCENARIOS: dict[str, tuple[Scenario, AuditEvent]] = {
         ),
         AuditEvent.ACCESS_DENIED,
     ),
+    "portal.tenancy.services.access_not_found_record": (
+        lambda w: (
+            lambda: tenancy.access_not_found_record(
+                actor=UserActor(user=w.bob), path="/x/", account_public_id=w.account_b.public_id
+            )
+        ),
+        AuditEvent.ACCESS_DENIED,
+    ),
     "portal.tenancy.services.csv_export_record": (
         lambda w: (
             lambda: tenancy.csv_export_record(
@@ -433,7 +441,7 @@ EXEMPT = {
     ),
     # The audit write path itself.
     "portal.audit.services.audit_record": "is the audit entry",
-    "portal.audit.services.audit_checkpoint_record": "records a verified chain head, not a change",
+    "portal.audit.services.audit_anchor_record": "records the chains' heads, not a change",
     "portal.tenancy.services.invitation_email_send": (
         "delivery bookkeeping (last_sent_at) of an invitation whose creation is audited"
     ),

@@ -1,11 +1,12 @@
 """DRF counterparts of AccountView and OrganisationView, and the base of machine endpoints.
 
 The tenant is resolved in `initial()`, after DRF has authenticated the request: 404 for
-non-members, 403 (audited) for members lacking the scope. `setup`, `dispatch`, `initial`,
+non-members, 403 for members lacking the scope, each audited. `setup`, `dispatch`, `initial`,
 `get_permissions`, `check_permissions` and `get_queryset` are sealed.
 
 Machine endpoints (OrganisationKeyAPIView) take their tenant from the API key, never from the
-URL: a key reaches its organisation's subtree and nothing else.
+URL: a key reaches its organisation's subtree and nothing else; a key without the endpoint's
+scope gets 403, audited.
 
 Once the tenant is known its time zone is active until the response is made, so serializers
 write times in it (with their offset), as the HTML pages do.
@@ -38,6 +39,8 @@ from portal.tenancy.scoping import (
     mfa_required_but_missing,
     mfa_withheld,
     record_denial,
+    record_key_denial,
+    record_not_found,
     tenant_time_zone,
 )
 from portal.tenancy.selectors import (
@@ -114,6 +117,7 @@ class _ScopedAPIView(_TenantTimeZone, SealedScopedMixin, APIView):
         try:
             self.access = self._resolve(user, kwargs)
         except TenantNotFound:
+            record_not_found(actor=self.actor(), kwargs=kwargs, path=request.path)
             raise NotFound from None
         scope = self.scope_for(request.method or "GET")
         if not self.access.has_scope(scope):
@@ -225,7 +229,11 @@ class OrganisationKeyAPIView(_TenantTimeZone, SealedScopedMixin, APIView):
             raise NotAuthenticated
         self.access = access
         self.organisation = access.organisation
-        if not access.has_scope(self.scope_for(request.method or "GET")):
+        scope = self.scope_for(request.method or "GET")
+        if not access.has_scope(scope):
+            record_key_denial(
+                actor=self.actor(), organisation=self.organisation, scope=scope, path=request.path
+            )
             raise PermissionDenied
         self._activate_time_zone(zoneinfo.ZoneInfo(self.organisation.time_zone))
 

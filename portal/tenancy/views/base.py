@@ -1,7 +1,8 @@
 """The scoped base views every customer-facing HTML page subclasses.
 
-The tenant comes from the URL. Non-members get 404 (the tenant's existence is not revealed),
-members whose role lacks the view's scope get 403 (and the denial is audited). `setup`,
+The tenant comes from the URL. Non-members get 404 (the tenant's existence is not revealed; the
+probe is audited, on the tenant's log too when it exists), members whose role lacks the view's
+scope get 403 (and the denial is audited). `setup`,
 `dispatch` and `get_queryset` are sealed: a subclass, or a mixin placed before the base class,
 that defines them is refused when the class is created (see portal.tenancy.scoping).
 
@@ -38,6 +39,7 @@ from portal.tenancy.scoping import (
     mfa_required_but_missing,
     mfa_withheld,
     record_denial,
+    record_not_found,
     tenant_time_zone,
 )
 from portal.tenancy.selectors import (
@@ -92,6 +94,7 @@ class _ScopedView(SealedScopedMixin, TemplateResponseMixin, ContextMixin, View):
         try:
             self.access = self._resolve(user, kwargs)
         except TenantNotFound:
+            record_not_found(actor=self.actor(), kwargs=kwargs, path=request.path)
             raise Http404 from None
         scope = self.scope_for(request.method or "GET")
         if not self.access.has_scope(scope):

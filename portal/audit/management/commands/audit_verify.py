@@ -1,4 +1,4 @@
-"""manage.py audit_verify: check the audit log's hash chain; print OK or the first broken row."""
+"""manage.py audit_verify: check the audit log's hash chains; print OK or the first break."""
 
 from __future__ import annotations
 
@@ -7,29 +7,34 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from portal.audit.selectors import audit_chain_verify
-from portal.audit.services import audit_checkpoint_record
+from portal.audit.services import audit_anchor_record
 
 
 class Command(BaseCommand):
-    help = "Verify the audit log's hash chain. Prints OK, or the id of the first broken row."
+    help = (
+        "Verify the audit log's hash chains (one per tenant root) and their anchors. Prints OK, "
+        "or the chain and id of the first broken row."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--checkpoint",
+            "--anchor",
             action="store_true",
-            help="On success, record the verified head so that later removal of rows from the "
-            "end of the log is detected too.",
+            dest="checkpoint",
+            help="On success, record an anchor of every chain's verified head, so that later "
+            "removal of rows from the end of a chain is detected too.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         report = audit_chain_verify()
         if not report.ok:
+            if report.broken_anchor_id is not None:
+                raise CommandError(f"BROKEN at anchor {report.broken_anchor_id}: {report.reason}")
             raise CommandError(
-                f"BROKEN at row {report.broken_id}: {report.reason} "
-                f"({report.entries} rows before it verified)"
+                f"BROKEN at row {report.broken_id} of chain {report.broken_chain}: "
+                f"{report.reason} ({report.entries} rows before it verified)"
             )
-        if options["checkpoint"] and report.head_id is not None and report.head_hash:
-            audit_checkpoint_record(
-                entry_id=report.head_id, entry_hash_value=report.head_hash, entries=report.entries
-            )
-        self.stdout.write(f"OK {report.entries} rows verified")
+        if options["checkpoint"]:
+            audit_anchor_record(heads=report.heads, entries_verified=report.entries)
+        self.stdout.write(f"OK {report.entries} rows verified in {report.chains} chains")
