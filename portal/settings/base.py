@@ -306,6 +306,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A task running when the broker connection drops finishes, and its late ack is sent once the
+# worker has reconnected (tests/meters/test_redis_outage.py); cancelling it instead (Celery 6's
+# default) would cost an import an attempt for every Redis restart.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Queues by workload, declared here in one place (Celery 5.7 deprecates the task attribute):
 # readings (bulk imports), billing, notifications (email/SMS) and default.
 CELERY_TASK_ROUTES = {
