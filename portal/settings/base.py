@@ -374,6 +374,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.charging.prepaid_charge_task",
         "schedule": crontab(minute=35),
     },
+    # Resumes a charge run whose worker died, within a minute rather than the broker's
+    # visibility timeout (billing.services.charging).
+    "prepaid-charge-sweeper": {
+        "task": "billing.tasks.charging.prepaid_charge_sweeper_task",
+        "schedule": 30.0,
+    },
     "disconnect-sweep": {
         "task": "billing.tasks.charging.disconnect_sweep_task",
         "schedule": crontab(minute="*/15"),
@@ -461,6 +467,8 @@ PREPAID_CHARGE_CHUNK = env_int("PREPAID_CHARGE_CHUNK", 5000)
 PREPAID_CHARGE_HOUR = env_int("PREPAID_CHARGE_HOUR", 6)
 # Days before yesterday that the charge completes for accounts a stopped run left uncharged.
 PREPAID_CHARGE_CATCH_UP_DAYS = env_int("PREPAID_CHARGE_CATCH_UP_DAYS", 7)
+# A charge run whose worker died this many times is given up (the next hourly run completes it).
+PREPAID_CHARGE_MAX_ATTEMPTS = env_int("PREPAID_CHARGE_MAX_ATTEMPTS", 3)
 
 # --- Payments -----------------------------------------------------------------------------
 # The provider residents pay top-ups through (billing.payments.providers).
