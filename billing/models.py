@@ -440,6 +440,47 @@ class DailyCharge(models.Model):
         return f"charge {self.account_id} @ {self.service_point_id} on {self.day}"
 
 
+class PrepaidChargeRun(models.Model):
+    """One run of the daily prepaid charge (billing.services.charging): the due days of every
+    time zone, as of `as_of`.
+
+    Its progress is the DailyCharge rows it writes, a chunk of accounts per transaction. While
+    a worker runs it, that worker's database session holds the run's advisory lock; a run
+    still `running` whose lock is free lost its worker, and the sweeper (beat, every 30 s)
+    queues it again: it charges what is left, never a (account, service point, day) twice.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("running")
+        DONE = "done", _("done")
+        FAILED = "failed", _("failed")
+
+    as_of = models.DateTimeField(_("as of"))
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.RUNNING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    charged = models.PositiveIntegerField(_("charges written"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    started_at = models.DateTimeField(_("started"))
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    created_by_label = models.CharField(max_length=254, verbose_name=_("started by"))
+
+    class Meta:
+        verbose_name = _("prepaid charge run")
+        verbose_name_plural = _("prepaid charge runs")
+        indexes = [
+            models.Index(
+                fields=["started_at"],
+                condition=Q(status="running"),
+                name="billing_chargerun_running",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"prepaid charge run {self.pk} as of {self.as_of:%Y-%m-%d %H:%M}"
+
+
 # --- Top-ups and payments -----------------------------------------------------------------
 
 

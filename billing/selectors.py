@@ -20,6 +20,7 @@ from billing.models import (
     BillRun,
     DailyCharge,
     DataExport,
+    PrepaidChargeRun,
     ShortageWarning,
     TariffAssignment,
     TariffVersion,
@@ -30,6 +31,29 @@ from meters.models import Direction, Quality, Rule
 from portal.lib.csvsafe import FORMULA_PREFIXES, csv_safe
 from portal.lib.money import from_minor
 from portal.tenancy.models import Account
+
+# The session advisory lock a worker holds while it runs a PrepaidChargeRun (+ the run's id).
+CHARGE_RUN_LOCK = 0x6263_0000_0000_0000  # "bc"
+
+
+def charge_runs_running() -> list[int]:
+    """Return the prepaid charge runs not finished, the oldest first: each either has its
+    worker (which holds its lock) or lost it."""
+    return list(
+        PrepaidChargeRun.objects.filter(status=PrepaidChargeRun.Status.RUNNING)
+        .order_by("started_at")
+        .values_list("id", flat=True)[:100]
+    )
+
+
+def charge_run_is_locked(*, run_id: int) -> bool:
+    """True while some worker's session runs the charge run (holds its advisory lock)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [CHARGE_RUN_LOCK + run_id])
+        (got,) = cursor.fetchone()
+        if got:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [CHARGE_RUN_LOCK + run_id])
+    return not got
 
 
 def wallet_for_account(*, account_id: int) -> Wallet | None:

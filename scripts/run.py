@@ -16,6 +16,11 @@ own cleanup); the launcher notices the request at its next check, between steps.
 SIGTERM to every child's process group, gives each child --stop-grace seconds, then SIGKILLs
 whatever is left of its group, and stops the private cluster. Further signals during the stop
 are noted and change nothing, so pressing Ctrl-C again is safe.
+
+A Celery worker or beat that exits on its own (a crash, an unrecoverable error) is started
+again after a short wait that grows with each exit in a row (RESTART_DELAYS), and the launcher
+says so; one that keeps exiting within a minute of its start (RESTART_LIMIT times in a row) is
+given up on and everything stops, as it does when the web server exits.
 """
 
 from __future__ import annotations
@@ -49,6 +54,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # machine (2026-12: migrate about 10 s, a year of readings about 30 s); a busy machine took
 # 3 times as long. Printed up front, so that nobody takes the wait for a hang.
 FIRST_SETUP_SECONDS = {"migrate": 10, "seed a year": 30}
+# Seconds before restarting a worker or beat that exited: the 1st, 2nd, ... exit in a row.
+RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+RESTART_LIMIT = 5  # exits in a row, each soon after its start, before the launcher gives up
+STABLE_AFTER = 60.0  # a child that ran this long before it exited starts a new series
 
 
 def log(message: str) -> None:
@@ -262,11 +271,34 @@ def port_free(port: int) -> bool:
 
 
 @dataclass
+class RestartPolicy:
+    """When to start again a child that exited by itself, and when to give up on it."""
+
+    delays: tuple[float, ...] = RESTART_DELAYS
+    limit: int = RESTART_LIMIT
+    stable_after: float = STABLE_AFTER
+    exits_in_a_row: int = 0
+
+    def after_exit(self, ran_for: float) -> float | None:
+        """Seconds to wait before the next start, or None: it keeps exiting, give up."""
+        if ran_for >= self.stable_after:
+            self.exits_in_a_row = 0
+        self.exits_in_a_row += 1
+        if self.exits_in_a_row > self.limit:
+            return None
+        return self.delays[min(self.exits_in_a_row, len(self.delays)) - 1]
+
+
+@dataclass
 class Child:
     """A process the launcher started, leader of its own session and process group."""
 
     name: str
     process: subprocess.Popen[bytes]
+    command: list[str]
+    restart: RestartPolicy | None = None  # None: its exit stops everything
+    started_at: float = 0.0
+    restart_at: float | None = None  # exited; to be started again at this time
 
     @property
     def pgid(self) -> int:
@@ -329,17 +361,27 @@ class Launcher:
         return Path(self.args.state_dir) / ".local" / "run.pids"
 
     def _write_pidfile(self) -> None:
-        if self.children:
+        # A child waiting for its restart has no group left (its id may be reused).
+        running = [child for child in self.children if child.restart_at is None]
+        if running:
             self.pidfile.parent.mkdir(parents=True, exist_ok=True)
-            self.pidfile.write_text("".join(f"{child.pgid}\n" for child in self.children))
+            self.pidfile.write_text("".join(f"{child.pgid}\n" for child in running))
         else:
             self.pidfile.unlink(missing_ok=True)
 
-    def spawn(self, name: str, command: list[str]) -> Child:
+    def _popen(self, command: list[str]) -> subprocess.Popen[bytes]:
         # Each child leads its own process group, so that stopping it also stops whatever it
         # started (runserver's reloader, the worker's pool).
-        process = subprocess.Popen(command, env=self.env, cwd=BASE_DIR, start_new_session=True)
-        child = Child(name, process)
+        return subprocess.Popen(command, env=self.env, cwd=BASE_DIR, start_new_session=True)
+
+    def spawn(self, name: str, command: list[str], *, restart: bool = False) -> Child:
+        child = Child(
+            name,
+            self._popen(command),
+            command,
+            restart=RestartPolicy() if restart else None,
+            started_at=time.monotonic(),
+        )
         self.children.append(child)
         self._write_pidfile()
         return child
@@ -469,6 +511,7 @@ class Launcher:
                     "--loglevel",
                     "INFO",
                 ],
+                restart=True,
             )
             log(f"started celery worker (pid {worker.pgid})")
             beat = self.spawn(
@@ -481,6 +524,7 @@ class Launcher:
                     "--schedule",
                     str(state / "celerybeat-schedule"),
                 ],
+                restart=True,
             )
             log(f"started celery beat (pid {beat.pgid})")
         runserver = [
@@ -499,14 +543,50 @@ class Launcher:
         )
 
     def wait(self) -> int:
+        """Serve until a stop signal (0), or until a child exits for good (1).
+
+        The web server's exit stops everything; a worker or beat is started again (after
+        its RestartPolicy's wait) unless it keeps exiting soon after each start.
+        """
         while not self.stop_requested:
+            now = time.monotonic()
             for child in self.children:
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        self._restart(child)
+                    continue
                 code = child.process.poll()
-                if code is not None:
+                if code is None:
+                    continue
+                if child.restart is None:
                     log(f"{child.name} exited with status {code}; stopping the rest")
                     return 1
+                delay = child.restart.after_exit(now - child.started_at)
+                if delay is None:
+                    log(
+                        f"{child.name} exited with status {code}: {child.restart.limit} exits "
+                        f"in a row, each within {child.restart.stable_after:.0f} s of its start; "
+                        "stopping the rest"
+                    )
+                    return 1
+                log(
+                    f"{child.name} exited with status {code}; starting it again in {delay:.0f} s "
+                    f"(exit {child.restart.exits_in_a_row} in a row; the launcher gives up "
+                    f"after {child.restart.limit})"
+                )
+                # Whatever it started (the worker's pool) goes with it before the new start.
+                self._stop_groups([(f"what is left of {child.name}", child.pgid, child.process)])
+                child.restart_at = time.monotonic() + delay
+                self._write_pidfile()
             time.sleep(POLL)
         return 0
+
+    def _restart(self, child: Child) -> None:
+        child.process = self._popen(child.command)
+        child.started_at = time.monotonic()
+        child.restart_at = None
+        self._write_pidfile()
+        log(f"started {child.name} again (pid {child.pgid})")
 
     # --- Stop -----------------------------------------------------------------------------
 

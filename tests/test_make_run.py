@@ -456,3 +456,51 @@ def test_the_readme_lists_every_login_that_seed_demo_prints() -> None:
     table = section[: section.index("\n\n", section.index("| login |"))]
     logins = [STAFF_ADMIN[0], *(email for email, *_ in PEOPLE)]
     assert [email for email in logins if f"`{email}`" not in table] == []
+
+
+# --- A worker that exits is started again; the web server's exit stops everything ----------
+
+
+def test_a_crashed_worker_is_started_again_and_the_web_servers_exit_stops_everything(
+    migrated: Path,
+) -> None:
+    state = _copy(migrated, "smp-make-run-restart-")
+    port = _free_port()
+    log = state / "launcher.log"
+    pids = state / ".local" / "run.pids"
+    try:
+        with _launcher_redis() as redis_url:
+            launcher = _launch(state, port, _launcher_env(redis_url), log)
+            try:
+                _wait_for(f"http://127.0.0.1:{port}/healthz", launcher)
+                worker, beat, server = (int(pid) for pid in pids.read_text().split())
+                _wait_for_line(log, r"celery@\S+ ready", launcher)
+                # The worker's main process dies as after a crash; its pool processes remain.
+                os.kill(worker, signal.SIGKILL)
+                _wait_for_line(
+                    log, r"celery worker exited with status -9; starting it again in 1 s", launcher
+                )
+                _wait_for_line(log, r"started celery worker again \(pid \d+\)", launcher)
+                groups = [int(pid) for pid in pids.read_text().split()]
+                assert worker not in groups and [beat, server] == groups[1:]
+                assert _group_members(worker) == []  # the old pool went with it
+                deadline = time.monotonic() + 120
+                while len(re.findall(r"celery@\S+ ready", log.read_text())) < 2:
+                    assert launcher.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.2)
+                _wait_for(f"http://127.0.0.1:{port}/healthz", launcher)
+                # The web server is what a developer uses: its exit stops everything.
+                os.killpg(server, signal.SIGKILL)
+                assert launcher.wait(timeout=120) == 1
+            finally:
+                if launcher.poll() is None:
+                    launcher.kill()
+        text = log.read_text()
+        assert "web server exited with status -9; stopping the rest" in text
+        assert [pgid for pgid in [*groups, worker] if _group_members(pgid)] == []
+        assert "private PostgreSQL stopped" in text
+        assert not (state / ".pgdata" / "data" / "postmaster.pid").exists()
+        assert not pids.exists()
+        assert _port_free(port)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)

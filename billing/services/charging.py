@@ -18,12 +18,19 @@ Which day and which account pays (billing.costs states each rule once):
   credit"), never netted: a day that exports more than it costs raises the balance;
 - readings that arrive after a day was charged are not charged again (the bill-like true-up of
   late data is left for later; the charge records what it was based on).
+
+The hourly task runs the charge as a PrepaidChargeRun, under a session advisory lock of its
+own: a worker killed in the middle leaves the run `running` with its lock free, and the
+sweeper (beat, every 30 s) queues it again within a minute, instead of the broker's visibility
+timeout (5 minutes) and the next hourly run. The chunks it committed stay charged; the rest
+is charged once, as every re-run is.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Callable
@@ -34,15 +41,17 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from billing.costs import DayCost, price_day
-from billing.models import JournalEntry, LedgerAccount, TariffVersion
+from billing.models import JournalEntry, LedgerAccount, PrepaidChargeRun, TariffVersion
 from billing.pricing import structure_of
-from billing.selectors import hourly_usage, imported_between
+from billing.selectors import CHARGE_RUN_LOCK, hourly_usage, imported_between
 from billing.services.ledger import ledger_account_get
 from billing.services.supply import supply_disconnect_due
 from portal.audit.actors import Actor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
 from portal.lib.money import format_minor
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -386,3 +395,89 @@ def prepaid_charge_due(*, as_of: dt.datetime, actor: Actor) -> list[ChargeRun]:
         runs.append(prepaid_charge_day(day=yesterday, time_zone=name, actor=actor, now=as_of))
     supply_disconnect_due(as_of=as_of, actor=actor)
     return runs
+
+
+# --- Runs: the hourly charge, resumable after its worker died --------------------------------
+
+
+def _try_lock(run_id: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [CHARGE_RUN_LOCK + run_id])
+        (got,) = cursor.fetchone()
+    return bool(got)
+
+
+def _unlock(run_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", [CHARGE_RUN_LOCK + run_id])
+
+
+def prepaid_charge_run(*, as_of: dt.datetime, actor: Actor) -> PrepaidChargeRun:
+    """Record a run of the daily charge as of `as_of` and run it (prepaid_charge_due).
+
+    The run is committed, with its lock already held by this session, before anything is
+    charged: from then on a worker that dies leaves it for the sweeper to resume.
+    """
+    with transaction.atomic():
+        run = PrepaidChargeRun.objects.create(
+            as_of=as_of, started_at=as_of, created_by_label=actor.label[:254]
+        )
+        # A session lock, taken in the transaction that creates the run: it outlives the
+        # commit, and the sweeper never sees the run without it while this session lives.
+        _try_lock(run.pk)
+    try:
+        _run_attempt(run, actor=actor, now=as_of)
+    finally:
+        _unlock(run.pk)
+    return run
+
+
+def prepaid_charge_run_resume(
+    *, run_id: int, actor: Actor, now: dt.datetime
+) -> PrepaidChargeRun | None:
+    """Run the rest of a run whose worker died (its own `as_of` still says which days are
+    due); None if another worker is running it.
+
+    A finished run is returned as it is, so a duplicate delivery changes nothing. A run started
+    PREPAID_CHARGE_MAX_ATTEMPTS times without ever finishing fails (its worker died in each):
+    the next hourly run, and its catch-up of the days before, charge what it left.
+    """
+    if not _try_lock(run_id):
+        return None
+    try:
+        run = PrepaidChargeRun.objects.get(pk=run_id)
+        if run.status != PrepaidChargeRun.Status.RUNNING:
+            return run
+        if run.attempts >= settings.PREPAID_CHARGE_MAX_ATTEMPTS:
+            run.status = PrepaidChargeRun.Status.FAILED
+            run.error = (
+                f"The charge run was started {run.attempts} times and never finished: the "
+                "worker running it stopped each time."
+            )
+            run.finished_at = now
+            run.save(update_fields=["status", "error", "finished_at"])
+            logger.error("prepaid charge run %s: %s", run.pk, run.error)
+            return run
+        _run_attempt(run, actor=actor, now=now)
+        return run
+    finally:
+        _unlock(run_id)
+
+
+def _run_attempt(run: PrepaidChargeRun, *, actor: Actor, now: dt.datetime) -> None:
+    """One attempt, counted before it starts (a worker killed in it has used it up); `now`
+    is when it started."""
+    run.attempts += 1
+    run.save(update_fields=["attempts"])
+    try:
+        runs = prepaid_charge_due(as_of=run.as_of, actor=actor)
+    except Exception as error:
+        run.status = PrepaidChargeRun.Status.FAILED
+        run.error = f"{type(error).__name__}: {error}"
+        run.finished_at = now
+        run.save(update_fields=["status", "error", "finished_at"])
+        raise
+    run.charged += sum(day.charged for day in runs)
+    run.status = PrepaidChargeRun.Status.DONE
+    run.finished_at = now
+    run.save(update_fields=["charged", "status", "finished_at"])

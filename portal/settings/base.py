@@ -306,6 +306,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A task running when the broker connection drops finishes, and its late ack is sent once the
+# worker has reconnected (tests/meters/test_redis_outage.py); cancelling it instead (Celery 6's
+# default) would cost an import an attempt for every Redis restart.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Queues by workload, declared here in one place (Celery 5.7 deprecates the task attribute):
 # readings (bulk imports), billing, notifications (email/SMS) and default.
 CELERY_TASK_ROUTES = {
@@ -375,6 +379,12 @@ CELERY_BEAT_SCHEDULE = {
     "prepaid-charge-hourly": {
         "task": "billing.tasks.charging.prepaid_charge_task",
         "schedule": crontab(minute=35),
+    },
+    # Resumes a charge run whose worker died, within a minute rather than the broker's
+    # visibility timeout (billing.services.charging).
+    "prepaid-charge-sweeper": {
+        "task": "billing.tasks.charging.prepaid_charge_sweeper_task",
+        "schedule": 30.0,
     },
     "disconnect-sweep": {
         "task": "billing.tasks.charging.disconnect_sweep_task",
@@ -463,6 +473,8 @@ PREPAID_CHARGE_CHUNK = env_int("PREPAID_CHARGE_CHUNK", 5000)
 PREPAID_CHARGE_HOUR = env_int("PREPAID_CHARGE_HOUR", 6)
 # Days before yesterday that the charge completes for accounts a stopped run left uncharged.
 PREPAID_CHARGE_CATCH_UP_DAYS = env_int("PREPAID_CHARGE_CATCH_UP_DAYS", 7)
+# A charge run whose worker died this many times is given up (the next hourly run completes it).
+PREPAID_CHARGE_MAX_ATTEMPTS = env_int("PREPAID_CHARGE_MAX_ATTEMPTS", 3)
 
 # --- Payments -----------------------------------------------------------------------------
 # The provider residents pay top-ups through (billing.payments.providers).

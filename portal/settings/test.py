@@ -36,7 +36,11 @@ _worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or
 _slot = int(os.environ.get("PORTAL_TEST_SLOT", "0"))
 _cache_db, _broker_db = (2, 10) if _slot == 0 else (16 + 4 * _slot, 18 + 4 * _slot)
 CACHES["default"]["LOCATION"] = f"redis://127.0.0.1:6379/{_cache_db + _worker}"
-CELERY_BROKER_URL = f"redis://127.0.0.1:6379/{_broker_db + _worker}"
+# A test that stops and starts a broker (tests/meters/test_redis_outage.py) starts a Redis of
+# its own and points its worker process at it with PORTAL_TEST_BROKER_URL.
+CELERY_BROKER_URL = (
+    os.environ.get("PORTAL_TEST_BROKER_URL") or f"redis://127.0.0.1:6379/{_broker_db + _worker}"
+)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}

@@ -115,5 +115,12 @@ EXEMPT: dict[str, str] = {
     "billing.services.charging.prepaid_charge_due": (
         "runs prepaid_charge_day per time zone and the disconnection sweep, which audit"
     ),
+    "billing.services.charging.prepaid_charge_run": (
+        "records the run's progress (worker bookkeeping) and runs prepaid_charge_due, which "
+        "audits what it charges"
+    ),
+    "billing.services.charging.prepaid_charge_run_resume": (
+        "runs the rest of prepaid_charge_run, whose charges prepaid_charge_day audits"
+    ),
     "billing.services.supply.disconnection_allowed": "a rule, changes nothing",
 }

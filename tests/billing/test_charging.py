@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
+from typing import Any
 
+import psycopg
 import pytest
+from django.db import connection
 
-from billing.models import DailyCharge, JournalEntry, Posting, TariffAssignment
-from billing.services.charging import ChargeRun, prepaid_charge_day, prepaid_charge_due
+from billing.models import DailyCharge, JournalEntry, Posting, PrepaidChargeRun, TariffAssignment
+from billing.selectors import CHARGE_RUN_LOCK, charge_run_is_locked, charge_runs_running
+from billing.services.charging import (
+    ChargeRun,
+    prepaid_charge_day,
+    prepaid_charge_due,
+    prepaid_charge_run,
+    prepaid_charge_run_resume,
+)
+from billing.tasks.charging import prepaid_charge_sweeper_task
 from meters.models import RollupHourly, ServicePoint
 from meters.services import supply_start, supply_update
+from portal.celery import app
 from portal.tenancy.models import Account
 from tests.billing.helpers import hours, make_tariff, supplied
 from tests.factories import SYSTEM, make_account
@@ -225,3 +239,81 @@ def test_the_catch_up_does_not_charge_days_before_an_account_was_first_charged()
     (run,) = prepaid_charge_due(as_of=dt.datetime(2026, 5, 4, 23, 0, tzinfo=dt.UTC), actor=SYSTEM)
     assert (run.day, run.charged) == (DAY, 1)
     assert list(DailyCharge.objects.values_list("day", flat=True)) == [DAY]
+
+
+# --- Runs: the hourly charge, resumed by the sweeper when its worker died (issue 12, 4b) ----
+
+
+@contextlib.contextmanager
+def _eager() -> Iterator[None]:
+    """The sweeper's queued tasks run here, in the test's transaction."""
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = eager
+
+
+def _died_after_charging() -> PrepaidChargeRun:
+    """A run as a SIGKILLed worker leaves it: running, one attempt used, its lock free, and
+    the chunks it committed charged."""
+    prepaid_charge_day(day=DAY, time_zone=TZ, actor=SYSTEM, now=NOW)
+    return PrepaidChargeRun.objects.create(
+        as_of=NOW, attempts=1, started_at=NOW, created_by_label="task:billing.charge"
+    )
+
+
+def test_a_charge_run_records_what_it_charged() -> None:
+    account, sp, _ = supplied()
+    hours(account, sp, MIDNIGHT, [1000] * 24)
+    run = prepaid_charge_run(as_of=NOW, actor=SYSTEM)
+    assert (run.status, run.attempts, run.charged) == (PrepaidChargeRun.Status.DONE, 1, 1)
+    assert charge_runs_running() == []
+
+
+def test_the_sweeper_resumes_a_run_whose_worker_died_and_it_charges_only_the_rest() -> None:
+    first, first_sp, _ = supplied()
+    hours(first, first_sp, MIDNIGHT, [1000] * 24)
+    run = _died_after_charging()
+    second, second_sp, _ = supplied()  # the chunk the dead worker never reached
+    hours(second, second_sp, MIDNIGHT, [2000] * 24)
+    with _eager():
+        assert prepaid_charge_sweeper_task.apply().get() == 1
+    run.refresh_from_db()
+    assert (run.status, run.attempts, run.charged) == (PrepaidChargeRun.Status.DONE, 2, 1)
+    assert sorted(DailyCharge.objects.filter(day=DAY).values_list("account_id", flat=True)) == [
+        first.pk,
+        second.pk,
+    ]
+    with _eager():
+        assert prepaid_charge_sweeper_task.apply().get() == 0  # nothing left to resume
+    assert prepaid_charge_run_resume(run_id=run.pk, actor=SYSTEM, now=NOW) == run
+
+
+def test_a_run_whose_worker_is_alive_is_left_to_it() -> None:
+    account, sp, _ = supplied()
+    hours(account, sp, MIDNIGHT, [1000] * 24)
+    run = _died_after_charging()
+    db = connection.settings_dict
+    # Another session holds the run's lock, as the worker running it does.
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
+    ) as worker:
+        worker.execute("SELECT pg_advisory_lock(%s)", [CHARGE_RUN_LOCK + run.pk])
+        assert charge_run_is_locked(run_id=run.pk)
+        with _eager():
+            assert prepaid_charge_sweeper_task.apply().get() == 0
+        assert prepaid_charge_run_resume(run_id=run.pk, actor=SYSTEM, now=NOW) is None
+    assert not charge_run_is_locked(run_id=run.pk)
+
+
+def test_a_run_whose_worker_died_in_every_attempt_ends_failed(settings: Any) -> None:
+    account, sp, _ = supplied()
+    hours(account, sp, MIDNIGHT, [1000] * 24)
+    run = _died_after_charging()
+    PrepaidChargeRun.objects.filter(pk=run.pk).update(attempts=settings.PREPAID_CHARGE_MAX_ATTEMPTS)
+    resumed = prepaid_charge_run_resume(run_id=run.pk, actor=SYSTEM, now=NOW)
+    assert resumed is not None and resumed.status == PrepaidChargeRun.Status.FAILED
+    assert "never finished" in resumed.error
+    assert charge_runs_running() == []

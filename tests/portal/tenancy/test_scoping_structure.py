@@ -55,6 +55,9 @@ GLOBAL_MODELS: frozenset[str] = frozenset(
         # through their bill.
         "billing.BillRun",
         "billing.BillSequence",
+        # Runs of the daily prepaid charge, staff-facing; the charges they write carry the
+        # account.
+        "billing.PrepaidChargeRun",
         "billing.BillLine",
         # A person's own channels and quiet hours, reached only by that user.
         "billing.NotificationPreference",
