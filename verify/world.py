@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from verify.processes import (
@@ -31,8 +31,9 @@ ALL_QUEUES = "default,notifications,readings,billing"
 
 
 class World:
-    def __init__(self, *, scale: int) -> None:
+    def __init__(self, *, scale: int, fast: bool = False) -> None:
         self.scale = scale
+        self.fast = fast  # the small variant of each scenario (`--fast`, `make test`)
         self.cluster = Cluster(STATE)
         self.redis = RedisServer(STATE / "redis")
         self.workers: list[Worker] = []
@@ -110,9 +111,14 @@ class World:
 
     # --- Workers ---------------------------------------------------------------------------
 
-    def worker(self, *, queues: str = ALL_QUEUES) -> Worker:
+    def worker(self, *, queues: str = ALL_QUEUES, env: Mapping[str, str] | None = None) -> Worker:
+        """A worker on `queues`; `env` adds to (or overrides) the settings of this one only."""
         self.worker_count += 1
-        worker = Worker(self.env, self.logs / f"worker-{self.worker_count}.log", queues=queues)
+        worker = Worker(
+            {**self.env, **(env or {})},
+            self.logs / f"worker-{self.worker_count}.log",
+            queues=queues,
+        )
         self.workers.append(worker)
         return worker
 
