@@ -31,7 +31,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from verify.report import SCENARIOS, run_one, table
-    from verify.scenarios import imports  # noqa: F401 - registers the scenarios
+    from verify.scenarios import access, hostile, imports  # noqa: F401 - registers them
     from verify.world import STATE, World
 
     chosen = [
@@ -47,7 +47,7 @@ def main() -> int:
     if not chosen:
         print("no scenario matches", file=sys.stderr)
         return 2
-    world = World(scale=args.scale or (FAST_SCALE if args.fast else FULL_SCALE))
+    world = World(scale=args.scale or (FAST_SCALE if args.fast else FULL_SCALE), fast=args.fast)
     outcomes = []
     try:
         world.start()

@@ -31,8 +31,10 @@ ALL_QUEUES = "default,notifications,readings,billing"
 
 
 class World:
-    def __init__(self, *, scale: int) -> None:
+    def __init__(self, *, scale: int, fast: bool = False) -> None:
         self.scale = scale
+        # The fast subset (`make test`): scenarios that are not about scale shrink by it.
+        self.fast = fast
         self.cluster = Cluster(STATE)
         self.redis = RedisServer(STATE / "redis")
         self.workers: list[Worker] = []

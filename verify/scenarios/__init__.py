@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from verify.scenarios import imports
+from verify.scenarios import access, hostile, imports
 
-__all__ = ["imports"]
+__all__ = ["access", "hostile", "imports"]
