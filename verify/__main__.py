@@ -31,7 +31,12 @@ def main() -> int:
     args = parser.parse_args()
 
     from verify.report import SCENARIOS, run_one, table
-    from verify.scenarios import imports, money  # noqa: F401 - registers the scenarios
+    from verify.scenarios import (  # noqa: F401 - registers the scenarios
+        access,
+        hostile,
+        imports,
+        money,
+    )
     from verify.world import STATE, World
 
     chosen = [

@@ -237,6 +237,17 @@ def mfa_withheld(user: User, access: TenantAccess) -> list[Organisation]:
     return withheld
 
 
+def withheld_headers(withheld: list[Organisation]) -> dict[str, str]:
+    """The headers an answer over a subtree carries when it leaves organisations out: a CSV
+    or a JSON answer has no banner to say so."""
+    if not withheld:
+        return {}
+    return {
+        "X-Withheld-Organisations": ",".join(str(o.public_id) for o in withheld),
+        "X-Withheld-Reason": "two-factor authentication required",
+    }
+
+
 def tenant_time_zone(access: TenantAccess) -> zoneinfo.ZoneInfo:
     """The zone a tenant's pages and API answers show times in: the account's, or the
     organisation's for organisation pages."""

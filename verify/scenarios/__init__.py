@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from verify.scenarios import imports, money
+from verify.scenarios import access, hostile, imports, money
 
-__all__ = ["imports", "money"]
+__all__ = ["access", "hostile", "imports", "money"]

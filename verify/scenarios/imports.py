@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from verify.processes import Worker
 from verify.report import Check, scenario
 from verify.world import World, wait_for
 
@@ -72,7 +73,7 @@ def sums(world: World) -> Sums:
     )
 
 
-def send(content: bytes, name: str) -> int:
+def send(content: bytes, name: str, *, fmt: str = "csv") -> int:
     from django.utils import timezone
 
     from meters.services import batch_create
@@ -80,7 +81,7 @@ def send(content: bytes, name: str) -> int:
 
     batch = batch_create(
         source="command",
-        fmt="csv",
+        fmt=fmt,
         content=io.BytesIO(content),
         original_name=name,
         actor=SystemActor("verify"),
@@ -104,6 +105,7 @@ def batch_state(batch_id: int) -> dict[str, object]:
             "seen",
             "inserted",
             "duplicate",
+            "conflicting",
             "rejected",
             "error",
         )
@@ -292,3 +294,125 @@ def redis_outage(world: World) -> list[Check]:
     checks.append(Check("worker still serving after the outage", True, worker.alive))
     checks.append(Check("an import sent after the outage", "done", later_status))
     return checks
+
+
+def _uninstalled(world: World) -> int:
+    """Readings at no service point: no installation of their meter covers them, so no rollup,
+    chart or bill ever counts them."""
+    return int(
+        str(
+            world.scalar(
+                """
+                SELECT count(*) FROM meters_reading r
+                JOIN meters_register g ON g.id = r.register_id
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM meters_meterinstallation i
+                    WHERE i.meter_id = g.meter_id AND i.installed_at < r.ts
+                      AND (i.removed_at IS NULL OR r.ts <= i.removed_at))
+                """
+            )
+        )
+    )
+
+
+def _ready(worker: Worker) -> bool:
+    return worker.log.exists() and b" ready." in worker.log.read_bytes()
+
+
+def _overlapping(*, at_once: bool, seeded: bool = False) -> Callable[[World], list[Check]]:
+    """The first two thirds and the last two thirds of the clean file: the middle third is in
+    both, with the same values, and the union is the clean file. Sent together to two workers,
+    or the later file first and the earlier once it is done (an out-of-order delivery: the
+    earlier file's rows go in before readings that are already stored)."""
+
+    def run(world: World) -> list[Check]:
+        reference = clean(world)
+        meters = meters_for(world)
+        third = QUARTERS // 3
+        files = [meter_csv(meters, 0, 2 * third), meter_csv(meters, third, QUARTERS)]
+        names = ["first two thirds.csv", "last two thirds.csv"]
+        checks = []
+        if at_once:
+            workers = [world.worker(), world.worker()]
+            wait_for(
+                lambda: all(_ready(w) for w in workers), what="two workers", timeout=120, every=0.2
+            )
+            seed_inserted = 0
+            if seeded:
+                seed = send(meter_csv(meters, 0, 1), "first quarter hour.csv")
+                sweep_until_done(world, seed)
+                seed_inserted = int(str(batch_state(seed)["inserted"]))
+            ids = [send(files[0], names[0]), send(files[1], names[1])]
+            together = False
+
+            def both_ended() -> bool:
+                nonlocal together
+                states = [batch_state(i)["status"] for i in ids]
+                together = together or states == ["running", "running"]
+                return all(s not in ("queued", "running") for s in states)
+
+            wait_for(both_ended, what="both batches to end", timeout=1800, every=0.05)
+            checks.append(Check("both running at the same time", True, together))
+            for batch_id in ids:
+                sweep_until_done(world, batch_id)  # a batch the sweeper must retry, if any
+        else:
+            seed_inserted = 0
+            world.worker()
+            later = send(files[1], names[1])
+            sweep_until_done(world, later)
+            earlier = send(files[0], names[0])
+            sweep_until_done(world, earlier)
+            ids = [earlier, later]
+        first, second = (batch_state(i) for i in ids)
+        got = sums(world)
+        union = reference.readings
+        rows = [f.count(b"\n") - 1 for f in files]
+
+        def total(key: str) -> int:
+            return int(str(first[key])) + int(str(second[key]))
+
+        return checks + _md5_short(
+            [
+                Check("batch states", ("done", "done"), (first["status"], second["status"])),
+                Check("rows seen", (rows[0], rows[1]), (first["seen"], second["seen"])),
+                Check(
+                    "inserted A + inserted B = union",
+                    union,
+                    total("inserted") + seed_inserted,
+                ),
+                Check(
+                    "duplicates A + B = overlap",
+                    meters * third + seed_inserted,
+                    total("duplicate"),
+                ),
+                Check("conflicting, rejected", (0, 0), (total("conflicting"), total("rejected"))),
+                Check("readings stored", union, got.readings),
+                Check("readings duplicated", 0, got.readings - got.distinct),
+                Check("readings before their meter's installation", 0, _uninstalled(world)),
+                Check("readings checksum = clean import", reference.readings_md5, got.readings_md5),
+                Check(
+                    "hourly rollups checksum = clean import", reference.hourly_md5, got.hourly_md5
+                ),
+                Check("daily rollups checksum = clean import", reference.daily_md5, got.daily_md5),
+                Check("staging tables left", 0, staging_left(world)),
+            ]
+        )
+
+    return run
+
+
+scenario(
+    "import: overlapping files at once",
+    group="imports",
+    fault="two files over overlapping periods of the same meters, two workers",
+)(_overlapping(at_once=True))
+scenario(
+    "import: overlapping files at once, meters known",
+    group="imports",
+    fault="two files over overlapping periods of the same meters, two workers",
+)(_overlapping(at_once=True, seeded=True))
+scenario(
+    "import: overlapping files, the later one first",
+    group="imports",
+    fault="out-of-order delivery of overlapping files",
+)(_overlapping(at_once=False))

@@ -42,6 +42,7 @@ from portal.tenancy.scoping import (
     record_key_denial,
     record_not_found,
     tenant_time_zone,
+    withheld_headers,
 )
 from portal.tenancy.selectors import (
     AccountAccess,
@@ -134,11 +135,9 @@ class _ScopedAPIView(_TenantTimeZone, SealedScopedMixin, APIView):
         self, request: Request, response: Response, *args: Any, **kwargs: Any
     ) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
-        withheld = getattr(self, "withheld", None)
-        if withheld:
-            # Said in a header, so that every answer over a subtree says what it leaves out.
-            response["X-Withheld-Organisations"] = ",".join(str(o.public_id) for o in withheld)
-            response["X-Withheld-Reason"] = "two-factor authentication required"
+        # Said in a header, so that every answer over a subtree says what it leaves out.
+        for name, value in withheld_headers(getattr(self, "withheld", [])).items():
+            response[name] = value
         return response
 
     def get_queryset(self) -> QuerySet[Any]:

@@ -41,6 +41,7 @@ from portal.tenancy.scoping import (
     record_denial,
     record_not_found,
     tenant_time_zone,
+    withheld_headers,
 )
 from portal.tenancy.selectors import (
     AccountAccess,
@@ -113,6 +114,9 @@ class _ScopedView(SealedScopedMixin, TemplateResponseMixin, ContextMixin, View):
             # site's zone: render it while the tenant's is active.
             if isinstance(response, SimpleTemplateResponse):
                 response.render()
+        # The page's banner says it too; a CSV has only its headers to say what it leaves out.
+        for name, value in withheld_headers(self.withheld).items():
+            response[name] = value
         return response
 
     def get_queryset(self) -> QuerySet[Any]:

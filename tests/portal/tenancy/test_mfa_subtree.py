@@ -108,3 +108,24 @@ def test_a_manager_of_the_guarded_subsidiary_itself_is_still_sent_to_set_up_mfa(
         reverse("web:organisation_accounts", args=[world.sub1.public_id])
     )
     assert response.status_code == 302 and response["Location"] == reverse("mfa_index")
+
+
+def test_the_csv_files_say_what_they_leave_out(
+    guarded: World, client_for: Callable[[User], Client]
+) -> None:
+    # A file has no banner: its headers say it, as the API's do (found by `make verify`).
+    world = guarded
+    group = world.group.public_id
+    files = [
+        reverse("web:organisation_accounts_csv", args=[group]),
+        reverse("audit:organisation_log_csv", args=[group]),
+    ]
+    client = client_for(world.group_manager)
+    for url in files:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert response["X-Withheld-Organisations"] == str(world.sub1.public_id), url
+        assert response["X-Withheld-Reason"] == "two-factor authentication required", url
+    TOTP.activate(world.group_manager, generate_totp_secret())
+    for url in files:
+        assert "X-Withheld-Organisations" not in client.get(url), url
