@@ -192,7 +192,11 @@ class RedisServer:
 
 
 class Worker:
-    """`celery worker` as `make run` starts it (prefork), on every queue, in its own group."""
+    """`celery worker` as `make run` starts it (prefork, 2 processes), in its own group.
+
+    Two processes matter: with one, no request for the next message is pending when Redis goes
+    away, and the outage that stopped `make run`'s worker for good (issue 12) never shows.
+    """
 
     def __init__(self, env: dict[str, str], log: Path, *, queues: str) -> None:
         self.log = log
@@ -208,7 +212,7 @@ class Worker:
                 "-Q",
                 queues,
                 "--concurrency",
-                "1",
+                "2",
                 "--loglevel",
                 "INFO",
                 "--without-gossip",
