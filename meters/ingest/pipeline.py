@@ -686,6 +686,40 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
         WHERE r.id = first.id
         """
     )
+    # A meter this option registered earlier, on its own service point, was installed just
+    # before the first reading of the batch that registered it. Older readings arriving later
+    # (files out of order, or two files racing) would reach no service point, so no rollup,
+    # chart or bill would count them: move that installation back to cover them. Only such a
+    # self-made installation moves; one that staff placed, or a service point with other
+    # meters, stays as it is (issue 12, found by make verify).
+    _exec(
+        sql.SQL(
+            """
+            UPDATE meters_meterinstallation mi
+            SET installed_at = e.first_ts - interval '1 second'
+            FROM (SELECT meter_id,
+                         min(coalesce(ts - make_interval(secs => duration_s), ts)) AS first_ts
+                  FROM {s} WHERE meter_id IS NOT NULL AND reject IS NULL
+                  GROUP BY meter_id) e
+            JOIN meters_meter m ON m.id = e.meter_id
+            JOIN meters_servicepoint sp ON sp.code = left('SP-' || m.serial, 64)
+            WHERE mi.meter_id = e.meter_id AND mi.service_point_id = sp.id
+              AND mi.removed_at IS NULL
+              AND mi.installed_at > e.first_ts - interval '1 second'
+              -- Still where registration put it: just before the meter's first stored reading
+              -- (or with none stored yet, when the registering batch is still merging).
+              AND mi.installed_at = coalesce(
+                  (SELECT min(r.ts) FROM meters_reading r
+                   JOIN meters_register g ON g.id = r.register_id
+                   WHERE g.meter_id = mi.meter_id) - interval '1 second',
+                  mi.installed_at)
+              AND NOT EXISTS (SELECT 1 FROM meters_meterinstallation o
+                              WHERE o.id <> mi.id
+                                AND (o.meter_id = mi.meter_id
+                                     OR o.service_point_id = mi.service_point_id))
+            """
+        ).format(s=stage)
+    )
     _exec("DROP TABLE m_new_meters, m_new_intervals")
 
 
