@@ -692,6 +692,10 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
     # chart or bill would count them: move that installation back to cover them. Only such a
     # self-made installation moves; one that staff placed, or a service point with other
     # meters, stays as it is (issue 12, found by make verify).
+    # Reading meters_reading here locks its partitions against the ATTACH of a new month in
+    # another batch's _ensure_partitions: take the partition lock first (this transaction
+    # takes it there anyway), or two batches registering at once deadlock.
+    _exec("SELECT pg_advisory_xact_lock(%s)", [q.PARTITION_LOCK])
     _exec(
         sql.SQL(
             """
