@@ -7,10 +7,8 @@ killed task's message is still unacknowledged in Redis when the run is done."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from billing.models import DailyCharge, JournalEntry, PrepaidChargeRun, Wallet
 from billing.tasks.charging import prepaid_charge_sweeper_task, prepaid_charge_task
 from portal.celery import app
 from tests.billing.helpers import hours, make_tariff, supplied
+from tests.celery_workers import worker_process
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -67,37 +66,19 @@ def slow_chunks(transactional_db: None) -> Iterator[None]:
 
 
 def _worker(log: Path) -> subprocess.Popen[bytes]:
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "portal.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "PREPAID_CHARGE_CHUNK": str(CHUNK),
-    }
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "portal",
-                "worker",
-                "--pool",
-                "solo",
-                "-Q",
-                "billing",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    return worker_process(
+        "--pool",
+        "solo",
+        "-Q",
+        "billing",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        env={"PREPAID_CHARGE_CHUNK": str(CHUNK)},
+        log=log,
+    )
 
 
 def _charged() -> int:

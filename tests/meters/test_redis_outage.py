@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from meters.models import ImportBatch
 from meters.services import batch_create
 from meters.tasks import import_batch_task
 from portal.celery import app
+from tests.celery_workers import worker_process
 from tests.factories import SYSTEM
 from tests.private_redis import PrivateRedis
 
@@ -93,35 +92,16 @@ def broker(transactional_db: None) -> Iterator[None]:
 def _worker(broker_url: str, log: Path) -> subprocess.Popen[bytes]:
     """A worker as `make run` starts one (two processes: one runs the import, the other
     slot keeps a BRPOP in flight), on the private Redis."""
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "portal.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "PORTAL_TEST_BROKER_URL": broker_url,
-        "PORTAL_IMPORT_CHUNK_ROWS": str(QUARTERS),
-    }
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "portal",
-                "worker",
-                "--concurrency",
-                "2",
-                "-Q",
-                "default,notifications,readings,billing",
-                "--loglevel",
-                "INFO",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    return worker_process(
+        "--concurrency",
+        "2",
+        "-Q",
+        "default,notifications,readings,billing",
+        "--loglevel",
+        "INFO",
+        env={"PORTAL_TEST_BROKER_URL": broker_url, "PORTAL_IMPORT_CHUNK_ROWS": str(QUARTERS)},
+        log=log,
+    )
 
 
 def _send(batch: ImportBatch, broker_url: str) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ from meters.models import ImportBatch
 from meters.services import batch_create
 from meters.tasks import import_sweeper_task
 from portal.celery import app
+from tests.celery_workers import worker_process
 from tests.factories import SYSTEM
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,35 +40,17 @@ def _csv() -> bytes:
 
 
 def _worker() -> subprocess.Popen[bytes]:
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "portal.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "PORTAL_IMPORT_CHUNK_ROWS": "12000",
-    }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "portal",
-            "worker",
-            "--pool",
-            "solo",
-            "-Q",
-            "readings,default",
-            "--loglevel",
-            "WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return worker_process(
+        "--pool",
+        "solo",
+        "-Q",
+        "readings,default",
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        env={"PORTAL_IMPORT_CHUNK_ROWS": "12000"},
     )
 
 
