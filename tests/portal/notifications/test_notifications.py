@@ -9,14 +9,15 @@ import pytest
 from django.core import mail
 from django.test import override_settings
 
-from billing.models import Bill, Notification
-from billing.services.notifications import (
+from billing.models import Bill
+from portal.notifications.models import Notification
+from portal.notifications.services import (
     NotificationError,
     notification_preference_set,
     notifications_send,
 )
 from billing.services.warnings import bill_notices_queue, shortage_warnings_run
-from billing.sms import MemorySmsBackend, Sms, SmsError
+from portal.notifications.sms import MemorySmsBackend, Sms, SmsError
 from portal.audit.actors import UserActor
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
@@ -179,7 +180,7 @@ def test_a_members_own_quiet_hours_replace_the_default() -> None:
 # --- sending ------------------------------------------------------------------------------
 
 
-@override_settings(SMS_BACKEND="tests.billing.test_notifications.FailingSmsBackend")
+@override_settings(SMS_BACKEND="tests.portal.notifications.test_notifications.FailingSmsBackend")
 def test_a_failed_text_is_recorded_with_its_error_and_the_email_still_goes() -> None:
     wallet = short_wallet()
     user = owner(wallet.account, "both@example.com")
@@ -258,7 +259,7 @@ def test_bill_issued_and_overdue_notices_go_once_per_bill_topic_user_and_channel
 
     assert bill_notices_queue(as_of=NOW, actor=SYSTEM) == 1
     assert bill_notices_queue(as_of=NOW + dt.timedelta(hours=1), actor=SYSTEM) == 0
-    assert _statuses(bill=bill) == [("payer@example.com", "email", "queued")]
+    assert _statuses(key__startswith=f"bill:{bill.pk}:") == [("payer@example.com", "email", "queued")]
     notifications_send(as_of=NOW)
     [issued] = mail.outbox
     assert str(bill.number) in issued.subject
@@ -275,7 +276,9 @@ def test_bill_issued_and_overdue_notices_go_once_per_bill_topic_user_and_channel
         f"智慧電表入口網站：帳單 {bill.number}（金額 1050.00 TWD）已逾期。"  # noqa: RUF001
     ]
     assert sorted(
-        Notification.objects.filter(bill=bill).values_list("topic", "channel", "status")
+        Notification.objects.filter(key__startswith=f"bill:{bill.pk}:").values_list(
+            "topic", "channel", "status"
+        )
     ) == [
         ("bill_issued", "email", "sent"),
         ("bill_overdue", "email", "sent"),
@@ -290,7 +293,9 @@ def test_paid_void_and_old_bills_are_not_chased() -> None:
     paid = _bill(account, status="paid", due_in_days=1)
     later = NOW + dt.timedelta(days=3)
     bill_notices_queue(as_of=later, actor=SYSTEM)
-    assert sorted(Notification.objects.values_list("bill", "topic")) == [(paid.pk, "bill_issued")]
+    assert sorted(Notification.objects.values_list("key", "topic")) == [
+        (f"bill:{paid.pk}:bill_issued", "bill_issued")
+    ]
     # Issued more than the lookback ago: no notice at all on a first deployment.
     Notification.objects.all().delete()
     bill_notices_queue(as_of=NOW + dt.timedelta(days=60), actor=SYSTEM)
