@@ -12,7 +12,6 @@ from django.urls import reverse
 from django.utils import translation
 
 from billing.models import Bill, TopUp
-from portal.notifications.models import NotificationPreference
 from billing.payments.providers import provider_get
 from billing.payments.sandbox import SandboxProvider
 from billing.pdf import bill_context
@@ -22,6 +21,7 @@ from billing.services.topups import topup_checkout_start, topup_create, webhook_
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
 from portal.lib.money import from_minor
+from portal.notifications.models import NotificationPreference
 from portal.tenancy.models import Account
 from portal.tenancy.roles import Role
 from tests.billing.helpers import supplied

@@ -24,7 +24,6 @@ from billing.models import (
     WarningPolicy,
 )
 from billing.services.ledger import journal_post, ledger_account_get, wallet_create
-from portal.notifications.services import notification_preference_set, notifications_send
 from billing.services.warnings import (
     WarningPolicyError,
     shortage_warnings_run,
@@ -32,14 +31,15 @@ from billing.services.warnings import (
     warning_policy_delete,
     warning_policy_save,
 )
-from portal.notifications.models import Notification
-from portal.notifications.sms import MemorySmsBackend
-from portal.tenancy.selectors import Audience, members_to_notify
 from meters.models import ServicePoint
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
+from portal.notifications.models import Notification
+from portal.notifications.services import notification_preference_set, notifications_send
+from portal.notifications.sms import MemorySmsBackend
 from portal.tenancy.models import Account, Organisation
 from portal.tenancy.roles import Role
+from portal.tenancy.selectors import Audience, members_to_notify
 from portal.users.models import User
 from tests.conftest import World
 from tests.factories import SYSTEM, make_account, make_membership, make_user
@@ -152,7 +152,10 @@ def told(account: Account, **filters: object) -> set[str]:
 
 def warning_keys(**filters: object) -> list[str]:
     """The notifications' keys of the warnings matching `filters`."""
-    return [f"warning:{pk}" for pk in ShortageWarning.objects.filter(**filters).values_list("pk", flat=True)]
+    return [
+        f"warning:{pk}"
+        for pk in ShortageWarning.objects.filter(**filters).values_list("pk", flat=True)
+    ]
 
 
 def warning_of(notification: Notification) -> ShortageWarning:

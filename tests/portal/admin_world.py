@@ -23,12 +23,12 @@ from billing.models import (
     WebhookEvent,
     WebhookRejection,
 )
-from portal.notifications.models import Notification
-from portal.notifications.topics import Topic
 from billing.services.exports import export_request
 from meters.models import ImportBatch, Meter, ReadingConflict, ReadingEdit, Register
 from meters.services import meter_command_create
 from portal.audit.services import audit_anchor_record
+from portal.notifications.models import Notification
+from portal.notifications.topics import Topic
 from portal.tenancy.roles import Role
 from portal.tenancy.services import api_key_create, invitation_create
 from portal.users.models import User

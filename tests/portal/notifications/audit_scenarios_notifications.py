@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from portal.notifications import services as notifications
 from portal.audit.actors import UserActor
 from portal.audit.events import AuditEvent
+from portal.notifications import services as notifications
 from tests.conftest import World
 
 SCENARIOS: dict[str, tuple[Callable[[World], Callable[[], object]], AuditEvent]] = {

@@ -10,17 +10,17 @@ from django.core import mail
 from django.test import override_settings
 
 from billing.models import Bill
+from billing.services.warnings import bill_notices_queue, shortage_warnings_run
+from portal.audit.actors import UserActor
+from portal.audit.events import AuditEvent
+from portal.audit.models import AuditLogEntry
 from portal.notifications.models import Notification
 from portal.notifications.services import (
     NotificationError,
     notification_preference_set,
     notifications_send,
 )
-from billing.services.warnings import bill_notices_queue, shortage_warnings_run
 from portal.notifications.sms import MemorySmsBackend, Sms, SmsError
-from portal.audit.actors import UserActor
-from portal.audit.events import AuditEvent
-from portal.audit.models import AuditLogEntry
 from portal.tenancy.models import Account
 from portal.tenancy.roles import Role
 from tests.billing.helpers import bill_numbers
@@ -259,7 +259,9 @@ def test_bill_issued_and_overdue_notices_go_once_per_bill_topic_user_and_channel
 
     assert bill_notices_queue(as_of=NOW, actor=SYSTEM) == 1
     assert bill_notices_queue(as_of=NOW + dt.timedelta(hours=1), actor=SYSTEM) == 0
-    assert _statuses(key__startswith=f"bill:{bill.pk}:") == [("payer@example.com", "email", "queued")]
+    assert _statuses(key__startswith=f"bill:{bill.pk}:") == [
+        ("payer@example.com", "email", "queued")
+    ]
     notifications_send(as_of=NOW)
     [issued] = mail.outbox
     assert str(bill.number) in issued.subject

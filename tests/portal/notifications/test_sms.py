@@ -16,9 +16,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from portal.notifications.services import notification_preference_set, notifications_send
 from billing.services.warnings import shortage_warnings_run
 from portal.notifications.models import Notification
+from portal.notifications.services import notification_preference_set, notifications_send
 from portal.notifications.sms import (
     ConsoleSmsBackend,
     FileSmsBackend,
@@ -107,7 +107,9 @@ def test_the_backend_is_chosen_by_settings() -> None:
     with override_settings(SMS_BACKEND="portal.notifications.sms.ConsoleSmsBackend"):
         assert isinstance(sms_backend(), ConsoleSmsBackend)
     with (
-        override_settings(SMS_BACKEND="portal.notifications.sms.HttpSmsBackend", SMS_GATEWAY_URL=None),
+        override_settings(
+            SMS_BACKEND="portal.notifications.sms.HttpSmsBackend", SMS_GATEWAY_URL=None
+        ),
         pytest.raises(ImproperlyConfigured),
     ):
         sms_backend()
