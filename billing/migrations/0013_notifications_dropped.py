@@ -10,10 +10,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RemoveField(
-            model_name='notificationpreference',
-            name='user',
-        ),
         migrations.DeleteModel(
             name='Notification',
         ),
