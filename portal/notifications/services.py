@@ -172,7 +172,8 @@ def notification_preferences_set(
         actor=actor,
         event=AuditEvent.NOTIFICATION_PREFERENCE_SAVED,
         target=user,
-        data={"language": {"before": before, "after": language}},
+        # The event's sentence names a topic; the language is every topic's.
+        data={"topic": "language", "language": {"before": before, "after": language}},
     )
     return len(changes) + 1
 

@@ -12,9 +12,16 @@ from django.urls import reverse
 
 from meters import services as meters
 from meters.models import Meter, MeterEvent
+from portal.audit.actors import UserActor
+from portal.audit.events import AuditEvent
+from portal.audit.models import AuditLogEntry
 from portal.notifications.models import Notification
 from portal.notifications.selectors import notification_preference_for
-from portal.notifications.services import notification_preference_set, notifications_send
+from portal.notifications.services import (
+    notification_preference_set,
+    notification_preferences_set,
+    notifications_send,
+)
 from portal.tenancy.models import Account
 from portal.tenancy.roles import Role
 from portal.tenancy.selectors import Audience, members_to_notify
@@ -180,3 +187,16 @@ def test_a_viewer_sees_meter_alarms_off_until_they_switch_them_on(world: World) 
     form = page.context["form"]
     assert form["email_leak"].value() is False and form["email_shortage"].value() is True
     assert "only for the kinds you switch on here" in page.content.decode()
+
+
+def test_a_language_change_is_audited_with_the_member_as_actor(world: World) -> None:
+    actor = UserActor(user=world.alice)
+    assert notification_preferences_set(user=world.alice, changes=[], language="en", actor=actor)
+    assert not notification_preferences_set(
+        user=world.alice, changes=[], language="en", actor=actor
+    )
+    [entry] = AuditLogEntry.objects.filter(event_type=AuditEvent.NOTIFICATION_PREFERENCE_SAVED)
+    assert (entry.actor_id, entry.data["language"]) == (
+        world.alice.pk,
+        {"before": "", "after": "en"},
+    )
