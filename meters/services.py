@@ -649,7 +649,7 @@ def meter_events_notify(*, as_of: dt.datetime, actor: Actor) -> int:
                     key=f"event:{event.pk}",
                     account_id=event.account_id,
                     audience=Audience.EVERYONE,
-                    texts=texts_in_every_language(partial(_event_texts, event)),
+                    texts=partial(texts_in_every_language, partial(_event_texts, event)),
                 )
                 notifications_queue(topic=topic, targets=[target], as_of=as_of)
             locked.notified_at = as_of

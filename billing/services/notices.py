@@ -109,7 +109,7 @@ def warning_notices_queue(*, warning_ids: Sequence[int], as_of: dt.datetime) -> 
             key=f"warning:{warning.pk}",
             account_id=warning.account_id,
             audience=Audience.ESCALATION if warning.level > 0 else Audience.ACCOUNT,
-            texts=texts_in_every_language(partial(_warning_texts, warning)),
+            texts=partial(texts_in_every_language, partial(_warning_texts, warning)),
         )
         for warning in most_urgent.values()
     ]
@@ -127,7 +127,7 @@ def bill_notices_queue_for(
             key=f"bill:{bill.pk}:{topic}",
             account_id=bill.account_id,
             audience=Audience.ACCOUNT,
-            texts=texts_in_every_language(partial(_bill_texts, bill, topic)),
+            texts=partial(texts_in_every_language, partial(_bill_texts, bill, topic)),
         )
         for bill in bills
     ]

@@ -195,12 +195,13 @@ def texts_in_every_language(render: Callable[[], dict[str, str]]) -> Texts:
 
 @dataclass(frozen=True)
 class Target:
-    """One thing to tell an account's people about: `key` is unique per producer and thing."""
+    """One thing to tell an account's people about: `key` is unique per producer and thing;
+    `texts` renders the message in every language (called only if someone is to be told)."""
 
     key: str
     account_id: int
     audience: Audience
-    texts: Texts
+    texts: Callable[[], Texts]
 
 
 # From `recipients(key, account_id, user_id, role)`: one row per wanted channel, or one
@@ -226,6 +227,20 @@ _CHANNELS_SQL = f"""
 """  # noqa: S608 - constant SQL; values are parameters
 
 
+# New (key, member, channel) rows of `targets`, for the statements below.
+_NEW_ROWS_SQL = f"""
+    WITH targets AS (
+        SELECT * FROM unnest(%(keys)s::text[], %(accounts)s::bigint[], %(audiences)s::text[])
+            AS t(key, account_id, audience)
+    ), recipients AS ({MEMBERS_TO_NOTIFY_SQL}), channels AS ({_CHANNELS_SQL})
+    SELECT c.* FROM channels c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM notifications_notification n
+        WHERE n.key = c.key AND n.user_id = c.user_id
+    )
+"""  # noqa: S608 - constant SQL; values are parameters
+
+
 def notifications_queue(
     *, topic: Topic, targets: Sequence[Target], as_of: dt.datetime
 ) -> list[str]:
@@ -233,37 +248,40 @@ def notifications_queue(
 
     Runs inside the producer's transaction (which audits the business change). Once per key and
     member: a member already told (on any channel, even suppressed) is not told again when they
-    later switch a channel on.
+    later switch a channel on. Texts are rendered only for targets with someone new to tell:
+    producers may offer the same targets run after run.
     """
     if not targets:
         return []
+    params: dict[str, Any] = {
+        "keys": [t.key for t in targets],
+        "accounts": [t.account_id for t in targets],
+        "audiences": [str(t.audience) for t in targets],
+        "topic": str(topic),
+        "operational": topic in OPERATIONAL_TOPICS,
+        "now": as_of,
+    }
     with connection.cursor() as cursor:
+        cursor.execute(f"SELECT DISTINCT key FROM ({_NEW_ROWS_SQL}) new", params)  # noqa: S608
+        wanted = {row[0] for row in cursor.fetchall()}
+        if not wanted:
+            return []
+        texts = {t.key: t.texts() for t in targets if t.key in wanted}
         cursor.execute(
             f"""
-            WITH targets AS (
-                SELECT * FROM unnest(%(keys)s::text[], %(accounts)s::bigint[],
-                                     %(audiences)s::text[]) AS t(key, account_id, audience)
-            ), recipients AS ({MEMBERS_TO_NOTIFY_SQL}), channels AS ({_CHANNELS_SQL})
             INSERT INTO notifications_notification (user_id, account_id, topic, channel, key,
                                                     texts, status, error, created_at)
-            SELECT c.user_id, c.account_id, %(topic)s, c.channel, c.key,
-                   %(texts)s::jsonb -> c.key, c.status, '', %(now)s
-            FROM channels c
-            WHERE NOT EXISTS (
-                SELECT 1 FROM notifications_notification n
-                WHERE n.key = c.key AND n.user_id = c.user_id
-            )
+            SELECT new.user_id, new.account_id, %(topic)s, new.channel, new.key,
+                   %(texts)s::jsonb -> new.key, new.status, '', %(now)s
+            FROM ({_NEW_ROWS_SQL}) new
+            WHERE new.key = ANY(%(wanted)s)
             ON CONFLICT DO NOTHING
             RETURNING key
             """,  # noqa: S608 - constant SQL, values are parameters
             {
-                "keys": [t.key for t in targets],
-                "accounts": [t.account_id for t in targets],
-                "audiences": [str(t.audience) for t in targets],
-                "texts": json.dumps({t.key: t.texts for t in targets}, ensure_ascii=False),
-                "topic": str(topic),
-                "operational": topic in OPERATIONAL_TOPICS,
-                "now": as_of,
+                **params,
+                "wanted": sorted(wanted),
+                "texts": json.dumps(texts, ensure_ascii=False),
             },
         )
         return [row[0] for row in cursor.fetchall()]

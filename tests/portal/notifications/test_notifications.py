@@ -316,3 +316,29 @@ def test_a_corporate_bill_tells_the_subsidiary_managers() -> None:
     _bill(account)
     bill_notices_queue(as_of=NOW, actor=SYSTEM)
     assert _statuses() == [("sub-manager@example.com", "email", "queued")]
+
+
+def test_a_notice_is_rendered_only_while_someone_is_still_to_be_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from billing.services import notices
+
+    rendered: list[int] = []
+    render = notices._bill_texts
+
+    def counting(bill: Bill, topic: str) -> dict[str, str]:
+        rendered.append(bill.pk)
+        return render(bill, topic)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(notices, "_bill_texts", counting)
+    account = make_account(payment_mode="postpaid")
+    owner(account, "o@example.com")
+    bill = _bill(account)
+    bill_notices_queue(as_of=NOW, actor=SYSTEM)
+    assert rendered == [bill.pk, bill.pk]  # once per language
+    other = make_account(payment_mode="postpaid")
+    owner(other, "p@example.com")
+    later = _bill(other)
+    rendered.clear()
+    bill_notices_queue(as_of=NOW + dt.timedelta(hours=1), actor=SYSTEM)
+    assert rendered == [later.pk, later.pk]  # the first bill's people are told already
