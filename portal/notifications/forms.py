@@ -212,10 +212,11 @@ class NotificationPreferencesForm(forms.Form):
 
         :raises NotificationError: if the service refuses one (the form checks the same rules).
         """
-        language = self.cleaned_data.get("language") or ""
+        # A post without the field (an older page) leaves the language as it is.
+        language = (self.cleaned_data.get("language") or "") if "language" in self.data else None
         return notification_preferences_set(
             user=user,
             changes=self.changes(),
-            language=language if language != self.stored_language else None,
+            language=None if language == self.stored_language else language,
             actor=actor,
         )
