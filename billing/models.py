@@ -847,7 +847,7 @@ class BillLine(models.Model):
         return f"{self.label}: {format_minor(self.amount, self.bill.currency)}"
 
 
-# --- Shortage warnings and notifications --------------------------------------------------
+# --- Shortage warnings --------------------------------------------------------------------
 
 
 class WarningPolicy(models.Model):
@@ -915,100 +915,6 @@ class ShortageWarning(models.Model):
 
     def __str__(self) -> str:
         return f"warning {self.account_id} at {self.threshold} days"
-
-
-class Notification(models.Model):
-    """One message to one person on one channel, with its delivery status."""
-
-    class Channel(models.TextChoices):
-        EMAIL = "email", _("email")
-        SMS = "sms", _("SMS")
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", _("queued")
-        SENT = "sent", _("sent")
-        FAILED = "failed", _("failed")
-        SUPPRESSED = "suppressed", _("not sent (preferences)")
-
-    class Topic(models.TextChoices):
-        SHORTAGE = "shortage", _("low credit")
-        BILL_ISSUED = "bill_issued", _("bill issued")
-        BILL_OVERDUE = "bill_overdue", _("bill overdue")
-
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.CASCADE,
-        related_name="+",
-        verbose_name=_("person"),
-    )
-    account = models.ForeignKey(
-        "tenancy.Account", on_delete=models.PROTECT, related_name="+", verbose_name=_("account")
-    )
-    topic = models.CharField(max_length=16, choices=Topic.choices, verbose_name=_("topic"))
-    channel = models.CharField(max_length=8, choices=Channel.choices, verbose_name=_("channel"))
-    warning = models.ForeignKey(
-        ShortageWarning,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="deliveries",
-        verbose_name=_("shortage warning"),
-    )
-    bill = models.ForeignKey(
-        Bill,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="notifications",
-        verbose_name=_("bill"),
-    )
-    status = models.CharField(
-        max_length=16, choices=Status.choices, default=Status.QUEUED, verbose_name=_("status")
-    )
-    error = models.CharField(max_length=300, blank=True, verbose_name=_("error"))
-    created_at = models.DateTimeField(verbose_name=_("created"))
-    sent_at = models.DateTimeField(null=True, blank=True, verbose_name=_("sent"))
-
-    class Meta:
-        verbose_name = _("notification")
-        verbose_name_plural = _("notifications")
-        constraints = [
-            models.UniqueConstraint(
-                fields=["warning", "user", "channel"],
-                condition=Q(warning__isnull=False),
-                name="billing_notification_once_per_warning",
-            ),
-            models.UniqueConstraint(
-                fields=["bill", "topic", "user", "channel"],
-                condition=Q(bill__isnull=False),
-                name="billing_notification_once_per_bill",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.topic} to {self.user_id} by {self.channel} ({self.status})"
-
-
-class NotificationPreference(models.Model):
-    """A member's channels for one topic, and their quiet hours (local to the account)."""
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    topic = models.CharField(max_length=16, choices=Notification.Topic.choices)
-    email = models.BooleanField(_("email"), default=True)
-    sms = models.BooleanField(_("SMS"), default=False)
-    phone = models.CharField(_("mobile number"), max_length=20, blank=True)
-    quiet_start = models.TimeField(_("quiet from"), null=True, blank=True)
-    quiet_end = models.TimeField(_("quiet until"), null=True, blank=True)
-
-    class Meta:
-        verbose_name = _("notification preference")
-        verbose_name_plural = _("notification preferences")
-        constraints = [
-            models.UniqueConstraint(fields=["user", "topic"], name="billing_preference_once"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.user_id} · {self.topic}"
 
 
 # --- Data exports -------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import zoneinfo
 from typing import Any
 
 from django.conf import settings
-from django.contrib import messages
 from django.http import (
     Http404,
     HttpRequest,
@@ -31,8 +30,8 @@ from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from billing.forms import NotificationPreferencesForm, TopUpForm
-from billing.models import Bill, JournalEntry, Notification, TopUp
+from billing.forms import TopUpForm
+from billing.models import Bill, JournalEntry, TopUp
 from billing.payments.base import ProviderError, ProviderUnavailable
 from billing.payments.providers import provider_get
 from billing.payments.sandbox import SandboxProvider, webhook_post
@@ -48,7 +47,6 @@ from billing.selectors import (
     wallet_ledger,
 )
 from billing.services.bills import bill_pdf_download_record
-from billing.services.notifications import NotificationError
 from billing.services.topups import (
     TopUpError,
     topup_check,
@@ -56,7 +54,6 @@ from billing.services.topups import (
     topup_create,
     webhook_receive,
 )
-from billing.warning_selectors import notification_preference_for, notification_recipient_ids
 from portal.lib.money import format_money
 from portal.lib.ratelimit import rate_limited
 from portal.tenancy.scopes import Scope
@@ -324,62 +321,6 @@ class AccountBillView(_OneBillView):
         # The PDF's own context names the account too; this page's is the tenant's (the same).
         context.pop("account", None)
         return self.render_to_response(self.get_context_data(**context))
-
-
-class AccountNotificationsView(AccountView):
-    """The signed-in member's own notification choices (email/SMS per topic, quiet hours).
-
-    Every member may manage their own (meters:read, the scope every role has): the page
-    changes nothing of the account, only how its notices reach this person. The choices
-    belong to the person, not to the account, so they apply to each of their accounts.
-    """
-
-    required_scope = Scope.METERS_READ
-    method_scopes = {"POST": Scope.METERS_READ}
-    template_name = "billing/notifications.html"
-
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self._page(NotificationPreferencesForm(stored=self._stored()))
-
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        form = NotificationPreferencesForm(request.POST, stored=self._stored())
-        if form.is_valid():
-            try:
-                changed = form.save(user=self.user, actor=self.actor())
-            except NotificationError as error:
-                form.add_error(None, str(error.message))
-            else:
-                messages.success(
-                    request,
-                    _("Your notification choices are saved.") if changed else _("Nothing changed."),
-                )
-                return HttpResponseRedirect(
-                    reverse(
-                        "billing:account_notifications",
-                        kwargs={"account_id": self.account.public_id},
-                    )
-                )
-        return self._page(form, status=400)
-
-    def _stored(self) -> dict[str, Any]:
-        return {
-            topic: notification_preference_for(user_id=self.user.pk, topic=topic)
-            for topic in Notification.Topic.values
-        }
-
-    def _page(self, form: NotificationPreferencesForm, status: int = 200) -> HttpResponse:
-        return self.render_to_response(
-            self.get_context_data(
-                form=form,
-                # Not every member is told (viewers only look; see RECIPIENTS_SQL): say so
-                # rather than let them wait for messages.
-                told_here=any(
-                    self.user.pk in notification_recipient_ids(account_id=self.account.pk, level=n)
-                    for n in (0, 1)
-                ),
-            ),
-            status=status,
-        )
 
 
 class AccountBillPdfView(_OneBillView):

@@ -14,12 +14,12 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.db import DatabaseError, connection, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -45,7 +45,10 @@ from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
 from portal.lib.changes import apply_changes
 from portal.lib.timezones import available_time_zones
+from portal.notifications.services import Target, notifications_queue, texts_in_every_language
+from portal.notifications.topics import Topic
 from portal.tenancy.models import Account, Organisation
+from portal.tenancy.selectors import Audience
 
 logger = logging.getLogger(__name__)
 
@@ -574,11 +577,25 @@ def meter_command_create(
     return order
 
 
-def _event_email(event: MeterEvent) -> tuple[str, str]:
-    """Subject and body in every language the portal ships, English first: members have no
-    language preference yet, and a household may read either."""
+# Which members' topic each kind of event is; kinds without one (battery, power) stay with the
+# utility's staff.
+_EVENT_TOPICS = {
+    MeterEvent.Kind.LEAK: Topic.LEAK,
+    MeterEvent.Kind.BURST: Topic.LEAK,
+    MeterEvent.Kind.BACKFLOW: Topic.LEAK,
+    MeterEvent.Kind.NIGHT_FLOW: Topic.LEAK,
+    MeterEvent.Kind.TAMPER_MAGNETIC: Topic.TAMPER,
+    MeterEvent.Kind.TAMPER_TILT: Topic.TAMPER,
+    MeterEvent.Kind.TAMPER_COVER: Topic.TAMPER,
+    MeterEvent.Kind.COMMUNICATION_LOST: Topic.COMMS_LOSS,
+    MeterEvent.Kind.VALVE_OPEN: Topic.VALVE,
+    MeterEvent.Kind.VALVE_CLOSED: Topic.VALVE,
+}
+
+
+def _event_texts(event: MeterEvent) -> dict[str, str]:
+    """Subject, body and text message of an event's alarm, in the active language."""
     from django.template.loader import render_to_string
-    from django.utils import translation
 
     assert event.account is not None  # noqa: S101 - only events with an account are sent
     context = {
@@ -588,23 +605,28 @@ def _event_email(event: MeterEvent) -> tuple[str, str]:
         "link": f"{settings.PORTAL_BASE_URL.rstrip('/')}/a/{event.account.public_id}/",
         "site_name": settings.PORTAL_SITE_NAME,
     }
-    subjects, bodies = [], []
-    for code, _name in settings.LANGUAGES:
-        with translation.override(code):
-            subjects.append(render_to_string("meters/email/event_subject.txt", context).strip())
-            bodies.append(render_to_string("meters/email/event_message.txt", context).strip())
-    subject = " / ".join(dict.fromkeys(" ".join(s.split()) for s in subjects))
-    return subject, "\n\n———\n\n".join(bodies) + "\n"
+    return {
+        "subject": render_to_string("meters/email/event_subject.txt", context),
+        "body": render_to_string("meters/email/event_message.txt", context),
+        "sms": _("%(site)s: meter %(serial)s of account %(number)s reported: %(kind)s.")
+        % {
+            "site": settings.PORTAL_SITE_NAME,
+            "serial": event.meter.serial,
+            "number": event.account.number,
+            "kind": event.get_kind_display(),
+        },
+    }
 
 
 def meter_events_notify(*, as_of: dt.datetime, actor: Actor) -> int:
-    """Email the members of accounts with new serious events; each event is notified once.
+    """Queue the alarms of new serious events on the notifications path; return how many
+    events were handled (each once).
 
-    Members of the account and of every organisation above it are told. The event is marked
-    in the same transaction that sends, under a row lock, so two workers never both send it.
+    The members of the account and of every organisation above it are told, by their
+    preferences for the event's topic (a viewer only if they switched it on); the sender
+    honours quiet hours and each member's language. The event is marked in the same
+    transaction that queues, under a row lock, so two workers never both queue it.
     """
-    from portal.tenancy.models import Membership
-
     sent = 0
     pending = MeterEvent.objects.filter(
         notified_at__isnull=True,
@@ -620,22 +642,16 @@ def meter_events_notify(*, as_of: dt.datetime, actor: Actor) -> int:
             )
             if locked is None:
                 continue
-            assert event.account is not None  # noqa: S101 - filtered above
-            organisation = event.account.organisation
-            emails = sorted(
-                set(
-                    Membership.objects.filter(
-                        models.Q(account=event.account)
-                        | models.Q(
-                            organisation_id__in=organisation.ancestor_ids if organisation else []
-                        ),
-                        user__is_active=True,
-                    ).values_list("user__email", flat=True)
+            assert event.account_id is not None  # noqa: S101 - filtered above
+            topic = _EVENT_TOPICS.get(MeterEvent.Kind(event.kind))
+            if topic is not None:
+                target = Target(
+                    key=f"event:{event.pk}",
+                    account_id=event.account_id,
+                    audience=Audience.EVERYONE,
+                    texts=partial(texts_in_every_language, partial(_event_texts, event)),
                 )
-            )
-            if emails:
-                subject, body = _event_email(event)
-                send_mail(subject=subject, message=body, from_email=None, recipient_list=emails)
+                notifications_queue(topic=topic, targets=[target], as_of=as_of)
             locked.notified_at = as_of
             locked.save(update_fields=["notified_at"])
             sent += 1

@@ -67,7 +67,7 @@ def inbound_purge_task(**kwargs: object) -> int:
 
 @app.task(acks_late=True)
 def meter_events_notify_task(**kwargs: object) -> int:
-    """Email members about new serious meter events (each event once)."""
+    """Queue the alarms of new serious meter events for members (each event once)."""
     return services.meter_events_notify(
         as_of=timezone.now(), actor=SystemActor("task:meters.events_notify")
     )

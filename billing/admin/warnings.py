@@ -1,5 +1,5 @@
-"""Django admin: warning policies (edited through the audited services), and read-only lists of
-shortage warnings and notifications with their delivery status."""
+"""Django admin: warning policies (edited through the audited services), and a read-only list of
+shortage warnings with the delivery status of their notifications."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from django import forms
 from django.contrib import admin
 from django.contrib.postgres.forms import SimpleArrayField
 from django.http import HttpRequest
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
-from billing.models import Notification, ShortageWarning, WarningPolicy
+from billing.models import ShortageWarning, WarningPolicy
 from billing.services.warnings import (
     WarningPolicyError,
     thresholds_clean,
@@ -19,6 +21,7 @@ from billing.services.warnings import (
     warning_policy_save,
 )
 from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin, money_display
+from portal.notifications.selectors import notifications_about
 
 
 class WarningPolicyForm(forms.ModelForm[WarningPolicy]):
@@ -77,20 +80,6 @@ class WarningPolicyAdmin(ServiceModelAdmin):
         warning_policy_delete(policy=obj, actor=self.actor(request))
 
 
-class DeliveryInline(admin.TabularInline[Notification, ShortageWarning]):
-    model = Notification
-    fields = ("user", "channel", "status", "error", "created_at", "sent_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(ShortageWarning)
 class ShortageWarningAdmin(ReadOnlyModelAdmin):
     list_display = [
@@ -114,18 +103,21 @@ class ShortageWarningAdmin(ReadOnlyModelAdmin):
         "balance_shown",
         "days_left",
         "created_at",
+        "deliveries",
     )
     readonly_fields = fields
-    inlines = [DeliveryInline]
 
     balance_shown = money_display("balance", _("balance"), currency="account.currency")
 
-
-@admin.register(Notification)
-class NotificationAdmin(ReadOnlyModelAdmin):
-    list_display = ["created_at", "topic", "channel", "status", "user", "account", "sent_at"]
-    list_filter = ["status", "channel", "topic", "created_at"]
-    search_fields = ["user__email", "account__number", "account__name", "error"]
-    date_hierarchy = "created_at"
-    list_select_related = ["user", "account"]
-    readonly_fields = ["warning", "bill"]
+    @admin.display(description=_("deliveries"))
+    def deliveries(self, obj: ShortageWarning) -> str:
+        # The notifications app knows the warning only by its key (it sits below billing).
+        rows = notifications_about(key=f"warning:{obj.pk}")
+        return (
+            format_html_join(
+                mark_safe("<br>"),
+                "{} · {} · {} {}",
+                ((n.user, n.get_channel_display(), n.get_status_display(), n.error) for n in rows),
+            )
+            or "—"
+        )

@@ -27,10 +27,11 @@ Crossings
     that leaves the account under its thresholds is not a recovery: it does not warn again.
 
 Levels
-    Level 0 goes at once to the account's people (see `billing.warning_selectors`). Level 1 is
-    the escalation: when a level-0 warning is SHORTAGE_ESCALATION_AFTER (24 h) old and the
-    account is still under that threshold in the same crossing, the managers of the
-    organisation one level up are told. Accounts without a parent organisation do not escalate.
+    Level 0 goes at once to the account's people (see `MEMBERS_TO_NOTIFY_SQL` in
+    `portal.tenancy.selectors`). Level 1 is the escalation: when a level-0 warning is
+    SHORTAGE_ESCALATION_AFTER (24 h) old and the account is still under that threshold in the
+    same crossing, the managers of the organisation one level up are told. Accounts without a
+    parent organisation do not escalate.
 
 One run is one transaction: the state of every short account is computed in one statement
 into a temporary table, then the warnings, escalations and their notifications are inserted
@@ -49,15 +50,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils.translation import gettext_lazy as _
 
-from billing.models import Bill, Notification, WarningPolicy
-from billing.services.notifications import (
-    notifications_queue_for_bills,
-    notifications_queue_for_warnings,
-)
+from billing.models import Bill, WarningPolicy
+from billing.services.notices import bill_notices_queue_for, warning_notices_queue
 from portal.audit.actors import Actor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
 from portal.lib.errors import DomainError
+from portal.notifications.topics import Topic
 from portal.tenancy.models import Account, Organisation
 
 AVERAGE_DAYS = 14
@@ -319,7 +318,7 @@ def shortage_warnings_run(*, as_of: dt.datetime, actor: Actor) -> WarningRunResu
         escalated = cursor.fetchall()
         cursor.execute("DROP TABLE pg_temp.shortage_state")
     ids = [row[0] for row in (*warned, *escalated)]
-    queued = notifications_queue_for_warnings(warning_ids=ids, as_of=as_of)
+    queued = warning_notices_queue(warning_ids=ids, as_of=as_of)
     accounts = len({row[1] for row in (*warned, *escalated)})
     result = WarningRunResult(
         warnings=len(warned), escalations=len(escalated), accounts=accounts, notifications=queued
@@ -368,11 +367,9 @@ def bill_notices_queue(*, as_of: dt.datetime, actor: Actor) -> int:
             status=Bill.Status.ISSUED, total__gt=0, due_at__lte=as_of, due_at__gt=since
         ).values_list("id", flat=True)
     )
-    queued = notifications_queue_for_bills(
-        topic=Notification.Topic.BILL_ISSUED, bill_ids=issued, as_of=as_of
-    ) + notifications_queue_for_bills(
-        topic=Notification.Topic.BILL_OVERDUE, bill_ids=overdue, as_of=as_of
-    )
+    queued = bill_notices_queue_for(
+        topic=Topic.BILL_ISSUED, bill_ids=issued, as_of=as_of
+    ) + bill_notices_queue_for(topic=Topic.BILL_OVERDUE, bill_ids=overdue, as_of=as_of)
     if queued:
         audit_record(
             actor=actor,

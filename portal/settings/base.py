@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "portal.users",
     "portal.tenancy",
     "portal.audit",
+    "portal.notifications",
     "portal.web",
     "meters",
     "billing",
@@ -319,8 +320,7 @@ CELERY_TASK_ROUTES = {
     "billing.tasks.charging.prepaid_charge_task": {"queue": "billing"},
     "billing.tasks.charging.disconnect_sweep_task": {"queue": "billing"},
     "meters.tasks.meter_events_notify_task": {"queue": "notifications"},
-    # Exact names win over the glob below: the sender works on the notifications queue.
-    "billing.tasks.warnings.notifications_send_task": {"queue": "notifications"},
+    "portal.notifications.tasks.notifications_send_task": {"queue": "notifications"},
     "billing.tasks.*": {"queue": "billing"},
 }
 CELERY_BEAT_SCHEDULE = {
@@ -373,7 +373,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=50),
     },
     "notifications-send": {
-        "task": "billing.tasks.warnings.notifications_send_task",
+        "task": "portal.notifications.tasks.notifications_send_task",
         "schedule": 60.0,
     },
     "prepaid-charge-hourly": {
@@ -526,8 +526,9 @@ NOTIFICATION_SEND_BATCH = env_int("NOTIFICATION_SEND_BATCH", 50)
 # Bills issued (or fallen due) longer ago than this get no notice: a first deployment does not
 # mail the whole bill history.
 BILL_NOTICE_LOOKBACK = timedelta(days=env_int("BILL_NOTICE_LOOKBACK_DAYS", 14))
-# billing.sms.ConsoleSmsBackend, FileSmsBackend (SMS_FILE_PATH) or HttpSmsBackend (the gateway).
-SMS_BACKEND = env_str("SMS_BACKEND", "billing.sms.ConsoleSmsBackend")
+# portal.notifications.sms.ConsoleSmsBackend, FileSmsBackend (SMS_FILE_PATH) or HttpSmsBackend
+# (the gateway).
+SMS_BACKEND = env_str("SMS_BACKEND", "portal.notifications.sms.ConsoleSmsBackend")
 SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(BASE_DIR / ".local" / "sms.log"))
 SMS_GATEWAY_URL = env_optional("SMS_GATEWAY_URL")
 SMS_GATEWAY_TOKEN = env_optional("SMS_GATEWAY_TOKEN")

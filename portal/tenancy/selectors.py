@@ -6,8 +6,10 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from django.db import connection
 from django.db.models import Count, F, Func, OuterRef, Q, QuerySet, Subquery
 from django.urls import reverse
 
@@ -460,3 +462,79 @@ def organisation_api_key_get(
     *, organisation: Organisation, public_id: uuid.UUID
 ) -> OrganisationAPIKey | None:
     return organisation_api_keys(organisation=organisation).filter(public_id=public_id).first()
+
+
+# --- Who is told about an account ---------------------------------------------------------
+
+
+class Audience(StrEnum):
+    """Whom a message about an account goes to (the one rule; see MEMBERS_TO_NOTIFY_SQL)."""
+
+    ACCOUNT = "account"
+    ESCALATION = "escalation"
+    EVERYONE = "everyone"
+
+
+# Input: a relation `targets(key, account_id, audience)`; output rows
+# (key, account_id, user_id, role), one per person, with their highest role on the way.
+#
+# ACCOUNT, the account's own people (shortage warnings, bill notices):
+#   - members of the account who may top up or pay it (payer, manager, owner; viewers only
+#     look), and
+#   - the managers and owners of the account's own organisation (a subsidiary manages its
+#     own accounts).
+# ESCALATION, one level up: the managers and owners of the organisation directly above the
+# account's organisation (a group's managers for a subsidiary's account). Nobody further up;
+# a household (no organisation) or a top-level organisation's account has none.
+# EVERYONE (meter alarms): every member of the account and of its organisation and each one
+# above it, any role; the caller decides what a viewer hears.
+# Members of siblings never appear: memberships are matched by exact organisation id.
+MEMBERS_TO_NOTIFY_SQL = f"""
+    SELECT key, account_id, user_id, min(role) AS role FROM (
+        SELECT t.key, t.account_id, m.user_id, m.role
+        FROM targets t
+        JOIN tenancy_membership m ON m.account_id = t.account_id
+        WHERE t.audience = '{Audience.ACCOUNT}' AND m.role <= {int(Role.PAYER)}
+           OR t.audience = '{Audience.EVERYONE}'
+        UNION ALL
+        SELECT t.key, t.account_id, m.user_id, m.role
+        FROM targets t
+        JOIN tenancy_account a ON a.id = t.account_id
+        JOIN tenancy_membership m ON m.organisation_id = a.organisation_id
+             AND m.role <= {int(Role.MANAGER)}
+        WHERE t.audience = '{Audience.ACCOUNT}'
+        UNION ALL
+        SELECT t.key, t.account_id, m.user_id, m.role
+        FROM targets t
+        JOIN tenancy_account a ON a.id = t.account_id
+        JOIN tenancy_organisation o ON o.id = a.organisation_id
+        JOIN tenancy_membership m ON m.organisation_id = o.parent_id
+             AND m.role <= {int(Role.MANAGER)}
+        WHERE t.audience = '{Audience.ESCALATION}'
+        UNION ALL
+        SELECT t.key, t.account_id, m.user_id, m.role
+        FROM targets t
+        JOIN tenancy_account a ON a.id = t.account_id
+        JOIN tenancy_organisation o ON o.id = a.organisation_id
+        JOIN tenancy_organisation up ON o.path LIKE up.path || '%%'
+        JOIN tenancy_membership m ON m.organisation_id = up.id
+        WHERE t.audience = '{Audience.EVERYONE}'
+    ) found
+    GROUP BY key, account_id, user_id
+"""  # noqa: S608 - constant SQL; values are parameters
+
+
+def members_to_notify(*, account_id: int, audience: Audience) -> list[tuple[int, Role]]:
+    """Return (user id, highest role) of the active people told about `account_id`, by id."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH targets AS (SELECT '' AS key, %s::bigint AS account_id, %s AS audience),
+                 recipients AS ({MEMBERS_TO_NOTIFY_SQL})
+            SELECT r.user_id, r.role FROM recipients r
+            JOIN users_user u ON u.id = r.user_id AND u.is_active
+            ORDER BY r.user_id
+            """,  # noqa: S608 - constant SQL, values are parameters
+            [account_id, str(audience)],
+        )
+        return [(user_id, Role(role)) for user_id, role in cursor.fetchall()]

@@ -52,6 +52,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     )
     is_active = models.BooleanField(_("active"), default=True)
     date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
+    # A code of settings.LANGUAGES; empty: messages in every language, as before it existed.
+    language = models.CharField(_("language of messages"), max_length=16, blank=True, default="")
 
     objects: ClassVar[UserManager] = UserManager()
 

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 
-from billing.models import Bill, NotificationPreference, TopUp
+from billing.models import Bill, TopUp
 from billing.payments.providers import provider_get
 from billing.payments.sandbox import SandboxProvider
 from billing.pdf import bill_context
@@ -21,6 +21,7 @@ from billing.services.topups import topup_checkout_start, topup_create, webhook_
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
 from portal.lib.money import from_minor
+from portal.notifications.models import NotificationPreference
 from portal.tenancy.models import Account
 from portal.tenancy.roles import Role
 from tests.billing.helpers import supplied
@@ -176,6 +177,9 @@ def _prefs(account: Account) -> str:
 
 def _form(**overrides: str) -> dict[str, str]:
     data = {"email_shortage": "on", "email_bill_issued": "on", "email_bill_overdue": "on"}
+    # The meter alarms' boxes as the page shows them to a non-viewer: email on.
+    data.update({"email_leak": "on", "email_tamper": "on", "email_comms_loss": "on"})
+    data.update({"email_valve": "on"})
     data.update({"quiet": "default", "phone": "", "quiet_start": "", "quiet_end": ""})
     data.update(overrides)
     return {key: value for key, value in data.items() if value != "off"}
@@ -213,11 +217,16 @@ def test_preferences_round_trip_and_each_change_is_audited_once() -> None:
         "shortage": (True, True),
         "bill_issued": (True, False),
         "bill_overdue": (False, False),
+        # The quiet hours are kept on every topic, the meter alarms' too.
+        "leak": (True, False),
+        "tamper": (True, False),
+        "comms_loss": (True, False),
+        "valve": (True, False),
     }
     assert {(p.phone, p.quiet_start, p.quiet_end) for p in stored.values()} == {
         ("+886912345678", dt.time(22, 30), dt.time(7, 0))
     }
-    assert _saved() == 3
+    assert _saved() == 7
 
     again = client.get(_prefs(account))
     form = again.context["form"]
@@ -226,10 +235,10 @@ def test_preferences_round_trip_and_each_change_is_audited_once() -> None:
     assert 'value="22:30"' in again.content.decode()
     # The same choices again change nothing and record nothing.
     client.post(_prefs(account), {**data, "phone": "+886912345678"})
-    assert _saved() == 3
+    assert _saved() == 7
     # One topic changed: one entry.
     client.post(_prefs(account), {**data, "sms_bill_issued": "on"})
-    assert _saved() == 4
+    assert _saved() == 8
 
 
 def test_no_quiet_hours_is_stored_as_equal_ends_and_read_back() -> None:

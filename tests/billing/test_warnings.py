@@ -17,7 +17,6 @@ from django.test import override_settings
 
 from billing.models import (
     DailyCharge,
-    Notification,
     ShortageWarning,
     Tariff,
     TariffVersion,
@@ -25,7 +24,6 @@ from billing.models import (
     WarningPolicy,
 )
 from billing.services.ledger import journal_post, ledger_account_get, wallet_create
-from billing.services.notifications import notification_preference_set, notifications_send
 from billing.services.warnings import (
     WarningPolicyError,
     shortage_warnings_run,
@@ -33,13 +31,15 @@ from billing.services.warnings import (
     warning_policy_delete,
     warning_policy_save,
 )
-from billing.sms import MemorySmsBackend
-from billing.warning_selectors import notification_recipient_ids
 from meters.models import ServicePoint
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
+from portal.notifications.models import Notification
+from portal.notifications.services import notification_preference_set, notifications_send
+from portal.notifications.sms import MemorySmsBackend
 from portal.tenancy.models import Account, Organisation
 from portal.tenancy.roles import Role
+from portal.tenancy.selectors import Audience, members_to_notify
 from portal.users.models import User
 from tests.conftest import World
 from tests.factories import SYSTEM, make_account, make_membership, make_user
@@ -49,7 +49,7 @@ pytestmark = pytest.mark.django_db
 # 18:00 in Taipei (the factories' accounts): outside the default quiet hours 22:00-08:00.
 NOW = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)
 TAIPEI = zoneinfo.ZoneInfo("Asia/Taipei")
-MEMORY_SMS = "billing.sms.MemorySmsBackend"
+MEMORY_SMS = "portal.notifications.sms.MemorySmsBackend"
 _n = itertools.count(1)
 
 
@@ -150,6 +150,18 @@ def told(account: Account, **filters: object) -> set[str]:
     )
 
 
+def warning_keys(**filters: object) -> list[str]:
+    """The notifications' keys of the warnings matching `filters`."""
+    return [
+        f"warning:{pk}"
+        for pk in ShortageWarning.objects.filter(**filters).values_list("pk", flat=True)
+    ]
+
+
+def warning_of(notification: Notification) -> ShortageWarning:
+    return ShortageWarning.objects.get(pk=int(notification.key.split(":")[1]))
+
+
 def owner(account: Account, email: str | None = None) -> User:
     user = make_user(email)
     make_membership(user, Role.OWNER, account=account)
@@ -196,8 +208,7 @@ def test_several_thresholds_crossed_at_once_send_only_the_most_urgent() -> None:
     run()
     assert warned(wallet.account) == [(7, 0, 0), (3, 0, 0), (1, 0, 0)]
     notification = Notification.objects.get(user=user)
-    assert notification.warning is not None
-    assert notification.warning.threshold == 1
+    assert warning_of(notification).threshold == 1
 
 
 def test_thresholds_come_from_account_then_organisation_then_ancestor_then_default(
@@ -291,7 +302,7 @@ def test_a_top_up_above_the_thresholds_and_a_new_fall_warn_again() -> None:
     set_balance(wallet, 6 * 100_00, at=NOW + dt.timedelta(hours=3))
     run(NOW + dt.timedelta(hours=4))
     assert warned(wallet.account) == [(7, 0, 0), (3, 0, 0), (7, 1, 0)]
-    assert Notification.objects.filter(user=user, warning__crossing=1).count() == 1
+    assert Notification.objects.filter(user=user, key__in=warning_keys(crossing=1)).count() == 1
 
 
 def test_a_top_up_and_a_fall_between_two_runs_still_start_a_new_crossing() -> None:
@@ -333,7 +344,9 @@ def test_a_subsidiary_account_tells_its_own_managers_first(world: World) -> None
     short_wallet(account=world.acc1)
     run()
     assert told(world.acc1) == {"s1m@example.com"}
-    assert notification_recipient_ids(account_id=world.acc1.pk, level=0) == [world.sub1_manager.pk]
+    assert members_to_notify(account_id=world.acc1.pk, audience=Audience.ACCOUNT) == [
+        (world.sub1_manager.pk, Role.MANAGER)
+    ]
 
 
 def test_the_group_manager_gets_the_escalation_and_the_sibling_manager_does_not(
@@ -342,13 +355,13 @@ def test_the_group_manager_gets_the_escalation_and_the_sibling_manager_does_not(
     short_wallet(account=world.acc1)
     run()
     run(NOW + dt.timedelta(hours=23))
-    assert told(world.acc1, warning__level=1) == set()
+    assert told(world.acc1, key__in=warning_keys(level=1)) == set()
 
     run(NOW + dt.timedelta(hours=24))
     # Both thresholds are escalated and recorded; only the most urgent is sent...
     assert warned(world.acc1, level=1) == [(7, 0, 1), (3, 0, 1)]
-    assert told(world.acc1, warning__level=1) == {"gm@example.com"}
-    assert Notification.objects.get(user=world.group_manager).warning.threshold == 3  # type: ignore[union-attr]
+    assert told(world.acc1, key__in=warning_keys(level=1)) == {"gm@example.com"}
+    assert warning_of(Notification.objects.get(user=world.group_manager)).threshold == 3
     assert "s2m@example.com" not in told(world.acc1)
     # ...and its first warning is not sent again.
     assert Notification.objects.filter(user=world.sub1_manager).count() == 1

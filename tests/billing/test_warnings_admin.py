@@ -9,15 +9,13 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
-from billing.models import Notification, ShortageWarning, WarningPolicy
-from billing.tasks.warnings import (
-    bill_notices_task,
-    notifications_send_task,
-    shortage_warnings_task,
-)
+from billing.models import ShortageWarning, WarningPolicy
+from billing.tasks.warnings import bill_notices_task, shortage_warnings_task
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
 from portal.celery import app
+from portal.notifications.models import Notification
+from portal.notifications.tasks import notifications_send_task
 from tests.billing.test_warnings import charged, owner, prepaid, set_balance
 from tests.conftest import World
 from tests.factories import make_user
@@ -91,14 +89,14 @@ def test_warnings_and_notifications_are_listed_read_only(admin_client: Client) -
         "/admin/billing/shortagewarning/",
         "/admin/billing/shortagewarning/?level__exact=0",
         f"/admin/billing/shortagewarning/{warning.pk}/change/",
-        "/admin/billing/notification/",
-        "/admin/billing/notification/?status__exact=queued&channel__exact=email",
-        f"/admin/billing/notification/{notification.pk}/change/",
+        "/admin/notifications/notification/",
+        "/admin/notifications/notification/?status__exact=queued&channel__exact=email",
+        f"/admin/notifications/notification/{notification.pk}/change/",
     ]:
         assert admin_client.get(page).status_code == 200, page
-    assert admin_client.get("/admin/billing/notification/add/").status_code == 403
+    assert admin_client.get("/admin/notifications/notification/add/").status_code == 403
     assert admin_client.post(
-        f"/admin/billing/notification/{notification.pk}/delete/", {"post": "yes"}
+        f"/admin/notifications/notification/{notification.pk}/delete/", {"post": "yes"}
     ).status_code in (403, 302)
     assert Notification.objects.filter(pk=notification.pk).exists()
 
@@ -120,11 +118,11 @@ def test_the_tasks_call_the_services_and_the_sender_has_its_own_queue() -> None:
     def queue(name: str) -> str:
         return str(app.amqp.router.route({}, name)["queue"].name)
 
-    assert queue("billing.tasks.warnings.notifications_send_task") == "notifications"
+    assert queue("portal.notifications.tasks.notifications_send_task") == "notifications"
     assert queue("billing.tasks.warnings.shortage_warnings_task") == "billing"
     beat = {entry["task"] for entry in app.conf.beat_schedule.values()}
     assert {
         "billing.tasks.warnings.shortage_warnings_task",
         "billing.tasks.warnings.bill_notices_task",
-        "billing.tasks.warnings.notifications_send_task",
+        "portal.notifications.tasks.notifications_send_task",
     } <= beat

@@ -21,6 +21,7 @@ from meters.models import (
     Register,
     ServicePoint,
 )
+from portal.notifications.services import notifications_send
 from tests.conftest import World
 from tests.factories import SYSTEM
 from tests.meters.helpers import csv_rows, run_import
@@ -76,17 +77,19 @@ def test_continuous_night_flow_is_a_probable_leak_and_the_members_are_told(
     assert services.derived_events_detect(as_of=morning + dt.timedelta(hours=1)) == 0
 
     assert services.meter_events_notify(as_of=morning, actor=SYSTEM) == 1
-    [message] = mail.outbox
-    assert set(message.to) == {
+    assert notifications_send(as_of=morning).sent == 3
+    # One message each; bob only views the account, and viewers hear alarms only on request.
+    assert sorted(m.to[0] for m in mail.outbox) == [
         "alice@example.com",
-        "bob@example.com",
-        "pat@example.com",
         "max@example.com",
-    }
+        "pat@example.com",
+    ]
+    message = mail.outbox[0]
     assert "W-HOME" in message.body and "2026-10-06 05:00" in message.body  # local time
     assert "夜間持續用水" in message.body and "continuous night flow" in message.body
     assert services.meter_events_notify(as_of=morning, actor=SYSTEM) == 0
-    assert len(mail.outbox) == 1
+    assert notifications_send(as_of=morning).sent == 0
+    assert len(mail.outbox) == 3
 
 
 def test_a_night_with_a_dry_hour_is_not_a_leak(world: World) -> None:
@@ -133,7 +136,9 @@ def test_a_leak_alarm_reaches_only_the_members_of_the_account_supplied_then(
     )
     run_import(csv, register_meters=False)
     assert services.meter_events_notify(as_of=timezone.now(), actor=SYSTEM) == 1
-    assert "charlie@example.com" not in mail.outbox[0].to
+    midday = dt.datetime(2026, 10, 6, 4, tzinfo=dt.UTC)  # noon in Taipei: no quiet hours
+    assert notifications_send(as_of=midday).sent == 3
+    assert "charlie@example.com" not in {m.to[0] for m in mail.outbox}
 
 
 def test_the_inbox_takes_settled_files_once_and_sets_aside_unknown_ones(

@@ -18,7 +18,6 @@ from django.utils import timezone
 from billing.models import (
     BillRun,
     Holiday,
-    Notification,
     ShortageWarning,
     WarningPolicy,
     WebhookEvent,
@@ -28,6 +27,8 @@ from billing.services.exports import export_request
 from meters.models import ImportBatch, Meter, ReadingConflict, ReadingEdit, Register
 from meters.services import meter_command_create
 from portal.audit.services import audit_anchor_record
+from portal.notifications.models import Notification
+from portal.notifications.topics import Topic
 from portal.tenancy.roles import Role
 from portal.tenancy.services import api_key_create, invitation_create
 from portal.users.models import User
@@ -75,9 +76,9 @@ def admin_world() -> AdminWorld:
     Notification.objects.create(
         user=harbour.resident,
         account=harbour.prepaid,
-        topic=Notification.Topic.SHORTAGE,
+        topic=Topic.SHORTAGE,
         channel=Notification.Channel.EMAIL,
-        warning=warning,
+        key=f"warning:{warning.pk}",
         created_at=now,
     )
     BillRun.objects.create(

@@ -449,8 +449,8 @@ EXEMPT = {
 
 
 # Domains with a services package keep their scenarios beside their tests, one module per
-# services module: tests/<app>/audit_scenarios_<module>.py with SCENARIOS and EXEMPT.
-for _file in sorted(ROOT.glob("tests/*/audit_scenarios_*.py")):
+# services module: tests/<app path>/audit_scenarios_<module>.py with SCENARIOS and EXEMPT.
+for _file in sorted(ROOT.glob("tests/**/audit_scenarios_*.py")):
     _module = importlib.import_module(".".join(_file.relative_to(ROOT).with_suffix("").parts))
     SCENARIOS.update(_module.SCENARIOS)
     EXEMPT.update(_module.EXEMPT)

@@ -60,7 +60,7 @@ GLOBAL_MODELS: frozenset[str] = frozenset(
         "billing.PrepaidChargeRun",
         "billing.BillLine",
         # A person's own channels and quiet hours, reached only by that user.
-        "billing.NotificationPreference",
+        "notifications.NotificationPreference",
     }
 )
 
@@ -145,7 +145,7 @@ def test_get_queryset_goes_through_the_scoped_hook() -> None:
 
 
 def test_domain_models_carry_their_tenant_key() -> None:
-    for label in ("meters", "billing"):
+    for label in ("meters", "billing", "notifications"):
         for model in apps.get_app_config(label).get_models():
             name = model._meta.label
             if name in GLOBAL_MODELS:

@@ -1,12 +1,16 @@
 """Notifications: members' preferences, the queue of messages, and the sender.
 
-The path of every message (low-credit warnings and postpaid bill notices alike):
+The path of every message (low-credit warnings, postpaid bill notices, meter alarms):
 
-1. A producer inserts `Notification` rows set-wise, one per recipient and channel, from the
-   recipients rule (`billing.warning_selectors.RECIPIENTS_SQL`) and each member's
-   `NotificationPreference` for the topic. No preference: email on, SMS off. SMS needs a phone
-   number. A member with every channel off still gets one row, status `suppressed` (channel
-   email), so the record shows that they were meant to be told and why they were not.
+1. A producer (billing, meters) calls `notifications_queue` with one `Target` per thing to tell
+   about: a key ("warning:12"), the account, the audience (`portal.tenancy.selectors.Audience`)
+   and the text already rendered in every language. Rows are inserted set-wise, one per
+   recipient and channel, from the tenancy recipients rule and each member's
+   `NotificationPreference` for the topic. No preference: email on, SMS off; but a viewer hears
+   an operational alarm (OPERATIONAL_TOPICS) only with a channel switched on for it. SMS needs
+   a phone number. A member with every channel off still gets one row, status `suppressed`
+   (channel email), so the record shows that they were meant to be told and why they were not.
+   A member already told about a key (on any channel, even suppressed) is not told again.
 2. `notifications_send` (minutely, queue `notifications`) claims queued rows with
    `SELECT ... FOR UPDATE SKIP LOCKED`, so parallel workers never take the same row, sends
    them and stores `sent` or `failed` with the error. Rows inside the member's quiet hours (local
@@ -18,41 +22,45 @@ transaction rolls back) and they go again; batches are small (NOTIFICATION_SEND_
 that rare case small. A failed row is not retried automatically: a gateway that timed out may
 have delivered, and staff see failures in the admin list.
 
-Emails are bilingual (every language the portal ships, English first), like the meters' event
-emails: members have no language preference yet. Texts are short, both languages in one message.
+A message goes in the member's language (`User.language`); a member without one gets every
+language the portal ships in one message, English first. Texts are short.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import smtplib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db import connection, transaction
-from django.template.loader import render_to_string
 from django.utils import translation
-from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from billing.models import Notification, NotificationPreference
-from billing.sms import Sms, SmsError, sms_backend
-from billing.warning_selectors import RECIPIENTS_SQL
 from portal.audit.actors import Actor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
 from portal.lib.errors import DomainError
-from portal.lib.money import format_minor
+from portal.notifications.models import Notification, NotificationPreference
+from portal.notifications.sms import Sms, SmsError, sms_backend
+from portal.notifications.topics import OPERATIONAL_TOPICS, Topic
+from portal.tenancy.roles import Role
+from portal.tenancy.selectors import MEMBERS_TO_NOTIFY_SQL, Audience
 from portal.users.models import User
 
 logger = logging.getLogger(__name__)
 
 PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+class MissingText(Exception):
+    """A row has no text (queued before the move from billing): it is marked failed."""
 
 
 class NotificationError(DomainError):
@@ -94,7 +102,7 @@ def notification_preference_set(
     :raises NotificationError: for an unknown topic, SMS without a valid mobile number (E.164,
         e.g. +886912345678) or only one end of the quiet hours.
     """
-    if topic not in Notification.Topic.values:
+    if topic not in Topic.values:
         raise NotificationError(_("Unknown notification topic."))
     phone = phone.replace(" ", "").replace("-", "").strip()
     if phone and not PHONE_RE.match(phone):
@@ -137,99 +145,144 @@ def notification_preference_set(
     return pref
 
 
-# --- Queueing -----------------------------------------------------------------------------
-
-# From `recipients(ref_id, account_id, user_id)`: one row per wanted channel, or one suppressed
-# email row for a member with every channel off. %(topic)s is the preference's topic.
-_CHANNELS_SQL = """
-    SELECT r.ref_id, r.account_id, r.user_id, ch.channel,
-           CASE WHEN ch.wanted THEN 'queued' ELSE 'suppressed' END AS status
-    FROM recipients r
-    JOIN users_user u ON u.id = r.user_id AND u.is_active
-    LEFT JOIN billing_notificationpreference np ON np.user_id = r.user_id
-         AND np.topic = %(topic)s
-    CROSS JOIN LATERAL (
-        SELECT COALESCE(np.email, true) AND u.email <> '' AS email,
-               COALESCE(np.sms, false) AND COALESCE(np.phone, '') <> '' AS sms
-    ) want
-    CROSS JOIN LATERAL (VALUES ('email', want.email), ('sms', want.sms)) AS ch(channel, wanted)
-    WHERE ch.wanted OR (ch.channel = 'email' AND NOT want.email AND NOT want.sms)
-"""
-
-
 @transaction.atomic
 def notification_preferences_set(
-    *, user: User, changes: Sequence[dict[str, Any]], actor: Actor
+    *,
+    user: User,
+    changes: Sequence[dict[str, Any]],
+    language: str | None = None,
+    actor: Actor,
 ) -> int:
-    """Save several topics' choices at once (each audited): all of them or none. Each change
-    holds notification_preference_set's keyword arguments. Return how many were saved.
+    """Save several topics' choices at once (each audited), and the member's language when
+    given: all of them or none. Each change holds notification_preference_set's keyword
+    arguments. Return how many things were saved.
 
     :raises NotificationError: if one is refused; nothing is saved then.
     """
     for change in changes:
         notification_preference_set(user=user, actor=actor, **change)
-    return len(changes)
+    if language is None or language == user.language:
+        return len(changes)
+    if language and language not in {code for code, _name in settings.LANGUAGES}:
+        raise NotificationError(_("Unknown language."))
+    before = user.language
+    user.language = language
+    user.save(update_fields=["language"])
+    audit_record(
+        actor=actor,
+        event=AuditEvent.NOTIFICATION_PREFERENCE_SAVED,
+        target=user,
+        # The event's sentence names a topic; the language is every topic's.
+        data={"topic": "language", "language": {"before": before, "after": language}},
+    )
+    return len(changes) + 1
 
 
-def notifications_queue_for_warnings(*, warning_ids: Sequence[int], as_of: dt.datetime) -> int:
-    """Queue the messages of new shortage warnings; return how many rows were written.
+# --- Queueing -----------------------------------------------------------------------------
 
-    Runs inside the warning run's transaction (which audits). Of the warnings one run creates
-    for one account and level, only the most urgent (lowest threshold) is sent: a balance that
-    fell through 7 and 3 days between two runs gets one "3 days" message, not two. The others
-    stay recorded without deliveries, and never fire later.
+# One message's text in one language: {"subject", "body", "sms"}; a message's texts by language.
+Texts = dict[str, dict[str, str]]
+
+
+def texts_in_every_language(render: Callable[[], dict[str, str]]) -> Texts:
+    """Call `render` once per language the portal ships (English first) under that language."""
+    texts: Texts = {}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            texts[code] = render()
+    return texts
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to tell an account's people about: `key` is unique per producer and thing;
+    `texts` renders the message in every language (called only if someone is to be told)."""
+
+    key: str
+    account_id: int
+    audience: Audience
+    texts: Callable[[], Texts]
+
+
+# From `recipients(key, account_id, user_id, role)`: one row per wanted channel, or one
+# suppressed email row for a member with every channel off. A viewer with no channel switched on
+# for an operational topic is not a recipient at all: they never asked for alarms.
+_CHANNELS_SQL = f"""
+    SELECT r.key, r.account_id, r.user_id, ch.channel,
+           CASE WHEN ch.wanted THEN 'queued' ELSE 'suppressed' END AS status
+    FROM recipients r
+    JOIN users_user u ON u.id = r.user_id AND u.is_active
+    LEFT JOIN notifications_notificationpreference np ON np.user_id = r.user_id
+         AND np.topic = %(topic)s
+    CROSS JOIN LATERAL (
+        SELECT %(operational)s AND r.role = {int(Role.VIEWER)} AS opt_in
+    ) gate
+    CROSS JOIN LATERAL (
+        SELECT COALESCE(np.email, NOT gate.opt_in) AND u.email <> '' AS email,
+               COALESCE(np.sms, false) AND COALESCE(np.phone, '') <> '' AS sms
+    ) want
+    CROSS JOIN LATERAL (VALUES ('email', want.email), ('sms', want.sms)) AS ch(channel, wanted)
+    WHERE (ch.wanted OR (ch.channel = 'email' AND NOT want.email AND NOT want.sms))
+      AND NOT (gate.opt_in AND NOT (COALESCE(np.email, false) OR COALESCE(np.sms, false)))
+"""  # noqa: S608 - constant SQL; values are parameters
+
+
+# New (key, member, channel) rows of `targets`, for the statements below.
+_NEW_ROWS_SQL = f"""
+    WITH targets AS (
+        SELECT * FROM unnest(%(keys)s::text[], %(accounts)s::bigint[], %(audiences)s::text[])
+            AS t(key, account_id, audience)
+    ), recipients AS ({MEMBERS_TO_NOTIFY_SQL}), channels AS ({_CHANNELS_SQL})
+    SELECT c.* FROM channels c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM notifications_notification n
+        WHERE n.key = c.key AND n.user_id = c.user_id
+    )
+"""  # noqa: S608 - constant SQL; values are parameters
+
+
+def notifications_queue(
+    *, topic: Topic, targets: Sequence[Target], as_of: dt.datetime
+) -> list[str]:
+    """Queue a message about each target to its audience; return the key of every row written.
+
+    Runs inside the producer's transaction (which audits the business change). Once per key and
+    member: a member already told (on any channel, even suppressed) is not told again when they
+    later switch a channel on. Texts are rendered only for targets with someone new to tell:
+    producers may offer the same targets run after run.
     """
-    if not warning_ids:
-        return 0
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH targets AS (
-                SELECT DISTINCT ON (account_id, level) id AS ref_id, account_id, level
-                FROM billing_shortagewarning WHERE id = ANY(%(ids)s)
-                ORDER BY account_id, level, threshold
-            ), recipients AS ({RECIPIENTS_SQL}), channels AS ({_CHANNELS_SQL})
-            INSERT INTO billing_notification (user_id, account_id, topic, channel, warning_id,
-                                              status, error, created_at)
-            SELECT user_id, account_id, %(topic)s, channel, ref_id, status, '', %(now)s
-            FROM channels
-            ON CONFLICT DO NOTHING
-            """,  # noqa: S608 - constant SQL, values are parameters
-            {"ids": list(warning_ids), "topic": Notification.Topic.SHORTAGE, "now": as_of},
-        )
-        return int(cursor.rowcount)
-
-
-def notifications_queue_for_bills(
-    *, topic: str, bill_ids: Sequence[int], as_of: dt.datetime
-) -> list[int]:
-    """Queue a bill notice (`bill_issued` or `bill_overdue`) to the level-0 recipients of each
-    bill's account; return the bill id of every row written.
-
-    Once per bill, topic and member: a member already told (on any channel, even suppressed)
-    is not told again when they later switch a channel on.
-    """
-    if not bill_ids:
+    if not targets:
         return []
+    params: dict[str, Any] = {
+        "keys": [t.key for t in targets],
+        "accounts": [t.account_id for t in targets],
+        "audiences": [str(t.audience) for t in targets],
+        "topic": str(topic),
+        "operational": topic in OPERATIONAL_TOPICS,
+        "now": as_of,
+    }
     with connection.cursor() as cursor:
+        cursor.execute(f"SELECT DISTINCT key FROM ({_NEW_ROWS_SQL}) new", params)  # noqa: S608
+        wanted = {row[0] for row in cursor.fetchall()}
+        if not wanted:
+            return []
+        texts = {t.key: t.texts() for t in targets if t.key in wanted}
         cursor.execute(
             f"""
-            WITH targets AS (
-                SELECT b.id AS ref_id, b.account_id, 0 AS level
-                FROM billing_bill b WHERE b.id = ANY(%(ids)s)
-            ), recipients AS ({RECIPIENTS_SQL}), channels AS ({_CHANNELS_SQL})
-            INSERT INTO billing_notification (user_id, account_id, topic, channel, bill_id,
-                                              status, error, created_at)
-            SELECT c.user_id, c.account_id, %(topic)s, c.channel, c.ref_id, c.status, '', %(now)s
-            FROM channels c
-            WHERE NOT EXISTS (
-                SELECT 1 FROM billing_notification n
-                WHERE n.bill_id = c.ref_id AND n.topic = %(topic)s AND n.user_id = c.user_id
-            )
+            INSERT INTO notifications_notification (user_id, account_id, topic, channel, key,
+                                                    texts, status, error, created_at)
+            SELECT new.user_id, new.account_id, %(topic)s, new.channel, new.key,
+                   %(texts)s::jsonb -> new.key, new.status, '', %(now)s
+            FROM ({_NEW_ROWS_SQL}) new
+            WHERE new.key = ANY(%(wanted)s)
             ON CONFLICT DO NOTHING
-            RETURNING bill_id
+            RETURNING key
             """,  # noqa: S608 - constant SQL, values are parameters
-            {"ids": list(bill_ids), "topic": topic, "now": as_of},
+            {
+                **params,
+                "wanted": sorted(wanted),
+                "texts": json.dumps(texts, ensure_ascii=False),
+            },
         )
         return [row[0] for row in cursor.fetchall()]
 
@@ -256,9 +309,10 @@ def _quiet_default() -> tuple[dt.time, dt.time]:
 # is no quiet time at all.
 _CLAIM_SQL = """
     SELECT n.id
-    FROM billing_notification n
+    FROM notifications_notification n
     JOIN tenancy_account a ON a.id = n.account_id
-    LEFT JOIN billing_notificationpreference np ON np.user_id = n.user_id AND np.topic = n.topic
+    LEFT JOIN notifications_notificationpreference np ON np.user_id = n.user_id
+         AND np.topic = n.topic
     CROSS JOIN LATERAL (
         SELECT CASE WHEN np.quiet_start IS NOT NULL AND np.quiet_end IS NOT NULL
                     THEN np.quiet_start ELSE %(qs)s::time END AS qs,
@@ -275,95 +329,30 @@ _CLAIM_SQL = """
 """
 
 
-def _link(path: str) -> str:
-    return f"{settings.PORTAL_BASE_URL.rstrip('/')}{path}"
-
-
-def _context(notification: Notification) -> dict[str, Any]:
-    account = notification.account
-    context: dict[str, Any] = {
-        "account": account,
-        "organisation": account.organisation,
-        "site_name": settings.PORTAL_SITE_NAME,
-        "topic": notification.topic,
-    }
-    warning = notification.warning
-    if warning is not None:
-        context.update(
-            warning=warning,
-            escalated=warning.level > 0,
-            empty=warning.balance <= 0,
-            balance=format_minor(warning.balance, account.currency),
-            days_left=warning.days_left,
-            link=_link(f"/a/{account.public_id}/"),
-        )
-    bill = notification.bill
-    if bill is not None:
-        context.update(
-            bill=bill,
-            total=format_minor(bill.total, bill.currency),
-            # Periods are half-open; people read the last day that is in the bill.
-            last_day=bill.period_end - dt.timedelta(days=1),
-            link=_link(f"/a/{account.public_id}/"),
-        )
-    return context
-
-
-def _in_every_language(render: Any) -> list[str]:
-    texts = []
-    for code, _name in settings.LANGUAGES:
-        with translation.override(code):
-            texts.append(render())
-    return list(dict.fromkeys(texts))
+def _languages(notification: Notification) -> list[str]:
+    texts = notification.texts or {}
+    if notification.user.language in texts:
+        return [notification.user.language]
+    return [code for code, _name in settings.LANGUAGES if code in texts]
 
 
 def _email(notification: Notification) -> tuple[str, str]:
-    """Subject and body in every language the portal ships, English first."""
-    context = _context(notification)
-    name = "shortage" if notification.warning_id else "bill"
-    subjects = _in_every_language(
-        lambda: " ".join(render_to_string(f"billing/email/{name}_subject.txt", context).split())
-    )
-    bodies = _in_every_language(
-        lambda: render_to_string(f"billing/email/{name}_message.txt", context).strip()
-    )
+    """Subject and body in the member's language, or in every language, English first."""
+    texts = [notification.texts[code] for code in _languages(notification)]
+    if not texts:
+        raise MissingText("no text to send (queued before the notifications app)")
+    subjects = dict.fromkeys(" ".join(text["subject"].split()) for text in texts)
+    bodies = dict.fromkeys(text["body"].strip() for text in texts)
     return " / ".join(subjects), "\n\n———\n\n".join(bodies) + "\n"
 
 
 def _sms_text(notification: Notification) -> str:
-    """A short text in every language, one message (Chinese makes it UCS-2: keep it short)."""
-    account = notification.account
-
-    def render() -> str:
-        warning, bill = notification.warning, notification.bill
-        if warning is not None and warning.balance <= 0:
-            return gettext("%(site)s: account %(number)s has no credit left. Top up now.") % {
-                "site": settings.PORTAL_SITE_NAME,
-                "number": account.number,
-            }
-        if warning is not None:
-            return gettext(
-                "%(site)s: account %(number)s has about %(days)s days of credit left (%(balance)s)."
-            ) % {
-                "site": settings.PORTAL_SITE_NAME,
-                "number": account.number,
-                "days": warning.days_left if warning.days_left is not None else "?",
-                "balance": format_minor(warning.balance, account.currency),
-            }
-        assert bill is not None  # noqa: S101 - a notification is about a warning or a bill
-        if notification.topic == Notification.Topic.BILL_OVERDUE:
-            return gettext("%(site)s: bill %(bill)s of %(total)s is overdue.") % {
-                "site": settings.PORTAL_SITE_NAME,
-                "bill": bill.number,
-                "total": format_minor(bill.total, bill.currency),
-            }
-        return gettext("%(site)s: your bill %(bill)s of %(total)s is ready.") % {
-            "site": settings.PORTAL_SITE_NAME,
-            "bill": bill.number,
-            "total": format_minor(bill.total, bill.currency),
-        }
-
-    return " / ".join(_in_every_language(render))
+    """A short text in the member's language, or every language in one message (Chinese makes
+    it UCS-2: keep it short)."""
+    texts = [notification.texts[code]["sms"] for code in _languages(notification)]
+    if not texts:
+        raise MissingText("no text to send (queued before the notifications app)")
+    return " / ".join(dict.fromkeys(texts))
 
 
 def _send_batch(*, as_of: dt.datetime, batch: int) -> tuple[SendResult, int]:
@@ -378,11 +367,7 @@ def _send_batch(*, as_of: dt.datetime, batch: int) -> tuple[SendResult, int]:
             ids = [row[0] for row in cursor.fetchall()]
         if not ids:
             return SendResult(), 0
-        rows = list(
-            Notification.objects.filter(id__in=ids)
-            .select_related("user", "account", "account__organisation", "warning", "bill")
-            .order_by("id")
-        )
+        rows = list(Notification.objects.filter(id__in=ids).select_related("user").order_by("id"))
         # The number is read when sending, so a corrected number is used by queued texts.
         phones = {
             (user_id, topic): phone
@@ -408,7 +393,7 @@ def _send_batch(*, as_of: dt.datetime, batch: int) -> tuple[SendResult, int]:
                     sms.send(
                         Sms(to=phone, body=_sms_text(notification), reference=str(notification.pk))
                     )
-            except (SmsError, smtplib.SMTPException, OSError) as error:
+            except (SmsError, MissingText, smtplib.SMTPException, OSError) as error:
                 logger.warning("notification %s failed: %s", notification.pk, error)
                 notification.status = Notification.Status.FAILED
                 notification.error = str(error)[:300] or type(error).__name__
@@ -424,8 +409,8 @@ def _send_batch(*, as_of: dt.datetime, batch: int) -> tuple[SendResult, int]:
 def notifications_send(*, as_of: dt.datetime, limit: int = 5000) -> SendResult:
     """Send queued notifications outside their quiet hours, up to `limit`; return the counts.
 
-    Delivery bookkeeping: the business change (the warning, the bill) is audited by its
-    producer; each row keeps its own status, error and time.
+    Delivery bookkeeping: the business change (the warning, the bill, the meter event) is
+    audited by its producer; each row keeps its own status, error and time.
     """
     batch = max(1, min(settings.NOTIFICATION_SEND_BATCH, limit))
     total = SendResult()

@@ -9,17 +9,18 @@ import pytest
 from django.core import mail
 from django.test import override_settings
 
-from billing.models import Bill, Notification
-from billing.services.notifications import (
+from billing.models import Bill
+from billing.services.warnings import bill_notices_queue, shortage_warnings_run
+from portal.audit.actors import UserActor
+from portal.audit.events import AuditEvent
+from portal.audit.models import AuditLogEntry
+from portal.notifications.models import Notification
+from portal.notifications.services import (
     NotificationError,
     notification_preference_set,
     notifications_send,
 )
-from billing.services.warnings import bill_notices_queue, shortage_warnings_run
-from billing.sms import MemorySmsBackend, Sms, SmsError
-from portal.audit.actors import UserActor
-from portal.audit.events import AuditEvent
-from portal.audit.models import AuditLogEntry
+from portal.notifications.sms import MemorySmsBackend, Sms, SmsError
 from portal.tenancy.models import Account
 from portal.tenancy.roles import Role
 from tests.billing.helpers import bill_numbers
@@ -179,7 +180,7 @@ def test_a_members_own_quiet_hours_replace_the_default() -> None:
 # --- sending ------------------------------------------------------------------------------
 
 
-@override_settings(SMS_BACKEND="tests.billing.test_notifications.FailingSmsBackend")
+@override_settings(SMS_BACKEND="tests.portal.notifications.test_notifications.FailingSmsBackend")
 def test_a_failed_text_is_recorded_with_its_error_and_the_email_still_goes() -> None:
     wallet = short_wallet()
     user = owner(wallet.account, "both@example.com")
@@ -258,7 +259,9 @@ def test_bill_issued_and_overdue_notices_go_once_per_bill_topic_user_and_channel
 
     assert bill_notices_queue(as_of=NOW, actor=SYSTEM) == 1
     assert bill_notices_queue(as_of=NOW + dt.timedelta(hours=1), actor=SYSTEM) == 0
-    assert _statuses(bill=bill) == [("payer@example.com", "email", "queued")]
+    assert _statuses(key__startswith=f"bill:{bill.pk}:") == [
+        ("payer@example.com", "email", "queued")
+    ]
     notifications_send(as_of=NOW)
     [issued] = mail.outbox
     assert str(bill.number) in issued.subject
@@ -275,7 +278,9 @@ def test_bill_issued_and_overdue_notices_go_once_per_bill_topic_user_and_channel
         f"智慧電表入口網站：帳單 {bill.number}（金額 1050.00 TWD）已逾期。"  # noqa: RUF001
     ]
     assert sorted(
-        Notification.objects.filter(bill=bill).values_list("topic", "channel", "status")
+        Notification.objects.filter(key__startswith=f"bill:{bill.pk}:").values_list(
+            "topic", "channel", "status"
+        )
     ) == [
         ("bill_issued", "email", "sent"),
         ("bill_overdue", "email", "sent"),
@@ -290,7 +295,9 @@ def test_paid_void_and_old_bills_are_not_chased() -> None:
     paid = _bill(account, status="paid", due_in_days=1)
     later = NOW + dt.timedelta(days=3)
     bill_notices_queue(as_of=later, actor=SYSTEM)
-    assert sorted(Notification.objects.values_list("bill", "topic")) == [(paid.pk, "bill_issued")]
+    assert sorted(Notification.objects.values_list("key", "topic")) == [
+        (f"bill:{paid.pk}:bill_issued", "bill_issued")
+    ]
     # Issued more than the lookback ago: no notice at all on a first deployment.
     Notification.objects.all().delete()
     bill_notices_queue(as_of=NOW + dt.timedelta(days=60), actor=SYSTEM)
@@ -309,3 +316,29 @@ def test_a_corporate_bill_tells_the_subsidiary_managers() -> None:
     _bill(account)
     bill_notices_queue(as_of=NOW, actor=SYSTEM)
     assert _statuses() == [("sub-manager@example.com", "email", "queued")]
+
+
+def test_a_notice_is_rendered_only_while_someone_is_still_to_be_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from billing.services import notices
+
+    rendered: list[int] = []
+    render = notices._bill_texts
+
+    def counting(bill: Bill, topic: str) -> dict[str, str]:
+        rendered.append(bill.pk)
+        return render(bill, topic)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(notices, "_bill_texts", counting)
+    account = make_account(payment_mode="postpaid")
+    owner(account, "o@example.com")
+    bill = _bill(account)
+    bill_notices_queue(as_of=NOW, actor=SYSTEM)
+    assert rendered == [bill.pk, bill.pk]  # once per language
+    other = make_account(payment_mode="postpaid")
+    owner(other, "p@example.com")
+    later = _bill(other)
+    rendered.clear()
+    bill_notices_queue(as_of=NOW + dt.timedelta(hours=1), actor=SYSTEM)
+    assert rendered == [later.pk, later.pk]  # the first bill's people are told already

@@ -1,17 +1,17 @@
-"""Audit scenarios of billing.services.notifications (merged by
+"""Audit scenarios of portal.notifications.services (merged by
 tests/portal/test_audit_per_service)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from billing.services import notifications
 from portal.audit.actors import UserActor
 from portal.audit.events import AuditEvent
+from portal.notifications import services as notifications
 from tests.conftest import World
 
 SCENARIOS: dict[str, tuple[Callable[[World], Callable[[], object]], AuditEvent]] = {
-    "billing.services.notifications.notification_preference_set": (
+    "portal.notifications.services.notification_preference_set": (
         lambda w: (
             lambda: notifications.notification_preference_set(
                 user=w.alice,
@@ -24,7 +24,7 @@ SCENARIOS: dict[str, tuple[Callable[[World], Callable[[], object]], AuditEvent]]
         ),
         AuditEvent.NOTIFICATION_PREFERENCE_SAVED,
     ),
-    "billing.services.notifications.notification_preferences_set": (
+    "portal.notifications.services.notification_preferences_set": (
         lambda w: (
             lambda: notifications.notification_preferences_set(
                 user=w.alice,
@@ -37,13 +37,12 @@ SCENARIOS: dict[str, tuple[Callable[[World], Callable[[], object]], AuditEvent]]
 }
 
 EXEMPT: dict[str, str] = {
-    "billing.services.notifications.notifications_queue_for_warnings": (
-        "called inside shortage_warnings_run, whose one entry records the run"
+    "portal.notifications.services.notifications_queue": (
+        "called inside its producer's service (warning run, bill notices, meter alarms), whose "
+        "entry records the change"
     ),
-    "billing.services.notifications.notifications_queue_for_bills": (
-        "called inside bill_notices_queue, whose one entry records the notices"
-    ),
-    "billing.services.notifications.notifications_send": (
+    "portal.notifications.services.texts_in_every_language": "renders text, changes nothing",
+    "portal.notifications.services.notifications_send": (
         "delivery bookkeeping (status, error, sent_at on each notification row) of messages "
         "whose creation is audited"
     ),

@@ -16,10 +16,10 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from billing.models import Notification
-from billing.services.notifications import notification_preference_set, notifications_send
 from billing.services.warnings import shortage_warnings_run
-from billing.sms import (
+from portal.notifications.models import Notification
+from portal.notifications.services import notification_preference_set, notifications_send
+from portal.notifications.sms import (
     ConsoleSmsBackend,
     FileSmsBackend,
     HttpSmsBackend,
@@ -102,12 +102,14 @@ def test_the_file_backend_reports_an_unwritable_path(tmp_path: Path) -> None:
 
 
 def test_the_backend_is_chosen_by_settings() -> None:
-    with override_settings(SMS_BACKEND="billing.sms.MemorySmsBackend"):
+    with override_settings(SMS_BACKEND="portal.notifications.sms.MemorySmsBackend"):
         assert isinstance(sms_backend(), MemorySmsBackend)
-    with override_settings(SMS_BACKEND="billing.sms.ConsoleSmsBackend"):
+    with override_settings(SMS_BACKEND="portal.notifications.sms.ConsoleSmsBackend"):
         assert isinstance(sms_backend(), ConsoleSmsBackend)
     with (
-        override_settings(SMS_BACKEND="billing.sms.HttpSmsBackend", SMS_GATEWAY_URL=None),
+        override_settings(
+            SMS_BACKEND="portal.notifications.sms.HttpSmsBackend", SMS_GATEWAY_URL=None
+        ),
         pytest.raises(ImproperlyConfigured),
     ):
         sms_backend()
@@ -162,7 +164,7 @@ def test_a_gateway_failure_is_recorded_on_the_notification(gateway: str) -> None
     )
     shortage_warnings_run(as_of=NOW, actor=SYSTEM)
     with override_settings(
-        SMS_BACKEND="billing.sms.HttpSmsBackend",
+        SMS_BACKEND="portal.notifications.sms.HttpSmsBackend",
         SMS_GATEWAY_URL=gateway,
         SMS_GATEWAY_TOKEN="tok",
         SMS_GATEWAY_TIMEOUT=5,
