@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -305,6 +306,11 @@ def test_a_run_whose_worker_is_alive_is_left_to_it() -> None:
         with _eager():
             assert prepaid_charge_sweeper_task.apply().get() == 0
         assert prepaid_charge_run_resume(run_id=run.pk, actor=SYSTEM, now=NOW) is None
+    # The server drops a closed session's advisory locks when its backend exits, a moment after
+    # the client has gone: wait for that, with a generous bound.
+    deadline = time.monotonic() + 60
+    while charge_run_is_locked(run_id=run.pk) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not charge_run_is_locked(run_id=run.pk)
 
 
