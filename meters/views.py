@@ -65,7 +65,7 @@ from meters.services import batch_create, inbound_store
 from portal.lib.money import from_minor
 from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import organisation_subtree_ids
-from portal.tenancy.services import csv_export_record
+from portal.tenancy.services.access import csv_export_record
 from portal.tenancy.views.base import AccountView, OrganisationView
 
 _IMPORT = {"POST": Scope.METERS_IMPORT}

@@ -78,7 +78,7 @@ def _worker(url: str, account_id: int, name: str, commands: Connection, async_co
     from portal.audit.actors import RequestContext, SystemActor
     from portal.tenancy.models import Account
     from portal.tenancy.scopes import Scope
-    from portal.tenancy.services import access_denied_record
+    from portal.tenancy.services.access import access_denied_record
 
     account = Account.objects.get(pk=account_id)
     actor = SystemActor(f"bench:{name}", context=RequestContext(ip="127.0.0.1"))
@@ -131,7 +131,8 @@ class _Workers:
 
 def _tenants() -> list[int]:
     from portal.audit.actors import SystemActor
-    from portal.tenancy.services import account_create, organisation_create
+    from portal.tenancy.services.accounts import account_create
+    from portal.tenancy.services.organisations import organisation_create
 
     actor = SystemActor("command:bench")
     accounts = []

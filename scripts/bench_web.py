@@ -291,7 +291,8 @@ def _seed_fleet(
     from meters.models import Meter, MeterInstallation, Register, ServicePoint
     from meters.services import supply_start
     from portal.tenancy.roles import Role
-    from portal.tenancy.services import account_create, membership_create
+    from portal.tenancy.services.accounts import account_create
+    from portal.tenancy.services.members import membership_create
     from portal.users.services import user_create
 
     with transaction.atomic():

@@ -7,7 +7,9 @@ import itertools
 from portal.audit.actors import SystemActor
 from portal.tenancy.models import Account, Membership, Organisation
 from portal.tenancy.roles import Role
-from portal.tenancy.services import account_create, membership_create, organisation_create
+from portal.tenancy.services.accounts import account_create
+from portal.tenancy.services.members import membership_create
+from portal.tenancy.services.organisations import organisation_create
 from portal.users.models import User
 from portal.users.services import user_create
 

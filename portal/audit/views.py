@@ -24,7 +24,7 @@ from portal.lib.csvsafe import csv_lines
 from portal.tenancy.models import Account, Organisation
 from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import organisation_subtree_ids
-from portal.tenancy.services import csv_export_record
+from portal.tenancy.services.access import csv_export_record
 from portal.tenancy.views.base import AccountView, OrganisationView
 
 PAGE_SIZE = 50

@@ -27,14 +27,18 @@ from portal.tenancy.models import (
     OrganisationAPIKey,
 )
 from portal.tenancy.roles import Role
-from portal.tenancy.services import (
+from portal.tenancy.services.accounts import (
     account_create,
     account_staff_view_record,
     account_update,
-    api_key_revoke,
+)
+from portal.tenancy.services.api_keys import api_key_revoke
+from portal.tenancy.services.members import (
     membership_change_role,
     membership_create,
     membership_remove,
+)
+from portal.tenancy.services.organisations import (
     organisation_create,
     organisation_move,
     organisation_update,

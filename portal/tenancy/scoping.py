@@ -27,7 +27,7 @@ from portal.tenancy.selectors import (
     organisation_ancestors,
     organisations_requiring_mfa_below,
 )
-from portal.tenancy.services import access_denied_record, access_not_found_record
+from portal.tenancy.services.access import access_denied_record, access_not_found_record
 from portal.users.models import User
 
 

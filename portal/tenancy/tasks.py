@@ -7,8 +7,8 @@ from django.utils import timezone
 
 from portal.audit.actors import SystemActor
 from portal.celery import app
-from portal.tenancy import services
 from portal.tenancy.selectors import invitation_get_by_id
+from portal.tenancy.services.invitations import invitation_email_send, invitations_expire
 
 
 @app.task(acks_late=True)
@@ -17,7 +17,7 @@ def invitation_send_task(*, invitation_id: int, **kwargs: object) -> bool:
     invitation = invitation_get_by_id(invitation_id=invitation_id)
     if invitation is None:
         return False
-    return services.invitation_email_send(
+    return invitation_email_send(
         invitation=invitation, base_url=settings.PORTAL_BASE_URL, as_of=timezone.now()
     )
 
@@ -25,6 +25,6 @@ def invitation_send_task(*, invitation_id: int, **kwargs: object) -> bool:
 @app.task(acks_late=True)
 def invitations_expire_task(**kwargs: object) -> int:
     """Close invitations past their expiry (hourly, from beat)."""
-    return services.invitations_expire(
+    return invitations_expire(
         as_of=timezone.now(), actor=SystemActor("task:tenancy.invitations_expire")
     )

@@ -40,7 +40,9 @@ from meters.simulator.load import files_import, fleet_apply
 from portal.audit.actors import Actor
 from portal.tenancy.models import Account, Membership, Organisation
 from portal.tenancy.roles import Role
-from portal.tenancy.services import account_create, membership_create, organisation_create
+from portal.tenancy.services.accounts import account_create
+from portal.tenancy.services.members import membership_create
+from portal.tenancy.services.organisations import organisation_create
 from portal.users.models import User
 from portal.users.services import user_create
 from portal.web.demo_billing import DemoBilling, demo_billing_load

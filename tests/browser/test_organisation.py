@@ -62,7 +62,7 @@ def test_a_subsidiary_asking_for_two_factor_is_withheld_from_a_manager_without_o
     live_server: Any, page: Page, harbour: Harbour, shots: Path
 ) -> None:
     # Issue 12: the group's table leaves the subsidiary out and says why, in both languages.
-    from portal.tenancy.services import organisation_update
+    from portal.tenancy.services.organisations import organisation_update
     from tests.factories import SYSTEM
 
     organisation_update(

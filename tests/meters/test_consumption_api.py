@@ -26,7 +26,7 @@ from meters.models import (
 from meters.services import supply_start
 from portal.tenancy.models import Account
 from portal.tenancy.roles import Role
-from portal.tenancy.services import account_create
+from portal.tenancy.services.accounts import account_create
 from tests.factories import SYSTEM, make_account, make_membership, make_user
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from meters.models import ImportBatch, Meter, Register
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
 from portal.tenancy.models import Organisation
-from portal.tenancy.services import api_key_create, api_key_revoke
+from portal.tenancy.services.api_keys import api_key_create, api_key_revoke
 from tests.conftest import World
 from tests.factories import SYSTEM
 from tests.meters.helpers import readings

@@ -16,7 +16,7 @@ from django.utils import translation
 
 from meters.ingest.errors import ROW_ERRORS, render
 from meters.models import ImportBatch, Meter, Register
-from portal.tenancy.services import api_key_create
+from portal.tenancy.services.api_keys import api_key_create
 from portal.users.models import User
 from tests.conftest import World
 from tests.factories import SYSTEM, make_user

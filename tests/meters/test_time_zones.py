@@ -29,7 +29,7 @@ from meters.models import ImportBatch, Register, ServicePoint
 from meters.tasks import rollups_rebuild_task
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
-from portal.tenancy.services import organisation_create
+from portal.tenancy.services.organisations import organisation_create
 from tests.factories import SYSTEM, make_user
 from tests.meters.helpers import RECEIVED, run_import
 

@@ -30,7 +30,8 @@ from portal.audit.services import audit_anchor_record
 from portal.notifications.models import Notification
 from portal.notifications.topics import Topic
 from portal.tenancy.roles import Role
-from portal.tenancy.services import api_key_create, invitation_create
+from portal.tenancy.services.api_keys import api_key_create
+from portal.tenancy.services.invitations import invitation_create
 from portal.users.models import User
 from tests.browser.world import Harbour, harbour_seed
 from tests.factories import SYSTEM, make_user

@@ -21,10 +21,36 @@ from django.utils import timezone
 from portal.audit.actors import SystemActor, UserActor
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
-from portal.tenancy import services as tenancy
 from portal.tenancy.models import Membership
 from portal.tenancy.roles import Role
 from portal.tenancy.scopes import Scope
+from portal.tenancy.services.access import (
+    access_denied_record,
+    access_not_found_record,
+    csv_export_record,
+)
+from portal.tenancy.services.accounts import (
+    account_create,
+    account_staff_view_record,
+    account_update,
+)
+from portal.tenancy.services.api_keys import api_key_create, api_key_revoke
+from portal.tenancy.services.invitations import (
+    invitation_accept,
+    invitation_create,
+    invitation_revoke,
+    invitations_expire,
+)
+from portal.tenancy.services.members import (
+    membership_change_role,
+    membership_create,
+    membership_remove,
+)
+from portal.tenancy.services.organisations import (
+    organisation_create,
+    organisation_move,
+    organisation_update,
+)
 from portal.tenancy.tokens import invitation_token
 from portal.users import services as users
 from portal.users.models import User
@@ -38,44 +64,40 @@ Scenario = Callable[[World], Callable[[], object]]
 
 
 def _invite(world: World) -> Callable[[], object]:
-    return lambda: tenancy.invitation_create(
+    return lambda: invitation_create(
         email="new@example.com", role=Role.VIEWER, account=world.account_a, actor=SYSTEM
     )
 
 
 def _move(world: World) -> Callable[[], object]:
     elsewhere = make_organisation("Elsewhere")
-    return lambda: tenancy.organisation_move(
-        organisation=world.sub2, parent=elsewhere, actor=SYSTEM
-    )
+    return lambda: organisation_move(organisation=world.sub2, parent=elsewhere, actor=SYSTEM)
 
 
 def _accept(world: World) -> Callable[[], object]:
-    invitation = tenancy.invitation_create(
+    invitation = invitation_create(
         email="new@example.com", role=Role.VIEWER, account=world.account_a, actor=SYSTEM
     )
     newcomer = make_user("new@example.com")
     token = invitation_token(public_id=invitation.public_id, nonce=invitation.nonce)
-    return lambda: tenancy.invitation_accept(
+    return lambda: invitation_accept(
         token=token, actor=UserActor(user=newcomer), as_of=timezone.now()
     )
 
 
 def _revoke(world: World) -> Callable[[], object]:
-    invitation = tenancy.invitation_create(
+    invitation = invitation_create(
         email="new@example.com", role=Role.VIEWER, account=world.account_a, actor=SYSTEM
     )
-    return lambda: tenancy.invitation_revoke(
-        invitation=invitation, actor=SYSTEM, as_of=timezone.now()
-    )
+    return lambda: invitation_revoke(invitation=invitation, actor=SYSTEM, as_of=timezone.now())
 
 
 def _expire(world: World) -> Callable[[], object]:
-    tenancy.invitation_create(
+    invitation_create(
         email="new@example.com", role=Role.VIEWER, account=world.account_a, actor=SYSTEM
     )
     later = timezone.now() + dt.timedelta(days=30)
-    return lambda: tenancy.invitations_expire(as_of=later, actor=SYSTEM)
+    return lambda: invitations_expire(as_of=later, actor=SYSTEM)
 
 
 def _member(world: World) -> Membership:
@@ -85,25 +107,25 @@ def _member(world: World) -> Membership:
 # Each scenario either performs the change itself, or prepares and returns a callable that does,
 # so that only the change under test is counted.
 SCENARIOS: dict[str, tuple[Scenario, AuditEvent]] = {
-    "portal.tenancy.services.organisation_create": (
-        lambda w: lambda: tenancy.organisation_create(name="New", actor=SYSTEM),
+    "portal.tenancy.services.organisations.organisation_create": (
+        lambda w: lambda: organisation_create(name="New", actor=SYSTEM),
         AuditEvent.ORGANISATION_CREATED,
     ),
-    "portal.tenancy.services.organisation_update": (
+    "portal.tenancy.services.organisations.organisation_update": (
         lambda w: (
-            lambda: tenancy.organisation_update(
+            lambda: organisation_update(
                 organisation=w.group, changes={"require_mfa": True}, actor=SYSTEM
             )
         ),
         AuditEvent.ORGANISATION_UPDATED,
     ),
-    "portal.tenancy.services.organisation_move": (
+    "portal.tenancy.services.organisations.organisation_move": (
         _move,
         AuditEvent.ORGANISATION_MOVED,
     ),
-    "portal.tenancy.services.account_create": (
+    "portal.tenancy.services.accounts.account_create": (
         lambda w: (
-            lambda: tenancy.account_create(
+            lambda: account_create(
                 name="New",
                 payment_mode="postpaid",
                 currency="HKD",
@@ -113,65 +135,75 @@ SCENARIOS: dict[str, tuple[Scenario, AuditEvent]] = {
         ),
         AuditEvent.ACCOUNT_CREATED,
     ),
-    "portal.tenancy.services.account_update": (
+    "portal.tenancy.services.accounts.account_update": (
         lambda w: (
-            lambda: tenancy.account_update(
+            lambda: account_update(
                 account=w.account_a, changes={"closed_at": timezone.now()}, actor=SYSTEM
             )
         ),
         AuditEvent.ACCOUNT_UPDATED,
     ),
-    "portal.tenancy.services.account_staff_view_record": (
-        lambda w: lambda: tenancy.account_staff_view_record(account=w.account_a, actor=SYSTEM),
+    "portal.tenancy.services.accounts.account_staff_view_record": (
+        lambda w: lambda: account_staff_view_record(account=w.account_a, actor=SYSTEM),
         AuditEvent.ACCOUNT_VIEWED_BY_STAFF,
     ),
     "portal.users.services.user_staff_view_record": (
         lambda w: lambda: users.user_staff_view_record(user=w.bob, actor=SYSTEM),
         AuditEvent.USER_VIEWED_BY_STAFF,
     ),
-    "portal.tenancy.services.membership_create": (
+    "portal.tenancy.services.members.membership_create": (
         lambda w: (
-            lambda: tenancy.membership_create(
+            lambda: membership_create(
                 user=w.charlie, role=Role.VIEWER, account=w.account_a, actor=SYSTEM
             )
         ),
         AuditEvent.MEMBER_ADDED,
     ),
-    "portal.tenancy.services.membership_change_role": (
+    "portal.tenancy.services.members.membership_change_role": (
         lambda w: (
-            lambda: tenancy.membership_change_role(
-                membership=_member(w), role=Role.PAYER, actor=SYSTEM
-            )
+            lambda: membership_change_role(membership=_member(w), role=Role.PAYER, actor=SYSTEM)
         ),
         AuditEvent.MEMBER_ROLE_CHANGED,
     ),
-    "portal.tenancy.services.membership_remove": (
-        lambda w: lambda: tenancy.membership_remove(membership=_member(w), actor=SYSTEM),
+    "portal.tenancy.services.members.membership_remove": (
+        lambda w: lambda: membership_remove(membership=_member(w), actor=SYSTEM),
         AuditEvent.MEMBER_REMOVED,
     ),
-    "portal.tenancy.services.invitation_create": (_invite, AuditEvent.INVITATION_CREATED),
-    "portal.tenancy.services.invitation_accept": (_accept, AuditEvent.INVITATION_ACCEPTED),
-    "portal.tenancy.services.invitation_revoke": (_revoke, AuditEvent.INVITATION_REVOKED),
-    "portal.tenancy.services.invitations_expire": (_expire, AuditEvent.INVITATION_EXPIRED),
-    "portal.tenancy.services.access_denied_record": (
+    "portal.tenancy.services.invitations.invitation_create": (
+        _invite,
+        AuditEvent.INVITATION_CREATED,
+    ),
+    "portal.tenancy.services.invitations.invitation_accept": (
+        _accept,
+        AuditEvent.INVITATION_ACCEPTED,
+    ),
+    "portal.tenancy.services.invitations.invitation_revoke": (
+        _revoke,
+        AuditEvent.INVITATION_REVOKED,
+    ),
+    "portal.tenancy.services.invitations.invitations_expire": (
+        _expire,
+        AuditEvent.INVITATION_EXPIRED,
+    ),
+    "portal.tenancy.services.access.access_denied_record": (
         lambda w: (
-            lambda: tenancy.access_denied_record(
+            lambda: access_denied_record(
                 actor=UserActor(user=w.bob), scope=Scope.AUDIT_READ, path="/x/", account=w.account_a
             )
         ),
         AuditEvent.ACCESS_DENIED,
     ),
-    "portal.tenancy.services.access_not_found_record": (
+    "portal.tenancy.services.access.access_not_found_record": (
         lambda w: (
-            lambda: tenancy.access_not_found_record(
+            lambda: access_not_found_record(
                 actor=UserActor(user=w.bob), path="/x/", account_public_id=w.account_b.public_id
             )
         ),
         AuditEvent.ACCESS_DENIED,
     ),
-    "portal.tenancy.services.csv_export_record": (
+    "portal.tenancy.services.access.csv_export_record": (
         lambda w: (
-            lambda: tenancy.csv_export_record(
+            lambda: csv_export_record(
                 actor=UserActor(user=w.group_manager),
                 export="organisation_accounts",
                 query="low=1",
@@ -352,8 +384,8 @@ def _inbox_collect(world: World) -> Callable[[], object]:
 
 
 def _api_key_revoke(world: World) -> Callable[[], object]:
-    api_key, _key = tenancy.api_key_create(organisation=world.group, name="k", actor=SYSTEM)
-    return lambda: tenancy.api_key_revoke(api_key=api_key, actor=SYSTEM, as_of=timezone.now())
+    api_key, _key = api_key_create(organisation=world.group, name="k", actor=SYSTEM)
+    return lambda: api_key_revoke(api_key=api_key, actor=SYSTEM, as_of=timezone.now())
 
 
 def _rollups_rebuild(world: World) -> Callable[[], object]:
@@ -406,11 +438,14 @@ SCENARIOS.update(
             _staff_factor_confirm,
             AuditEvent.STAFF_FACTOR_CONFIRMED,
         ),
-        "portal.tenancy.services.api_key_create": (
-            lambda w: lambda: tenancy.api_key_create(organisation=w.group, name="k", actor=SYSTEM),
+        "portal.tenancy.services.api_keys.api_key_create": (
+            lambda w: lambda: api_key_create(organisation=w.group, name="k", actor=SYSTEM),
             AuditEvent.API_KEY_CREATED,
         ),
-        "portal.tenancy.services.api_key_revoke": (_api_key_revoke, AuditEvent.API_KEY_REVOKED),
+        "portal.tenancy.services.api_keys.api_key_revoke": (
+            _api_key_revoke,
+            AuditEvent.API_KEY_REVOKED,
+        ),
         "meters.services.batch_create": (_batch_create, AuditEvent.IMPORT_BATCH_CREATED),
         "meters.services.batch_process": (_batch_process, AuditEvent.IMPORT_BATCH_FINISHED),
         "meters.services.reading_edit": (_reading_edit, AuditEvent.READING_EDITED),
@@ -428,7 +463,7 @@ SCENARIOS.update(
 )
 
 EXEMPT = {
-    "portal.tenancy.services.api_key_used": (
+    "portal.tenancy.services.api_keys.api_key_used": (
         "last-used bookkeeping; what the key is used for is audited by that service"
     ),
     "meters.services.inbound_purge": "housekeeping of imported telemetry; its batch keeps it",
@@ -442,7 +477,7 @@ EXEMPT = {
     # The audit write path itself.
     "portal.audit.services.audit_record": "is the audit entry",
     "portal.audit.services.audit_anchor_record": "records the chains' heads, not a change",
-    "portal.tenancy.services.invitation_email_send": (
+    "portal.tenancy.services.invitations.invitation_email_send": (
         "delivery bookkeeping (last_sent_at) of an invitation whose creation is audited"
     ),
 }
@@ -458,7 +493,7 @@ for _file in sorted(ROOT.glob("tests/**/audit_scenarios_*.py")):
 
 def _public_services() -> set[str]:
     names = set()
-    files = [*ROOT.glob("**/services.py"), *ROOT.glob("*/services/*.py")]
+    files = [*ROOT.glob("**/services.py"), *ROOT.glob("**/services/*.py")]
     for file in files:
         if ".venv" in file.parts or file.name == "__init__.py":
             continue

@@ -151,13 +151,11 @@ def build_tenant(tag: str, *, subsidiary: bool, everyone: bool) -> Tenant:
     from meters.models import ImportBatch, MeterEvent
     from meters.services import batch_create
     from portal.tenancy.roles import Role
-    from portal.tenancy.services import (
-        account_create,
-        api_key_create,
-        invitation_create,
-        membership_create,
-        organisation_create,
-    )
+    from portal.tenancy.services.accounts import account_create
+    from portal.tenancy.services.api_keys import api_key_create
+    from portal.tenancy.services.invitations import invitation_create
+    from portal.tenancy.services.members import membership_create
+    from portal.tenancy.services.organisations import organisation_create
 
     actor = _actor()
     now = timezone.now()
@@ -535,12 +533,9 @@ def _subsidiary_tree() -> tuple[Any, Any, Any, Any]:
     does not, each with accounts and meters. Return the group, the two subsidiaries and the
     group's manager (no second factor)."""
     from portal.tenancy.roles import Role
-    from portal.tenancy.services import (
-        account_create,
-        membership_create,
-        organisation_create,
-        organisation_update,
-    )
+    from portal.tenancy.services.accounts import account_create
+    from portal.tenancy.services.members import membership_create
+    from portal.tenancy.services.organisations import organisation_create, organisation_update
 
     actor = _actor()
     group = organisation_create(name="Harbour Group", parent=None, actor=actor)

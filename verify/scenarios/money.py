@@ -101,7 +101,7 @@ def paid_topup(label: str) -> Paid:
     from billing.services.ledger import wallet_create
     from billing.services.topups import topup_checkout_start, topup_create
     from portal.audit.actors import SystemActor
-    from portal.tenancy.services import account_create
+    from portal.tenancy.services.accounts import account_create
 
     actor = SystemActor("verify")
     now = timezone.now()

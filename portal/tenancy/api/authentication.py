@@ -13,7 +13,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from portal.tenancy.selectors import ApiKeyAccess, api_key_access
-from portal.tenancy.services import api_key_used
+from portal.tenancy.services.api_keys import api_key_used
 
 KEYWORD = "Api-Key"
 

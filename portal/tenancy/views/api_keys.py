@@ -20,7 +20,7 @@ from portal.tenancy.exceptions import TenancyError
 from portal.tenancy.forms import ApiKeyForm
 from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import organisation_api_key_get, organisation_api_keys
-from portal.tenancy.services import api_key_create, api_key_revoke
+from portal.tenancy.services.api_keys import api_key_create, api_key_revoke
 from portal.tenancy.views.base import OrganisationView
 
 _WRITE = {"POST": Scope.API_KEYS_MANAGE}

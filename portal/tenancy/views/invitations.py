@@ -21,7 +21,7 @@ from portal.tenancy.exceptions import InvitationInvalid, TenancyError
 from portal.tenancy.models import Invitation
 from portal.tenancy.roles import Role
 from portal.tenancy.selectors import invitation_from_token
-from portal.tenancy.services import invitation_accept
+from portal.tenancy.services.invitations import invitation_accept
 from portal.tenancy.views.base import model_url
 from portal.users.adapter import invited_email_remember
 from portal.users.models import User

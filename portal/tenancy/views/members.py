@@ -32,12 +32,8 @@ from portal.tenancy.selectors import (
     organisation_membership_get,
     pending_invitations,
 )
-from portal.tenancy.services import (
-    invitation_create,
-    invitation_revoke,
-    membership_change_role,
-    membership_remove,
-)
+from portal.tenancy.services.invitations import invitation_create, invitation_revoke
+from portal.tenancy.services.members import membership_change_role, membership_remove
 from portal.tenancy.views.base import AccountView, OrganisationView
 
 

@@ -21,7 +21,7 @@ from meters.models import UtilityKind
 from portal.lib.csvsafe import csv_lines
 from portal.tenancy.models import Account
 from portal.tenancy.scopes import Scope
-from portal.tenancy.services import csv_export_record
+from portal.tenancy.services.access import csv_export_record
 from portal.tenancy.views.base import OrganisationView
 from portal.web.selectors import (
     DEFAULT_SORT,

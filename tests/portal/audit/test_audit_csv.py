@@ -18,7 +18,8 @@ from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
 from portal.tenancy.models import Membership
 from portal.tenancy.roles import Role
-from portal.tenancy.services import membership_change_role, organisation_update
+from portal.tenancy.services.members import membership_change_role
+from portal.tenancy.services.organisations import organisation_update
 from portal.users.models import User
 from tests.conftest import World
 

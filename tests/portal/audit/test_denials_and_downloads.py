@@ -23,7 +23,7 @@ from portal.tenancy.api.base import OrganisationKeyAPIView
 from portal.tenancy.models import Account
 from portal.tenancy.roles import Role
 from portal.tenancy.scopes import Scope
-from portal.tenancy.services import api_key_create
+from portal.tenancy.services.api_keys import api_key_create
 from tests.billing.helpers import supplied
 from tests.billing.test_bills import MARCH, NOW, local_hours, postpaid
 from tests.conftest import World

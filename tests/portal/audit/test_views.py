@@ -10,7 +10,8 @@ from django.urls import reverse
 
 from portal.tenancy.models import Membership
 from portal.tenancy.roles import Role
-from portal.tenancy.services import membership_change_role, organisation_update
+from portal.tenancy.services.members import membership_change_role
+from portal.tenancy.services.organisations import organisation_update
 from portal.users.models import User
 from tests.conftest import World
 from tests.factories import SYSTEM

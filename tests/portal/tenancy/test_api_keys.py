@@ -16,7 +16,8 @@ from portal.tenancy.exceptions import ApiKeyManagementDenied
 from portal.tenancy.models import Membership, OrganisationAPIKey
 from portal.tenancy.roles import Role
 from portal.tenancy.selectors import api_key_access, organisation_access_for
-from portal.tenancy.services import api_key_create, api_key_revoke, membership_change_role
+from portal.tenancy.services.api_keys import api_key_create, api_key_revoke
+from portal.tenancy.services.members import membership_change_role
 from portal.tenancy.tokens import api_key_hash
 from portal.users.models import User
 from tests.conftest import World

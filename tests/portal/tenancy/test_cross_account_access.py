@@ -26,7 +26,8 @@ from portal.tenancy.models import Membership, Organisation
 from portal.tenancy.roles import Role
 from portal.tenancy.scopes import Scope, scopes_for
 from portal.tenancy.scoping import SealedScopedMixin
-from portal.tenancy.services import api_key_create, invitation_create
+from portal.tenancy.services.api_keys import api_key_create
+from portal.tenancy.services.invitations import invitation_create
 from portal.tenancy.views.base import AccountView
 from portal.users.models import User
 from tests.conftest import World

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import translation
 
 from portal.tenancy.roles import Role
-from portal.tenancy.services import organisation_update
+from portal.tenancy.services.organisations import organisation_update
 from portal.users.models import User
 from tests.conftest import World
 from tests.factories import SYSTEM, make_account, make_membership, make_organisation, make_user

@@ -15,7 +15,6 @@ from django.core.exceptions import ValidationError
 from portal.audit.actors import SystemActor, UserActor
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
-from portal.tenancy import services
 from portal.tenancy.exceptions import (
     AlreadyMember,
     InvitationEmailMismatch,
@@ -36,6 +35,23 @@ from portal.tenancy.selectors import (
     invitation_from_token,
     organisation_access_for,
     tenants_visible_to,
+)
+from portal.tenancy.services.accounts import account_create, account_update
+from portal.tenancy.services.invitations import (
+    invitation_accept,
+    invitation_create,
+    invitation_revoke,
+    invitations_expire,
+)
+from portal.tenancy.services.members import (
+    membership_change_role,
+    membership_create,
+    membership_remove,
+)
+from portal.tenancy.services.organisations import (
+    organisation_create,
+    organisation_move,
+    organisation_update,
 )
 from portal.tenancy.tasks import invitation_send_task
 from portal.tenancy.tokens import invitation_token
@@ -117,21 +133,21 @@ def test_moving_an_organisation_rewrites_the_subtree() -> None:
     child = make_organisation("Child", parent=a)
     grandchild = make_organisation("Grandchild", parent=child)
     with one_entry(AuditEvent.ORGANISATION_MOVED):
-        services.organisation_move(organisation=child, parent=b, actor=SYSTEM)
+        organisation_move(organisation=child, parent=b, actor=SYSTEM)
     grandchild.refresh_from_db()
     assert grandchild.path == f"/{b.pk}/{child.pk}/{grandchild.pk}/"
     assert grandchild.depth == 2
     with no_entry():
-        services.organisation_move(organisation=child, parent=b, actor=SYSTEM)
+        organisation_move(organisation=child, parent=b, actor=SYSTEM)
 
 
 def test_an_organisation_cannot_move_under_its_own_subtree() -> None:
     a = make_organisation("A")
     child = make_organisation("Child", parent=a)
     with pytest.raises(OrganisationTreeError), no_entry():
-        services.organisation_move(organisation=a, parent=child, actor=SYSTEM)
+        organisation_move(organisation=a, parent=child, actor=SYSTEM)
     with pytest.raises(OrganisationTreeError):
-        services.organisation_move(organisation=a, parent=a, actor=SYSTEM)
+        organisation_move(organisation=a, parent=a, actor=SYSTEM)
 
 
 def test_the_tree_depth_is_bounded() -> None:
@@ -145,10 +161,10 @@ def test_the_tree_depth_is_bounded() -> None:
 def test_organisation_update_records_before_and_after_and_skips_no_ops() -> None:
     org = make_organisation("Old name")
     with one_entry(AuditEvent.ORGANISATION_UPDATED) as entries:
-        services.organisation_update(organisation=org, changes={"name": "New name"}, actor=SYSTEM)
+        organisation_update(organisation=org, changes={"name": "New name"}, actor=SYSTEM)
     assert entries[0].data["changes"] == {"name": {"before": "Old name", "after": "New name"}}
     with no_entry():
-        services.organisation_update(organisation=org, changes={"name": "New name"}, actor=SYSTEM)
+        organisation_update(organisation=org, changes={"name": "New name"}, actor=SYSTEM)
 
 
 # --- accounts -------------------------------------------------------------------------------
@@ -184,7 +200,7 @@ def test_account_create_refuses_bad_values_and_writes_nothing(field: str, value:
     values[field] = value
     before = Account.objects.count()
     with pytest.raises(ValidationError) as error, no_entry():
-        services.account_create(
+        account_create(
             name="Bad",
             actor=SYSTEM,
             payment_mode=values["payment_mode"],
@@ -199,7 +215,7 @@ def test_account_update_audits_the_change() -> None:
     account = make_account("Before")
     group = make_organisation("Group")
     with one_entry(AuditEvent.ACCOUNT_UPDATED) as entries:
-        services.account_update(
+        account_update(
             account=account, changes={"name": "After", "organisation": group}, actor=SYSTEM
         )
     assert entries[0].data["changes"]["organisation"] == {"before": None, "after": "Group"}
@@ -212,34 +228,30 @@ def test_account_update_audits_the_change() -> None:
 def test_membership_create_is_audited_and_unique(world: World) -> None:
     user = make_user()
     with one_entry(AuditEvent.MEMBER_ADDED) as entries:
-        services.membership_create(
-            user=user, role=Role.VIEWER, account=world.account_a, actor=SYSTEM
-        )
+        membership_create(user=user, role=Role.VIEWER, account=world.account_a, actor=SYSTEM)
     assert entries[0].account_id == world.account_a.pk
     assert entries[0].data["role"] == "viewer"
     with pytest.raises(AlreadyMember):
-        services.membership_create(
-            user=user, role=Role.PAYER, account=world.account_a, actor=SYSTEM
-        )
+        membership_create(user=user, role=Role.PAYER, account=world.account_a, actor=SYSTEM)
 
 
 def test_membership_needs_exactly_one_tenant(world: World) -> None:
     with pytest.raises(ValueError, match="exactly one"):
-        services.membership_create(user=world.bob, role=Role.VIEWER, actor=SYSTEM)
+        membership_create(user=world.bob, role=Role.VIEWER, actor=SYSTEM)
 
 
 def test_the_last_owner_can_be_neither_removed_nor_demoted(world: World) -> None:
     owner = Membership.objects.get(user=world.alice, account=world.account_a)
     with pytest.raises(LastOwnerError), no_entry():
-        services.membership_remove(membership=owner, actor=SYSTEM)
+        membership_remove(membership=owner, actor=SYSTEM)
     with pytest.raises(LastOwnerError), no_entry():
-        services.membership_change_role(membership=owner, role=Role.MANAGER, actor=SYSTEM)
+        membership_change_role(membership=owner, role=Role.MANAGER, actor=SYSTEM)
     # With a second owner, the first may go.
     second = Membership.objects.get(user=world.max, account=world.account_a)
     with one_entry(AuditEvent.MEMBER_ROLE_CHANGED):
-        services.membership_change_role(membership=second, role=Role.OWNER, actor=SYSTEM)
+        membership_change_role(membership=second, role=Role.OWNER, actor=SYSTEM)
     with one_entry(AuditEvent.MEMBER_REMOVED):
-        services.membership_remove(membership=owner, actor=SYSTEM)
+        membership_remove(membership=owner, actor=SYSTEM)
 
 
 def test_a_manager_cannot_grant_or_touch_ownership(world: World) -> None:
@@ -247,21 +259,21 @@ def test_a_manager_cannot_grant_or_touch_ownership(world: World) -> None:
     bob = Membership.objects.get(user=world.bob, account=world.account_a)
     alice = Membership.objects.get(user=world.alice, account=world.account_a)
     with pytest.raises(MemberManagementDenied):
-        services.membership_change_role(membership=bob, role=Role.OWNER, actor=SYSTEM, by=by)
+        membership_change_role(membership=bob, role=Role.OWNER, actor=SYSTEM, by=by)
     with pytest.raises(MemberManagementDenied):
-        services.membership_remove(membership=alice, actor=SYSTEM, by=by)
+        membership_remove(membership=alice, actor=SYSTEM, by=by)
     with one_entry(AuditEvent.MEMBER_ROLE_CHANGED):
-        services.membership_change_role(membership=bob, role=Role.PAYER, actor=SYSTEM, by=by)
+        membership_change_role(membership=bob, role=Role.PAYER, actor=SYSTEM, by=by)
 
 
 def test_a_viewer_cannot_manage_members_but_may_leave(world: World) -> None:
     by = access(world, "bob")
     pat = Membership.objects.get(user=world.pat, account=world.account_a)
     with pytest.raises(MemberManagementDenied):
-        services.membership_remove(membership=pat, actor=SYSTEM, by=by)
+        membership_remove(membership=pat, actor=SYSTEM, by=by)
     own = Membership.objects.get(user=world.bob, account=world.account_a)
     with one_entry(AuditEvent.MEMBER_REMOVED) as entries:
-        services.membership_remove(membership=own, actor=SYSTEM, by=by)
+        membership_remove(membership=own, actor=SYSTEM, by=by)
     assert entries[0].data["left"] is True
 
 
@@ -269,7 +281,7 @@ def test_access_for_one_tenant_cannot_authorise_changes_on_another(world: World)
     by = access(world, "alice")  # owner of account A
     charlie = Membership.objects.get(user=world.charlie, account=world.account_b)
     with pytest.raises(MemberManagementDenied):
-        services.membership_change_role(membership=charlie, role=Role.VIEWER, actor=SYSTEM, by=by)
+        membership_change_role(membership=charlie, role=Role.VIEWER, actor=SYSTEM, by=by)
 
 
 def test_tenants_visible_to_lists_direct_accounts_and_organisations(world: World) -> None:
@@ -302,7 +314,7 @@ def test_tenants_visible_to_counts_subtrees_in_one_query(
 def _invite(
     world: World, email: str = "new@example.com", role: Role = Role.PAYER, **kw: Any
 ) -> Any:
-    return services.invitation_create(
+    return invitation_create(
         email=email, role=role, account=world.account_a, actor=SYSTEM, as_of=NOW, **kw
     )
 
@@ -353,20 +365,18 @@ def test_accepting_an_invitation_creates_the_membership(world: World) -> None:
     token = invitation_token(public_id=invitation.public_id, nonce=invitation.nonce)
     newcomer = make_user("new@example.com")
     with one_entry(AuditEvent.INVITATION_ACCEPTED):
-        membership = services.invitation_accept(
-            token=token, actor=UserActor(user=newcomer), as_of=NOW
-        )
+        membership = invitation_accept(token=token, actor=UserActor(user=newcomer), as_of=NOW)
     assert membership.role == Role.PAYER
     assert membership.account_id == world.account_a.pk
     with pytest.raises(InvitationNotPending):
-        services.invitation_accept(token=token, actor=UserActor(user=newcomer), as_of=NOW)
+        invitation_accept(token=token, actor=UserActor(user=newcomer), as_of=NOW)
 
 
 def test_an_invitation_only_works_for_its_own_address(world: World) -> None:
     invitation = _invite(world)
     token = invitation_token(public_id=invitation.public_id, nonce=invitation.nonce)
     with pytest.raises(InvitationEmailMismatch), no_entry():
-        services.invitation_accept(token=token, actor=UserActor(user=world.charlie), as_of=NOW)
+        invitation_accept(token=token, actor=UserActor(user=world.charlie), as_of=NOW)
 
 
 def test_an_expired_invitation_cannot_be_accepted_and_is_closed_by_the_task(world: World) -> None:
@@ -375,20 +385,20 @@ def test_an_expired_invitation_cannot_be_accepted_and_is_closed_by_the_task(worl
     later = NOW + dt.timedelta(days=15)
     newcomer = make_user("new@example.com")
     with pytest.raises(InvitationExpired):
-        services.invitation_accept(token=token, actor=UserActor(user=newcomer), as_of=later)
+        invitation_accept(token=token, actor=UserActor(user=newcomer), as_of=later)
     with one_entry(AuditEvent.INVITATION_EXPIRED):
-        assert services.invitations_expire(as_of=later, actor=SystemActor("test")) == 1
+        assert invitations_expire(as_of=later, actor=SystemActor("test")) == 1
     with no_entry():
-        assert services.invitations_expire(as_of=later, actor=SystemActor("test")) == 0
+        assert invitations_expire(as_of=later, actor=SystemActor("test")) == 0
 
 
 def test_a_revoked_invitation_stops_working(world: World) -> None:
     invitation = _invite(world)
     token = invitation_token(public_id=invitation.public_id, nonce=invitation.nonce)
     with one_entry(AuditEvent.INVITATION_REVOKED):
-        services.invitation_revoke(invitation=invitation, actor=SYSTEM, as_of=NOW)
+        invitation_revoke(invitation=invitation, actor=SYSTEM, as_of=NOW)
     with pytest.raises(InvitationNotPending):
-        services.invitation_accept(
+        invitation_accept(
             token=token, actor=UserActor(user=make_user("new@example.com")), as_of=NOW
         )
     assert invitation_send_task(invitation_id=invitation.pk) is False
@@ -405,7 +415,7 @@ def test_malformed_or_forged_tokens_are_refused(world: World, token: str) -> Non
 def test_a_refused_change_leaves_no_audit_entry_and_no_row(world: World) -> None:
     before = (AuditLogEntry.objects.count(), Organisation.objects.count())
     with pytest.raises(ValidationError):
-        services.organisation_create(name="x" * 300, actor=SYSTEM)
+        organisation_create(name="x" * 300, actor=SYSTEM)
     assert (AuditLogEntry.objects.count(), Organisation.objects.count()) == before
 
 
@@ -417,7 +427,7 @@ def test_an_invitation_never_changes_an_existing_membership(world: World) -> Non
 
     EmailAddress.objects.create(user=world.bob, email="bob.alias@example.com", verified=True)
     with pytest.raises(AlreadyMember), no_entry():
-        services.invitation_accept(token=token, actor=UserActor(user=world.bob), as_of=NOW)
+        invitation_accept(token=token, actor=UserActor(user=world.bob), as_of=NOW)
     assert Membership.objects.get(user=world.bob, account=world.account_a).role == Role.VIEWER
 
 
@@ -428,10 +438,10 @@ def test_an_invitation_from_someone_who_lost_the_right_is_void(world: World) -> 
     token = invitation_token(public_id=invitation.public_id, nonce=invitation.nonce)
     # The owner demotes the manager who sent it.
     max_membership = Membership.objects.get(user=world.max, account=world.account_a)
-    services.membership_change_role(membership=max_membership, role=Role.VIEWER, actor=SYSTEM)
+    membership_change_role(membership=max_membership, role=Role.VIEWER, actor=SYSTEM)
     newcomer = make_user("new@example.com")
     with pytest.raises(InvitationInviterLostAuthority), no_entry():
-        services.invitation_accept(token=token, actor=UserActor(user=newcomer), as_of=NOW)
+        invitation_accept(token=token, actor=UserActor(user=newcomer), as_of=NOW)
 
 
 def test_a_manager_cannot_overwrite_an_owners_pending_invitation(world: World) -> None:
@@ -443,7 +453,7 @@ def test_a_manager_cannot_overwrite_an_owners_pending_invitation(world: World) -
 def test_a_stale_access_object_no_longer_authorises(world: World) -> None:
     by = access(world, "max")  # read while max is a manager
     max_membership = Membership.objects.get(user=world.max, account=world.account_a)
-    services.membership_change_role(membership=max_membership, role=Role.VIEWER, actor=SYSTEM)
+    membership_change_role(membership=max_membership, role=Role.VIEWER, actor=SYSTEM)
     bob = Membership.objects.get(user=world.bob, account=world.account_a)
     with pytest.raises(MemberManagementDenied):
-        services.membership_change_role(membership=bob, role=Role.PAYER, actor=SYSTEM, by=by)
+        membership_change_role(membership=bob, role=Role.PAYER, actor=SYSTEM, by=by)

@@ -12,7 +12,7 @@ from django.db import transaction
 
 from portal.celery import app
 from portal.tenancy.roles import Role
-from portal.tenancy.services import invitation_create
+from portal.tenancy.services.invitations import invitation_create
 from tests.factories import SYSTEM, make_account
 
 

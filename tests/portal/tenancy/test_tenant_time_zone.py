@@ -27,11 +27,8 @@ from billing.services.topups import topup_create, topup_settle_paid
 from portal.audit.models import AuditLogEntry
 from portal.tenancy.models import Organisation
 from portal.tenancy.roles import Role
-from portal.tenancy.services import (
-    invitation_create,
-    invitation_email_send,
-    organisation_update,
-)
+from portal.tenancy.services.invitations import invitation_create, invitation_email_send
+from portal.tenancy.services.organisations import organisation_update
 from portal.users.models import User
 from tests.conftest import World
 from tests.factories import SYSTEM, make_organisation, make_user

@@ -238,7 +238,7 @@ def test_an_organisation_can_require_a_second_factor_of_its_managers(
 ) -> None:
     from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 
-    from portal.tenancy.services import organisation_update
+    from portal.tenancy.services.organisations import organisation_update
     from tests.factories import SYSTEM, make_membership
 
     organisation_update(organisation=world.group, changes={"require_mfa": True}, actor=SYSTEM)

@@ -1,0 +1,1 @@
+"""Writes for the tenancy app, one module per topic; each write is audited."""
