@@ -48,7 +48,7 @@ from billing.models import Bill, BillLine, Tariff
 from billing.pricing import BASE_PER_UNIT
 from meters.models import Direction, Register, ServicePoint, UtilityKind
 from meters.selectors import RegisterInstant, metered_spans, register_values_at
-from portal.lib.money import from_minor, round_money
+from portal.lib.money import format_amount, from_minor, round_money
 
 LANGUAGES = ("en", "zh-hant")
 PREVIOUS_PERIODS = 6
@@ -63,7 +63,7 @@ _TIER = re.compile(r"^\d+(\.\d+)?(-\d+(\.\d+)?|\+)$")
 
 
 def _money(minor: int, currency: str) -> str:
-    return f"{from_minor(minor, currency):,}"
+    return format_amount(from_minor(minor, currency), currency)
 
 
 def _quantity(value: Decimal, places: int = 3) -> str:

@@ -2,6 +2,13 @@
 
 Ledger amounts are stored in whole minor units, so the exponent here decides how a currency is
 stored and rounded. Funds codes, precious metals and testing codes are left out on purpose.
+
+Why a table and not babel's currency data: babel's `get_currency_precision` gives CLDR's display
+digits, which differ from ISO 4217's minor units for 13 currencies (IQD has 3 in ISO, 0 in CLDR;
+RSD, LBP... 2 against 0). Ledger rows store whole minor units, so taking CLDR's digits would
+re-read stored amounts at a different scale. tests/portal/lib/test_currency.py checks the table
+against babel and fails if babel's data moves apart from it in any other way. Formatting does go
+through babel (portal.lib.money).
 """
 
 from __future__ import annotations

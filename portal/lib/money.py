@@ -5,13 +5,19 @@ tie: 0.005 EUR -> 0.01, -0.005 EUR -> -0.01) once per line: each bill or charge 
 exactly (quantity x unit rate, with up to 6 decimals of rate) and then rounded; tax is computed
 on the sum of the rounded lines and rounded once; a total is the sum of rounded amounts, never
 rounded again. Ledger amounts are whole minor units (`int`), so nothing after a posting is ever
-rounded. Floats never appear: building Money from a float raises.
+rounded. Floats never appear: parse_decimal refuses a float.
+
+Pages write money through babel (format_amount / format_money) in the active language's locale,
+with the ISO 4217 minor unit from portal.lib.currency deciding the decimals shown.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from babel import Locale, UnknownLocaleError
+from babel.numbers import format_currency, format_decimal
+from django.utils.translation import get_language, to_locale
 
 from portal.lib.currency import MINOR_UNITS
 
@@ -55,16 +61,45 @@ def format_minor(minor: int, currency: str) -> str:
     return f"{from_minor(minor, currency)} {currency}"
 
 
-def format_amount(amount: Decimal, currency: str) -> str:
-    """`Decimal("1192.8"), "TWD"` -> `1,192.80`: an amount as every page writes it, in every
-    language: rounded to the currency's minor unit, all its decimals shown, and the digits
-    grouped by three with a comma, as portal/formats writes every other figure."""
-    return f"{round_money(amount, currency):,.{minor_exponent(currency)}f}"
+def babel_locale(language: str | None = None) -> Locale:
+    """The babel locale for a Django language code (the active language by default).
+
+    Falls back to English for a language babel does not know, as Django falls back to
+    LANGUAGE_CODE.
+    """
+    code = to_locale(language or get_language() or "en")
+    try:
+        return Locale.parse(code)
+    except (UnknownLocaleError, ValueError):
+        return Locale.parse("en")
 
 
-def format_money(minor: int, currency: str) -> str:
-    """`119280, "TWD"` -> `1,192.80 TWD`: money as every page writes it (format_amount)."""
-    return f"{format_amount(from_minor(minor, currency), currency)} {currency}"
+def _pattern(currency: str) -> str:
+    # An explicit pattern, not CLDR's currency digits: CLDR shows fewer decimals than ISO 4217
+    # for some currencies (IQD, RSD...), and a page must show what the ledger holds.
+    exponent = minor_exponent(currency)
+    return "#,##0" + ("." + "0" * exponent if exponent else "")
+
+
+def format_amount(amount: Decimal, currency: str, language: str | None = None) -> str:
+    """`Decimal("1192.8"), "TWD"` -> `1,192.80`: an amount as every page writes it, in the
+    active language's number symbols: rounded half up to the currency's minor unit, all its
+    decimals shown, digits grouped."""
+    return format_decimal(
+        round_money(amount, currency), format=_pattern(currency), locale=babel_locale(language)
+    )
+
+
+def format_money(minor: int, currency: str, language: str | None = None) -> str:
+    """`119280, "TWD"` -> `1,192.80 TWD`: money as every page writes it; the ISO code, not a
+    symbol, so `$` never leaves a reader guessing which dollar."""
+    return format_currency(
+        round_money(from_minor(minor, currency), currency),
+        currency,
+        format=_pattern(currency) + " ¤¤",
+        locale=babel_locale(language),
+        currency_digits=False,
+    )
 
 
 def parse_decimal(value: object) -> Decimal:
@@ -81,59 +116,3 @@ def parse_decimal(value: object) -> Decimal:
     if not number.is_finite():
         raise MoneyError(f"{value!r} is not a finite number")
     return number
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    """An exact amount in one currency; arithmetic refuses to mix currencies."""
-
-    amount: Decimal
-    currency: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.amount, Decimal):
-            raise MoneyError("Money.amount must be a Decimal")
-        minor_exponent(self.currency)
-
-    @classmethod
-    def of(cls, amount: object, currency: str) -> Money:
-        return cls(parse_decimal(amount), currency)
-
-    @classmethod
-    def from_minor(cls, minor: int, currency: str) -> Money:
-        return cls(from_minor(minor, currency), currency)
-
-    @classmethod
-    def zero(cls, currency: str) -> Money:
-        return cls(Decimal(0), currency)
-
-    def rounded(self) -> Money:
-        return Money(round_money(self.amount, self.currency), self.currency)
-
-    @property
-    def minor(self) -> int:
-        """Whole minor units, rounded half up."""
-        return to_minor(self.amount, self.currency)
-
-    def _same(self, other: Money) -> None:
-        if other.currency != self.currency:
-            raise MoneyError(f"cannot combine {self.currency} with {other.currency}")
-
-    def __add__(self, other: Money) -> Money:
-        self._same(other)
-        return Money(self.amount + other.amount, self.currency)
-
-    def __sub__(self, other: Money) -> Money:
-        self._same(other)
-        return Money(self.amount - other.amount, self.currency)
-
-    def __neg__(self) -> Money:
-        return Money(-self.amount, self.currency)
-
-    def __mul__(self, factor: Decimal | int) -> Money:
-        if isinstance(factor, float):  # not money
-            raise MoneyError("money is never multiplied by a float")
-        return Money(self.amount * factor, self.currency)
-
-    def __str__(self) -> str:
-        return f"{round_money(self.amount, self.currency)} {self.currency}"

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.pricing import HourUsage, Segment, TariffError, parse_structure, preview_month, price
-from portal.lib.money import Money, MoneyError, round_money, to_minor
+from portal.lib.money import MoneyError, round_money, to_minor
+from tests.money import Money
 
 TZ = zoneinfo.ZoneInfo("Asia/Taipei")
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django import template
 
-from portal.lib.money import format_amount
+from portal.lib.money import format_amount, format_money, to_minor
 
 register = template.Library()
 
@@ -28,4 +28,4 @@ def money(value: Decimal | None, currency: str) -> str:
     """`Decimal("1192.8")|money:"TWD"` -> `1,192.80 TWD`."""
     if value is None:
         return ""
-    return f"{format_amount(Decimal(value), currency)} {currency}"
+    return format_money(to_minor(Decimal(value), currency), currency)
