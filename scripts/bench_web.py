@@ -711,9 +711,8 @@ def parse_args() -> argparse.Namespace:
         "--slices", type=int, default=5, help="slices each URL's duration is measured in"
     )
     parser.add_argument("--connections", type=int, default=16)
-    # Measured here on the one-query view (3 turns of 4 s each): 2 sync workers 262-412 req/s,
-    # 3 sync 303-449, 4 sync 251-285; 2 gthread workers x 2 threads 531-615 (keep-alive: a
-    # sync worker closes every connection, so each request pays a new one).
+    # gthread workers by default: they keep connections alive, while a sync worker closes every
+    # connection, so each request pays a new one (compare with --worker-class sync).
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
         "--worker-class", choices=("sync", "gthread"), default="gthread", help="gunicorn's"

@@ -95,7 +95,8 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------------
-# Persistent connections: a new connection per request costs 8x here (docs/DESIGN.md §8). With
+# Persistent connections: a new connection per request costs far more than the query
+# (docs/DESIGN.md §8). With
 # DATABASE_POOL=1 Django's psycopg pool is used instead, which requires CONN_MAX_AGE = 0.
 DATABASE_POOL = env_bool("DATABASE_POOL", False)
 DATABASES = {
