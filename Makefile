@@ -90,10 +90,19 @@ screenshots: system-deps services $(VENV)/.dev messages  ## run the browser test
 	  SCREENSHOTS_DIR=$(CURDIR)/screenshots $(BIN)/pytest -n 0 $(BILL_SHOTS) $(PYTEST_ARGS) || status=$${status:-$$?}; \
 	  ls -1 screenshots; exit $${status:-0}
 
+# `make bench QUICK=1`: the same benchmarks at small sizes, to check they run (figures from a
+# quick run are not comparable with the bars in docs/QUALITY.md).
+ifdef QUICK
+BENCH_ARGS ?= --rows 20000 --meters 50
+BENCH_CHARGE_ACCOUNTS ?= 2000
+BENCH_BILL_ACCOUNTS ?= 500
+BENCH_AUDIT_ARGS ?= --duration 1 --rounds 1
+BENCH_WEB_ARGS ?= --quick
+endif
 BENCH_CHARGE_ACCOUNTS ?= 100000
 BENCH_BILL_ACCOUNTS ?= 10000
 
-bench: $(VENV)/.dev services  ## ingest (BENCH_ARGS=...), prepaid charging, bill run, audit log (BENCH_AUDIT_ARGS=...) and web (BENCH_WEB_ARGS=...) benchmarks
+bench: $(VENV)/.dev services  ## (QUICK=1: small sizes) ingest (BENCH_ARGS=...), prepaid charging, bill run, audit log (BENCH_AUDIT_ARGS=...) and web (BENCH_WEB_ARGS=...) benchmarks
 	@scripts/system-deps.sh bench
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 	$(PY) scripts/bench_charging.py --accounts $(BENCH_CHARGE_ACCOUNTS)

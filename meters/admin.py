@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from meters.admin_selectors import reading_edit_latest
 from meters.exceptions import MeterError
 from meters.ingest.formats import format_for_name
 from meters.ingest.formats.dsmr import SPEC_CHOICES
@@ -50,6 +51,7 @@ from meters.services import (
 )
 from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin, changed
 from portal.audit.actors import UserActor
+from portal.lib.rows import stored_row
 from portal.lib.timezones import time_zone_choices
 
 
@@ -60,7 +62,7 @@ class FleetAdmin(ServiceModelAdmin):
         actor = self.actor(request)
         if not change:
             return fleet_save(instance=obj, actor=actor)
-        original = type(obj).objects.get(pk=obj.pk)
+        original = stored_row(type(obj), obj.pk)
         fields = [f for f in form.changed_data if f in form.cleaned_data]
         return fleet_save(instance=original, changes=changed(form, fields), actor=actor)
 
@@ -204,7 +206,7 @@ class SupplyAdmin(ServiceModelAdmin):
                 end=data.get("end"),
                 actor=self.actor(request),
             )
-        supply = Supply.objects.select_related("account", "service_point").get(pk=obj.pk)
+        supply = stored_row(Supply, obj.pk, "account", "service_point")
         return supply_update(
             supply=supply, changes=changed(form, ("start", "end")), actor=self.actor(request)
         )
@@ -389,7 +391,7 @@ class ReadingEditAdmin(ServiceModelAdmin):
             reason=data["reason"],
             actor=self.actor(request),
         )
-        return ReadingEdit.objects.filter(register=data["register"], ts=data["ts"]).latest("pk")
+        return reading_edit_latest(register=data["register"], ts=data["ts"])
 
 
 @admin.register(ReadingConflict)

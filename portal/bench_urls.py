@@ -1,5 +1,5 @@
 """The benchmark's URLconf (portal.settings.bench only): every URL of the portal, plus the two
-baselines the web figures are measured against (QUALITY.md): a trivial JSON view and a view
+baselines the web figures are measured against (docs/QUALITY.md): a trivial JSON view and a view
 that runs one indexed query. Both go through the same middleware as every page."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Bill run benchmark (QUALITY.md: a bill run >= 1,000 bills/s, PDFs rendered separately).
+"""Bill run benchmark (docs/QUALITY.md: a bill run >= 1,000 bills/s, PDFs rendered separately).
 
 `bench_bill_run(accounts)` runs inside a configured Django (the caller's database, e.g. the
 throwaway database of `make bench`): it writes N postpaid accounts, each with a service point

@@ -1,4 +1,6 @@
-"""`make bench`, billing part: the daily prepaid charge for N accounts (QUALITY.md: 100k < 60 s).
+"""`make bench`, billing part: the daily prepaid charge for N accounts.
+
+The bar is in docs/QUALITY.md (100k accounts < 60 s).
 
 Builds N prepaid accounts set-wise in SQL (each with a wallet, a supplied service point, a
 time-of-use tariff and a day of hourly rollups: 24 N rows), then times the product's real

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """`make bench`, web part: the consumption API and the account dashboard under gunicorn, against
-a trivial JSON view and a one-query view measured in the same run (QUALITY.md, web row).
+a trivial JSON view and a one-query view measured in the same run (docs/QUALITY.md, web row).
 
 Steps, on a database of its own (`smartmeter_bench_web` on 127.0.0.1:5432, or
 BENCH_WEB_DATABASE_URL; the name must contain `bench`; created, migrated and dropped again
@@ -32,7 +32,7 @@ unless --keep):
      consumption  GET /api/v1/accounts/<id>/consumption/?group_by=day, the last 30 days
      dashboard    GET /a/<id>/                              the full account home page
 
-Goals (QUALITY.md): consumption >= 0.5x the one-query view's requests/s, dashboard >= 0.25x,
+Goals (docs/QUALITY.md): consumption >= 0.5x the one-query view's requests/s, dashboard >= 0.25x,
 p99 < 100 ms at 16 concurrent connections. A benchmark reports; it does not fail on a goal.
 --profile then also measures, in this process without network or concurrency, the CPU time
 of a request to every URL, each product URL's SQL queries, and a cProfile of where its CPU
@@ -90,7 +90,7 @@ TZ = "Asia/Taipei"
 EMAIL = "resident@bench.example.com"
 PASSWORD = secrets.token_urlsafe(16)
 CHARGE_DAYS = 60
-# QUALITY.md, web row.
+# docs/QUALITY.md, web row.
 GOAL_CONSUMPTION = 0.5
 GOAL_DASHBOARD = 0.25
 GOAL_P99_MS = 100.0
@@ -712,9 +712,8 @@ def parse_args() -> argparse.Namespace:
         "--slices", type=int, default=5, help="slices each URL's duration is measured in"
     )
     parser.add_argument("--connections", type=int, default=16)
-    # Measured here on the one-query view (3 turns of 4 s each): 2 sync workers 262-412 req/s,
-    # 3 sync 303-449, 4 sync 251-285; 2 gthread workers x 2 threads 531-615 (keep-alive: a
-    # sync worker closes every connection, so each request pays a new one).
+    # gthread workers by default: they keep connections alive, while a sync worker closes every
+    # connection, so each request pays a new one (compare with --worker-class sync).
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
         "--worker-class", choices=("sync", "gthread"), default="gthread", help="gunicorn's"
@@ -933,7 +932,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
         )
 
     print()
-    print("Web benchmark (QUALITY.md): requests/s and latency under wrk, ratios against the")
+    print("Web benchmark (docs/QUALITY.md): requests/s and latency under wrk, ratios against the")
     print("one-query view measured in this run")
     for line in info:
         print(f"  {line}")

@@ -50,9 +50,8 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 STOP_GRACE = 10.0  # default seconds a child gets after SIGTERM before its group is SIGKILLed
 POLL = 0.2  # seconds between two looks at the children and at a pending stop request
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-# What a new private cluster costs before the portal answers, on the idle 2-core development
-# machine (2026-12: migrate about 10 s, a year of readings about 30 s); a busy machine took
-# 3 times as long. Printed up front, so that nobody takes the wait for a hang.
+# Rough estimates of a new private cluster's first setup on an idle development machine (a busy
+# machine takes several times as long), printed up front so that nobody takes the wait for a hang.
 FIRST_SETUP_SECONDS = {"migrate": 10, "seed a year": 30}
 # Seconds before restarting a worker or beat that exited: the 1st, 2nd, ... exit in a row.
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)

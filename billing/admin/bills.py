@@ -28,6 +28,7 @@ from billing.tasks.bills import bill_run_task
 from portal.adminsite import ReadOnlyModelAdmin, money_display
 from portal.audit.actors import UserActor
 from portal.lib.errors import DomainError
+from portal.lib.rows import row_or_404
 
 
 class StartRunForm(forms.Form):
@@ -232,9 +233,7 @@ class BillAdmin(ReadOnlyModelAdmin):
         ]
 
     def pdf_view(self, request: HttpRequest, bill_id: int, language: str) -> HttpResponse:
-        bill = get_object_or_404(
-            Bill.objects.select_related("account", "organisation", "credit_note_for"), pk=bill_id
-        )
+        bill = row_or_404(Bill, bill_id, "account", "organisation", "credit_note_for")
         if language not in LANGUAGES or not self.has_view_permission(request, bill):
             return HttpResponse(status=404)
         response = HttpResponse(bill_pdf_render(bill=bill, language=language), "application/pdf")

@@ -15,7 +15,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -28,6 +27,7 @@ from billing.services.ledger import LedgerError, wallet_adjust, wallet_update
 from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin, money_display
 from portal.lib.errors import DomainError
 from portal.lib.money import format_minor, from_minor, minor_exponent, to_minor
+from portal.lib.rows import row_or_404
 
 
 class WalletForm(forms.ModelForm[Wallet]):
@@ -116,7 +116,7 @@ class WalletAdmin(ServiceModelAdmin):
     def adjust_view(self, request: HttpRequest, wallet_id: int) -> HttpResponse:
         if not request.user.has_perm("billing.change_wallet"):
             raise PermissionDenied
-        wallet = get_object_or_404(Wallet.objects.select_related("account"), pk=wallet_id)
+        wallet = row_or_404(Wallet, wallet_id, "account")
         form = AdjustForm(request.POST or None, currency=wallet.currency)
         if request.method == "POST" and form.is_valid():
             try:

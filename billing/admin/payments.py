@@ -14,7 +14,6 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -28,6 +27,7 @@ from billing.services.topups import TopUpError, topup_refund
 from portal.adminsite import ReadOnlyModelAdmin, money_display
 from portal.audit.actors import UserActor
 from portal.lib.money import format_minor
+from portal.lib.rows import row_or_404
 
 
 @admin.register(TopUp)
@@ -96,7 +96,7 @@ class TopUpAdmin(ReadOnlyModelAdmin):
     def refund_view(self, request: HttpRequest, topup_id: int) -> HttpResponse:
         if not self.has_refund_permission(request):
             raise PermissionDenied
-        topup = get_object_or_404(TopUp.objects.select_related("account", "wallet"), pk=topup_id)
+        topup = row_or_404(TopUp, topup_id, "account", "wallet")
         form = RefundForm(request.POST or None, currency=topup.currency)
         if request.method == "POST" and form.is_valid():
             try:

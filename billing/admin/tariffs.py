@@ -12,7 +12,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -29,6 +28,7 @@ from billing.services.tariffs import (
 )
 from portal.adminsite import ServiceModelAdmin, changed
 from portal.lib.money import format_minor
+from portal.lib.rows import row_or_404, stored_row
 
 STRUCTURE_HELP = _(
     'JSON. Flat: {"type": "flat", "rate": "0.25"}. Tiered per month: {"type": "tiered", '
@@ -65,7 +65,7 @@ class TariffAdmin(ServiceModelAdmin):
     def service_save(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> Tariff:
         if not change:
             return tariff_save(instance=obj, actor=self.actor(request))
-        original = Tariff.objects.get(pk=obj.pk)
+        original = stored_row(Tariff, obj.pk)
         fields = [f for f in form.changed_data if f in form.cleaned_data]
         return tariff_save(
             instance=original, changes=changed(form, fields), actor=self.actor(request)
@@ -130,7 +130,7 @@ class TariffVersionAdmin(ServiceModelAdmin):
         ]
 
     def preview_view(self, request: HttpRequest, version_id: int) -> HttpResponse:
-        version = get_object_or_404(TariffVersion.objects.select_related("tariff"), pk=version_id)
+        version = row_or_404(TariffVersion, version_id, "tariff")
         form = PreviewForm(request.GET or None)
         context: dict[str, Any] = {
             **self.admin_site.each_context(request),
@@ -169,7 +169,7 @@ class TariffVersionAdmin(ServiceModelAdmin):
     ) -> TariffVersion:
         if not change:
             return tariff_version_save(instance=obj, actor=self.actor(request))
-        original = TariffVersion.objects.select_related("tariff").get(pk=obj.pk)
+        original = stored_row(TariffVersion, obj.pk, "tariff")
         fields = [f for f in form.changed_data if f in form.cleaned_data]
         return tariff_version_save(
             instance=original, changes=changed(form, fields), actor=self.actor(request)
@@ -210,7 +210,7 @@ class HolidayAdmin(ServiceModelAdmin):
     def service_save(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> Holiday:
         if not change:
             return holiday_save(instance=obj, actor=self.actor(request))
-        original = Holiday.objects.get(pk=obj.pk)
+        original = stored_row(Holiday, obj.pk)
         return holiday_save(
             instance=original, changes=changed(form, ("day", "name")), actor=self.actor(request)
         )

@@ -225,15 +225,3 @@ def delivery(*, out_dir: Path, in_order: bool = False) -> list[dict[str, Any]]:
     if in_order and manifest.get("redelivered"):
         names.append(manifest["redelivered"])
     return [{"name": name, "format": formats[name]} for name in names]
-
-
-def simulation_import(
-    *, out_dir: Path, actor: Actor, as_of: dt.datetime, in_order: bool = False
-) -> ImportSummary:
-    """Create the simulated fleet, then import its files in delivery order (or in time order).
-
-    `as_of` is the time the files are received: readings after it are rejected as future ones.
-    """
-    fleet_apply(fleet=json.loads((out_dir / "fleet.json").read_text()), actor=actor)
-    entries = delivery(out_dir=out_dir, in_order=in_order)
-    return files_import(out_dir=out_dir, entries=entries, actor=actor, as_of=as_of)

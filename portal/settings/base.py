@@ -95,7 +95,8 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------------
-# Persistent connections: a new connection per request costs 8x here (DESIGN.md §8). With
+# Persistent connections: a new connection per request costs far more than the query
+# (docs/DESIGN.md §8). With
 # DATABASE_POOL=1 Django's psycopg pool is used instead, which requires CONN_MAX_AGE = 0.
 DATABASE_POOL = env_bool("DATABASE_POOL", False)
 DATABASES = {
@@ -229,7 +230,7 @@ MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_TOTP_ISSUER = "Smart Meter Portal"
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = env_bool("MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN", False)
 MFA_RATE_LIMITS = {"authenticate": "5/m/user"}
-# Staff reach the admin only with a second factor (QUALITY.md: required for staff).
+# Staff reach the admin only with a second factor (docs/QUALITY.md: required for staff).
 PORTAL_STAFF_REQUIRE_MFA = env_bool("PORTAL_STAFF_REQUIRE_MFA", True)
 
 USERSESSIONS_TRACK_ACTIVITY = False
@@ -300,7 +301,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TIMEZONE = "UTC"
 # Redis redelivers a task whose worker died only after the visibility timeout (1 h by default);
-# every task is idempotent and finishes well inside these 5 minutes (DESIGN.md §8).
+# every task is idempotent and finishes well inside these 5 minutes (docs/DESIGN.md §8).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 300,
     "unacked_restore_interval": 5,

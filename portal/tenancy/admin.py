@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin, changed
 from portal.audit.actors import UserActor
+from portal.lib.rows import stored_row
 from portal.lib.timezones import default_time_zone
 from portal.tenancy.exceptions import OrganisationTreeError
 from portal.tenancy.models import (
@@ -99,7 +100,7 @@ class OrganisationAdmin(ServiceModelAdmin):
                 time_zone=data["time_zone"],
                 actor=actor,
             )
-        organisation = Organisation.objects.get(pk=obj.pk)
+        organisation = stored_row(Organisation, obj.pk)
         organisation_update(
             organisation=organisation,
             changes=changed(form, ("name", "require_mfa", "time_zone")),
@@ -159,7 +160,7 @@ class AccountAdmin(ServiceModelAdmin):
                 number=data.get("number") or None,
                 actor=actor,
             )
-        account = Account.objects.get(pk=obj.pk)
+        account = stored_row(Account, obj.pk)
         return account_update(
             account=account,
             changes=changed(
@@ -206,15 +207,11 @@ class MembershipAdmin(ServiceModelAdmin):
                 organisation=data.get("organisation"),
                 actor=actor,
             )
-        membership = Membership.objects.select_related("user", "account", "organisation").get(
-            pk=obj.pk
-        )
+        membership = stored_row(Membership, obj.pk, "user", "account", "organisation")
         return membership_change_role(membership=membership, role=Role(data["role"]), actor=actor)
 
     def service_delete(self, request: HttpRequest, obj: Any) -> None:
-        membership = Membership.objects.select_related("user", "account", "organisation").get(
-            pk=obj.pk
-        )
+        membership = stored_row(Membership, obj.pk, "user", "account", "organisation")
         membership_remove(membership=membership, actor=self.actor(request))
 
 

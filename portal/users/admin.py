@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin, changed
+from portal.lib.rows import stored_row
 from portal.users.models import SecondFactor, SignInSession, User
 from portal.users.services import user_create, user_staff_view_record, user_update
 
@@ -61,7 +62,7 @@ class UserAdmin(ServiceModelAdmin):
                 email_verified=False,
                 actor=self.actor(request),
             )
-        original = User.objects.get(pk=obj.pk)
+        original = stored_row(User, obj.pk)
         groups = data["groups"] if "groups" in form.changed_data else None
         return user_update(
             user=original,

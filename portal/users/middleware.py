@@ -1,4 +1,4 @@
-"""Session lifetime: 30 minutes idle and 12 hours absolute (QUALITY.md), both configurable.
+"""Session lifetime: 30 minutes idle and 12 hours absolute (docs/QUALITY.md), both configurable.
 
 The idle clock is refreshed at most once per SESSION_ACTIVITY_RESOLUTION, so a busy page does
 not rewrite its session row on every request.

@@ -1,4 +1,4 @@
-"""Password rules beyond Django's own (QUALITY.md: 12 to 128 characters)."""
+"""Password rules beyond Django's own (docs/QUALITY.md: 12 to 128 characters)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ threads did, each payment is credited once though its webhook is delivered twice
 redelivered later, from another thread), and ledger_verify finds nothing.
 
 The default run is 8 threads x 25 operations; LEDGER_CONCURRENCY="50x200" runs the bar of
-QUALITY.md (50 threads x 200 operations).
+docs/QUALITY.md (50 threads x 200 operations).
 """
 
 from __future__ import annotations

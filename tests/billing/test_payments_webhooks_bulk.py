@@ -1,6 +1,6 @@
 """10^4 duplicated and shuffled payment webhooks: every payment credits exactly once.
 
-PAYMENT_BULK_WEBHOOKS scales the number of deliveries (default 10,000, the bar of QUALITY.md).
+PAYMENT_BULK_WEBHOOKS scales the number of deliveries (default 10,000, the bar of docs/QUALITY.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each parser gets thousands of inputs built from the real samples (bytes flipped,
 spliced with noise) and from generated documents. It must either produce readings, events and
 row errors of the right types, or refuse the whole file with a BatchError that says something;
 any other exception is a crash. PORTAL_FUZZ_EXAMPLES sets the number of examples per parser
-(10 000 by default, as QUALITY.md asks).
+(10 000 by default, as docs/QUALITY.md asks).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from django.db import connection, transaction
 from meters.models import SUSPECT_RULES, MeterEvent, Quality, ReadingConflict, RollupDaily, Rule
 from meters.selectors import readings_checksum
 from meters.simulator import KINDS, fleet_random, simulate
-from meters.simulator.load import ImportSummary, fleet_apply, simulation_import
+from meters.simulator.load import ImportSummary, delivery, files_import, fleet_apply
+from portal.audit.actors import Actor
 from tests.factories import SYSTEM
 
 SEED = 11
@@ -41,6 +42,18 @@ CHECKED = (
 )
 
 Reading = tuple[str, str, dt.datetime]
+
+
+def simulation_import(
+    *, out_dir: Path, actor: Actor, as_of: dt.datetime, in_order: bool = False
+) -> ImportSummary:
+    """Create the simulated fleet, then import its files in delivery order (or in time order).
+
+    `as_of` is the time the files are received: readings after it are rejected as future ones.
+    """
+    fleet_apply(fleet=json.loads((out_dir / "fleet.json").read_text()), actor=actor)
+    entries = delivery(out_dir=out_dir, in_order=in_order)
+    return files_import(out_dir=out_dir, entries=entries, actor=actor, as_of=as_of)
 
 
 @pytest.fixture(scope="module")

@@ -100,6 +100,9 @@ def test_panels_do_not_leak_between_accounts() -> None:
         response = _client(mine).get(f"/a/{mine.public_id}/")
     alerts = next(p for p in response.context["panels"] if p.template.endswith("alerts.html"))
     assert alerts.context["rows"] == [] and alerts.context["count"] == 0
+    # The panel lists this account's own meter (so the check below is not over an empty list)
+    # and no other account's.
+    assert len(alerts.context["meters"]) == 1
     assert all(
         MeterInstallation.objects.filter(meter=m, service_point__supplies__account=mine).exists()
         for m in alerts.context["meters"]
