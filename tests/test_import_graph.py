@@ -16,7 +16,7 @@ WIRING = ("portal.urls", "portal.settings", "portal.wsgi", "portal.bench_urls")
 def _layer(module: str) -> int | None:
     if any(module == w or module.startswith(w + ".") for w in WIRING):
         return None
-    root = module.split(".")[0]
+    root = module.split(".", maxsplit=1)[0]
     return LAYERS.index(root) if root in LAYERS else None
 
 
