@@ -1,6 +1,5 @@
-"""The cost of a consumption chart's buckets, from billing.costs: registered with meters.costs
-by BillingConfig.ready, so the usage page (in meters) shows money without meters knowing
-about tariffs.
+"""The cost of a consumption chart's buckets, from billing.costs: the usage page (in web)
+calls usage_costs directly, so meters never needs to know about tariffs.
 
 Every bucket is made of whole priced days or of shares of them (billing.costs), so a day's
 charge and credit are the same in the day view, the week view's hours, the month view, the
@@ -13,14 +12,56 @@ import bisect
 import datetime as dt
 import zoneinfo
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from billing.costs import DayCost, HourShare, SupplyCosts, allocate, supply_costs
 from billing.pricing import Plan, TariffError, structure_of
-from meters.costs import CostQuery, CostSeries
 from meters.selectors import ConsumptionPoint, Resolution
 
 _HOUR_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class CostQuery:
+    """The buckets of one chart: bucket i runs from `starts[i]` to `starts[i + 1]` (or `end`).
+
+    Starts are aware datetimes in UTC for hours and shorter, local dates for days and months.
+    `points` are the chart's own values (one per start) when they are shorter than an hour: an
+    hour's share is split among its quarter hours by their consumption. `end` is also the
+    moment the costs are taken at: days over by then carry their standing charge.
+    """
+
+    account_id: int
+    service_point_id: int
+    starts: Sequence[dt.datetime | dt.date]
+    end: dt.datetime
+    resolution: Resolution
+    time_zone: str
+    points: Sequence[ConsumptionPoint] = ()
+    export_points: Sequence[ConsumptionPoint] = ()
+    # The range's own start (UTC): a first bucket labelled before it (the first of the month
+    # of a range that starts on the 10th) runs from it.
+    start: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class CostSeries:
+    """Per bucket: the charge for imported energy (minor units, tax and standing charges of the
+    days that are over included) and the credit for exported energy (minor units, positive),
+    never netted; and, for time-of-use tariffs, the consumption per band and bucket in base
+    units. A bucket's figures are the sum of its days' (or its share of its day), exactly as
+    the ledger and the bills have them."""
+
+    currency: str
+    tariff: str
+    charges: list[int]
+    credits: list[int]
+    bands: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def has_credit(self) -> bool:
+        return any(self.credits)
 
 
 def usage_costs(query: CostQuery) -> CostSeries | None:

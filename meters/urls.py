@@ -4,10 +4,11 @@ from django.urls import path
 
 from meters import api, views
 
+# The usage page keeps its name (meters:account_usage) but lives in web.views.usage:
+# portal/urls.py adds it (web.urls.meters_pages).
 app_name = "meters"
 
 urlpatterns = [
-    path("a/<uuid:account_id>/usage/", views.AccountUsageView.as_view(), name="account_usage"),
     path(
         "o/<uuid:org_id>/imports/",
         views.OrganisationImportsView.as_view(),

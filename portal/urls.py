@@ -7,7 +7,10 @@ from django.urls import include, path
 from django.views.i18n import set_language
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from meters import urls as meters_urls
+from portal.tenancy import urls as tenancy_urls
 from portal.views import HealthView
+from web import urls as web_urls
 
 urlpatterns = [
     path("healthz", HealthView.as_view(), name="healthz"),
@@ -19,11 +22,13 @@ urlpatterns = [
         "api/v1/docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"
     ),
     path("", include("portal.users.urls")),
-    path("", include("portal.tenancy.urls")),
+    # The home pages and the usage page live in web (they combine apps) but keep their names
+    # in the tenancy and meters namespaces, so each namespace is its app's patterns plus web's.
+    path("", include((web_urls.tenancy_pages + tenancy_urls.urlpatterns, "tenancy"))),
     path("", include("portal.audit.urls")),
-    path("", include("meters.urls")),
+    path("", include((web_urls.meters_pages + meters_urls.urlpatterns, "meters"))),
     path("", include("billing.urls")),
-    path("", include("portal.web.urls")),
+    path("", include("web.urls")),
 ]
 
 handler403 = "portal.errors.permission_denied"

@@ -27,7 +27,7 @@ import redis
 from django.conf import settings
 from playwright.sync_api import Browser, expect
 
-from portal.web.demo import DEMO_PASSWORD, PEOPLE, STAFF_ADMIN
+from web.demo import DEMO_PASSWORD, PEOPLE, STAFF_ADMIN
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

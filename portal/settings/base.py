@@ -50,7 +50,7 @@ INSTALLED_APPS = [
     "portal.tenancy",
     "portal.audit",
     "portal.notifications",
-    "portal.web",
+    "web",
     "meters",
     "billing",
 ]

@@ -3,19 +3,19 @@ from __future__ import annotations
 from django.urls import path
 
 from portal.tenancy.api import endpoints as api
-from portal.tenancy.views import api_keys, invitations, members, pages
+from portal.tenancy.views import api_keys, invitations, members
 
+# The home pages (HomeView, the account and organisation homes) keep their names in this
+# namespace but live in web.views.home: portal/urls.py adds them (web.urls.tenancy_pages).
 app_name = "tenancy"
 
 urlpatterns = [
-    path("", pages.HomeView.as_view(), name="home"),
     path(
         "invitations/<str:token>/",
         invitations.InvitationAcceptView.as_view(),
         name="invitation_accept",
     ),
     # Accounts
-    path("a/<uuid:account_id>/", pages.AccountHomeView.as_view(), name="account_home"),
     path(
         "a/<uuid:account_id>/members/", members.AccountMembersView.as_view(), name="account_members"
     ),
@@ -40,7 +40,6 @@ urlpatterns = [
         name="account_invitation_revoke",
     ),
     # Organisations
-    path("o/<uuid:org_id>/", pages.OrganisationHomeView.as_view(), name="organisation_home"),
     path(
         "o/<uuid:org_id>/members/",
         members.OrganisationMembersView.as_view(),

@@ -1,6 +1,6 @@
 """Residents' data exports: the ZIP's files and rows, the previous occupant left out, progress,
 idempotent and restartable builds, failures, expiry, and the Green Button round trip. The pages
-are tested in tests/portal/web/test_export.py.
+are tested in tests/web/test_export.py.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from django.test import Client
 from portal.tenancy.models import Account, Organisation
 from portal.tenancy.roles import Role
 from portal.users.models import User
-from portal.web.demo import GROUP, demo_seed
 from tests.factories import SYSTEM, make_membership, make_user
+from web.demo import GROUP, demo_seed
 
 # 10:00 in Taipei on a Friday; 03:00 in Amsterdam, after the October clock change.
 AS_OF = dt.datetime(2026, 12, 4, 2, 0, tzinfo=dt.UTC)

@@ -25,9 +25,9 @@ from billing.models import Bill, BillLine, DailyCharge, JournalEntry
 from billing.selectors import shortage_alerts_for_account
 from meters.models import Direction, RollupDaily, ServicePoint, Supply
 from portal.tenancy.models import Account
-from portal.web.panels import bill_to_date
-from portal.web.selectors import account_open_alert_count
 from tests.consistency.conftest import Demo
+from web.panels import bill_to_date
+from web.selectors import account_open_alert_count
 
 pytestmark = [pytest.mark.django_db, pytest.mark.xdist_group("consistency")]
 ZERO = Decimal(0)

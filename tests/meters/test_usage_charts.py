@@ -257,8 +257,7 @@ def test_a_week_of_hours_costs_exactly_what_its_seven_days_cost() -> None:
 
 @time_machine.travel(NOW, tick=False)
 def test_a_month_bucket_that_starts_before_the_range_costs_only_the_ranges_days() -> None:
-    from billing.usage_costs import usage_costs
-    from meters.costs import CostQuery
+    from billing.usage_costs import CostQuery, usage_costs
 
     account, sp, client = _with_hours()
     custom = client.get(
@@ -283,7 +282,7 @@ def test_a_month_bucket_that_starts_before_the_range_costs_only_the_ranges_days(
 
 
 def test_the_hour_that_comes_twice_is_labelled_apart() -> None:
-    from meters.views import _local
+    from web.views.usage import _local
 
     zone = zoneinfo.ZoneInfo("Europe/Amsterdam")
     first = dt.datetime(2026, 10, 25, 0, 0, tzinfo=dt.UTC)  # 02:00 CEST
@@ -440,7 +439,7 @@ def test_a_running_month_is_compared_with_the_same_days_of_the_month_before() ->
 
 def test_the_hour_that_comes_twice_is_drawn_twice() -> None:
     from meters.charts import usage_figure
-    from meters.views import _local
+    from web.views.usage import _local
 
     zone = zoneinfo.ZoneInfo("Europe/Amsterdam")
     start = dt.datetime(2026, 10, 24, 22, 0, tzinfo=dt.UTC)  # 25 Oct 00:00 CEST

@@ -11,7 +11,7 @@ from django.urls import URLPattern, URLResolver
 from portal.tenancy.api.base import AccountAPIView, OrganisationAPIView, OrganisationKeyAPIView
 from portal.tenancy.views.base import AccountView, OrganisationView
 
-OUR_PACKAGES = ("portal.", "meters.", "billing.")
+OUR_PACKAGES = ("portal.", "meters.", "billing.", "web.")
 SCOPED_BASES: tuple[type, ...] = (
     AccountView,
     OrganisationView,
@@ -25,7 +25,7 @@ SCOPED_BASES: tuple[type, ...] = (
 PUBLIC_VIEWS = frozenset(
     {
         "portal.views.HealthView",  # database and cache up or down
-        "portal.tenancy.views.pages.HomeView",  # the person's own list of tenants
+        "web.views.home.HomeView",  # the person's own list of tenants
         "portal.tenancy.views.invitations.InvitationAcceptView",  # the token is the credential
         "portal.tenancy.api.endpoints.MeApi",  # the person's own profile and tenants
         # Machine endpoint of the utility's ChirpStack: the shared secret is the credential;

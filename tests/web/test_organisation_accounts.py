@@ -35,10 +35,10 @@ from portal.lib.csvsafe import csv_safe
 from portal.tenancy.models import Account, Organisation
 from portal.tenancy.roles import Role
 from portal.users.models import User
-from portal.web.selectors import organisation_accounts_table
 from tests.billing.helpers import supplied
 from tests.conftest import World
 from tests.factories import SYSTEM, make_account, make_membership, make_organisation, make_user
+from web.selectors import organisation_accounts_table
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 5, 20, 4, 0, tzinfo=dt.UTC)  # noon in Taipei

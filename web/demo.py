@@ -45,9 +45,9 @@ from portal.tenancy.services.members import membership_create
 from portal.tenancy.services.organisations import organisation_create
 from portal.users.models import User
 from portal.users.services import user_create
-from portal.web.demo_billing import DemoBilling, demo_billing_load
+from web.demo_billing import DemoBilling, demo_billing_load
 
-logger = logging.getLogger("portal.web.demo")  # seed_demo prints it as progress
+logger = logging.getLogger("web.demo")  # seed_demo prints it as progress
 
 DEMO_PASSWORD = "demo-portal-2026"  # noqa: S105 - printed for the demo; never used elsewhere
 

@@ -1,6 +1,6 @@
-"""The organisation home page's panels (registered with portal.tenancy.panels by
-portal.web.panels.register): the subsidiary tree, the prepaid accounts low on credit, and the
-subtree's consumption charts. Each checks the viewer's scopes and reads through selectors."""
+"""The organisation home page's panels: the subsidiary tree, the prepaid accounts low on
+credit, and the subtree's consumption charts. Each checks the viewer's scopes and reads
+through selectors."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from django.urls import reverse
 
 from meters.selectors import KindTotal
 from portal.tenancy.models import Organisation
-from portal.tenancy.panels import Panel
-from portal.web.charts import organisation_usage_charts
-from portal.web.selectors import (
+from web.charts import organisation_usage_charts
+from web.panels import Panel
+from web.selectors import (
     organisation_daily_consumption,
     organisation_low_balance,
     organisation_monthly_consumption,
@@ -96,4 +96,18 @@ def usage_charts_panel(
     return Panel("web/panels/organisation_usage.html", {"charts": charts}, charts=bool(charts))
 
 
-ORGANISATION_PANELS = (low_balance_panel, subtree_panel, usage_charts_panel)
+def organisation_panels(
+    *,
+    organisation: Organisation,
+    scopes: frozenset[str],
+    as_of: dt.datetime,
+    withheld: tuple[str, ...] = (),
+) -> list[Panel]:
+    """The organisation home's panels for this viewer's scopes, in page order, leaving out the
+    organisations beneath the `withheld` paths."""
+    panels = (
+        low_balance_panel(organisation, scopes, as_of, withheld),
+        subtree_panel(organisation, scopes, as_of, withheld),
+        usage_charts_panel(organisation, scopes, as_of, withheld),
+    )
+    return [panel for panel in panels if panel is not None]

@@ -26,7 +26,7 @@ from meters.models import Supply
 from portal.audit.actors import Actor
 from portal.tenancy.models import Account, Organisation
 
-logger = logging.getLogger("portal.web.demo")  # seed_demo prints it as progress
+logger = logging.getLogger("web.demo")  # seed_demo prints it as progress
 
 CHARGE_DAYS = 60  # days of prepaid charges up to yesterday
 EMERGENCY_CREDIT = 300_00  # minor units of TWD

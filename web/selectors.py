@@ -585,7 +585,7 @@ def organisation_low_balance(
 ) -> tuple[list[AccountRow], int]:
     """Return the subtree's prepaid accounts that are low on credit, worst first (fewest days
     left, then lowest balance), at most `limit`, and how many there are (one query)."""
-    # The panel is shown to readers of billing data only (portal.web.organisation_panels).
+    # The panel is shown to readers of billing data only (web.organisation_panels).
     table = OrganisationAccounts(
         organisation=organisation,
         as_of=as_of,

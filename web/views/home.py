@@ -8,10 +8,11 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from portal.tenancy.panels import account_panels, organisation_panels
 from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import organisation_accounts, tenants_visible_to
 from portal.tenancy.views.base import AccountView, OrganisationView, SignedInView
+from web.organisation_panels import organisation_panels
+from web.panels import account_panels
 
 
 class HomeView(SignedInView):

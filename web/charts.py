@@ -18,7 +18,7 @@ from django.utils.translation import pgettext
 from meters.charts import ACTUAL_COLOUR
 from meters.models import Direction, UtilityKind
 from meters.selectors import KindTotal
-from portal.web.selectors import KIND_UNITS, in_display_units
+from web.selectors import KIND_UNITS, in_display_units
 
 # Exported energy (solar feeding the grid) in a colour of its own, apart from the imports.
 EXPORT_COLOUR = "#1a7f37"

@@ -1,4 +1,4 @@
-"""The account home page's panels (registered with portal.tenancy.panels by WebConfig.ready):
+"""The account home page's panels:
 credit or the latest bill, this month so far against the same days of last month and of last
 year, open alerts and the meters' last contact. Each reads through its app's selectors and
 checks the viewer's scopes.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.utils.dateformat import time_format
@@ -30,9 +31,17 @@ from meters.selectors import (
 )
 from portal.lib.money import from_minor
 from portal.tenancy.models import Account
-from portal.tenancy.panels import Panel, panel_provider_register
-from portal.web.selectors import KIND_UNITS, account_open_alert_count
-from portal.web.views.alerts import event_row, warning_row
+from web.alert_rows import event_row, warning_row
+from web.selectors import KIND_UNITS, account_open_alert_count
+
+
+@dataclass(frozen=True)
+class Panel:
+    template: str
+    context: dict[str, Any] = field(default_factory=dict)
+    # The panel draws Plotly figures: the page loads plotly.js and the chart script.
+    charts: bool = False
+
 
 ALERTS_SHOWN = 5
 
@@ -189,16 +198,11 @@ def alerts_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -
     )
 
 
-def register() -> None:
-    for provider in (credit_panel, usage_panel, alerts_panel):
-        panel_provider_register(provider)
-    register_organisation_panels()
-
-
-def register_organisation_panels() -> None:
-    """The organisation home's panels (portal.web.organisation_panels)."""
-    from portal.tenancy.panels import organisation_panel_provider_register
-    from portal.web.organisation_panels import ORGANISATION_PANELS
-
-    for provider in ORGANISATION_PANELS:
-        organisation_panel_provider_register(provider)
+def account_panels(*, account: Account, scopes: frozenset[str], as_of: dt.datetime) -> list[Panel]:
+    """The account home's panels for this viewer's scopes, in page order."""
+    panels = (
+        credit_panel(account, scopes, as_of),
+        usage_panel(account, scopes, as_of),
+        alerts_panel(account, scopes, as_of),
+    )
+    return [panel for panel in panels if panel is not None]

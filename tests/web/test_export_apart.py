@@ -24,10 +24,10 @@ from meters.models import Meter, Register, RollupDaily, ServicePoint
 from meters.selectors import subtree_consumption_by_kind
 from portal.tenancy.models import Account
 from portal.users.models import User
-from portal.web.charts import organisation_usage_charts
-from portal.web.selectors import organisation_accounts_table
 from tests.billing.helpers import supplied
 from tests.conftest import World
+from web.charts import organisation_usage_charts
+from web.selectors import organisation_accounts_table
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 5, 20, 4, 0, tzinfo=dt.UTC)  # noon in Taipei

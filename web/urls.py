@@ -1,10 +1,14 @@
-"""URLs of the pages that combine several apps (see portal.web.views)."""
+"""URLs of the pages that combine several apps (see web.views).
+
+The home pages and the usage page moved here from tenancy and meters; their URL names stay in
+the `tenancy` and `meters` namespaces (templates and links reverse them there), so they are
+listed apart and portal/urls.py mounts each list with its app's own patterns."""
 
 from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from portal.web.views import alerts, export, organisation
+from web.views import alerts, export, home, organisation, usage
 
 app_name = "web"
 
@@ -36,4 +40,16 @@ urlpatterns: list[URLPattern] = [
         export.AccountExportDownloadView.as_view(),
         name="account_export_download",
     ),
+]
+
+# Mounted in the "tenancy" namespace by portal/urls.py.
+tenancy_pages: list[URLPattern] = [
+    path("", home.HomeView.as_view(), name="home"),
+    path("a/<uuid:account_id>/", home.AccountHomeView.as_view(), name="account_home"),
+    path("o/<uuid:org_id>/", home.OrganisationHomeView.as_view(), name="organisation_home"),
+]
+
+# Mounted in the "meters" namespace by portal/urls.py.
+meters_pages: list[URLPattern] = [
+    path("a/<uuid:account_id>/usage/", usage.AccountUsageView.as_view(), name="account_usage"),
 ]

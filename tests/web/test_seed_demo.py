@@ -20,7 +20,7 @@ from meters.selectors import Resolution, consumption_series
 from portal.audit.selectors import audit_chain_verify
 from portal.tenancy.models import Account, Membership, Organisation
 from portal.tenancy.roles import Role
-from portal.web.demo import ABROAD, DEMO_METERS, DEMO_PASSWORD, HOUSEHOLDS, MOVES
+from web.demo import ABROAD, DEMO_METERS, DEMO_PASSWORD, HOUSEHOLDS, MOVES
 
 pytestmark = pytest.mark.django_db
 DAYS = "2"  # of readings: enough to exercise the meters and the import, and quick

@@ -19,9 +19,9 @@ from meters.selectors import ComparedSpan, comparison_spans, month_comparison
 from portal.tenancy.models import Account
 from portal.tenancy.roles import Role
 from portal.tenancy.scopes import scopes_for
-from portal.web.panels import usage_panel
 from tests.billing.helpers import supplied
 from tests.factories import make_account, make_membership, make_user
+from web.panels import usage_panel
 
 TAIPEI = zoneinfo.ZoneInfo("Asia/Taipei")
 LONDON = zoneinfo.ZoneInfo("Europe/London")
@@ -224,7 +224,7 @@ def test_the_panel_says_which_days_it_compares_in_both_languages() -> None:
 
 
 def test_a_single_day_span_reads_as_one_day() -> None:
-    from portal.web.panels import _span_label
+    from web.panels import _span_label
 
     span = ComparedSpan(dt.date(2026, 12, 1), dt.date(2026, 12, 1), dt.time(0, 30))
     with translation.override("en"):  # whatever language an earlier request left active

@@ -1,6 +1,6 @@
 """The organisation's accounts table: every account of its subtree with balance, days of credit
 left, this month's imported and exported energy, last contact and open alerts; sorted, filtered
-and paginated in SQL (see portal.web.selectors), and the same rows as a streamed CSV."""
+and paginated in SQL (see web.selectors), and the same rows as a streamed CSV."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from portal.tenancy.models import Account
 from portal.tenancy.scopes import Scope
 from portal.tenancy.services.access import csv_export_record
 from portal.tenancy.views.base import OrganisationView
-from portal.web.selectors import (
+from web.selectors import (
     DEFAULT_SORT,
     EXPORT_KEYS,
     KIND_UNITS,

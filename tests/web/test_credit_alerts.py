@@ -29,19 +29,18 @@ from billing.services.ledger import wallet_adjust, wallet_update
 from meters.models import Meter, MeterEvent, ServicePoint
 from portal.tenancy import selectors as tenancy_selectors
 from portal.tenancy.models import Account
-from portal.tenancy.panels import Panel
 from portal.tenancy.roles import Role
 from portal.tenancy.scopes import Scope, scopes_for
 from portal.users.models import User
-from portal.web.panels import alerts_panel, credit_panel
-from portal.web.selectors import (
+from tests.billing.helpers import supplied
+from tests.conftest import World
+from tests.factories import SYSTEM, make_membership, make_user
+from web.panels import Panel, alerts_panel, credit_panel
+from web.selectors import (
     AccountFilters,
     account_open_alert_count,
     organisation_accounts_table,
 )
-from tests.billing.helpers import supplied
-from tests.conftest import World
-from tests.factories import SYSTEM, make_membership, make_user
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 12, 4, 7, 15, tzinfo=dt.UTC)  # 15:15 in Taipei, a Friday

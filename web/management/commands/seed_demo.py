@@ -12,10 +12,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from portal.audit.actors import SystemActor
-from portal.web.demo import DEMO_DAYS, demo_seed
+from web.demo import DEMO_DAYS, demo_seed
 
-# The stages of the seeding (portal.web.demo) and each import batch (the simulator's loader).
-PROGRESS_LOGGERS = ("portal.web.demo", "meters.simulator.load")
+# The stages of the seeding (web.demo) and each import batch (the simulator's loader).
+PROGRESS_LOGGERS = ("web.demo", "meters.simulator.load")
 
 
 class _Progress(logging.Handler):
