@@ -61,7 +61,8 @@ from meters.selectors import (
     usage_period,
     week_profile,
 )
-from meters.services import batch_create, inbound_store
+from meters.services.imports import batch_create
+from meters.services.inbound import inbound_store
 from portal.lib.money import from_minor
 from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import organisation_subtree_ids

@@ -289,7 +289,7 @@ def _seed_fleet(
     from django.db import transaction
 
     from meters.models import Meter, MeterInstallation, Register, ServicePoint
-    from meters.services import supply_start
+    from meters.services.supply import supply_start
     from portal.tenancy.roles import Role
     from portal.tenancy.services import account_create, membership_create
     from portal.users.services import user_create

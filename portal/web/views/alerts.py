@@ -26,7 +26,7 @@ from django.utils.translation import ngettext
 from billing.selectors import ShortageAlert, shortage_alerts_for_account
 from meters.models import MeterEvent
 from meters.selectors import alert_event_for_account, alert_events_for_account
-from meters.services import meter_event_acknowledge
+from meters.services.events import meter_event_acknowledge
 from portal.lib.money import format_money
 from portal.tenancy.models import Account
 from portal.tenancy.scopes import Scope
