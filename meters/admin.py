@@ -40,15 +40,11 @@ from meters.models import (
     Supply,
 )
 from meters.selectors import register_recent_readings
-from meters.services import (
-    batch_create,
-    fleet_save,
-    meter_command_create,
-    meter_event_acknowledge,
-    reading_edit,
-    supply_start,
-    supply_update,
-)
+from meters.services.events import meter_event_acknowledge
+from meters.services.fleet import fleet_save
+from meters.services.imports import batch_create
+from meters.services.readings import reading_edit
+from meters.services.supply import meter_command_create, supply_start, supply_update
 from portal.adminsite import ReadOnlyModelAdmin, ServiceModelAdmin, changed
 from portal.audit.actors import UserActor
 from portal.lib.rows import stored_row

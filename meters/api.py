@@ -48,7 +48,7 @@ from meters.selectors import (
     batches_for_organisations,
     consumption_buckets,
 )
-from meters.services import batch_create
+from meters.services.imports import batch_create
 from portal.tenancy.api.base import AccountAPIView, OrganisationKeyAPIView
 from portal.tenancy.scopes import Scope
 

@@ -504,6 +504,15 @@ class ImportBatch(models.Model):
         FAILED = "failed", _("failed")
         DUPLICATE = "duplicate", _("same content as an earlier batch")
 
+    class Stage(models.TextChoices):
+        """Where a running batch is; a worker that dies resumes from the stage recorded here."""
+
+        NONE = "", _("not running")
+        PARSING = "parsing", _("parsing")
+        VALIDATING = "validating", _("validating")
+        MERGING = "merging", _("merging")
+        FINISHING = "finishing", _("finishing")
+
     public_id = models.UUIDField(
         default=uuid.uuid4, unique=True, editable=False, verbose_name=_("public ID")
     )
@@ -581,7 +590,7 @@ class ImportBatch(models.Model):
     status = models.CharField(
         _("status"), max_length=24, choices=Status.choices, default=Status.QUEUED
     )
-    stage = models.CharField(_("stage"), max_length=32, blank=True)
+    stage = models.CharField(_("stage"), max_length=32, blank=True, choices=Stage.choices)
     progress = models.PositiveSmallIntegerField(_("progress %"), default=0)
     error = models.TextField(_("error"), blank=True)
     error_class = models.CharField(_("error class"), max_length=200, blank=True)

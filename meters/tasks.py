@@ -8,9 +8,12 @@ import logging
 from django.db import connection
 from django.utils import timezone
 
-from meters import services
 from meters.ingest import pipeline
 from meters.selectors import batches_needing_a_worker
+from meters.services import events as event_services
+from meters.services import imports as import_services
+from meters.services import inbound as inbound_services
+from meters.services import readings as reading_services
 from portal.audit.actors import SystemActor
 from portal.celery import app
 
@@ -21,7 +24,7 @@ logger = logging.getLogger(__name__)
 def import_batch_task(*, batch_id: int, **kwargs: object) -> str:
     """Run or resume one import batch (queue readings). A duplicate delivery finds the batch
     locked or finished and does nothing."""
-    batch = services.batch_process(
+    batch = import_services.batch_process(
         batch_id=batch_id,
         actor=SystemActor("task:meters.import_batch"),
         as_of=timezone.now(),
@@ -46,7 +49,7 @@ def import_sweeper_task(**kwargs: object) -> int:
 @app.task(acks_late=True)
 def import_inbox_task(**kwargs: object) -> int:
     """Turn the files dropped in the inbox folder into batches (a file at most once)."""
-    return services.inbox_collect(
+    return inbound_services.inbox_collect(
         actor=SystemActor("task:meters.import_inbox"), as_of=timezone.now()
     )
 
@@ -54,7 +57,7 @@ def import_inbox_task(**kwargs: object) -> int:
 @app.task(acks_late=True)
 def inbound_flush_task(**kwargs: object) -> int:
     """Gather live messages (ChirpStack HTTP, MQTT) into import batches."""
-    return services.inbound_flush(
+    return inbound_services.inbound_flush(
         actor=SystemActor("task:meters.inbound_flush"), as_of=timezone.now()
     )
 
@@ -62,13 +65,13 @@ def inbound_flush_task(**kwargs: object) -> int:
 @app.task(acks_late=True)
 def inbound_purge_task(**kwargs: object) -> int:
     """Forget live messages imported more than a week ago (daily, from beat)."""
-    return services.inbound_purge(before=timezone.now() - dt.timedelta(days=7))
+    return inbound_services.inbound_purge(before=timezone.now() - dt.timedelta(days=7))
 
 
 @app.task(acks_late=True)
 def meter_events_notify_task(**kwargs: object) -> int:
     """Queue the alarms of new serious meter events for members (each event once)."""
-    return services.meter_events_notify(
+    return event_services.meter_events_notify(
         as_of=timezone.now(), actor=SystemActor("task:meters.events_notify")
     )
 
@@ -76,7 +79,7 @@ def meter_events_notify_task(**kwargs: object) -> int:
 @app.task(acks_late=True)
 def derived_events_task(**kwargs: object) -> int:
     """Silent meters and night flow (hourly, from beat)."""
-    created = services.derived_events_detect(as_of=timezone.now())
+    created = event_services.derived_events_detect(as_of=timezone.now())
     if created:
         meter_events_notify_task.delay()
     return created
@@ -86,7 +89,7 @@ def derived_events_task(**kwargs: object) -> int:
 def rollups_rebuild_task(*, service_point_id: int, **kwargs: object) -> int:
     """Rebuild a service point's rollups (after its zone changed); idempotent, so a
     redelivery only repeats the work. Returns the transactions it took."""
-    result = services.rollups_rebuild(
+    result = reading_services.rollups_rebuild(
         service_point_ids=[service_point_id], actor=SystemActor("task:meters.rollups_rebuild")
     )
     return result.transactions

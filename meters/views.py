@@ -36,7 +36,8 @@ from meters.selectors import (
     batch_row_errors,
     batches_for_organisations,
 )
-from meters.services import batch_create, inbound_store
+from meters.services.imports import batch_create
+from meters.services.inbound import inbound_store
 from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import organisation_subtree_ids
 from portal.tenancy.views.base import OrganisationView

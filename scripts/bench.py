@@ -527,7 +527,7 @@ def run_import(
     from django.utils import timezone
 
     from meters.models import ImportBatch
-    from meters.services import batch_create
+    from meters.services.imports import batch_create
     from portal.audit.actors import SystemActor
 
     started_wall = timezone.now()
@@ -741,10 +741,10 @@ def profile_import(path: Path, rows: int) -> tuple[ImportResult, Profile]:
     from django.db import connection
     from django.utils import timezone
 
-    from meters import services
     from meters.ingest import pipeline
     from meters.ingest.formats import csv as csv_format
     from meters.models import ImportBatch
+    from meters.services import imports as import_services
     from portal.audit.actors import SystemActor
 
     profile = Profile()
@@ -782,7 +782,7 @@ def profile_import(path: Path, rows: int) -> tuple[ImportResult, Profile]:
     started_wall = timezone.now()
     started = time.perf_counter()
     with mock.patch("meters.tasks.import_batch_task", NoQueue), path.open("rb") as content:
-        batch = services.batch_create(
+        batch = import_services.batch_create(
             source=ImportBatch.Source.COMMAND,
             fmt=ImportBatch.Format.CSV,
             content=content,
@@ -804,7 +804,7 @@ def profile_import(path: Path, rows: int) -> tuple[ImportResult, Profile]:
         for patch in patches:
             stack.enter_context(patch)
         stack.enter_context(connection.execute_wrapper(statement_timer))
-        services.batch_process(batch_id=batch.pk, actor=actor, as_of=timezone.now())
+        import_services.batch_process(batch_id=batch.pk, actor=actor, as_of=timezone.now())
     seconds = time.perf_counter() - started
     batch.refresh_from_db()
     if batch.status != ImportBatch.Status.DONE:

@@ -289,7 +289,7 @@ def _seed_fleet(
     from django.db import transaction
 
     from meters.models import Meter, MeterInstallation, Register, ServicePoint
-    from meters.services import supply_start
+    from meters.services.supply import supply_start
     from portal.tenancy.roles import Role
     from portal.tenancy.services.accounts import account_create
     from portal.tenancy.services.members import membership_create

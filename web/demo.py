@@ -22,9 +22,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from meters import services as meter_services
 from meters.models import Register, ServicePoint, Supply
 from meters.selectors import register_recent_readings, supplies_of_account
+from meters.services import supply as supply_services
 from meters.simulator import (
     Anomaly,
     Fleet,
@@ -487,7 +487,7 @@ def demo_readings_load(
     for number, code, begins, ends in demo_supplies(accounts, start=start, as_of=as_of):
         account = accounts[number]
         if not supplies_of_account(account_id=account.pk, service_point_id=points[code].pk):
-            meter_services.supply_start(
+            supply_services.supply_start(
                 account=account, service_point=points[code], start=begins, end=ends, actor=actor
             )
             result.created += 1

@@ -2,7 +2,7 @@
 
 Pure functions, no database: the MQTT subscriber (`manage.py mqtt_ingest`) decides per message
 whether to store it (`Keep`), drop it as not ours (`Ignore`) or refuse it (`Reject`); the stored
-messages are batched into imports later by `meters.services.inbound_flush`.
+messages are batched into imports later by `meters.services.inbound.inbound_flush`.
 """
 
 from __future__ import annotations

@@ -34,8 +34,6 @@ from portal.lib.timezones import available_time_zones, default_time_zone
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("parsing", "validating", "merging", "finishing")
-
 # Default physical maxima (base units per hour) for meters registered by an import.
 DEFAULT_MAX_RATE = {"electricity": 250_000, "heat": 250_000, "water": 10_000, "gas": 20_000}
 DEFAULT_STUCK_HOURS = {"electricity": 24, "heat": 24, "water": 72, "gas": 72}
@@ -140,7 +138,7 @@ def stage_payload(batch: ImportBatch, parser: Parser | None) -> None:
         batch.row_error_count = error_count
         batch.staged = rows
         batch.staged_events = events
-        batch.stage = "validating"
+        batch.stage = ImportBatch.Stage.VALIDATING
         batch.progress = 10
         # read_time_source: set by the DSMR parser when telegrams took the batch's time.
         _save(
@@ -196,7 +194,7 @@ def restart_from_the_file(batch: ImportBatch) -> None:
             "progress",
         ):
             setattr(batch, name, 0)
-        batch.stage = "parsing"
+        batch.stage = ImportBatch.Stage.PARSING
         batch.save()
 
 
@@ -530,7 +528,7 @@ def resolve(batch: ImportBatch, *, subtree: list[int] | None) -> None:
         plan = chunk_plan(batch)
         batch.rejected += rejected
         batch.row_error_count += int(problems)
-        batch.stage = "merging"
+        batch.stage = ImportBatch.Stage.MERGING
         batch.chunks_total = len(plan)
         batch.chunks_done = 0
         batch.progress = 20
@@ -952,7 +950,7 @@ def finish(batch: ImportBatch, *, now: dt.datetime) -> int:
         batch.status, batch.error = outcome(batch, events=int(events_sent))
         batch.error_class = ""
         batch.next_attempt_at = None
-        batch.stage = ""
+        batch.stage = ImportBatch.Stage.NONE
         batch.progress = 100
         batch.finished_at = now
         _save(
@@ -1005,6 +1003,6 @@ def fail(batch: ImportBatch, message: str, *, now: dt.datetime, error_class: str
         batch.error = "".join(c if c.isprintable() or c == "\n" else "?" for c in message[:5000])
         batch.error_class = error_class[:200]
         batch.next_attempt_at = None
-        batch.stage = ""
+        batch.stage = ImportBatch.Stage.NONE
         batch.finished_at = now
         _save(batch, "status", "error", "error_class", "next_attempt_at", "stage", "finished_at")

@@ -18,9 +18,10 @@ from typing import Any
 
 from django.db import connection
 
-from meters import services
 from meters.models import ImportBatch, Meter, MeterInstallation, Register, ServicePoint
 from meters.selectors import batch_get_by_id, meter_get_by_serial, register_for_meter
+from meters.services import fleet as fleet_services
+from meters.services import imports as import_services
 from portal.audit.actors import Actor
 
 logger = logging.getLogger(__name__)  # seed_demo prints it as progress
@@ -96,7 +97,7 @@ def fleet_apply(*, fleet: dict[str, Any], actor: Actor) -> int:
                 address=spec["address"],
                 time_zone=spec["time_zone"],
             )
-            services.fleet_save(instance=point, actor=actor)
+            fleet_services.fleet_save(instance=point, actor=actor)
             created += 1
         points[point.code] = point
     meters: dict[str, Meter] = {}
@@ -110,12 +111,14 @@ def fleet_apply(*, fleet: dict[str, Any], actor: Actor) -> int:
                 dev_eui=spec["dev_eui"],
                 max_rate=spec["max_rate"],
             )
-            services.fleet_save(instance=meter, actor=actor)
+            fleet_services.fleet_save(instance=meter, actor=actor)
             created += 1
         meters[meter.serial] = meter
         for register_spec in spec["registers"]:
             if register_for_meter(meter=meter, code=register_spec["code"]) is None:
-                services.fleet_save(instance=Register(meter=meter, **register_spec), actor=actor)
+                fleet_services.fleet_save(
+                    instance=Register(meter=meter, **register_spec), actor=actor
+                )
                 created += 1
     for spec in fleet["installations"]:
         meter = meters[spec["meter"]]
@@ -128,7 +131,7 @@ def fleet_apply(*, fleet: dict[str, Any], actor: Actor) -> int:
             installed_at=installed_at,
             removed_at=_when(spec["removed_at"]),
         )
-        services.fleet_save(instance=installation, actor=actor)
+        fleet_services.fleet_save(instance=installation, actor=actor)
         created += 1
     return created
 
@@ -144,7 +147,7 @@ def file_import(
 ) -> ImportBatch:
     """Import one file through the pipeline, in this process, and return its batch."""
     with path.open("rb") as content:
-        batch = services.batch_create(
+        batch = import_services.batch_create(
             source=ImportBatch.Source.COMMAND,
             fmt=fmt,
             content=content,
@@ -154,7 +157,7 @@ def file_import(
             as_of=as_of,
         )
     if batch.status == ImportBatch.Status.QUEUED:
-        services.batch_process(batch_id=batch.pk, actor=actor, as_of=as_of)
+        import_services.batch_process(batch_id=batch.pk, actor=actor, as_of=as_of)
     return batch_get_by_id(batch_id=batch.pk) or batch
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from billing.models import Tariff, TariffAssignment, TariffVersion, Wallet
 from billing.services.ledger import wallet_create
 from meters.models import Meter, MeterInstallation, RollupHourly, ServicePoint
-from meters.services import supply_start
+from meters.services.supply import supply_start
 from portal.tenancy.models import Account
 from tests.factories import SYSTEM, make_account
 

@@ -23,7 +23,7 @@ from billing.services.charging import (
 )
 from billing.tasks.charging import prepaid_charge_sweeper_task
 from meters.models import RollupHourly, ServicePoint
-from meters.services import supply_start, supply_update
+from meters.services.supply import supply_start, supply_update
 from portal.celery import app
 from portal.tenancy.models import Account
 from tests.billing.helpers import hours, make_tariff, supplied

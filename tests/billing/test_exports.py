@@ -31,7 +31,8 @@ from billing.services.exports import (
 from billing.services.ledger import wallet_adjust, wallet_create
 from billing.tasks.exports import export_build_task
 from meters.models import ImportBatch, Meter, MeterInstallation, RollupHourly, ServicePoint
-from meters.services import batch_create, supply_start
+from meters.services.imports import batch_create
+from meters.services.supply import supply_start
 from meters.tasks import import_batch_task
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry

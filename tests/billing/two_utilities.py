@@ -18,7 +18,7 @@ from typing import Any
 from billing.models import Bill, Tariff, TariffAssignment, TariffVersion
 from billing.services.bills import bill_run_execute
 from meters.models import Meter, MeterInstallation, Register, ServicePoint
-from meters.services import supply_start
+from meters.services.supply import supply_start
 from portal.tenancy.models import Account
 from tests.billing.test_bills import local_hours
 from tests.factories import SYSTEM, make_account, make_organisation

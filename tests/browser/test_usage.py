@@ -11,7 +11,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from meters.models import RollupDaily, ServicePoint
-from meters.services import supply_start
+from meters.services.supply import supply_start
 from portal.tenancy.roles import Role
 from tests.browser.axe import serious_violations
 from tests.factories import PASSWORD, SYSTEM, make_account, make_membership, make_user

@@ -23,7 +23,7 @@ from billing.services.charging import prepaid_charge_day
 from billing.services.ledger import wallet_create
 from billing.services.topups import topup_create, topup_settle_paid
 from meters.models import Meter, MeterEvent, RollupDaily, RollupHourly, ServicePoint
-from meters.services import supply_start
+from meters.services.supply import supply_start
 from portal.tenancy.models import Account, Organisation
 from portal.tenancy.roles import Role
 from portal.users.models import User

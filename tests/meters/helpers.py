@@ -10,8 +10,8 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from meters import services
 from meters.models import ImportBatch
+from meters.services import imports as import_services
 from portal.tenancy.models import Organisation
 from tests.factories import SYSTEM
 
@@ -33,7 +33,7 @@ def run_import(
 ) -> ImportBatch:
     """Create a batch from `content` and run it to its end in this process."""
     data = content.encode("utf-8") if isinstance(content, str) else content
-    batch = services.batch_create(
+    batch = import_services.batch_create(
         source=source,
         fmt=fmt,
         content=io.BytesIO(data),
@@ -48,7 +48,7 @@ def run_import(
         dsmr_spec=dsmr_spec,
     )
     if batch.status == ImportBatch.Status.QUEUED:
-        services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+        import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     return batch
 

@@ -10,8 +10,9 @@ import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from meters import services
 from meters.models import ImportBatch, InboundMessage, Meter, Register
+from meters.services import imports as import_services
+from meters.services import inbound as inbound_services
 from tests.factories import SYSTEM
 from tests.meters.helpers import readings
 
@@ -68,11 +69,11 @@ def test_uplinks_and_status_are_kept_once_and_imported_in_one_batch() -> None:
     assert _post(client, "join", {"deduplicationId": "j1"}).status_code == 204
     assert InboundMessage.objects.count() == 3
 
-    taken = services.inbound_flush(actor=SYSTEM, as_of=timezone.now())
+    taken = inbound_services.inbound_flush(actor=SYSTEM, as_of=timezone.now())
     assert taken == 3
     batch = ImportBatch.objects.get()
     assert (batch.source, batch.format) == ("chirpstack", "chirpstack")
-    services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     assert (batch.status, batch.inserted) == ("done", 2), list(
         batch.row_errors.values_list("message", flat=True)
@@ -82,9 +83,9 @@ def test_uplinks_and_status_are_kept_once_and_imported_in_one_batch() -> None:
     assert meter.battery_percent == 64
     assert meter.last_contact_at == dt.datetime(2026, 10, 1, 11, 0, 1, tzinfo=dt.UTC)
     # Flushed messages are not taken again, and are forgotten after a while.
-    assert services.inbound_flush(actor=SYSTEM, as_of=timezone.now()) == 0
-    assert services.inbound_purge(before=timezone.now() - dt.timedelta(days=7)) == 0
-    assert services.inbound_purge(before=timezone.now() + dt.timedelta(seconds=1)) == 3
+    assert inbound_services.inbound_flush(actor=SYSTEM, as_of=timezone.now()) == 0
+    assert inbound_services.inbound_purge(before=timezone.now() - dt.timedelta(days=7)) == 0
+    assert inbound_services.inbound_purge(before=timezone.now() + dt.timedelta(seconds=1)) == 3
 
 
 def test_requests_without_the_secret_are_refused() -> None:

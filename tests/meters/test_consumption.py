@@ -10,7 +10,7 @@ import pytest
 
 from meters.models import RollupHourly, ServicePoint
 from meters.selectors import Resolution, consumption_series, readings_checksum
-from meters.services import supply_start, supply_update
+from meters.services.supply import supply_start, supply_update
 from tests.factories import SYSTEM, make_account
 from tests.meters.helpers import csv_rows, quarter_hours, run_import
 

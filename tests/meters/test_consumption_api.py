@@ -23,7 +23,7 @@ from meters.models import (
     RollupHourly,
     ServicePoint,
 )
-from meters.services import supply_start
+from meters.services.supply import supply_start
 from portal.tenancy.models import Account
 from portal.tenancy.roles import Role
 from portal.tenancy.services.accounts import account_create

@@ -12,7 +12,6 @@ from django.core import mail
 from django.test import override_settings
 from django.utils import timezone
 
-from meters import services
 from meters.models import (
     ImportBatch,
     Meter,
@@ -21,6 +20,9 @@ from meters.models import (
     Register,
     ServicePoint,
 )
+from meters.services import events as event_services
+from meters.services import inbound as inbound_services
+from meters.services import supply as supply_services
 from portal.notifications.services import notifications_send
 from tests.conftest import World
 from tests.factories import SYSTEM
@@ -39,7 +41,7 @@ def _water_home(world: World, serial: str = "W-HOME") -> Meter:
     MeterInstallation.objects.create(
         meter=meter, service_point=sp, installed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     )
-    services.supply_start(
+    supply_services.supply_start(
         account=world.account_a,
         service_point=sp,
         start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
@@ -66,7 +68,7 @@ def test_continuous_night_flow_is_a_probable_leak_and_the_members_are_told(
     night = dt.date(2026, 10, 6)
     run_import(_night("W-HOME", night, {1: 8, 2: 6, 3: 6, 4: 7, 5: 30}), register_meters=False)
     morning = dt.datetime.combine(night, dt.time(9), TAIPEI)
-    assert services.derived_events_detect(as_of=morning) == 1
+    assert event_services.derived_events_detect(as_of=morning) == 1
     event = MeterEvent.objects.get()
     assert (event.kind, event.account, event.severity) == (
         "night_flow",
@@ -74,9 +76,9 @@ def test_continuous_night_flow_is_a_probable_leak_and_the_members_are_told(
         MeterEvent.Severity.SERIOUS,
     )
     assert event.occurred_at == dt.datetime.combine(night, dt.time(5), TAIPEI)
-    assert services.derived_events_detect(as_of=morning + dt.timedelta(hours=1)) == 0
+    assert event_services.derived_events_detect(as_of=morning + dt.timedelta(hours=1)) == 0
 
-    assert services.meter_events_notify(as_of=morning, actor=SYSTEM) == 1
+    assert event_services.meter_events_notify(as_of=morning, actor=SYSTEM) == 1
     assert notifications_send(as_of=morning).sent == 3
     # One message each; bob only views the account, and viewers hear alarms only on request.
     assert sorted(m.to[0] for m in mail.outbox) == [
@@ -87,7 +89,7 @@ def test_continuous_night_flow_is_a_probable_leak_and_the_members_are_told(
     message = mail.outbox[0]
     assert "W-HOME" in message.body and "2026-10-06 05:00" in message.body  # local time
     assert "夜間持續用水" in message.body and "continuous night flow" in message.body
-    assert services.meter_events_notify(as_of=morning, actor=SYSTEM) == 0
+    assert event_services.meter_events_notify(as_of=morning, actor=SYSTEM) == 0
     assert notifications_send(as_of=morning).sent == 0
     assert len(mail.outbox) == 3
 
@@ -96,7 +98,7 @@ def test_a_night_with_a_dry_hour_is_not_a_leak(world: World) -> None:
     _water_home(world)
     night = dt.date(2026, 10, 6)
     run_import(_night("W-HOME", night, {1: 8, 2: 6, 4: 7}), register_meters=False)
-    assert services.derived_events_detect(as_of=dt.datetime(2026, 10, 7, tzinfo=dt.UTC)) == 0
+    assert event_services.derived_events_detect(as_of=dt.datetime(2026, 10, 7, tzinfo=dt.UTC)) == 0
 
 
 def test_late_readings_of_an_earlier_night_are_still_checked(world: World) -> None:
@@ -104,7 +106,7 @@ def test_late_readings_of_an_earlier_night_are_still_checked(world: World) -> No
     night = dt.date(2026, 10, 6)
     run_import(_night("W-HOME", night, {1: 5, 2: 5, 3: 5, 4: 5}), register_meters=False)
     two_days_later = dt.datetime.combine(night + dt.timedelta(days=2), dt.time(9), TAIPEI)
-    services.derived_events_detect(as_of=two_days_later)
+    event_services.derived_events_detect(as_of=two_days_later)
     # (The meter has been silent since, too: communication lost.)
     assert set(MeterEvent.objects.values_list("kind", flat=True)) == {
         "night_flow",
@@ -117,12 +119,12 @@ def test_a_meter_silent_too_long_has_lost_communication(world: World) -> None:
     now = timezone.now()
     meter.last_contact_at = now - dt.timedelta(hours=30)
     meter.save()
-    assert services.derived_events_detect(as_of=now) == 1
+    assert event_services.derived_events_detect(as_of=now) == 1
     event = MeterEvent.objects.get(kind="communication_lost")
     assert event.account == world.account_a and event.severity == MeterEvent.Severity.WARNING
-    assert services.derived_events_detect(as_of=now + dt.timedelta(hours=1)) == 0
+    assert event_services.derived_events_detect(as_of=now + dt.timedelta(hours=1)) == 0
     # A warning is for the utility's staff; members are emailed for serious events only.
-    assert services.meter_events_notify(as_of=now, actor=SYSTEM) == 0
+    assert event_services.meter_events_notify(as_of=now, actor=SYSTEM) == 0
 
 
 def test_a_leak_alarm_reaches_only_the_members_of_the_account_supplied_then(
@@ -135,7 +137,7 @@ def test_a_leak_alarm_reaches_only_the_members_of_the_account_supplied_then(
         "W-HOME,2026-10-06T10:30:00+08:00,2,L,\n"
     )
     run_import(csv, register_meters=False)
-    assert services.meter_events_notify(as_of=timezone.now(), actor=SYSTEM) == 1
+    assert event_services.meter_events_notify(as_of=timezone.now(), actor=SYSTEM) == 1
     midday = dt.datetime(2026, 10, 6, 4, tzinfo=dt.UTC)  # noon in Taipei: no quiet hours
     assert notifications_send(as_of=midday).sent == 3
     assert "charlie@example.com" not in {m.to[0] for m in mail.outbox}
@@ -154,8 +156,8 @@ def test_the_inbox_takes_settled_files_once_and_sets_aside_unknown_ones(
     writing = tmp_path / "still-copying.csv"
     writing.write_text("meter_serial,timestamp,value,unit\n")
     with override_settings(PORTAL_IMPORT_INBOX=str(tmp_path)):
-        assert services.inbox_collect(actor=SYSTEM, as_of=timezone.now()) == 1
-        assert services.inbox_collect(actor=SYSTEM, as_of=timezone.now()) == 0
+        assert inbound_services.inbox_collect(actor=SYSTEM, as_of=timezone.now()) == 1
+        assert inbound_services.inbox_collect(actor=SYSTEM, as_of=timezone.now()) == 0
     batch = ImportBatch.objects.get()
     assert (batch.source, batch.original_name) == ("inbox", "readings-2026-10.csv")
     assert [p.name.endswith("readings-2026-10.csv") for p in (tmp_path / "processed").iterdir()]

@@ -223,7 +223,7 @@ def test_a_100_mb_line_is_refused_without_buffering_it() -> None:
 
     from django.utils import timezone
 
-    from meters import services
+    from meters.services import imports as import_services
     from tests.factories import SYSTEM
 
     stream = Endless()
@@ -239,14 +239,14 @@ def test_a_100_mb_line_is_refused_without_buffering_it() -> None:
                 return header
             return stream.read(size)
 
-    batch = services.batch_create(
+    batch = import_services.batch_create(
         source="command",
         fmt="csv",
         content=WithHeader(),
         actor=SYSTEM,
         as_of=timezone.now(),
     )
-    services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     assert batch.status == ImportBatch.Status.FAILED
     assert "longer than 65536 bytes" in batch.error

@@ -33,10 +33,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from meters import services
 from meters.ingest.live import MAX_BODY_BYTES, Ignore, Keep, Reject, chirpstack_message
 from meters.management.commands.mqtt_ingest import _store
 from meters.models import ImportBatch, InboundMessage, Meter, Register
+from meters.services import imports as import_services
+from meters.services import inbound as inbound_services
 from tests.factories import SYSTEM
 from tests.meters.helpers import readings
 
@@ -353,11 +354,11 @@ def test_stored_messages_become_one_import_batch_that_inserts_the_readings(ids: 
     )
     assert ingest(ids, "--max-messages", "3") == _summary(received=3, stored=3)
 
-    assert services.inbound_flush(actor=SYSTEM, as_of=timezone.now()) == 3
+    assert inbound_services.inbound_flush(actor=SYSTEM, as_of=timezone.now()) == 3
     batch = ImportBatch.objects.get()
     assert (batch.source, batch.format, batch.status) == ("mqtt", "chirpstack", "queued")
     assert set(InboundMessage.objects.values_list("batch", flat=True)) == {batch.pk}
-    services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     assert (batch.status, batch.seen, batch.inserted, batch.rejected) == ("done", 2, 2, 0)
     assert [r["value"] for r in readings("W-MQTT-1")] == [12_345, 12_400]

@@ -22,10 +22,12 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 from django.test import Client
 
-from meters import services
 from meters.ingest import sql as q
 from meters.ingest.formats import espi
 from meters.models import ImportBatch, Register, ServicePoint
+from meters.services import fleet as fleet_services
+from meters.services import imports as import_services
+from meters.services import readings as reading_services
 from meters.tasks import rollups_rebuild_task
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
@@ -122,7 +124,7 @@ def staff_client() -> Client:
 
 
 def change_zone(sp: ServicePoint, zone: str) -> None:
-    services.fleet_save(instance=sp, changes={"time_zone": zone}, actor=SYSTEM)
+    fleet_services.fleet_save(instance=sp, changes={"time_zone": zone}, actor=SYSTEM)
 
 
 # --- The zone of a registered service point ------------------------------------------------
@@ -208,7 +210,7 @@ def test_the_admin_upload_takes_a_zone_for_new_service_points() -> None:
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     batch = ImportBatch.objects.get()
-    services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=RECEIVED)
+    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=RECEIVED)
     assert service_point().time_zone == "Asia/Taipei"
 
 
@@ -283,7 +285,7 @@ def test_changing_the_zone_and_rebuilding_equals_importing_into_that_zone() -> N
 
 
 def import_in_zone(content: bytes, fmt: str, zone: str) -> ImportBatch:
-    batch = services.batch_create(
+    batch = import_services.batch_create(
         source=ImportBatch.Source.COMMAND,
         fmt=fmt,
         content=BytesIO(content),
@@ -292,7 +294,7 @@ def import_in_zone(content: bytes, fmt: str, zone: str) -> ImportBatch:
         time_zone=zone,
         as_of=RECEIVED,
     )
-    services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=RECEIVED)
+    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=RECEIVED)
     batch.refresh_from_db()
     return batch
 
@@ -314,7 +316,7 @@ def test_moving_a_zone_east_removes_the_days_of_the_old_zone() -> None:
     west, east = service_point("WEST"), service_point("EAST")
     assert min(daily_hours(west)) == dt.date(2023, 12, 31)
     change_zone(west, "Asia/Taipei")
-    result = services.rollups_rebuild(service_point_ids=[west.pk], actor=SYSTEM)
+    result = reading_services.rollups_rebuild(service_point_ids=[west.pk], actor=SYSTEM)
     assert rollup_checksum(west) == rollup_checksum(east)
     assert min(daily_hours(west)) == dt.date(2024, 1, 1)
     assert result.stale_days == 1  # 31 December in Los Angeles: no hour of it in Taipei
@@ -329,7 +331,7 @@ def test_a_zone_change_queues_the_rebuild_on_commit_and_the_task_is_idempotent(
     queued: list[dict[str, Any]] = []
     monkeypatch.setattr(rollups_rebuild_task, "delay", lambda **kwargs: queued.append(kwargs))
     with django_capture_on_commit_callbacks(execute=True):
-        services.fleet_save(instance=sp, changes={"address": "1 Ocean Ave"}, actor=SYSTEM)
+        fleet_services.fleet_save(instance=sp, changes={"address": "1 Ocean Ave"}, actor=SYSTEM)
     assert queued == []  # only the zone decides the days
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         change_zone(sp, "America/New_York")
@@ -419,9 +421,9 @@ def test_a_rebuild_waits_for_the_lock_an_import_of_the_same_meter_holds(
             # Instead of waiting for the importer: the rebuild must be stopped by its lock.
             cursor.execute("SET lock_timeout = '50ms'")
         with pytest.raises(OperationalError, match="lock timeout"):
-            services.rollups_rebuild(service_point_ids=[sp.pk], actor=SYSTEM)
+            reading_services.rollups_rebuild(service_point_ids=[sp.pk], actor=SYSTEM)
     finally:
         importer.close()
         with connection.cursor() as cursor:
             cursor.execute("RESET lock_timeout")
-    services.rollups_rebuild(service_point_ids=[sp.pk], actor=SYSTEM)  # free again
+    reading_services.rollups_rebuild(service_point_ids=[sp.pk], actor=SYSTEM)  # free again

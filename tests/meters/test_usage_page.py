@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from meters.models import RollupDaily, RollupHourly, ServicePoint
 from meters.selectors import Resolution, usage_period
-from meters.services import supply_start
+from meters.services.supply import supply_start
 from portal.tenancy.roles import Role
 from tests.factories import SYSTEM, make_account, make_membership, make_user
 

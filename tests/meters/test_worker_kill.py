@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from meters.models import ImportBatch
-from meters.services import batch_create
+from meters.services.imports import batch_create
 from meters.tasks import import_sweeper_task
 from portal.celery import app
 from tests.celery_workers import worker_process

@@ -25,7 +25,7 @@ from billing.models import (
 )
 from billing.services.exports import export_request
 from meters.models import ImportBatch, Meter, ReadingConflict, ReadingEdit, Register
-from meters.services import meter_command_create
+from meters.services.supply import meter_command_create
 from portal.audit.services import audit_anchor_record
 from portal.notifications.models import Notification
 from portal.notifications.topics import Topic

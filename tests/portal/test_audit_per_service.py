@@ -251,7 +251,7 @@ def _meters_world() -> dict[str, object]:
 def _batch_create(world: World) -> Callable[[], object]:
     import io
 
-    from meters.services import batch_create
+    from meters.services.imports import batch_create
 
     return lambda: batch_create(
         source="command",
@@ -265,7 +265,7 @@ def _batch_create(world: World) -> Callable[[], object]:
 def _batch_process(world: World) -> Callable[[], object]:
     import io
 
-    from meters.services import batch_create, batch_process
+    from meters.services.imports import batch_create, batch_process
 
     batch = batch_create(
         source="command",
@@ -280,7 +280,7 @@ def _batch_process(world: World) -> Callable[[], object]:
 def _reading_edit(world: World) -> Callable[[], object]:
     import datetime as dt
 
-    from meters.services import reading_edit
+    from meters.services.readings import reading_edit
 
     register = _meters_world()["register"]
     return lambda: reading_edit(
@@ -294,7 +294,7 @@ def _reading_edit(world: World) -> Callable[[], object]:
 
 def _event_acknowledge(world: World) -> Callable[[], object]:
     from meters.models import Meter, MeterEvent
-    from meters.services import meter_event_acknowledge
+    from meters.services.events import meter_event_acknowledge
 
     meter = Meter.objects.create(serial="EV1", kind="water", max_rate=100)
     event = MeterEvent.objects.create(
@@ -305,7 +305,7 @@ def _event_acknowledge(world: World) -> Callable[[], object]:
 
 def _command_create(world: World) -> Callable[[], object]:
     from meters.models import Meter
-    from meters.services import meter_command_create
+    from meters.services.supply import meter_command_create
 
     meter = Meter.objects.create(serial="CMD1", kind="water", max_rate=100)
     return lambda: meter_command_create(
@@ -316,7 +316,7 @@ def _command_create(world: World) -> Callable[[], object]:
 def _supply_start(world: World) -> Callable[[], object]:
     import datetime as dt
 
-    from meters.services import supply_start
+    from meters.services.supply import supply_start
 
     sp = _meters_world()["service_point"]
     return lambda: supply_start(
@@ -330,7 +330,7 @@ def _supply_start(world: World) -> Callable[[], object]:
 def _supply_update(world: World) -> Callable[[], object]:
     import datetime as dt
 
-    from meters.services import supply_start, supply_update
+    from meters.services.supply import supply_start, supply_update
 
     sp = _meters_world()["service_point"]
     supply = supply_start(
@@ -346,13 +346,13 @@ def _supply_update(world: World) -> Callable[[], object]:
 
 def _fleet_save(world: World) -> Callable[[], object]:
     from meters.models import ServicePoint
-    from meters.services import fleet_save
+    from meters.services.fleet import fleet_save
 
     return lambda: fleet_save(instance=ServicePoint(code="FLEET1", kind="gas"), actor=SYSTEM)
 
 
 def _inbound_flush(world: World) -> Callable[[], object]:
-    from meters.services import inbound_flush, inbound_store
+    from meters.services.inbound import inbound_flush, inbound_store
 
     inbound_store(
         source="chirpstack",
@@ -369,7 +369,7 @@ def _inbox_collect(world: World) -> Callable[[], object]:
 
     from django.test import override_settings
 
-    from meters.services import inbox_collect
+    from meters.services.inbound import inbox_collect
 
     inbox = tempfile.mkdtemp(prefix="inbox-")
     path = Path(inbox) / "drop.csv"
@@ -390,7 +390,7 @@ def _api_key_revoke(world: World) -> Callable[[], object]:
 
 def _rollups_rebuild(world: World) -> Callable[[], object]:
     from meters.models import ServicePoint
-    from meters.services import rollups_rebuild
+    from meters.services.readings import rollups_rebuild
 
     sp = ServicePoint.objects.create(code="REBUILD1", kind="electricity", time_zone="Asia/Taipei")
     return lambda: rollups_rebuild(actor=SYSTEM, service_point_ids=[sp.pk])
@@ -429,7 +429,7 @@ def _staff_factor_confirm(world: World) -> Callable[[], object]:
 
 SCENARIOS.update(
     {
-        "meters.services.rollups_rebuild": (_rollups_rebuild, AuditEvent.ROLLUPS_REBUILT),
+        "meters.services.readings.rollups_rebuild": (_rollups_rebuild, AuditEvent.ROLLUPS_REBUILT),
         "portal.users.services.staff_factor_hold": (
             _staff_factor_hold,
             AuditEvent.STAFF_FACTOR_HELD,
@@ -446,19 +446,22 @@ SCENARIOS.update(
             _api_key_revoke,
             AuditEvent.API_KEY_REVOKED,
         ),
-        "meters.services.batch_create": (_batch_create, AuditEvent.IMPORT_BATCH_CREATED),
-        "meters.services.batch_process": (_batch_process, AuditEvent.IMPORT_BATCH_FINISHED),
-        "meters.services.reading_edit": (_reading_edit, AuditEvent.READING_EDITED),
-        "meters.services.meter_event_acknowledge": (
+        "meters.services.imports.batch_create": (_batch_create, AuditEvent.IMPORT_BATCH_CREATED),
+        "meters.services.imports.batch_process": (_batch_process, AuditEvent.IMPORT_BATCH_FINISHED),
+        "meters.services.readings.reading_edit": (_reading_edit, AuditEvent.READING_EDITED),
+        "meters.services.events.meter_event_acknowledge": (
             _event_acknowledge,
             AuditEvent.METER_EVENT_ACKNOWLEDGED,
         ),
-        "meters.services.meter_command_create": (_command_create, AuditEvent.METER_COMMAND_CREATED),
-        "meters.services.supply_start": (_supply_start, AuditEvent.SUPPLY_STARTED),
-        "meters.services.supply_update": (_supply_update, AuditEvent.SUPPLY_UPDATED),
-        "meters.services.fleet_save": (_fleet_save, AuditEvent.FLEET_CREATED),
-        "meters.services.inbound_flush": (_inbound_flush, AuditEvent.IMPORT_BATCH_CREATED),
-        "meters.services.inbox_collect": (_inbox_collect, AuditEvent.IMPORT_BATCH_CREATED),
+        "meters.services.supply.meter_command_create": (
+            _command_create,
+            AuditEvent.METER_COMMAND_CREATED,
+        ),
+        "meters.services.supply.supply_start": (_supply_start, AuditEvent.SUPPLY_STARTED),
+        "meters.services.supply.supply_update": (_supply_update, AuditEvent.SUPPLY_UPDATED),
+        "meters.services.fleet.fleet_save": (_fleet_save, AuditEvent.FLEET_CREATED),
+        "meters.services.inbound.inbound_flush": (_inbound_flush, AuditEvent.IMPORT_BATCH_CREATED),
+        "meters.services.inbound.inbox_collect": (_inbox_collect, AuditEvent.IMPORT_BATCH_CREATED),
     }
 )
 
@@ -466,12 +469,16 @@ EXEMPT = {
     "portal.tenancy.services.api_keys.api_key_used": (
         "last-used bookkeeping; what the key is used for is audited by that service"
     ),
-    "meters.services.inbound_purge": "housekeeping of imported telemetry; its batch keeps it",
-    "meters.services.inbound_store": (
+    "meters.services.inbound.inbound_purge": (
+        "housekeeping of imported telemetry; its batch keeps it"
+    ),
+    "meters.services.inbound.inbound_store": (
         "device telemetry buffered for a batch; the batch that imports it is audited"
     ),
-    "meters.services.meter_events_notify": "delivery bookkeeping (notified_at) of stored events",
-    "meters.services.derived_events_detect": (
+    "meters.services.events.meter_events_notify": (
+        "delivery bookkeeping (notified_at) of stored events"
+    ),
+    "meters.services.events.derived_events_detect": (
         "events the readings imply, stored as data; acknowledging them is audited"
     ),
     # The audit write path itself.

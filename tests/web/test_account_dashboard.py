@@ -114,7 +114,7 @@ def test_a_postpaid_home_shows_this_months_bill_to_date() -> None:
 
     from billing.models import TariffAssignment
     from meters.models import ServicePoint
-    from meters.services import supply_start
+    from meters.services.supply import supply_start
     from tests.billing.helpers import hours, make_tariff
 
     account = make_account(payment_mode="postpaid")

@@ -13,7 +13,7 @@ from django.urls import reverse
 from billing.models import ShortageWarning
 from billing.services.ledger import wallet_adjust, wallet_create
 from meters.models import Meter, MeterEvent, MeterInstallation, ServicePoint
-from meters.services import supply_start
+from meters.services.supply import supply_start
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
 from portal.tenancy.models import Account

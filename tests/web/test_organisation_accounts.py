@@ -28,7 +28,7 @@ from billing.models import DailyCharge, TariffVersion
 from billing.selectors import credit_state
 from billing.services.ledger import wallet_adjust
 from meters.models import Meter, MeterEvent, MeterInstallation, RollupDaily, ServicePoint
-from meters.services import supply_start
+from meters.services.supply import supply_start
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
 from portal.lib.csvsafe import csv_safe

@@ -123,7 +123,8 @@ def _user(email: str) -> Any:
 def _meter(tag: str, account: Any, n: int) -> tuple[Any, Any]:
     """A water meter at a service point supplied to `account`; its serial carries the tag."""
     from meters.models import Meter, MeterInstallation, ServicePoint
-    from meters.services import fleet_save, supply_start
+    from meters.services.fleet import fleet_save
+    from meters.services.supply import supply_start
 
     actor = _actor()
     point = ServicePoint(code=f"{tag}-SP{n}", kind="water")
@@ -149,7 +150,7 @@ def build_tenant(tag: str, *, subsidiary: bool, everyone: bool) -> Tenant:
     from billing.services.ledger import wallet_create
     from billing.services.topups import topup_checkout_start, topup_create
     from meters.models import ImportBatch, MeterEvent
-    from meters.services import batch_create
+    from meters.services.imports import batch_create
     from portal.tenancy.roles import Role
     from portal.tenancy.services.accounts import account_create
     from portal.tenancy.services.api_keys import api_key_create

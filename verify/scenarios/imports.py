@@ -76,7 +76,7 @@ def sums(world: World) -> Sums:
 def send(content: bytes, name: str, *, fmt: str = "csv") -> int:
     from django.utils import timezone
 
-    from meters.services import batch_create
+    from meters.services.imports import batch_create
     from portal.audit.actors import SystemActor
 
     batch = batch_create(

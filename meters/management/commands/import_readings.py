@@ -21,12 +21,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from meters import services
 from meters.exceptions import MeterError
 from meters.ingest.formats import format_for_name
 from meters.ingest.formats.dsmr import SPEC_CHOICES
 from meters.models import ImportBatch
 from meters.selectors import batch_get_by_id
+from meters.services import imports as import_services
 from portal.audit.actors import SystemActor
 
 # The exit status of --wait and --inline for each final state; a duplicate exits as the batch
@@ -111,7 +111,7 @@ class Command(BaseCommand):
         actor = SystemActor("command:import_readings")
         try:
             with path.open("rb") as content:
-                batch = services.batch_create(
+                batch = import_services.batch_create(
                     source=ImportBatch.Source.COMMAND,
                     fmt=fmt,
                     content=content,
@@ -150,7 +150,9 @@ class Command(BaseCommand):
         holds it (then the command waits for that worker)."""
         for _ in range(settings.PORTAL_IMPORT_MAX_ATTEMPTS + 1):
             try:
-                batch = services.batch_process(batch_id=batch_id, actor=actor, as_of=timezone.now())
+                batch = import_services.batch_process(
+                    batch_id=batch_id, actor=actor, as_of=timezone.now()
+                )
             except Exception as error:  # noqa: BLE001 - the batch is left for the sweeper
                 self.stderr.write(
                     f"the batch could not be run or its error recorded: {type(error).__name__}: "
@@ -190,7 +192,7 @@ def _tracebacks_logged(shown: bool) -> Iterator[None]:
     if shown:
         yield
         return
-    services_logger = logging.getLogger(services.__name__)
+    services_logger = logging.getLogger(import_services.__name__)
     quiet = _WithoutTraceback()
     services_logger.addFilter(quiet)
     try:

@@ -40,9 +40,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from meters import services
 from meters.ingest.live import Ignore, Keep, Reject, chirpstack_message
 from meters.models import ImportBatch
+from meters.services import inbound as inbound_services
 
 logger = logging.getLogger(__name__)
 
@@ -379,7 +379,7 @@ def _store(messages: list[Keep]) -> tuple[int, int, int]:
 
 
 def _inbound_store(messages: list[Keep], received_at: dt.datetime) -> int:
-    return services.inbound_store(
+    return inbound_services.inbound_store(
         source=ImportBatch.Source.MQTT,
         messages=[(m.event, m.key, m.payload) for m in messages],
         received_at=received_at,

@@ -15,8 +15,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from meters import services
 from meters.selectors import service_point_find
+from meters.services import readings as reading_services
 from portal.audit.actors import SystemActor
 
 
@@ -48,13 +48,13 @@ class Command(BaseCommand):
                 raise CommandError(f"no service point {options['service_point']!r}")
             ids = [found.pk]
 
-        def report(step: services.RollupRebuildStep) -> None:
+        def report(step: reading_services.RollupRebuildStep) -> None:
             self.stdout.write(
                 f"service points {step.first}-{step.last} of {step.total}: "
                 f"{step.month:%Y-%m} ({step.step}/{step.steps})"
             )
 
-        result = services.rollups_rebuild(
+        result = reading_services.rollups_rebuild(
             service_point_ids=ids,
             first_day=first,
             last_day=last,

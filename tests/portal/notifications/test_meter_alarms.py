@@ -10,8 +10,8 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from meters import services as meters
 from meters.models import Meter, MeterEvent
+from meters.services import events as event_services
 from portal.audit.actors import UserActor
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
@@ -52,7 +52,7 @@ def _told() -> list[str]:
 
 def test_a_viewer_with_default_preferences_gets_no_leak_email(world: World) -> None:
     _alarm(world.account_a)
-    assert meters.meter_events_notify(as_of=MORNING, actor=SYSTEM) == 1
+    assert event_services.meter_events_notify(as_of=MORNING, actor=SYSTEM) == 1
     assert notifications_send(as_of=MORNING).sent == 3
     assert "bob@example.com" not in _told()
     assert not Notification.objects.filter(user=world.bob).exists()
@@ -64,7 +64,7 @@ def test_an_owner_gets_the_leak_email_once_in_their_language_after_their_quiet_h
     world.alice.language = "zh-hant"
     world.alice.save(update_fields=["language"])
     _alarm(world.account_a)
-    assert meters.meter_events_notify(as_of=NIGHT, actor=SYSTEM) == 1
+    assert event_services.meter_events_notify(as_of=NIGHT, actor=SYSTEM) == 1
 
     assert notifications_send(as_of=NIGHT).sent == 0  # 23:00: everyone's messages wait
     assert notifications_send(as_of=MORNING - dt.timedelta(minutes=1)).sent == 0
@@ -81,7 +81,7 @@ def test_an_owner_gets_the_leak_email_once_in_their_language_after_their_quiet_h
     assert pats.body.index("reported") < pats.body.index("———")
 
     # Once: the event is not queued again, and the sender has nothing left.
-    assert meters.meter_events_notify(as_of=MORNING, actor=SYSTEM) == 0
+    assert event_services.meter_events_notify(as_of=MORNING, actor=SYSTEM) == 0
     assert notifications_send(as_of=MORNING + dt.timedelta(hours=1)).sent == 0
     assert _told().count("alice@example.com") == 1
 
@@ -89,7 +89,7 @@ def test_an_owner_gets_the_leak_email_once_in_their_language_after_their_quiet_h
 def test_a_viewer_who_opts_in_gets_it(world: World) -> None:
     notification_preference_set(user=world.bob, topic="leak", email=True, sms=False, actor=SYSTEM)
     _alarm(world.account_a)
-    meters.meter_events_notify(as_of=MORNING, actor=SYSTEM)
+    event_services.meter_events_notify(as_of=MORNING, actor=SYSTEM)
     notifications_send(as_of=MORNING)
     assert _told() == [
         "alice@example.com",
@@ -102,7 +102,7 @@ def test_a_viewer_who_opts_in_gets_it(world: World) -> None:
 def test_a_viewer_opted_in_to_tampering_still_hears_no_leak(world: World) -> None:
     notification_preference_set(user=world.bob, topic="tamper", email=True, sms=False, actor=SYSTEM)
     _alarm(world.account_a)
-    meters.meter_events_notify(as_of=MORNING, actor=SYSTEM)
+    event_services.meter_events_notify(as_of=MORNING, actor=SYSTEM)
     notifications_send(as_of=MORNING)
     assert "bob@example.com" not in _told() and len(_told()) == 3
 
@@ -112,7 +112,7 @@ def test_an_owner_who_switched_leaks_off_is_recorded_as_not_told(world: World) -
         user=world.alice, topic="leak", email=False, sms=False, actor=SYSTEM
     )
     event = _alarm(world.account_a)
-    meters.meter_events_notify(as_of=MORNING, actor=SYSTEM)
+    event_services.meter_events_notify(as_of=MORNING, actor=SYSTEM)
     notifications_send(as_of=MORNING)
     assert "alice@example.com" not in _told()
     mine = Notification.objects.get(user=world.alice)
@@ -123,7 +123,7 @@ def test_the_organisations_above_the_account_hear_its_alarms_and_siblings_do_not
     world: World,
 ) -> None:
     _alarm(world.acc1, kind=MeterEvent.Kind.TAMPER_COVER)
-    meters.meter_events_notify(as_of=MORNING, actor=SYSTEM)
+    event_services.meter_events_notify(as_of=MORNING, actor=SYSTEM)
     notifications_send(as_of=MORNING)
     assert _told() == ["gm@example.com", "s1m@example.com"]
     assert set(Notification.objects.values_list("topic", flat=True)) == {"tamper"}

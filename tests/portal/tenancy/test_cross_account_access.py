@@ -18,7 +18,7 @@ from django.urls import get_resolver, reverse
 from django.utils import timezone
 
 from meters.models import ImportBatch
-from meters.services import batch_create
+from meters.services.imports import batch_create
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
 from portal.tenancy.api.base import AccountAPIView, OrganisationAPIView, OrganisationKeyAPIView
@@ -126,7 +126,7 @@ def _event_id(world: World, kind: str) -> Any:
     import datetime as dt
 
     from meters.models import Meter, MeterEvent, MeterInstallation, ServicePoint
-    from meters.services import supply_start
+    from meters.services.supply import supply_start
 
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     point = ServicePoint.objects.create(code=f"SP-A-{uuid.uuid4()}", kind="water")
