@@ -7,3 +7,7 @@ from portal.lib.errors import DomainError
 
 class BillingError(DomainError):
     """Base class of the billing app's refusals."""
+
+
+class BillError(BillingError):
+    """A bill that cannot be created, issued, paid or voided; the message says why."""

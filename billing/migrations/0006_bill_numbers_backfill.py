@@ -1,5 +1,5 @@
 """Give the bills issued before 0005 their printed number and payment reference, and each
-organisation's series its prefix. The rules are copied from billing.services.bills (a
+organisation's series its prefix. The rules are copied from billing.services.bill_numbers (a
 migration never imports app code); bills keep their place in their series."""
 
 import re

@@ -90,7 +90,7 @@ def hours(
 def bill_numbers(sequence: int, *, prefix: str = "RES", year: int = 2026) -> dict[str, Any]:
     """The fields an issued bill made by hand needs (a constraint refuses it without them):
     its place in the series, its printed number and its payment reference."""
-    from billing.services.bills import bill_number_format, bill_payment_reference
+    from billing.services.bill_numbers import bill_number_format, bill_payment_reference
 
     number = bill_number_format(prefix=prefix, year=year, sequence_number=sequence)
     return {

@@ -21,12 +21,8 @@ from django.utils import translation
 
 from billing.models import Bill
 from billing.pdf import bill_context, bill_pdf_html, bill_pdf_render
-from billing.services.bills import (
-    bill_create,
-    bill_issue,
-    bill_payment_reference_valid,
-    bill_run_execute,
-)
+from billing.services.bill_numbers import bill_payment_reference_valid
+from billing.services.bills import bill_create, bill_issue, bill_run_execute
 from tests.billing.test_bills import MARCH, NOW, local_hours, postpaid
 from tests.billing.two_utilities import TwoUtilities, two_utility_bill
 from tests.factories import SYSTEM, make_organisation

@@ -14,6 +14,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 
+from billing.exceptions import BillError
 from billing.models import (
     Bill,
     BillLine,
@@ -25,13 +26,11 @@ from billing.models import (
     TariffAssignment,
     TariffVersion,
 )
+from billing.services.bill_numbers import bill_payment_reference, bill_payment_reference_valid
 from billing.services.bills import (
-    BillError,
     bill_create,
     bill_issue,
     bill_mark_paid,
-    bill_payment_reference,
-    bill_payment_reference_valid,
     bill_run_execute,
     bill_void,
 )

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from billing.models import BillLine, TariffVersion
 from billing.pricing import HourUsage, Segment, price
-from billing.services.bills import _AccountRow, _price_account, _Window
+from billing.services.bill_drafting import _AccountRow, _price_account, _Window
 
 TAIPEI = zoneinfo.ZoneInfo("Asia/Taipei")
 rates = st.decimals(min_value=0, max_value=10, places=6, allow_nan=False, allow_infinity=False)
