@@ -49,9 +49,7 @@ import contextlib
 import datetime as dt
 import itertools
 import os
-import platform
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -62,13 +60,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 from unittest import mock
-from urllib.parse import urlparse, urlunparse
 
 import psycopg
 from psycopg import sql
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+
+from benchkit import (  # noqa: E402 - after the path is set
+    database_conninfo,
+    database_name,
+    machine_lines,
+    recreate_database,
+    scratch_teardown,
+    verdict,
+)
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/smartmeter_bench"
 REDIS_URL = "redis://127.0.0.1:6379/1"
@@ -254,61 +260,6 @@ def bench_environment(database_url: str, workdir: Path) -> dict[str, str]:
         "PORTAL_IMPORT_INBOX": str(workdir / "inbox"),
         "LOG_LEVEL": "WARNING",
     }
-
-
-def _conninfo(url: str, dbname: str | None = None) -> str:
-    parts = urlparse(url)
-    if dbname is not None:
-        parts = parts._replace(path="/" + dbname)
-    return urlunparse(parts._replace(scheme="postgresql"))
-
-
-def database_name(url: str) -> str:
-    name = urlparse(url).path.lstrip("/")
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop and recreate {name!r}: its name must contain 'bench'")
-    return name
-
-
-def recreate_database(url: str) -> None:
-    name = database_name(url)
-    with psycopg.connect(_conninfo(url, "postgres"), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def scratch_teardown(
-    *,
-    database_url: str,
-    workdir: Path,
-    keep: bool,
-    tidy: Callable[[], object],
-    say: Callable[[str], None],
-) -> None:
-    """End a bench: close Django's connections, `tidy` (the bench's Redis keys), then drop the
-    scratch database and files, or say where they were kept. Never raises on the way out but
-    for the drop itself, so a failing bench still cleans up."""
-    with contextlib.suppress(Exception):
-        from django.db import connections
-
-        connections.close_all()
-    with contextlib.suppress(Exception):
-        tidy()
-    if keep:
-        say(f"kept: database {database_url}, files in {workdir}")
-    else:
-        drop_database(database_url)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def drop_database(url: str) -> None:
-    name = database_name(url)
-    with psycopg.connect(_conninfo(url, "postgres"), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 def flush_redis() -> None:
@@ -829,40 +780,6 @@ def print_profile(result: ImportResult, profile: Profile) -> None:
 # --- Report ---------------------------------------------------------------------------------
 
 
-def machine_lines(conninfo: str) -> list[str]:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                cpu = line.partition(":")[2].strip()
-                break
-    memory = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("MemTotal"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    with psycopg.connect(conninfo) as conn:
-        row = conn.execute("SELECT version()").fetchone()
-        version = str(row[0]) if row else "?"
-        settings = conn.execute(
-            "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) "
-            "FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'fsync', "
-            "'synchronous_commit', 'max_wal_size', 'wal_level', 'jit')"
-        ).fetchone()
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return [
-        f"machine: {os.cpu_count()} cores ({cpu}), {memory} RAM, {platform.platform()}",
-        f"load average at start: {load}",
-        f"PostgreSQL: {version}",
-        f"PostgreSQL settings: {settings[0] if settings else '?'}",
-        f"Python {platform.python_version()}",
-    ]
-
-
-def verdict(ratio: float, goal: float) -> str:
-    return "PASS" if ratio >= goal else "BELOW"
-
-
 def print_table(rows: list[tuple[str, str, str, str, str, str, str]]) -> None:
     header = ("step", "rows", "seconds", "rows/s", "ratio", "goal", "")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -916,7 +833,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
     workdir = Path(tempfile.mkdtemp(prefix="smartmeter-bench-"))
     env = bench_environment(database_url, workdir)
     os.environ.update(env)
-    conninfo = _conninfo(database_url)
+    conninfo = database_conninfo(database_url)
     meters = args.meters
     per_meter = args.rows // meters
     rows = per_meter * meters

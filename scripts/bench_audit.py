@@ -44,6 +44,9 @@ from typing import Any
 BASE_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE_DIR))
 sys.path.insert(0, str(BASE_DIR / "scripts"))
+
+from benchkit import drop_database, prepare_database  # noqa: E402 - after the path is set
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/smartmeter_bench_audit"
 # The key of the one advisory lock every audited write took before chains per tenant.
 OLD_SCHEME_LOCK = 0x5A4D_A0D1
@@ -201,9 +204,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     url = os.environ.get("BENCH_AUDIT_DATABASE_URL", DEFAULT_URL)
-    import bench_charging
-
-    bench_charging.prepare_database(url)
+    prepare_database(url)
     _environment(url)
     import django
 
@@ -224,7 +225,7 @@ def main() -> int:
     finally:
         connection.close()
         if not args.keep:
-            bench_charging.drop_database(url)
+            drop_database(url)
     print(
         "Audit log benchmark (issue 12): audited writes/s, one denial entry per transaction; "
         f"best of {args.rounds} rounds of {args.duration:g} s per configuration, in turns"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,9 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE_DIR))
+
+from benchkit import drop_database, prepare_database  # noqa: E402 - after the path is set
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/smartmeter_bench_billing"
 DAY = dt.date(2026, 5, 4)
 TZ = "Asia/Taipei"
@@ -121,45 +123,6 @@ def bench_charging(accounts: int) -> dict[str, Any]:
         "wallets_off": mismatched,
         "wallets": Wallet.objects.count(),
     }
-
-
-def prepare_database(url: str) -> None:
-    """Create the scratch database afresh and migrate it (its name must contain 'bench')."""
-    import psycopg
-    from psycopg import sql
-
-    sys.path.insert(0, str(BASE_DIR / "scripts"))
-    import bench
-
-    name = bench.database_name(url)
-    with psycopg.connect(bench._conninfo(url, "postgres"), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DJANGO_SETTINGS_MODULE": "portal.settings.local",
-        "DJANGO_DEBUG": "0",
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=BASE_DIR, env=env, check=True
-    )
-
-
-def drop_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    sys.path.insert(0, str(BASE_DIR / "scripts"))
-    import bench
-
-    name = bench.database_name(url)
-    with psycopg.connect(bench._conninfo(url, "postgres"), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 def main() -> int:

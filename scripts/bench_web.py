@@ -74,8 +74,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 sys.path.insert(0, str(BASE_DIR / "scripts"))
 
-from bench import (  # noqa: E402 - after the path is set
-    _conninfo,
+from benchkit import (  # noqa: E402 - after the path is set
+    database_conninfo,
     database_name,
     machine_lines,
     recreate_database,
@@ -750,7 +750,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
     notes: list[str] = []
     profile: list[str] = []
     recreate_database(database_url)
-    info = machine_lines(_conninfo(database_url))
+    info = machine_lines(database_conninfo(database_url))
     for line in info:
         log(line)
     try:
