@@ -2,7 +2,7 @@
 
 Money in the ledger is whole minor units of the account's currency (`BigIntegerField`); rates
 are Decimals with up to six places; `portal.lib.money` holds the one rounding rule. Postings
-and journal entries are append-only (the `append_only_reject()` trigger of the audit app, and
+and journal entries are append-only (their `Meta.triggers`, the audit app's TRUNCATE guard, and
 `manage.py db_grant_app_role` revokes UPDATE/DELETE from the app's role), and a deferred
 constraint trigger refuses a transaction whose entry's postings do not sum to zero.
 """
@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from meters.models import UtilityKind
 from portal.lib.currency import CURRENCY_CHOICES, validate_currency
 from portal.lib.money import format_minor
+from portal.lib.triggers import AppendOnly
 
 
 def _daterange(start: str, end: str) -> Func:
@@ -334,6 +335,8 @@ class JournalEntry(models.Model):
         verbose_name = _("journal entry")
         verbose_name_plural = _("journal entries")
         indexes = [models.Index(fields=["account", "created_at"], name="billing_journal_account")]
+        # TRUNCATE is refused by raw SQL in migration 0002: see portal.lib.triggers.
+        triggers = [AppendOnly(name="billing_journal_append_only")]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk}"
@@ -363,6 +366,10 @@ class Posting(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(amount=0), name="billing_posting_nonzero"),
         ]
+        # Raw SQL in migration 0002 keeps TRUNCATE refused (see portal.lib.triggers) and checks
+        # that each INSERT's postings balance and move the wallets: a statement-level trigger
+        # over a transition table that reads other tables, which no pgtrigger rule expresses.
+        triggers = [AppendOnly(name="billing_posting_append_only")]
 
     def __str__(self) -> str:
         # The admin shows this under each posting: money, not minor units.

@@ -50,6 +50,7 @@ from meters.selectors import (
 )
 from meters.services.imports import batch_create
 from portal.tenancy.api.base import AccountAPIView, OrganisationKeyAPIView
+from portal.tenancy.api.throttles import ApiKeyRateThrottle
 from portal.tenancy.scopes import Scope
 
 BULK_MEDIA_TYPES = ("application/json", "application/x-ndjson")
@@ -175,6 +176,7 @@ class ReadingsBulkApi(OrganisationKeyAPIView):
     required_scope = Scope.METERS_READ
     method_scopes = {"POST": Scope.METERS_IMPORT}
     parser_classes = [_RawBodyParser]
+    throttle_classes = [ApiKeyRateThrottle]
 
     @extend_schema(
         request={media: {"type": "object"} for media in BULK_MEDIA_TYPES},
@@ -246,6 +248,7 @@ class BatchListApi(OrganisationKeyAPIView):
     """The organisation's import batches (its subsidiaries' included), newest first."""
 
     required_scope = Scope.METERS_READ
+    throttle_classes = [ApiKeyRateThrottle]
 
     def get_scoped_queryset(self) -> QuerySet[ImportBatch]:
         return batches_for_organisations(organisation_ids=self.subtree_ids()).select_related(
@@ -263,6 +266,7 @@ class BatchDetailApi(OrganisationKeyAPIView):
     """One batch: status, counts and the first row errors."""
 
     required_scope = Scope.METERS_READ
+    throttle_classes = [ApiKeyRateThrottle]
 
     @extend_schema(responses=BatchDetailOutputSerializer)
     def get(self, request: Request, batch_id: Any) -> Response:

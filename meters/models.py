@@ -255,6 +255,9 @@ class Register(models.Model):
                 fields=["meter"], condition=Q(is_main=True), name="meters_register_one_main"
             ),
         ]
+        # Deleting a register that still has readings is refused by raw SQL in migration 0005,
+        # not Meta.triggers: the rule looks up meters_reading, which no pgtrigger Protect
+        # condition (it sees only the row itself) can express.
 
     def __str__(self) -> str:
         return f"{self.meter.serial}/{self.code}"

@@ -38,6 +38,7 @@ from meters.selectors import (
 )
 from meters.services.imports import batch_create
 from meters.services.inbound import inbound_store
+from portal.lib.ratelimit import rate_limited
 from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import organisation_subtree_ids
 from portal.tenancy.views.base import OrganisationView
@@ -155,6 +156,8 @@ class ChirpStackIntegrationView(View):
     """
 
     http_method_names = ["post"]
+    # A fixed window of the shared counter (portal.lib.ratelimit).
+    rate_window_seconds = 60
 
     def post(self, request: HttpRequest) -> HttpResponse:
         event = request.GET.get("event", "")
@@ -185,6 +188,15 @@ class ChirpStackIntegrationView(View):
         if scheme.lower() != "bearer" or not constant_time_compare(presented.strip(), token):
             response = _problem(401, _("A valid bearer token is required."))
             response["WWW-Authenticate"] = "Bearer"
+            return response
+        # Counted after the token check, so that strangers cannot spend the integration's
+        # allowance; one key for the integration, whichever device the event is from.
+        window = self.rate_window_seconds
+        if rate_limited(
+            "chirpstack", limit=settings.CHIRPSTACK_RATE_PER_MINUTE, window_seconds=window
+        ):
+            response = _problem(429, _("Too many events; retry later."))
+            response["Retry-After"] = str(window)
             return response
         if event not in CHIRPSTACK_KNOWN_EVENTS:
             return _problem(400, _("Unknown event type %(event)r.") % {"event": event})

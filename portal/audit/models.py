@@ -7,6 +7,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from portal.audit.events import AUDIT_EVENTS, AuditEvent, event_display
+from portal.lib.triggers import AppendOnly
 
 
 class AuditLogEntryQuerySet(models.QuerySet["AuditLogEntry"]):
@@ -88,6 +89,8 @@ class AuditLogEntry(models.Model):
             # A chain's head (its newest row) is one index probe.
             models.Index(fields=["chain", "id"], name="audit_entry_chain_id"),
         ]
+        # TRUNCATE is refused by raw SQL in migration 0002: see portal.lib.triggers.
+        triggers = [AppendOnly(name="audit_entry_append_only")]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.event_name} by {self.actor_label}"
@@ -133,6 +136,8 @@ class AuditCheckpoint(models.Model):
     class Meta:
         verbose_name = _("audit checkpoint")
         verbose_name_plural = _("audit checkpoints")
+        # TRUNCATE is refused by raw SQL in migration 0002: see portal.lib.triggers.
+        triggers = [AppendOnly(name="audit_checkpoint_append_only")]
 
     def __str__(self) -> str:
         return f"anchor #{self.pk} at entry {self.entry_id}"

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "csp",
+    "pgtrigger",
     "portal.users",
     "portal.tenancy",
     "portal.audit",
@@ -421,6 +422,12 @@ PORTAL_IMPORT_RETRY_BACKOFF = tuple(
 )
 # ChirpStack's HTTP integration sends this in the Authorization header: "Bearer <token>".
 CHIRPSTACK_INTEGRATION_TOKEN = env_optional("CHIRPSTACK_INTEGRATION_TOKEN")
+# Events accepted per minute from the ChirpStack integration (one budget for all its devices;
+# ChirpStack retries after a 429).
+CHIRPSTACK_RATE_PER_MINUTE = env_int("CHIRPSTACK_RATE_PER_MINUTE", 6_000)
+# Calls per minute that one API key may make to each machine endpoint (bulk readings, batch
+# list, batch detail); more answer 429 with Retry-After.
+MACHINE_API_RATE_PER_MINUTE = env_int("MACHINE_API_RATE_PER_MINUTE", 600)
 MQTT_HOST = env_str("MQTT_HOST", "127.0.0.1")
 MQTT_PORT = env_int("MQTT_PORT", 1883)
 MQTT_TOPIC = env_str("MQTT_TOPIC", "application/+/device/+/event/+")

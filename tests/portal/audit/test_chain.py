@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from io import StringIO
 
+import pgtrigger
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
@@ -251,6 +252,28 @@ def test_a_role_prepared_by_db_grant_app_role_appends_but_cannot_rewrite(
             connection.cursor() as cursor,
         ):
             cursor.execute(f"SET LOCAL ROLE {role}; {statement}")
+    assert audit_chain_verify().ok
+
+
+def test_pgtriggers_ignore_setting_does_not_let_the_app_role_rewrite(entries: list[int]) -> None:
+    # Any role may set pgtrigger.ignore, which switches django-pgtrigger's triggers off for
+    # its session; what still refuses the app's role is db_grant_app_role's REVOKE.
+    role = f"smp_app_ignore_{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} NOLOGIN")  # rolled back with the test
+    call_command("db_grant_app_role", role, stdout=StringIO())
+    ((model, trigger),) = pgtrigger.registered("audit.AuditLogEntry:audit_entry_append_only")
+    ignore = f"SET LOCAL pgtrigger.ignore = '{{{trigger.get_pgid(model)}}}'"
+    for statement in (
+        "UPDATE audit_auditlogentry SET actor_label = 'x'",
+        "DELETE FROM audit_auditlogentry",
+    ):
+        with (
+            pytest.raises(DatabaseError, match="permission denied"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(f"SET LOCAL ROLE {role}; {ignore}; {statement}")
     assert audit_chain_verify().ok
 
 

@@ -317,7 +317,7 @@ def _outcome(second: _Writer) -> str:
     return "neither"
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_tenants_hold_their_chain_locks_at_once() -> None:
     group_a, group_b = make_organisation("Tenant A"), make_organisation("Tenant B")
     first = _Writer(lambda: _write(organisation=group_a, note="a"), hold=True)
@@ -337,7 +337,7 @@ def test_two_tenants_hold_their_chain_locks_at_once() -> None:
     assert audit_chain_verify().ok
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_writers_in_one_tenant_take_turns() -> None:
     group = make_organisation("Tenant A")
     subsidiary = make_organisation("Subsidiary of A", parent=group)
