@@ -46,7 +46,7 @@ from billing.pricing import (
     structure_of,
 )
 from billing.selectors import hourly_usage, tariffs_between
-from meters.selectors import service_points_of_account, supplies_of_account
+from meters.selectors.fleet import service_points_of_account, supplies_of_account
 
 
 @dataclass(frozen=True)

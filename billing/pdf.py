@@ -47,7 +47,7 @@ from django.utils.translation import pgettext
 from billing.models import Bill, BillLine, Tariff
 from billing.pricing import BASE_PER_UNIT
 from meters.models import Direction, Register, ServicePoint, UtilityKind
-from meters.selectors import RegisterInstant, metered_spans, register_values_at
+from meters.selectors.readings import RegisterInstant, metered_spans, register_values_at
 from portal.lib.money import format_amount, from_minor, round_money
 
 LANGUAGES = ("en", "zh-hant")

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from billing.costs import DayCost, HourShare, SupplyCosts, allocate, supply_costs
 from billing.pricing import Plan, TariffError, structure_of
-from meters.selectors import ConsumptionPoint, Resolution
+from meters.periods import ConsumptionPoint, Resolution
 
 _HOUR_SECONDS = 3600
 

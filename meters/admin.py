@@ -39,7 +39,7 @@ from meters.models import (
     ServicePoint,
     Supply,
 )
-from meters.selectors import register_recent_readings
+from meters.selectors.readings import register_recent_readings
 from meters.services.events import meter_event_acknowledge
 from meters.services.fleet import fleet_save
 from meters.services.imports import batch_create

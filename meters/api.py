@@ -39,14 +39,12 @@ from rest_framework.utils.urls import replace_query_param
 
 from meters.exceptions import MeterError
 from meters.models import Direction, ImportBatch, UtilityKind
-from meters.selectors import (
-    BucketKey,
-    ConsumptionBucket,
-    GroupBy,
+from meters.periods import GroupBy
+from meters.selectors.buckets import BucketKey, ConsumptionBucket, consumption_buckets
+from meters.selectors.imports import (
     batch_for_organisations,
     batch_row_errors,
     batches_for_organisations,
-    consumption_buckets,
 )
 from meters.services.imports import batch_create
 from portal.tenancy.api.base import AccountAPIView, OrganisationKeyAPIView

@@ -13,7 +13,8 @@ import plotly.graph_objects as go  # type: ignore[import-untyped]
 from django.utils.dates import WEEKDAYS_ABBR
 from django.utils.translation import gettext as _
 
-from meters.selectors import ConsumptionPoint, Resolution, WeekProfile
+from meters.periods import ConsumptionPoint, Resolution
+from meters.selectors.consumption import WeekProfile
 
 # Estimated and suspect data must be visible as such (colour-blind safe pair plus a pattern).
 ACTUAL_COLOUR = "#1f6feb"

@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from meters.ingest.formats import format_for_name
 from meters.ingest.formats.dsmr import SPEC_CHOICES
 from meters.models import ImportBatch
-from meters.selectors import MAX_CUSTOM_DAYS
+from meters.periods import MAX_CUSTOM_DAYS
 
 
 class ImportUploadForm(forms.Form):

@@ -9,9 +9,8 @@ from django.db import connection
 from django.utils import timezone
 
 from meters.ingest import pipeline
-from meters.selectors import batches_needing_a_worker
+from meters.selectors.imports import batches_needing_a_worker
 from meters.services import events as event_services
-from meters.services import imports as import_services
 from meters.services import inbound as inbound_services
 from meters.services import readings as reading_services
 from portal.audit.actors import SystemActor
@@ -24,7 +23,7 @@ logger = logging.getLogger(__name__)
 def import_batch_task(*, batch_id: int, **kwargs: object) -> str:
     """Run or resume one import batch (queue readings). A duplicate delivery finds the batch
     locked or finished and does nothing."""
-    batch = import_services.batch_process(
+    batch = pipeline.run(
         batch_id=batch_id,
         actor=SystemActor("task:meters.import_batch"),
         as_of=timezone.now(),

@@ -31,7 +31,7 @@ from django.views.decorators.csrf import csrf_exempt
 from meters.exceptions import MeterError
 from meters.forms import ImportUploadForm
 from meters.models import ImportBatch
-from meters.selectors import (
+from meters.selectors.imports import (
     batch_for_organisations,
     batch_row_errors,
     batches_for_organisations,

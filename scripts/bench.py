@@ -755,7 +755,7 @@ def profile_import(path: Path, rows: int) -> tuple[ImportResult, Profile]:
         for patch in patches:
             stack.enter_context(patch)
         stack.enter_context(connection.execute_wrapper(statement_timer))
-        import_services.batch_process(batch_id=batch.pk, actor=actor, as_of=timezone.now())
+        pipeline.run(batch_id=batch.pk, actor=actor, as_of=timezone.now())
     seconds = time.perf_counter() - started
     batch.refresh_from_db()
     if batch.status != ImportBatch.Status.DONE:

@@ -17,7 +17,7 @@ from django.utils.translation import pgettext
 
 from meters.charts import ACTUAL_COLOUR
 from meters.models import Direction, UtilityKind
-from meters.selectors import KindTotal
+from meters.selectors.subtree import KindTotal
 from web.selectors import KIND_UNITS, in_display_units
 
 # Exported energy (solar feeding the grid) in a colour of its own, apart from the imports.

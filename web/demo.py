@@ -23,7 +23,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from meters.models import Register, ServicePoint, Supply
-from meters.selectors import register_recent_readings, supplies_of_account
+from meters.selectors.fleet import supplies_of_account
+from meters.selectors.readings import register_recent_readings
 from meters.services import supply as supply_services
 from meters.simulator import (
     Anomaly,

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from django.core.cache import cache
 from django.urls import reverse
 
-from meters.selectors import KindTotal
+from meters.selectors.subtree import KindTotal
 from portal.tenancy.models import Organisation
 from web.charts import organisation_usage_charts
 from web.panels import Panel

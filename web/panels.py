@@ -23,12 +23,10 @@ from billing.selectors import (
     shortage_alerts_for_account,
 )
 from meters.models import Direction, UtilityKind
-from meters.selectors import (
-    ComparedSpan,
-    alert_events_for_account,
-    meters_of_account,
-    month_comparison,
-)
+from meters.periods import ComparedSpan
+from meters.selectors.alerts import alert_events_for_account
+from meters.selectors.consumption import month_comparison
+from meters.selectors.fleet import meters_of_account
 from portal.lib.money import from_minor
 from portal.tenancy.models import Account
 from web.alert_rows import event_row, warning_row

@@ -26,11 +26,11 @@ from django.db.models import Count, Q
 
 from billing.selectors import credit_cte, open_shortage_warnings_cte
 from meters.models import Direction, UtilityKind
-from meters.selectors import (
+from meters.selectors.alerts import open_alerts_cte
+from meters.selectors.subtree import (
     KindTotal,
     last_contact_cte,
     month_consumption_cte,
-    open_alerts_cte,
     subtree_consumption_by_kind,
     subtree_exporting_kinds,
     subtree_utility_kinds,

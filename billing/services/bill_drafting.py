@@ -38,7 +38,7 @@ from billing.models import BillLine, TariffAssignment, TariffVersion
 from billing.pricing import HourUsage, TariffError, structure_of
 from billing.selectors import hourly_usage
 from meters.models import Direction
-from meters.selectors import supply_periods
+from meters.selectors.fleet import supply_periods
 from portal.lib.money import from_minor
 from portal.tenancy.models import Account
 

@@ -1,4 +1,4 @@
-"""Running a batch through the stages, resumably.
+"""Running a batch through its stages (ImportBatch.Stage), resumably: `run` is the one entry.
 
     parsing     the file is COPYed into the staging tables            (one transaction)
     validating  units, meters and registers resolved; bad rows         (one transaction)
@@ -9,7 +9,8 @@
 
 The stage and the number of merged chunks are saved with each step, so a batch whose worker
 died continues where it stopped. A session advisory lock per batch keeps two workers (a
-redelivered task and the sweeper's) from running the same batch at once.
+redelivered task and the sweeper's) from running the same batch at once. `run` also owns the
+attempts: the retry after an unexpected error, the failure, and the audit entry of the batch's end.
 """
 
 from __future__ import annotations
@@ -23,13 +24,18 @@ from typing import Any, BinaryIO, NamedTuple
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 from psycopg import sql
 
 from meters.ingest import sql as q
 from meters.ingest import staging
+from meters.ingest.formats import chirpstack, dsmr, espi, jsonbulk
 from meters.ingest.staging import BatchError, ParsedItem
 from meters.ingest.units import MAX_SOURCE_MAGNITUDE, unit_rows
 from meters.models import ImportBatch, ImportRowError, MeterEvent
+from portal.audit.actors import Actor
+from portal.audit.events import AuditEvent
+from portal.audit.services import audit_record
 from portal.lib.timezones import available_time_zones, default_time_zone
 
 logger = logging.getLogger(__name__)
@@ -101,6 +107,176 @@ def _set_wise_session() -> None:
 
 def _save(batch: ImportBatch, *fields: str) -> None:
     batch.save(update_fields=list(fields))
+
+
+# --- the stage machine ------------------------------------------------------------------
+
+PARSERS: dict[str, Parser | None] = {
+    ImportBatch.Format.CSV: None,  # straight into COPY
+    ImportBatch.Format.DSMR: dsmr.parse,
+    ImportBatch.Format.ESPI: espi.parse,
+    ImportBatch.Format.CHIRPSTACK: chirpstack.parse,
+    ImportBatch.Format.JSON: jsonbulk.parse,
+}
+
+
+def run(*, batch_id: int, actor: Actor, as_of: dt.datetime) -> ImportBatch | None:
+    """Run (or resume) a batch to its end; None if another worker is running it.
+
+    Every batch ends, within PORTAL_IMPORT_MAX_ATTEMPTS attempts: a file-level problem fails it
+    at once with its message; any other error rolls back the stage it happened in (the
+    checkpoints of the stages before it stay), is recorded, and the batch waits for the
+    sweeper to start its next attempt after PORTAL_IMPORT_RETRY_BACKOFF. The last attempt's
+    error fails the batch, with the exception's class. A worker killed mid-batch has used up
+    its attempt too: the sweeper re-queues the batch, and it fails here when none is left.
+    """
+    try:
+        with batch_lock(batch_id):
+            batch = ImportBatch.objects.get(pk=batch_id)
+            if batch.finished:
+                return batch
+            max_attempts = settings.PORTAL_IMPORT_MAX_ATTEMPTS
+            if batch.attempts >= max_attempts:
+                # Started that many times and never recorded an end: each worker died in it.
+                _batch_fail(
+                    batch,
+                    actor=actor,
+                    message=(
+                        f"The import was started {batch.attempts} times and never finished: "
+                        "the worker running it stopped each time."
+                    ),
+                    error_class="WorkerLost",
+                )
+                return batch
+            batch.status = ImportBatch.Status.RUNNING
+            batch.attempts += 1
+            batch.next_attempt_at = None
+            batch.started_at = batch.started_at or as_of
+            batch.stage = batch.stage or ImportBatch.Stage.PARSING
+            batch.save(
+                update_fields=["status", "attempts", "next_attempt_at", "started_at", "stage"]
+            )
+            try:
+                _run_stages(batch, actor=actor, as_of=as_of)
+            except BatchError as error:
+                _batch_fail(batch, actor=actor, message=str(error))
+            except Exception as error:
+                logger.exception(
+                    "import batch %s: attempt %s of %s failed: %s: %s",
+                    batch.pk,
+                    batch.attempts,
+                    max_attempts,
+                    _error_class(error),
+                    error,
+                )
+                _batch_retry_or_fail(batch, actor=actor, error=error, max_attempts=max_attempts)
+            return batch
+    except BatchBusy:
+        return None
+
+
+def _error_class(error: BaseException) -> str:
+    """The dotted class of what went wrong: the driver's error under Django's wrapper
+    (psycopg.errors.NumericValueOutOfRange rather than django.db.utils.DataError)."""
+    cause = error.__cause__
+    if isinstance(error, DatabaseError) and cause is not None:
+        error = cause
+    kind = type(error)
+    module = "" if kind.__module__ == "builtins" else kind.__module__ + "."
+    return module + kind.__qualname__
+
+
+def _batch_retry_or_fail(
+    batch: ImportBatch, *, actor: Actor, error: Exception, max_attempts: int
+) -> None:
+    """Record an unexpected error: the batch waits for its next attempt, or, after the last,
+    fails. If even that cannot be written (the database went away), the error propagates
+    and the sweeper finds the batch running with a free lock later."""
+    error_class = _error_class(error)
+    message = str(error).strip() or error_class
+    # The stage's transaction rolled back; the object may hold counts it never saved.
+    batch.refresh_from_db()
+    if batch.attempts >= max_attempts:
+        _batch_fail(
+            batch,
+            actor=actor,
+            message=(
+                f"The import stopped on an unexpected error in each of its {batch.attempts} "
+                f"attempts; the last one ({error_class}): {message}"
+            ),
+            error_class=error_class,
+        )
+        return
+    backoff = settings.PORTAL_IMPORT_RETRY_BACKOFF or (0,)
+    wait = backoff[min(batch.attempts, len(backoff)) - 1]
+    batch.status = ImportBatch.Status.QUEUED
+    batch.next_attempt_at = timezone.now() + dt.timedelta(seconds=wait)
+    batch.error = _printable(message)
+    batch.error_class = error_class[:200]
+    batch.save(update_fields=["status", "next_attempt_at", "error", "error_class"])
+
+
+def _printable(message: str) -> str:
+    return "".join(c if c.isprintable() or c == "\n" else "?" for c in message[:5000])
+
+
+def _batch_fail(batch: ImportBatch, *, actor: Actor, message: str, error_class: str = "") -> None:
+    with transaction.atomic():
+        fail(batch, message, now=timezone.now(), error_class=error_class)
+        audit_record(
+            actor=actor,
+            event=AuditEvent.IMPORT_BATCH_FAILED,
+            organisation=batch.organisation,
+            target=batch,
+            data={
+                "batch": str(batch.public_id),
+                "error": message[:500],
+                "error_class": error_class,
+                "attempts": batch.attempts,
+            },
+        )
+
+
+def _run_stages(batch: ImportBatch, *, actor: Actor, as_of: dt.datetime) -> None:
+    resumed = (ImportBatch.Stage.VALIDATING, ImportBatch.Stage.MERGING, ImportBatch.Stage.FINISHING)
+    if batch.stage in resumed and staging_lost(batch):
+        restart_from_the_file(batch)
+    if batch.stage == ImportBatch.Stage.PARSING:
+        stage_payload(batch, PARSERS[batch.format])
+    if batch.stage == ImportBatch.Stage.VALIDATING:
+        subtree = None
+        if batch.organisation_id is not None:
+            from portal.tenancy.selectors import organisation_subtree_ids
+
+            assert batch.organisation is not None  # noqa: S101 - organisation_id is set
+            subtree = organisation_subtree_ids(organisation=batch.organisation)
+        resolve(batch, subtree=subtree)
+    if batch.stage == ImportBatch.Stage.MERGING:
+        plan = chunk_plan(batch)
+        for registers in plan[batch.chunks_done :]:
+            merge_chunk(batch, registers)
+        check_accounted(batch)
+        batch.stage = ImportBatch.Stage.FINISHING
+        batch.save(update_fields=["stage"])
+    if batch.stage == ImportBatch.Stage.FINISHING:
+        with transaction.atomic():
+            new_events = finish(batch, now=timezone.now())
+            audit_record(
+                actor=actor,
+                event=AuditEvent.IMPORT_BATCH_FINISHED,
+                organisation=batch.organisation,
+                target=batch,
+                data={
+                    "batch": str(batch.public_id),
+                    "status": batch.status,
+                    **batch.counts,
+                    "events": new_events,
+                },
+            )
+            if new_events:
+                from meters.tasks import meter_events_notify_task
+
+                transaction.on_commit(meter_events_notify_task.delay)
 
 
 # --- parsing --------------------------------------------------------------------------------

@@ -18,8 +18,10 @@ from typing import Any
 
 from django.db import connection
 
+from meters.ingest import pipeline
 from meters.models import ImportBatch, Meter, MeterInstallation, Register, ServicePoint
-from meters.selectors import batch_get_by_id, meter_get_by_serial, register_for_meter
+from meters.selectors.fleet import meter_get_by_serial, register_for_meter
+from meters.selectors.imports import batch_get_by_id
 from meters.services import fleet as fleet_services
 from meters.services import imports as import_services
 from portal.audit.actors import Actor
@@ -157,7 +159,7 @@ def file_import(
             as_of=as_of,
         )
     if batch.status == ImportBatch.Status.QUEUED:
-        import_services.batch_process(batch_id=batch.pk, actor=actor, as_of=as_of)
+        pipeline.run(batch_id=batch.pk, actor=actor, as_of=as_of)
     return batch_get_by_id(batch_id=batch.pk) or batch
 
 

@@ -274,7 +274,7 @@ def test_the_two_utility_bill_pdf_pages_are_saved_as_png(flat: TwoUtilities) -> 
 
 def test_register_values_between_readings_are_interpolated_and_marked_estimated() -> None:
     from meters.models import Register
-    from meters.selectors import RegisterInstant, RegisterValue, register_values_at
+    from meters.selectors.readings import RegisterInstant, RegisterValue, register_values_at
     from tests.meters.helpers import csv_rows, run_import
 
     t0 = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)

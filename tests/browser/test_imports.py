@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from meters.ingest import pipeline
 from meters.models import ImportBatch, Meter, Register
-from meters.services import imports as import_services
 from portal.tenancy.models import OrganisationAPIKey
 from portal.tenancy.roles import Role
 from tests.factories import PASSWORD, SYSTEM, make_membership, make_organisation, make_user
@@ -53,7 +53,7 @@ def test_upload_progress_and_api_key(
 
     # A worker finishes the batch; the page notices on its own (htmx polls the status).
     batch = ImportBatch.objects.get()
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     expect(page.get_by_text("done, some rows rejected", exact=True)).to_be_visible(timeout=10_000)
     expect(page.get_by_text('unknown meter "NOT-OURS"')).to_be_visible()
     page.screenshot(path=str(shots / "import-done-en.png"), full_page=True)

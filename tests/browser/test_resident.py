@@ -14,7 +14,7 @@ from django.utils import timezone
 from playwright.sync_api import APIResponse, Page, Route, expect
 
 from billing.selectors import credit_state
-from meters.selectors import month_comparison
+from meters.selectors.consumption import month_comparison
 from portal.lib.money import format_money
 from tests.browser.conftest import sign_in
 from tests.browser.world import Harbour

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from meters.ingest import pipeline
 from meters.models import ImportBatch
 from meters.services import imports as import_services
 from portal.tenancy.models import Organisation
@@ -48,7 +49,7 @@ def run_import(
         dsmr_spec=dsmr_spec,
     )
     if batch.status == ImportBatch.Status.QUEUED:
-        import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+        pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     return batch
 
@@ -86,3 +87,14 @@ def csv_rows(
 
 def quarter_hours(start: dt.datetime, count: int) -> list[dt.datetime]:
     return [start + dt.timedelta(minutes=15 * i) for i in range(count)]
+
+
+def readings_checksum() -> str:
+    """Return an md5 over the whole readings table in key order (re-import checks)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT md5(coalesce(string_agg(concat_ws(',', register_id, ts, start_ts, value, "
+            "delta, quality, flags), ';' ORDER BY register_id, ts), '')) FROM meters_reading"
+        )
+        (digest,) = cursor.fetchone()
+    return str(digest)

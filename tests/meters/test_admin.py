@@ -16,6 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
+from meters.ingest import pipeline
 from meters.models import (
     ImportBatch,
     Meter,
@@ -28,7 +29,6 @@ from meters.models import (
     ServicePoint,
     Supply,
 )
-from meters.services import imports as import_services
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
 from portal.users.models import User
@@ -135,7 +135,7 @@ def test_an_upload_in_the_admin_is_an_audited_batch_that_a_worker_imports(
         technician.pk,
     )
 
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     assert (batch.status, batch.seen, batch.inserted) == ("done", 8, 8)
     page = client.get(f"/admin/meters/importbatch/{batch.pk}/change/").content.decode()

@@ -161,7 +161,7 @@ def test_a_poison_batch_ends_within_its_attempts_and_a_good_batch_beside_it_impo
     good = _create(GOOD_CSV, "csv")
     # The queue delivers both once; the sweeper does the rest.
     for batch in (poison, good):
-        import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+        pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     _sweep_until_final(poison, good)
     _consistent(poison)
     assert poison.status == ImportBatch.Status.DONE_WITH_REJECTIONS, poison.error
@@ -233,12 +233,12 @@ def test_a_fault_mid_merge_fails_the_batch_after_the_last_attempt(
 ) -> None:
     batch = _create(_two_chunks_the_second_poisoned(settings), "csv", register_meters=False)
     good = _create(GOOD_CSV, "csv")
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     # Not over yet: the error is kept, and the batch waits for its next attempt.
     assert (batch.status, batch.attempts) == (ImportBatch.Status.QUEUED, 1)
     assert batch.next_attempt_at is not None and "injected fault" in batch.error
-    import_services.batch_process(batch_id=good.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=good.pk, actor=SYSTEM, as_of=timezone.now())
     _sweep_until_final(batch, good)
     batch = ImportBatch.objects.get(pk=batch.pk)
     assert (batch.status, batch.attempts) == (ImportBatch.Status.FAILED, 3)
@@ -280,7 +280,7 @@ def test_a_fault_mid_merge_through_the_command_exits_1_without_a_traceback(
     code, summary = _command(path)
     assert (code, summary["status"]) == (1, "failed")
     # One line per failed attempt; the traceback only with -v 2 or --traceback.
-    attempts = [r for r in caplog.records if r.name == "meters.services.imports"]
+    attempts = [r for r in caplog.records if r.name == "meters.ingest.pipeline"]
     assert len(attempts) == 3 and all(r.exc_info is None for r in attempts)
     assert "RaiseException" in attempts[-1].getMessage()
     assert summary["error_class"] == "psycopg.errors.RaiseException"
@@ -383,12 +383,12 @@ def test_a_dsmr_telegram_with_a_bad_crc_is_rejected_and_exits_4(tmp_path: Path) 
 
 
 def test_the_sweeper_waits_for_the_backoff_before_the_next_attempt(settings: Any) -> None:
-    from meters.selectors import batches_needing_a_worker
+    from meters.selectors.imports import batches_needing_a_worker
 
     settings.PORTAL_IMPORT_RETRY_BACKOFF = (600, 1200)
     batch = _create(_two_chunks_the_second_poisoned(settings), "csv", register_meters=False)
     before = timezone.now()
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     after = timezone.now()
     batch.refresh_from_db()
     assert batch.status == ImportBatch.Status.QUEUED and batch.next_attempt_at is not None
@@ -415,7 +415,7 @@ def test_the_page_and_the_api_show_the_final_state_and_the_error_class(
     from meters.api import BatchOutputSerializer
 
     batch = _create(_two_chunks_the_second_poisoned(settings), "csv", register_meters=False)
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     _sweep_until_final(batch)
     data = BatchOutputSerializer(batch).data
     assert (data["status"], data["outcome"], data["attempts"]) == ("failed", "failed", 3)
@@ -423,7 +423,7 @@ def test_the_page_and_the_api_show_the_final_state_and_the_error_class(
     assert "injected fault" in data["error"]
 
     empty = _create(HEADER.encode(), "csv")
-    import_services.batch_process(batch_id=empty.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=empty.pk, actor=SYSTEM, as_of=timezone.now())
     empty.refresh_from_db()
     again = _create(HEADER.encode(), "csv")
     assert (again.status, again.duplicate_of) == (ImportBatch.Status.DUPLICATE, empty)
@@ -478,7 +478,7 @@ def test_a_batch_whose_staging_was_emptied_starts_again_from_its_file(
         pipeline.resolve(batch, subtree=None)
         pipeline.merge_chunk(batch, pipeline.chunk_plan(batch)[0])
     _emptied(batch)
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     assert batch.status == ImportBatch.Status.DONE, batch.error
     assert batch.seen == 6
@@ -506,7 +506,7 @@ def test_a_batch_that_cannot_account_for_its_rows_is_never_done(
 
     monkeypatch.setattr(pipeline, "merge_chunk", loses_the_second_chunk)
     batch = _create(TWO_METERS_CSV, "csv")
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     _sweep_until_final(batch)
     assert batch.status == ImportBatch.Status.FAILED
     assert batch.error_class.endswith("RowsUnaccounted")

@@ -10,8 +10,8 @@ import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
 
+from meters.ingest import pipeline
 from meters.models import ImportBatch, InboundMessage, Meter, Register
-from meters.services import imports as import_services
 from meters.services import inbound as inbound_services
 from tests.factories import SYSTEM
 from tests.meters.helpers import readings
@@ -73,7 +73,7 @@ def test_uplinks_and_status_are_kept_once_and_imported_in_one_batch() -> None:
     assert taken == 3
     batch = ImportBatch.objects.get()
     assert (batch.source, batch.format) == ("chirpstack", "chirpstack")
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     assert (batch.status, batch.inserted) == ("done", 2), list(
         batch.row_errors.values_list("message", flat=True)

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from meters.models import RollupHourly, ServicePoint
-from meters.selectors import Resolution, consumption_series, readings_checksum
+from meters.periods import Resolution
+from meters.selectors.consumption import consumption_series
 from meters.services.supply import supply_start, supply_update
 from tests.factories import SYSTEM, make_account
-from tests.meters.helpers import csv_rows, quarter_hours, run_import
+from tests.meters.helpers import csv_rows, quarter_hours, readings_checksum, run_import
 
 pytestmark = pytest.mark.django_db
 T0 = dt.datetime(2026, 4, 6, 0, 0, tzinfo=dt.UTC)

@@ -397,7 +397,7 @@ def _sagemcom(stamp: str, t1: int, t2: int, reactive: int) -> str:
 @pytest.mark.django_db
 def test_reactive_registers_and_totals_never_reach_rollups_or_bills() -> None:
     from meters.models import ROLLUP_DIRECTIONS, Meter, MeterInstallation
-    from meters.selectors import metered_spans
+    from meters.selectors.readings import metered_spans
     from tests.factories import make_account
 
     content = _sagemcom("231024140000S", 1_000, 2_000, 50_000) + _sagemcom(

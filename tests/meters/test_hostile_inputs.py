@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 from django.db import connection
 
+from meters.ingest import pipeline
 from meters.models import ImportBatch, Meter, MeterEvent, Register, ServicePoint
 from tests.meters.helpers import run_import
 
@@ -246,7 +247,7 @@ def test_a_100_mb_line_is_refused_without_buffering_it() -> None:
         actor=SYSTEM,
         as_of=timezone.now(),
     )
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     assert batch.status == ImportBatch.Status.FAILED
     assert "longer than 65536 bytes" in batch.error

@@ -33,10 +33,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from meters.ingest import pipeline
 from meters.ingest.live import MAX_BODY_BYTES, Ignore, Keep, Reject, chirpstack_message
 from meters.management.commands.mqtt_ingest import _store
 from meters.models import ImportBatch, InboundMessage, Meter, Register
-from meters.services import imports as import_services
 from meters.services import inbound as inbound_services
 from tests.factories import SYSTEM
 from tests.meters.helpers import readings
@@ -358,7 +358,7 @@ def test_stored_messages_become_one_import_batch_that_inserts_the_readings(ids: 
     batch = ImportBatch.objects.get()
     assert (batch.source, batch.format, batch.status) == ("mqtt", "chirpstack", "queued")
     assert set(InboundMessage.objects.values_list("batch", flat=True)) == {batch.pk}
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     assert (batch.status, batch.seen, batch.inserted, batch.rejected) == ("done", 2, 2, 0)
     assert [r["value"] for r in readings("W-MQTT-1")] == [12_345, 12_400]

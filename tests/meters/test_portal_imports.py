@@ -10,8 +10,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from meters.ingest import pipeline
 from meters.models import ImportBatch, Meter, Register
-from meters.services import imports as import_services
 from portal.tenancy.models import Organisation
 from portal.users.models import User
 from tests.conftest import World
@@ -75,7 +75,7 @@ def test_a_manager_uploads_readings_of_their_own_meters(
     assert 'hx-trigger="every 2s"' in fragment and "X-Portal-Passive" in fragment
     assert "<html" not in fragment
 
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     assert (batch.status, batch.inserted, batch.rejected) == ("done_with_rejections", 2, 1)
     assert [r["value"] for r in readings("SUB1-W1")] == [10_000, 10_010]
@@ -93,10 +93,10 @@ def test_the_same_file_from_another_organisation_is_not_a_duplicate(
     _meter("SUB1-W1", world.sub1)
     _meter("SUB2-W1", world.sub2)
     first = _upload(client_for(world.sub1_manager), world.sub1, CSV)
-    import_services.batch_process(batch_id=first.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=first.pk, actor=SYSTEM, as_of=timezone.now())
     second = _upload(client_for(world.sub2_manager), world.sub2, CSV)
     assert second.status == "queued" and second.duplicate_of is None
-    import_services.batch_process(batch_id=second.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=second.pk, actor=SYSTEM, as_of=timezone.now())
     second.refresh_from_db()
     assert (second.inserted, second.rejected) == (1, 2)
     again = _upload(client_for(world.sub2_manager), world.sub2, CSV)

@@ -10,8 +10,8 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from meters.ingest import pipeline
 from meters.models import ImportBatch, Meter, Register
-from meters.services import imports as import_services
 from portal.audit.events import AuditEvent
 from portal.audit.models import AuditLogEntry
 from portal.tenancy.models import Organisation
@@ -48,7 +48,7 @@ def _body(*rows: tuple[str, str, float]) -> dict[str, Any]:
 
 def _process(batch_id: str) -> ImportBatch:
     batch = ImportBatch.objects.get(public_id=batch_id)
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=timezone.now())
     batch.refresh_from_db()
     return batch
 

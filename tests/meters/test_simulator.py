@@ -15,11 +15,11 @@ from django.core.management import call_command
 from django.db import connection, transaction
 
 from meters.models import SUSPECT_RULES, MeterEvent, Quality, ReadingConflict, RollupDaily, Rule
-from meters.selectors import readings_checksum
 from meters.simulator import KINDS, fleet_random, simulate
 from meters.simulator.load import ImportSummary, delivery, files_import, fleet_apply
 from portal.audit.actors import Actor
 from tests.factories import SYSTEM
+from tests.meters.helpers import readings_checksum
 
 SEED = 11
 START = dt.datetime(2026, 2, 2, 23, 0, tzinfo=dt.UTC)  # local midnight in Amsterdam

@@ -22,6 +22,7 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 from django.test import Client
 
+from meters.ingest import pipeline
 from meters.ingest import sql as q
 from meters.ingest.formats import espi
 from meters.models import ImportBatch, Register, ServicePoint
@@ -210,7 +211,7 @@ def test_the_admin_upload_takes_a_zone_for_new_service_points() -> None:
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     batch = ImportBatch.objects.get()
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=RECEIVED)
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=RECEIVED)
     assert service_point().time_zone == "Asia/Taipei"
 
 
@@ -294,7 +295,7 @@ def import_in_zone(content: bytes, fmt: str, zone: str) -> ImportBatch:
         time_zone=zone,
         as_of=RECEIVED,
     )
-    import_services.batch_process(batch_id=batch.pk, actor=SYSTEM, as_of=RECEIVED)
+    pipeline.run(batch_id=batch.pk, actor=SYSTEM, as_of=RECEIVED)
     batch.refresh_from_db()
     return batch
 

@@ -19,13 +19,7 @@ from django.test.utils import CaptureQueriesContext
 
 from billing.pricing import HourUsage, Segment, price
 from meters.models import RollupDaily
-from meters.selectors import (
-    ConsumptionPoint,
-    Resolution,
-    custom_period,
-    downsample,
-    run_length,
-)
+from meters.periods import ConsumptionPoint, Resolution, custom_period, downsample, run_length
 from portal.tenancy.roles import Role
 from tests.billing.helpers import hours, make_tariff, supplied
 from tests.factories import make_account, make_membership, make_user

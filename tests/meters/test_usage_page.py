@@ -14,7 +14,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from meters.models import RollupDaily, RollupHourly, ServicePoint
-from meters.selectors import Resolution, usage_period
+from meters.periods import Resolution, usage_period
 from meters.services.supply import supply_start
 from portal.tenancy.roles import Role
 from tests.factories import SYSTEM, make_account, make_membership, make_user

@@ -19,8 +19,7 @@ from meters.models import (
     Rule,
     ServicePoint,
 )
-from meters.selectors import readings_checksum
-from tests.meters.helpers import csv_rows, quarter_hours, readings, run_import
+from tests.meters.helpers import csv_rows, quarter_hours, readings, readings_checksum, run_import
 
 pytestmark = pytest.mark.django_db
 T0 = dt.datetime(2026, 3, 2, 0, 0, tzinfo=dt.UTC)

@@ -21,7 +21,7 @@ from django.test import Client
 from django.urls import reverse
 
 from meters.models import Meter, Register, RollupDaily, ServicePoint
-from meters.selectors import subtree_consumption_by_kind
+from meters.selectors.subtree import subtree_consumption_by_kind
 from portal.tenancy.models import Account
 from portal.users.models import User
 from tests.billing.helpers import supplied
@@ -150,7 +150,7 @@ def test_the_roll_up_charts_draw_exports_as_their_own_series_with_their_own_tota
 
 
 def test_a_utility_without_exports_keeps_one_series() -> None:
-    from meters.selectors import KindTotal
+    from meters.selectors.subtree import KindTotal
 
     (water,) = organisation_usage_charts(
         daily=[KindTotal(dt.date(2026, 5, 3), "water", "import", 2000)],

@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils import translation
 
 from meters.models import Meter, Register, RollupDaily, RollupHourly, ServicePoint
-from meters.selectors import ComparedSpan, comparison_spans, month_comparison
+from meters.periods import ComparedSpan, comparison_spans
+from meters.selectors.consumption import month_comparison
 from portal.tenancy.models import Account
 from portal.tenancy.roles import Role
 from portal.tenancy.scopes import scopes_for

@@ -16,7 +16,8 @@ from django.test import Client
 from django.utils import timezone
 
 from meters.models import Direction, ImportBatch, MeterEvent, Quality, Reading, ServicePoint, Supply
-from meters.selectors import Resolution, consumption_series
+from meters.periods import Resolution
+from meters.selectors.consumption import consumption_series
 from portal.audit.selectors import audit_chain_verify
 from portal.tenancy.models import Account, Membership, Organisation
 from portal.tenancy.roles import Role

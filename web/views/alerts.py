@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 
 from billing.selectors import shortage_alerts_for_account
 from meters.models import MeterEvent
-from meters.selectors import alert_event_for_account, alert_events_for_account
+from meters.selectors.alerts import alert_event_for_account, alert_events_for_account
 from meters.services.events import meter_event_acknowledge
 from portal.tenancy.models import Account
 from portal.tenancy.scopes import Scope

@@ -25,23 +25,25 @@ from billing.usage_costs import CostQuery, CostSeries, usage_costs
 from meters.charts import bands_figure, usage_figure, week_heatmap_figure
 from meters.forms import UsageForm
 from meters.models import Direction, UtilityKind
-from meters.selectors import (
+from meters.periods import (
     MAX_CHART_POINTS,
     ConsumptionPoint,
     Resolution,
     UsagePeriod,
-    WeekProfile,
-    consumption_series,
     custom_period,
     downsample,
     interval_starts,
     on_grid,
     run_length,
-    service_point_base_unit,
-    service_points_of_account,
     usage_period,
+)
+from meters.selectors.consumption import (
+    WeekProfile,
+    consumption_series,
+    service_point_base_unit,
     week_profile,
 )
+from meters.selectors.fleet import service_points_of_account
 from portal.lib.money import from_minor
 from portal.tenancy.scopes import Scope
 from portal.tenancy.services.access import csv_export_record

@@ -22,10 +22,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from meters.exceptions import MeterError
+from meters.ingest import pipeline
 from meters.ingest.formats import format_for_name
 from meters.ingest.formats.dsmr import SPEC_CHOICES
 from meters.models import ImportBatch
-from meters.selectors import batch_get_by_id
+from meters.selectors.imports import batch_get_by_id
 from meters.services import imports as import_services
 from portal.audit.actors import SystemActor
 
@@ -150,9 +151,7 @@ class Command(BaseCommand):
         holds it (then the command waits for that worker)."""
         for _ in range(settings.PORTAL_IMPORT_MAX_ATTEMPTS + 1):
             try:
-                batch = import_services.batch_process(
-                    batch_id=batch_id, actor=actor, as_of=timezone.now()
-                )
+                batch = pipeline.run(batch_id=batch_id, actor=actor, as_of=timezone.now())
             except Exception as error:  # noqa: BLE001 - the batch is left for the sweeper
                 self.stderr.write(
                     f"the batch could not be run or its error recorded: {type(error).__name__}: "
@@ -192,7 +191,7 @@ def _tracebacks_logged(shown: bool) -> Iterator[None]:
     if shown:
         yield
         return
-    services_logger = logging.getLogger(import_services.__name__)
+    services_logger = logging.getLogger(pipeline.__name__)
     quiet = _WithoutTraceback()
     services_logger.addFilter(quiet)
     try:

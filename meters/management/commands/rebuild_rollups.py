@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from meters.selectors import service_point_find
+from meters.selectors.fleet import service_point_find
 from meters.services import readings as reading_services
 from portal.audit.actors import SystemActor
 

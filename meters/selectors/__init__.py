@@ -1,0 +1,1 @@
+"""Reads of the meters app, one module per topic (pure period arithmetic: meters.periods)."""
