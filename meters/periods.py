@@ -9,6 +9,15 @@ import enum
 import zoneinfo
 from dataclasses import dataclass
 
+from portal.lib.periods import (
+    add_months,
+    days_in_month,
+    local_midnight,
+    month_start,
+    next_month,
+    previous_month,
+)
+
 
 class Resolution(enum.StrEnum):
     QUARTER_HOUR = "15min"
@@ -54,21 +63,20 @@ def usage_period(*, span: str, last_day: dt.date, time_zone: str) -> UsagePeriod
         )
         previous = first - dt.timedelta(days=7)
     elif span == "month":
-        first = last_day.replace(day=1)
-        stop = (first + dt.timedelta(days=32)).replace(day=1)
+        first = month_start(last_day)
+        stop = next_month(first)
         resolution = Resolution.DAY
-        previous = (first - dt.timedelta(days=1)).replace(day=1)
+        previous = previous_month(first)
     elif span == "year":
-        first = (last_day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
-        first = first.replace(year=first.year - 1)
-        stop = first.replace(year=first.year + 1)
+        first = add_months(last_day, -11)
+        stop = add_months(first, 12)
         resolution = Resolution.MONTH
-        previous = first.replace(year=first.year - 1)
+        previous = add_months(first, -12)
     else:
         raise ValueError(f"unknown span {span!r}")
 
     def utc(day: dt.date) -> dt.datetime:
-        return dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
+        return local_midnight(day, zone)
 
     return UsagePeriod(utc(first), utc(stop), resolution, utc(previous), utc(first))
 
@@ -88,7 +96,7 @@ def custom_period(*, first_day: dt.date, last_day: dt.date, time_zone: str) -> U
     zone = zoneinfo.ZoneInfo(time_zone)
 
     def utc(day: dt.date) -> dt.datetime:
-        return dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
+        return local_midnight(day, zone)
 
     stop = last_day + dt.timedelta(days=1)
     previous = first_day - dt.timedelta(days=days)
@@ -168,15 +176,11 @@ def interval_starts(
     first = start.astimezone(zone).date()
     last = (end - dt.timedelta(microseconds=1)).astimezone(zone).date()
     days: list[dt.datetime | dt.date] = []
-    day = first if resolution == Resolution.DAY else first.replace(day=1)
+    day = first if resolution == Resolution.DAY else month_start(first)
     while day <= last:
         days.append(day)
-        day = day + dt.timedelta(days=1) if resolution == Resolution.DAY else _next_month(day)
+        day = day + dt.timedelta(days=1) if resolution == Resolution.DAY else next_month(day)
     return days
-
-
-def _next_month(day: dt.date) -> dt.date:
-    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
 def on_grid(
@@ -214,25 +218,21 @@ class ComparedSpan:
         return self.last if self.until is not None else self.last + dt.timedelta(days=1)
 
 
-def _month_length(first: dt.date) -> int:
-    return ((first + dt.timedelta(days=32)).replace(day=1) - first).days
-
-
 def comparison_spans(*, local_now: dt.datetime) -> tuple[ComparedSpan, ComparedSpan, ComparedSpan]:
     """This month so far, and the same elapsed time of last month and of the same month a year
     ago: from the 1st to the same day and time of day (a month too short for the day is taken
     whole: the 31st against all of February)."""
     today, time_of_day = local_now.date(), local_now.time().replace(tzinfo=None)
-    first = today.replace(day=1)
+    first = month_start(today)
     this = ComparedSpan(first, today, time_of_day)
 
     def same_time(month_first: dt.date) -> ComparedSpan:
-        length = _month_length(month_first)
+        length = days_in_month(month_first)
         if today.day > length:
             return ComparedSpan(month_first, month_first.replace(day=length), None)
         return ComparedSpan(month_first, month_first.replace(day=today.day), time_of_day)
 
-    last_month = (first - dt.timedelta(days=1)).replace(day=1)
+    last_month = previous_month(first)
     return this, same_time(last_month), same_time(first.replace(year=first.year - 1))
 
 
@@ -250,6 +250,5 @@ def local_hours(day: dt.date, group_by: GroupBy, zone: zoneinfo.ZoneInfo) -> int
     elif group_by == GroupBy.WEEK:
         stop = day + dt.timedelta(days=7)
     else:
-        stop = (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
-    begin = dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
-    return int((dt.datetime.combine(stop, dt.time(), zone) - begin).total_seconds()) // 3600
+        stop = next_month(day)
+    return int((local_midnight(stop, zone) - local_midnight(day, zone)).total_seconds()) // 3600
