@@ -169,7 +169,8 @@ def _interface_modules() -> list[Path]:
     found = set()
     for config in apps.get_app_configs():
         app_root = Path(config.path).resolve()
-        if not app_root.is_relative_to(ROOT.resolve()):
+        # Installed packages may sit inside the checkout (.venv): only the project's apps count.
+        if not app_root.is_relative_to(ROOT.resolve()) or "site-packages" in app_root.parts:
             continue
         for file in app_root.rglob("*.py"):
             parts = [part.removesuffix(".py") for part in file.relative_to(app_root).parts]
