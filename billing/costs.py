@@ -47,6 +47,7 @@ from billing.pricing import (
 )
 from billing.selectors import hourly_usage, tariffs_between
 from meters.selectors import service_points_of_account, supplies_of_account
+from portal.lib.periods import local_midnight, month_start
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def price_day(
         if not hours and (charge or credit):
             if zone is None:
                 raise ValueError("a day without hours needs its zone to place its share")
-            midnight = dt.datetime.combine(day, dt.time(), zone)
+            midnight = local_midnight(day, zone).astimezone(zone)
             day_shares = (HourShare(midnight, 0, 0, charge, credit),)
     return DayCost(
         day=day,
@@ -246,11 +247,6 @@ def days_priced(
     return result
 
 
-def local_midnight(day: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime:
-    """The start of a local day, in UTC."""
-    return dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
-
-
 def holds_at_midnight(
     supplies: Sequence[tuple[dt.datetime, dt.datetime | None]],
     day: dt.date,
@@ -306,7 +302,7 @@ def supply_costs(
     tiered = any(plan.tiers for s in structures for plan in s.plans_by_month.values())
     bands = any(plan.bands for s in structures for plan in s.plans_by_month.values())
     shares = shares or bands  # a time-of-use split needs each day's hours
-    start = local_midnight(first.replace(day=1) if tiered else first, zone)
+    start = local_midnight(month_start(first) if tiered else first, zone)
     end = min(local_midnight(stop, zone), as_of)
     hours: list[HourUsage] = []
     if start < end:

@@ -49,6 +49,7 @@ from meters.selectors import (
     consumption_buckets,
 )
 from meters.services.imports import batch_create
+from portal.lib.periods import local_midnight
 from portal.tenancy.api.base import AccountAPIView, OrganisationKeyAPIView
 from portal.tenancy.scopes import Scope
 
@@ -294,7 +295,7 @@ def _moment(value: str, zone: zoneinfo.ZoneInfo) -> dt.datetime:
     text = _SPACE_FOR_PLUS.sub(r"+\1", value.strip())
     try:
         if len(text) == 10:
-            moment = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), zone)
+            moment = local_midnight(dt.date.fromisoformat(text), zone).astimezone(zone)
         else:
             moment = dt.datetime.fromisoformat(text)
             if moment.tzinfo is None:
@@ -371,7 +372,7 @@ class ConsumptionInputSerializer(serializers.Serializer):  # type: ignore[type-a
         end = attrs.get("period_to")
         if end is None:
             tomorrow = self.context["now"].astimezone(zone).date() + dt.timedelta(days=1)
-            end = dt.datetime.combine(tomorrow, dt.time(), zone)
+            end = local_midnight(tomorrow, zone).astimezone(zone)
         start = attrs.get("period_from") or end - DEFAULT_RANGE
         if start >= end:
             raise serializers.ValidationError(

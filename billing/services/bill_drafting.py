@@ -40,26 +40,16 @@ from billing.selectors import hourly_usage
 from meters.models import Direction
 from meters.selectors import supply_periods
 from portal.lib.money import from_minor
+from portal.lib.periods import local_midnight, next_month
 from portal.tenancy.models import Account
 
 # --- Periods ----------------------------------------------------------------------------------
 
 
-def month_end(period_start: dt.date) -> dt.date:
-    """The first day of the month after `period_start`'s month."""
-    if period_start.month == 12:
-        return dt.date(period_start.year + 1, 1, 1)
-    return dt.date(period_start.year, period_start.month + 1, 1)
-
-
 def _check_month(period_start: dt.date) -> dt.date:
     if period_start.day != 1:
         raise BillError(_("A bill period starts on the first day of a month."))
-    return month_end(period_start)
-
-
-def _local_midnight(day: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=zone)
+    return next_month(period_start)
 
 
 # --- Pricing one chunk of accounts --------------------------------------------------------------
@@ -233,7 +223,7 @@ def _daily_usage(
         for account_id, sp_id, day, quantity, estimated, export in cursor.fetchall():
             midnight = midnights.get(day)
             if midnight is None:
-                midnight = midnights[day] = _local_midnight(day, zone)
+                midnight = midnights[day] = local_midnight(day, zone).astimezone(zone)
             found[(account_id, sp_id)].append(
                 HourUsage(midnight, int(quantity), int(estimated), int(export))
             )
@@ -246,8 +236,8 @@ def _price_chunk(
     """Price the month of accounts sharing one time zone; return drafts and refusals."""
     windows, problems = _windows(accounts, start, end)
     zone = zoneinfo.ZoneInfo(time_zone)
-    utc_start = _local_midnight(start, zone)
-    utc_end = _local_midnight(end, zone)
+    utc_start = local_midnight(start, zone)
+    utc_end = local_midnight(end, zone)
     try:
         hourly_ids = sorted(
             {acc for acc, ws in windows.items() for w in ws if _needs_hours(w.version)}

@@ -50,6 +50,7 @@ from portal.audit.actors import Actor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
 from portal.lib.money import format_minor
+from portal.lib.periods import local_day_bounds, local_midnight, month_start
 
 logger = logging.getLogger(__name__)
 
@@ -112,13 +113,6 @@ ORDER BY a.id, s.service_point_id, s.start DESC
 """
 
 
-def _local_day_bounds(day: dt.date, time_zone: str) -> tuple[dt.datetime, dt.datetime]:
-    zone = zoneinfo.ZoneInfo(time_zone)
-    start = dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
-    return start, end
-
-
 def prepaid_charge_day(
     *,
     day: dt.date,
@@ -133,7 +127,7 @@ def prepaid_charge_day(
     With `catch_up_since`, only accounts charged on some day from then until before `day`: the
     completion of a day that an interrupted run left half charged.
     """
-    start, end = _local_day_bounds(day, time_zone)
+    start, end = local_day_bounds(day, time_zone)
     with connection.cursor() as cursor:
         cursor.execute(
             _TARGETS,
@@ -184,7 +178,7 @@ def _charge_chunk(
     before = (
         imported_between(
             account_ids=tiered,
-            start=_local_day_bounds(day.replace(day=1), tz)[0],
+            start=local_midnight(month_start(day), tz),
             end=start,
         )
         if tiered and day.day > 1
