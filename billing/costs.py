@@ -45,7 +45,8 @@ from billing.pricing import (
     price,
     structure_of,
 )
-from billing.selectors import hourly_usage, tariffs_between
+from billing.selectors import hourly_usage
+from billing.windows import tariff_windows
 from meters.selectors import service_points_of_account, supplies_of_account
 from portal.lib.periods import local_midnight, month_start
 
@@ -343,28 +344,17 @@ _DAY = dt.timedelta(days=1)
 def supply_windows(
     *, account_id: int, service_point_id: int, first: dt.date, stop: dt.date
 ) -> tuple[list[Window], str, str, str]:
-    """The tariff windows of a supply over the local days [first, stop), with the currency,
-    name and quantity unit of the tariff in force last. Assignments in another currency than
-    the last one are left out (the bills refuse such accounts)."""
-    assignments, versions = tariffs_between(
-        account_id=account_id, service_point_id=service_point_id, first=first, stop=stop
-    )
-    if not assignments:
+    """The tariff windows of a supply over the local days [first, stop) (billing.windows: the
+    bill's rule), with the currency, name and quantity unit of the tariff in force last. Days
+    the bill would refuse to price are left unpriced here."""
+    found = tariff_windows(
+        account_ids=[account_id], first=first, stop=stop, service_point_id=service_point_id
+    ).by_supply.get((account_id, service_point_id), [])
+    if not found:
         return [], "", "", ""
-    last = assignments[-1].tariff
-    windows = []
-    for assignment in assignments:
-        if assignment.tariff.currency != last.currency:
-            continue
-        a, b = max(assignment.valid_from, first), min(assignment.valid_to or stop, stop)
-        for version in versions:
-            if version.tariff_id != assignment.tariff_id:
-                continue
-            start, end = max(a, version.valid_from), min(b, version.valid_to or b)
-            if start < end:
-                windows.append(Window(version, start, end))
-    windows.sort(key=lambda w: w.start)
-    return windows, last.currency, last.name, last.quantity_unit
+    last = found[-1]
+    windows = [Window(w.version, w.start, w.end) for w in found]
+    return windows, last.currency, last.tariff_name, last.unit
 
 
 def account_costs(

@@ -46,6 +46,7 @@ from billing.pricing import structure_of
 from billing.selectors import CHARGE_RUN_LOCK, hourly_usage, imported_between
 from billing.services.ledger import ledger_account_get
 from billing.services.supply import supply_disconnect_due
+from billing.windows import tariff_windows, window_on
 from portal.audit.actors import Actor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
@@ -83,21 +84,12 @@ class _Target:
 _TARGETS = """
 SELECT DISTINCT ON (a.id, s.service_point_id)
        a.id, s.service_point_id, sp.kind, a.currency, w.ledger_account_id,
-       CASE WHEN t.currency = a.currency AND t.kind = sp.kind THEN tv.id END,
-       coalesce(t.quantity_unit, ''),
        CASE WHEN s.start <= %(start)s THEN 1 ELSE 0 END
 FROM tenancy_account a
 JOIN billing_wallet w ON w.account_id = a.id
 JOIN meters_supply s ON s.account_id = a.id AND s.start < %(end)s
                     AND (s."end" IS NULL OR s."end" > %(start)s)
 JOIN meters_servicepoint sp ON sp.id = s.service_point_id
-LEFT JOIN billing_tariffassignment ta
-       ON ta.account_id = a.id AND ta.service_point_id = s.service_point_id
-      AND ta.valid_from <= %(day)s AND (ta.valid_to IS NULL OR ta.valid_to > %(day)s)
-LEFT JOIN billing_tariff t ON t.id = ta.tariff_id
-LEFT JOIN billing_tariffversion tv
-       ON tv.tariff_id = t.id AND tv.valid_from <= %(day)s
-      AND (tv.valid_to IS NULL OR tv.valid_to > %(day)s)
 WHERE a.payment_mode = 'prepaid' AND a.time_zone = %(tz)s
   AND (a.closed_at IS NULL OR a.closed_at > %(start)s)
   -- A day before yesterday is charged only to an account that was being charged before it:
@@ -140,7 +132,26 @@ def prepaid_charge_day(
                 "since": catch_up_since or day,
             },
         )
-        targets = [_Target(*row) for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+    # The version in force that day: the bill's rule (billing.windows).
+    windows = tariff_windows(
+        account_ids=sorted({row[0] for row in rows}), first=day, stop=day + dt.timedelta(days=1)
+    ).by_supply
+    targets = []
+    for account_id, sp_id, kind, currency, ledger_id, standing_days in rows:
+        window = window_on(windows.get((account_id, sp_id), []), day)
+        targets.append(
+            _Target(
+                account_id,
+                sp_id,
+                kind,
+                currency,
+                ledger_id,
+                window.version.pk if window else None,
+                window.unit if window else "",
+                standing_days,
+            )
+        )
     run = ChargeRun(day=day, time_zone=time_zone)
     size = chunk or settings.PREPAID_CHARGE_CHUNK
     accounts: list[int] = []
