@@ -295,7 +295,12 @@ def _moment(value: str, zone: zoneinfo.ZoneInfo) -> dt.datetime:
     text = _SPACE_FOR_PLUS.sub(r"+\1", value.strip())
     try:
         if len(text) == 10:
-            moment = local_midnight(dt.date.fromisoformat(text), zone).astimezone(zone)
+            day = dt.date.fromisoformat(text)
+            # A day far outside the range has no midnight in UTC (year 1 overflows): refuse it
+            # by its date first; the moment's own check below still applies to the rest.
+            if not _EARLIEST.date() <= day < _LATEST.date():
+                raise serializers.ValidationError(_("Enter a time between 1970 and 2100."))
+            moment = local_midnight(day, zone).astimezone(zone)
         else:
             moment = dt.datetime.fromisoformat(text)
             if moment.tzinfo is None:
