@@ -30,6 +30,17 @@ from portal.tenancy.views.base import AccountView, OrganisationView
 PAGE_SIZE = 50
 
 
+def _midnight_or_end(day: dt.date, time_zone: str) -> dt.datetime:
+    """The day's local midnight in UTC; the calendar's first and last days have none in some
+    zones (it falls outside what a datetime holds), so they stand for its ends."""
+    try:
+        return local_midnight(day, time_zone)
+    except OverflowError:
+        if day.year == dt.MINYEAR:
+            return dt.datetime.min.replace(tzinfo=dt.UTC)
+        return dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
 class _AuditFilters:
     """Parse the page's filters: `event` (a dotted name) and `since` (a date)."""
 
@@ -43,7 +54,7 @@ class _AuditFilters:
         since_text = self.request.GET.get("since", "")
         event_types = [int(EVENTS_BY_API_NAME[event])] if event in EVENTS_BY_API_NAME else None
         since_date = self._since_date(since_text)
-        since = local_midnight(since_date, time_zone) if since_date else None
+        since = _midnight_or_end(since_date, time_zone) if since_date else None
         return event_types, since, {"event": event if event_types else "", "since": since_text}
 
     def filter_errors(self) -> list[str]:
