@@ -45,8 +45,10 @@ from billing.pricing import (
     price,
     structure_of,
 )
-from billing.selectors import hourly_usage, tariffs_between
+from billing.selectors import hourly_usage
+from billing.windows import tariff_windows
 from meters.selectors.fleet import service_points_of_account, supplies_of_account
+from portal.lib.periods import local_midnight, month_start
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def price_day(
         if not hours and (charge or credit):
             if zone is None:
                 raise ValueError("a day without hours needs its zone to place its share")
-            midnight = dt.datetime.combine(day, dt.time(), zone)
+            midnight = local_midnight(day, zone).astimezone(zone)
             day_shares = (HourShare(midnight, 0, 0, charge, credit),)
     return DayCost(
         day=day,
@@ -246,11 +248,6 @@ def days_priced(
     return result
 
 
-def local_midnight(day: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime:
-    """The start of a local day, in UTC."""
-    return dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
-
-
 def holds_at_midnight(
     supplies: Sequence[tuple[dt.datetime, dt.datetime | None]],
     day: dt.date,
@@ -306,7 +303,7 @@ def supply_costs(
     tiered = any(plan.tiers for s in structures for plan in s.plans_by_month.values())
     bands = any(plan.bands for s in structures for plan in s.plans_by_month.values())
     shares = shares or bands  # a time-of-use split needs each day's hours
-    start = local_midnight(first.replace(day=1) if tiered else first, zone)
+    start = local_midnight(month_start(first) if tiered else first, zone)
     end = min(local_midnight(stop, zone), as_of)
     hours: list[HourUsage] = []
     if start < end:
@@ -347,28 +344,17 @@ _DAY = dt.timedelta(days=1)
 def supply_windows(
     *, account_id: int, service_point_id: int, first: dt.date, stop: dt.date
 ) -> tuple[list[Window], str, str, str]:
-    """The tariff windows of a supply over the local days [first, stop), with the currency,
-    name and quantity unit of the tariff in force last. Assignments in another currency than
-    the last one are left out (the bills refuse such accounts)."""
-    assignments, versions = tariffs_between(
-        account_id=account_id, service_point_id=service_point_id, first=first, stop=stop
-    )
-    if not assignments:
+    """The tariff windows of a supply over the local days [first, stop) (billing.windows: the
+    bill's rule), with the currency, name and quantity unit of the tariff in force last. Days
+    the bill would refuse to price are left unpriced here."""
+    found = tariff_windows(
+        account_ids=[account_id], first=first, stop=stop, service_point_id=service_point_id
+    ).by_supply.get((account_id, service_point_id), [])
+    if not found:
         return [], "", "", ""
-    last = assignments[-1].tariff
-    windows = []
-    for assignment in assignments:
-        if assignment.tariff.currency != last.currency:
-            continue
-        a, b = max(assignment.valid_from, first), min(assignment.valid_to or stop, stop)
-        for version in versions:
-            if version.tariff_id != assignment.tariff_id:
-                continue
-            start, end = max(a, version.valid_from), min(b, version.valid_to or b)
-            if start < end:
-                windows.append(Window(version, start, end))
-    windows.sort(key=lambda w: w.start)
-    return windows, last.currency, last.name, last.quantity_unit
+    last = found[-1]
+    windows = [Window(w.version, w.start, w.end) for w in found]
+    return windows, last.currency, last.tariff_name, last.unit
 
 
 def account_costs(

@@ -49,6 +49,7 @@ from billing.pricing import BASE_PER_UNIT
 from meters.models import Direction, Register, ServicePoint, UtilityKind
 from meters.selectors.readings import RegisterInstant, metered_spans, register_values_at
 from portal.lib.money import format_amount, from_minor, round_money
+from portal.lib.periods import local_midnight
 
 LANGUAGES = ("en", "zh-hant")
 PREVIOUS_PERIODS = 6
@@ -194,10 +195,6 @@ def _line_row(line: BillLine, currency: str) -> LineRow:
 
 def _local_date(at: dt.datetime | None, zone: zoneinfo.ZoneInfo) -> str:
     return f"{at.astimezone(zone):%Y-%m-%d}" if at else ""
-
-
-def _local_midnight(day: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=zone)
 
 
 def _register_label(register: Register) -> str:
@@ -400,8 +397,8 @@ def bill_context(*, bill: Bill) -> dict[str, Any]:
     currency = bill.currency
     lines = list(bill.lines.order_by("position"))
     zone = zoneinfo.ZoneInfo(account.time_zone)
-    start = _local_midnight(bill.period_start, zone)
-    end = _local_midnight(bill.period_end, zone)
+    start = local_midnight(bill.period_start, zone)
+    end = local_midnight(bill.period_end, zone)
     is_credit_note = bill.credit_note_for_id is not None
 
     points = {

@@ -41,6 +41,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
 from portal.lib.money import MoneyError, parse_decimal, to_minor
+from portal.lib.periods import days_in_month, local_month_bounds, zone_of
 
 BASE_PER_UNIT = 1000
 WEEKDAYS, WEEKENDS, ALL_DAYS = "weekdays", "weekends", "all"
@@ -90,6 +91,8 @@ class Plan:
     slots: tuple[Band, ...] = ()
 
     def band_for(self, local: dt.datetime) -> Band:
+        """The band of the local hour starting at `local` (billing.windows: its weekday and
+        wall-clock hour)."""
         return self.slots[(24 if local.weekday() >= WEEKEND_START else 0) + local.hour]
 
 
@@ -392,7 +395,7 @@ def _accumulate(segments: Iterable[Segment], month_to_date: int) -> _Totals:  # 
             elif plan.rate is not None:
                 parts = [("", plan.rate, quantity_in)]
             else:
-                band = plan.slots[(24 if local.weekday() >= WEEKEND_START else 0) + local.hour]
+                band = plan.band_for(local)
                 parts = [(band.name, band.rate, quantity_in)]
             for label, rate, quantity in parts:
                 key = (version_pk, plan.season, label, rate)
@@ -488,6 +491,13 @@ def _tax(base_minor: int, rate: Decimal) -> int:
     return int((Decimal(base_minor) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def band_at(structure: Structure, local: dt.datetime) -> Band | None:
+    """The time-of-use band of the local hour starting at `local`: its month's plan (the
+    season), then its weekday and wall-clock hour; None for a plan without bands."""
+    plan = structure.plans_by_month[local.month]
+    return plan.band_for(local) if plan.slots else None
+
+
 def _split(
     plan: Plan, local: dt.datetime, cumulative: int, quantity: int
 ) -> list[tuple[str, Decimal, int]]:
@@ -524,20 +534,16 @@ def preview_month(
     unit: str,
 ) -> Priced:
     """Price `quantity` units used evenly over every local hour of `month` (staff preview)."""
-    import zoneinfo
-
-    zone = zoneinfo.ZoneInfo(time_zone)
-    first = dt.datetime(month.year, month.month, 1, tzinfo=zone)
-    following = dt.datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=zone)
+    zone = zone_of(time_zone)
+    moment, following = local_month_bounds(month, zone)
     starts: list[dt.datetime] = []
-    moment = first.astimezone(dt.UTC)
-    while moment < following.astimezone(dt.UTC):
+    while moment < following:
         starts.append(moment.astimezone(zone))
         moment += dt.timedelta(hours=1)
     total = int(quantity * BASE_PER_UNIT)
     share, extra = divmod(total, len(starts))
     hours = [HourUsage(start, share + (1 if i < extra else 0)) for i, start in enumerate(starts)]
-    days = (following.date() - first.date()).days
+    days = days_in_month(month)
     return price([Segment(version, days, hours)], currency=currency, unit=unit)
 
 

@@ -22,7 +22,6 @@ from billing.models import (
     DataExport,
     PrepaidChargeRun,
     ShortageWarning,
-    TariffAssignment,
     TariffVersion,
     Wallet,
 )
@@ -67,29 +66,6 @@ def tariff_version_on(*, tariff_id: int, day: dt.date) -> TariffVersion | None:
         .exclude(valid_to__lte=day)
         .first()
     )
-
-
-def tariffs_between(
-    *, account_id: int, service_point_id: int, first: dt.date, stop: dt.date
-) -> tuple[list[TariffAssignment], list[TariffVersion]]:
-    """The account's tariff assignments at a service point over the local days [first, stop),
-    in order, with their tariffs; and those tariffs' versions over the same days."""
-    assignments = list(
-        TariffAssignment.objects.filter(
-            account_id=account_id, service_point_id=service_point_id, valid_from__lt=stop
-        )
-        .exclude(valid_to__lte=first)
-        .select_related("tariff")
-        .order_by("valid_from")
-    )
-    versions = list(
-        TariffVersion.objects.filter(
-            tariff_id__in={a.tariff_id for a in assignments}, valid_from__lt=stop
-        )
-        .exclude(valid_to__lte=first)
-        .order_by("valid_from")
-    )
-    return assignments, versions
 
 
 def hourly_usage(

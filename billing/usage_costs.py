@@ -11,12 +11,12 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import zoneinfo
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from billing.costs import DayCost, HourShare, SupplyCosts, allocate, supply_costs
-from billing.pricing import Plan, TariffError, structure_of
+from billing.pricing import TariffError, band_at, structure_of
 from meters.periods import ConsumptionPoint, Resolution
 
 _HOUR_SECONDS = 3600
@@ -160,9 +160,9 @@ def _add_bands(
     hours: Sequence[tuple[dt.datetime, int]],
 ) -> None:
     """Add (local start, quantity) pairs of a day to their time-of-use bands at `index`."""
-    plan_of: Callable[[int], Plan] = structure_of(day.version).plans_by_month.__getitem__
+    structure = structure_of(day.version)
     for start, quantity in hours:
-        plan = plan_of(start.month)
-        if plan.slots:
-            values = series.bands.setdefault(plan.band_for(start).name, [0] * len(series.charges))
+        band = band_at(structure, start)
+        if band is not None:
+            values = series.bands.setdefault(band.name, [0] * len(series.charges))
             values[index] += quantity

@@ -47,6 +47,7 @@ from meters.selectors.imports import (
     batches_for_organisations,
 )
 from meters.services.imports import batch_create
+from portal.lib.periods import local_midnight
 from portal.tenancy.api.base import AccountAPIView, OrganisationKeyAPIView
 from portal.tenancy.api.throttles import ApiKeyRateThrottle
 from portal.tenancy.scopes import Scope
@@ -296,7 +297,12 @@ def _moment(value: str, zone: zoneinfo.ZoneInfo) -> dt.datetime:
     text = _SPACE_FOR_PLUS.sub(r"+\1", value.strip())
     try:
         if len(text) == 10:
-            moment = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), zone)
+            day = dt.date.fromisoformat(text)
+            # A day far outside the range has no midnight in UTC (year 1 overflows): refuse it
+            # by its date first; the moment's own check below still applies to the rest.
+            if not _EARLIEST.date() <= day < _LATEST.date():
+                raise serializers.ValidationError(_("Enter a time between 1970 and 2100."))
+            moment = local_midnight(day, zone).astimezone(zone)
         else:
             moment = dt.datetime.fromisoformat(text)
             if moment.tzinfo is None:
@@ -373,7 +379,7 @@ class ConsumptionInputSerializer(serializers.Serializer):  # type: ignore[type-a
         end = attrs.get("period_to")
         if end is None:
             tomorrow = self.context["now"].astimezone(zone).date() + dt.timedelta(days=1)
-            end = dt.datetime.combine(tomorrow, dt.time(), zone)
+            end = local_midnight(tomorrow, zone).astimezone(zone)
         start = attrs.get("period_from") or end - DEFAULT_RANGE
         if start >= end:
             raise serializers.ValidationError(

@@ -76,6 +76,8 @@ from benchkit import (  # noqa: E402 - after the path is set
     verdict,
 )
 
+from portal.lib.periods import add_months, local_date, local_midnight  # noqa: E402
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/smartmeter_bench"
 REDIS_URL = "redis://127.0.0.1:6379/1"
 QUARTER = dt.timedelta(minutes=15)
@@ -167,8 +169,8 @@ class Timeline:
 
 
 def _add_months(day: dt.datetime, months: int) -> dt.datetime:
-    index = day.year * 12 + day.month - 1 + months
-    return day.replace(year=index // 12, month=index % 12 + 1)
+    """The UTC midnight starting the month `months` after a UTC moment's month."""
+    return local_midnight(add_months(local_date(day, "UTC"), months), "UTC")
 
 
 def plan_timeline(
@@ -178,7 +180,7 @@ def plan_timeline(
     history starts on the first of a month (a whole number of days, in UTC)."""
     after = WARMUP_QUARTERS + 2 * slice_quarters + profile_quarters + big_quarters
     latest_warmup = dt.datetime.now(dt.UTC) - dt.timedelta(days=1) - after * QUARTER
-    warmup_month = latest_warmup.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    warmup_month = _add_months(latest_warmup, 0)
     origin = _add_months(warmup_month, -history_months)
     history = int((warmup_month - origin) / QUARTER)
     return Timeline(origin, history, slice_quarters, profile_quarters, big_quarters)
@@ -389,7 +391,7 @@ READING_COLUMNS = """
 
 
 def _months(start: dt.datetime, stop: dt.datetime) -> list[dt.datetime]:
-    month = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month = _add_months(start, 0)
     months = []
     while month <= stop:
         months.append(month)

@@ -28,6 +28,8 @@ from typing import Any
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
+from portal.lib.periods import next_month  # noqa: E402 - after the path is set
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/smartmeter_bench_billing"
 BENCH_MONTH = dt.date(2025, 3, 1)
 FLAT = {"type": "flat", "rate": "2.5"}
@@ -107,7 +109,7 @@ def _build(accounts: int, period_start: dt.date, structure: dict[str, Any], tag:
                     interval '1 hour') AS h
                 WHERE a.number LIKE %s
                 """,
-                [period_start, _next_month(period_start), f"B{tag.upper()}-%"],
+                [period_start, next_month(period_start), f"B{tag.upper()}-%"],
             )
             # The daily rollups the import derives from the hours.
             cursor.execute(
@@ -128,10 +130,6 @@ def _build(accounts: int, period_start: dt.date, structure: dict[str, Any], tag:
         cursor.execute("ANALYZE meters_rolluphourly")
         cursor.execute("ANALYZE tenancy_account")
         cursor.execute("ANALYZE billing_tariffassignment")
-
-
-def _next_month(day: dt.date) -> dt.date:
-    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
 def bench_bill_run(
@@ -161,7 +159,7 @@ def bench_bill_run(
     return {
         "accounts": accounts,
         "tariff": "tou" if tou else "flat",
-        "rollup_rows": accounts * 24 * (_next_month(period_start) - period_start).days,
+        "rollup_rows": accounts * 24 * (next_month(period_start) - period_start).days,
         "build_seconds": round(build_seconds, 2),
         "seconds": round(seconds, 2),
         "bills": bills,

@@ -23,6 +23,8 @@ sys.path.insert(0, str(BASE_DIR))
 
 from benchkit import drop_database, prepare_database  # noqa: E402 - after the path is set
 
+from portal.lib.periods import local_midnight  # noqa: E402 - after the path is set
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/smartmeter_bench_billing"
 DAY = dt.date(2026, 5, 4)
 TZ = "Asia/Taipei"
@@ -79,7 +81,7 @@ ANALYZE;
 def _setup(accounts: int) -> float:
     from django.db import connection
 
-    start = dt.datetime.combine(DAY, dt.time(), dt.timezone(dt.timedelta(hours=8)))
+    start = local_midnight(DAY, TZ)
     began = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute(SETUP, {"n": accounts, "tz": TZ, "tou": TOU, "start": start})

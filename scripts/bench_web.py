@@ -83,6 +83,8 @@ from benchkit import (  # noqa: E402 - after the path is set
     verdict,
 )
 
+from portal.lib.periods import local_midnight  # noqa: E402 - after the path is set
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/smartmeter_bench_web"
 REDIS_URL = "redis://127.0.0.1:6379/1"
 CACHE_PREFIX = "bench-web"
@@ -251,7 +253,7 @@ def seed(*, filler_accounts: int, now: dt.datetime) -> Seeded:
     zone = zoneinfo.ZoneInfo(TZ)
     today = now.astimezone(zone).date()
     first_day = today - dt.timedelta(days=365)
-    move_in = dt.datetime.combine(first_day, dt.time(), zone)
+    move_in = local_midnight(first_day, zone).astimezone(zone)
     # Data up to the last whole hour: today is under way, as it always is.
     end = now.replace(minute=0, second=0, microsecond=0)
     account, fillers, points, meters = _seed_fleet(filler_accounts, move_in, end, actor)

@@ -18,6 +18,7 @@ from django.utils.translation import pgettext
 from meters.charts import ACTUAL_COLOUR
 from meters.models import Direction, UtilityKind
 from meters.selectors.subtree import KindTotal
+from portal.lib.periods import next_month
 from web.selectors import KIND_UNITS, in_display_units
 
 # Exported energy (solar feeding the grid) in a colour of its own, apart from the imports.
@@ -119,7 +120,7 @@ def _filled(totals: dict[dt.date, int], *, step: str) -> list[tuple[dt.date, int
         if step == "day":
             current += dt.timedelta(days=1)
         else:
-            current = (current + dt.timedelta(days=32)).replace(day=1)
+            current = next_month(current)
     return periods
 
 

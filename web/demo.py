@@ -39,6 +39,7 @@ from meters.simulator import (
 )
 from meters.simulator.load import files_import, fleet_apply
 from portal.audit.actors import Actor
+from portal.lib.periods import local_midnight
 from portal.tenancy.models import Account, Membership, Organisation
 from portal.tenancy.roles import Role
 from portal.tenancy.services.accounts import account_create
@@ -375,7 +376,7 @@ def demo_supplies(
         zone = zoneinfo.ZoneInfo(accounts[number].time_zone)
         # Each account moves in at its own local midnight of the demo's first day.
         first_day = start.astimezone(zoneinfo.ZoneInfo(TIME_ZONE)).date()
-        begins = dt.datetime.combine(first_day, dt.time(), zone).astimezone(dt.UTC)
+        begins = local_midnight(first_day, zone)
         for spec in specs:
             code = f"SP-{number}-{spec[0][0].upper()}"
             if number in moved and moved[number][0] in accounts:
@@ -476,7 +477,7 @@ def demo_readings_load(
         start = min(existing)
     else:
         first_day = as_of.astimezone(tz).date() - dt.timedelta(days=days)
-        start = dt.datetime.combine(first_day, dt.time(), tz).astimezone(dt.UTC)
+        start = local_midnight(first_day, tz)
     installed_at = start - dt.timedelta(days=1)
     logger.info("meters: %d meters and their supplies", summary.meters)
     for fleet in fleets:
@@ -510,7 +511,7 @@ def _fleet_readings(
     summary.up_to_date = False
     zone = zoneinfo.ZoneInfo(fleet.time_zone)
     first_day = start.astimezone(zoneinfo.ZoneInfo(TIME_ZONE)).date()
-    fleet_start = dt.datetime.combine(first_day, dt.time(), zone).astimezone(dt.UTC)
+    fleet_start = local_midnight(first_day, zone)
     period = (as_of.astimezone(zone).date() - first_day).days + 1
     installed_at = start - dt.timedelta(days=1)
     began = time.monotonic()

@@ -24,6 +24,7 @@ from billing.services.topups import topup_create, topup_settle_paid
 from billing.services.warnings import shortage_warnings_run
 from meters.models import Supply
 from portal.audit.actors import Actor
+from portal.lib.periods import month_start, next_month, previous_month
 from portal.tenancy.models import Account, Organisation
 
 logger = logging.getLogger("web.demo")  # seed_demo prints it as progress
@@ -245,8 +246,8 @@ def demo_billing_load(
         return result
     first_day = min(s.start for s in supplies).astimezone(zone).date()
     logger.info("tariffs: one for every supply")
-    last_month = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
-    tariffs = _tariffs(group, first_day.replace(day=1), last_month.replace(day=15), actor)
+    last_month = previous_month(today)
+    tariffs = _tariffs(group, month_start(first_day), last_month.replace(day=15), actor)
     result.tariffs = len(tariffs)
     for supply in supplies:
         if TariffAssignment.objects.filter(
@@ -319,14 +320,14 @@ def _bills(*, first_day: dt.date, today: dt.date, zone: zoneinfo.ZoneInfo, actor
     """The last BILL_MONTHS months' bill runs, each issued on the 2nd of the month after: the
     oldest month's bills paid, the next overdue by now, the latest still open."""
     made = 0
-    month = today.replace(day=1)
+    month = month_start(today)
     months = []
     for _ in range(BILL_MONTHS):
-        month = (month - dt.timedelta(days=1)).replace(day=1)
-        if month >= first_day.replace(day=1):
+        month = previous_month(month)
+        if month >= month_start(first_day):
             months.append(month)
     for period_start in reversed(months):
-        following = (period_start + dt.timedelta(days=32)).replace(day=1)
+        following = next_month(period_start)
         issued = dt.datetime.combine(following + dt.timedelta(days=1), dt.time(9), zone)
         if BillRun.objects.filter(period_start=period_start).exists():
             continue

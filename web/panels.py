@@ -28,6 +28,7 @@ from meters.selectors.alerts import alert_events_for_account
 from meters.selectors.consumption import month_comparison
 from meters.selectors.fleet import meters_of_account
 from portal.lib.money import from_minor
+from portal.lib.periods import local_date, month_start
 from portal.tenancy.models import Account
 from web.alert_rows import event_row, warning_row
 from web.selectors import KIND_UNITS, account_open_alert_count
@@ -81,7 +82,7 @@ def credit_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -
             "total": from_minor(bill.total, bill.currency) if bill else None,
             "to_date": from_minor(to_date[0], to_date[1]) if to_date else None,
             "to_date_currency": to_date[1] if to_date else "",
-            "month_start": today.replace(day=1),
+            "month_start": month_start(today),
         },
     )
 
@@ -93,7 +94,7 @@ def bill_to_date(account: Account, as_of: dt.datetime) -> tuple[int, str] | None
     found = account_costs(
         account_id=account.pk,
         time_zone=account.time_zone,
-        first=as_of.astimezone(zone).date().replace(day=1),
+        first=month_start(local_date(as_of, zone)),
         as_of=as_of,
     )
     if found is None:

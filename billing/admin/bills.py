@@ -4,7 +4,6 @@ their lines are never edited or deleted here."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django import forms
@@ -28,6 +27,7 @@ from billing.tasks.bills import bill_run_task
 from portal.adminsite import ReadOnlyModelAdmin, money_display
 from portal.audit.actors import UserActor
 from portal.lib.errors import DomainError
+from portal.lib.periods import month_start
 from portal.lib.rows import row_or_404
 
 
@@ -114,7 +114,7 @@ class BillRunAdmin(ReadOnlyModelAdmin):
             return HttpResponseRedirect(reverse("admin:billing_billrun_changelist"))
         form = StartRunForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            month: dt.date = form.cleaned_data["month"].replace(day=1)
+            month = month_start(form.cleaned_data["month"])
             # The run is the task's: it is idempotent, so starting it twice bills nobody twice.
             transaction.on_commit(
                 lambda: bill_run_task.apply_async(kwargs={"period_start": month.isoformat()})

@@ -34,32 +34,23 @@ from django.utils.translation import gettext_lazy as _
 
 from billing.costs import Window, days_priced, holds_at_midnight
 from billing.exceptions import BillError
-from billing.models import BillLine, TariffAssignment, TariffVersion
+from billing.models import BillLine, TariffVersion
 from billing.pricing import HourUsage, TariffError, structure_of
 from billing.selectors import hourly_usage
+from billing.windows import tariff_windows
 from meters.models import Direction
 from meters.selectors.fleet import supply_periods
 from portal.lib.money import from_minor
+from portal.lib.periods import local_midnight, next_month
 from portal.tenancy.models import Account
 
 # --- Periods ----------------------------------------------------------------------------------
 
 
-def month_end(period_start: dt.date) -> dt.date:
-    """The first day of the month after `period_start`'s month."""
-    if period_start.month == 12:
-        return dt.date(period_start.year + 1, 1, 1)
-    return dt.date(period_start.year, period_start.month + 1, 1)
-
-
 def _check_month(period_start: dt.date) -> dt.date:
     if period_start.day != 1:
         raise BillError(_("A bill period starts on the first day of a month."))
-    return month_end(period_start)
-
-
-def _local_midnight(day: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=zone)
+    return next_month(period_start)
 
 
 # --- Pricing one chunk of accounts --------------------------------------------------------------
@@ -127,53 +118,18 @@ def _needs_hours(version: TariffVersion) -> bool:
 def _windows(
     accounts: Sequence[_AccountRow], start: dt.date, end: dt.date
 ) -> tuple[dict[int, list[_Window]], dict[int, str]]:
-    """Tariff windows per account over [start, end), and the accounts that cannot be priced."""
-    rows = list(
-        TariffAssignment.objects.filter(account_id__in=[a.pk for a in accounts], valid_from__lt=end)
-        .exclude(valid_to__lte=start)
-        .values_list(
-            "account_id",
-            "service_point_id",
-            "tariff_id",
-            "valid_from",
-            "valid_to",
-            "tariff__currency",
-            "tariff__quantity_unit",
-            "tariff__kind",
-            "service_point__time_zone",
-        )
-        .order_by("account_id", "service_point_id", "valid_from")
-    )
-    versions: dict[int, list[TariffVersion]] = defaultdict(list)
-    for version in (
-        TariffVersion.objects.filter(tariff_id__in={row[2] for row in rows}, valid_from__lt=end)
-        .exclude(valid_to__lte=start)
-        .order_by("tariff_id", "valid_from")
-    ):
-        versions[version.tariff_id].append(version)
-    currency_of = {a.pk: a.currency for a in accounts}
+    """Tariff windows per account over [start, end) (billing.windows), and the accounts that
+    cannot be priced: a bill is refused rather than issued with days left out."""
+    found = tariff_windows(account_ids=[a.pk for a in accounts], first=start, stop=end)
     windows: dict[int, list[_Window]] = defaultdict(list)
-    problems: dict[int, str] = {}
-    for account_id, sp_id, tariff_id, valid_from, valid_to, currency, unit, kind, zone in rows:
-        if currency != currency_of[account_id]:
-            problems[account_id] = f"tariff {tariff_id} is in {currency}"
+    for (account_id, sp_id), supply_windows in found.by_supply.items():
+        if account_id in found.problems:
             continue
-        a = max(valid_from, start)
-        b = min(valid_to or end, end)
-        covered = 0
-        for version in versions[tariff_id]:
-            v_start = max(a, version.valid_from)
-            v_end = min(b, version.valid_to or b)
-            if v_start < v_end:
-                windows[account_id].append(
-                    _Window(sp_id, kind, unit, version, v_start, v_end, zone)
-                )
-                covered += (v_end - v_start).days
-        if covered != (b - a).days:
-            problems[account_id] = f"tariff {tariff_id} has no prices for some days"
-    for account_id in problems:
-        windows.pop(account_id, None)
-    return windows, problems
+        windows[account_id].extend(
+            _Window(sp_id, w.kind, w.unit, w.version, w.start, w.end, w.time_zone)
+            for w in supply_windows
+        )
+    return windows, found.problems
 
 
 _SUMS = """
@@ -233,7 +189,7 @@ def _daily_usage(
         for account_id, sp_id, day, quantity, estimated, export in cursor.fetchall():
             midnight = midnights.get(day)
             if midnight is None:
-                midnight = midnights[day] = _local_midnight(day, zone)
+                midnight = midnights[day] = local_midnight(day, zone).astimezone(zone)
             found[(account_id, sp_id)].append(
                 HourUsage(midnight, int(quantity), int(estimated), int(export))
             )
@@ -246,8 +202,8 @@ def _price_chunk(
     """Price the month of accounts sharing one time zone; return drafts and refusals."""
     windows, problems = _windows(accounts, start, end)
     zone = zoneinfo.ZoneInfo(time_zone)
-    utc_start = _local_midnight(start, zone)
-    utc_end = _local_midnight(end, zone)
+    utc_start = local_midnight(start, zone)
+    utc_end = local_midnight(end, zone)
     try:
         hourly_ids = sorted(
             {acc for acc, ws in windows.items() for w in ws if _needs_hours(w.version)}

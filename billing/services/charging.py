@@ -46,10 +46,12 @@ from billing.pricing import structure_of
 from billing.selectors import CHARGE_RUN_LOCK, hourly_usage, imported_between
 from billing.services.ledger import ledger_account_get
 from billing.services.supply import supply_disconnect_due
+from billing.windows import tariff_windows, window_on
 from portal.audit.actors import Actor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
 from portal.lib.money import format_minor
+from portal.lib.periods import local_day_bounds, local_midnight, month_start
 
 logger = logging.getLogger(__name__)
 
@@ -82,21 +84,12 @@ class _Target:
 _TARGETS = """
 SELECT DISTINCT ON (a.id, s.service_point_id)
        a.id, s.service_point_id, sp.kind, a.currency, w.ledger_account_id,
-       CASE WHEN t.currency = a.currency AND t.kind = sp.kind THEN tv.id END,
-       coalesce(t.quantity_unit, ''),
        CASE WHEN s.start <= %(start)s THEN 1 ELSE 0 END
 FROM tenancy_account a
 JOIN billing_wallet w ON w.account_id = a.id
 JOIN meters_supply s ON s.account_id = a.id AND s.start < %(end)s
                     AND (s."end" IS NULL OR s."end" > %(start)s)
 JOIN meters_servicepoint sp ON sp.id = s.service_point_id
-LEFT JOIN billing_tariffassignment ta
-       ON ta.account_id = a.id AND ta.service_point_id = s.service_point_id
-      AND ta.valid_from <= %(day)s AND (ta.valid_to IS NULL OR ta.valid_to > %(day)s)
-LEFT JOIN billing_tariff t ON t.id = ta.tariff_id
-LEFT JOIN billing_tariffversion tv
-       ON tv.tariff_id = t.id AND tv.valid_from <= %(day)s
-      AND (tv.valid_to IS NULL OR tv.valid_to > %(day)s)
 WHERE a.payment_mode = 'prepaid' AND a.time_zone = %(tz)s
   AND (a.closed_at IS NULL OR a.closed_at > %(start)s)
   -- A day before yesterday is charged only to an account that was being charged before it:
@@ -110,13 +103,6 @@ WHERE a.payment_mode = 'prepaid' AND a.time_zone = %(tz)s
                     AND c.day = %(day)s)
 ORDER BY a.id, s.service_point_id, s.start DESC
 """
-
-
-def _local_day_bounds(day: dt.date, time_zone: str) -> tuple[dt.datetime, dt.datetime]:
-    zone = zoneinfo.ZoneInfo(time_zone)
-    start = dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC)
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
-    return start, end
 
 
 def prepaid_charge_day(
@@ -133,7 +119,7 @@ def prepaid_charge_day(
     With `catch_up_since`, only accounts charged on some day from then until before `day`: the
     completion of a day that an interrupted run left half charged.
     """
-    start, end = _local_day_bounds(day, time_zone)
+    start, end = local_day_bounds(day, time_zone)
     with connection.cursor() as cursor:
         cursor.execute(
             _TARGETS,
@@ -146,7 +132,26 @@ def prepaid_charge_day(
                 "since": catch_up_since or day,
             },
         )
-        targets = [_Target(*row) for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+    # The version in force that day: the bill's rule (billing.windows).
+    windows = tariff_windows(
+        account_ids=sorted({row[0] for row in rows}), first=day, stop=day + dt.timedelta(days=1)
+    ).by_supply
+    targets = []
+    for account_id, sp_id, kind, currency, ledger_id, standing_days in rows:
+        window = window_on(windows.get((account_id, sp_id), []), day)
+        targets.append(
+            _Target(
+                account_id,
+                sp_id,
+                kind,
+                currency,
+                ledger_id,
+                window.version.pk if window else None,
+                window.unit if window else "",
+                standing_days,
+            )
+        )
     run = ChargeRun(day=day, time_zone=time_zone)
     size = chunk or settings.PREPAID_CHARGE_CHUNK
     accounts: list[int] = []
@@ -184,7 +189,7 @@ def _charge_chunk(
     before = (
         imported_between(
             account_ids=tiered,
-            start=_local_day_bounds(day.replace(day=1), tz)[0],
+            start=local_midnight(month_start(day), tz),
             end=start,
         )
         if tiered and day.day > 1

@@ -75,6 +75,7 @@ from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
 from portal.lib.csvsafe import csv_safe
 from portal.lib.money import from_minor
+from portal.lib.periods import local_date, local_midnight, month_start, next_month
 from portal.tenancy.models import Account
 
 logger = logging.getLogger(__name__)
@@ -337,9 +338,9 @@ def _finish(
 def _months(first: dt.datetime, last: dt.datetime) -> Iterator[tuple[dt.datetime, dt.datetime]]:
     """UTC calendar months [start, end) that together cover [first, last]: one partition of
     the readings table each."""
-    start = first.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = local_midnight(month_start(local_date(first, "UTC")), "UTC")
     while start <= last:
-        end = (start + dt.timedelta(days=32)).replace(day=1)
+        end = local_midnight(next_month(start.date()), "UTC")
         yield start, end
         start = end
 

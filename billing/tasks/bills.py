@@ -10,11 +10,7 @@ from billing.pdf import bill_pdf_store
 from billing.services.bills import bill_run_execute
 from portal.audit.actors import SystemActor
 from portal.celery import app
-
-
-def _previous_month(today: dt.date) -> dt.date:
-    first = today.replace(day=1)
-    return (first - dt.timedelta(days=1)).replace(day=1)
+from portal.lib.periods import previous_month
 
 
 @app.task(acks_late=True, reject_on_worker_lost=True)
@@ -33,7 +29,7 @@ def bill_run_monthly_task(**kwargs: object) -> int:
     """Beat: bill the month that ended (every time zone has left it when this runs)."""
     now = timezone.now()
     run = bill_run_execute(
-        period_start=_previous_month(now.date()),
+        period_start=previous_month(now.date()),
         actor=SystemActor("task:billing.bill_run"),
         now=now,
     )

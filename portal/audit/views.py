@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import zoneinfo
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -21,6 +20,7 @@ from portal.audit.events import AUDIT_EVENTS, EVENTS_BY_API_NAME
 from portal.audit.models import AuditLogEntry
 from portal.audit.selectors import audit_entries_for_account, audit_entries_for_organisations
 from portal.lib.csvsafe import csv_lines
+from portal.lib.periods import local_midnight
 from portal.tenancy.models import Account, Organisation
 from portal.tenancy.scopes import Scope
 from portal.tenancy.selectors import organisation_subtree_ids
@@ -28,6 +28,17 @@ from portal.tenancy.services.access import csv_export_record
 from portal.tenancy.views.base import AccountView, OrganisationView
 
 PAGE_SIZE = 50
+
+
+def _midnight_or_end(day: dt.date, time_zone: str) -> dt.datetime:
+    """The day's local midnight in UTC; the calendar's first and last days have none in some
+    zones (it falls outside what a datetime holds), so they stand for its ends."""
+    try:
+        return local_midnight(day, time_zone)
+    except OverflowError:
+        if day.year == dt.MINYEAR:
+            return dt.datetime.min.replace(tzinfo=dt.UTC)
+        return dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 class _AuditFilters:
@@ -43,11 +54,7 @@ class _AuditFilters:
         since_text = self.request.GET.get("since", "")
         event_types = [int(EVENTS_BY_API_NAME[event])] if event in EVENTS_BY_API_NAME else None
         since_date = self._since_date(since_text)
-        since = (
-            dt.datetime.combine(since_date, dt.time.min, zoneinfo.ZoneInfo(time_zone))
-            if since_date
-            else None
-        )
+        since = _midnight_or_end(since_date, time_zone) if since_date else None
         return event_types, since, {"event": event if event_types else "", "since": since_text}
 
     def filter_errors(self) -> list[str]:

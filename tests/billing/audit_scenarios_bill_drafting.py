@@ -10,6 +10,4 @@ from tests.conftest import World
 
 SCENARIOS: dict[str, tuple[Callable[[World], Callable[[], object]], AuditEvent]] = {}
 
-EXEMPT: dict[str, str] = {
-    "billing.services.bill_drafting.month_end": "date arithmetic, changes nothing",
-}
+EXEMPT: dict[str, str] = {}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from portal.lib.periods import local_midnight
 from verify.processes import say
 from verify.report import Check, scenario
 from verify.world import World, close_connections
@@ -377,10 +378,6 @@ def _accounts(world: World) -> tuple[int, int]:
     return (400, 50) if world.fast else (40_000, 5_000)
 
 
-def _local_midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), zoneinfo.ZoneInfo(TZ))
-
-
 def _charging_world(*, accounts: int, first: dt.date, days: int) -> tuple[float, float]:
     """`accounts` prepaid accounts in TZ with hourly rollups for `days` days from `first`, all
     charged for `first` already (so that each is an account being charged day after day).
@@ -392,7 +389,7 @@ def _charging_world(*, accounts: int, first: dt.date, days: int) -> tuple[float,
     from portal.audit.actors import SystemActor
 
     began = time.monotonic()
-    start = _local_midnight(first)
+    start = local_midnight(first, TZ)
     with connection.cursor() as cursor:
         cursor.execute(SETUP, {"n": accounts, "tz": TZ, "tou": TOU, "start": start})
         cursor.execute(_MORE_DAYS, {"start": start, "hours": 24 * days})
@@ -401,7 +398,7 @@ def _charging_world(*, accounts: int, first: dt.date, days: int) -> tuple[float,
         day=first,
         time_zone=TZ,
         actor=SystemActor("verify"),
-        now=_local_midnight(first + dt.timedelta(days=1)) + dt.timedelta(hours=7),
+        now=local_midnight(first + dt.timedelta(days=1), TZ) + dt.timedelta(hours=7),
     )
     return rows, time.monotonic() - began - rows
 
@@ -505,7 +502,7 @@ def _interrupted_day(kind: str) -> Callable[[World], list[Check]]:
         if kind == "database":
             world.restart_database()
         # The next morning, after the local midnight, when beat runs the charge again.
-        as_of = _local_midnight(today + dt.timedelta(days=1)) + dt.timedelta(
+        as_of = local_midnight(today + dt.timedelta(days=1), TZ) + dt.timedelta(
             hours=settings.PREPAID_CHARGE_HOUR, minutes=35
         )
         began = time.monotonic()

@@ -19,6 +19,7 @@ from django.utils import timezone
 from meters.simulator import FORMATS, fleet_random, fleet_summary, simulate
 from meters.simulator.load import delivery, files_import, fleet_apply
 from portal.audit.actors import SystemActor
+from portal.lib.periods import local_midnight
 
 
 class Command(BaseCommand):
@@ -77,7 +78,7 @@ class Command(BaseCommand):
             day = dt.date.fromisoformat(options["start"])
         else:
             day = now.astimezone(tz).date() - dt.timedelta(days=options["days"])
-        start = dt.datetime.combine(day, dt.time(), tz).astimezone(dt.UTC)
+        start = local_midnight(day, tz)
         seed = options["seed"]
         out: Path = (
             options["out"] or Path(settings.BASE_DIR) / ".local" / "simulation" / f"seed-{seed}"

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from portal.lib.periods import local_midnight
 from portal.tenancy.exceptions import TenancyError
 from portal.tenancy.forms import ApiKeyForm
 from portal.tenancy.scopes import Scope
@@ -54,7 +55,7 @@ class OrganisationApiKeysView(OrganisationView):
         expires_at = None
         if expires_on is not None:
             # The key works through the whole of that day (UTC: machines' clocks, not people's).
-            expires_at = dt.datetime.combine(expires_on + dt.timedelta(days=1), dt.time(), dt.UTC)
+            expires_at = local_midnight(expires_on + dt.timedelta(days=1), "UTC")
             if expires_at <= timezone.now():
                 form.add_error("expires_on", _("Choose a day that is not over yet."))
                 return self._page(form, status=400)
