@@ -18,6 +18,7 @@ from meters.periods import (
     local_hours,
 )
 from meters.selectors.consumption import KIND_UNITS, register_units
+from portal.lib.periods import local_midnight
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def consumption_buckets(
         if isinstance(period, dt.datetime):
             period_start, expected = period.astimezone(zone), 1
         else:
-            period_start = dt.datetime.combine(period, dt.time(), zone)
+            period_start = local_midnight(period, zone).astimezone(zone)
             if period not in hours_of:
                 hours_of[period] = local_hours(period, group_by, zone)
             expected = hours_of[period]

@@ -12,6 +12,7 @@ from django.db import connection
 from meters.models import (
     Direction,
 )
+from portal.lib.periods import add_months
 
 # --- Many accounts at once (organisation pages) -------------------------------------------
 #
@@ -89,7 +90,7 @@ def subtree_consumption_by_kind(
         bound = as_of.date() - dt.timedelta(days=periods + 1)
     else:
         first = "(date_trunc('month', today) - make_interval(months => %(periods)s - 1))::date"
-        bound = (as_of.date().replace(day=1) - dt.timedelta(days=31 * periods + 1)).replace(day=1)
+        bound = add_months(as_of.date(), -(periods + 1))
     with connection.cursor() as cursor:
         # Each account's local today is worked out once, not once per rollup row; days are
         # summed first and only their few hundred totals are put into months.

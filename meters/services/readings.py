@@ -25,6 +25,7 @@ from meters.models import (
 from portal.audit.actors import Actor, UserActor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
+from portal.lib.periods import next_month
 from portal.tenancy.models import Account
 
 logger = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ def _months(lo: dt.datetime, hi: dt.datetime) -> list[tuple[dt.datetime, dt.date
     start = lo.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     months = []
     while start < hi:
-        end = (start + dt.timedelta(days=32)).replace(day=1)
+        end = dt.datetime.combine(next_month(start.date()), dt.time(), dt.UTC)
         months.append((start, end))
         start = end
     return months
