@@ -33,6 +33,7 @@ from meters.models import (
     ServicePoint,
     Supply,
 )
+from meters.units import FIXED_BASE_UNITS, kind_base_unit
 
 
 def batch_get_by_id(*, batch_id: int) -> ImportBatch | None:
@@ -860,7 +861,8 @@ def consumption_buckets(
                 service_point_code=code,
                 utility=kind,
                 direction=row_direction,
-                unit=_KIND_UNITS.get(kind) or units.get((sp_id, row_direction), "Wh"),
+                unit=_KIND_UNITS.get(kind)
+                or units.get((sp_id, row_direction), kind_base_unit(kind)),
                 consumption=int(consumption or 0),
                 estimated=int(estimated or 0),
                 suspect=int(suspect or 0),
@@ -871,9 +873,8 @@ def consumption_buckets(
     return buckets
 
 
-# Electricity and heat are measured in energy, water in volume; gas meters report either
-# (Green Button therms as energy, DSMR m3 as volume), so gas asks its registers.
-_KIND_UNITS = {"electricity": "Wh", "heat": "Wh", "water": "L"}
+# Gas meters report energy or volume, so gas asks its registers (meters.units says why).
+_KIND_UNITS = FIXED_BASE_UNITS
 
 
 def service_point_base_unit(
@@ -883,7 +884,8 @@ def service_point_base_unit(
     which meters report either as energy or as volume (its registers say which)."""
     if kind in _KIND_UNITS:
         return _KIND_UNITS[kind]
-    return _register_units({(service_point_id, direction)}).get((service_point_id, direction), "L")
+    found = _register_units({(service_point_id, direction)})
+    return found.get((service_point_id, direction), kind_base_unit(kind))
 
 
 def _register_units(series: set[tuple[int, str]]) -> dict[tuple[int, str], str]:

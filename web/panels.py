@@ -29,10 +29,11 @@ from meters.selectors import (
     meters_of_account,
     month_comparison,
 )
+from meters.units import display_unit
 from portal.lib.money import from_minor
 from portal.tenancy.models import Account
 from web.alert_rows import event_row, warning_row
-from web.selectors import KIND_UNITS, account_open_alert_count
+from web.selectors import account_base_unit, account_open_alert_count
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,9 @@ def usage_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) ->
     comparison = month_comparison(account_id=account.pk, now=as_of, time_zone=account.time_zone)
     rows: list[dict[str, Any]] = []
     for row in comparison.rows:
-        unit, divisor = KIND_UNITS.get(row.kind, ("kWh", 1000))
+        unit, divisor = display_unit(
+            account_base_unit(account_id=account.pk, kind=row.kind, direction=row.direction)
+        )
         kind = str(UtilityKind(row.kind).label)
         exported = row.direction == Direction.EXPORT
         change = (
