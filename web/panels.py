@@ -16,11 +16,13 @@ from django.utils.formats import date_format
 from django.utils.translation import pgettext
 
 from billing.costs import account_costs
+from billing.credit import is_low_credit
 from billing.selectors import (
     credit_state,
     credit_used_up,
     latest_bill,
     shortage_alerts_for_account,
+    warning_threshold,
 )
 from meters.models import Direction, UtilityKind
 from meters.selectors import (
@@ -69,7 +71,11 @@ def credit_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -
                     if state.average_daily_cost
                     else None
                 ),
-                "low": state.balance <= 0 or (state.days_left is not None and state.days_left < 3),
+                "low": is_low_credit(
+                    balance=state.balance,
+                    days_left=state.days_left,
+                    threshold=warning_threshold(account_id=account.pk, as_of_day=today),
+                ),
                 "disconnected": state.disconnected,
                 "covered_by_export": state.average_daily_cost is None and state.charged_days > 0,
                 "can_top_up": "billing:topup" in scopes,
