@@ -38,7 +38,7 @@ def test_the_sql_rule_agrees_with_the_python_rule_on_every_case() -> None:
         balance="c.balance", days_left="c.days_left", threshold="c.threshold"
     )
     values = ", ".join(["(%s::int, %s::bigint, %s::numeric, %s::int)"] * len(CASES))
-    params: list[object] = []
+    params: list[int | Decimal | None] = []
     for n, (balance, days_left, threshold, _low) in enumerate(CASES):
         params += [n, balance, days_left, threshold]
     with connection.cursor() as cursor:

@@ -54,6 +54,11 @@ def _prepaid(account: Account, *, days: int) -> None:
     )
 
 
+def _body(response: object) -> str:
+    assert isinstance(response, StreamingHttpResponse)
+    return b"".join(response.streaming_content).decode()  # type: ignore[arg-type]
+
+
 def test_five_days_left_is_low_on_the_home_panel_the_organisation_list_and_the_csv(
     world: World,
 ) -> None:
@@ -84,8 +89,7 @@ def test_five_days_left_is_low_on_the_home_panel_the_organisation_list_and_the_c
         p for p in organisation.context["panels"] if p.template.endswith("low_balance.html")
     ]
     in_list = {row.number for row in listed.context["rows"]}
-    assert isinstance(exported, StreamingHttpResponse)
-    body = b"".join(exported.streaming_content).decode()  # type: ignore[arg-type]
+    body = _body(exported)
     in_csv = {row["account_number"] for row in csv.DictReader(io.StringIO(body))}
     assert on_home == {low.number: True, fine.number: False}
     assert in_list == in_csv == {low.number}
