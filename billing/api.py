@@ -29,7 +29,7 @@ from billing.services.topups import (
     topup_checkout_start,
     topup_create,
 )
-from portal.lib.money import MoneyError, from_minor, round_money, to_minor
+from portal.lib.money import AmountError, from_minor, parse_amount, to_minor
 from portal.tenancy.api.base import AccountAPIView
 from portal.tenancy.scopes import Scope
 
@@ -61,6 +61,23 @@ class TopUpInputSerializer(serializers.Serializer[Any]):
         max_digits=18, decimal_places=6, help_text="In major units of the wallet's currency."
     )
 
+    def __init__(self, *args: Any, currency: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.currency = currency
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # parse_amount is the rule; the DecimalField above only describes the field in the
+        # schema. A JSON number is taken as written (str() of a float is its shortest form).
+        given = data.get("amount") if isinstance(data, dict) else None
+        if given is None or given == "":
+            raise ValidationError({"amount": [_("This field is required.")]})
+        if isinstance(given, bool) or not isinstance(given, str | int | float):
+            raise ValidationError({"amount": [_("Enter a number.")]})
+        try:
+            return {"amount": parse_amount(str(given), self.currency)}
+        except AmountError as error:
+            raise ValidationError({"amount": [str(error)]}) from None
+
 
 class TopUpListApi(AccountAPIView):
     """The account's top-ups (newest first), and starting a new one."""
@@ -87,17 +104,9 @@ class TopUpListApi(AccountAPIView):
         wallet = wallet_for_account(account_id=self.account.pk)
         if wallet is None:
             raise ValidationError({"amount": [_("This account has no prepaid wallet.")]})
-        given = TopUpInputSerializer(data=request.data)
+        given = TopUpInputSerializer(data=request.data, currency=wallet.currency)
         given.is_valid(raise_exception=True)
-        amount = given.validated_data["amount"]
-        if amount != round_money(amount, wallet.currency):
-            raise ValidationError(
-                {"amount": [_("Too many decimals for %(c)s.") % {"c": wallet.currency}]}
-            )
-        try:
-            minor = to_minor(amount, wallet.currency)
-        except MoneyError as error:
-            raise ValidationError({"amount": [str(error)]}) from None
+        minor = to_minor(given.validated_data["amount"], wallet.currency)
         now = timezone.now()
         try:
             topup, new = topup_create(

@@ -15,7 +15,7 @@ from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
-from portal.lib.money import format_money, from_minor, minor_exponent, to_minor
+from portal.lib.money import AmountError, format_money, from_minor, parse_amount, to_minor
 
 
 def _key() -> str:
@@ -23,29 +23,28 @@ def _key() -> str:
 
 
 class _AmountForm(forms.Form):
-    amount = forms.DecimalField(label=_("Amount"), max_digits=18)
+    # Text, parsed by portal.lib.money.parse_amount: the one rule for typed amounts.
+    amount = forms.CharField(label=_("Amount"), widget=forms.NumberInput)
     idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=64, initial=_key)
     signed = False
 
     def __init__(self, *args: Any, currency: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.currency = currency
-        places = minor_exponent(currency)
-        # Rebuilt with the currency's places, so its validator refuses extra decimals.
-        field = forms.DecimalField(label=_("Amount"), max_digits=18, decimal_places=places)
+        field = self.fields["amount"]
         field.widget.attrs.update({"step": str(from_minor(1, currency)), "inputmode": "decimal"})
         if not self.signed:
             field.widget.attrs["min"] = str(from_minor(1, currency))
-        self.fields["amount"] = field
         field.help_text = _("In %(currency)s.") % {"currency": currency}
 
     def clean_amount(self) -> Decimal | None:
-        amount: Decimal | None = self.cleaned_data.get("amount")
-        if amount is None:
+        text: str = self.cleaned_data.get("amount") or ""
+        if not text.strip():
             return None  # not given, where the amount is optional (a top-up's preset)
-        if amount == 0 or (amount < 0 and not self.signed):
-            raise forms.ValidationError(_("Enter an amount above zero."))
-        return amount
+        try:
+            return parse_amount(text, self.currency, signed=self.signed)
+        except AmountError as error:
+            raise forms.ValidationError(str(error)) from None
 
     @property
     def minor(self) -> int:

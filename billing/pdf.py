@@ -48,6 +48,7 @@ from billing.models import Bill, BillLine, Tariff
 from billing.pricing import BASE_PER_UNIT
 from meters.models import Direction, Register, ServicePoint, UtilityKind
 from meters.selectors.readings import RegisterInstant, metered_spans, register_values_at
+from meters.units import display_unit
 from portal.lib.money import format_amount, from_minor, round_money
 from portal.lib.periods import local_midnight
 
@@ -55,8 +56,6 @@ LANGUAGES = ("en", "zh-hant")
 PREVIOUS_PERIODS = 6
 ESTIMATED = "E"
 _KIND_ORDER = [kind.value for kind in UtilityKind]
-# Base units of readings and rollups, and the unit people read them in.
-_BASE_UNITS = {"Wh": "kWh", "L": "m³"}
 _TIER = re.compile(r"^\d+(\.\d+)?(-\d+(\.\d+)?|\+)$")
 
 
@@ -227,7 +226,7 @@ def _readings(
     zone = zoneinfo.ZoneInfo(bill.account.time_zone)
     for n, (span, register) in enumerate(asked):
         first, last = values[2 * n], values[2 * n + 1]
-        unit = _BASE_UNITS.get(register.unit, register.unit)
+        unit = display_unit(register.unit).unit
         difference = ""
         if first is not None and last is not None:
             used = last.value - first.value

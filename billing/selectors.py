@@ -15,6 +15,7 @@ from django.db import connection
 from django.db.models import F, Q, QuerySet, Sum
 from psycopg import sql
 
+from billing.credit import low_credit_sql
 from billing.models import (
     Bill,
     BillRun,
@@ -362,9 +363,6 @@ def shortage_alerts_for_account(
 
 # --- Many accounts at once (organisation pages) -------------------------------------------
 
-# Days of credit under which an account counts as low whatever its thresholds say.
-LOW_CREDIT_DAYS = 7
-
 
 def credit_cte(*, days: int = 14) -> tuple[str, dict[str, object]]:
     """Return (sql, params) of credit_state for many accounts in one statement.
@@ -377,16 +375,15 @@ def credit_cte(*, days: int = 14) -> tuple[str, dict[str, object]]:
     that have charges (unknown when that sum is not positive); days left is balance ÷ average,
     at least 0, rounded down to 0.1. `threshold` is the highest warning threshold in force
     (the account's policy, else the nearest organisation's up the tree, else the site's
-    default, as the shortage warnings resolve it); `low` means an empty balance, or days left
-    at most that threshold or under LOW_CREDIT_DAYS.
+    default, as the shortage warnings resolve it); `low` is billing.credit's rule.
     """
     from django.conf import settings
 
-    sql = """
+    low = low_credit_sql(balance="x.balance", days_left="x.days_left", threshold="x.threshold")
+    sql = f"""
         SELECT x.account_id, x.balance, x.currency, x.average_daily_cost, x.days_left,
                x.threshold,
-               COALESCE(x.balance <= 0 OR x.days_left < %(cr_low_days)s
-                        OR x.days_left <= x.threshold, false) AS low
+               {low} AS low
         FROM (
             SELECT w.account_id, w.balance, w.currency, cost.average AS average_daily_cost,
                    -- An average that floors to 0 (charges smaller than the days) has no
@@ -424,12 +421,28 @@ def credit_cte(*, days: int = 14) -> tuple[str, dict[str, object]]:
                 LIMIT 1
             ) op ON o.path IS NOT NULL
         ) x
-    """
+    """  # noqa: S608 - a fixed fragment, no input
     return sql, {
         "cr_days": days,
-        "cr_low_days": LOW_CREDIT_DAYS,
         "cr_default": [int(t) for t in settings.SHORTAGE_WARNING_THRESHOLDS],
     }
+
+
+def warning_threshold(*, account_id: int, as_of_day: dt.date) -> int:
+    """The highest low-credit warning threshold (days) in force for an account: credit_cte's,
+    so that the account home and the organisation tables judge low credit alike."""
+    credit_sql, credit_params = credit_cte()
+    params: dict[str, Any] = {**credit_params, "cr_account": account_id, "cr_today": as_of_day}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH scope AS (SELECT %(cr_account)s::bigint AS account_id, %(cr_today)s::date AS today)
+            SELECT threshold FROM ({credit_sql}) c
+            """,  # noqa: S608 - a fixed fragment, no input
+            params,
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def open_shortage_warnings_cte() -> tuple[str, dict[str, Any]]:

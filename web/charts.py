@@ -18,8 +18,9 @@ from django.utils.translation import pgettext
 from meters.charts import ACTUAL_COLOUR
 from meters.models import Direction, UtilityKind
 from meters.selectors.subtree import KindTotal
+from meters.units import display_unit, kind_base_unit
 from portal.lib.periods import next_month
-from web.selectors import KIND_UNITS, in_display_units
+from web.selectors import kind_display_units
 
 # Exported energy (solar feeding the grid) in a colour of its own, apart from the imports.
 EXPORT_COLOUR = "#1a7f37"
@@ -135,7 +136,7 @@ def _chart(
 ) -> RollupChart:
     """One kind's chart over the periods with data in either direction; an export series when
     `exporting` (at zero where nothing was exported)."""
-    unit, _divisor = KIND_UNITS.get(kind, ("kWh", 1000))
+    unit = display_unit(kind_base_unit(kind)).unit
     fmt = "SHORT_DATE_FORMAT" if step == "day" else "YEAR_MONTH_FORMAT"
     imports = totals.get(Direction.IMPORT, {})
     exports = totals.get(Direction.EXPORT, {}) if exporting else None
@@ -144,8 +145,8 @@ def _chart(
     rows = [
         ChartRow(
             date_format(period, fmt),
-            in_display_units(kind, imports.get(period, 0)),
-            in_display_units(kind, exports.get(period, 0)) if exports is not None else None,
+            kind_display_units(kind, imports.get(period, 0)),
+            kind_display_units(kind, exports.get(period, 0)) if exports is not None else None,
         )
         for period, _zero in span
     ]

@@ -16,22 +16,25 @@ from django.utils.formats import date_format
 from django.utils.translation import pgettext
 
 from billing.costs import account_costs
+from billing.credit import is_low_credit
 from billing.selectors import (
     credit_state,
     credit_used_up,
     latest_bill,
     shortage_alerts_for_account,
+    warning_threshold,
 )
 from meters.models import Direction, UtilityKind
 from meters.periods import ComparedSpan
 from meters.selectors.alerts import alert_events_for_account
 from meters.selectors.consumption import month_comparison
 from meters.selectors.fleet import meters_of_account
+from meters.units import display_unit
 from portal.lib.money import from_minor
 from portal.lib.periods import local_date, month_start
 from portal.tenancy.models import Account
 from web.alert_rows import event_row, warning_row
-from web.selectors import KIND_UNITS, account_open_alert_count
+from web.selectors import account_base_unit, account_open_alert_count
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,11 @@ def credit_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -
                     if state.average_daily_cost
                     else None
                 ),
-                "low": state.balance <= 0 or (state.days_left is not None and state.days_left < 3),
+                "low": is_low_credit(
+                    balance=state.balance,
+                    days_left=state.days_left,
+                    threshold=warning_threshold(account_id=account.pk, as_of_day=today),
+                ),
                 "disconnected": state.disconnected,
                 "covered_by_export": state.average_daily_cost is None and state.charged_days > 0,
                 "can_top_up": "billing:topup" in scopes,
@@ -131,7 +138,9 @@ def usage_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) ->
     comparison = month_comparison(account_id=account.pk, now=as_of, time_zone=account.time_zone)
     rows: list[dict[str, Any]] = []
     for row in comparison.rows:
-        unit, divisor = KIND_UNITS.get(row.kind, ("kWh", 1000))
+        unit, divisor = display_unit(
+            account_base_unit(account_id=account.pk, kind=row.kind, direction=row.direction)
+        )
         kind = str(UtilityKind(row.kind).label)
         exported = row.direction == Direction.EXPORT
         change = (

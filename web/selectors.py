@@ -27,6 +27,8 @@ from django.db.models import Count, Q
 from billing.selectors import credit_cte, open_shortage_warnings_cte
 from meters.models import Direction, UtilityKind
 from meters.selectors.alerts import open_alerts_cte
+from meters.selectors.consumption import service_point_base_unit
+from meters.selectors.fleet import service_points_of_account
 from meters.selectors.subtree import (
     KindTotal,
     last_contact_cte,
@@ -35,25 +37,31 @@ from meters.selectors.subtree import (
     subtree_exporting_kinds,
     subtree_utility_kinds,
 )
+from meters.units import FIXED_BASE_UNITS, in_display_units, kind_base_unit
 from portal.lib.money import from_minor
 from portal.tenancy.models import Account, Organisation
 
-# Consumption is stored in Wh (electricity, heat) and litres (water, gas): shown in kWh and m³.
-KIND_UNITS: dict[str, tuple[str, int]] = {
-    UtilityKind.ELECTRICITY: ("kWh", 1000),
-    UtilityKind.WATER: ("m³", 1000),
-    UtilityKind.GAS: ("m³", 1000),
-    UtilityKind.HEAT: ("kWh", 1000),
-}
 KINDS: tuple[str, ...] = tuple(UtilityKind.values)
 # The table's key of a kind's exported energy (its imports are keyed by the kind alone).
 EXPORT_KEYS: dict[str, str] = {kind: f"{kind}_export" for kind in KINDS}
 
 
-def in_display_units(kind: str, base_units: int) -> Decimal:
-    """Return base units (Wh, L) as the kind's display unit (kWh, m³), exactly."""
-    _unit, divisor = KIND_UNITS.get(kind, ("kWh", 1000))
-    return Decimal(base_units) / divisor
+def account_base_unit(*, account_id: int, kind: str, direction: str) -> str:
+    """The base unit an account's consumption of a kind is in: its service points' (their
+    registers say, for gas), else the kind's default (meters.units)."""
+    if kind in FIXED_BASE_UNITS:
+        return FIXED_BASE_UNITS[kind]
+    point = (
+        service_points_of_account(account_id=account_id).filter(kind=kind).order_by("pk").first()
+    )
+    if point is None:
+        return kind_base_unit(kind)
+    return service_point_base_unit(service_point_id=point.pk, kind=kind, direction=direction)
+
+
+def kind_display_units(kind: str, base_units: int) -> Decimal:
+    """Base units of a kind summed over many accounts, in the kind's default display unit."""
+    return in_display_units(base_units, kind_base_unit(kind))
 
 
 @contextmanager
@@ -217,7 +225,7 @@ class AccountRow:
     def usage(self) -> list[Decimal | None]:
         """This month's consumption per kind of KINDS, in display units (None: no data)."""
         return [
-            in_display_units(kind, self.consumption[kind]) if kind in self.consumption else None
+            kind_display_units(kind, self.consumption[kind]) if kind in self.consumption else None
             for kind in KINDS
         ]
 
@@ -225,7 +233,7 @@ class AccountRow:
     def export_usage(self) -> list[Decimal | None]:
         """This month's exported energy per kind of KINDS, in display units (None: no data)."""
         return [
-            in_display_units(kind, self.export[kind]) if kind in self.export else None
+            kind_display_units(kind, self.export[kind]) if kind in self.export else None
             for kind in KINDS
         ]
 

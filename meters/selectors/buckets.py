@@ -18,6 +18,7 @@ from meters.periods import (
     local_hours,
 )
 from meters.selectors.consumption import KIND_UNITS, register_units
+from meters.units import kind_base_unit
 from portal.lib.periods import local_midnight
 
 
@@ -174,7 +175,8 @@ def consumption_buckets(
                 service_point_code=code,
                 utility=kind,
                 direction=row_direction,
-                unit=KIND_UNITS.get(kind) or units.get((sp_id, row_direction), "Wh"),
+                unit=KIND_UNITS.get(kind)
+                or units.get((sp_id, row_direction), kind_base_unit(kind)),
                 consumption=int(consumption or 0),
                 estimated=int(estimated or 0),
                 suspect=int(suspect or 0),

@@ -24,6 +24,7 @@ from meters.periods import (
     Resolution,
     comparison_spans,
 )
+from meters.units import FIXED_BASE_UNITS, kind_base_unit
 
 
 def consumption_series(
@@ -234,9 +235,8 @@ def month_comparison(*, account_id: int, now: dt.datetime, time_zone: str) -> Mo
     return MonthComparisons(*spans, rows=rows)
 
 
-# Electricity and heat are measured in energy, water in volume; gas meters report either
-# (Green Button therms as energy, DSMR m3 as volume), so gas asks its registers.
-KIND_UNITS = {"electricity": "Wh", "heat": "Wh", "water": "L"}
+# Gas meters report energy or volume, so gas asks its registers (meters.units says why).
+KIND_UNITS = FIXED_BASE_UNITS
 
 
 def service_point_base_unit(
@@ -246,7 +246,8 @@ def service_point_base_unit(
     which meters report either as energy or as volume (its registers say which)."""
     if kind in KIND_UNITS:
         return KIND_UNITS[kind]
-    return register_units({(service_point_id, direction)}).get((service_point_id, direction), "L")
+    found = register_units({(service_point_id, direction)})
+    return found.get((service_point_id, direction), kind_base_unit(kind))
 
 
 def register_units(series: set[tuple[int, str]]) -> dict[tuple[int, str], str]:

@@ -13,11 +13,13 @@ with the ISO 4217 minor unit from portal.lib.currency deciding the decimals show
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency, format_decimal
-from django.utils.translation import get_language, to_locale
+from django.utils.translation import get_language, ngettext, to_locale
+from django.utils.translation import gettext as _
 
 from portal.lib.currency import MINOR_UNITS
 
@@ -116,3 +118,51 @@ def parse_decimal(value: object) -> Decimal:
     if not number.is_finite():
         raise MoneyError(f"{value!r} is not a finite number")
     return number
+
+
+# Digits with at most one decimal point, an optional sign: no thousands separators (1,000 could
+# be a thousand or one), no exponents, no NaN or Infinity.
+_AMOUNT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+# Amounts in minor units stay under 10^18: they fit a PostgreSQL bigint with room to add up.
+MAX_MINOR_DIGITS = 18
+
+
+class AmountError(MoneyError):
+    """An amount a person typed that cannot be taken as it is; the message says why, in the
+    active language."""
+
+
+def parse_amount(text: str, currency: str, *, signed: bool = False) -> Decimal:
+    """Parse an amount typed in major units of `currency` (a form field, an API body): refused,
+    never rounded, when it has more decimals than the currency's minor unit (10.005 TWD is a
+    typing mistake, not 10.01).
+
+    Refused: anything but plain digits and one decimal point (thousands separators, exponents,
+    NaN, Infinity), more decimals than the currency has, zero, a negative amount unless
+    `signed` (a ledger adjustment), and amounts of MAX_MINOR_DIGITS digits or more in minor
+    units.
+
+    :raises AmountError: with a translated message saying what is wrong.
+    :raises MoneyError: for a currency that is not ISO 4217 (a programming error).
+    """
+    places = minor_exponent(currency)
+    cleaned = text.strip()
+    if not _AMOUNT.fullmatch(cleaned):
+        raise AmountError(_("Enter a number."))
+    amount = Decimal(cleaned)
+    if amount == 0 or (amount < 0 and not signed):
+        raise AmountError(_("Enter an amount above zero."))
+    decimals = -min(0, int(amount.as_tuple().exponent))
+    if decimals > places:
+        # Django's own words for a DecimalField, so forms read as they did before.
+        raise AmountError(
+            ngettext(
+                "Ensure that there are no more than %(max)s decimal place.",
+                "Ensure that there are no more than %(max)s decimal places.",
+                places,
+            )
+            % {"max": places}
+        )
+    if abs(amount.scaleb(places)) >= Decimal(10) ** MAX_MINOR_DIGITS:
+        raise AmountError(_("Enter a smaller amount."))
+    return amount

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from meters.models import UtilityKind
+from meters.units import display_unit, kind_base_unit
 from portal.lib.csvsafe import csv_lines
 from portal.tenancy.models import Account
 from portal.tenancy.scopes import Scope
@@ -26,7 +27,6 @@ from portal.tenancy.views.base import OrganisationView
 from web.selectors import (
     DEFAULT_SORT,
     EXPORT_KEYS,
-    KIND_UNITS,
     KINDS,
     SORT_CHOICES,
     AccountFilters,
@@ -104,6 +104,11 @@ class AccountFilterForm(forms.Form):
         }
 
 
+def _kind_unit(kind: str) -> str:
+    """A column's unit: accounts of one kind are summed, so the kind's default unit."""
+    return display_unit(kind_base_unit(kind)).unit
+
+
 def _query(values: dict[str, str]) -> str:
     return urlencode({key: value for key, value in values.items() if value})
 
@@ -127,14 +132,14 @@ def _column_labels(kinds: list[str], exporting: list[str]) -> list[tuple[str, st
         ("days_left", _("Days left"), True),
     ]
     for kind in kinds:
-        unit, _divisor = KIND_UNITS[kind]
+        unit = _kind_unit(kind)
         label = _("%(kind)s this month (%(unit)s)") % {
             "kind": UtilityKind(kind).label,
             "unit": unit,
         }
         columns.append((kind, label, True))
     for kind in exporting:
-        unit, _divisor = KIND_UNITS[kind]
+        unit = _kind_unit(kind)
         label = _("%(kind)s exported this month (%(unit)s)") % {
             "kind": UtilityKind(kind).label,
             "unit": unit,
@@ -240,9 +245,9 @@ CSV_HEADER = [
     "balance",
     "currency",
     "days_left",
-    *(f"{kind}_{KIND_UNITS[kind][0].replace('³', '3').lower()}" for kind in KINDS),
+    *(f"{kind}_{_kind_unit(kind).replace('³', '3').lower()}" for kind in KINDS),
     # Exported energy apart from the imports above: never netted with them.
-    *(f"{EXPORT_KEYS[kind]}_{KIND_UNITS[kind][0].replace('³', '3').lower()}" for kind in KINDS),
+    *(f"{EXPORT_KEYS[kind]}_{_kind_unit(kind).replace('³', '3').lower()}" for kind in KINDS),
     "last_contact_utc",
     "open_alerts",
     "closed",

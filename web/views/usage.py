@@ -44,6 +44,7 @@ from meters.selectors.consumption import (
     week_profile,
 )
 from meters.selectors.fleet import service_points_of_account
+from meters.units import display_unit
 from portal.lib.money import from_minor
 from portal.tenancy.scopes import Scope
 from portal.tenancy.services.access import csv_export_record
@@ -111,7 +112,7 @@ class AccountUsageView(AccountView):
             now=now,
         )
         base = service_point_base_unit(service_point_id=chosen.pk, kind=chosen.kind)
-        unit = "kWh" if base == "Wh" else "m³"
+        unit, divisor = display_unit(base)
         if request.GET.get("format") == "csv":
             csv_export_record(
                 actor=self.actor(), export="usage", query=request.GET.urlencode(), account=account
@@ -126,7 +127,7 @@ class AccountUsageView(AccountView):
                 previous=usage.previous,
                 exported=usage.exported,
                 unit=unit,
-                divisor=1000,
+                divisor=divisor,
                 charges=usage.money(costs.charges) if costs else None,
                 credits=(
                     usage.money(costs.credits) if costs is not None and usage.shows_credit else None
@@ -164,13 +165,13 @@ class AccountUsageView(AccountView):
         if costs and costs.bands:
             context.update(
                 bands_figure=bands_figure(
-                    labels=labels, bands=costs.bands, unit=unit, divisor=1000
+                    labels=labels, bands=costs.bands, unit=unit, divisor=divisor
                 ),
                 band_names=sorted(costs.bands),
             )
         if usage.profile is not None:
             context.update(
-                heatmap_figure=week_heatmap_figure(usage.profile, unit=unit, divisor=1000),
+                heatmap_figure=week_heatmap_figure(usage.profile, unit=unit, divisor=divisor),
                 heatmap_rows=_heatmap_rows(usage.profile),
                 hours=[f"{hour:02d}" for hour in range(24)],
             )

@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 
 from django.db.models import QuerySet
 from django.utils import timezone
-from django.utils.translation import gettext as _
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import NotAuthenticated, NotFound, PermissionDenied
 from rest_framework.permissions import BasePermission, IsAuthenticated
@@ -30,18 +29,19 @@ from rest_framework.views import APIView
 
 from portal.audit.actors import ApiKeyActor, RequestContext, UserActor
 from portal.tenancy.api.authentication import ApiKeyAuthentication
+from portal.tenancy.authorise import (
+    MfaMissing,
+    NotSignedIn,
+    ScopeMissing,
+    TenantHidden,
+    authorise,
+)
 from portal.tenancy.models import Organisation
 from portal.tenancy.scoping import (
     AccountTenantMixin,
     OrganisationTenantMixin,
     SealedScopedMixin,
-    TenantNotFound,
-    mfa_required_but_missing,
-    mfa_withheld,
-    record_denial,
     record_key_denial,
-    record_not_found,
-    tenant_time_zone,
     withheld_headers,
 )
 from portal.tenancy.selectors import (
@@ -111,25 +111,21 @@ class _ScopedAPIView(_TenantTimeZone, SealedScopedMixin, APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        user = request.user
-        if not isinstance(user, User) or not user.is_active:
-            raise NotFound
-        self.user = user
         try:
-            self.access = self._resolve(user, kwargs)
-        except TenantNotFound:
-            record_not_found(actor=self.actor(), kwargs=kwargs, path=request.path)
-            raise NotFound from None
-        scope = self.scope_for(request.method or "GET")
-        if not self.access.has_scope(scope):
-            record_denial(actor=self.actor(), access=self.access, scope=scope, path=request.path)
-            raise PermissionDenied
-        if mfa_required_but_missing(user, self.access):
-            raise PermissionDenied(
-                _("This organisation asks owners and managers to use two-factor authentication.")
+            granted = authorise(
+                request=request._request,
+                kwargs=kwargs,
+                resolve=self._resolve,
+                scope=self.scope_for(request.method or "GET"),
             )
-        self.withheld = mfa_withheld(user, self.access)
-        self._activate_time_zone(tenant_time_zone(self.access))
+        except (NotSignedIn, TenantHidden):
+            raise NotFound from None
+        except ScopeMissing:
+            raise PermissionDenied from None
+        except MfaMissing as refusal:
+            raise PermissionDenied(refusal.message) from None
+        self.user, self.access, self.withheld = granted.user, granted.access, granted.withheld
+        self._activate_time_zone(granted.time_zone)
 
     def finalize_response(
         self, request: Request, response: Response, *args: Any, **kwargs: Any

@@ -26,21 +26,21 @@ from django.shortcuts import redirect
 from django.template.response import SimpleTemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.translation import gettext as _
 from django.views.generic.base import ContextMixin, TemplateResponseMixin, View
 
 from portal.audit.actors import UserActor
+from portal.tenancy.authorise import (
+    MfaMissing,
+    NotSignedIn,
+    ScopeMissing,
+    TenantHidden,
+    authorise,
+)
 from portal.tenancy.models import Account, Organisation
 from portal.tenancy.scoping import (
     AccountTenantMixin,
     OrganisationTenantMixin,
     SealedScopedMixin,
-    TenantNotFound,
-    mfa_required_but_missing,
-    mfa_withheld,
-    record_denial,
-    record_not_found,
-    tenant_time_zone,
     withheld_headers,
 )
 from portal.tenancy.selectors import (
@@ -88,27 +88,24 @@ class _ScopedView(SealedScopedMixin, TemplateResponseMixin, ContextMixin, View):
         super().setup(request, *args, **kwargs)
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        user = request.user
-        if not isinstance(user, User) or not user.is_active:
-            return redirect_to_login(request.get_full_path())
-        self.user = user
         try:
-            self.access = self._resolve(user, kwargs)
-        except TenantNotFound:
-            record_not_found(actor=self.actor(), kwargs=kwargs, path=request.path)
-            raise Http404 from None
-        scope = self.scope_for(request.method or "GET")
-        if not self.access.has_scope(scope):
-            record_denial(actor=self.actor(), access=self.access, scope=scope, path=request.path)
-            raise PermissionDenied
-        if mfa_required_but_missing(user, self.access):
-            messages.warning(
-                request,
-                _("This organisation asks owners and managers to use two-factor authentication."),
+            granted = authorise(
+                request=request,
+                kwargs=kwargs,
+                resolve=self._resolve,
+                scope=self.scope_for(request.method or "GET"),
             )
+        except NotSignedIn:
+            return redirect_to_login(request.get_full_path())
+        except TenantHidden:
+            raise Http404 from None
+        except ScopeMissing:
+            raise PermissionDenied from None
+        except MfaMissing as refusal:
+            messages.warning(request, refusal.message)
             return redirect("mfa_index")
-        self.withheld = mfa_withheld(user, self.access)
-        with timezone.override(tenant_time_zone(self.access)):
+        self.user, self.access, self.withheld = granted.user, granted.access, granted.withheld
+        with timezone.override(granted.time_zone):
             response = super().dispatch(request, *args, **kwargs)
             # A TemplateResponse would otherwise be rendered after this returns, in the
             # site's zone: render it while the tenant's is active.
