@@ -114,9 +114,9 @@ class TopUpListApi(AccountAPIView):
                 amount=minor,
                 idempotency_key=key,
                 actor=self.actor(),
-                now=now,
+                as_of=now,
             )
-            topup, checkout_url = topup_checkout_start(topup=topup, actor=self.actor(), now=now)
+            topup, checkout_url = topup_checkout_start(topup=topup, actor=self.actor(), as_of=now)
         except IdempotencyKeyReused as error:
             return Response({"detail": str(error.message)}, status=422)
         except TopUpError as error:
@@ -140,7 +140,7 @@ class TopUpDetailApi(AccountAPIView):
         topup = topup_for_account(account_id=self.account.pk, public_id=topup_id)
         if topup is None:
             raise NotFound
-        topup = topup_check(topup=topup, actor=self.actor(), now=timezone.now())
+        topup = topup_check(topup=topup, actor=self.actor(), as_of=timezone.now())
         return Response(TopUpOutputSerializer(topup).data)
 
     @extend_schema(responses=TopUpOutputSerializer)

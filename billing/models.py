@@ -1027,10 +1027,10 @@ class DataExport(models.Model):
     def finished(self) -> bool:
         return self.status not in (self.Status.QUEUED, self.Status.RUNNING)
 
-    def downloadable(self, now: datetime.datetime) -> bool:
+    def downloadable(self, as_of: datetime.datetime) -> bool:
         return (
             self.status == self.Status.DONE
             and bool(self.file)
             and self.expires_at is not None
-            and now < self.expires_at
+            and as_of < self.expires_at
         )

@@ -527,10 +527,10 @@ def export_recent_for_account(*, account_id: int, since: dt.datetime) -> DataExp
     )
 
 
-def exports_expired_ids(*, now: dt.datetime, account_id: int | None = None) -> list[int]:
+def exports_expired_ids(*, as_of: dt.datetime, account_id: int | None = None) -> list[int]:
     """Finished exports whose time is up (their files are to be deleted)."""
     qs = DataExport.objects.filter(
-        status__in=[DataExport.Status.DONE, DataExport.Status.FAILED], expires_at__lte=now
+        status__in=[DataExport.Status.DONE, DataExport.Status.FAILED], expires_at__lte=as_of
     )
     if account_id is not None:
         qs = qs.for_account(account_id)

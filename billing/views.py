@@ -93,9 +93,11 @@ class TopUpView(AccountView):
                     amount=form.minor,
                     idempotency_key=form.cleaned_data["idempotency_key"],
                     actor=self.actor(),
-                    now=now,
+                    as_of=now,
                 )
-                topup, checkout_url = topup_checkout_start(topup=topup, actor=self.actor(), now=now)
+                topup, checkout_url = topup_checkout_start(
+                    topup=topup, actor=self.actor(), as_of=now
+                )
             except TopUpError as error:
                 form.add_error(None, str(error.message))
             else:
@@ -132,7 +134,7 @@ class TopUpReceiptView(AccountView):
         topup = topup_for_account(account_id=self.account.pk, public_id=topup_id)
         if topup is None:
             raise Http404
-        topup_check(topup=topup, actor=self.actor(), now=timezone.now())
+        topup_check(topup=topup, actor=self.actor(), as_of=timezone.now())
         return HttpResponseRedirect(_receipt_url(self.account.public_id, topup))
 
     def get(
@@ -194,7 +196,7 @@ class SandboxCheckoutView(AccountView):
         now = timezone.now()
         try:
             body, headers = provider.checkout_complete(
-                reference=topup.public_id, paid=request.POST.get("action") == "pay", now=now
+                reference=topup.public_id, paid=request.POST.get("action") == "pay", as_of=now
             )
         except ProviderError:
             return HttpResponseRedirect(_receipt_url(self.account.public_id, topup))
@@ -205,7 +207,7 @@ class SandboxCheckoutView(AccountView):
             )
             delivered = webhook_post(url=url, body=body, headers=headers, timeout=5.0)  # not money
         if not delivered:
-            webhook_receive(provider=provider, body=body, headers=headers, now=now)
+            webhook_receive(provider=provider, body=body, headers=headers, as_of=now)
         return HttpResponseRedirect(_receipt_url(self.account.public_id, topup))
 
     def _topup(self, topup_id: uuid.UUID) -> TopUp:
@@ -255,7 +257,7 @@ class PaymentWebhookView(View):
             provider=found,
             body=request.body,
             headers=request.headers,
-            now=timezone.now(),
+            as_of=timezone.now(),
             address=address,
         )
         return JsonResponse({"result": outcome.result}, status=outcome.status)

@@ -38,7 +38,9 @@ def import_sweeper_task(**kwargs: object) -> int:
     checkpoint, and one whose attempts are used up ends failed (it never loops)."""
     requeued = 0
     now = timezone.now()
-    for batch_id in batches_needing_a_worker(queued_before=now - dt.timedelta(minutes=1), now=now):
+    for batch_id in batches_needing_a_worker(
+        queued_before=now - dt.timedelta(minutes=1), as_of=now
+    ):
         if not pipeline.batch_is_locked(batch_id):
             import_batch_task.delay(batch_id=batch_id)
             requeued += 1

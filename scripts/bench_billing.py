@@ -150,7 +150,7 @@ def bench_bill_run(
     build_seconds = time.perf_counter() - built
     started = time.perf_counter()
     run = bill_run_execute(
-        period_start=period_start, actor=SystemActor("bench:billing"), now=timezone.now()
+        period_start=period_start, actor=SystemActor("bench:billing"), as_of=timezone.now()
     )
     seconds = time.perf_counter() - started
     bills = Bill.objects.filter(run=run).count()

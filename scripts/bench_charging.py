@@ -100,10 +100,10 @@ def bench_charging(accounts: int) -> dict[str, Any]:
     actor = SystemActor("command:bench")
     now = dt.datetime(2026, 5, 5, 1, tzinfo=dt.UTC)
     began = time.perf_counter()
-    run = prepaid_charge_day(day=DAY, time_zone=TZ, actor=actor, now=now)
+    run = prepaid_charge_day(day=DAY, time_zone=TZ, actor=actor, as_of=now)
     seconds = time.perf_counter() - began
     began = time.perf_counter()
-    again = prepaid_charge_day(day=DAY, time_zone=TZ, actor=actor, now=now)
+    again = prepaid_charge_day(day=DAY, time_zone=TZ, actor=actor, as_of=now)
     rerun = time.perf_counter() - began
     with connection.cursor() as cursor:
         cursor.execute(

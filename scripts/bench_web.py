@@ -242,7 +242,7 @@ class Seeded:
     seconds: float
 
 
-def seed(*, filler_accounts: int, now: dt.datetime) -> Seeded:
+def seed(*, filler_accounts: int, as_of: dt.datetime) -> Seeded:
     """Build the bench's account (see the module docstring) in this process's database."""
     from django.db import connection
 
@@ -251,11 +251,11 @@ def seed(*, filler_accounts: int, now: dt.datetime) -> Seeded:
     started = time.perf_counter()
     actor = SystemActor("bench:web")
     zone = zoneinfo.ZoneInfo(TZ)
-    today = now.astimezone(zone).date()
+    today = as_of.astimezone(zone).date()
     first_day = today - dt.timedelta(days=365)
     move_in = local_midnight(first_day, zone).astimezone(zone)
     # Data up to the last whole hour: today is under way, as it always is.
-    end = now.replace(minute=0, second=0, microsecond=0)
+    end = as_of.replace(minute=0, second=0, microsecond=0)
     account, fillers, points, meters = _seed_fleet(filler_accounts, move_in, end, actor)
     ids = [account.pk, *(f.pk for f in fillers)]
     with connection.cursor() as cursor:
@@ -398,7 +398,7 @@ def _seed_wallet(account: Any, point: Any, first_day: dt.date, today: dt.date, a
                 amount=1500_00,
                 idempotency_key=f"bench-web-{back}",
                 actor=actor,
-                now=morning,
+                as_of=morning,
             )
             topup_settle_paid(
                 topup_id=topup.pk,
@@ -406,9 +406,9 @@ def _seed_wallet(account: Any, point: Any, first_day: dt.date, today: dt.date, a
                 amount=topup.amount,
                 currency=topup.currency,
                 actor=actor,
-                now=morning + dt.timedelta(minutes=2),
+                as_of=morning + dt.timedelta(minutes=2),
             )
-        charges += prepaid_charge_day(day=day, time_zone=TZ, actor=actor, now=morning).charged
+        charges += prepaid_charge_day(day=day, time_zone=TZ, actor=actor, as_of=morning).charged
     return charges
 
 
@@ -768,7 +768,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
 
         clear_cache_keys()
         log(f"seeding: the bench household and {args.filler_accounts} filler accounts")
-        seeded = seed(filler_accounts=args.filler_accounts, now=timezone.now())
+        seeded = seed(filler_accounts=args.filler_accounts, as_of=timezone.now())
         notes.append(
             f"data: {seeded.hourly_rows:,} hourly and {seeded.daily_rows:,} daily rollup rows "
             f"({1 + args.filler_accounts} accounts x 2 service points x a year), "

@@ -310,7 +310,7 @@ def _charge_days(
                         account, amount * 100, morning, actor, tag=str(days_before)
                     )
         run = prepaid_charge_day(
-            day=day - dt.timedelta(days=1), time_zone=str(zone), actor=actor, now=morning
+            day=day - dt.timedelta(days=1), time_zone=str(zone), actor=actor, as_of=morning
         )
         result.charges += run.charged
         day += dt.timedelta(days=1)
@@ -331,21 +331,21 @@ def _bills(*, first_day: dt.date, today: dt.date, zone: zoneinfo.ZoneInfo, actor
         issued = dt.datetime.combine(following + dt.timedelta(days=1), dt.time(9), zone)
         if BillRun.objects.filter(period_start=period_start).exists():
             continue
-        run = bill_run_execute(period_start=period_start, actor=actor, now=issued)
+        run = bill_run_execute(period_start=period_start, actor=actor, as_of=issued)
         made += run.bills
         if period_start == months[-1]:
             paid_at = issued + dt.timedelta(days=6)
             for bill in Bill.objects.filter(
                 run=run, status=Bill.Status.ISSUED, credit_note_for__isnull=True
             ):
-                bill_mark_paid(bill=bill, actor=actor, now=paid_at)
+                bill_mark_paid(bill=bill, actor=actor, as_of=paid_at)
     return made
 
 
 def _demo_topup(account: Account, amount: int, when: dt.datetime, actor: Actor, *, tag: str) -> int:
     key = f"demo:{account.number}:{tag}"
     topup, new = topup_create(
-        account=account, amount=amount, idempotency_key=key, actor=actor, now=when
+        account=account, amount=amount, idempotency_key=key, actor=actor, as_of=when
     )
     if topup.entry_id is not None:
         return 0
@@ -355,6 +355,6 @@ def _demo_topup(account: Account, amount: int, when: dt.datetime, actor: Actor, 
         amount=amount,
         currency=topup.currency,
         actor=actor,
-        now=when + dt.timedelta(minutes=2),
+        as_of=when + dt.timedelta(minutes=2),
     )
     return 1 if new else 0

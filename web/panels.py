@@ -135,7 +135,7 @@ def _span_label(span: ComparedSpan, *, with_year: bool) -> str:
 def usage_panel(account: Account, scopes: frozenset[str], as_of: dt.datetime) -> Panel | None:
     if "meters:read" not in scopes:
         return None
-    comparison = month_comparison(account_id=account.pk, now=as_of, time_zone=account.time_zone)
+    comparison = month_comparison(account_id=account.pk, as_of=as_of, time_zone=account.time_zone)
     rows: list[dict[str, Any]] = []
     for row in comparison.rows:
         unit, divisor = display_unit(

@@ -250,7 +250,7 @@ class BillAdmin(ReadOnlyModelAdmin):
         done = 0
         for bill in queryset:
             try:
-                bill_mark_paid(bill=bill, actor=actor, now=now)
+                bill_mark_paid(bill=bill, actor=actor, as_of=now)
                 done += 1
             except DomainError as error:
                 messages.error(request, f"{bill}: {error.message}")
@@ -266,7 +266,7 @@ class BillAdmin(ReadOnlyModelAdmin):
             for bill in queryset:
                 try:
                     note = bill_void(
-                        bill=bill, reason=form.cleaned_data["reason"], actor=actor, now=now
+                        bill=bill, reason=form.cleaned_data["reason"], actor=actor, as_of=now
                     )
                     messages.success(
                         request,

@@ -126,7 +126,7 @@ class WalletAdmin(ServiceModelAdmin):
                     reason=form.cleaned_data["reason"],
                     idempotency_key=f"admin:{form.cleaned_data['idempotency_key']}",
                     actor=self.actor(request),
-                    now=timezone.now(),
+                    as_of=timezone.now(),
                 )
             except LedgerError as error:
                 form.add_error(None, str(error))

@@ -106,7 +106,7 @@ class TopUpAdmin(ReadOnlyModelAdmin):
                     reason=form.cleaned_data["reason"],
                     idempotency_key=form.cleaned_data["idempotency_key"],
                     actor=UserActor.from_request(request),
-                    now=timezone.now(),
+                    as_of=timezone.now(),
                 )
             except TopUpError as error:
                 form.add_error(None, str(error.message))

@@ -99,7 +99,7 @@ class PaymentProvider(abc.ABC):
         account_reference: uuid.UUID,
         amount: int,
         currency: str,
-        now: dt.datetime,
+        as_of: dt.datetime,
     ) -> Checkout:
         """Start the payment of a top-up and return where the resident pays.
 
@@ -132,7 +132,7 @@ class PaymentProvider(abc.ABC):
         """Read the provider's event id from a raw body (before verification), if any."""
 
     @abc.abstractmethod
-    def webhook_verify(self, *, body: bytes, headers: Mapping[str, str], now: dt.datetime) -> str:
+    def webhook_verify(self, *, body: bytes, headers: Mapping[str, str], as_of: dt.datetime) -> str:
         """Check the webhook's signature; return the signature header as received.
 
         :raises SignatureInvalid: when it is missing, wrong or stale.

@@ -75,7 +75,7 @@ class SandboxProvider(PaymentProvider):
         account_reference: uuid.UUID,
         amount: int,
         currency: str,
-        now: dt.datetime,
+        as_of: dt.datetime,
     ) -> Checkout:
         record = self._record(reference)
         if record is None:
@@ -141,7 +141,7 @@ class SandboxProvider(PaymentProvider):
         event_id = event.get("id") if isinstance(event, dict) else None
         return event_id if isinstance(event_id, str) and 0 < len(event_id) <= 120 else None
 
-    def webhook_verify(self, *, body: bytes, headers: Mapping[str, str], now: dt.datetime) -> str:
+    def webhook_verify(self, *, body: bytes, headers: Mapping[str, str], as_of: dt.datetime) -> str:
         header = headers.get(SIGNATURE_HEADER, "")
         if not header:
             raise SignatureInvalid("missing signature")
@@ -155,7 +155,7 @@ class SandboxProvider(PaymentProvider):
         presented = parts.get("v1", "")
         if not hmac.compare_digest(presented, self._sign(body, timestamp)):
             raise SignatureInvalid("bad signature")
-        if abs(now.timestamp() - timestamp) > TOLERANCE.total_seconds():
+        if abs(as_of.timestamp() - timestamp) > TOLERANCE.total_seconds():
             raise SignatureInvalid("stale signature")
         return header[:300]
 
@@ -181,7 +181,7 @@ class SandboxProvider(PaymentProvider):
     # --- The provider's side: the checkout page's outcome and its webhook ---------------------
 
     def checkout_complete(
-        self, *, reference: uuid.UUID, paid: bool, now: dt.datetime
+        self, *, reference: uuid.UUID, paid: bool, as_of: dt.datetime
     ) -> tuple[bytes, dict[str, str]]:
         """Record the resident's choice on the checkout page; return the signed webhook.
 
@@ -196,10 +196,10 @@ class SandboxProvider(PaymentProvider):
         if record["state"] == PaymentState.PENDING.value:
             record["state"] = (PaymentState.PAID if paid else PaymentState.FAILED).value
             self._save(reference, record)
-        return self.webhook_for(reference=reference, now=now)
+        return self.webhook_for(reference=reference, as_of=as_of)
 
     def webhook_for(
-        self, *, reference: uuid.UUID, now: dt.datetime
+        self, *, reference: uuid.UUID, as_of: dt.datetime
     ) -> tuple[bytes, dict[str, str]]:
         """Build the signed webhook of a decided checkout (as a redelivery would send it)."""
         record = self._record(reference)
@@ -210,7 +210,7 @@ class SandboxProvider(PaymentProvider):
         event = {
             "id": f"evt_{record['payment'].removeprefix('sbx_')}_{'paid' if paid else 'failed'}",
             "type": event_type,
-            "created": int(now.timestamp()),
+            "created": int(as_of.timestamp()),
             "data": {
                 "payment": record["payment"],
                 "reference": str(reference),
@@ -219,11 +219,11 @@ class SandboxProvider(PaymentProvider):
             },
         }
         body = json.dumps(event, separators=(",", ":")).encode()
-        return body, self.signed_headers(body=body, now=now)
+        return body, self.signed_headers(body=body, as_of=as_of)
 
-    def signed_headers(self, *, body: bytes, now: dt.datetime) -> dict[str, str]:
+    def signed_headers(self, *, body: bytes, as_of: dt.datetime) -> dict[str, str]:
         """The headers the sandbox sends with `body` at `now`."""
-        timestamp = int(now.timestamp())
+        timestamp = int(as_of.timestamp())
         return {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: f"t={timestamp},v1={self._sign(body, timestamp)}",

@@ -350,7 +350,7 @@ def _insert_drafts(
     period_start: dt.date,
     period_end: dt.date,
     run_id: int | None,
-    now: dt.datetime,
+    as_of: dt.datetime,
 ) -> list[tuple[int, _BillDraft]]:
     """Insert draft bills and their lines; accounts already billed for the period are left
     out (ON CONFLICT) and nothing is written for them. Return (bill id, draft) of new ones."""
@@ -373,7 +373,7 @@ def _insert_drafts(
                 run_id,
                 period_start,
                 period_end,
-                now,
+                as_of,
                 [d.account.pk for d in drafts],
                 [d.account.organisation_id for d in drafts],
                 [d.account.currency for d in drafts],

@@ -31,7 +31,7 @@ from meters.models import ServicePoint
 
 
 def _mark_issued(
-    bills: Sequence[_ToNumber], *, now: dt.datetime, due: dt.datetime | None
+    bills: Sequence[_ToNumber], *, as_of: dt.datetime, due: dt.datetime | None
 ) -> dict[int, str]:
     """Number draft bills in id order and make them issued; return their printed numbers.
 
@@ -42,7 +42,7 @@ def _mark_issued(
     printed: dict[int, str] = {}
     sequence_numbers, references = [], []
     for bill, (prefix, sequence_number) in zip(ordered, taken, strict=True):
-        year = now.astimezone(zoneinfo.ZoneInfo(bill.time_zone)).year
+        year = as_of.astimezone(zoneinfo.ZoneInfo(bill.time_zone)).year
         number = bill_number_format(prefix=prefix, year=year, sequence_number=sequence_number)
         printed[bill.bill_id] = number
         sequence_numbers.append(sequence_number)
@@ -58,7 +58,7 @@ def _mark_issued(
             WHERE b.id = v.id AND b.status = 'draft'
             """,
             [
-                now,
+                as_of,
                 due,
                 [b.bill_id for b in ordered],
                 sequence_numbers,
@@ -117,7 +117,7 @@ def _issue_postings(
 
 
 def _post_issues(
-    issued: Sequence[tuple[int, str, _BillDraft]], *, now: dt.datetime, actor_label: str
+    issued: Sequence[tuple[int, str, _BillDraft]], *, as_of: dt.datetime, actor_label: str
 ) -> None:
     """One BILL journal entry per issued bill (id, number, draft), set-wise."""
     by_currency: dict[str, list[int]] = defaultdict(list)
@@ -149,8 +149,8 @@ def _post_issues(
             """,
             [
                 JournalEntry.Kind.BILL,
-                now.date(),
-                now,
+                as_of.date(),
+                as_of,
                 actor_label[:254],
                 [draft.account.pk for _, _, draft, _ in entries],
                 [draft.account.currency for _, _, draft, _ in entries],
@@ -181,8 +181,8 @@ def _issue_key(bill_id: int) -> str:
     return f"bill:{bill_id}:issue"
 
 
-def _due(now: dt.datetime) -> dt.datetime:
-    return now + dt.timedelta(days=settings.BILLING_DUE_DAYS)
+def _due(as_of: dt.datetime) -> dt.datetime:
+    return as_of + dt.timedelta(days=settings.BILLING_DUE_DAYS)
 
 
 def _draft_of(bill: Bill) -> _BillDraft:

@@ -67,7 +67,7 @@ def bill_run_execute(
     *,
     period_start: dt.date,
     actor: Actor,
-    now: dt.datetime,
+    as_of: dt.datetime,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> BillRun:
     """Bill and issue every postpaid account for the month starting `period_start`.
@@ -84,7 +84,7 @@ def bill_run_execute(
             "INSERT INTO billing_billrun (period_start, period_end, status, bills, skipped, "
             "error, started_at, created_by_label) VALUES (%s, %s, %s, 0, 0, '', %s, %s) "
             "ON CONFLICT (period_start) DO NOTHING",
-            [period_start, period_end, BillRun.Status.RUNNING, now, actor.label[:254]],
+            [period_start, period_end, BillRun.Status.RUNNING, as_of, actor.label[:254]],
         )
     run = BillRun.objects.get(period_start=period_start)
     if run.status == BillRun.Status.DONE:
@@ -109,7 +109,7 @@ def bill_run_execute(
                         accounts=accounts[i : i + chunk_size],
                         zone_name=zone_name,
                         period_end=period_end,
-                        now=now,
+                        as_of=as_of,
                         actor=actor,
                     )
                 )
@@ -129,7 +129,7 @@ def bill_run_execute(
             .count()
         )
         run.status = BillRun.Status.DONE
-        run.finished_at = now
+        run.finished_at = as_of
         run.error = "\n".join(f"account {acc}: {msg}" for acc, msg in problems.items())[:2000]
         run.save(update_fields=["bills", "skipped", "status", "finished_at", "error"])
         audit_record(
@@ -147,7 +147,7 @@ def _run_chunk(
     accounts: Sequence[_AccountRow],
     zone_name: str,
     period_end: dt.date,
-    now: dt.datetime,
+    as_of: dt.datetime,
     actor: Actor,
 ) -> dict[int, str]:
     with transaction.atomic():
@@ -155,7 +155,7 @@ def _run_chunk(
         BillRun.objects.select_for_update().filter(pk=run.pk).first()
         drafts, problems = _price_chunk(accounts, run.period_start, period_end, zone_name)
         created = _insert_drafts(
-            drafts, period_start=run.period_start, period_end=period_end, run_id=run.pk, now=now
+            drafts, period_start=run.period_start, period_end=period_end, run_id=run.pk, as_of=as_of
         )
         if created:
             numbers = _mark_issued(
@@ -163,12 +163,12 @@ def _run_chunk(
                     _ToNumber(bill_id, d.account.organisation_id, d.account.number, zone_name)
                     for bill_id, d in created
                 ],
-                now=now,
-                due=_due(now),
+                as_of=as_of,
+                due=_due(as_of),
             )
             _post_issues(
                 [(bill_id, numbers[bill_id], d) for bill_id, d in created],
-                now=now,
+                as_of=as_of,
                 actor_label=actor.label,
             )
     return problems
@@ -183,7 +183,7 @@ def bill_create(
     account: Account,
     period_start: dt.date,
     actor: Actor,
-    now: dt.datetime,
+    as_of: dt.datetime,
     adjustments: Sequence[tuple[str, int]] = (),
 ) -> Bill:
     """Draft the bill of one postpaid account for one month, outside a run.
@@ -225,7 +225,7 @@ def bill_create(
         )
     draft.lines.extend(tax_lines)
     created = _insert_drafts(
-        [draft], period_start=period_start, period_end=period_end, run_id=None, now=now
+        [draft], period_start=period_start, period_end=period_end, run_id=None, as_of=as_of
     )
     if not created:
         raise BillError(_("The account already has a bill for this month."))
@@ -249,7 +249,7 @@ def _locked(bill: Bill) -> Bill:
 
 
 @transaction.atomic
-def bill_issue(*, bill: Bill, actor: Actor, now: dt.datetime) -> Bill:
+def bill_issue(*, bill: Bill, actor: Actor, as_of: dt.datetime) -> Bill:
     """Give a draft bill the next number of its organisation, post it and make it issued.
 
     :raises BillError: when the bill is not a draft.
@@ -257,8 +257,10 @@ def bill_issue(*, bill: Bill, actor: Actor, now: dt.datetime) -> Bill:
     bill = _locked(bill)
     if bill.status != Bill.Status.DRAFT:
         raise BillError(_("Only a draft bill can be issued."))
-    numbers = _mark_issued([_to_number(bill)], now=now, due=_due(now))
-    _post_issues([(bill.pk, numbers[bill.pk], _draft_of(bill))], now=now, actor_label=actor.label)
+    numbers = _mark_issued([_to_number(bill)], as_of=as_of, due=_due(as_of))
+    _post_issues(
+        [(bill.pk, numbers[bill.pk], _draft_of(bill))], as_of=as_of, actor_label=actor.label
+    )
     bill.refresh_from_db()
     audit_record(
         actor=actor,
@@ -276,7 +278,7 @@ def bill_issue(*, bill: Bill, actor: Actor, now: dt.datetime) -> Bill:
 
 @transaction.atomic
 def bill_mark_paid(
-    *, bill: Bill, actor: Actor, now: dt.datetime, paid_at: dt.datetime | None = None
+    *, bill: Bill, actor: Actor, as_of: dt.datetime, paid_at: dt.datetime | None = None
 ) -> Bill:
     """Record that an issued bill was paid in full: clearing debited, receivable credited.
 
@@ -286,7 +288,7 @@ def bill_mark_paid(
     if bill.status != Bill.Status.ISSUED or bill.credit_note_for_id is not None:
         raise BillError(_("Only an issued bill can be marked paid."))
     bill.status = Bill.Status.PAID
-    bill.paid_at = paid_at or now
+    bill.paid_at = paid_at or as_of
     bill.save(update_fields=["status", "paid_at"])
     if bill.total:
         receivable = _receivables([bill.account_id], bill.currency)[bill.account_id]
@@ -301,7 +303,7 @@ def bill_mark_paid(
             postings=[(clearing.pk, bill.total), (receivable, -bill.total)],
             effective_date=bill.paid_at.date(),
             created_by_label=actor.label,
-            now=now,
+            as_of=as_of,
             account_id=bill.account_id,
         )
     audit_record(
@@ -315,7 +317,7 @@ def bill_mark_paid(
 
 
 @transaction.atomic
-def bill_void(*, bill: Bill, reason: str, actor: Actor, now: dt.datetime) -> Bill:
+def bill_void(*, bill: Bill, reason: str, actor: Actor, as_of: dt.datetime) -> Bill:
     """Void an issued or paid bill: keep it, issue a credit note with its lines negated, and
     reverse its ledger entry. Return the credit note.
 
@@ -340,7 +342,7 @@ def bill_void(*, bill: Bill, reason: str, actor: Actor, now: dt.datetime) -> Bil
         total=-bill.total,
         has_estimates=bill.has_estimates,
         credit_note_for=bill,
-        created_at=now,
+        created_at=as_of,
     )
     BillLine.objects.bulk_create(
         BillLine(
@@ -359,7 +361,7 @@ def bill_void(*, bill: Bill, reason: str, actor: Actor, now: dt.datetime) -> Bil
         for line in bill.lines.all()
     )
     # A credit note is settled against the receivable at once: nothing falls due.
-    _mark_issued([_to_number(note)], now=now, due=None)
+    _mark_issued([_to_number(note)], as_of=as_of, due=None)
     issue_entry = JournalEntry.objects.filter(idempotency_key=_issue_key(bill.pk)).first()
     if issue_entry is not None:
         journal_post(
@@ -368,14 +370,14 @@ def bill_void(*, bill: Bill, reason: str, actor: Actor, now: dt.datetime) -> Bil
             memo=f"void of bill {bill.number}: {reason}",
             idempotency_key=f"bill:{bill.pk}:void",
             postings=[(p.ledger_account_id, -p.amount) for p in issue_entry.postings.all()],
-            effective_date=now.date(),
+            effective_date=as_of.date(),
             created_by_label=actor.label,
-            now=now,
+            as_of=as_of,
             account_id=bill.account_id,
             reverses_id=issue_entry.pk,
         )
     bill.status = Bill.Status.VOID
-    bill.voided_at = now
+    bill.voided_at = as_of
     bill.void_reason = reason[:300]
     bill.save(update_fields=["status", "voided_at", "void_reason"])
     note.refresh_from_db()

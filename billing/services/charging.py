@@ -110,7 +110,7 @@ def prepaid_charge_day(
     day: dt.date,
     time_zone: str,
     actor: Actor,
-    now: dt.datetime,
+    as_of: dt.datetime,
     chunk: int | None = None,
     catch_up_since: dt.date | None = None,
 ) -> ChargeRun:
@@ -163,7 +163,7 @@ def prepaid_charge_day(
     for i in range(0, len(accounts), size):
         part = [t for a in accounts[i : i + size] for t in by_account[a]]
         _charge_chunk(
-            part, day=day, start=start, end=end, tz=time_zone, run=run, actor=actor, now=now
+            part, day=day, start=start, end=end, tz=time_zone, run=run, actor=actor, as_of=as_of
         )
     return run
 
@@ -177,7 +177,7 @@ def _charge_chunk(
     tz: str,
     run: ChargeRun,
     actor: Actor,
-    now: dt.datetime,
+    as_of: dt.datetime,
 ) -> None:
     account_ids = sorted({t.account_id for t in targets})
     usage = hourly_usage(account_ids=account_ids, start=start, end=end, time_zone=tz)
@@ -236,7 +236,7 @@ def _charge_chunk(
             ON CONFLICT (idempotency_key) DO NOTHING
             RETURNING idempotency_key, id
             """,
-            [day, now, actor.label[:254], json.dumps(entries)],
+            [day, as_of, actor.label[:254], json.dumps(entries)],
         )
         entry_ids = dict(cursor.fetchall())
         mine = [
@@ -269,7 +269,7 @@ def _charge_chunk(
             ON CONFLICT (account_id, service_point_id, day) DO NOTHING
             RETURNING total
             """,
-            [day, now, json.dumps(rows)],
+            [day, as_of, json.dumps(rows)],
         )
         charged = len(cursor.fetchall())
         run.charged += charged
@@ -392,12 +392,12 @@ def prepaid_charge_due(*, as_of: dt.datetime, actor: Actor) -> list[ChargeRun]:
                 day=yesterday - dt.timedelta(days=back),
                 time_zone=name,
                 actor=actor,
-                now=as_of,
+                as_of=as_of,
                 catch_up_since=since,
             )
             if run.charged or run.without_tariff:
                 runs.append(run)
-        runs.append(prepaid_charge_day(day=yesterday, time_zone=name, actor=actor, now=as_of))
+        runs.append(prepaid_charge_day(day=yesterday, time_zone=name, actor=actor, as_of=as_of))
     supply_disconnect_due(as_of=as_of, actor=actor)
     return runs
 
@@ -431,14 +431,14 @@ def prepaid_charge_run(*, as_of: dt.datetime, actor: Actor) -> PrepaidChargeRun:
         # commit, and the sweeper never sees the run without it while this session lives.
         _try_lock(run.pk)
     try:
-        _run_attempt(run, actor=actor, now=as_of)
+        _run_attempt(run, actor=actor, as_of=as_of)
     finally:
         _unlock(run.pk)
     return run
 
 
 def prepaid_charge_run_resume(
-    *, run_id: int, actor: Actor, now: dt.datetime
+    *, run_id: int, actor: Actor, as_of: dt.datetime
 ) -> PrepaidChargeRun | None:
     """Run the rest of a run whose worker died (its own `as_of` still says which days are
     due); None if another worker is running it.
@@ -459,17 +459,17 @@ def prepaid_charge_run_resume(
                 f"The charge run was started {run.attempts} times and never finished: the "
                 "worker running it stopped each time."
             )
-            run.finished_at = now
+            run.finished_at = as_of
             run.save(update_fields=["status", "error", "finished_at"])
             logger.error("prepaid charge run %s: %s", run.pk, run.error)
             return run
-        _run_attempt(run, actor=actor, now=now)
+        _run_attempt(run, actor=actor, as_of=as_of)
         return run
     finally:
         _unlock(run_id)
 
 
-def _run_attempt(run: PrepaidChargeRun, *, actor: Actor, now: dt.datetime) -> None:
+def _run_attempt(run: PrepaidChargeRun, *, actor: Actor, as_of: dt.datetime) -> None:
     """One attempt, counted before it starts (a worker killed in it has used it up); `now`
     is when it started."""
     run.attempts += 1
@@ -479,10 +479,10 @@ def _run_attempt(run: PrepaidChargeRun, *, actor: Actor, now: dt.datetime) -> No
     except Exception as error:
         run.status = PrepaidChargeRun.Status.FAILED
         run.error = f"{type(error).__name__}: {error}"
-        run.finished_at = now
+        run.finished_at = as_of
         run.save(update_fields=["status", "error", "finished_at"])
         raise
     run.charged += sum(day.charged for day in runs)
     run.status = PrepaidChargeRun.Status.DONE
-    run.finished_at = now
+    run.finished_at = as_of
     run.save(update_fields=["charged", "status", "finished_at"])

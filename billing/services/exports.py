@@ -103,12 +103,12 @@ HOUR = 3600
 
 @transaction.atomic
 def export_request(
-    *, account: Account, actor: Actor, now: dt.datetime, language: str = "en"
+    *, account: Account, actor: Actor, as_of: dt.datetime, language: str = "en"
 ) -> DataExport:
     """Queue an export of all of the account's data; return the open one if there is one."""
-    _expire(exports_expired_ids(now=now, account_id=account.pk))
+    _expire(exports_expired_ids(as_of=as_of, account_id=account.pk))
     existing = exports_open_for_account(account_id=account.pk) or export_recent_for_account(
-        account_id=account.pk, since=now - REUSE_WITHIN
+        account_id=account.pk, since=as_of - REUSE_WITHIN
     )
     if existing is not None:
         # Also the answer to a script asking again and again: one full copy an hour at most.
@@ -120,7 +120,7 @@ def export_request(
                 requested_by=actor.user if isinstance(actor, UserActor) else None,
                 requested_by_label=actor.label[:254],
                 language=language if language in dict(settings.LANGUAGES) else "en",
-                created_at=now,
+                created_at=as_of,
             )
     except IntegrityError:
         # Another request of the same account won the race: return its export.
@@ -208,7 +208,7 @@ class _Progress:
         self.saved = self.done
 
 
-def export_build(*, export_id: int, actor: Actor, now: dt.datetime) -> DataExport | None:
+def export_build(*, export_id: int, actor: Actor, as_of: dt.datetime) -> DataExport | None:
     """Build (or rebuild from nothing) a queued or running export; None if another worker
     holds it (or it does not exist).
 
@@ -231,7 +231,7 @@ def export_build(*, export_id: int, actor: Actor, now: dt.datetime) -> DataExpor
         DataExport.objects.filter(pk=export.pk).update(
             status=DataExport.Status.RUNNING,
             attempts=F("attempts") + 1,
-            started_at=Coalesce(F("started_at"), now),
+            started_at=Coalesce(F("started_at"), as_of),
             rows_done=0,
             rows_total=0,
             part="",
@@ -250,7 +250,7 @@ def export_build(*, export_id: int, actor: Actor, now: dt.datetime) -> DataExpor
         name = f"{export.public_id}.zip"
         try:
             with os.fdopen(handle, "wb") as raw, translation.override(export.language):
-                _write_zip(raw, export, progress, now)
+                _write_zip(raw, export, progress, as_of)
                 # On disk before it gets its name: after a power cut the name never points
                 # at a half-written file.
                 raw.flush()
@@ -346,8 +346,8 @@ def _months(first: dt.datetime, last: dt.datetime) -> Iterator[tuple[dt.datetime
 
 
 @contextlib.contextmanager
-def _member(archive: zipfile.ZipFile, name: str, now: dt.datetime) -> Iterator[IO[bytes]]:
-    info = zipfile.ZipInfo(name, date_time=now.astimezone(dt.UTC).timetuple()[:6])
+def _member(archive: zipfile.ZipFile, name: str, as_of: dt.datetime) -> Iterator[IO[bytes]]:
+    info = zipfile.ZipInfo(name, date_time=as_of.astimezone(dt.UTC).timetuple()[:6])
     info.compress_type = zipfile.ZIP_DEFLATED
     with archive.open(info, "w", force_zip64=True) as out:
         yield out
@@ -355,11 +355,11 @@ def _member(archive: zipfile.ZipFile, name: str, now: dt.datetime) -> Iterator[I
 
 @contextlib.contextmanager
 def _csv_member(
-    archive: zipfile.ZipFile, name: str, now: dt.datetime, header: tuple[str, ...]
+    archive: zipfile.ZipFile, name: str, as_of: dt.datetime, header: tuple[str, ...]
 ) -> Iterator[Callable[[Iterable[object]], object]]:
     """A CSV member of the ZIP; yields a function that writes one row, every cell through
     portal.lib.csvsafe (text that would start a formula is quoted, numbers stay numbers)."""
-    with _member(archive, name, now) as out:
+    with _member(archive, name, as_of) as out:
         text = io.TextIOWrapper(out, encoding="utf-8", newline="")
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(header)
@@ -368,7 +368,7 @@ def _csv_member(
         text.detach()
 
 
-def _write_zip(raw: IO[bytes], export: DataExport, progress: _Progress, now: dt.datetime) -> None:
+def _write_zip(raw: IO[bytes], export: DataExport, progress: _Progress, as_of: dt.datetime) -> None:
     account = export.account
     spans = export_reading_spans(account_id=account.pk)
     daily = export_daily_count(account_id=account.pk)
@@ -384,11 +384,11 @@ def _write_zip(raw: IO[bytes], export: DataExport, progress: _Progress, now: dt.
         + len(ledger)
     )
     with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        with _member(archive, "README.txt", now) as out:
-            out.write(_readme(export, now).encode())
+        with _member(archive, "README.txt", as_of) as out:
+            out.write(_readme(export, as_of).encode())
 
         progress.enter("readings.csv")
-        with _member(archive, "readings.csv", now) as out:
+        with _member(archive, "readings.csv", as_of) as out:
             out.write((",".join(READINGS_COLUMNS) + "\n").encode())
             for span in spans:
                 if span.first is None or span.last is None:
@@ -397,24 +397,24 @@ def _write_zip(raw: IO[bytes], export: DataExport, progress: _Progress, now: dt.
                     progress.add(export_readings_copy(span=span, start=start, end=end, out=out))
 
         progress.enter("consumption_daily.csv")
-        with _member(archive, "consumption_daily.csv", now) as out:
+        with _member(archive, "consumption_daily.csv", as_of) as out:
             out.write((",".join(DAILY_COLUMNS) + "\n").encode())
             progress.add(export_daily_copy(account_id=account.pk, out=out))
 
         progress.enter("consumption.xml")
-        with _member(archive, "consumption.xml", now) as out:
+        with _member(archive, "consumption.xml", as_of) as out:
             espi_write(
                 out,
                 feed_id=str(export.public_id),
                 title=_("Hourly consumption of account %(number)s") % {"number": account.number},
-                updated=now,
+                updated=as_of,
                 usage_points=_usage_points(account.pk, series, progress),
                 base_url=settings.PORTAL_BASE_URL.rstrip("/") + "/espi/1_1/resource",
                 customer=str(account.public_id),
             )
 
         progress.enter("bills.csv")
-        with _csv_member(archive, "bills.csv", now, BILLS_COLUMNS) as write:
+        with _csv_member(archive, "bills.csv", as_of, BILLS_COLUMNS) as write:
             for bill in bills:
                 rows = _bill_rows(bill)
                 for row in rows:
@@ -422,7 +422,7 @@ def _write_zip(raw: IO[bytes], export: DataExport, progress: _Progress, now: dt.
                 progress.add(len(rows))
 
         progress.enter("ledger.csv")
-        with _csv_member(archive, "ledger.csv", now, LEDGER_COLUMNS) as write:
+        with _csv_member(archive, "ledger.csv", as_of, LEDGER_COLUMNS) as write:
             for line in ledger:
                 write(
                     [
@@ -548,12 +548,12 @@ def _bill_rows(bill: Bill) -> list[list[object]]:
     ]
 
 
-def _readme(export: DataExport, now: dt.datetime) -> str:
+def _readme(export: DataExport, as_of: dt.datetime) -> str:
     account = export.account
     facts = {
         "number": account.number,
         "name": account.name,
-        "when": _iso(now),
+        "when": _iso(as_of),
         "zone": account.time_zone,
     }
     sections = [
@@ -641,11 +641,11 @@ def _expire(export_ids: list[int]) -> int:
 
 
 @transaction.atomic
-def exports_sweep(*, now: dt.datetime) -> tuple[int, int]:
+def exports_sweep(*, as_of: dt.datetime) -> tuple[int, int]:
     """Delete the files of expired exports, hand stalled ones to a worker again, and remove
     what killed workers left behind; return (expired, requeued)."""
-    expired = _expire(exports_expired_ids(now=now))
-    stalled = exports_stalled_ids(before=now - STALLED_AFTER)
+    expired = _expire(exports_expired_ids(as_of=as_of))
+    stalled = exports_stalled_ids(before=as_of - STALLED_AFTER)
     for export_id in stalled:
         transaction.on_commit(_enqueue(export_id))
     directory = Path(export_storage().location)

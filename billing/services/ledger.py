@@ -112,7 +112,7 @@ def journal_post(
     postings: Sequence[tuple[int, int]],
     effective_date: dt.date,
     created_by_label: str,
-    now: dt.datetime,
+    as_of: dt.datetime,
     account_id: int | None = None,
     reverses_id: int | None = None,
 ) -> tuple[JournalEntry, bool]:
@@ -144,7 +144,7 @@ def journal_post(
                 idempotency_key,
                 reverses_id,
                 effective_date,
-                now,
+                as_of,
                 created_by_label[:254],
             ],
         )
@@ -161,7 +161,7 @@ def journal_post(
 
 @transaction.atomic
 def journal_reverse(
-    *, entry: JournalEntry, reason: str, actor: Actor, now: dt.datetime
+    *, entry: JournalEntry, reason: str, actor: Actor, as_of: dt.datetime
 ) -> JournalEntry:
     """Post the mirror image of `entry` (each posting negated); an entry is reversed once.
 
@@ -180,9 +180,9 @@ def journal_reverse(
         memo=f"reversal of #{entry.pk}: {reason.strip()}",
         idempotency_key=f"reversal:{entry.pk}",
         postings=postings,
-        effective_date=now.date(),
+        effective_date=as_of.date(),
         created_by_label=actor.label,
-        now=now,
+        as_of=as_of,
         account_id=entry.account_id,
         reverses_id=entry.pk,
     )
@@ -204,7 +204,7 @@ def wallet_adjust(
     reason: str,
     idempotency_key: str,
     actor: Actor,
-    now: dt.datetime,
+    as_of: dt.datetime,
 ) -> JournalEntry:
     """Credit (positive `amount`) or debit (negative) a wallet by staff decision, with a reason.
 
@@ -222,9 +222,9 @@ def wallet_adjust(
         memo=reason.strip(),
         idempotency_key=f"adjustment:{idempotency_key}",
         postings=[(wallet.ledger_account_id, -amount), (adjustments.pk, amount)],
-        effective_date=now.date(),
+        effective_date=as_of.date(),
         created_by_label=actor.label,
-        now=now,
+        as_of=as_of,
         account_id=account.pk,
     )
     if new:

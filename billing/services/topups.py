@@ -98,8 +98,8 @@ class PaymentMismatch(TopUpError):
     """A provider reports a payment that does not match the top-up (amount, currency, id)."""
 
 
-def _local_day(account: Account, now: dt.datetime) -> dt.date:
-    return now.astimezone(zoneinfo.ZoneInfo(account.time_zone)).date()
+def _local_day(account: Account, as_of: dt.datetime) -> dt.date:
+    return as_of.astimezone(zoneinfo.ZoneInfo(account.time_zone)).date()
 
 
 def _clearing(provider: str, currency: str) -> LedgerAccount:
@@ -113,7 +113,7 @@ def topup_create(
     amount: int,
     idempotency_key: str,
     actor: Actor,
-    now: dt.datetime,
+    as_of: dt.datetime,
     provider: str | None = None,
 ) -> tuple[TopUp, bool]:
     """Create a top-up of `amount` minor units; return it and whether it is new.
@@ -149,8 +149,8 @@ def topup_create(
                     provider=provider or settings.PAYMENT_PROVIDER,
                     idempotency_key=key,
                     created_by_id=actor.user_id,
-                    created_at=now,
-                    updated_at=now,
+                    created_at=as_of,
+                    updated_at=as_of,
                 )
         except IntegrityError:  # the same key, committed meanwhile by a concurrent request
             existing = TopUp.objects.get(account=account, idempotency_key=key)
@@ -179,7 +179,7 @@ def _transition(
     to: str,
     event: AuditEvent,
     actor: Actor,
-    now: dt.datetime,
+    as_of: dt.datetime,
     reason: str = "",
     provider_ref: str = "",
 ) -> TopUp | None:
@@ -197,7 +197,7 @@ def _transition(
         topup.error = reason[:300]
         if provider_ref:
             topup.provider_ref = provider_ref
-        topup.updated_at = now
+        topup.updated_at = as_of
         topup.save(update_fields=["status", "error", "provider_ref", "updated_at"])
         audit_record(
             actor=actor,
@@ -216,7 +216,7 @@ def _transition(
 
 
 def topup_checkout_start(
-    *, topup: TopUp, actor: Actor, now: dt.datetime, provider: PaymentProvider | None = None
+    *, topup: TopUp, actor: Actor, as_of: dt.datetime, provider: PaymentProvider | None = None
 ) -> tuple[TopUp, str | None]:
     """Ask the provider to start the payment of a created top-up; return the top-up and the
     page where the resident pays (None when there is nothing to pay now).
@@ -244,7 +244,7 @@ def topup_checkout_start(
             account_reference=_account_ref(topup),
             amount=topup.amount,
             currency=topup.currency,
-            now=now,
+            as_of=as_of,
         )
     except ProviderError as error:
         # A timeout may have reached the provider: unknown until reconciled, never failed.
@@ -255,7 +255,7 @@ def topup_checkout_start(
             to=TopUp.Status.UNKNOWN if timed_out else TopUp.Status.FAILED,
             event=AuditEvent.TOPUP_UNKNOWN if timed_out else AuditEvent.TOPUP_FAILED,
             actor=actor,
-            now=now,
+            as_of=as_of,
             reason=str(error),
         )
         return moved or TopUp.objects.get(pk=topup.pk), None
@@ -265,7 +265,7 @@ def topup_checkout_start(
         to=TopUp.Status.PENDING,
         event=AuditEvent.TOPUP_PENDING,
         actor=actor,
-        now=now,
+        as_of=as_of,
         provider_ref=checkout.provider_ref,
     )
     # A very fast provider may have settled it already; the page then shows the outcome.
@@ -284,7 +284,7 @@ def topup_settle_paid(
     amount: int,
     currency: str,
     actor: Actor,
-    now: dt.datetime,
+    as_of: dt.datetime,
 ) -> bool:
     """Credit the wallet with a paid top-up, exactly once; return whether it credited now.
 
@@ -319,9 +319,9 @@ def topup_settle_paid(
         memo=f"top-up {topup.public_id} via {topup.provider} {provider_ref}".strip(),
         idempotency_key=f"topup:{topup.pk}",
         postings=[(wallet.ledger_account_id, -amount), (clearing.pk, amount)],
-        effective_date=_local_day(topup.account, now),
+        effective_date=_local_day(topup.account, as_of),
         created_by_label=actor.label,
-        now=now,
+        as_of=as_of,
         account_id=topup.account_id,
     )
     before = topup.status
@@ -329,7 +329,7 @@ def topup_settle_paid(
     topup.status = TopUp.Status.SUCCEEDED
     topup.provider_ref = provider_ref or topup.provider_ref
     topup.error = ""
-    topup.updated_at = now
+    topup.updated_at = as_of
     topup.save(update_fields=["entry", "status", "provider_ref", "error", "updated_at"])
     # The posting locked the wallet row, so whether it is disconnected cannot change now.
     # Only a disconnected wallet goes through the reconnection check, which locks the wallet
@@ -338,7 +338,7 @@ def topup_settle_paid(
     # COMMIT after the audit chain's lock is held, and so can deadlock; it is taken before
     # our audit entry, and only when there is something to reconnect.
     if Wallet.objects.filter(pk=wallet.pk, disconnected_at__isnull=False).exists():
-        supply_reconnect_if_restored(wallet_id=wallet.pk, actor=actor, as_of=now)
+        supply_reconnect_if_restored(wallet_id=wallet.pk, actor=actor, as_of=as_of)
     audit_record(
         actor=actor,
         event=AuditEvent.TOPUP_SUCCEEDED,
@@ -356,7 +356,7 @@ def topup_settle_paid(
     return True
 
 
-def topup_settle_failed(*, topup_id: int, reason: str, actor: Actor, now: dt.datetime) -> bool:
+def topup_settle_failed(*, topup_id: int, reason: str, actor: Actor, as_of: dt.datetime) -> bool:
     """Mark an open top-up failed; return whether it changed (a paid one never does)."""
     moved = _transition(
         topup_id=topup_id,
@@ -364,7 +364,7 @@ def topup_settle_failed(*, topup_id: int, reason: str, actor: Actor, now: dt.dat
         to=TopUp.Status.FAILED,
         event=AuditEvent.TOPUP_FAILED,
         actor=actor,
-        now=now,
+        as_of=as_of,
         reason=reason,
     )
     return moved is not None
@@ -389,7 +389,7 @@ def _webhook_store(
     signature: str,
     verified: bool,
     error: str,
-    now: dt.datetime,
+    as_of: dt.datetime,
 ) -> int:
     """Keep the delivery (the first body, or a count of one more delivery); return the row id.
 
@@ -412,7 +412,7 @@ def _webhook_store(
                 body.decode("utf-8", errors="replace"),
                 signature[:300],
                 verified,
-                now,
+                as_of,
                 error[:300],
             ],
         )
@@ -421,10 +421,10 @@ def _webhook_store(
 
 
 def _webhook_reject(
-    *, provider: str, reason: str, body: bytes, address: str | None, now: dt.datetime
+    *, provider: str, reason: str, body: bytes, address: str | None, as_of: dt.datetime
 ) -> None:
     """Count a refused delivery in its hour's row: bounded by providers x reasons x hours."""
-    hour = now.replace(minute=0, second=0, microsecond=0)
+    hour = as_of.replace(minute=0, second=0, microsecond=0)
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -443,7 +443,7 @@ def _webhook_reject(
                 hashlib.sha256(body).hexdigest(),
                 len(body),
                 address,
-                now,
+                as_of,
             ],
         )
     logger.warning(
@@ -456,7 +456,7 @@ def webhook_receive(
     provider: PaymentProvider,
     body: bytes,
     headers: Mapping[str, str],
-    now: dt.datetime,
+    as_of: dt.datetime,
     address: str | None = None,
 ) -> WebhookOutcome:
     """Verify, store, deduplicate and process one webhook delivery of `provider`.
@@ -470,14 +470,16 @@ def webhook_receive(
     error = ""
     signature = ""
     try:
-        signature = provider.webhook_verify(body=body, headers=headers, now=now)
+        signature = provider.webhook_verify(body=body, headers=headers, as_of=as_of)
     except SignatureInvalid as refused:
         error = f"rejected: {refused.reason}"
     event_id = provider.webhook_event_id(body=body) if not error else None
     if event_id is None and not error:
         error = "rejected: no event id"
     if error or event_id is None:
-        _webhook_reject(provider=provider.name, reason=error, body=body, address=address, now=now)
+        _webhook_reject(
+            provider=provider.name, reason=error, body=body, address=address, as_of=as_of
+        )
         return WebhookOutcome(400, error)
     row_id = _webhook_store(
         provider=provider.name,
@@ -486,7 +488,7 @@ def webhook_receive(
         signature=signature,
         verified=True,
         error="",
-        now=now,
+        as_of=as_of,
     )
     with transaction.atomic():
         event = WebhookEvent.objects.select_for_update().get(pk=row_id)
@@ -505,13 +507,15 @@ def webhook_receive(
         event.event_type = payload.event_type[:64]
         try:
             with transaction.atomic():
-                result = _webhook_apply(provider=provider, payload=payload, actor=actor, now=now)
+                result = _webhook_apply(
+                    provider=provider, payload=payload, actor=actor, as_of=as_of
+                )
         except TopUpError as refused:
             event.error = str(refused.message)[:300]
             event.save(update_fields=["body", "signature", "verified", "event_type", "error"])
             return WebhookOutcome(200, f"error: {event.error}")
         event.error = ""
-        event.processed_at = now
+        event.processed_at = as_of
         event.save(
             update_fields=["body", "signature", "verified", "event_type", "error", "processed_at"]
         )
@@ -519,7 +523,7 @@ def webhook_receive(
 
 
 def _webhook_apply(
-    *, provider: PaymentProvider, payload: WebhookPayload, actor: Actor, now: dt.datetime
+    *, provider: PaymentProvider, payload: WebhookPayload, actor: Actor, as_of: dt.datetime
 ) -> str:
     if payload.state is None:
         return "ignored"
@@ -533,12 +537,12 @@ def _webhook_apply(
             amount=payload.amount if payload.amount is not None else -1,
             currency=payload.currency,
             actor=actor,
-            now=now,
+            as_of=as_of,
         )
         return "credited" if credited else "already credited"
     if payload.state == PaymentState.FAILED:
         failed = topup_settle_failed(
-            topup_id=topup.pk, reason="declined at the provider", actor=actor, now=now
+            topup_id=topup.pk, reason="declined at the provider", actor=actor, as_of=as_of
         )
         return "failed" if failed else "already settled"
     return "pending"
@@ -561,7 +565,7 @@ class ReconcileReport:
 def topups_reconcile(
     *,
     actor: Actor,
-    now: dt.datetime,
+    as_of: dt.datetime,
     provider_for: Callable[[str], PaymentProvider] = provider_get,
     limit: int = 200,
 ) -> ReconcileReport:
@@ -573,10 +577,13 @@ def topups_reconcile(
     TOPUP_EXPIRY. A provider that times out again leaves its top-ups as they are.
     """
     report = ReconcileReport()
-    for topup_id in topups_to_reconcile(as_of=now, limit=limit):
+    for topup_id in topups_to_reconcile(as_of=as_of, limit=limit):
         report.checked += 1
         result = _check(
-            topup=TopUp.objects.get(pk=topup_id), actor=actor, now=now, provider_for=provider_for
+            topup=TopUp.objects.get(pk=topup_id),
+            actor=actor,
+            as_of=as_of,
+            provider_for=provider_for,
         )
         if result == "credited":
             report.credited += 1
@@ -593,13 +600,13 @@ def topup_check(
     *,
     topup: TopUp,
     actor: Actor,
-    now: dt.datetime,
+    as_of: dt.datetime,
     provider_for: Callable[[str], PaymentProvider] = provider_get,
 ) -> TopUp:
     """Ask the provider now about one open top-up (the resident's "check again") and settle
     it as reconciliation would; a settled top-up is returned as it is."""
     if topup.status in _OPEN:
-        _check(topup=topup, actor=actor, now=now, provider_for=provider_for)
+        _check(topup=topup, actor=actor, as_of=as_of, provider_for=provider_for)
     return TopUp.objects.get(pk=topup.pk)
 
 
@@ -607,7 +614,7 @@ def _check(
     *,
     topup: TopUp,
     actor: Actor,
-    now: dt.datetime,
+    as_of: dt.datetime,
     provider_for: Callable[[str], PaymentProvider],
 ) -> str:
     """Settle one top-up from the provider's answer; return credited/failed/open/error."""
@@ -624,14 +631,14 @@ def _check(
                 amount=payment.amount if payment.amount is not None else -1,
                 currency=payment.currency,
                 actor=actor,
-                now=now,
+                as_of=as_of,
             )
         except PaymentMismatch:
             return "error"
         return "credited" if credited else "open"
     if payment.state == PaymentState.FAILED:
         failed = topup_settle_failed(
-            topup_id=topup.pk, reason="the provider reports it unpaid", actor=actor, now=now
+            topup_id=topup.pk, reason="the provider reports it unpaid", actor=actor, as_of=as_of
         )
         return "failed" if failed else "open"
     if payment.state == PaymentState.PENDING and topup.status == TopUp.Status.UNKNOWN:
@@ -641,12 +648,12 @@ def _check(
             to=TopUp.Status.PENDING,
             event=AuditEvent.TOPUP_PENDING,
             actor=actor,
-            now=now,
+            as_of=as_of,
             provider_ref=payment.provider_ref,
         )
-    elif payment.state == PaymentState.NOT_FOUND and now - topup.created_at > TOPUP_EXPIRY:
+    elif payment.state == PaymentState.NOT_FOUND and as_of - topup.created_at > TOPUP_EXPIRY:
         failed = topup_settle_failed(
-            topup_id=topup.pk, reason="the provider has no record of it", actor=actor, now=now
+            topup_id=topup.pk, reason="the provider has no record of it", actor=actor, as_of=as_of
         )
         return "failed" if failed else "open"
     return "open"
@@ -663,7 +670,7 @@ def topup_refund(
     reason: str,
     idempotency_key: str,
     actor: Actor,
-    now: dt.datetime,
+    as_of: dt.datetime,
     provider: PaymentProvider | None = None,
 ) -> JournalEntry:
     """Refund `amount` minor units of a paid top-up to the payer (staff, with a reason).
@@ -719,14 +726,14 @@ def topup_refund(
         memo=f"refund of top-up {locked.public_id}: {reason.strip()}",
         idempotency_key=key,
         postings=[(wallet.ledger_account_id, amount), (clearing.pk, -amount)],
-        effective_date=_local_day(locked.account, now),
+        effective_date=_local_day(locked.account, as_of),
         created_by_label=actor.label,
-        now=now,
+        as_of=as_of,
         account_id=locked.account_id,
     )
     if amount == left:
         locked.status = TopUp.Status.REFUNDED
-    locked.updated_at = now
+    locked.updated_at = as_of
     locked.save(update_fields=["status", "updated_at"])
     audit_record(
         actor=actor,

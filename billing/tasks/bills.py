@@ -19,7 +19,7 @@ def bill_run_task(*, period_start: str, **kwargs: object) -> int:
     run = bill_run_execute(
         period_start=dt.date.fromisoformat(period_start),
         actor=SystemActor("task:billing.bill_run"),
-        now=timezone.now(),
+        as_of=timezone.now(),
     )
     return run.bills
 
@@ -31,7 +31,7 @@ def bill_run_monthly_task(**kwargs: object) -> int:
     run = bill_run_execute(
         period_start=previous_month(now.date()),
         actor=SystemActor("task:billing.bill_run"),
-        now=now,
+        as_of=now,
     )
     return run.bills
 

@@ -28,7 +28,7 @@ def prepaid_charge_task(*, as_of: str | None = None, **kwargs: object) -> int:
 def prepaid_charge_resume_task(*, run_id: int, **kwargs: object) -> int:
     """Charge what a run whose worker died left (a duplicate delivery finds it locked or
     finished and does nothing)."""
-    run = prepaid_charge_run_resume(run_id=run_id, actor=ACTOR, now=timezone.now())
+    run = prepaid_charge_run_resume(run_id=run_id, actor=ACTOR, as_of=timezone.now())
     return run.charged if run is not None else 0
 
 

@@ -15,7 +15,7 @@ def export_build_task(*, export_id: int, **kwargs: object) -> str:
     export = export_build(
         export_id=export_id,
         actor=SystemActor("task:billing.export_build"),
-        now=timezone.now(),
+        as_of=timezone.now(),
     )
     return export.status if export is not None else "busy"
 
@@ -23,4 +23,4 @@ def export_build_task(*, export_id: int, **kwargs: object) -> str:
 @app.task(acks_late=True, reject_on_worker_lost=True)
 def exports_sweep_task(**kwargs: object) -> tuple[int, int]:
     """Beat: delete expired exports' files and hand stalled exports to a worker again."""
-    return exports_sweep(now=timezone.now())
+    return exports_sweep(as_of=timezone.now())

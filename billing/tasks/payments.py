@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 def topups_reconcile_task(**kwargs: object) -> dict[str, int]:
     """Settle top-ups whose outcome the provider has not told us (timeouts, lost webhooks)."""
     report = topups_reconcile(
-        actor=SystemActor("task:billing.topups_reconcile"), now=timezone.now()
+        actor=SystemActor("task:billing.topups_reconcile"), as_of=timezone.now()
     )
     return vars(report)
 

@@ -222,7 +222,7 @@ def _printable(message: str) -> str:
 
 def _batch_fail(batch: ImportBatch, *, actor: Actor, message: str, error_class: str = "") -> None:
     with transaction.atomic():
-        fail(batch, message, now=timezone.now(), error_class=error_class)
+        fail(batch, message, as_of=timezone.now(), error_class=error_class)
         audit_record(
             actor=actor,
             event=AuditEvent.IMPORT_BATCH_FAILED,
@@ -260,7 +260,7 @@ def _run_stages(batch: ImportBatch, *, actor: Actor, as_of: dt.datetime) -> None
         batch.save(update_fields=["stage"])
     if batch.stage == ImportBatch.Stage.FINISHING:
         with transaction.atomic():
-            new_events = finish(batch, now=timezone.now())
+            new_events = finish(batch, as_of=timezone.now())
             audit_record(
                 actor=actor,
                 event=AuditEvent.IMPORT_BATCH_FINISHED,
@@ -1034,7 +1034,7 @@ def _drop_temp_tables() -> None:
 # --- finishing ------------------------------------------------------------------------------
 
 
-def finish(batch: ImportBatch, *, now: dt.datetime) -> int:
+def finish(batch: ImportBatch, *, as_of: dt.datetime) -> int:
     """Store the batch's events and meter status; return how many events were new."""
     events = staging.event_table(batch.pk)
     stage = staging.stage_table(batch.pk)
@@ -1120,7 +1120,7 @@ def finish(batch: ImportBatch, *, now: dt.datetime) -> int:
                 ") contact GROUP BY meter_id) x "
                 "WHERE m.id = x.meter_id"
             ).format(s=stage, e=events),
-            {"now": now},
+            {"now": as_of},
         )
         staging.drop_tables(batch.pk)
         batch.status, batch.error = outcome(batch, events=int(events_sent))
@@ -1128,7 +1128,7 @@ def finish(batch: ImportBatch, *, now: dt.datetime) -> int:
         batch.next_attempt_at = None
         batch.stage = ImportBatch.Stage.NONE
         batch.progress = 100
-        batch.finished_at = now
+        batch.finished_at = as_of
         _save(
             batch,
             "stage",
@@ -1165,7 +1165,7 @@ def outcome(batch: ImportBatch, *, events: int) -> tuple[str, str]:
     return ImportBatch.Status.DONE, ""
 
 
-def fail(batch: ImportBatch, message: str, *, now: dt.datetime, error_class: str = "") -> None:
+def fail(batch: ImportBatch, message: str, *, as_of: dt.datetime, error_class: str = "") -> None:
     """Mark the batch failed with a message for people (and, for an unexpected error, the
     exception's class for operators); drop what it staged."""
     with transaction.atomic():
@@ -1180,5 +1180,5 @@ def fail(batch: ImportBatch, message: str, *, now: dt.datetime, error_class: str
         batch.error_class = error_class[:200]
         batch.next_attempt_at = None
         batch.stage = ImportBatch.Stage.NONE
-        batch.finished_at = now
+        batch.finished_at = as_of
         _save(batch, "status", "error", "error_class", "next_attempt_at", "stage", "finished_at")

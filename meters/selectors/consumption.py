@@ -178,7 +178,7 @@ class MonthComparisons:
     rows: list[MonthComparison]
 
 
-def month_comparison(*, account_id: int, now: dt.datetime, time_zone: str) -> MonthComparisons:
+def month_comparison(*, account_id: int, as_of: dt.datetime, time_zone: str) -> MonthComparisons:
     """Compare a month in progress like for like (see comparison_spans), per utility kind and
     direction, imports before exports, in one query.
 
@@ -186,7 +186,7 @@ def month_comparison(*, account_id: int, now: dt.datetime, time_zone: str) -> Mo
     hour counts when it began before the span's end, in the service point's time zone (the
     zone of its daily rollups), so this month's figure holds everything recorded so far.
     """
-    spans = comparison_spans(local_now=now.astimezone(zoneinfo.ZoneInfo(time_zone)))
+    spans = comparison_spans(local_now=as_of.astimezone(zoneinfo.ZoneInfo(time_zone)))
     # (position, span) of the spans that end within a day: their last day comes by the hour.
     partial = [(n, span) for n, span in enumerate(spans, 1) if span.until is not None]
     with connection.cursor() as cursor:

@@ -36,7 +36,7 @@ def batch_row_errors(*, batch: ImportBatch, limit: int = 100) -> list[ImportRowE
     return list(batch.row_errors.order_by("line", "pk")[:limit])
 
 
-def batches_needing_a_worker(*, queued_before: dt.datetime, now: dt.datetime) -> list[int]:
+def batches_needing_a_worker(*, queued_before: dt.datetime, as_of: dt.datetime) -> list[int]:
     """Return the batches that should be running but may have lost their worker, and those
     whose wait for their next attempt is over; the longest waiting first."""
     return list(
@@ -47,7 +47,7 @@ def batches_needing_a_worker(*, queued_before: dt.datetime, now: dt.datetime) ->
                 next_attempt_at__isnull=True,
                 created_at__lt=queued_before,
             )
-            | Q(status=ImportBatch.Status.QUEUED, next_attempt_at__lte=now)
+            | Q(status=ImportBatch.Status.QUEUED, next_attempt_at__lte=as_of)
         )
         .order_by(Coalesce("next_attempt_at", "created_at"))
         .values_list("id", flat=True)[:100]

@@ -121,7 +121,7 @@ def on_authenticator_added(
             user=user,
             authenticator=authenticator,
             actor=UserActor(user=user, context=_context(request)),
-            now=timezone.now(),
+            as_of=timezone.now(),
         )
 
 

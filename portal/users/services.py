@@ -159,7 +159,7 @@ def _token_hash(token: str) -> str:
 
 @transaction.atomic
 def staff_factor_hold(
-    *, user: User, authenticator: Authenticator, actor: Actor, now: dt.datetime
+    *, user: User, authenticator: Authenticator, actor: Actor, as_of: dt.datetime
 ) -> bool:
     """Hold a staff member's first second factor until it is confirmed by email; return
     whether it was held.
@@ -173,7 +173,7 @@ def staff_factor_hold(
         return False
     token = secrets.token_urlsafe(32)
     StaffFactorApproval.objects.create(
-        user=user, authenticator=authenticator, token_hash=_token_hash(token), created_at=now
+        user=user, authenticator=authenticator, token_hash=_token_hash(token), created_at=as_of
     )
     audit_record(
         actor=actor,
@@ -196,7 +196,7 @@ def staff_factor_hold(
 
 
 @transaction.atomic
-def staff_factor_confirm(*, token: str, user: User, actor: Actor, now: dt.datetime) -> None:
+def staff_factor_confirm(*, token: str, user: User, actor: Actor, as_of: dt.datetime) -> None:
     """Confirm a held staff factor from its emailed link, opened by its own user.
 
     :raises StaffFactorInvalid: for an unknown or used token, or another user's.
@@ -209,7 +209,7 @@ def staff_factor_confirm(*, token: str, user: User, actor: Actor, now: dt.dateti
     )
     if approval is None or approval.user_id != user.pk:
         raise StaffFactorInvalid(_("This confirmation link is not valid for you."))
-    approval.confirmed_at = now
+    approval.confirmed_at = as_of
     approval.save(update_fields=["confirmed_at"])
     audit_record(
         actor=actor,

@@ -32,7 +32,7 @@ class StaffFactorConfirmView(LoginRequiredMixin, TemplateResponseMixin, ContextM
         assert isinstance(user, User)  # noqa: S101 - LoginRequiredMixin
         try:
             staff_factor_confirm(
-                token=token, user=user, actor=UserActor.from_request(request), now=timezone.now()
+                token=token, user=user, actor=UserActor.from_request(request), as_of=timezone.now()
             )
         except StaffFactorInvalid as error:
             return self.render_to_response(

@@ -15,38 +15,38 @@ from tests.factories import SYSTEM
 def _draft(world: World) -> Bill:
     account, sp = postpaid(organisation=world.sub1)
     local_hours(account, sp, MARCH, 2)
-    return bills.bill_create(account=account, period_start=MARCH, actor=SYSTEM, now=NOW)
+    return bills.bill_create(account=account, period_start=MARCH, actor=SYSTEM, as_of=NOW)
 
 
 def _issued(world: World) -> Bill:
-    return bills.bill_issue(bill=_draft(world), actor=SYSTEM, now=NOW)
+    return bills.bill_issue(bill=_draft(world), actor=SYSTEM, as_of=NOW)
 
 
 def _create(world: World) -> Callable[[], object]:
     account, sp = postpaid()
     local_hours(account, sp, MARCH, 2)
-    return lambda: bills.bill_create(account=account, period_start=MARCH, actor=SYSTEM, now=NOW)
+    return lambda: bills.bill_create(account=account, period_start=MARCH, actor=SYSTEM, as_of=NOW)
 
 
 def _run(world: World) -> Callable[[], object]:
     account, sp = postpaid()
     local_hours(account, sp, MARCH, 2)
-    return lambda: bills.bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    return lambda: bills.bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW)
 
 
 def _issue(world: World) -> Callable[[], object]:
     bill = _draft(world)
-    return lambda: bills.bill_issue(bill=bill, actor=SYSTEM, now=NOW)
+    return lambda: bills.bill_issue(bill=bill, actor=SYSTEM, as_of=NOW)
 
 
 def _pay(world: World) -> Callable[[], object]:
     bill = _issued(world)
-    return lambda: bills.bill_mark_paid(bill=bill, actor=SYSTEM, now=NOW)
+    return lambda: bills.bill_mark_paid(bill=bill, actor=SYSTEM, as_of=NOW)
 
 
 def _void(world: World) -> Callable[[], object]:
     bill = _issued(world)
-    return lambda: bills.bill_void(bill=bill, reason="misread", actor=SYSTEM, now=NOW)
+    return lambda: bills.bill_void(bill=bill, reason="misread", actor=SYSTEM, as_of=NOW)
 
 
 def _pdf_download(world: World) -> Callable[[], object]:

@@ -13,17 +13,19 @@ from tests.factories import SYSTEM
 
 
 def _request(world: World) -> Callable[[], object]:
-    return lambda: exports.export_request(account=world.account_a, actor=SYSTEM, now=timezone.now())
+    return lambda: exports.export_request(
+        account=world.account_a, actor=SYSTEM, as_of=timezone.now()
+    )
 
 
 def _build(world: World) -> Callable[[], object]:
-    export = exports.export_request(account=world.account_a, actor=SYSTEM, now=timezone.now())
-    return lambda: exports.export_build(export_id=export.pk, actor=SYSTEM, now=timezone.now())
+    export = exports.export_request(account=world.account_a, actor=SYSTEM, as_of=timezone.now())
+    return lambda: exports.export_build(export_id=export.pk, actor=SYSTEM, as_of=timezone.now())
 
 
 def _download(world: World) -> Callable[[], object]:
-    export = exports.export_request(account=world.account_a, actor=SYSTEM, now=timezone.now())
-    built = exports.export_build(export_id=export.pk, actor=SYSTEM, now=timezone.now())
+    export = exports.export_request(account=world.account_a, actor=SYSTEM, as_of=timezone.now())
+    built = exports.export_build(export_id=export.pk, actor=SYSTEM, as_of=timezone.now())
     assert built is not None
     return lambda: exports.export_download_record(export=built, actor=SYSTEM)
 

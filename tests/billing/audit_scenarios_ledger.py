@@ -32,7 +32,7 @@ def _funded(world: World) -> Any:
             postings=[(wallet.ledger_account_id, -100), (clearing.pk, 100)],
             effective_date=NOW.date(),
             created_by_label="t",
-            now=NOW,
+            as_of=NOW,
             account_id=wallet.account_id,
         )
     return entry
@@ -45,13 +45,13 @@ def _update(world: World) -> Callable[[], object]:
 
 def _reverse(world: World) -> Callable[[], object]:
     entry = _funded(world)
-    return lambda: ledger.journal_reverse(entry=entry, reason="t", actor=SYSTEM, now=NOW)
+    return lambda: ledger.journal_reverse(entry=entry, reason="t", actor=SYSTEM, as_of=NOW)
 
 
 def _adjust(world: World) -> Callable[[], object]:
     wallet = _wallet(world)
     return lambda: ledger.wallet_adjust(
-        wallet=wallet, amount=5, reason="t", idempotency_key="t", actor=SYSTEM, now=NOW
+        wallet=wallet, amount=5, reason="t", idempotency_key="t", actor=SYSTEM, as_of=NOW
     )
 
 

@@ -57,14 +57,14 @@ def _charge(world: World) -> Callable[[], object]:
     account, sp, _ = supplied(world.account_a)
     hours(account, sp, dt.datetime(2026, 5, 2, 16, tzinfo=dt.UTC), [1000] * 24)
     return lambda: charging.prepaid_charge_day(
-        day=dt.date(2026, 5, 3), time_zone="Asia/Taipei", actor=SYSTEM, now=NOW
+        day=dt.date(2026, 5, 3), time_zone="Asia/Taipei", actor=SYSTEM, as_of=NOW
     )
 
 
 def _overdrawn(world: World) -> int:
     _, _, wallet = supplied(world.account_a)
     wallet_adjust(
-        wallet=wallet, amount=-100, reason="t", idempotency_key="t", actor=SYSTEM, now=NOW
+        wallet=wallet, amount=-100, reason="t", idempotency_key="t", actor=SYSTEM, as_of=NOW
     )
     return wallet.pk
 
@@ -80,7 +80,9 @@ def _reconnect(world: World) -> Callable[[], object]:
     from billing.models import Wallet
 
     wallet = Wallet.objects.get(pk=wallet_id)
-    wallet_adjust(wallet=wallet, amount=500, reason="t", idempotency_key="u", actor=SYSTEM, now=NOW)
+    wallet_adjust(
+        wallet=wallet, amount=500, reason="t", idempotency_key="u", actor=SYSTEM, as_of=NOW
+    )
     return lambda: supply.supply_reconnect_if_restored(wallet_id=wallet_id, actor=SYSTEM, as_of=NOW)
 
 

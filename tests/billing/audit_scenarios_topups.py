@@ -25,14 +25,14 @@ def _created(world: World, amount: int = 500) -> TopUp:
         amount=amount,
         idempotency_key="scenario",
         actor=SYSTEM,
-        now=timezone.now(),
+        as_of=timezone.now(),
     )
     return topup
 
 
 def _pending(world: World) -> TopUp:
     topup, _url = topups.topup_checkout_start(
-        topup=_created(world), actor=SYSTEM, now=timezone.now()
+        topup=_created(world), actor=SYSTEM, as_of=timezone.now()
     )
     return topup
 
@@ -46,13 +46,13 @@ def _sandbox() -> SandboxProvider:
 def _create(world: World) -> Callable[[], object]:
     wallet_create(account=world.account_a, actor=SYSTEM)
     return lambda: topups.topup_create(
-        account=world.account_a, amount=5, idempotency_key="k", actor=SYSTEM, now=timezone.now()
+        account=world.account_a, amount=5, idempotency_key="k", actor=SYSTEM, as_of=timezone.now()
     )
 
 
 def _checkout(world: World) -> Callable[[], object]:
     topup = _created(world)
-    return lambda: topups.topup_checkout_start(topup=topup, actor=SYSTEM, now=timezone.now())
+    return lambda: topups.topup_checkout_start(topup=topup, actor=SYSTEM, as_of=timezone.now())
 
 
 def _paid(world: World) -> Callable[[], object]:
@@ -63,48 +63,48 @@ def _paid(world: World) -> Callable[[], object]:
         amount=topup.amount,
         currency=topup.currency,
         actor=SYSTEM,
-        now=timezone.now(),
+        as_of=timezone.now(),
     )
 
 
 def _failed(world: World) -> Callable[[], object]:
     topup = _pending(world)
     return lambda: topups.topup_settle_failed(
-        topup_id=topup.pk, reason="declined", actor=SYSTEM, now=timezone.now()
+        topup_id=topup.pk, reason="declined", actor=SYSTEM, as_of=timezone.now()
     )
 
 
 def _webhook(world: World) -> Callable[[], object]:
     topup = _pending(world)
     body, headers = _sandbox().checkout_complete(
-        reference=topup.public_id, paid=True, now=timezone.now()
+        reference=topup.public_id, paid=True, as_of=timezone.now()
     )
     return lambda: topups.webhook_receive(
-        provider=_sandbox(), body=body, headers=headers, now=timezone.now()
+        provider=_sandbox(), body=body, headers=headers, as_of=timezone.now()
     )
 
 
 def _reconcile(world: World) -> Callable[[], object]:
     topup = _pending(world)
-    _sandbox().checkout_complete(reference=topup.public_id, paid=True, now=timezone.now())
+    _sandbox().checkout_complete(reference=topup.public_id, paid=True, as_of=timezone.now())
     later = timezone.now() + dt.timedelta(minutes=30)
-    return lambda: topups.topups_reconcile(actor=SYSTEM, now=later)
+    return lambda: topups.topups_reconcile(actor=SYSTEM, as_of=later)
 
 
 def _check(world: World) -> Callable[[], object]:
     topup = _pending(world)
-    _sandbox().checkout_complete(reference=topup.public_id, paid=True, now=timezone.now())
-    return lambda: topups.topup_check(topup=topup, actor=SYSTEM, now=timezone.now())
+    _sandbox().checkout_complete(reference=topup.public_id, paid=True, as_of=timezone.now())
+    return lambda: topups.topup_check(topup=topup, actor=SYSTEM, as_of=timezone.now())
 
 
 def _refund(world: World) -> Callable[[], object]:
     topup = _pending(world)
     body, headers = _sandbox().checkout_complete(
-        reference=topup.public_id, paid=True, now=timezone.now()
+        reference=topup.public_id, paid=True, as_of=timezone.now()
     )
-    topups.webhook_receive(provider=_sandbox(), body=body, headers=headers, now=timezone.now())
+    topups.webhook_receive(provider=_sandbox(), body=body, headers=headers, as_of=timezone.now())
     return lambda: topups.topup_refund(
-        topup=topup, amount=100, reason="t", idempotency_key="t", actor=SYSTEM, now=timezone.now()
+        topup=topup, amount=100, reason="t", idempotency_key="t", actor=SYSTEM, as_of=timezone.now()
     )
 
 

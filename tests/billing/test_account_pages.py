@@ -55,7 +55,7 @@ def test_the_wallet_page_lists_movements_with_the_running_balance() -> None:
             reason=f"move {key}",
             idempotency_key=key,
             actor=SYSTEM,
-            now=NOW,
+            as_of=NOW,
         )
     response = _client(account).get(f"/a/{account.public_id}/wallet/")
     assert response.status_code == 200
@@ -109,9 +109,9 @@ def test_bills_are_listed_and_their_pdf_is_served_only_to_the_account() -> None:
 def _billed_and_voided() -> tuple[Account, Bill, Bill]:
     account, sp = postpaid(organisation=make_organisation())
     local_hours(account, sp, MARCH, 31)
-    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=BILLED)
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=BILLED)
     bill = Bill.objects.get(account=account)
-    note = bill_void(bill=bill, reason="meter misread", actor=SYSTEM, now=BILLED)
+    note = bill_void(bill=bill, reason="meter misread", actor=SYSTEM, as_of=BILLED)
     bill.refresh_from_db()
     return account, bill, note
 
@@ -336,9 +336,9 @@ def test_the_receipt_polls_while_pending_and_shows_the_new_balance_once_paid() -
     account, _sp, wallet = supplied()
     client = _payer(account)
     topup, _new = topup_create(
-        account=account, amount=300_00, idempotency_key="r", actor=SYSTEM, now=NOW
+        account=account, amount=300_00, idempotency_key="r", actor=SYSTEM, as_of=NOW
     )
-    topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, now=NOW)
+    topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, as_of=NOW)
     receipt = reverse("billing:topup_receipt", args=[account.public_id, topup.public_id])
     with time_machine.travel(NOW + dt.timedelta(seconds=30), tick=False):
         pending = client.get(receipt).content.decode()
@@ -353,8 +353,8 @@ def test_the_receipt_polls_while_pending_and_shows_the_new_balance_once_paid() -
 
     provider = provider_get("sandbox")
     assert isinstance(provider, SandboxProvider)
-    body, headers = provider.checkout_complete(reference=topup.public_id, paid=True, now=NOW)
-    webhook_receive(provider=provider, body=body, headers=headers, now=NOW)
+    body, headers = provider.checkout_complete(reference=topup.public_id, paid=True, as_of=NOW)
+    webhook_receive(provider=provider, body=body, headers=headers, as_of=NOW)
     with time_machine.travel(NOW + dt.timedelta(minutes=7), tick=False):
         done = client.get(receipt, HTTP_HX_REQUEST="true").content.decode()
     assert "hx-trigger" not in done and "Paid" in done
@@ -367,13 +367,13 @@ def test_a_failed_payment_says_so_and_stops_polling() -> None:
     account, _sp, _wallet = supplied()
     client = _payer(account)
     topup, _new = topup_create(
-        account=account, amount=300_00, idempotency_key="f", actor=SYSTEM, now=NOW
+        account=account, amount=300_00, idempotency_key="f", actor=SYSTEM, as_of=NOW
     )
-    topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, now=NOW)
+    topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, as_of=NOW)
     provider = provider_get("sandbox")
     assert isinstance(provider, SandboxProvider)
-    body, headers = provider.checkout_complete(reference=topup.public_id, paid=False, now=NOW)
-    webhook_receive(provider=provider, body=body, headers=headers, now=NOW)
+    body, headers = provider.checkout_complete(reference=topup.public_id, paid=False, as_of=NOW)
+    webhook_receive(provider=provider, body=body, headers=headers, as_of=NOW)
     html = client.get(
         reverse("billing:topup_receipt", args=[account.public_id, topup.public_id])
     ).content.decode()

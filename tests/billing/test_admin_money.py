@@ -80,7 +80,7 @@ def wallet() -> Wallet:
     wallet_update(wallet=wallet, emergency_credit=300_00, actor=SYSTEM)
     now = timezone.now()
     topup, _new = topup_create(
-        account=account, amount=603_18, idempotency_key="money", actor=SYSTEM, now=now
+        account=account, amount=603_18, idempotency_key="money", actor=SYSTEM, as_of=now
     )
     topup_settle_paid(
         topup_id=topup.pk,
@@ -88,7 +88,7 @@ def wallet() -> Wallet:
         amount=603_18,
         currency="TWD",
         actor=SYSTEM,
-        now=now,
+        as_of=now,
     )
     wallet.refresh_from_db()
     assert wallet.balance == 603_18

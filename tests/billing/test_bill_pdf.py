@@ -176,7 +176,7 @@ def test_bill_charts_are_valid_svg_with_finite_sizes_and_colours(flat: TwoUtilit
 
 def test_a_chart_of_nothing_is_still_drawable() -> None:
     account, _sp = postpaid()
-    bill = bill_create(account=account, period_start=MARCH, actor=SYSTEM, now=NOW)
+    bill = bill_create(account=account, period_start=MARCH, actor=SYSTEM, as_of=NOW)
     context = english_context(bill=bill)
     (section,) = context["sections"]
     root = ET.fromstring(section.charts[0].svg)  # noqa: S314 - our own markup
@@ -188,7 +188,7 @@ def test_a_zh_hant_bill_pdf_renders_its_cjk_text() -> None:
     organisation = make_organisation("台灣水電股份有限公司")
     account, sp = postpaid("王小明", organisation=organisation)
     local_hours(account, sp, MARCH, 31)
-    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW)
     bill = Bill.objects.get(account=account)
 
     pdf = bill_pdf_render(bill=bill, language="zh-hant")
@@ -210,9 +210,9 @@ def test_estimated_consumption_is_visible_in_the_pdf() -> None:
     local_hours(account, sp, MARCH, 20)
     local_hours(account, sp, MARCH.replace(day=21), 11, estimated=500)
     bill = bill_issue(
-        bill=bill_create(account=account, period_start=MARCH, actor=SYSTEM, now=NOW),
+        bill=bill_create(account=account, period_start=MARCH, actor=SYSTEM, as_of=NOW),
         actor=SYSTEM,
-        now=NOW,
+        as_of=NOW,
     )
     assert bill.has_estimates
     text = " ".join(pdf_text(bill_pdf_render(bill=bill, language="en")).split())
@@ -226,7 +226,9 @@ def test_the_page_has_a_daily_chart_and_the_previous_periods() -> None:
     account, sp = postpaid()
     for month in (1, 2, 3):
         local_hours(account, sp, MARCH.replace(month=month), 28)
-        bill_create(account=account, period_start=MARCH.replace(month=month), actor=SYSTEM, now=NOW)
+        bill_create(
+            account=account, period_start=MARCH.replace(month=month), actor=SYSTEM, as_of=NOW
+        )
     bill = Bill.objects.get(account=account, period_start=MARCH)
     html = bill_pdf_html(bill=bill, language="en")
     assert html.count("<svg") == 2

@@ -161,7 +161,7 @@ def test_a_month_with_a_mid_period_tariff_change_is_priced_from_the_rollups() ->
     # February's last day and April's first are outside the period and must not count.
     local_hours(account, sp, dt.date(2026, 2, 28), 33)
 
-    run = bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    run = bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW)
 
     bill = Bill.objects.get(account=account)
     assert (run.status, run.bills, bill.run_id) == (BillRun.Status.DONE, 1, run.pk)
@@ -196,7 +196,7 @@ def test_a_time_of_use_bill_reads_the_hours() -> None:
         tariff=make_postpaid_tariff([(dt.date(2026, 1, 1), None, tou, "0")], tax="0")
     )
     local_hours(account, sp, MARCH, 31)
-    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW)
     bill = Bill.objects.get(account=account)
     assert [(k, band, q) for k, band, q, _p, _a in _lines(bill)][:2] == [
         ("consumption", "off-peak", Decimal("372.000000")),
@@ -234,7 +234,7 @@ def test_a_time_of_use_month_summed_per_slot_prices_like_hour_by_hour() -> None:
         )
         for i in range(31 * 24)
     )
-    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW)
     bill = Bill.objects.get(account=account)
     end = dt.datetime.combine(dt.date(2026, 4, 1), dt.time(), tzinfo=TAIPEI).astimezone(dt.UTC)
     hours = hourly_usage(account_ids=[account.pk], start=start, end=end, time_zone="Asia/Taipei")[
@@ -272,9 +272,9 @@ def test_rerunning_the_bill_run_creates_nothing_new() -> None:
             AuditLogEntry.objects.count(),
         )
 
-    run = bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW, chunk_size=2)
+    run = bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW, chunk_size=2)
     first = state()
-    again = bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW + dt.timedelta(hours=1))
+    again = bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW + dt.timedelta(hours=1))
 
     assert state() == first
     assert again.pk == run.pk and (again.bills, again.skipped) == (4, 1)
@@ -303,14 +303,14 @@ def test_an_interrupted_run_resumes_without_billing_anyone_twice() -> None:
     local_hours(left, sp_left, MARCH, 31)
     # A run that died after its first chunk: the run row exists, one account is billed.
     bill_issue(
-        bill=bill_create(account=done, period_start=MARCH, actor=SYSTEM, now=NOW),
+        bill=bill_create(account=done, period_start=MARCH, actor=SYSTEM, as_of=NOW),
         actor=SYSTEM,
-        now=NOW,
+        as_of=NOW,
     )
     BillRun.objects.create(
         period_start=MARCH, period_end=dt.date(2026, 4, 1), started_at=NOW, created_by_label="t"
     )
-    run = bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    run = bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW)
     assert Bill.objects.filter(period_start=MARCH).count() == 2
     assert list(Bill.objects.filter(run=run).values_list("account_id", flat=True)) == [left.pk]
     numbers = Bill.objects.order_by("sequence_number").values_list("sequence_number", flat=True)
@@ -323,7 +323,7 @@ def test_estimated_consumption_is_marked_on_the_bill() -> None:
     local_hours(account, sp, MARCH, 10)
     local_hours(account, sp, dt.date(2026, 3, 11), 1, estimated=1000)  # a gap filled in
     local_hours(account, sp, dt.date(2026, 3, 12), 20)
-    bill = bill_create(account=account, period_start=MARCH, actor=SYSTEM, now=NOW)
+    bill = bill_create(account=account, period_start=MARCH, actor=SYSTEM, as_of=NOW)
     consumption = bill.lines.get(kind=BillLine.Kind.CONSUMPTION)
     assert consumption.estimated and bill.has_estimates
     assert not bill.lines.get(kind=BillLine.Kind.STANDING).estimated
@@ -337,7 +337,7 @@ def test_adjustments_are_lines_of_their_own_and_not_taxed() -> None:
         account=account,
         period_start=MARCH,
         actor=SYSTEM,
-        now=NOW,
+        as_of=NOW,
         adjustments=[("goodwill credit", -50_00)],
     )
     kinds = [line.kind for line in bill.lines.order_by("position")]
@@ -345,7 +345,7 @@ def test_adjustments_are_lines_of_their_own_and_not_taxed() -> None:
     # 744 kWh x 2.50 + 31 x 10 = 2170.00; tax 5 % of that only.
     assert (bill.subtotal, bill.tax) == (2170_00 - 50_00, 108_50)
     with pytest.raises(BillError):
-        bill_create(account=account, period_start=MARCH, actor=SYSTEM, now=NOW)
+        bill_create(account=account, period_start=MARCH, actor=SYSTEM, as_of=NOW)
 
 
 @pytest.mark.django_db
@@ -353,12 +353,12 @@ def test_void_keeps_the_bill_and_issues_a_credit_note_with_negated_lines() -> No
     group = make_organisation("Group")
     account, sp = postpaid(organisation=group)
     local_hours(account, sp, MARCH, 31)
-    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW)
     bill = Bill.objects.get(account=account)
     with pytest.raises(BillError):
-        bill_void(bill=bill, reason="  ", actor=SYSTEM, now=NOW)
+        bill_void(bill=bill, reason="  ", actor=SYSTEM, as_of=NOW)
 
-    note = bill_void(bill=bill, reason="meter misread", actor=SYSTEM, now=NOW)
+    note = bill_void(bill=bill, reason="meter misread", actor=SYSTEM, as_of=NOW)
 
     bill.refresh_from_db()
     assert (bill.status, bill.void_reason) == (Bill.Status.VOID, "meter misread")
@@ -378,9 +378,9 @@ def test_void_keeps_the_bill_and_issues_a_credit_note_with_negated_lines() -> No
     assert receivable.aggregate(s=Sum("amount"))["s"] == 0
     assert _ledger_sum() == 0
     with pytest.raises(BillError):
-        bill_void(bill=bill, reason="again", actor=SYSTEM, now=NOW)
+        bill_void(bill=bill, reason="again", actor=SYSTEM, as_of=NOW)
     with pytest.raises(BillError):
-        bill_void(bill=note, reason="a credit note", actor=SYSTEM, now=NOW)
+        bill_void(bill=note, reason="a credit note", actor=SYSTEM, as_of=NOW)
 
 
 @pytest.mark.django_db
@@ -388,28 +388,28 @@ def test_a_payment_clears_the_receivable() -> None:
     account, sp = postpaid()
     local_hours(account, sp, MARCH, 31)
     bill = bill_issue(
-        bill=bill_create(account=account, period_start=MARCH, actor=SYSTEM, now=NOW),
+        bill=bill_create(account=account, period_start=MARCH, actor=SYSTEM, as_of=NOW),
         actor=SYSTEM,
-        now=NOW,
+        as_of=NOW,
     )
     assert bill.due_at == NOW + dt.timedelta(days=14)
     with pytest.raises(BillError):
-        bill_issue(bill=bill, actor=SYSTEM, now=NOW)
-    paid = bill_mark_paid(bill=bill, actor=SYSTEM, now=NOW)
+        bill_issue(bill=bill, actor=SYSTEM, as_of=NOW)
+    paid = bill_mark_paid(bill=bill, actor=SYSTEM, as_of=NOW)
     assert paid.status == Bill.Status.PAID
     receivable = Posting.objects.filter(ledger_account__code=f"receivable:{account.pk}:TWD")
     assert receivable.aggregate(s=Sum("amount"))["s"] == 0
     assert JournalEntry.objects.filter(kind="bill_payment").count() == 1
     with pytest.raises(BillError):
-        bill_mark_paid(bill=bill, actor=SYSTEM, now=NOW)
+        bill_mark_paid(bill=bill, actor=SYSTEM, as_of=NOW)
 
 
 @pytest.mark.django_db
 def test_only_postpaid_accounts_and_whole_months_are_billed() -> None:
     with pytest.raises(BillError):
-        bill_create(account=make_account(), period_start=MARCH, actor=SYSTEM, now=NOW)
+        bill_create(account=make_account(), period_start=MARCH, actor=SYSTEM, as_of=NOW)
     with pytest.raises(BillError):
-        bill_run_execute(period_start=dt.date(2026, 3, 2), actor=SYSTEM, now=NOW)
+        bill_run_execute(period_start=dt.date(2026, 3, 2), actor=SYSTEM, as_of=NOW)
 
 
 # --- Numbers under concurrency ---------------------------------------------------------------
@@ -420,7 +420,7 @@ def _drafts(n: int, organisation: Organisation | None) -> list[Bill]:
     for _ in range(n):
         account, sp = postpaid(organisation=organisation)
         local_hours(account, sp, MARCH, 2)
-        bills.append(bill_create(account=account, period_start=MARCH, actor=SYSTEM, now=NOW))
+        bills.append(bill_create(account=account, period_start=MARCH, actor=SYSTEM, as_of=NOW))
     return bills
 
 
@@ -452,7 +452,7 @@ def test_concurrent_issues_get_consecutive_numbers_and_a_rollback_leaves_no_gap(
     def issue_and_hold() -> None:
         try:
             with transaction.atomic():
-                bill_issue(bill=first, actor=SYSTEM, now=NOW)
+                bill_issue(bill=first, actor=SYSTEM, as_of=NOW)
                 holding.set()
                 release.wait(10)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
@@ -462,7 +462,7 @@ def test_concurrent_issues_get_consecutive_numbers_and_a_rollback_leaves_no_gap(
 
     def issue() -> None:
         try:
-            bill_issue(bill=second, actor=SYSTEM, now=NOW)
+            bill_issue(bill=second, actor=SYSTEM, as_of=NOW)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
         finally:
@@ -486,15 +486,15 @@ def test_concurrent_issues_get_consecutive_numbers_and_a_rollback_leaves_no_gap(
 
     def issue_then_fail() -> None:
         with transaction.atomic():
-            bill_issue(bill=third, actor=SYSTEM, now=NOW)
+            bill_issue(bill=third, actor=SYSTEM, as_of=NOW)
             raise Boom
 
     with pytest.raises(Boom):
         issue_then_fail()
     third.refresh_from_db()
     assert (third.status, third.number, third.sequence_number) == (Bill.Status.DRAFT, "", None)
-    bill_issue(bill=third, actor=SYSTEM, now=NOW)
-    bill_issue(bill=household, actor=SYSTEM, now=NOW)
+    bill_issue(bill=third, actor=SYSTEM, as_of=NOW)
+    bill_issue(bill=household, actor=SYSTEM, as_of=NOW)
 
     numbers = dict(Bill.objects.values_list("pk", "sequence_number"))
     assert [numbers[b.pk] for b in (first, second, third)] == [1, 2, 3]
@@ -517,7 +517,7 @@ def test_each_issuer_prints_its_own_prefix_and_two_never_share_one(settings: Any
     ] + [postpaid()[0]]
     for account in accounts:
         local_hours(account, ServicePoint.objects.get(pk=_point(account)), MARCH, 31)
-    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW)
     printed = [Bill.objects.get(account=account).number for account in accounts]
     # Initials, then a number after a prefix already taken; a one-word name's first letters.
     assert printed == ["HR2-2026-000001", "HR3-2026-000001", "ACM-2026-000001", "HR-2026-000001"]
@@ -533,7 +533,7 @@ def test_each_issuer_prints_its_own_prefix_and_two_never_share_one(settings: Any
     for account in accounts:
         local_hours(account, ServicePoint.objects.get(pk=_point(account)), april, 30)
     bill_run_execute(
-        period_start=april, actor=SYSTEM, now=dt.datetime(2026, 12, 31, 17, tzinfo=dt.UTC)
+        period_start=april, actor=SYSTEM, as_of=dt.datetime(2026, 12, 31, 17, tzinfo=dt.UTC)
     )
     later = Bill.objects.get(account=accounts[1], period_start=april)
     assert later.number == "HILL-2027-000002"
@@ -570,5 +570,5 @@ def test_a_service_point_in_another_time_zone_is_billed_by_the_accounts_local_da
     sp.save(update_fields=["time_zone"])
     local_hours(account, sp, dt.date(2026, 2, 28), 33)
     RollupDaily.objects.filter(service_point=sp).delete()  # UTC days: not the account's
-    bill = bill_create(account=account, period_start=MARCH, actor=SYSTEM, now=NOW)
+    bill = bill_create(account=account, period_start=MARCH, actor=SYSTEM, as_of=NOW)
     assert bill.lines.get(kind=BillLine.Kind.CONSUMPTION).quantity == 31 * 24

@@ -35,7 +35,7 @@ def account_point(account: Any) -> Any:
 def _bill() -> Bill:
     account, sp = postpaid()
     local_hours(account, sp, MARCH, 31)
-    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW)
     return Bill.objects.get(account=account)
 
 
@@ -87,7 +87,7 @@ def test_staff_find_a_bill_by_its_number_or_payment_reference() -> None:
     accounts = [postpaid()[0], postpaid()[0]]
     for account in accounts:
         local_hours(account, account_point(account), MARCH, 31)
-    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW)
     bill, other = (Bill.objects.get(account=account) for account in accounts)
     client = _staff()
     changelist = reverse("admin:billing_bill_changelist")
@@ -109,7 +109,7 @@ def test_a_running_bill_run_shows_its_progress_and_polls_until_done() -> None:
     second, sp2 = postpaid()
     local_hours(first, _sp, MARCH, 31)
     local_hours(second, sp2, MARCH, 31)
-    run = bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    run = bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW)
     client = _staff()
     page = client.get(reverse("admin:billing_billrun_change", args=[run.pk])).content.decode()
     assert "2 of 2 accounts billed (100%)" in page

@@ -37,7 +37,7 @@ NOW = dt.datetime(2026, 5, 5, 0, 0, tzinfo=dt.UTC)
 
 
 def _charge() -> ChargeRun:
-    return prepaid_charge_day(day=DAY, time_zone=TZ, actor=SYSTEM, now=NOW)
+    return prepaid_charge_day(day=DAY, time_zone=TZ, actor=SYSTEM, as_of=NOW)
 
 
 def test_a_flat_day_is_charged_once_and_moves_the_balance() -> None:
@@ -76,7 +76,7 @@ def test_tiers_count_the_month_to_date_across_days() -> None:
     account, sp, _ = supplied(tariff=make_tariff(tiered, standing="0", tax="0"))
     first = MIDNIGHT - dt.timedelta(days=1)
     hours(account, sp, first, [1000] * 24)  # 24 kWh on 3 May, all in tier 1
-    prepaid_charge_day(day=DAY - dt.timedelta(days=1), time_zone=TZ, actor=SYSTEM, now=NOW)
+    prepaid_charge_day(day=DAY - dt.timedelta(days=1), time_zone=TZ, actor=SYSTEM, as_of=NOW)
     hours(account, sp, MIDNIGHT, [1000] * 24)  # 24 kWh on 4 May: 6 in tier 1, 18 in tier 2
     _charge()
     charge = DailyCharge.objects.get(day=DAY)
@@ -203,7 +203,7 @@ def test_a_day_a_stopped_run_left_half_charged_is_completed_by_the_next_days_run
     before = DAY - dt.timedelta(days=1)
     for account, sp in ((first, first_sp), (second, second_sp)):
         hours(account, sp, MIDNIGHT - dt.timedelta(days=1), [1000] * 72)
-    prepaid_charge_day(day=before, time_zone=TZ, actor=SYSTEM, now=NOW)
+    prepaid_charge_day(day=before, time_zone=TZ, actor=SYSTEM, as_of=NOW)
     # The run for DAY dies after its first chunk (one account).
     from billing.services import charging
 
@@ -218,7 +218,7 @@ def test_a_day_a_stopped_run_left_half_charged_is_completed_by_the_next_days_run
 
     monkeypatch.setattr(charging, "_charge_chunk", dies_after_one)
     with pytest.raises(KeyboardInterrupt):
-        prepaid_charge_day(day=DAY, time_zone=TZ, actor=SYSTEM, now=NOW, chunk=1)
+        prepaid_charge_day(day=DAY, time_zone=TZ, actor=SYSTEM, as_of=NOW, chunk=1)
     monkeypatch.setattr(charging, "_charge_chunk", real)
     assert DailyCharge.objects.filter(day=DAY).count() == 1
     # The next day's run, after the local charge hour.
@@ -259,7 +259,7 @@ def _eager() -> Iterator[None]:
 def _died_after_charging() -> PrepaidChargeRun:
     """A run as a SIGKILLed worker leaves it: running, one attempt used, its lock free, and
     the chunks it committed charged."""
-    prepaid_charge_day(day=DAY, time_zone=TZ, actor=SYSTEM, now=NOW)
+    prepaid_charge_day(day=DAY, time_zone=TZ, actor=SYSTEM, as_of=NOW)
     return PrepaidChargeRun.objects.create(
         as_of=NOW, attempts=1, started_at=NOW, created_by_label="task:billing.charge"
     )
@@ -289,7 +289,7 @@ def test_the_sweeper_resumes_a_run_whose_worker_died_and_it_charges_only_the_res
     ]
     with _eager():
         assert prepaid_charge_sweeper_task.apply().get() == 0  # nothing left to resume
-    assert prepaid_charge_run_resume(run_id=run.pk, actor=SYSTEM, now=NOW) == run
+    assert prepaid_charge_run_resume(run_id=run.pk, actor=SYSTEM, as_of=NOW) == run
 
 
 def test_a_run_whose_worker_is_alive_is_left_to_it() -> None:
@@ -305,7 +305,7 @@ def test_a_run_whose_worker_is_alive_is_left_to_it() -> None:
         assert charge_run_is_locked(run_id=run.pk)
         with _eager():
             assert prepaid_charge_sweeper_task.apply().get() == 0
-        assert prepaid_charge_run_resume(run_id=run.pk, actor=SYSTEM, now=NOW) is None
+        assert prepaid_charge_run_resume(run_id=run.pk, actor=SYSTEM, as_of=NOW) is None
     # The server drops a closed session's advisory locks when its backend exits, a moment after
     # the client has gone: wait for that, with a generous bound.
     deadline = time.monotonic() + 60
@@ -319,7 +319,7 @@ def test_a_run_whose_worker_died_in_every_attempt_ends_failed(settings: Any) -> 
     hours(account, sp, MIDNIGHT, [1000] * 24)
     run = _died_after_charging()
     PrepaidChargeRun.objects.filter(pk=run.pk).update(attempts=settings.PREPAID_CHARGE_MAX_ATTEMPTS)
-    resumed = prepaid_charge_run_resume(run_id=run.pk, actor=SYSTEM, now=NOW)
+    resumed = prepaid_charge_run_resume(run_id=run.pk, actor=SYSTEM, as_of=NOW)
     assert resumed is not None and resumed.status == PrepaidChargeRun.Status.FAILED
     assert "never finished" in resumed.error
     assert charge_runs_running() == []

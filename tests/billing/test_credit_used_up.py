@@ -80,7 +80,7 @@ def _wallet(balance: int) -> Wallet:
         reason="test",
         idempotency_key=f"w{wallet.pk}",
         actor=SYSTEM,
-        now=MONDAY_10,
+        as_of=MONDAY_10,
     )
     wallet.refresh_from_db()
     return wallet
@@ -105,8 +105,10 @@ def test_the_words_are_the_supply_services_rule() -> None:
     assert used_up is not None and used_up.disconnected and used_up.to_reconnect == 50_00
     night = MONDAY_10.replace(hour=23)
     wallet_adjust(
-        wallet=beyond, amount=49_99, reason="a", idempotency_key="a", actor=SYSTEM, now=night
+        wallet=beyond, amount=49_99, reason="a", idempotency_key="a", actor=SYSTEM, as_of=night
     )
     assert not supply_reconnect_if_restored(wallet_id=beyond.pk, actor=SYSTEM, as_of=night)
-    wallet_adjust(wallet=beyond, amount=1, reason="b", idempotency_key="b", actor=SYSTEM, now=night)
+    wallet_adjust(
+        wallet=beyond, amount=1, reason="b", idempotency_key="b", actor=SYSTEM, as_of=night
+    )
     assert supply_reconnect_if_restored(wallet_id=beyond.pk, actor=SYSTEM, as_of=night)

@@ -30,7 +30,7 @@ def _overdrawn(amount: int = 500_00) -> Wallet:
         reason="test shortfall",
         idempotency_key=f"short:{wallet.pk}",
         actor=SYSTEM,
-        now=dt.datetime(2026, 5, 1, tzinfo=dt.UTC),
+        as_of=dt.datetime(2026, 5, 1, tzinfo=dt.UTC),
     )
     wallet.refresh_from_db()
     return wallet
@@ -84,11 +84,11 @@ def test_a_top_up_that_restores_the_balance_queues_reconnection_at_any_hour() ->
     _sweep_at(dt.datetime(2026, 5, 4, 10, 0, tzinfo=TAIPEI))
     night = dt.datetime(2026, 5, 4, 23, 30, tzinfo=TAIPEI)
     wallet_adjust(
-        wallet=wallet, amount=100_00, reason="part", idempotency_key="p1", actor=SYSTEM, now=night
+        wallet=wallet, amount=100_00, reason="part", idempotency_key="p1", actor=SYSTEM, as_of=night
     )
     assert not supply_reconnect_if_restored(wallet_id=wallet.pk, actor=SYSTEM, as_of=night)
     wallet_adjust(
-        wallet=wallet, amount=450_00, reason="rest", idempotency_key="p2", actor=SYSTEM, now=night
+        wallet=wallet, amount=450_00, reason="rest", idempotency_key="p2", actor=SYSTEM, as_of=night
     )
     assert supply_reconnect_if_restored(wallet_id=wallet.pk, actor=SYSTEM, as_of=night)
     commands = list(MeterCommand.objects.order_by("created_at").values_list("command", flat=True))

@@ -51,7 +51,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _build(export: DataExport) -> DataExport:
-    built = export_build(export_id=export.pk, actor=SYSTEM, now=NOW)
+    built = export_build(export_id=export.pk, actor=SYSTEM, as_of=NOW)
     assert built is not None
     return built
 
@@ -126,7 +126,7 @@ def moved_in(world: World) -> tuple[Account, Account, ServicePoint]:
             reason="-goodwill",
             idempotency_key=key,
             actor=SYSTEM,
-            now=NOW,
+            as_of=NOW,
         )
     return previous, world.account_a, sp
 
@@ -138,7 +138,7 @@ def test_the_zip_holds_the_accounts_own_data_and_nothing_of_the_previous_occupan
     moved_in: tuple[Account, Account, ServicePoint],
 ) -> None:
     _previous, account, _sp = moved_in
-    export = _build(export_request(account=account, actor=SYSTEM, now=NOW))
+    export = _build(export_request(account=account, actor=SYSTEM, as_of=NOW))
     assert export.status == DataExport.Status.DONE
     assert export.finished_at is not None
     assert export.expires_at == export.finished_at + dt.timedelta(days=7)
@@ -188,7 +188,7 @@ def test_the_previous_occupant_gets_only_their_own_half_of_the_day(
     moved_in: tuple[Account, Account, ServicePoint],
 ) -> None:
     previous, _account, _sp = moved_in
-    files = _members(_build(export_request(account=previous, actor=SYSTEM, now=NOW)))
+    files = _members(_build(export_request(account=previous, actor=SYSTEM, as_of=NOW)))
     readings = _rows(files["readings.csv"])
     assert len(readings) == 49  # 00:00 (the first, without an interval) to 12:00
     assert all(r["timestamp"] <= "2026-03-01T12:00:00Z" for r in readings)
@@ -200,21 +200,21 @@ def test_the_previous_occupant_gets_only_their_own_half_of_the_day(
 
 
 def test_asking_again_while_one_is_open_returns_it(world: World) -> None:
-    first = export_request(account=world.account_a, actor=SYSTEM, now=NOW)
-    again = export_request(account=world.account_a, actor=SYSTEM, now=NOW)
+    first = export_request(account=world.account_a, actor=SYSTEM, as_of=NOW)
+    again = export_request(account=world.account_a, actor=SYSTEM, as_of=NOW)
     assert again.pk == first.pk
     assert len(_events(AuditEvent.DATA_EXPORT_REQUESTED)) == 1
     _build(first)
     # Within the hour the finished copy is handed out again (a script cannot fill the disk)...
-    assert export_request(account=world.account_a, actor=SYSTEM, now=NOW).pk == first.pk
+    assert export_request(account=world.account_a, actor=SYSTEM, as_of=NOW).pk == first.pk
     # ...and after it a new export is built.
     later = NOW + exports.REUSE_WITHIN + dt.timedelta(minutes=1)
-    third = export_request(account=world.account_a, actor=SYSTEM, now=later)
+    third = export_request(account=world.account_a, actor=SYSTEM, as_of=later)
     assert third.pk != first.pk
 
 
 def test_an_export_that_keeps_killing_its_worker_fails_for_good(world: World) -> None:
-    export = export_request(account=world.account_a, actor=SYSTEM, now=NOW)
+    export = export_request(account=world.account_a, actor=SYSTEM, as_of=NOW)
     DataExport.objects.filter(pk=export.pk).update(
         status=DataExport.Status.RUNNING, attempts=exports.MAX_ATTEMPTS
     )
@@ -223,11 +223,11 @@ def test_an_export_that_keeps_killing_its_worker_fails_for_good(world: World) ->
     assert "could not be built after 3 attempts" in export.error
     assert not export.file
     # The account is not stuck: a new request queues a new export.
-    assert export_request(account=world.account_a, actor=SYSTEM, now=NOW).pk != export.pk
+    assert export_request(account=world.account_a, actor=SYSTEM, as_of=NOW).pk != export.pk
 
 
 def test_a_redelivered_task_for_a_finished_export_does_nothing(world: World) -> None:
-    export = _build(export_request(account=world.account_a, actor=SYSTEM, now=NOW))
+    export = _build(export_request(account=world.account_a, actor=SYSTEM, as_of=NOW))
     path = Path(export.file.path)
     written = path.stat().st_mtime_ns
     assert export_build_task(export_id=export.pk) == "done"
@@ -238,7 +238,7 @@ def test_a_redelivered_task_for_a_finished_export_does_nothing(world: World) -> 
 
 
 def test_a_crashed_build_starts_again_from_nothing(world: World) -> None:
-    export = export_request(account=world.account_a, actor=SYSTEM, now=NOW)
+    export = export_request(account=world.account_a, actor=SYSTEM, as_of=NOW)
     # What a worker killed mid-build leaves: the export running, a half-written temp file.
     DataExport.objects.filter(pk=export.pk).update(
         status=DataExport.Status.RUNNING, attempts=1, rows_done=40, rows_total=90
@@ -255,14 +255,14 @@ def test_a_crashed_build_starts_again_from_nothing(world: World) -> None:
 
 
 def test_a_build_another_worker_holds_is_skipped(world: World) -> None:
-    export = export_request(account=world.account_a, actor=SYSTEM, now=NOW)
+    export = export_request(account=world.account_a, actor=SYSTEM, as_of=NOW)
     db = connection.settings_dict
     with psycopg.connect(
         host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
     ) as other:
         # Another worker's connection holds the export's lock.
         other.execute("SELECT pg_advisory_lock(%s, %s)", [exports._LOCK_NAMESPACE, export.pk])
-        assert export_build(export_id=export.pk, actor=SYSTEM, now=NOW) is None
+        assert export_build(export_id=export.pk, actor=SYSTEM, as_of=NOW) is None
     export.refresh_from_db()
     assert export.status == DataExport.Status.QUEUED
 
@@ -271,7 +271,7 @@ def test_progress_is_saved_as_rows_are_written(
     moved_in: tuple[Account, Account, ServicePoint], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _previous, account, _sp = moved_in
-    export = export_request(account=account, actor=SYSTEM, now=NOW)
+    export = export_request(account=account, actor=SYSTEM, as_of=NOW)
     seen: list[tuple[str, int, int]] = []
 
     def watch(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
@@ -302,7 +302,7 @@ def test_a_failed_export_records_a_clear_error_and_keeps_no_file(
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(exports, "export_daily_copy", broken)
-    export = _build(export_request(account=world.account_a, actor=SYSTEM, now=NOW))
+    export = _build(export_request(account=world.account_a, actor=SYSTEM, as_of=NOW))
     assert export.status == DataExport.Status.FAILED
     assert "consumption_daily.csv" in export.error and "RuntimeError" in export.error
     assert not export.file
@@ -310,19 +310,19 @@ def test_a_failed_export_records_a_clear_error_and_keeps_no_file(
     (entry,) = _events(AuditEvent.DATA_EXPORT_FINISHED)
     assert entry.data["outcome"] == "failed"
     # A failed export does not block a new one.
-    assert export_request(account=world.account_a, actor=SYSTEM, now=NOW).pk != export.pk
+    assert export_request(account=world.account_a, actor=SYSTEM, as_of=NOW).pk != export.pk
 
 
 def test_expired_exports_lose_their_files(
     world: World, django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
-    export = _build(export_request(account=world.account_a, actor=SYSTEM, now=NOW))
+    export = _build(export_request(account=world.account_a, actor=SYSTEM, as_of=NOW))
     path = Path(export.file.path)
-    assert exports_sweep(now=NOW) == (0, 0)
+    assert exports_sweep(as_of=NOW) == (0, 0)
     assert export.expires_at is not None
     later = export.expires_at + dt.timedelta(seconds=1)
     with django_capture_on_commit_callbacks(execute=True):
-        assert exports_sweep(now=later) == (1, 0)
+        assert exports_sweep(as_of=later) == (1, 0)
     export.refresh_from_db()
     assert export.status == DataExport.Status.EXPIRED and not export.file
     assert not path.exists()
@@ -386,7 +386,7 @@ def test_the_green_button_feed_imports_back_into_the_same_hourly_consumption(
             actor=SYSTEM,
         )
 
-    export = _build(export_request(account=account, actor=SYSTEM, now=NOW))
+    export = _build(export_request(account=account, actor=SYSTEM, as_of=NOW))
     feed = _members(export)["consumption.xml"]
     batch = _import(feed, "espi")
     assert batch.rejected == 0
@@ -421,7 +421,7 @@ def billing_worker(transactional_db: None) -> Iterator[None]:
 def test_a_requested_export_is_built_by_the_worker(billing_worker: None) -> None:
     account = make_account("Worker export")
     with transaction.atomic():
-        export = export_request(account=account, actor=SYSTEM, now=timezone.now())
+        export = export_request(account=account, actor=SYSTEM, as_of=timezone.now())
     deadline = time.monotonic() + 60
     while not export.finished and time.monotonic() < deadline:
         time.sleep(0.1)

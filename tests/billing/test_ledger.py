@@ -41,7 +41,7 @@ def _credit(wallet: Wallet, amount: int, key: str) -> JournalEntry:
             postings=[(wallet.ledger_account_id, -amount), (clearing.pk, amount)],
             effective_date=NOW.date(),
             created_by_label="test",
-            now=NOW,
+            as_of=NOW,
             account_id=wallet.account_id,
         )
     return entry
@@ -67,7 +67,7 @@ def test_unbalanced_postings_are_refused_by_the_database() -> None:
             postings=[(wallet.ledger_account_id, -5)],
             effective_date=NOW.date(),
             created_by_label="test",
-            now=NOW,
+            as_of=NOW,
         )
     entry = _credit(wallet, 100, "k2")
     # Written around the service: the trigger refuses it all the same.
@@ -119,17 +119,17 @@ def test_postings_entries_and_balances_cannot_be_rewritten() -> None:
 def test_a_reversal_mirrors_the_entry_once_and_an_adjustment_needs_a_reason() -> None:
     wallet = _wallet()
     entry = _credit(wallet, 250, "k4")
-    journal_reverse(entry=entry, reason="paid twice by mistake", actor=SYSTEM, now=NOW)
+    journal_reverse(entry=entry, reason="paid twice by mistake", actor=SYSTEM, as_of=NOW)
     wallet.refresh_from_db()
     assert wallet.balance == 0 == _postings_sum(wallet)
     with pytest.raises(LedgerError):
-        journal_reverse(entry=entry, reason="again", actor=SYSTEM, now=NOW)
+        journal_reverse(entry=entry, reason="again", actor=SYSTEM, as_of=NOW)
     with pytest.raises(LedgerError):
         wallet_adjust(
-            wallet=wallet, amount=10, reason=" ", idempotency_key="a", actor=SYSTEM, now=NOW
+            wallet=wallet, amount=10, reason=" ", idempotency_key="a", actor=SYSTEM, as_of=NOW
         )
     wallet_adjust(
-        wallet=wallet, amount=-40, reason="meter test", idempotency_key="a", actor=SYSTEM, now=NOW
+        wallet=wallet, amount=-40, reason="meter test", idempotency_key="a", actor=SYSTEM, as_of=NOW
     )
     wallet.refresh_from_db()
     assert wallet.balance == -40

@@ -65,14 +65,14 @@ def test_concurrent_topups_and_charges_lose_no_update(transactional_db: None) ->
                         amount=amount,
                         idempotency_key=f"c{n}-{op}",
                         actor=SYSTEM,
-                        now=now,
+                        as_of=now,
                     )
-                    topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, now=now)
+                    topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, as_of=now)
                     body, headers = sandbox.checkout_complete(
-                        reference=topup.public_id, paid=True, now=now
+                        reference=topup.public_id, paid=True, as_of=now
                     )
                     for _ in range(2):
-                        webhook_receive(provider=sandbox, body=body, headers=headers, now=now)
+                        webhook_receive(provider=sandbox, body=body, headers=headers, as_of=now)
                     mine[wallet.pk] += amount
                     with lock:
                         credited.append(topup.pk)
@@ -87,7 +87,7 @@ def test_concurrent_topups_and_charges_lose_no_update(transactional_db: None) ->
                             postings=[(wallet.ledger_account_id, amount), (revenue.pk, -amount)],
                             effective_date=now.date(),
                             created_by_label="thread",
-                            now=now,
+                            as_of=now,
                             account_id=wallet.account_id,
                         )
                     mine[wallet.pk] -= amount
@@ -97,8 +97,8 @@ def test_concurrent_topups_and_charges_lose_no_update(transactional_db: None) ->
                     outcome = webhook_receive(
                         provider=sandbox,
                         body=body,
-                        headers=sandbox.signed_headers(body=body, now=now),
-                        now=now,
+                        headers=sandbox.signed_headers(body=body, as_of=now),
+                        as_of=now,
                     )
                     assert outcome.result == "duplicate", outcome
             with lock:

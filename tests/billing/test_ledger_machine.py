@@ -83,8 +83,8 @@ class LedgerMachine(RuleBasedStateMachine):
         outcome = webhook_receive(
             provider=self.sandbox,
             body=body,
-            headers=self.sandbox.signed_headers(body=body, now=now),
-            now=now,
+            headers=self.sandbox.signed_headers(body=body, as_of=now),
+            as_of=now,
         )
         assert outcome.status == 200, outcome
 
@@ -97,10 +97,10 @@ class LedgerMachine(RuleBasedStateMachine):
             amount=amount,
             idempotency_key=f"m{next(_keys)}",
             actor=SYSTEM,
-            now=now,
+            as_of=now,
         )
         assert new
-        topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, now=now)
+        topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, as_of=now)
         self.topups.append(ModelTopUp(pk=topup.pk, wallet=w.pk, amount=amount))
 
     @precondition(lambda self: any(not t.deliveries for t in self.topups))
@@ -111,7 +111,7 @@ class LedgerMachine(RuleBasedStateMachine):
         model = data.draw(st.sampled_from([t for t in self.topups if not t.deliveries]))
         topup = TopUp.objects.get(pk=model.pk)
         body, _headers = self.sandbox.checkout_complete(
-            reference=topup.public_id, paid=paid, now=timezone.now()
+            reference=topup.public_id, paid=paid, as_of=timezone.now()
         )
         events = [body]
         if paid:
@@ -144,7 +144,7 @@ class LedgerMachine(RuleBasedStateMachine):
             amount=topup.amount,
             idempotency_key=topup.idempotency_key,
             actor=SYSTEM,
-            now=timezone.now(),
+            as_of=timezone.now(),
         )
         assert again.pk == topup.pk and not new
 
@@ -161,7 +161,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 postings=[(w.ledger_account_id, amount), (self.revenue.pk, -amount)],
                 effective_date=timezone.now().date(),
                 created_by_label="machine",
-                now=timezone.now(),
+                as_of=timezone.now(),
                 account_id=w.account_id,
             )
         if new:  # the same day again is a replay: charged once
@@ -180,7 +180,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 reason="machine",
                 idempotency_key=key,
                 actor=SYSTEM,
-                now=timezone.now(),
+                as_of=timezone.now(),
             )
         except TopUpError:
             assert not allowed
@@ -195,7 +195,7 @@ class LedgerMachine(RuleBasedStateMachine):
             reason="machine",
             idempotency_key=key,
             actor=SYSTEM,
-            now=timezone.now(),
+            as_of=timezone.now(),
         )
 
     @rule(wallet=st.integers(0, 1), amount=st.integers(-20_000, 20_000).filter(bool))
@@ -208,7 +208,7 @@ class LedgerMachine(RuleBasedStateMachine):
             reason="machine",
             idempotency_key=key,
             actor=SYSTEM,
-            now=timezone.now(),
+            as_of=timezone.now(),
         )
         wallet_adjust(
             wallet=w,
@@ -216,7 +216,7 @@ class LedgerMachine(RuleBasedStateMachine):
             reason="machine",
             idempotency_key=key,
             actor=SYSTEM,
-            now=timezone.now(),
+            as_of=timezone.now(),
         )
         self.balance[w.pk] += amount
 

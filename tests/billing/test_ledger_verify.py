@@ -28,13 +28,13 @@ def _paid_topup(amount: int = 10_000) -> TopUp:
     wallet = wallet_create(account=make_account(), actor=SYSTEM)
     now = timezone.now()
     topup, _new = topup_create(
-        account=wallet.account, amount=amount, idempotency_key="k", actor=SYSTEM, now=now
+        account=wallet.account, amount=amount, idempotency_key="k", actor=SYSTEM, as_of=now
     )
-    topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, now=now)
+    topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, as_of=now)
     sandbox = provider_get("sandbox")
     assert isinstance(sandbox, SandboxProvider)
-    body, headers = sandbox.checkout_complete(reference=topup.public_id, paid=True, now=now)
-    webhook_receive(provider=sandbox, body=body, headers=headers, now=now)
+    body, headers = sandbox.checkout_complete(reference=topup.public_id, paid=True, as_of=now)
+    webhook_receive(provider=sandbox, body=body, headers=headers, as_of=now)
     topup.refresh_from_db()
     return topup
 
@@ -132,7 +132,7 @@ def test_a_payment_credited_twice_is_reported_even_when_every_entry_balances() -
             postings=[(wallet.ledger_account_id, -topup.amount), (clearing.pk, topup.amount)],
             effective_date=timezone.now().date(),
             created_by_label="bug",
-            now=timezone.now(),
+            as_of=timezone.now(),
             account_id=topup.account_id,
         )
     report = ledger_verify()

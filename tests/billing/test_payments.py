@@ -50,19 +50,23 @@ def _wallet(account: Account | None = None) -> Wallet:
 
 def _pending(wallet: Wallet, amount: int = 50_000, key: str = "k1") -> TopUp:
     topup, _new = topup_create(
-        account=wallet.account, amount=amount, idempotency_key=key, actor=SYSTEM, now=timezone.now()
+        account=wallet.account,
+        amount=amount,
+        idempotency_key=key,
+        actor=SYSTEM,
+        as_of=timezone.now(),
     )
-    topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, now=timezone.now())
+    topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, as_of=timezone.now())
     return topup
 
 
 def _pay(topup: TopUp, *, paid: bool = True) -> tuple[bytes, dict[str, str]]:
-    return _sandbox().checkout_complete(reference=topup.public_id, paid=paid, now=timezone.now())
+    return _sandbox().checkout_complete(reference=topup.public_id, paid=paid, as_of=timezone.now())
 
 
-def _deliver(body: bytes, headers: dict[str, str], now: dt.datetime | None = None) -> Any:
+def _deliver(body: bytes, headers: dict[str, str], as_of: dt.datetime | None = None) -> Any:
     return webhook_receive(
-        provider=_sandbox(), body=body, headers=headers, now=now or timezone.now()
+        provider=_sandbox(), body=body, headers=headers, as_of=as_of or timezone.now()
     )
 
 
@@ -77,16 +81,16 @@ def test_a_topup_is_created_once_per_idempotency_key() -> None:
     wallet = _wallet()
     now = timezone.now()
     first, new = topup_create(
-        account=wallet.account, amount=500, idempotency_key="same", actor=SYSTEM, now=now
+        account=wallet.account, amount=500, idempotency_key="same", actor=SYSTEM, as_of=now
     )
     again, new_again = topup_create(
-        account=wallet.account, amount=500, idempotency_key="same", actor=SYSTEM, now=now
+        account=wallet.account, amount=500, idempotency_key="same", actor=SYSTEM, as_of=now
     )
     assert new and not new_again and again.pk == first.pk
     assert TopUp.objects.filter(account=wallet.account).count() == 1
     with pytest.raises(IdempotencyKeyReused):
         topup_create(
-            account=wallet.account, amount=700, idempotency_key="same", actor=SYSTEM, now=now
+            account=wallet.account, amount=700, idempotency_key="same", actor=SYSTEM, as_of=now
         )
 
 
@@ -99,7 +103,7 @@ def test_it_refuses_amounts_out_of_range(amount: int) -> None:
             amount=amount,
             idempotency_key="k",
             actor=SYSTEM,
-            now=timezone.now(),
+            as_of=timezone.now(),
         )
     assert not TopUp.objects.exists()
 
@@ -108,23 +112,23 @@ def test_a_postpaid_account_cannot_top_up() -> None:
     account = make_account(payment_mode="postpaid")
     with pytest.raises(TopUpError, match="no prepaid wallet"):
         topup_create(
-            account=account, amount=5, idempotency_key="k", actor=SYSTEM, now=timezone.now()
+            account=account, amount=5, idempotency_key="k", actor=SYSTEM, as_of=timezone.now()
         )
 
 
 def test_checkout_start_makes_the_topup_pending_and_returns_the_sandbox_page() -> None:
     wallet = _wallet()
     topup, _new = topup_create(
-        account=wallet.account, amount=500, idempotency_key="k", actor=SYSTEM, now=timezone.now()
+        account=wallet.account, amount=500, idempotency_key="k", actor=SYSTEM, as_of=timezone.now()
     )
-    topup, url = topup_checkout_start(topup=topup, actor=SYSTEM, now=timezone.now())
+    topup, url = topup_checkout_start(topup=topup, actor=SYSTEM, as_of=timezone.now())
     assert topup.status == TopUp.Status.PENDING and topup.provider_ref.startswith("sbx_")
     assert url == reverse(
         "billing:sandbox_checkout",
         kwargs={"account_id": wallet.account.public_id, "topup_id": topup.public_id},
     )
     # A double submit gets the same page back and starts nothing new.
-    again, url_again = topup_checkout_start(topup=topup, actor=SYSTEM, now=timezone.now())
+    again, url_again = topup_checkout_start(topup=topup, actor=SYSTEM, as_of=timezone.now())
     assert url_again == url and again.provider_ref == topup.provider_ref
 
 
@@ -156,8 +160,8 @@ def test_a_redelivery_signed_anew_is_still_a_duplicate() -> None:
     body, headers = _pay(topup)
     _deliver(body, headers)
     later = timezone.now() + dt.timedelta(hours=3)
-    resigned = _sandbox().signed_headers(body=body, now=later)
-    assert _deliver(body, resigned, now=later).result == "duplicate"
+    resigned = _sandbox().signed_headers(body=body, as_of=later)
+    assert _deliver(body, resigned, as_of=later).result == "duplicate"
     assert _balance(wallet) == 50_000
 
 
@@ -198,7 +202,7 @@ def test_unsigned_or_forged_webhooks_are_refused_and_only_counted(
 def test_a_stale_signature_is_refused() -> None:
     wallet = _wallet()
     body, headers = _pay(_pending(wallet))
-    outcome = _deliver(body, headers, now=timezone.now() + dt.timedelta(minutes=6))
+    outcome = _deliver(body, headers, as_of=timezone.now() + dt.timedelta(minutes=6))
     assert (outcome.status, outcome.result) == (400, "rejected: stale signature")
     assert _balance(wallet) == 0
 
@@ -245,7 +249,7 @@ def test_a_declined_payment_fails_the_topup_and_a_late_success_still_credits() -
             },
         }
     ).encode()
-    assert _deliver(body, _sandbox().signed_headers(body=body, now=timezone.now())).result == (
+    assert _deliver(body, _sandbox().signed_headers(body=body, as_of=timezone.now())).result == (
         "credited"
     )
     assert _balance(wallet) == 50_000
@@ -269,7 +273,7 @@ def test_a_payment_of_another_amount_is_not_credited() -> None:
             },
         }
     ).encode()
-    outcome = _deliver(body, _sandbox().signed_headers(body=body, now=timezone.now()))
+    outcome = _deliver(body, _sandbox().signed_headers(body=body, as_of=timezone.now()))
     assert outcome.status == 200 and outcome.result.startswith("error:")
     assert WebhookEvent.objects.get().processed_at is None
     assert _balance(wallet) == 0
@@ -289,23 +293,23 @@ def test_a_credit_reconnects_a_disconnected_supply() -> None:
 def test_a_timed_out_checkout_is_unknown_until_reconciliation_settles_it() -> None:
     wallet = _wallet()
     topup, _new = topup_create(
-        account=wallet.account, amount=1408, idempotency_key="t", actor=SYSTEM, now=timezone.now()
+        account=wallet.account, amount=1408, idempotency_key="t", actor=SYSTEM, as_of=timezone.now()
     )
-    topup, url = topup_checkout_start(topup=topup, actor=SYSTEM, now=timezone.now())
+    topup, url = topup_checkout_start(topup=topup, actor=SYSTEM, as_of=timezone.now())
     assert topup.status == TopUp.Status.UNKNOWN and url is None
-    report = topups_reconcile(actor=SYSTEM, now=timezone.now())
+    report = topups_reconcile(actor=SYSTEM, as_of=timezone.now())
     topup.refresh_from_db()
     assert (report.checked, report.open) == (1, 1)
     assert topup.status == TopUp.Status.PENDING and topup.provider_ref
     # Paid at the provider, but the webhook is lost: reconciliation credits it later.
     _pay(topup)
-    assert topups_reconcile(actor=SYSTEM, now=timezone.now()).checked == 0  # not stale yet
-    report = topups_reconcile(actor=SYSTEM, now=timezone.now() + dt.timedelta(minutes=11))
+    assert topups_reconcile(actor=SYSTEM, as_of=timezone.now()).checked == 0  # not stale yet
+    report = topups_reconcile(actor=SYSTEM, as_of=timezone.now() + dt.timedelta(minutes=11))
     assert report.credited == 1
     assert _balance(wallet) == 1408
     # The webhook arriving after all credits nothing more.
     assert _deliver(
-        *_sandbox().webhook_for(reference=topup.public_id, now=timezone.now())
+        *_sandbox().webhook_for(reference=topup.public_id, as_of=timezone.now())
     ).result == ("already credited")
     assert _balance(wallet) == 1408
 
@@ -314,7 +318,7 @@ def test_reconciliation_fails_topups_the_provider_never_saw_after_a_day() -> Non
     wallet = _wallet()
     created = timezone.now() - dt.timedelta(hours=2)
     topup, _new = topup_create(
-        account=wallet.account, amount=500, idempotency_key="t", actor=SYSTEM, now=created
+        account=wallet.account, amount=500, idempotency_key="t", actor=SYSTEM, as_of=created
     )
 
     class Silent(SandboxProvider):
@@ -322,10 +326,10 @@ def test_reconciliation_fails_topups_the_provider_never_saw_after_a_day() -> Non
             return ProviderPayment(state=PaymentState.NOT_FOUND)
 
     silent = Silent(secret="x")
-    report = topups_reconcile(actor=SYSTEM, now=timezone.now(), provider_for=lambda name: silent)
+    report = topups_reconcile(actor=SYSTEM, as_of=timezone.now(), provider_for=lambda name: silent)
     assert (report.checked, report.open, report.failed) == (1, 1, 0)
     report = topups_reconcile(
-        actor=SYSTEM, now=created + dt.timedelta(hours=25), provider_for=lambda name: silent
+        actor=SYSTEM, as_of=created + dt.timedelta(hours=25), provider_for=lambda name: silent
     )
     assert report.failed == 1
     topup.refresh_from_db()
@@ -342,27 +346,29 @@ def test_refunds_are_partial_or_whole_never_more_than_paid_or_held() -> None:
     now = timezone.now()
     with pytest.raises(TopUpError, match="reason"):
         topup_refund(
-            topup=topup, amount=100, reason=" ", idempotency_key="r0", actor=SYSTEM, now=now
+            topup=topup, amount=100, reason=" ", idempotency_key="r0", actor=SYSTEM, as_of=now
         )
     topup_refund(
-        topup=topup, amount=4_000, reason="moved out", idempotency_key="r1", actor=SYSTEM, now=now
+        topup=topup, amount=4_000, reason="moved out", idempotency_key="r1", actor=SYSTEM, as_of=now
     )
     # The same key again refunds nothing more.
     topup_refund(
-        topup=topup, amount=4_000, reason="moved out", idempotency_key="r1", actor=SYSTEM, now=now
+        topup=topup, amount=4_000, reason="moved out", idempotency_key="r1", actor=SYSTEM, as_of=now
     )
     assert _balance(wallet) == 6_000
     with pytest.raises(TopUpError, match="left to refund"):
         topup_refund(
-            topup=topup, amount=6_001, reason="x", idempotency_key="r2", actor=SYSTEM, now=now
+            topup=topup, amount=6_001, reason="x", idempotency_key="r2", actor=SYSTEM, as_of=now
         )
     topup_refund(
-        topup=topup, amount=6_000, reason="closing", idempotency_key="r3", actor=SYSTEM, now=now
+        topup=topup, amount=6_000, reason="closing", idempotency_key="r3", actor=SYSTEM, as_of=now
     )
     topup.refresh_from_db()
     assert topup.status == TopUp.Status.REFUNDED and _balance(wallet) == 0
     with pytest.raises(TopUpError, match="in full"):
-        topup_refund(topup=topup, amount=1, reason="x", idempotency_key="r4", actor=SYSTEM, now=now)
+        topup_refund(
+            topup=topup, amount=1, reason="x", idempotency_key="r4", actor=SYSTEM, as_of=now
+        )
     assert AuditLogEntry.objects.filter(event_type=AuditEvent.TOPUP_REFUNDED).count() == 2
     assert ledger_verify().ok
 
@@ -379,7 +385,7 @@ def test_credit_already_spent_is_not_refunded() -> None:
         reason="usage",
         idempotency_key="u",
         actor=SYSTEM,
-        now=timezone.now(),
+        as_of=timezone.now(),
     )
     with pytest.raises(TopUpError, match="already used"):
         topup_refund(
@@ -388,7 +394,7 @@ def test_credit_already_spent_is_not_refunded() -> None:
             reason="x",
             idempotency_key="r",
             actor=SYSTEM,
-            now=timezone.now(),
+            as_of=timezone.now(),
         )
 
 
@@ -396,7 +402,12 @@ def test_an_unpaid_topup_cannot_be_refunded() -> None:
     topup = _pending(_wallet())
     with pytest.raises(TopUpError, match="paid"):
         topup_refund(
-            topup=topup, amount=1, reason="x", idempotency_key="r", actor=SYSTEM, now=timezone.now()
+            topup=topup,
+            amount=1,
+            reason="x",
+            idempotency_key="r",
+            actor=SYSTEM,
+            as_of=timezone.now(),
         )
 
 

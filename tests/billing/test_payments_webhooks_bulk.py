@@ -68,9 +68,9 @@ def test_duplicated_and_shuffled_webhooks_credit_each_payment_once() -> None:
             amount=rng.randrange(1, 500) * 100,
             idempotency_key=f"bulk-{i}",
             actor=SYSTEM,
-            now=now,
+            as_of=now,
         )
-        topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, now=now)
+        topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, as_of=now)
         topups.append(topup)
     # Per top-up: the success event, often a second success event with another id for the same
     # payment (providers send several event types for one payment), sometimes a decline that
@@ -97,7 +97,10 @@ def test_duplicated_and_shuffled_webhooks_credit_each_payment_once() -> None:
     for n, body in enumerate(deliveries):
         at = now + dt.timedelta(milliseconds=n)
         outcome = webhook_receive(
-            provider=sandbox, body=body, headers=sandbox.signed_headers(body=body, now=at), now=at
+            provider=sandbox,
+            body=body,
+            headers=sandbox.signed_headers(body=body, as_of=at),
+            as_of=at,
         )
         assert outcome.status == 200, outcome
         results[outcome.result.split(":")[0]] += 1
@@ -125,12 +128,12 @@ def test_duplicated_webhooks_through_the_http_endpoint_credit_once(
     topups = []
     for i in range(5):
         topup, _new = topup_create(
-            account=wallet.account, amount=1_000, idempotency_key=f"h{i}", actor=SYSTEM, now=now
+            account=wallet.account, amount=1_000, idempotency_key=f"h{i}", actor=SYSTEM, as_of=now
         )
-        topups.append(topup_checkout_start(topup=topup, actor=SYSTEM, now=now)[0])
+        topups.append(topup_checkout_start(topup=topup, actor=SYSTEM, as_of=now)[0])
     sandbox = _sandbox()
     bodies = [
-        sandbox.checkout_complete(reference=t.public_id, paid=True, now=now)[0] for t in topups
+        sandbox.checkout_complete(reference=t.public_id, paid=True, as_of=now)[0] for t in topups
     ]
     deliveries = bodies * 4
     random.Random(7).shuffle(deliveries)
@@ -138,7 +141,7 @@ def test_duplicated_webhooks_through_the_http_endpoint_credit_once(
     url = reverse("billing:payment_webhook", kwargs={"provider": "sandbox"})
     answers: Counter[Any] = Counter()
     for body in deliveries:
-        header = sandbox.signed_headers(body=body, now=timezone.now())[SIGNATURE_HEADER]
+        header = sandbox.signed_headers(body=body, as_of=timezone.now())[SIGNATURE_HEADER]
         response = client.post(
             url, body, content_type="application/json", HTTP_SANDBOX_SIGNATURE=header
         )

@@ -105,7 +105,7 @@ def test_prices_already_charged_are_history() -> None:
         day=dt.date(2026, 5, 4),
         time_zone="Asia/Taipei",
         actor=SYSTEM,
-        now=dt.datetime(2026, 5, 5, tzinfo=dt.UTC),
+        as_of=dt.datetime(2026, 5, 5, tzinfo=dt.UTC),
     )
     version = TariffVersion.objects.get()
     with pytest.raises(BillingError, match="already been charged"):

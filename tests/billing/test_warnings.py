@@ -77,7 +77,7 @@ def set_balance(wallet: Wallet, balance: int, *, at: dt.datetime = NOW) -> None:
             postings=[(wallet.ledger_account_id, -diff), (clearing.pk, diff)],
             effective_date=at.date(),
             created_by_label="test",
-            now=at,
+            as_of=at,
             account_id=wallet.account_id,
         )
     wallet.refresh_from_db()

@@ -145,7 +145,7 @@ def two_utility_bill() -> TwoUtilities:
         bill_run_execute(
             period_start=dt.date(2026, month, 1),
             actor=SYSTEM,
-            now=dt.datetime(2026, month + 1, 2, 1, tzinfo=dt.UTC),
+            as_of=dt.datetime(2026, month + 1, 2, 1, tzinfo=dt.UTC),
         )
 
     # March from readings, every hour, a little past the end of the month.
@@ -164,7 +164,7 @@ def two_utility_bill() -> TwoUtilities:
     w_new = _hourly(EXCHANGE, last, 0, use_w)
     _import("W-2B-NEW", EXCHANGE, w_new, unit="m3", kind="water")
 
-    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=ISSUED)
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=ISSUED)
     bill = Bill.objects.select_related("account", "organisation").get(
         account=account, period_start=MARCH
     )

@@ -145,9 +145,9 @@ def test_every_page_in_both_languages(
     paid = TopUp.objects.filter(account=harbour.prepaid, status=TopUp.Status.SUCCEEDED).first()
     assert paid is not None
     created, _new = topup_create(
-        account=harbour.prepaid, amount=250_00, idempotency_key="walk", actor=SYSTEM, now=now
+        account=harbour.prepaid, amount=250_00, idempotency_key="walk", actor=SYSTEM, as_of=now
     )
-    pending, _checkout = topup_checkout_start(topup=created, actor=SYSTEM, now=now)
+    pending, _checkout = topup_checkout_start(topup=created, actor=SYSTEM, as_of=now)
     # PDFs are downloads, and slow to render: tests/browser/test_resident.py fetches one.
     routes = [
         r

@@ -69,7 +69,7 @@ def test_a_prepaid_resident_reads_the_dashboard_charts_and_tops_up(
     expect(credit).to_contain_text(f"About {state.days_left} days left")
     month = page.get_by_role("region", name="This month")
     expected = month_comparison(
-        account_id=account.pk, now=timezone.now(), time_zone=account.time_zone
+        account_id=account.pk, as_of=timezone.now(), time_zone=account.time_zone
     ).rows[0]
     cells = month.get_by_role("row", name="Electricity").get_by_role("cell")
     shown = [float(c.split()[0]) for c in cells.all_inner_texts()]

@@ -133,7 +133,7 @@ def _history(
 
 
 def _recent_readings(
-    serial: str, *, since: dt.date, now: dt.datetime, scale: float
+    serial: str, *, since: dt.date, as_of: dt.datetime, scale: float
 ) -> ServicePoint:
     """15-minute readings from local midnight of `since` up to now, through the importer.
 
@@ -142,7 +142,7 @@ def _recent_readings(
     """
     sp = ServicePoint.objects.create(code=f"SP-{serial}", kind="electricity", time_zone=TZ)
     start = _local_midnight(since)
-    count = int((now - start).total_seconds() // 900) + 1
+    count = int((as_of - start).total_seconds() // 900) + 1
     value = 12_345.0
     rows: list[tuple[str, object]] = []
     for i in range(count):
@@ -150,7 +150,7 @@ def _recent_readings(
         if i:
             value += scale * _hour_wh(ts.astimezone(ZONE)) / 4 / 1000
         rows.append((ts.isoformat(), round(value, 3)))
-    run_import(csv_rows(serial, rows), received=now)
+    run_import(csv_rows(serial, rows), received=as_of)
     return sp
 
 
@@ -176,7 +176,7 @@ def harbour_seed() -> Harbour:
     }
     points: dict[str, ServicePoint] = {}
     for serial, (account, scale) in supplies.items():
-        sp = _recent_readings(serial, since=recent, now=now, scale=scale)
+        sp = _recent_readings(serial, since=recent, as_of=now, scale=scale)
         supply_start(account=account, service_point=sp, start=since, actor=SYSTEM)
         TariffAssignment.objects.create(
             account=account, service_point=sp, tariff=tariff, valid_from=since.date()
@@ -199,7 +199,7 @@ def harbour_seed() -> Harbour:
             amount=amount,
             idempotency_key=f"seed-{days_before}",
             actor=SYSTEM,
-            now=when,
+            as_of=when,
         )
         topup_settle_paid(
             topup_id=topup.pk,
@@ -207,7 +207,7 @@ def harbour_seed() -> Harbour:
             amount=amount,
             currency=topup.currency,
             actor=SYSTEM,
-            now=when + dt.timedelta(minutes=2),
+            as_of=when + dt.timedelta(minutes=2),
         )
     for back in range(14, 0, -1):
         day = today - dt.timedelta(days=back)
@@ -215,7 +215,7 @@ def harbour_seed() -> Harbour:
             day=day,
             time_zone=TZ,
             actor=SYSTEM,
-            now=dt.datetime.combine(day + dt.timedelta(days=1), dt.time(7), ZONE),
+            as_of=dt.datetime.combine(day + dt.timedelta(days=1), dt.time(7), ZONE),
         )
 
     # The shop's bills: the month before last, paid; last month, issued and due.
@@ -224,16 +224,16 @@ def harbour_seed() -> Harbour:
     before = (last_month - dt.timedelta(days=1)).replace(day=1)
     issued_at = _local_midnight(last_month) + dt.timedelta(days=4)
     older = bill_issue(
-        bill=bill_create(account=postpaid, period_start=before, actor=SYSTEM, now=issued_at),
+        bill=bill_create(account=postpaid, period_start=before, actor=SYSTEM, as_of=issued_at),
         actor=SYSTEM,
-        now=issued_at,
+        as_of=issued_at,
     )
-    bill_mark_paid(bill=older, actor=SYSTEM, now=issued_at + dt.timedelta(days=10))
+    bill_mark_paid(bill=older, actor=SYSTEM, as_of=issued_at + dt.timedelta(days=10))
     issued_at = _local_midnight(this_month) + dt.timedelta(hours=10)
     bill = bill_issue(
-        bill=bill_create(account=postpaid, period_start=last_month, actor=SYSTEM, now=issued_at),
+        bill=bill_create(account=postpaid, period_start=last_month, actor=SYSTEM, as_of=issued_at),
         actor=SYSTEM,
-        now=min(issued_at, now),
+        as_of=min(issued_at, now),
     )
 
     sp = points["LIN-E1"]

@@ -35,7 +35,7 @@ def _prepaid(account: Account, *, days: int) -> None:
         reason="opening",
         idempotency_key=f"open-{account.pk}",
         actor=SYSTEM,
-        now=NOW - dt.timedelta(days=20),
+        as_of=NOW - dt.timedelta(days=20),
     )
     version = TariffVersion.objects.filter(tariff__assignments__account=account).first()
     DailyCharge.objects.bulk_create(

@@ -63,7 +63,7 @@ def test_chart_charge_and_bill_agree_over_a_tariff_change_on_a_dst_day() -> None
     as_of = local_midnight(DAYS[-1] + dt.timedelta(days=1), ZONE)
 
     for day in DAYS:
-        prepaid_charge_day(day=day, time_zone=ZONE, actor=SYSTEM, now=as_of)
+        prepaid_charge_day(day=day, time_zone=ZONE, actor=SYSTEM, as_of=as_of)
     charged = dict(
         DailyCharge.objects.filter(account=account, service_point=sp).values_list("day", "total")
     )

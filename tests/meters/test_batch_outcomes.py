@@ -397,9 +397,9 @@ def test_the_sweeper_waits_for_the_backoff_before_the_next_attempt(settings: Any
     later = timezone.now() + dt.timedelta(hours=1)
     # Long after it was created, but before its next attempt is due: left alone.
     assert batch.pk not in batches_needing_a_worker(
-        queued_before=later, now=batch.next_attempt_at - dt.timedelta(seconds=1)
+        queued_before=later, as_of=batch.next_attempt_at - dt.timedelta(seconds=1)
     )
-    assert batch.pk in batches_needing_a_worker(queued_before=later, now=batch.next_attempt_at)
+    assert batch.pk in batches_needing_a_worker(queued_before=later, as_of=batch.next_attempt_at)
 
 
 # --- where people read the state ---------------------------------------------------------------

@@ -109,7 +109,7 @@ def admin_world() -> AdminWorld:
         last_address="203.0.113.9",
         last_at=now,
     )
-    export_request(account=harbour.prepaid, actor=SYSTEM, now=now)
+    export_request(account=harbour.prepaid, actor=SYSTEM, as_of=now)
     invitation_create(
         email="new.member@example.com",
         role=Role.VIEWER,

@@ -407,7 +407,7 @@ def _staff_with_a_factor(world: World) -> tuple[User, Authenticator]:
 def _staff_factor_hold(world: World) -> Callable[[], object]:
     staff, factor = _staff_with_a_factor(world)
     return lambda: users.staff_factor_hold(
-        user=staff, authenticator=factor, actor=SYSTEM, now=timezone.now()
+        user=staff, authenticator=factor, actor=SYSTEM, as_of=timezone.now()
     )
 
 
@@ -424,7 +424,7 @@ def _staff_factor_confirm(world: World) -> Callable[[], object]:
         created_at=timezone.now(),
     )
     return lambda: users.staff_factor_confirm(
-        token="the-token", user=staff, actor=SYSTEM, now=timezone.now()
+        token="the-token", user=staff, actor=SYSTEM, as_of=timezone.now()
     )
 
 

@@ -74,7 +74,7 @@ def _wallet_of(account: Account, amount: int) -> None:
     wallet_create(account=account, actor=SYSTEM)
     now = dt.datetime(2026, 12, 3, 5, 25, tzinfo=dt.UTC)
     topup, _new = topup_create(
-        account=account, amount=amount, idempotency_key="f", actor=SYSTEM, now=now
+        account=account, amount=amount, idempotency_key="f", actor=SYSTEM, as_of=now
     )
     topup_settle_paid(
         topup_id=topup.pk,
@@ -82,7 +82,7 @@ def _wallet_of(account: Account, amount: int) -> None:
         amount=amount,
         currency="TWD",
         actor=SYSTEM,
-        now=now,
+        as_of=now,
     )
 
 

@@ -31,7 +31,7 @@ def _client(account: object, role: Role = Role.OWNER) -> Client:
 def test_a_prepaid_home_shows_credit_days_left_usage_and_alerts() -> None:
     account, sp, wallet = supplied()
     wallet_adjust(
-        wallet=wallet, amount=600_00, reason="opening", idempotency_key="o", actor=SYSTEM, now=NOW
+        wallet=wallet, amount=600_00, reason="opening", idempotency_key="o", actor=SYSTEM, as_of=NOW
     )
     version = TariffVersion.objects.get()
     for back in range(1, 15):

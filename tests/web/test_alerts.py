@@ -214,7 +214,7 @@ def test_low_credit_warnings_are_open_until_the_credit_comes_back(
         (f"warning-{old.pk}", False),
     ]
     wallet_adjust(
-        wallet=wallet, amount=500_00, reason="top-up", idempotency_key="t", actor=SYSTEM, now=MOVE
+        wallet=wallet, amount=500_00, reason="top-up", idempotency_key="t", actor=SYSTEM, as_of=MOVE
     )
     assert list(client.get(_alerts(world.account_a)).context["page"].object_list) == []
     assert "Resolved" in client.get(_alerts(world.account_a) + "?show=all").content.decode()

@@ -64,7 +64,7 @@ def _prepaid(account: Account, *, balance: int, daily: int, emergency: int = 0) 
         reason="opening",
         idempotency_key=f"open-{account.pk}",
         actor=SYSTEM,
-        now=NOW - dt.timedelta(days=20),
+        as_of=NOW - dt.timedelta(days=20),
     )
     version = TariffVersion.objects.filter(tariff__assignments__account=account).first()
     DailyCharge.objects.bulk_create(
@@ -213,7 +213,7 @@ def test_which_warnings_are_open_is_one_rule_for_the_page_the_home_and_the_table
             reason="to the case's balance",
             idempotency_key="case",
             actor=SYSTEM,
-            now=NOW,
+            as_of=NOW,
         )
     open_alerts = shortage_alerts_for_account(
         account_id=harbour.short.pk, as_of_day=TODAY, open_only=True
@@ -244,7 +244,7 @@ def test_a_new_crossing_resolves_the_warnings_of_the_one_before(harbour: Harbour
         reason="a big day",
         idempotency_key="big",
         actor=SYSTEM,
-        now=NOW,
+        as_of=NOW,
     )
     assert _table_counts(harbour, credit_alerts=True)[harbour.fine.number] == 1
     assert [
@@ -342,7 +342,7 @@ def test_past_the_emergency_credit_it_says_when_the_supply_is_cut_and_what_resto
         reason="more charges",
         idempotency_key="more",
         actor=SYSTEM,
-        now=NOW,
+        as_of=NOW,
     )
     client = client_for(harbour.world.group_manager)
     text = _credit_text(client, harbour.short)

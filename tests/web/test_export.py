@@ -46,8 +46,8 @@ def _download(export: DataExport) -> str:
 
 
 def _built(account: Account) -> DataExport:
-    export = export_request(account=account, actor=SYSTEM, now=timezone.now())
-    built = export_build(export_id=export.pk, actor=SYSTEM, now=timezone.now())
+    export = export_request(account=account, actor=SYSTEM, as_of=timezone.now())
+    built = export_build(export_id=export.pk, actor=SYSTEM, as_of=timezone.now())
     assert built is not None
     return built
 
@@ -83,7 +83,7 @@ def test_asking_for_an_export_queues_it_and_the_page_polls_its_progress(
     assert 'aria-valuenow="25"' in fragment and '<rect width="25"' in fragment
     assert "250 of 1,000 rows written (25%)" in fragment and "style=" not in fragment
 
-    export_build(export_id=export.pk, actor=SYSTEM, now=timezone.now())
+    export_build(export_id=export.pk, actor=SYSTEM, as_of=timezone.now())
     fragment = client.get(_status(export), headers={"HX-Request": "true"}).content.decode()
     assert "hx-trigger" not in fragment  # finished: the polling stops
     assert _download(export) in fragment
@@ -107,9 +107,9 @@ def test_no_download_before_it_is_done_after_it_expires_or_from_another_account(
     world: World, client_for: Callable[[User], Client]
 ) -> None:
     alice = client_for(world.alice)
-    queued = export_request(account=world.account_a, actor=SYSTEM, now=timezone.now())
+    queued = export_request(account=world.account_a, actor=SYSTEM, as_of=timezone.now())
     assert alice.get(_download(queued)).status_code == 404
-    done = export_build(export_id=queued.pk, actor=SYSTEM, now=timezone.now())
+    done = export_build(export_id=queued.pk, actor=SYSTEM, as_of=timezone.now())
     assert done is not None
     DataExport.objects.filter(pk=done.pk).update(
         expires_at=timezone.now() - dt.timedelta(seconds=1)

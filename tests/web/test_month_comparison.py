@@ -74,9 +74,9 @@ def _local(
     ],
 )
 def test_the_spans_compared_are_the_same_elapsed_days_and_time(
-    now: dt.datetime, expected: list[ComparedSpan]
+    as_of: dt.datetime, expected: list[ComparedSpan]
 ) -> None:
-    assert list(comparison_spans(local_now=now)) == expected
+    assert list(comparison_spans(local_now=as_of)) == expected
 
 
 def _daily(account: Account, sp: ServicePoint, days: Iterable[dt.date], wh: int, **kw: str) -> None:
@@ -132,7 +132,7 @@ def test_a_month_in_progress_is_compared_with_the_same_days_and_hours() -> None:
     _daily(account, sp, [dt.date(2025, 12, 4)], 240)
     _daily(account, sp, _days(dt.date(2025, 12, 5), 27), 3000)
 
-    result = month_comparison(account_id=account.pk, now=NOW, time_zone="Asia/Taipei")
+    result = month_comparison(account_id=account.pk, as_of=NOW, time_zone="Asia/Taipei")
     (row,) = result.rows
     assert (row.kind, row.direction) == ("electricity", "import")
     # So far: everything recorded (3 days + 16 hours begun by 15:15).
@@ -157,7 +157,7 @@ def test_the_hours_of_the_last_day_are_wall_clock_hours_across_a_dst_change() ->
     # 4 Oct is summer time: 15:15 there is 14:15 UTC. The hour from 14:00 UTC (15:00 BST)
     # has begun by then; the one from 15:00 UTC (16:00 BST) has not.
     _hourly(account, sp, dt.datetime(2026, 10, 3, 23, 0, tzinfo=dt.UTC), 17, 100)
-    result = month_comparison(account_id=account.pk, now=now, time_zone="Europe/London")
+    result = month_comparison(account_id=account.pk, as_of=now, time_zone="Europe/London")
     (row,) = result.rows
     assert row.last_month == 16 * 100
     assert row.this_month == 0
@@ -171,7 +171,7 @@ def test_exported_energy_is_a_row_of_its_own_and_never_netted() -> None:
     _daily(account, sp, _days(dt.date(2026, 12, 1), 3), 9000)
     _daily(account, sp, _days(dt.date(2026, 12, 1), 3), 5000, direction="export")
     _daily(account, sp, _days(dt.date(2026, 11, 1), 3), 4000, direction="export")
-    result = month_comparison(account_id=account.pk, now=NOW, time_zone="Asia/Taipei")
+    result = month_comparison(account_id=account.pk, as_of=NOW, time_zone="Asia/Taipei")
     assert [(r.direction, r.this_month, r.last_month) for r in result.rows] == [
         ("import", 27000, 0),
         ("export", 15000, 12000),

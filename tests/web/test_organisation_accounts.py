@@ -66,7 +66,7 @@ def _prepaid(
             reason="opening",
             idempotency_key=f"open-{account.pk}",
             actor=SYSTEM,
-            now=NOW,
+            as_of=NOW,
         )
     if daily is not None:
         version = TariffVersion.objects.filter(tariff__assignments__account=account).first()

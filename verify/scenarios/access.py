@@ -217,9 +217,9 @@ def build_tenant(tag: str, *, subsidiary: bool, everyone: bool) -> Tenant:
     _api_key, tenant.key = api_key_create(organisation=top, name=f"{tag} head-end", actor=actor)
     wallet_create(account=account, actor=actor)
     topup, _new = topup_create(
-        account=account, amount=500, idempotency_key=str(uuid.uuid4()), actor=actor, now=now
+        account=account, amount=500, idempotency_key=str(uuid.uuid4()), actor=actor, as_of=now
     )
-    topup, _url = topup_checkout_start(topup=topup, actor=actor, now=now)
+    topup, _url = topup_checkout_start(topup=topup, actor=actor, as_of=now)
     bill = Bill.objects.create(
         account=account,
         organisation=top,
@@ -232,7 +232,7 @@ def build_tenant(tag: str, *, subsidiary: bool, everyone: bool) -> Tenant:
         status=Bill.Status.ISSUED,
         created_at=now,
     )
-    export = export_request(account=account, actor=actor, now=now)
+    export = export_request(account=account, actor=actor, as_of=now)
     invited = {
         "account": invitation_create(
             email=f"invitee.account.{low}@example.com",

@@ -120,14 +120,14 @@ def paid_topup(label: str) -> Paid:
         amount=amount,
         idempotency_key=f"verify-{label}",
         actor=actor,
-        now=now,
+        as_of=now,
         provider="sandbox",
     )
     provider = _provider()
-    topup, _url = topup_checkout_start(topup=topup, actor=actor, now=now, provider=provider)
+    topup, _url = topup_checkout_start(topup=topup, actor=actor, as_of=now, provider=provider)
     if topup.status != TopUp.Status.PENDING:
         raise RuntimeError(f"the sandbox left top-up {topup.pk} {topup.status}, not pending")
-    body, headers = provider.checkout_complete(reference=topup.public_id, paid=True, now=now)
+    body, headers = provider.checkout_complete(reference=topup.public_id, paid=True, as_of=now)
     return Paid(topup.pk, wallet.pk, amount, body, headers)
 
 
@@ -252,7 +252,7 @@ def _forgeries(paid: Paid, provider: SandboxProvider) -> list[tuple[str, bytes, 
     timestamp = paid.headers["Sandbox-Signature"].split(",")[0]
     bad = {**paid.headers, "Sandbox-Signature": f"{timestamp},v1={'0' * 64}"}
     # A delivery captured ten minutes ago and replayed: a valid signature, but too old.
-    stale = provider.signed_headers(body=paid.body, now=timezone.now() - dt.timedelta(minutes=10))
+    stale = provider.signed_headers(body=paid.body, as_of=timezone.now() - dt.timedelta(minutes=10))
     unsigned = {k: v for k, v in paid.headers.items() if k != "Sandbox-Signature"}
     return [
         *[("bad signature", paid.body, bad)] * 3,
@@ -398,7 +398,7 @@ def _charging_world(*, accounts: int, first: dt.date, days: int) -> tuple[float,
         day=first,
         time_zone=TZ,
         actor=SystemActor("verify"),
-        now=local_midnight(first + dt.timedelta(days=1), TZ) + dt.timedelta(hours=7),
+        as_of=local_midnight(first + dt.timedelta(days=1), TZ) + dt.timedelta(hours=7),
     )
     return rows, time.monotonic() - began - rows
 

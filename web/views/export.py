@@ -49,7 +49,7 @@ class AccountExportView(AccountView):
         return self.render_to_response(
             self.get_context_data(
                 exports=exports,
-                now=timezone.now(),
+                as_of=timezone.now(),
                 lifetime_days=EXPORT_LIFETIME.days,
                 busy=any(not export.finished for export in exports),
             )
@@ -59,7 +59,7 @@ class AccountExportView(AccountView):
         export_request(
             account=self.account,
             actor=self.actor(),
-            now=timezone.now(),
+            as_of=timezone.now(),
             language=translation.get_language() or "en",
         )
         return HttpResponseRedirect(_page_url(self.account.public_id))
@@ -99,7 +99,7 @@ class AccountExportStatusView(_OneExportView):
         if not getattr(request, "htmx", False):
             # Opened directly rather than polled: the page shows it in context.
             return HttpResponseRedirect(_page_url(self.account.public_id))
-        return self.render_to_response(self.get_context_data(export=export, now=timezone.now()))
+        return self.render_to_response(self.get_context_data(export=export, as_of=timezone.now()))
 
 
 class AccountExportDownloadView(_OneExportView):

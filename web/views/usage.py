@@ -109,7 +109,7 @@ class AccountUsageView(AccountView):
             period=period,
             time_zone=account.time_zone,
             compare=bool(data.get("compare")),
-            now=now,
+            as_of=now,
         )
         base = service_point_base_unit(service_point_id=chosen.pk, kind=chosen.kind)
         unit, divisor = display_unit(base)
@@ -199,7 +199,7 @@ class _Usage:
         period: UsagePeriod,
         time_zone: str,
         compare: bool,
-        now: dt.datetime,
+        as_of: dt.datetime,
     ) -> _Usage:
         def read(start: dt.datetime, end: dt.datetime, direction: str) -> list[ConsumptionPoint]:
             return consumption_series(
@@ -213,7 +213,7 @@ class _Usage:
             )
 
         # Intervals up to now, each on the chart even without data, to carry its cost.
-        shown_end = min(period.end, now)
+        shown_end = min(period.end, as_of)
         grid = interval_starts(
             start=period.start, end=shown_end, resolution=period.resolution, time_zone=time_zone
         )

@@ -169,7 +169,7 @@ def test_an_api_key_without_the_scope_is_refused_and_audited(world: World) -> No
 def _bill() -> tuple[Account, Bill]:
     account, sp = postpaid()
     local_hours(account, sp, MARCH, 31)
-    bill_run_execute(period_start=MARCH, actor=SYSTEM, now=NOW)
+    bill_run_execute(period_start=MARCH, actor=SYSTEM, as_of=NOW)
     return account, Bill.objects.get(account=account)
 
 

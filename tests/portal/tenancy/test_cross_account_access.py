@@ -115,9 +115,9 @@ def _topup_id(world: World, kind: str) -> uuid.UUID:
         amount=500,
         idempotency_key=str(uuid.uuid4()),
         actor=SYSTEM,
-        now=timezone.now(),
+        as_of=timezone.now(),
     )
-    topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, now=timezone.now())
+    topup, _url = topup_checkout_start(topup=topup, actor=SYSTEM, as_of=timezone.now())
     return topup.public_id
 
 
@@ -148,7 +148,7 @@ def _export_id(world: World, kind: str) -> uuid.UUID:
     from billing.services.exports import export_request
 
     # Asking again returns the open export, so the status and download URLs share one.
-    export = export_request(account=world.account_a, actor=SYSTEM, now=timezone.now())
+    export = export_request(account=world.account_a, actor=SYSTEM, as_of=timezone.now())
     return export.public_id
 
 

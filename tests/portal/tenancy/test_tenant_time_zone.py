@@ -52,7 +52,7 @@ def _in(client: Client, language: str) -> Client:
 def _paid_topup(world: World) -> TopUp:
     wallet_create(account=world.account_a, actor=SYSTEM)
     topup, _new = topup_create(
-        account=world.account_a, amount=500_00, idempotency_key="t", actor=SYSTEM, now=PAID
+        account=world.account_a, amount=500_00, idempotency_key="t", actor=SYSTEM, as_of=PAID
     )
     topup_settle_paid(
         topup_id=topup.pk,
@@ -60,7 +60,7 @@ def _paid_topup(world: World) -> TopUp:
         amount=500_00,
         currency="TWD",
         actor=SYSTEM,
-        now=PAID,
+        as_of=PAID,
     )
     return topup
 
