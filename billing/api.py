@@ -71,7 +71,7 @@ class TopUpInputSerializer(serializers.Serializer[Any]):
         given = data.get("amount") if isinstance(data, dict) else None
         if given is None or given == "":
             raise ValidationError({"amount": [_("This field is required.")]})
-        if isinstance(given, bool) or not isinstance(given, str | int | float):
+        if isinstance(given, bool | dict | list):  # JSON numbers and strings only
             raise ValidationError({"amount": [_("Enter a number.")]})
         try:
             return {"amount": parse_amount(str(given), self.currency)}
