@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: the ingest row of QUALITY.md, every figure a ratio measured in the same run.
+"""`make bench`: the ingest row of docs/QUALITY.md, every figure a ratio measured in the same run.
 
 Steps, in this order, on a database of its own (`smartmeter_bench` on 127.0.0.1:5432, or
 BENCH_DATABASE_URL; created, migrated and dropped again unless --keep):
@@ -85,7 +85,7 @@ QUARTERS_PER_DAY = 96
 WARMUP_QUARTERS = 4
 COPY_CHUNK = 1 << 20
 POLL_SECONDS = 0.05
-# QUALITY.md, ingest row.
+# docs/QUALITY.md, ingest row.
 GOAL_IMPORT = 0.35
 GOAL_REIMPORT = 0.5
 GOAL_HISTORY = 0.8
@@ -1060,7 +1060,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
         )
 
     print()
-    print("Ingest benchmark (QUALITY.md): ratios against raw COPY measured in this run")
+    print("Ingest benchmark (docs/QUALITY.md): ratios against raw COPY measured in this run")
     for line in info:
         print(f"  {line}")
     print(

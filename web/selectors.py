@@ -69,8 +69,8 @@ def _without_jit(*, server_side: bool = False) -> Iterator[CursorWrapper]:
     """Yield a cursor in a transaction where PostgreSQL does not JIT-compile.
 
     The planner cannot know that every measure has one row per account, so it overestimates
-    these statements by orders of magnitude and spends seconds compiling them (measured: an
-    export of 5,000 accounts took 7.7 s, 6.5 s of it JIT, and 0.9 s without). A server-side
+    these statements by orders of magnitude and spends most of a large export's time
+    compiling them (`make bench` web measures the export). A server-side
     cursor keeps a large export out of memory, unless the deployment turned them off (a
     transaction-pooling PgBouncer cannot hold them).
     """

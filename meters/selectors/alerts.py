@@ -29,8 +29,8 @@ def _in_own_supply(event: str) -> str:
 
 
 def _alert_events(account_id: int) -> QuerySet[MeterEvent]:
-    # Plain SQL for the rule: the same subquery built by the ORM cost about 4 ms of CPU a
-    # request to compile (the account home shows these on every visit).
+    # Plain SQL for the rule: the same subquery built by the ORM costs more CPU to compile
+    # than to run, and the account home shows these on every visit.
     return MeterEvent.objects.filter(account_id=account_id).filter(
         RawSQL(  # noqa: S611 - no input: the fragment names columns only
             _in_own_supply('"meters_meterevent"'), (), output_field=BooleanField()

@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 
 from portal.lib.currency import MINOR_UNITS
 
-RATE_PLACES = 6  # unit rates keep up to six decimals (DESIGN.md §5)
+RATE_PLACES = 6  # unit rates keep up to six decimals (docs/DESIGN.md §5)
 
 
 class MoneyError(ValueError):
