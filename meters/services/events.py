@@ -7,7 +7,7 @@ import logging
 from functools import partial
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils.translation import gettext as _
 
 from meters.models import (
@@ -17,7 +17,7 @@ from portal.audit.actors import Actor, UserActor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
 from portal.notifications.services import Target, notifications_queue, texts_in_every_language
-from portal.notifications.topics import Topic
+from portal.notifications.topics import OPT_IN_TOPICS, Topic
 from portal.tenancy.selectors import Audience
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,8 @@ def _event_texts(event: MeterEvent) -> dict[str, str]:
 
 
 def meter_events_notify(*, as_of: dt.datetime, actor: Actor) -> int:
-    """Queue the alarms of new serious events on the notifications path; return how many
+    """Queue the alarms of new serious events (and of the states members opt in to) on the
+    notifications path; return how many
     events were handled (each once).
 
     The members of the account and of every organisation above it are told, by their
@@ -95,9 +96,11 @@ def meter_events_notify(*, as_of: dt.datetime, actor: Actor) -> int:
     transaction that queues, under a row lock, so two workers never both queue it.
     """
     sent = 0
+    # Serious events, and the states (contact lost, valve moved) members may opt in to.
     pending = MeterEvent.objects.filter(
+        models.Q(severity__gte=MeterEvent.Severity.SERIOUS)
+        | models.Q(kind__in=[k for k, t in _EVENT_TOPICS.items() if t in OPT_IN_TOPICS]),
         notified_at__isnull=True,
-        severity__gte=MeterEvent.Severity.SERIOUS,
         account__isnull=False,
     ).select_related("meter", "account", "account__organisation")[:500]
     for event in pending:

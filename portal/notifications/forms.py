@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from portal.audit.actors import Actor
 from portal.notifications.models import NotificationPreference
 from portal.notifications.services import PHONE_RE, notification_preferences_set
-from portal.notifications.topics import OPERATIONAL_TOPICS, Topic
+from portal.notifications.topics import OPERATIONAL_TOPICS, OPT_IN_TOPICS, Topic
 from portal.users.models import User
 
 
@@ -116,7 +116,7 @@ class NotificationPreferencesForm(forms.Form):
 
     def default_email(self, topic: str) -> bool:
         """Whether email is on for a topic the member has not chosen yet."""
-        return not (self.viewer and topic in OPERATIONAL_TOPICS)
+        return not ((self.viewer and topic in OPERATIONAL_TOPICS) or topic in OPT_IN_TOPICS)
 
     def full_clean(self) -> None:
         super().full_clean()

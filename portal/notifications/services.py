@@ -49,7 +49,7 @@ from portal.audit.services import audit_record
 from portal.lib.errors import DomainError
 from portal.notifications.models import Notification, NotificationPreference
 from portal.notifications.sms import Sms, SmsError, sms_backend
-from portal.notifications.topics import OPERATIONAL_TOPICS, Topic
+from portal.notifications.topics import OPERATIONAL_TOPICS, OPT_IN_TOPICS, Topic
 from portal.tenancy.roles import Role
 from portal.tenancy.selectors import MEMBERS_TO_NOTIFY_SQL, Audience
 from portal.users.models import User
@@ -215,7 +215,7 @@ _CHANNELS_SQL = f"""
     LEFT JOIN notifications_notificationpreference np ON np.user_id = r.user_id
          AND np.topic = %(topic)s
     CROSS JOIN LATERAL (
-        SELECT %(operational)s AND r.role = {int(Role.VIEWER)} AS opt_in
+        SELECT (%(operational)s AND r.role = {int(Role.VIEWER)}) OR %(opt_in)s AS opt_in
     ) gate
     CROSS JOIN LATERAL (
         SELECT COALESCE(np.email, NOT gate.opt_in) AND u.email <> '' AS email,
@@ -259,6 +259,7 @@ def notifications_queue(
         "audiences": [str(t.audience) for t in targets],
         "topic": str(topic),
         "operational": topic in OPERATIONAL_TOPICS,
+        "opt_in": topic in OPT_IN_TOPICS,
         "now": as_of,
     }
     with connection.cursor() as cursor:

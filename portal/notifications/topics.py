@@ -19,3 +19,8 @@ class Topic(models.TextChoices):
 # Alarms about the supply itself: a viewer only looks at an account, so these reach viewers
 # only when they switched a channel on for the topic themselves.
 OPERATIONAL_TOPICS = frozenset({Topic.LEAK, Topic.TAMPER, Topic.COMMS_LOSS, Topic.VALVE})
+
+# States rather than emergencies (a meter that has been silent a day, a valve a technician
+# turned): told only to those who switched a channel on for them, whatever their role, or every
+# household with a flat battery would be mailed by default.
+OPT_IN_TOPICS = frozenset({Topic.COMMS_LOSS, Topic.VALVE})

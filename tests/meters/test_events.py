@@ -23,6 +23,7 @@ from meters.models import (
 from meters.services import events as event_services
 from meters.services import inbound as inbound_services
 from meters.services import supply as supply_services
+from portal.notifications.models import Notification
 from portal.notifications.services import notifications_send
 from tests.conftest import World
 from tests.factories import SYSTEM
@@ -123,8 +124,9 @@ def test_a_meter_silent_too_long_has_lost_communication(world: World) -> None:
     event = MeterEvent.objects.get(kind="communication_lost")
     assert event.account == world.account_a and event.severity == MeterEvent.Severity.WARNING
     assert event_services.derived_events_detect(as_of=now + dt.timedelta(hours=1)) == 0
-    # A warning is for the utility's staff; members are emailed for serious events only.
-    assert event_services.meter_events_notify(as_of=now, actor=SYSTEM) == 0
+    # A silent meter is told only to members who switched that topic on: nobody here has.
+    assert event_services.meter_events_notify(as_of=now, actor=SYSTEM) == 1
+    assert not Notification.objects.filter(key=f"event:{event.pk}").exists()
 
 
 def test_a_leak_alarm_reaches_only_the_members_of_the_account_supplied_then(

@@ -173,11 +173,12 @@ def test_residents_choose_leak_and_tamper_alerts_on_the_notifications_page(world
         for topic in ("leak", "tamper", "comms_loss", "valve")
         if (pref := notification_preference_for(user_id=world.alice.pk, topic=topic))
     }
-    # Leak, tamper and contact alarms switched off; the valve's stays as it was (no row).
+    # Leak and tamper alarms switched off, the valve's switched on (it is off until chosen);
+    # contact loss stays as it was, off by default (no row).
     assert chosen == {
         "leak": (False, False),
         "tamper": (False, False),
-        "comms_loss": (False, False),
+        "valve": (True, False),
     }
 
 
@@ -200,3 +201,22 @@ def test_a_language_change_is_audited_with_the_member_as_actor(world: World) -> 
         world.alice.pk,
         {"before": "", "after": "en"},
     )
+
+
+def test_contact_loss_is_told_only_to_those_who_switched_it_on(world: World) -> None:
+    notification_preference_set(
+        user=world.alice, topic="comms_loss", email=True, sms=False, actor=SYSTEM
+    )
+    event = _alarm(world.account_a, kind=MeterEvent.Kind.COMMUNICATION_LOST)
+    MeterEvent.objects.filter(pk=event.pk).update(severity=MeterEvent.Severity.WARNING)
+    assert event_services.meter_events_notify(as_of=MORNING, actor=SYSTEM) == 1
+    notifications_send(as_of=MORNING)
+    # An owner with default preferences is not mailed about a silent meter; alice asked to be.
+    assert _told() == ["alice@example.com"]
+    assert Notification.objects.get(user=world.alice).topic == "comms_loss"
+
+
+def test_a_minor_event_without_an_opt_in_topic_is_not_notified(world: World) -> None:
+    event = _alarm(world.account_a, kind=MeterEvent.Kind.LEAK)
+    MeterEvent.objects.filter(pk=event.pk).update(severity=MeterEvent.Severity.WARNING)
+    assert event_services.meter_events_notify(as_of=MORNING, actor=SYSTEM) == 0
