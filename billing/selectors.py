@@ -28,6 +28,7 @@ from billing.models import (
 )
 from billing.pricing import HourUsage
 from meters.models import Direction, Quality, Rule
+from meters.units import kind_base_unit_sql
 from portal.lib.csvsafe import FORMULA_PREFIXES, csv_safe
 from portal.lib.money import from_minor
 from portal.tenancy.models import Account
@@ -678,7 +679,7 @@ def export_readings_copy(
 
 
 # The unit of each service point's rollups: that of its registers in the direction (Wh or L);
-# water without registers defaults to litres, everything else to Wh.
+# without registers, the kind's default (meters.units, the one rule).
 _UNITS_CTE = """
 units AS (
     SELECT mi.service_point_id, r.direction, min(r.unit) AS unit
@@ -688,7 +689,7 @@ units AS (
     GROUP BY 1, 2
 )
 """
-_UNIT = "coalesce(u.unit, CASE WHEN sp.kind = 'water' THEN 'L' ELSE 'Wh' END)"
+_UNIT = f"coalesce(u.unit, {kind_base_unit_sql('sp.kind')})"
 DAILY_COLUMNS = (
     "service_point",
     "kind",

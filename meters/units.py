@@ -44,6 +44,12 @@ def kind_base_unit(kind: str) -> str:
     return FIXED_BASE_UNITS.get(kind, GAS_DEFAULT_BASE_UNIT)
 
 
+def kind_base_unit_sql(kind: str) -> str:
+    """kind_base_unit() as an SQL expression over the column `kind` (constants only)."""
+    cases = " ".join(f"WHEN '{k}' THEN '{u}'" for k, u in sorted(FIXED_BASE_UNITS.items()))
+    return f"(CASE {kind} {cases} ELSE '{GAS_DEFAULT_BASE_UNIT}' END)"
+
+
 def display_unit(base_unit: str) -> DisplayUnit:
     """The unit people read a base unit (Wh, L) in, and its divisor: kWh/1000, m³/1000."""
     try:

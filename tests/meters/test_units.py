@@ -5,8 +5,15 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
-from meters.units import DisplayUnit, display_unit, in_display_units, kind_base_unit
+from meters.units import (
+    DisplayUnit,
+    display_unit,
+    in_display_units,
+    kind_base_unit,
+    kind_base_unit_sql,
+)
 
 
 @pytest.mark.parametrize(
@@ -33,3 +40,12 @@ def test_each_kind_has_a_default_base_unit(kind: str, base: str) -> None:
 def test_base_units_convert_exactly() -> None:
     assert in_display_units(1234, "Wh") == Decimal("1.234")
     assert in_display_units(1, "L") == Decimal("0.001")
+
+
+@pytest.mark.django_db
+def test_the_sql_default_unit_is_the_python_one() -> None:
+    kinds = ["electricity", "heat", "water", "gas"]
+    with connection.cursor() as cursor:
+        query = f"SELECT k, {kind_base_unit_sql('k')} FROM unnest(%s::text[]) AS k"  # noqa: S608
+        cursor.execute(query, [kinds])
+        assert dict(cursor.fetchall()) == {kind: kind_base_unit(kind) for kind in kinds}
