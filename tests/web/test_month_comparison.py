@@ -37,7 +37,7 @@ def _local(
 
 
 @pytest.mark.parametrize(
-    ("now", "expected"),
+    ("as_of", "expected"),
     [
         (
             _local(2026, 12, 4, 15, 15),

@@ -49,7 +49,7 @@ class AccountExportView(AccountView):
         return self.render_to_response(
             self.get_context_data(
                 exports=exports,
-                as_of=timezone.now(),
+                now=timezone.now(),
                 lifetime_days=EXPORT_LIFETIME.days,
                 busy=any(not export.finished for export in exports),
             )
@@ -99,7 +99,7 @@ class AccountExportStatusView(_OneExportView):
         if not getattr(request, "htmx", False):
             # Opened directly rather than polled: the page shows it in context.
             return HttpResponseRedirect(_page_url(self.account.public_id))
-        return self.render_to_response(self.get_context_data(export=export, as_of=timezone.now()))
+        return self.render_to_response(self.get_context_data(export=export, now=timezone.now()))
 
 
 class AccountExportDownloadView(_OneExportView):

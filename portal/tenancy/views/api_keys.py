@@ -82,7 +82,7 @@ class OrganisationApiKeysView(OrganisationView):
             self.get_context_data(
                 form=form,
                 api_keys=list(organisation_api_keys(organisation=self.organisation)),
-                as_of=timezone.now(),
+                now=timezone.now(),
                 **extra,
             ),
             status=status,
