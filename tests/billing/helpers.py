@@ -7,7 +7,7 @@ import itertools
 from decimal import Decimal
 from typing import Any
 
-from billing.models import Tariff, TariffAssignment, TariffVersion, Wallet
+from billing.models import DailyCharge, Tariff, TariffAssignment, TariffVersion, Wallet
 from billing.services.ledger import wallet_create
 from meters.models import Meter, MeterInstallation, RollupHourly, ServicePoint
 from meters.services.supply import supply_start
@@ -98,3 +98,32 @@ def bill_numbers(sequence: int, *, prefix: str = "RES", year: int = 2026) -> dic
         "number": number,
         "payment_reference": bill_payment_reference(account_number="T", bill_number=number),
     }
+
+
+def charge_history(
+    account: Account,
+    sp: ServicePoint,
+    *,
+    daily: int,
+    today: dt.date,
+    as_of: dt.datetime,
+    consumption: int = 1000,
+    days: int = 14,
+) -> None:
+    """Daily charges of `daily` minor units for the `days` days before `today`, at the account's
+    tariff: the history the credit state averages over."""
+    version = TariffVersion.objects.filter(tariff__assignments__account=account).first()
+    DailyCharge.objects.bulk_create(
+        DailyCharge(
+            account=account,
+            service_point=sp,
+            day=today - dt.timedelta(days=back),
+            tariff_version=version,
+            consumption=consumption,
+            net=daily,
+            tax=0,
+            total=daily,
+            created_at=as_of,
+        )
+        for back in range(1, days + 1)
+    )

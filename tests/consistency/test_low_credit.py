@@ -14,10 +14,9 @@ from django.http import StreamingHttpResponse
 from django.test import Client
 from django.urls import reverse
 
-from billing.models import DailyCharge, TariffVersion
 from billing.services.ledger import wallet_adjust
 from portal.tenancy.models import Account
-from tests.billing.helpers import supplied
+from tests.billing.helpers import charge_history, supplied
 from tests.conftest import World
 from tests.factories import SYSTEM
 
@@ -37,21 +36,7 @@ def _prepaid(account: Account, *, days: int) -> None:
         actor=SYSTEM,
         as_of=NOW - dt.timedelta(days=20),
     )
-    version = TariffVersion.objects.filter(tariff__assignments__account=account).first()
-    DailyCharge.objects.bulk_create(
-        DailyCharge(
-            account=account,
-            service_point=sp,
-            day=TODAY - dt.timedelta(days=back),
-            tariff_version=version,
-            consumption=8000,
-            net=DAILY,
-            tax=0,
-            total=DAILY,
-            created_at=NOW,
-        )
-        for back in range(1, 15)
-    )
+    charge_history(account, sp, daily=DAILY, today=TODAY, as_of=NOW, consumption=8000)
 
 
 def _body(response: object) -> str:

@@ -23,7 +23,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 
-from billing.models import DailyCharge, ShortageWarning, TariffVersion
+from billing.models import ShortageWarning
 from billing.selectors import shortage_alerts_for_account
 from billing.services.ledger import wallet_adjust, wallet_update
 from meters.models import Meter, MeterEvent, ServicePoint
@@ -32,7 +32,7 @@ from portal.tenancy.models import Account
 from portal.tenancy.roles import Role
 from portal.tenancy.scopes import Scope, scopes_for
 from portal.users.models import User
-from tests.billing.helpers import supplied
+from tests.billing.helpers import charge_history, supplied
 from tests.conftest import World
 from tests.factories import SYSTEM, make_membership, make_user
 from web.panels import Panel, alerts_panel, credit_panel
@@ -66,21 +66,7 @@ def _prepaid(account: Account, *, balance: int, daily: int, emergency: int = 0) 
         actor=SYSTEM,
         as_of=NOW - dt.timedelta(days=20),
     )
-    version = TariffVersion.objects.filter(tariff__assignments__account=account).first()
-    DailyCharge.objects.bulk_create(
-        DailyCharge(
-            account=account,
-            service_point=sp,
-            day=TODAY - dt.timedelta(days=back),
-            tariff_version=version,
-            consumption=8000,
-            net=daily,
-            tax=0,
-            total=daily,
-            created_at=NOW,
-        )
-        for back in range(1, 15)
-    )
+    charge_history(account, sp, daily=daily, today=TODAY, as_of=NOW, consumption=8000)
     return sp
 
 

@@ -24,7 +24,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from billing.models import DailyCharge, TariffVersion
+from billing.models import DailyCharge
 from billing.selectors import credit_state
 from billing.services.ledger import wallet_adjust
 from meters.models import Meter, MeterEvent, MeterInstallation, RollupDaily, ServicePoint
@@ -35,7 +35,7 @@ from portal.lib.csvsafe import csv_safe
 from portal.tenancy.models import Account, Organisation
 from portal.tenancy.roles import Role
 from portal.users.models import User
-from tests.billing.helpers import supplied
+from tests.billing.helpers import charge_history, supplied
 from tests.conftest import World
 from tests.factories import SYSTEM, make_account, make_membership, make_organisation, make_user
 from web.selectors import organisation_accounts_table
@@ -69,21 +69,7 @@ def _prepaid(
             as_of=NOW,
         )
     if daily is not None:
-        version = TariffVersion.objects.filter(tariff__assignments__account=account).first()
-        DailyCharge.objects.bulk_create(
-            DailyCharge(
-                account=account,
-                service_point=sp,
-                day=TODAY - dt.timedelta(days=back),
-                tariff_version=version,
-                consumption=1000,
-                net=daily,
-                tax=0,
-                total=daily,
-                created_at=NOW,
-            )
-            for back in range(1, 15)
-        )
+        charge_history(account, sp, daily=daily, today=TODAY, as_of=NOW, consumption=1000)
     return sp
 
 
