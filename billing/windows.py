@@ -51,9 +51,6 @@ class TariffWindows:
     by_supply: dict[tuple[int, int], list[TariffWindow]] = field(default_factory=dict)
     problems: dict[int, str] = field(default_factory=dict)
 
-    def of_account(self, account_id: int) -> list[TariffWindow]:
-        return [w for (a, _sp), ws in self.by_supply.items() if a == account_id for w in ws]
-
 
 def tariff_windows(
     *,
