@@ -4,8 +4,9 @@ Service points, meters and registers are the utility's fleet data, not tenant-ow
 customers reach them only through `Supply` (account ↔ service point over time). Everything a
 customer reads (rollups, events) carries the account of the supply period.
 
-Readings live in a range-partitioned table created by SQL (see migrations) and are written only
-by the import pipeline's SQL, never through model instances; `Reading` here is for reading.
+Readings are stored by SQL (migrations 0002 and 0013, whose functions are the only way in and
+out of the layout) and written only by the import pipeline's SQL and the staff's edits, never
+through model instances: `Reading` is the view of every reading, for reading.
 
 Quantities are bigint base units: Wh for energy (electricity, heat, and gas measured as energy),
 litres for volume (water, and gas measured by volume).
@@ -19,7 +20,7 @@ from typing import Any, Self
 
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
-from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
+from django.contrib.postgres.fields import ArrayField, DateTimeRangeField, RangeOperators
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Func, Q
@@ -397,14 +398,74 @@ class Reading(models.Model):
     )
 
     class Meta:
-        # Created by SQL (partitioned; migration 0002), but Django knows it so that its test
-        # flush truncates it together with the registers it references.
+        # A view of the two tables below (migration 0013): never flushed or migrated by Django.
+        managed = False
         db_table = "meters_reading"
         verbose_name = _("reading")
         verbose_name_plural = _("readings")
 
     def __str__(self) -> str:
         return f"{self.register_id}@{self.ts.isoformat()}"
+
+
+class ReadingSide(models.Model):
+    """Readings one row each: daily, monthly and manual reads, and times off a register's grid.
+
+    Created by SQL (partitioned by month; migrations 0002 and 0013); Django knows the table so
+    that its test flush truncates it.
+    """
+
+    pk = models.CompositePrimaryKey("register_id", "ts")
+    register = models.ForeignKey(
+        Register, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
+    )
+    ts = models.DateTimeField()
+    start_ts = models.DateTimeField(null=True)
+    value = models.BigIntegerField(null=True)
+    delta = models.BigIntegerField(null=True)
+    quality = models.SmallIntegerField()
+    flags = models.IntegerField()
+    batch = models.ForeignKey(
+        "meters.ImportBatch",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+
+    class Meta:
+        db_table = "meters_readingside"
+
+    def __str__(self) -> str:
+        return f"{self.register_id}@{self.ts.isoformat()}"
+
+
+class ChannelDay(models.Model):
+    """A register's interval readings of one UTC day, as arrays positioned by interval.
+
+    Created by SQL (partitioned by month; migration 0013); Django knows the table so that its
+    test flush truncates it. Read and written only through the functions of migration 0013.
+    """
+
+    pk = models.CompositePrimaryKey("register_id", "day")
+    register = models.ForeignKey(
+        Register, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
+    )
+    day = models.DateField()
+    service_point_id = models.BigIntegerField(null=True)
+    interval_s = models.IntegerField()
+    vals = ArrayField(models.BigIntegerField(null=True))
+    deltas = ArrayField(models.BigIntegerField(null=True))
+    quality = ArrayField(models.SmallIntegerField(null=True))
+    flags = ArrayField(models.IntegerField(null=True))
+    spans = ArrayField(models.IntegerField(null=True))
+    batch_id = models.BigIntegerField(null=True)
+
+    class Meta:
+        db_table = "meters_channelday"
+
+    def __str__(self) -> str:
+        return f"{self.register_id}@{self.day.isoformat()}"
 
 
 class ReadingConflict(models.Model):

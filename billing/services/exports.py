@@ -53,7 +53,6 @@ from django.utils.translation import gettext as _
 from billing.models import Bill, DataExport, export_storage
 from billing.selectors import (
     DAILY_COLUMNS,
-    READINGS_COLUMNS,
     HourlySeries,
     export_bills,
     export_daily_copy,
@@ -62,14 +61,17 @@ from billing.selectors import (
     export_hourly_series,
     export_hourly_values,
     export_ledger,
-    export_reading_spans,
-    export_readings_copy,
     export_recent_for_account,
     exports_expired_ids,
     exports_open_for_account,
     exports_stalled_ids,
 )
 from meters.espi_export import EspiSeries, EspiUsagePoint, IntervalValue, espi_write
+from meters.selectors.exports import (
+    READINGS_COLUMNS,
+    export_reading_spans,
+    export_readings_copy,
+)
 from portal.audit.actors import Actor, UserActor
 from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record

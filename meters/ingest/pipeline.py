@@ -866,7 +866,7 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
     # chart or bill would count them: move that installation back to cover them. Only such a
     # self-made installation moves; one that staff placed, or a service point with other
     # meters, stays as it is (issue 12, found by make verify).
-    # Reading meters_reading here locks its partitions against the ATTACH of a new month in
+    # Reading the readings here locks its partitions against the ATTACH of a new month in
     # another batch's _ensure_partitions: take the partition lock first (this transaction
     # takes it there anyway), or two batches registering at once deadlock.
     _exec("SELECT pg_advisory_xact_lock(%s)", [q.PARTITION_LOCK])
@@ -887,8 +887,8 @@ def _register_meters(batch: ImportBatch, stage: sql.Identifier, params: dict[str
               -- Still where registration put it: just before the meter's first stored reading
               -- (or with none stored yet, when the registering batch is still merging).
               AND mi.installed_at = coalesce(
-                  (SELECT min(r.ts) FROM meters_reading r
-                   JOIN meters_register g ON g.id = r.register_id
+                  (SELECT min(r.ts) FROM meters_register g
+                   CROSS JOIN LATERAL meters_reading_after(g.id, '-infinity') r
                    WHERE g.meter_id = mi.meter_id) - interval '1 second',
                   mi.installed_at)
               AND NOT EXISTS (SELECT 1 FROM meters_meterinstallation o
@@ -953,10 +953,11 @@ def _ensure_partitions(stage: sql.Identifier) -> None:
     if not months:
         return
     _exec("SELECT pg_advisory_xact_lock(%s)", [q.PARTITION_LOCK])
-    _exec(
-        "SELECT partman.create_partition_time('public.meters_reading', %s::timestamptz[])",
-        [[month for (month,) in months]],
-    )
+    for parent in q.READING_TABLES:
+        _exec(
+            "SELECT partman.create_partition_time(%s, %s::timestamptz[])",
+            [parent, [month for (month,) in months]],
+        )
 
 
 def chunk_plan(batch: ImportBatch) -> list[list[int]]:
@@ -1006,8 +1007,8 @@ def merge_chunk(batch: ImportBatch, registers: list[int]) -> None:
         _exec(q.GAPS.replace("{max_gap}", q.MAX_GAP_ESTIMATE), params)
         _exec(q.CALCULATE, params)
         _exec("ANALYZE m_calc")
-        inserted, estimated = _exec(q.INSERT, params)[0]
-        _exec(q.UPDATE_EXISTING, params)
+        _exec(q.WRITE, params)
+        inserted, estimated = _exec(q.WRITTEN, params)[0]
         _exec(q.AFFECTED)
         refresh_rollups(params)
         batch.duplicate += duplicates

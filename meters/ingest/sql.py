@@ -2,6 +2,10 @@
 
 Each statement works on a whole staging table or a whole chunk of registers; none of them loops
 over readings. The rules and their flags are defined in meters.models.Rule.
+
+Stored readings are read through the functions of migration 0013 (meters_readings_between,
+meters_reading_before and meters_reading_after), which bound the day rows they unnest, and
+written only by meters_readings_write, which rewrites each touched day row once per call.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ BATCH_LOCK = 0x6D62_0000_0000_0000
 REGISTER_LOCK = 0x6D72_0000_0000_0000
 SERVICE_POINT_LOCK = 0x6D73_0000_0000_0000
 PARTITION_LOCK = 0x6D70_0000_0000_0001
+
+# The partitioned tables a reading may be stored in (migration 0013).
+READING_TABLES = ("public.meters_readingside", "public.meters_channelday")
 
 # Flags that survive when an existing reading's derived values are recomputed.
 KEEP_ON_RECOMPUTE = int(
@@ -52,6 +59,14 @@ PARAMS = {
 # {stage} is the batch's staging table; %(regs)s the chunk's register ids; %(batch)s the batch.
 
 CANDIDATES = """
+-- The stored readings over each register's staged span, read once.
+CREATE TEMP TABLE m_old ON COMMIT DROP AS
+SELECT e.*
+FROM (SELECT register_id, min(ts) AS lo, max(ts) AS hi FROM {stage}
+      WHERE register_id = ANY(%(regs)s) AND reject IS NULL GROUP BY register_id) b
+CROSS JOIN LATERAL meters_readings_between(ARRAY[b.register_id], b.lo, b.hi) e;
+ANALYZE m_old;
+
 CREATE TEMP TABLE m_cls ON COMMIT DROP AS
 WITH c AS (
     SELECT s.line, s.register_id, s.ts, s.base_value AS value, s.base_delta AS delta,
@@ -68,7 +83,7 @@ WITH c AS (
            e.register_id IS NOT NULL AS existed,
            e.value AS old_value, e.delta AS old_delta, e.flags AS old_flags
     FROM c
-    LEFT JOIN meters_reading e ON e.register_id = c.register_id AND e.ts = c.ts
+    LEFT JOIN m_old e ON e.register_id = c.register_id AND e.ts = c.ts
 )
 SELECT j.*, CASE
     -- An actual reading replaces the estimate made for a gap it now fills.
@@ -94,12 +109,14 @@ SELECT register_id, ts, value, delta,
 FROM m_cls WHERE outcome = 'conflict'
 ON CONFLICT DO NOTHING;
 
-UPDATE meters_reading r
-   SET flags = r.flags | %(r_conflict)s,
-       quality = CASE WHEN r.quality = %(q_edited)s THEN r.quality ELSE %(q_suspect)s END
-  FROM (SELECT DISTINCT register_id, ts FROM m_cls WHERE outcome = 'conflict' AND existed) c
- WHERE r.register_id = c.register_id AND r.ts = c.ts
-   AND r.flags & %(r_conflict)s = 0;
+SELECT meters_readings_write(array_agg(ROW(
+           r.register_id, r.ts, r.start_ts, r.value, r.delta,
+           CASE WHEN r.quality = %(q_edited)s THEN r.quality ELSE %(q_suspect)s END,
+           r.flags | %(r_conflict)s, r.batch_id, false)::meters_reading_change))
+  FROM m_old r
+  JOIN (SELECT DISTINCT register_id, ts FROM m_cls WHERE outcome = 'conflict' AND existed) c
+    ON r.register_id = c.register_id AND r.ts = c.ts
+ WHERE r.flags & %(r_conflict)s = 0;
 """
 
 NEW_ROWS = """
@@ -125,15 +142,16 @@ ANALYZE m_bounds;
 -- Estimates near the new readings are made again from the actual readings around them, so
 -- that the final state does not depend on the order the readings arrived in.
 CREATE TEMP TABLE m_del ON COMMIT DROP AS
-WITH gone AS (
-    DELETE FROM meters_reading r USING m_bounds b
-     WHERE r.register_id = b.register_id
-       AND r.ts >= b.lo - interval '{max_gap}' AND r.ts <= b.hi + interval '{max_gap}'
-       -- every estimate, whatever rule it later tripped; a corrected one stays
-       AND r.flags & %(r_estimated)s <> 0 AND r.quality <> %(q_edited)s
-    RETURNING r.register_id, r.ts, r.start_ts
-)
-SELECT * FROM gone;
+SELECT r.register_id, r.ts, r.start_ts
+FROM m_bounds b
+CROSS JOIN LATERAL meters_readings_between(
+    ARRAY[b.register_id], b.lo - interval '{max_gap}', b.hi + interval '{max_gap}') r
+-- every estimate, whatever rule it later tripped; a corrected one stays
+WHERE r.flags & %(r_estimated)s <> 0 AND r.quality <> %(q_edited)s;
+
+SELECT meters_readings_write(array_agg(
+           ROW(register_id, ts, NULL, NULL, NULL, NULL, NULL, NULL, true)::meters_reading_change))
+FROM m_del;
 
 """
 
@@ -150,33 +168,21 @@ FROM m_bounds b
 LEFT JOIN (SELECT register_id, max(ts) AS last_deleted FROM m_del GROUP BY register_id) d
        ON d.register_id = b.register_id
 LEFT JOIN LATERAL (
-    SELECT min(e.ts) AS first_after FROM meters_reading e
-    WHERE e.register_id = b.register_id AND e.ts > b.hi) a ON true;
+    SELECT e.ts AS first_after FROM meters_reading_after(b.register_id, b.hi) e) a ON true;
 
--- LATERAL with OFFSET 0 (which keeps the planner from flattening it back into a join), so that
--- each register's window is an index range scan of the partitions it reaches: as a plain join
--- the planner hashes every partition of the readings, that is all history, for every chunk.
+-- Each register's window is read through the storage functions, which bound the day rows
+-- they unnest: as a plain join the planner would read every register's whole history.
 CREATE TEMP TABLE m_ctx ON COMMIT DROP AS
-SELECT y.*
+SELECT y.register_id, y.ts, y.start_ts, y.value, y.delta, y.quality, y.flags, y.batch_id
 FROM m_bounds b
 JOIN m_reach x ON x.register_id = b.register_id
-CROSS JOIN LATERAL (
-    SELECT e.register_id, e.ts, e.start_ts, e.value, e.delta, e.quality, e.flags
-    FROM meters_reading e
-    WHERE e.register_id = b.register_id AND e.ts >= b.lo - b.lookback AND e.ts <= x.ctx_hi
-    OFFSET 0) y
+CROSS JOIN LATERAL meters_readings_between(ARRAY[b.register_id], b.lo - b.lookback, x.ctx_hi) y
 UNION
-SELECT y.* FROM m_reach x CROSS JOIN LATERAL (
-    SELECT e.register_id, e.ts, e.start_ts, e.value, e.delta, e.quality, e.flags
-    FROM meters_reading e
-    WHERE e.register_id = x.register_id AND e.ts > x.ctx_hi
-    ORDER BY e.ts LIMIT 1) y
+SELECT y.register_id, y.ts, y.start_ts, y.value, y.delta, y.quality, y.flags, y.batch_id
+FROM m_reach x CROSS JOIN LATERAL meters_reading_after(x.register_id, x.ctx_hi) y
 UNION
-SELECT y.* FROM m_bounds b CROSS JOIN LATERAL (
-    SELECT e.register_id, e.ts, e.start_ts, e.value, e.delta, e.quality, e.flags
-    FROM meters_reading e
-    WHERE e.register_id = b.register_id AND e.ts < b.lo - b.lookback
-    ORDER BY e.ts DESC LIMIT 1) y;
+SELECT y.register_id, y.ts, y.start_ts, y.value, y.delta, y.quality, y.flags, y.batch_id
+FROM m_bounds b CROSS JOIN LATERAL meters_reading_before(b.register_id, b.lo - b.lookback) y;
 
 CREATE TEMP TABLE m_s ON COMMIT DROP AS
 SELECT register_id, ts, value, delta AS src_delta, duration_s, received_at, line, src_flags,
@@ -346,24 +352,32 @@ SELECT register_id, ts, is_new, is_est, value,
 FROM w5;
 """
 
-INSERT = """
-WITH inserted AS (
-    INSERT INTO meters_reading (register_id, ts, start_ts, value, delta, quality, flags, batch_id)
-    SELECT register_id, ts, start_ts, value, delta, quality, flags, %(batch)s
-    FROM m_calc WHERE is_new
-    ON CONFLICT DO NOTHING
-    RETURNING flags
-)
-SELECT count(*), count(*) FILTER (WHERE flags & %(r_estimated)s <> 0) FROM inserted;
+# The new readings (a key stored already, an edited estimate, stays as it is) and the changed
+# derived values of existing ones, written in one call so each day row is rewritten once.
+WRITE = """
+CREATE TEMP TABLE m_w ON COMMIT DROP AS
+SELECT c.register_id, c.ts, c.start_ts, c.value, c.delta, c.quality, c.flags,
+       %(batch)s::bigint AS batch_id, true AS is_new
+FROM m_calc c
+WHERE c.is_new
+  AND NOT EXISTS (SELECT 1 FROM m_ctx x WHERE x.register_id = c.register_id AND x.ts = c.ts)
+UNION ALL
+SELECT c.register_id, c.ts, c.start_ts, x.value, c.delta, c.quality, c.flags, x.batch_id, false
+FROM m_calc c
+JOIN m_ctx x ON x.register_id = c.register_id AND x.ts = c.ts
+WHERE NOT c.is_new
+  AND (x.start_ts, x.delta, x.flags, x.quality)
+      IS DISTINCT FROM (c.start_ts, c.delta, c.flags, c.quality);
+
+SELECT meters_readings_write(array_agg(ROW(register_id, ts, start_ts, value, delta, quality,
+                                           flags, batch_id, false)::meters_reading_change))
+FROM m_w;
 """
 
-UPDATE_EXISTING = """
-UPDATE meters_reading r
-   SET start_ts = c.start_ts, delta = c.delta, flags = c.flags, quality = c.quality
-  FROM m_calc c
- WHERE NOT c.is_new AND r.register_id = c.register_id AND r.ts = c.ts
-   AND (r.start_ts, r.delta, r.flags, r.quality)
-       IS DISTINCT FROM (c.start_ts, c.delta, c.flags, c.quality);
+WRITTEN = """
+SELECT count(*) FILTER (WHERE is_new),
+       count(*) FILTER (WHERE is_new AND flags & %(r_estimated)s <> 0)
+FROM m_w;
 """
 
 COUNTS = """
@@ -442,13 +456,18 @@ FROM (
     -- LATERAL with OFFSET 0: an index range scan from the range's start for each register,
     -- pruning older partitions at run time. As a join the planner kept only register_id as
     -- the index condition and read each register's whole history (65 s a chunk with a year).
+    -- A reading after the range can still start inside it: a day past its end, and the first
+    -- reading after that (a long gap's), are read too.
     CROSS JOIN LATERAL (
         SELECT e.register_id, e.ts, e.start_ts, e.delta, e.quality
-        FROM meters_reading e
-        WHERE e.register_id = r.id AND e.ts > greatest(x.h_lo, mi.installed_at)
+        FROM (SELECT * FROM meters_readings_between(ARRAY[r.id],
+                                                    greatest(x.h_lo, mi.installed_at),
+                                                    x.h_hi + interval '1 day')
+              UNION ALL
+              SELECT * FROM meters_reading_after(r.id, x.h_hi + interval '1 day')) e
+        WHERE e.ts > greatest(x.h_lo, mi.installed_at)
           AND e.start_ts < x.h_hi AND e.delta IS NOT NULL AND e.start_ts IS NOT NULL
-          AND (mi.removed_at IS NULL OR e.ts <= mi.removed_at)
-        OFFSET 0) e
+          AND (mi.removed_at IS NULL OR e.ts <= mi.removed_at)) e
     CROSS JOIN LATERAL (
         SELECT h AS hour,
                greatest(e.start_ts, h) AS piece_start,
@@ -505,6 +524,7 @@ GROUP BY d.sp, d.direction, d.day, h.account_id;
 # A chunk's temp tables, dropped before the next chunk (ON COMMIT DROP covers the normal path).
 TEMP_TABLES = (
     "m_cand",
+    "m_old",
     "m_cls",
     "m_new",
     "m_bounds",
@@ -514,6 +534,7 @@ TEMP_TABLES = (
     "m_s",
     "m_gap",
     "m_calc",
+    "m_w",
     "m_aff",
     "m_sp",
     "m_days",

@@ -53,11 +53,11 @@ def consumption_series(
                 FROM meters_supply sup
                 JOIN meters_meterinstallation mi ON mi.service_point_id = sup.service_point_id
                 JOIN meters_register r ON r.meter_id = mi.meter_id AND r.direction = %(dir)s
-                JOIN meters_reading e
-                  ON e.register_id = r.id AND e.ts > %(start)s AND e.ts <= %(end)s
+                CROSS JOIN LATERAL meters_readings_between(ARRAY[r.id], %(start)s, %(end)s) e
+                WHERE e.ts > %(start)s
                  AND e.ts > mi.installed_at AND (mi.removed_at IS NULL OR e.ts <= mi.removed_at)
                  AND e.start_ts >= sup.start AND (sup."end" IS NULL OR e.ts <= sup."end")
-                WHERE sup.account_id = %(account)s AND sup.service_point_id = %(sp)s
+                 AND sup.account_id = %(account)s AND sup.service_point_id = %(sp)s
                   AND e.delta IS NOT NULL
                 GROUP BY 1 ORDER BY 1
                 """,

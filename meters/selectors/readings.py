@@ -33,8 +33,7 @@ def register_recent_readings(*, register: Register, limit: int = 24) -> list[Rea
     """Return a register's latest readings, newest first (the admin's register page)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT ts, start_ts, value, delta, quality, flags FROM meters_reading "
-            "WHERE register_id = %s ORDER BY ts DESC LIMIT %s",
+            "SELECT ts, start_ts, value, delta, quality, flags FROM meters_readings_latest(%s, %s)",
             [register.pk, limit],
         )
         return [ReadingRow(*row) for row in cursor.fetchall()]
@@ -146,18 +145,11 @@ def register_values_at(*, instants: Sequence[RegisterInstant]) -> list[RegisterV
             SELECT q.i, b.ts, b.value, b.quality, a.ts, a.value
             FROM unnest(%(registers)s::bigint[], %(at)s::timestamptz[], %(lo)s::timestamptz[],
                         %(hi)s::timestamptz[]) WITH ORDINALITY AS q(register_id, at, lo, hi, i)
-            LEFT JOIN LATERAL (
-                SELECT e.ts, e.value, e.quality FROM meters_reading e
-                WHERE e.register_id = q.register_id AND e.ts <= q.at AND e.ts >= q.lo
-                  AND e.value IS NOT NULL AND e.quality <> %(suspect)s
-                ORDER BY e.ts DESC LIMIT 1
-            ) b ON true
-            LEFT JOIN LATERAL (
-                SELECT e.ts, e.value FROM meters_reading e
-                WHERE e.register_id = q.register_id AND e.ts > q.at AND e.ts <= q.hi
-                  AND e.value IS NOT NULL AND e.quality <> %(suspect)s
-                ORDER BY e.ts LIMIT 1
-            ) a ON true
+            -- The storage's nearest-reading searches, of usable readings only: a register
+            -- value that is not suspect. Before q.at + 1 µs is at or before q.at.
+            LEFT JOIN LATERAL meters_reading_before(
+                q.register_id, q.at + interval '1 microsecond', q.lo, true) b ON true
+            LEFT JOIN LATERAL meters_reading_after(q.register_id, q.at, q.hi, true) a ON true
             ORDER BY q.i
             """,
             {
@@ -165,7 +157,6 @@ def register_values_at(*, instants: Sequence[RegisterInstant]) -> list[RegisterV
                 "at": [i.at for i in instants],
                 "lo": [i.lo for i in instants],
                 "hi": [i.hi or dt.datetime.max.replace(tzinfo=dt.UTC) for i in instants],
-                "suspect": Quality.SUSPECT,
             },
         )
         rows = cursor.fetchall()

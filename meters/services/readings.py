@@ -70,15 +70,16 @@ def reading_edit(
         raise ValidationError(_("Give a new register value or a new interval consumption."))
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [q.REGISTER_LOCK + register.pk])
+        # The register's advisory lock above keeps imports and other edits off it.
         cursor.execute(
-            "SELECT value, delta, quality, flags, start_ts FROM meters_reading "
-            "WHERE register_id = %s AND ts = %s FOR UPDATE",
-            [register.pk, ts],
+            "SELECT value, delta, quality, flags, start_ts, batch_id "
+            "FROM meters_readings_between(ARRAY[%s]::bigint[], %s, %s)",
+            [register.pk, ts, ts],
         )
         row = cursor.fetchone()
         if row is None:
             raise ReadingNotFound
-        old_value, old_delta, old_quality, old_flags, start_ts = row
+        old_value, old_delta, old_quality, old_flags, start_ts, batch_id = row
         ReadingEdit.objects.create(
             register=register,
             ts=ts,
@@ -102,31 +103,44 @@ def reading_edit(
             delta = old_delta + (new_value - old_value)
         if delta is None:
             delta = old_delta
-        cursor.execute(
-            "UPDATE meters_reading SET value = %s, delta = %s, quality = %s, flags = %s "
-            "WHERE register_id = %s AND ts = %s",
-            [
+        changes = [
+            (
+                register.pk,
+                ts,
+                start_ts,
                 value,
                 delta,
                 int(Quality.EDITED),
                 (old_flags & ~int(q.SUSPECT)) | int(Rule.EDITED),
-                register.pk,
-                ts,
-            ],
-        )
+                batch_id,
+            )
+        ]
         # The next reading's consumption follows the corrected register value.
         next_end = ts
         if new_value is not None:
             cursor.execute(
-                "UPDATE meters_reading SET delta = value - %s "
-                "WHERE register_id = %s AND ts = (SELECT min(ts) FROM meters_reading "
-                "WHERE register_id = %s AND ts > %s) AND value IS NOT NULL "
-                "AND value >= %s AND flags & %s = 0 RETURNING ts",
-                [value, register.pk, register.pk, ts, value, int(Rule.EDITED)],
+                "SELECT register_id, ts, start_ts, value, value - %s, quality, flags, batch_id "
+                "FROM meters_reading_after(%s, %s) "
+                "WHERE value IS NOT NULL AND value >= %s AND flags & %s = 0",
+                [value, register.pk, ts, value, int(Rule.EDITED)],
             )
             following = cursor.fetchone()
             if following:
-                next_end = following[0]
+                changes.append(following)
+                next_end = following[1]
+        cursor.execute(
+            "SELECT meters_readings_write(array_agg(ROW(c.*, false)::meters_reading_change)) "
+            "FROM (VALUES "
+            + ", ".join(
+                [
+                    "(%s::bigint, %s::timestamptz, %s::timestamptz, %s::bigint, "
+                    "%s::bigint, %s::smallint, %s::integer, %s::bigint)"
+                ]
+                * len(changes)
+            )
+            + ") c",
+            [field for change in changes for field in change],
+        )
         cursor.execute(
             "CREATE TEMP TABLE m_aff ON COMMIT DROP AS "
             "SELECT %s::bigint AS register_id, %s::timestamptz AS lo, %s::timestamptz AS hi",
@@ -187,10 +201,9 @@ regs AS (
 reach AS (
     SELECT g.sp, min(f.lo) AS lo, max(l.hi) AS hi
     FROM regs g
-    CROSS JOIN LATERAL (SELECT coalesce(e.start_ts, e.ts) AS lo FROM meters_reading e
-                        WHERE e.register_id = g.reg ORDER BY e.ts LIMIT 1) f
-    CROSS JOIN LATERAL (SELECT e.ts AS hi FROM meters_reading e
-                        WHERE e.register_id = g.reg ORDER BY e.ts DESC LIMIT 1) l
+    CROSS JOIN LATERAL (SELECT coalesce(e.start_ts, e.ts) AS lo
+                        FROM meters_reading_after(g.reg, '-infinity') e) f
+    CROSS JOIN LATERAL (SELECT e.ts AS hi FROM meters_reading_before(g.reg, 'infinity') e) l
     GROUP BY g.sp
     UNION ALL
     SELECT service_point_id, min(hour), max(hour) + interval '1 hour'

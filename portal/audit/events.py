@@ -64,6 +64,7 @@ class AuditEvent(IntEnum):
     FLEET_UPDATED = 251
     FLEET_DELETED = 252
     ROLLUPS_REBUILT = 260
+    READINGS_CONVERTED = 261
 
     # 300-319 ledger, wallets and charging; 320-339 top-ups and payments; 340-359 bills;
     # 360-379 warnings and notifications; 380-399 tariffs.
@@ -231,6 +232,10 @@ AUDIT_EVENTS: dict[AuditEvent, AuditEventSpec] = {
     AuditEvent.FLEET_DELETED: AuditEventSpec("fleet.delete", _("deleted {model} {name}")),
     AuditEvent.ROLLUPS_REBUILT: AuditEventSpec(
         "fleet.rollups_rebuild", _("rebuilt the rollups of {service_points} from {first} to {last}")
+    ),
+    AuditEvent.READINGS_CONVERTED: AuditEventSpec(
+        "fleet.readings_convert",
+        _("moved {readings} readings of {registers} registers into day rows"),
     ),
     AuditEvent.WALLET_CREATED: AuditEventSpec(
         "wallet.create", _("opened a wallet in {currency} for account {number}")

@@ -204,7 +204,9 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
-CREATE TRIGGER injected_fault BEFORE INSERT ON meters_reading
+CREATE TRIGGER injected_fault BEFORE INSERT ON meters_readingside
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.injected_fault();
+CREATE TRIGGER injected_fault BEFORE INSERT ON meters_channelday
     FOR EACH ROW EXECUTE FUNCTION pg_temp.injected_fault();
 """
 
@@ -225,7 +227,8 @@ def _two_chunks_the_second_poisoned(settings: Any) -> bytes:
 
 def _drop_fault() -> None:
     with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER injected_fault ON meters_reading")
+        cursor.execute("DROP TRIGGER injected_fault ON meters_readingside")
+        cursor.execute("DROP TRIGGER injected_fault ON meters_channelday")
 
 
 def test_a_fault_mid_merge_fails_the_batch_after_the_last_attempt(

@@ -44,7 +44,7 @@ def test_out_of_order_delivery_ends_in_the_same_state() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE meters_reading")
+        cursor.execute("TRUNCATE meters_readingside, meters_channelday")
     RollupHourly.objects.all().delete()
     parts = [rows[i : i + 7] for i in range(0, len(rows), 7)]
     random.Random(7).shuffle(parts)

@@ -39,7 +39,7 @@ BEGIN
     PERFORM pg_sleep(1);
     RETURN NULL;
 END $$;
-CREATE TRIGGER test_outage_slow_merge AFTER INSERT ON meters_reading
+CREATE TRIGGER test_outage_slow_merge AFTER INSERT ON meters_channelday
     FOR EACH STATEMENT EXECUTE FUNCTION public.test_outage_slow_merge();
 """
 
@@ -74,7 +74,7 @@ def slow_merge(transactional_db: None) -> Iterator[None]:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER IF EXISTS test_outage_slow_merge ON meters_reading")
+            cursor.execute("DROP TRIGGER IF EXISTS test_outage_slow_merge ON meters_channelday")
             cursor.execute("DROP FUNCTION IF EXISTS public.test_outage_slow_merge()")
 
 

@@ -1,0 +1,428 @@
+"""Interval readings as one row per register and UTC day (issue 14).
+
+`meters_channelday` holds a register's readings of one UTC day as arrays positioned by
+interval: slot i (1-based) is the reading at midnight UTC + (i - 1) × interval_s. A NULL in
+`quality` marks a slot with no reading. Every UTC day has 86,400 s, so DST never changes a row's
+length. Registers read every 5 to 60 minutes on that grid go there; everything else (daily and
+monthly reads, manual reads, off-grid timestamps, and any reading stored before this layout
+until `convert_readings` moves it) stays one row per reading in `meters_readingside`, which is
+the old `meters_reading` table renamed.
+
+`meters_reading` becomes a view of both, so every reader sees one set of readings whatever the
+layout. Writes go through `meters_readings_write()`, which rewrites each touched day row once;
+the view's INSTEAD OF triggers call it too, for the rare single-row write. Only `meters` knows
+this (tests/meters/test_storage.py checks that nothing outside it names these tables), and
+`manage.py convert_readings` (meters/services/storage.py) moves older readings into day rows.
+"""
+
+import django.contrib.postgres.fields
+import django.db.models.deletion
+from django.db import migrations, models
+
+FORWARD = r"""
+-- The old table becomes the side table (its partitions and partman's configuration follow).
+ALTER TABLE meters_reading RENAME TO meters_readingside;
+DO $$
+DECLARE child record;
+BEGIN
+    FOR child IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhparent = 'meters_readingside'::regclass LOOP
+        EXECUTE format('ALTER TABLE %I RENAME TO %I', child.relname,
+                       replace(child.relname, 'meters_reading_', 'meters_readingside_'));
+    END LOOP;
+END $$;
+ALTER TABLE IF EXISTS partman.template_public_meters_reading
+    RENAME TO template_public_meters_readingside;
+UPDATE partman.part_config
+   SET parent_table = 'public.meters_readingside',
+       template_table = replace(template_table, 'meters_reading', 'meters_readingside')
+ WHERE parent_table = 'public.meters_reading';
+
+CREATE TABLE meters_channelday (
+    register_id bigint NOT NULL,
+    day date NOT NULL,
+    -- Where the register was installed at the day's first reading: kept beside the register
+    -- so the table can later be distributed by register and joined locally by service point.
+    service_point_id bigint,
+    interval_s integer NOT NULL,
+    vals bigint[] NOT NULL,
+    deltas bigint[] NOT NULL,
+    quality smallint[] NOT NULL,
+    flags integer[] NOT NULL,
+    -- ts - start_ts in seconds (NULL: no start known)
+    spans integer[] NOT NULL,
+    -- The batch that last wrote the row.
+    batch_id bigint,
+    PRIMARY KEY (register_id, day),
+    CONSTRAINT meters_channelday_grid CHECK (
+        interval_s BETWEEN 300 AND 3600 AND 86400 % interval_s = 0),
+    CONSTRAINT meters_channelday_lengths CHECK (
+        cardinality(vals) = 86400 / interval_s AND cardinality(deltas) = 86400 / interval_s
+        AND cardinality(quality) = 86400 / interval_s AND cardinality(flags) = 86400 / interval_s
+        AND cardinality(spans) = 86400 / interval_s)
+) PARTITION BY RANGE (day);
+
+SELECT partman.create_parent(
+    p_parent_table => 'public.meters_channelday',
+    p_control => 'day',
+    p_type => 'native',
+    p_interval => 'monthly',
+    p_premake => 3,
+    p_start_partition => to_char(date_trunc('month', now()) - interval '1 month',
+                                 'YYYY-MM-DD HH24:MI:SS')
+);
+UPDATE partman.part_config
+   SET infinite_time_partitions = true, retention = NULL
+ WHERE parent_table = 'public.meters_channelday';
+
+CREATE TYPE meters_reading_change AS (
+    register_id bigint, ts timestamptz, start_ts timestamptz, value bigint, delta bigint,
+    quality smallint, flags integer, batch_id bigint, gone boolean
+);
+
+-- Every reading, one row each, whatever the layout.
+CREATE VIEW meters_reading AS
+SELECT d.register_id,
+       d.day::timestamp AT TIME ZONE 'UTC' + (u.i - 1) * d.interval_s * interval '1 second'
+           AS ts,
+       d.day::timestamp AT TIME ZONE 'UTC' + ((u.i - 1) * d.interval_s - u.sp) * interval '1 second'
+           AS start_ts,
+       u.v AS value, u.dl AS delta, u.q AS quality, u.f AS flags, d.batch_id
+FROM meters_channelday d
+CROSS JOIN LATERAL unnest(d.vals, d.deltas, d.quality, d.flags, d.spans)
+    WITH ORDINALITY u(v, dl, q, f, sp, i)
+WHERE u.q IS NOT NULL
+UNION ALL
+SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id
+FROM meters_readingside;
+
+-- The readings of some registers from p_lo to p_hi, both included. Inlined by the planner,
+-- so the day bounds prune partitions and use the primary key.
+CREATE FUNCTION meters_readings_between(p_regs bigint[], p_lo timestamptz, p_hi timestamptz)
+RETURNS SETOF meters_reading LANGUAGE sql STABLE AS $f$
+SELECT * FROM (
+    SELECT d.register_id,
+           d.day::timestamp AT TIME ZONE 'UTC' + (u.i - 1) * d.interval_s * interval '1 second'
+               AS ts,
+           d.day::timestamp AT TIME ZONE 'UTC'
+               + ((u.i - 1) * d.interval_s - u.sp) * interval '1 second' AS start_ts,
+           u.v AS value, u.dl AS delta, u.q AS quality, u.f AS flags, d.batch_id
+    FROM meters_channelday d
+    CROSS JOIN LATERAL unnest(d.vals, d.deltas, d.quality, d.flags, d.spans)
+        WITH ORDINALITY u(v, dl, q, f, sp, i)
+    WHERE d.register_id = ANY(p_regs)
+      AND d.day >= (p_lo AT TIME ZONE 'UTC')::date AND d.day <= (p_hi AT TIME ZONE 'UTC')::date
+      AND u.q IS NOT NULL
+) c WHERE c.ts >= p_lo AND c.ts <= p_hi
+UNION ALL
+SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id
+FROM meters_readingside
+WHERE register_id = ANY(p_regs) AND ts >= p_lo AND ts <= p_hi
+$f$;
+
+-- The last reading of a register before p_ts (not before p_lo), and the first after p_ts (not
+-- after p_hi); with p_usable, only readings with a register value that are not suspect (4).
+-- The day rows are read newest (oldest) first and unnested one at a time, so the search stops
+-- at the first day that has one.
+CREATE FUNCTION meters_reading_before(p_reg bigint, p_ts timestamptz,
+                                      p_lo timestamptz DEFAULT '-infinity',
+                                      p_usable boolean DEFAULT false)
+RETURNS SETOF meters_reading LANGUAGE sql STABLE AS $f$
+SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id FROM (
+    (SELECT * FROM (
+        SELECT d.register_id,
+               d.day::timestamp AT TIME ZONE 'UTC'
+                   + (u.i - 1) * d.interval_s * interval '1 second' AS ts,
+               d.day::timestamp AT TIME ZONE 'UTC'
+                   + ((u.i - 1) * d.interval_s - u.sp) * interval '1 second' AS start_ts,
+               u.v AS value, u.dl AS delta, u.q AS quality, u.f AS flags, d.batch_id,
+               d.day, u.i
+        FROM meters_channelday d
+        CROSS JOIN LATERAL unnest(d.vals, d.deltas, d.quality, d.flags, d.spans)
+            WITH ORDINALITY u(v, dl, q, f, sp, i)
+        WHERE d.register_id = p_reg AND d.day <= (p_ts AT TIME ZONE 'UTC')::date
+          AND d.day >= (p_lo AT TIME ZONE 'UTC')::date
+          AND u.q IS NOT NULL AND (NOT p_usable OR (u.v IS NOT NULL AND u.q <> 4))) c
+     WHERE c.ts < p_ts AND c.ts >= p_lo ORDER BY c.day DESC, c.i DESC LIMIT 1)
+    UNION ALL
+    (SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id, NULL, NULL
+     FROM meters_readingside WHERE register_id = p_reg AND ts < p_ts AND ts >= p_lo
+       AND (NOT p_usable OR (value IS NOT NULL AND quality <> 4))
+     ORDER BY ts DESC LIMIT 1)
+) x ORDER BY ts DESC LIMIT 1
+$f$;
+
+CREATE FUNCTION meters_reading_after(p_reg bigint, p_ts timestamptz,
+                                     p_hi timestamptz DEFAULT 'infinity',
+                                     p_usable boolean DEFAULT false)
+RETURNS SETOF meters_reading LANGUAGE sql STABLE AS $f$
+SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id FROM (
+    (SELECT * FROM (
+        SELECT d.register_id,
+               d.day::timestamp AT TIME ZONE 'UTC'
+                   + (u.i - 1) * d.interval_s * interval '1 second' AS ts,
+               d.day::timestamp AT TIME ZONE 'UTC'
+                   + ((u.i - 1) * d.interval_s - u.sp) * interval '1 second' AS start_ts,
+               u.v AS value, u.dl AS delta, u.q AS quality, u.f AS flags, d.batch_id,
+               d.day, u.i
+        FROM meters_channelday d
+        CROSS JOIN LATERAL unnest(d.vals, d.deltas, d.quality, d.flags, d.spans)
+            WITH ORDINALITY u(v, dl, q, f, sp, i)
+        WHERE d.register_id = p_reg AND d.day >= (p_ts AT TIME ZONE 'UTC')::date
+          AND d.day <= (p_hi AT TIME ZONE 'UTC')::date
+          AND u.q IS NOT NULL AND (NOT p_usable OR (u.v IS NOT NULL AND u.q <> 4))) c
+     WHERE c.ts > p_ts AND c.ts <= p_hi ORDER BY c.day, c.i LIMIT 1)
+    UNION ALL
+    (SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id, NULL, NULL
+     FROM meters_readingside WHERE register_id = p_reg AND ts > p_ts AND ts <= p_hi
+       AND (NOT p_usable OR (value IS NOT NULL AND quality <> 4))
+     ORDER BY ts LIMIT 1)
+) x ORDER BY ts LIMIT 1
+$f$;
+
+-- A register's latest p_n readings: p_n day rows hold at least p_n readings.
+CREATE FUNCTION meters_readings_latest(p_reg bigint, p_n integer)
+RETURNS SETOF meters_reading LANGUAGE sql STABLE AS $f$
+SELECT * FROM (
+    SELECT d.register_id,
+           d.day::timestamp AT TIME ZONE 'UTC' + (u.i - 1) * d.interval_s * interval '1 second'
+               AS ts,
+           d.day::timestamp AT TIME ZONE 'UTC'
+               + ((u.i - 1) * d.interval_s - u.sp) * interval '1 second' AS start_ts,
+           u.v AS value, u.dl AS delta, u.q AS quality, u.f AS flags, d.batch_id
+    FROM (SELECT * FROM meters_channelday WHERE register_id = p_reg
+          ORDER BY day DESC LIMIT p_n) d
+    CROSS JOIN LATERAL unnest(d.vals, d.deltas, d.quality, d.flags, d.spans)
+        WITH ORDINALITY u(v, dl, q, f, sp, i)
+    WHERE u.q IS NOT NULL
+    UNION ALL
+    (SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id
+     FROM meters_readingside WHERE register_id = p_reg ORDER BY ts DESC LIMIT p_n)
+) x ORDER BY ts DESC LIMIT p_n
+$f$;
+
+-- Apply a set of reading changes (the last change of a key wins; gone = delete). A key already
+-- in the side table changes there; any other goes to its day row when the register's grid
+-- (the row's own, once the row exists) has a slot at its time, else to the side table. Each
+-- touched day row is rebuilt once, from its old arrays and the changes.
+CREATE FUNCTION meters_readings_write(p_changes meters_reading_change[])
+RETURNS void LANGUAGE sql VOLATILE AS $f$
+WITH c AS (
+    SELECT DISTINCT ON (x.register_id, x.ts) x.*
+    FROM unnest(p_changes) WITH ORDINALITY x(register_id, ts, start_ts, value, delta, quality,
+                                              flags, batch_id, gone, n)
+    ORDER BY x.register_id, x.ts, x.n DESC
+), t AS (
+    SELECT c.*, (c.ts AT TIME ZONE 'UTC')::date AS day,
+           extract(epoch FROM c.ts - ((c.ts AT TIME ZONE 'UTC')::date::timestamp
+                                      AT TIME ZONE 'UTC'))::numeric AS sec,
+           coalesce(d.interval_s, r.interval_seconds) AS iv,
+           EXISTS (SELECT 1 FROM meters_readingside s
+                   WHERE s.register_id = c.register_id AND s.ts = c.ts) AS in_side
+    FROM c
+    JOIN meters_register r ON r.id = c.register_id
+    LEFT JOIN meters_channelday d
+           ON d.register_id = c.register_id AND d.day = (c.ts AT TIME ZONE 'UTC')::date
+), k AS (
+    SELECT t.*,
+           coalesce(NOT t.in_side AND t.iv BETWEEN 300 AND 3600 AND 86400 % t.iv = 0
+                    AND t.sec % t.iv = 0, false) AS to_day
+    FROM t
+), side_gone AS (
+    DELETE FROM meters_readingside s USING k
+     WHERE NOT k.to_day AND k.gone AND s.register_id = k.register_id AND s.ts = k.ts
+), side_changed AS (
+    UPDATE meters_readingside s
+       SET start_ts = k.start_ts, value = k.value, delta = k.delta, quality = k.quality,
+           flags = k.flags, batch_id = k.batch_id
+      FROM k
+     WHERE NOT k.to_day AND NOT k.gone AND k.in_side
+       AND s.register_id = k.register_id AND s.ts = k.ts
+), side_new AS (
+    INSERT INTO meters_readingside (register_id, ts, start_ts, value, delta, quality, flags,
+                                    batch_id)
+    SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id
+    FROM k WHERE NOT to_day AND NOT gone AND NOT in_side
+), days AS (
+    SELECT register_id, day, min(iv) AS iv, max(batch_id) AS batch_id,
+           min(ts) FILTER (WHERE NOT gone) AS first_ts
+    FROM k WHERE to_day GROUP BY register_id, day
+), rebuilt AS (
+    SELECT y.register_id, y.day, y.iv, coalesce(y.batch_id, d.batch_id) AS batch_id,
+           d.service_point_id AS old_sp, y.first_ts,
+           array_agg(CASE WHEN ch.register_id IS NULL THEN e.v WHEN NOT ch.gone THEN ch.value END
+                     ORDER BY e.i) AS vals,
+           array_agg(CASE WHEN ch.register_id IS NULL THEN e.dl
+                          WHEN NOT ch.gone THEN ch.delta END ORDER BY e.i) AS deltas,
+           array_agg(CASE WHEN ch.register_id IS NULL THEN e.q
+                          WHEN NOT ch.gone THEN ch.quality END ORDER BY e.i) AS quality,
+           array_agg(CASE WHEN ch.register_id IS NULL THEN e.f
+                          WHEN NOT ch.gone THEN ch.flags END ORDER BY e.i) AS flags,
+           array_agg(CASE WHEN ch.register_id IS NULL THEN e.sp
+                          WHEN NOT ch.gone THEN extract(epoch FROM ch.ts - ch.start_ts)::integer
+                     END ORDER BY e.i) AS spans
+    FROM days y
+    LEFT JOIN meters_channelday d ON d.register_id = y.register_id AND d.day = y.day
+    CROSS JOIN LATERAL ROWS FROM (generate_series(1, 86400 / y.iv), unnest(d.vals),
+                                  unnest(d.deltas), unnest(d.quality), unnest(d.flags),
+                                  unnest(d.spans)) AS e(i, v, dl, q, f, sp)
+    LEFT JOIN k ch ON ch.to_day AND ch.register_id = y.register_id AND ch.day = y.day
+                  AND ch.sec / y.iv + 1 = e.i
+    GROUP BY y.register_id, y.day, y.iv, y.batch_id, d.batch_id, d.service_point_id, y.first_ts
+), stored AS (
+    INSERT INTO meters_channelday AS d (register_id, day, service_point_id, interval_s, vals,
+                                        deltas, quality, flags, spans, batch_id)
+    SELECT b.register_id, b.day,
+           coalesce(b.old_sp, (SELECT mi.service_point_id FROM meters_meterinstallation mi
+                                 JOIN meters_register g ON g.meter_id = mi.meter_id
+                                WHERE g.id = b.register_id AND mi.installed_at < b.first_ts
+                                  AND (mi.removed_at IS NULL OR mi.removed_at >= b.first_ts)
+                                ORDER BY mi.installed_at DESC LIMIT 1)),
+           b.iv, b.vals, b.deltas, b.quality, b.flags, b.spans, b.batch_id
+    FROM rebuilt b
+    WHERE EXISTS (SELECT 1 FROM unnest(b.quality) q WHERE q IS NOT NULL)
+    ON CONFLICT (register_id, day) DO UPDATE
+       SET vals = excluded.vals, deltas = excluded.deltas, quality = excluded.quality,
+           flags = excluded.flags, spans = excluded.spans, batch_id = excluded.batch_id,
+           service_point_id = excluded.service_point_id
+)
+DELETE FROM meters_channelday d USING rebuilt b
+ WHERE d.register_id = b.register_id AND d.day = b.day
+   AND NOT EXISTS (SELECT 1 FROM unnest(b.quality) q WHERE q IS NOT NULL)
+$f$;
+
+-- Single-row writes through the view (staff tools, tests): the same function.
+CREATE FUNCTION meters_reading_view_write() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        IF TG_OP = 'DELETE' OR (OLD.register_id, OLD.ts) IS DISTINCT FROM (NEW.register_id, NEW.ts)
+        THEN
+            PERFORM meters_readings_write(ARRAY[ROW(OLD.register_id, OLD.ts, NULL, NULL, NULL,
+                                                    NULL, NULL, NULL, true)
+                                                ::meters_reading_change]);
+        END IF;
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+    END IF;
+    PERFORM meters_readings_write(ARRAY[ROW(NEW.register_id, NEW.ts, NEW.start_ts, NEW.value,
+                                            NEW.delta, coalesce(NEW.quality, 0),
+                                            coalesce(NEW.flags, 0), NEW.batch_id, false)
+                                        ::meters_reading_change]);
+    RETURN NEW;
+END $f$;
+
+CREATE TRIGGER meters_reading_write INSTEAD OF INSERT OR UPDATE OR DELETE ON meters_reading
+    FOR EACH ROW EXECUTE FUNCTION meters_reading_view_write();
+
+-- The register guard (migration 0005) looks at both tables.
+CREATE OR REPLACE FUNCTION meters_register_keep_readings() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    IF EXISTS (SELECT 1 FROM meters_channelday WHERE register_id = OLD.id)
+       OR EXISTS (SELECT 1 FROM meters_readingside WHERE register_id = OLD.id) THEN
+        RAISE EXCEPTION 'register % has readings and cannot be deleted', OLD.id
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN OLD;
+END $f$;
+"""
+
+BACKWARD = r"""
+CREATE OR REPLACE FUNCTION meters_register_keep_readings() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    IF EXISTS (SELECT 1 FROM meters_readingside WHERE register_id = OLD.id) THEN
+        RAISE EXCEPTION 'register % has readings and cannot be deleted', OLD.id
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN OLD;
+END $f$;
+-- The day rows go back to one row per reading before the view goes.
+INSERT INTO meters_readingside (register_id, ts, start_ts, value, delta, quality, flags, batch_id)
+SELECT d.register_id,
+       d.day::timestamp AT TIME ZONE 'UTC' + (u.i - 1) * d.interval_s * interval '1 second',
+       d.day::timestamp AT TIME ZONE 'UTC' + ((u.i - 1) * d.interval_s - u.sp) * interval '1 second',
+       u.v, u.dl, u.q, u.f, d.batch_id
+FROM meters_channelday d
+CROSS JOIN LATERAL unnest(d.vals, d.deltas, d.quality, d.flags, d.spans)
+    WITH ORDINALITY u(v, dl, q, f, sp, i)
+WHERE u.q IS NOT NULL;
+DROP VIEW meters_reading CASCADE;
+DROP FUNCTION meters_reading_view_write();
+DROP FUNCTION meters_readings_write(meters_reading_change[]);
+DROP FUNCTION meters_readings_between(bigint[], timestamptz, timestamptz);
+DROP FUNCTION meters_readings_latest(bigint, integer);
+DROP FUNCTION meters_reading_before(bigint, timestamptz, timestamptz, boolean);
+DROP FUNCTION meters_reading_after(bigint, timestamptz, timestamptz, boolean);
+DROP TYPE meters_reading_change;
+DELETE FROM partman.part_config WHERE parent_table = 'public.meters_channelday';
+DROP TABLE meters_channelday CASCADE;
+DROP TABLE IF EXISTS partman.template_public_meters_channelday;
+UPDATE partman.part_config
+   SET parent_table = 'public.meters_reading',
+       template_table = replace(template_table, 'meters_readingside', 'meters_reading')
+ WHERE parent_table = 'public.meters_readingside';
+ALTER TABLE IF EXISTS partman.template_public_meters_readingside
+    RENAME TO template_public_meters_reading;
+DO $$
+DECLARE child record;
+BEGIN
+    FOR child IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhparent = 'meters_readingside'::regclass LOOP
+        EXECUTE format('ALTER TABLE %I RENAME TO %I', child.relname,
+                       replace(child.relname, 'meters_readingside_', 'meters_reading_'));
+    END LOOP;
+END $$;
+ALTER TABLE meters_readingside RENAME TO meters_reading;
+"""
+
+
+class Migration(migrations.Migration):
+    dependencies = [("meters", "0012_importbatch_stage_choices")]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            database_operations=[migrations.RunSQL(FORWARD, BACKWARD)],
+            state_operations=[
+                migrations.AlterModelOptions(
+                    name="reading",
+                    options={
+                        "managed": False,
+                        "verbose_name": "reading",
+                        "verbose_name_plural": "readings",
+                    },
+                ),
+                migrations.CreateModel(
+                    name="ReadingSide",
+                    fields=[
+                        ("pk", models.CompositePrimaryKey("register_id", "ts", blank=True, editable=False, primary_key=True, serialize=False)),
+                        ("ts", models.DateTimeField()),
+                        ("start_ts", models.DateTimeField(null=True)),
+                        ("value", models.BigIntegerField(null=True)),
+                        ("delta", models.BigIntegerField(null=True)),
+                        ("quality", models.SmallIntegerField()),
+                        ("flags", models.IntegerField()),
+                        ("batch", models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name="+", to="meters.importbatch")),
+                        ("register", models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name="+", to="meters.register")),
+                    ],
+                    options={"db_table": "meters_readingside"},
+                ),
+                migrations.CreateModel(
+                    name="ChannelDay",
+                    fields=[
+                        ("pk", models.CompositePrimaryKey("register_id", "day", blank=True, editable=False, primary_key=True, serialize=False)),
+                        ("day", models.DateField()),
+                        ("service_point_id", models.BigIntegerField(null=True)),
+                        ("interval_s", models.IntegerField()),
+                        ("vals", django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(null=True), size=None)),
+                        ("deltas", django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(null=True), size=None)),
+                        ("quality", django.contrib.postgres.fields.ArrayField(base_field=models.SmallIntegerField(null=True), size=None)),
+                        ("flags", django.contrib.postgres.fields.ArrayField(base_field=models.IntegerField(null=True), size=None)),
+                        ("spans", django.contrib.postgres.fields.ArrayField(base_field=models.IntegerField(null=True), size=None)),
+                        ("batch_id", models.BigIntegerField(null=True)),
+                        ("register", models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name="+", to="meters.register")),
+                    ],
+                    options={"db_table": "meters_channelday"},
+                ),
+            ],
+        )
+    ]
