@@ -90,6 +90,24 @@ GOAL_IMPORT = 0.35
 GOAL_REIMPORT = 0.5
 GOAL_HISTORY = 0.8
 GOAL_RSS_MB = 300.0
+GOAL_READING_BYTES = 15
+GOAL_DATABASE_BYTES = 30
+
+# The database's size, its readings (both layouts of migration 0013), what landed in a default
+# partition, and the bytes of the readings' and the rollups' tables with their indexes and TOAST.
+STORAGE_FIGURES = """
+SELECT pg_database_size(current_database()),
+       (SELECT count(*) FROM meters_readingside)
+       + (SELECT coalesce(sum(cardinality(array_remove(quality, NULL))), 0)
+          FROM meters_channelday),
+       (SELECT count(*) FROM meters_readingside_default)
+       + (SELECT count(*) FROM meters_channelday_default),
+       (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('meters_channelday')
+         WHERE isleaf)
+       + (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('meters_readingside')
+           WHERE isleaf),
+       pg_total_relation_size('meters_rolluphourly') + pg_total_relation_size('meters_rollupdaily')
+"""
 
 
 class BenchError(Exception):
@@ -574,14 +592,16 @@ def check_rollups(timeline: Timeline, label: str) -> None:
     start = timeline.ts(timeline.warmup.start)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT (SELECT coalesce(sum(delta), 0) FROM meters_reading "
-            "        WHERE ts >= %(t)s AND quality <> 4), "
+            "WITH e AS (SELECT * FROM meters_readings_between("
+            "    ARRAY(SELECT id FROM meters_register), %(t)s, 'infinity')) "
+            "SELECT (SELECT coalesce(sum(delta), 0) FROM e WHERE quality <> 4), "
             "(SELECT coalesce(sum(consumption), 0) FROM meters_rolluphourly "
             " WHERE hour >= %(t)s - interval '1 hour'), "
             "(SELECT coalesce(sum(consumption), 0) FROM meters_rollupdaily "
             " WHERE day >= (%(t)s - interval '1 day')::date), "
-            "(SELECT count(*) FROM meters_reading WHERE quality = 4), "
-            "(SELECT count(*) FROM meters_reading_default)",
+            "(SELECT count(*) FROM e WHERE quality = 4), "
+            "(SELECT count(*) FROM meters_readingside_default) "
+            "+ (SELECT count(*) FROM meters_channelday_default)",
             {"t": start},
         )
         readings, hourly, daily, suspect, stray = cursor.fetchone()
@@ -602,8 +622,6 @@ def fill_history(timeline: Timeline, meters: int) -> tuple[int, float]:
         return 0, 0.0
     started = time.perf_counter()
     months = _months(timeline.origin, timeline.ts(quarters - 1))
-    v = sql_value("b.m", "q")
-    v_prev = sql_value("b.m", "(q - 1)")
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TEMP TABLE bench_regs AS "
@@ -616,26 +634,40 @@ def fill_history(timeline: Timeline, meters: int) -> tuple[int, float]:
             "UPDATE meters_meterinstallation SET installed_at = %s",
             [timeline.origin - dt.timedelta(seconds=1)],
         )
-        cursor.execute(
-            "SELECT partman.create_partition_time('public.meters_reading', %s::timestamptz[])",
-            [months],
-        )
+        for parent in ("public.meters_readingside", "public.meters_channelday"):
+            cursor.execute(
+                "SELECT partman.create_partition_time(%s, %s::timestamptz[])", [parent, months]
+            )
         # The rows are consistent by construction: skip the per-row foreign-key triggers
         # (superuser only; the session setting is reset below).
         cursor.execute("SET session_replication_role = replica")
         for month in months:
             lo = max(0, int((month - timeline.origin) / QUARTER))
             hi = min(quarters, int((_add_months(month, 1) - timeline.origin) / QUARTER))
+            # Day rows as the importer writes them (migration 0013): slot i of a UTC day is
+            # quarter q = (day - origin) / 15 min + i - 1; the month's quarters [lo, hi) only.
+            slot_q = "(extract(epoch FROM d - %(o)s)::bigint / 900 + i - 1)"
+            inside = f"{slot_q} BETWEEN %(lo)s AND %(hi)s - 1"
+            v_slot = sql_value("b.m", slot_q)
+            v_before = sql_value("b.m", f"({slot_q} - 1)")
             with transaction.atomic():
                 cursor.execute(
-                    "INSERT INTO meters_reading (register_id, ts, start_ts, value, delta, "  # noqa: S608
-                    "quality, flags) "
-                    f"SELECT b.reg, %(o)s + q * interval '15 minutes', "
-                    f"%(o)s + (q - 1) * interval '15 minutes', {v}, "
-                    f"CASE WHEN q > 0 THEN {v} - {v_prev} END, 0, 0 "
+                    "INSERT INTO meters_channelday (register_id, day, service_point_id, "  # noqa: S608
+                    "interval_s, vals, deltas, quality, flags, spans) "
+                    "SELECT b.reg, d::date, b.sp, 900, "
+                    f"array_agg(CASE WHEN {inside} THEN {v_slot} END ORDER BY i), "
+                    f"array_agg(CASE WHEN {inside} AND {slot_q} > 0 "
+                    f"THEN {v_slot} - {v_before} END ORDER BY i), "
+                    f"array_agg(CASE WHEN {inside} THEN 0::smallint END ORDER BY i), "
+                    f"array_agg(CASE WHEN {inside} THEN 0 END ORDER BY i), "
+                    f"array_agg(CASE WHEN {inside} THEN 900 END ORDER BY i) "
                     # register by register, in key order: the index grows at its right edge
-                    "FROM bench_regs b, LATERAL generate_series(%(lo)s, %(hi)s) q",
-                    {"o": timeline.origin, "lo": lo, "hi": hi - 1},
+                    "FROM bench_regs b, "
+                    "generate_series(%(o)s + %(lo)s * interval '15 minutes', "
+                    "%(o)s + (%(hi)s - 1) * interval '15 minutes', interval '1 day') d, "
+                    "generate_series(1, 96) i "
+                    "GROUP BY b.reg, b.m, b.sp, d ORDER BY b.reg, d",
+                    {"o": timeline.origin, "lo": lo, "hi": hi},
                 )
             log(
                 f"    history {month:%Y-%m}: {(hi - lo) * meters:,} readings "
@@ -663,7 +695,8 @@ def fill_history(timeline: Timeline, meters: int) -> tuple[int, float]:
         cursor.execute("DROP TABLE bench_regs")
         log(f"    history rollups written ({time.perf_counter() - started:.0f} s)")
         cursor.execute(
-            "VACUUM (ANALYZE) meters_reading, meters_rolluphourly, meters_rollupdaily, "
+            "VACUUM (ANALYZE) meters_channelday, meters_readingside, meters_rolluphourly, "
+            "meters_rollupdaily, "
             "meters_register, meters_meter, meters_meterinstallation"
         )
     return quarters * meters, time.perf_counter() - started
@@ -1039,16 +1072,46 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
             from django.db import connection
 
             with connection.cursor() as cursor:
+                # Sizes from the catalog after VACUUM, as autovacuum would leave them.
                 cursor.execute(
-                    "SELECT pg_size_pretty(pg_database_size(current_database())), "
-                    "(SELECT count(*) FROM meters_reading), "
-                    "(SELECT count(*) FROM meters_reading_default)"
+                    "VACUUM (ANALYZE) meters_channelday, meters_readingside, "
+                    "meters_rolluphourly, meters_rollupdaily"
                 )
-                size, total, stray = cursor.fetchone()
+                cursor.execute(STORAGE_FIGURES)
+                size, total, stray, readings_bytes, rollup_bytes = cursor.fetchone()
                 notes.append(
-                    f"at the end: {total:,} readings, {stray} in the default partition "
-                    f"(the importer created the monthly ones), database {size}"
+                    f"at the end: {total:,} readings, {stray} in the default partitions "
+                    f"(the importer created the monthly ones), database {size / 2**20:,.0f} MB"
                 )
+                if total:
+                    per_reading = readings_bytes / total
+                    table.append(
+                        (
+                            "bytes per stored reading (tables + indexes)",
+                            f"{total:,}",
+                            "",
+                            "",
+                            f"{per_reading:.1f} B",
+                            f"≤ {GOAL_READING_BYTES} B",
+                            "PASS" if per_reading <= GOAL_READING_BYTES else "ABOVE",
+                        )
+                    )
+                    table.append(
+                        (
+                            "bytes per reading, whole database",
+                            f"{total:,}",
+                            "",
+                            "",
+                            f"{size / total:.1f} B",
+                            f"≤ {GOAL_DATABASE_BYTES} B",
+                            "PASS" if size / total <= GOAL_DATABASE_BYTES else "ABOVE",
+                        )
+                    )
+                    notes.append(
+                        f"storage: readings {readings_bytes / 2**20:,.0f} MB "
+                        f"({per_reading:.1f} B each), rollups {rollup_bytes / 2**20:,.0f} MB "
+                        f"({rollup_bytes / total:.1f} B a reading)"
+                    )
     except BenchError as error:
         failed = True
         print(f"\n[bench] FAILED: {error}", flush=True)
