@@ -272,9 +272,10 @@ def _daily(bill: Bill, sections: dict[int, Section], start: dt.datetime, end: dt
             UNION ALL
             SELECT h.service_point_id, h.direction = %(export)s,
                    (h.hour AT TIME ZONE %(zone)s)::date, sum(h.consumption), sum(h.estimated)
-            FROM meters_rolluphourly h JOIN meters_servicepoint sp ON sp.id = h.service_point_id
+            FROM meters_hourly(%(start)s, %(end)s) h
+            JOIN meters_servicepoint sp ON sp.id = h.service_point_id
             WHERE h.account_id = %(account)s AND h.service_point_id = ANY(%(points)s)
-              AND sp.time_zone <> %(zone)s AND h.hour >= %(start)s AND h.hour < %(end)s
+              AND sp.time_zone <> %(zone)s
             GROUP BY 1, 2, 3
             """,
             {

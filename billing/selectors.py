@@ -93,12 +93,12 @@ def hourly_usage(
             """
             SELECT account_id, service_point_id, extract(epoch FROM hour)::bigint, direction,
                    consumption, estimated
-            FROM meters_rolluphourly
-            WHERE account_id = ANY(%s) AND hour >= %s AND hour < %s
+            FROM meters_hourly(%s, %s)
+            WHERE account_id = ANY(%s)
               AND (%s::bigint[] IS NULL OR service_point_id = ANY(%s::bigint[]))
             ORDER BY account_id, service_point_id, hour
             """,
-            [list(account_ids), start, end, *[_ids_or_none(service_point_ids)] * 2],
+            [start, end, list(account_ids), *[_ids_or_none(service_point_ids)] * 2],
         )
         for account_id, sp_id, epoch, direction, consumption, estimated in cursor.fetchall():
             slot = found[(account_id, sp_id)].setdefault(epoch, [0, 0, 0])
@@ -129,11 +129,11 @@ def imported_between(
         cursor.execute(
             """
             SELECT account_id, service_point_id, sum(consumption)
-            FROM meters_rolluphourly
-            WHERE account_id = ANY(%s) AND hour >= %s AND hour < %s AND direction <> %s
+            FROM meters_hourly(%s, %s)
+            WHERE account_id = ANY(%s) AND direction <> %s
             GROUP BY 1, 2
             """,
-            [list(account_ids), start, end, Direction.EXPORT],
+            [start, end, list(account_ids), Direction.EXPORT],
         )
         return {(a, sp): int(total) for a, sp, total in cursor.fetchall()}
 
@@ -623,7 +623,7 @@ def export_hourly_series(*, account_id: int) -> list[HourlySeries]:
             WITH {_UNITS_CTE}
             SELECT sp.id, sp.public_id, sp.code, sp.kind, h.direction, {_UNIT},
                    count(*), min(h.hour), max(h.hour)
-            FROM meters_rolluphourly h
+            FROM meters_hourly('-infinity', 'infinity') h
             JOIN meters_servicepoint sp ON sp.id = h.service_point_id
             LEFT JOIN units u ON u.service_point_id = h.service_point_id
                              AND u.direction = h.direction
@@ -644,12 +644,11 @@ def export_hourly_values(
         cursor.execute(
             """
             SELECT extract(epoch FROM hour)::bigint, consumption, estimated
-            FROM meters_rolluphourly
+            FROM meters_hourly(%s, %s)
             WHERE account_id = %s AND direction = %s AND service_point_id = %s
-              AND hour >= %s AND hour < %s
             ORDER BY hour
             """,
-            [account_id, series.direction, series.service_point_id, start, end],
+            [start, end, account_id, series.direction, series.service_point_id],
         )
         return [(int(e), int(c), int(s)) for e, c, s in cursor.fetchall()]
 

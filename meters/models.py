@@ -879,21 +879,41 @@ class RollupHourly(models.Model):
     reading_count = models.IntegerField(default=0)
 
     class Meta:
+        # A view of HourlyDay (migration 0014), one row per hour: never flushed by Django.
+        managed = False
         verbose_name = _("hourly rollup")
         verbose_name_plural = _("hourly rollups")
-        constraints = [
-            models.UniqueConstraint(
-                fields=["service_point", "direction", "hour", "account"],
-                nulls_distinct=False,
-                name="meters_rollup_hourly_key",
-            ),
-        ]
-        indexes = [
-            models.Index(fields=["account", "direction", "hour"], name="meters_rollup_h_account"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.service_point_id} {self.direction} {self.hour:%Y-%m-%d %H:00}"
+
+
+class HourlyDay(models.Model):
+    """A service point's hourly rollups of one UTC day, direction and account, as arrays.
+
+    Created by SQL (migration 0014); Django knows the table so that its test flush truncates
+    it. Read through the `meters_rolluphourly` view or `meters_hourly(lo, hi)`.
+    """
+
+    # A key for Django only: rows are found by (service point, direction, day, account), which
+    # cannot be the primary key because the account may be NULL.
+    id = models.BigAutoField(primary_key=True)
+    service_point = models.ForeignKey(ServicePoint, on_delete=models.CASCADE, related_name="+")
+    direction = models.CharField(max_length=8)
+    day = models.DateField()
+    account = models.ForeignKey(
+        "tenancy.Account", null=True, on_delete=models.DO_NOTHING, related_name="+"
+    )
+    consumption = ArrayField(models.BigIntegerField(null=True))
+    estimated = ArrayField(models.BigIntegerField(null=True))
+    suspect_count = ArrayField(models.IntegerField(null=True))
+    reading_count = ArrayField(models.IntegerField(null=True))
+
+    class Meta:
+        db_table = "meters_hourlyday"
+
+    def __str__(self) -> str:
+        return f"{self.service_point_id} {self.direction} {self.day}"
 
 
 class RollupDaily(models.Model):

@@ -159,9 +159,8 @@ def _daily_usage(
     hourly_part = f"""
         UNION ALL
         SELECT h.account_id, h.service_point_id, (h.hour AT TIME ZONE %(tz)s)::date, {_SUMS}
-        FROM meters_rolluphourly h
+        FROM meters_hourly(%(start)s, %(end)s) h
         WHERE h.service_point_id = ANY(%(others)s) AND h.account_id = ANY(%(accounts)s)
-          AND h.hour >= %(start)s AND h.hour < %(end)s
         GROUP BY 1, 2, 3
     """  # noqa: S608 - only module constants are formatted in; values are bound
     with connection.cursor() as cursor:

@@ -426,25 +426,17 @@ ANALYZE m_sp;
 SELECT pg_advisory_xact_lock({sp_lock} + sp) FROM (SELECT DISTINCT sp FROM m_sp ORDER BY sp) s;
 """
 
-# The rollup tables grow with history while a batch touches a few ranges of them; left to
-# itself the planner hashes the whole table for the DELETE (measured: 9M hourly rows scanned
-# per chunk with a year loaded), so the DELETEs are pinned to index nested loops.
+# The hours of m_sp's ranges are computed into m_hours, then each UTC day row they touch is
+# rebuilt once from its old arrays (hours outside the range) and m_hours (hours inside it).
 ROLLUP_HOURLY = """
-SET LOCAL enable_hashjoin = off;
-SET LOCAL enable_mergejoin = off;
-DELETE FROM meters_rolluphourly h USING m_sp x
- WHERE h.service_point_id = x.sp AND h.direction = x.direction
-   AND h.hour >= x.h_lo AND h.hour < x.h_hi;
-SET LOCAL enable_hashjoin = on;
-SET LOCAL enable_mergejoin = on;
-
-INSERT INTO meters_rolluphourly (service_point_id, direction, hour, account_id, consumption,
-                                 estimated, suspect_count, reading_count)
+CREATE TEMP TABLE m_hours ON COMMIT DROP AS
 SELECT p.sp, p.direction, p.hour, sup.account_id,
-       coalesce(sum(p.share) FILTER (WHERE p.quality <> %(q_suspect)s), 0),
-       coalesce(sum(p.share) FILTER (WHERE p.quality = %(q_estimated)s), 0),
-       count(*) FILTER (WHERE p.quality = %(q_suspect)s),
-       count(*)
+       coalesce(sum(p.share) FILTER (WHERE p.quality <> %(q_suspect)s), 0)::bigint
+           AS consumption,
+       coalesce(sum(p.share) FILTER (WHERE p.quality = %(q_estimated)s), 0)::bigint
+           AS estimated,
+       (count(*) FILTER (WHERE p.quality = %(q_suspect)s))::integer AS suspect_count,
+       count(*)::integer AS reading_count
 FROM (
     SELECT x.sp, x.direction, x.h_lo, x.h_hi, e.quality, piece.hour, piece.piece_start,
            piece.share
@@ -489,6 +481,65 @@ LEFT JOIN meters_supply sup
  AND (sup."end" IS NULL OR sup."end" > p.piece_start)
 WHERE p.hour >= p.h_lo AND p.hour < p.h_hi
 GROUP BY p.sp, p.direction, p.hour, sup.account_id;
+ANALYZE m_hours;
+
+CREATE TEMP TABLE m_hday ON COMMIT DROP AS
+SELECT x.sp, x.direction, x.h_lo, x.h_hi, d::date AS day
+FROM m_sp x
+CROSS JOIN LATERAL generate_series((x.h_lo AT TIME ZONE 'UTC')::date,
+                                   ((x.h_hi - interval '1 microsecond') AT TIME ZONE 'UTC')::date,
+                                   interval '1 day') d;
+ANALYZE m_hday;
+
+WITH keys AS (
+    SELECT k.*, a.account_id
+    FROM m_hday k
+    CROSS JOIN LATERAL (
+        SELECT h.account_id FROM meters_hourlyday h
+         WHERE h.service_point_id = k.sp AND h.direction = k.direction AND h.day = k.day
+        UNION
+        SELECT n.account_id FROM m_hours n
+         WHERE n.sp = k.sp AND n.direction = k.direction
+           AND n.hour >= k.day::timestamp AT TIME ZONE 'UTC'
+           AND n.hour < (k.day + 1)::timestamp AT TIME ZONE 'UTC') a
+), rebuilt AS (
+    SELECT k.sp, k.direction, k.day, k.account_id,
+           array_agg(CASE WHEN t.inside THEN n.consumption ELSE e.c END ORDER BY e.i)
+               AS consumption,
+           array_agg(CASE WHEN t.inside THEN n.estimated ELSE e.es END ORDER BY e.i)
+               AS estimated,
+           array_agg(CASE WHEN t.inside THEN n.suspect_count ELSE e.s END ORDER BY e.i)
+               AS suspect_count,
+           array_agg(CASE WHEN t.inside THEN n.reading_count ELSE e.n END ORDER BY e.i)
+               AS reading_count
+    FROM keys k
+    LEFT JOIN meters_hourlyday h
+           ON h.service_point_id = k.sp AND h.direction = k.direction AND h.day = k.day
+          AND h.account_id IS NOT DISTINCT FROM k.account_id
+    CROSS JOIN LATERAL ROWS FROM (generate_series(1, 24), unnest(h.consumption),
+                                  unnest(h.estimated), unnest(h.suspect_count),
+                                  unnest(h.reading_count)) AS e(i, c, es, s, n)
+    CROSS JOIN LATERAL (
+        SELECT k.day::timestamp AT TIME ZONE 'UTC' + (e.i - 1) * interval '1 hour' AS hr) hr
+    CROSS JOIN LATERAL (SELECT hr.hr >= k.h_lo AND hr.hr < k.h_hi AS inside) t
+    LEFT JOIN m_hours n
+           ON n.sp = k.sp AND n.direction = k.direction AND n.hour = hr.hr
+          AND coalesce(n.account_id, 0) = coalesce(k.account_id, 0)
+    GROUP BY k.sp, k.direction, k.day, k.account_id
+), stored AS (
+    INSERT INTO meters_hourlyday AS d (service_point_id, direction, day, account_id,
+                                       consumption, estimated, suspect_count, reading_count)
+    SELECT sp, direction, day, account_id, consumption, estimated, suspect_count,
+           reading_count
+    FROM rebuilt WHERE array_remove(reading_count, NULL) <> '{}'
+    ON CONFLICT ON CONSTRAINT meters_hourlyday_key DO UPDATE
+       SET consumption = excluded.consumption, estimated = excluded.estimated,
+           suspect_count = excluded.suspect_count, reading_count = excluded.reading_count
+)
+DELETE FROM meters_hourlyday d USING rebuilt b
+ WHERE d.service_point_id = b.sp AND d.direction = b.direction AND d.day = b.day
+   AND d.account_id IS NOT DISTINCT FROM b.account_id
+   AND array_remove(b.reading_count, NULL) = '{}';
 """
 
 ROLLUP_DAILY = """
@@ -514,10 +565,10 @@ INSERT INTO meters_rollupdaily (service_point_id, direction, day, account_id, co
 SELECT d.sp, d.direction, d.day, h.account_id, sum(h.consumption), sum(h.estimated),
        sum(h.suspect_count), sum(h.reading_count), count(DISTINCT h.hour)
 FROM m_days d
-JOIN meters_rolluphourly h
-  ON h.service_point_id = d.sp AND h.direction = d.direction
- AND h.hour >= (d.day::timestamp AT TIME ZONE d.tz)
- AND h.hour < ((d.day + 1)::timestamp AT TIME ZONE d.tz)
+CROSS JOIN LATERAL (
+    SELECT * FROM meters_hourly(d.day::timestamp AT TIME ZONE d.tz,
+                                (d.day + 1)::timestamp AT TIME ZONE d.tz) h
+    WHERE h.service_point_id = d.sp AND h.direction = d.direction) h
 GROUP BY d.sp, d.direction, d.day, h.account_id;
 """
 
@@ -537,5 +588,7 @@ TEMP_TABLES = (
     "m_w",
     "m_aff",
     "m_sp",
+    "m_hours",
+    "m_hday",
     "m_days",
 )

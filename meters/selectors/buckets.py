@@ -106,9 +106,9 @@ def consumption_buckets(
         sql = f"""
             SELECT r.hour, r.service_point_id, s.public_id, s.code, s.kind, r.direction,
                    r.consumption, r.estimated, r.suspect_count, 1
-            FROM meters_rolluphourly r
+            FROM meters_hourly(%(start)s, %(end)s) r
             JOIN meters_servicepoint s ON s.id = r.service_point_id
-            WHERE r.account_id = %(account)s AND r.hour >= %(start)s AND r.hour < %(end)s
+            WHERE r.account_id = %(account)s
                   {filters}
             ORDER BY r.hour, s.code, r.direction
             LIMIT %(limit)s

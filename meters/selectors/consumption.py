@@ -67,9 +67,9 @@ def consumption_series(
             cursor.execute(
                 """
                 SELECT hour, sum(consumption), sum(estimated), sum(suspect_count)
-                FROM meters_rolluphourly
+                FROM meters_hourly(%(start)s, %(end)s)
                 WHERE account_id = %(account)s AND service_point_id = %(sp)s
-                  AND direction = %(dir)s AND hour >= %(start)s AND hour < %(end)s
+                  AND direction = %(dir)s
                 GROUP BY hour ORDER BY hour
                 """,
                 _params(account_id, service_point_id, start, end, direction),
@@ -140,9 +140,9 @@ def week_profile(
                    round(avg(consumption))::bigint
             FROM (
                 SELECT hour, sum(consumption) AS consumption
-                FROM meters_rolluphourly
+                FROM meters_hourly(%(start)s, %(end)s)
                 WHERE account_id = %(account)s AND service_point_id = %(sp)s
-                  AND direction = %(dir)s AND hour >= %(start)s AND hour < %(end)s
+                  AND direction = %(dir)s
                 GROUP BY hour
             ) hours
             GROUP BY 1, 2
@@ -205,13 +205,12 @@ def month_comparison(*, account_id: int, as_of: dt.datetime, time_zone: str) -> 
                 UNION ALL
                 SELECT p.n, sp.kind, h.direction, h.consumption
                 FROM unnest(%(days)s::date[], %(untils)s::time[], %(ns)s::int[]) p(day, until, n)
-                JOIN meters_rolluphourly h ON h.account_id = %(account)s
-                     AND h.direction = ANY(%(dirs)s)
-                     -- Every zone is within a day of UTC: a range the index can use.
-                     AND h.hour >= (p.day - 1)::timestamp AT TIME ZONE 'UTC'
-                     AND h.hour < (p.day + 2)::timestamp AT TIME ZONE 'UTC'
+                -- Every zone is within a day of UTC: a range the index can use.
+                CROSS JOIN LATERAL meters_hourly((p.day - 1)::timestamp AT TIME ZONE 'UTC',
+                                                 (p.day + 2)::timestamp AT TIME ZONE 'UTC') h
                 JOIN meters_servicepoint sp ON sp.id = h.service_point_id
-                WHERE h.hour >= p.day::timestamp AT TIME ZONE sp.time_zone
+                WHERE h.account_id = %(account)s AND h.direction = ANY(%(dirs)s)
+                  AND h.hour >= p.day::timestamp AT TIME ZONE sp.time_zone
                   AND h.hour < (p.day + p.until) AT TIME ZONE sp.time_zone
             ) found
             GROUP BY kind, direction

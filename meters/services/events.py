@@ -166,8 +166,9 @@ def derived_events_detect(*, as_of: dt.datetime, silent_hours: int = 26, nights:
             ), flow AS (
                 SELECT n.sp, n.night_start, count(*) FILTER (WHERE h.consumption > 0) AS wet
                 FROM nights n
-                JOIN meters_rolluphourly h ON h.service_point_id = n.sp AND h.direction = 'import'
-                 AND h.hour >= n.night_start AND h.hour < n.night_start + interval '4 hours'
+                CROSS JOIN LATERAL (
+                    SELECT * FROM meters_hourly(n.night_start, n.night_start + interval '4 hours') h
+                    WHERE h.service_point_id = n.sp AND h.direction = 'import') h
                 WHERE n.night_start + interval '4 hours' <= %(now)s
                 GROUP BY n.sp, n.night_start
             )

@@ -148,7 +148,7 @@ def reading_edit(
         )
     pipeline.refresh_rollups(dict(q.PARAMS))
     with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS m_aff, m_sp, m_days")
+        cursor.execute("DROP TABLE IF EXISTS m_aff, m_sp, m_hours, m_hday, m_days")
     audit_record(
         actor=actor,
         event=AuditEvent.READING_EDITED,
@@ -206,8 +206,10 @@ reach AS (
     CROSS JOIN LATERAL (SELECT e.ts AS hi FROM meters_reading_before(g.reg, 'infinity') e) l
     GROUP BY g.sp
     UNION ALL
-    SELECT service_point_id, min(hour), max(hour) + interval '1 hour'
-    FROM meters_rolluphourly WHERE service_point_id = ANY(%(ids)s) GROUP BY service_point_id
+    -- whole UTC days: the hours around the rollups have none to keep
+    SELECT service_point_id, min(day)::timestamp AT TIME ZONE 'UTC',
+           (max(day) + 1)::timestamp AT TIME ZONE 'UTC'
+    FROM meters_hourlyday WHERE service_point_id = ANY(%(ids)s) GROUP BY service_point_id
     UNION ALL
     SELECT d.service_point_id, min(d.day)::timestamp AT TIME ZONE sp.time_zone,
            (max(d.day) + 1)::timestamp AT TIME ZONE sp.time_zone
@@ -244,10 +246,9 @@ WHERE sp.id = s.sp AND d.service_point_id = s.sp
   AND d.day BETWEEN (s.lo AT TIME ZONE sp.time_zone)::date - 1
                 AND (s.hi AT TIME ZONE sp.time_zone)::date + 1
   AND NOT EXISTS (
-      SELECT 1 FROM meters_rolluphourly h
-      WHERE h.service_point_id = d.service_point_id AND h.direction = d.direction
-        AND h.hour >= d.day::timestamp AT TIME ZONE sp.time_zone
-        AND h.hour < (d.day + 1)::timestamp AT TIME ZONE sp.time_zone)
+      SELECT 1 FROM meters_hourly(d.day::timestamp AT TIME ZONE sp.time_zone,
+                                  (d.day + 1)::timestamp AT TIME ZONE sp.time_zone) h
+      WHERE h.service_point_id = d.service_point_id AND h.direction = d.direction)
 """
 
 
@@ -346,7 +347,7 @@ def _rebuild_month(params: dict[str, Any], w_lo: dt.datetime, w_hi: dt.datetime)
     pipeline.refresh_rollups(dict(q.PARAMS))
     with connection.cursor() as cursor:
         # ON COMMIT DROP is not enough inside a caller's transaction (tests, one-off scripts).
-        cursor.execute("DROP TABLE IF EXISTS m_aff, m_sp, m_days")
+        cursor.execute("DROP TABLE IF EXISTS m_aff, m_sp, m_hours, m_hday, m_days")
 
 
 def _audit_rebuild(

@@ -115,4 +115,4 @@ def _refresh_service_point(sp_id: int, start: dt.datetime, end: dt.datetime | No
         )
     pipeline.refresh_rollups(dict(q.PARAMS))
     with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS m_aff, m_sp, m_days")
+        cursor.execute("DROP TABLE IF EXISTS m_aff, m_sp, m_hours, m_hday, m_days")

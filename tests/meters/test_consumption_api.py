@@ -281,7 +281,7 @@ def test_it_reads_only_rollups_in_a_bounded_number_of_queries(home: Home) -> Non
         assert response.status_code == 200
         sql = " ".join(q["sql"] for q in queries.captured_queries)
         assert not RAW_READINGS.search(sql), group_by
-        assert ("meters_rolluphourly" in sql) == (group_by == "hour")
+        assert ("meters_hourly(" in sql) == (group_by == "hour")
         assert ("meters_rollupdaily" in sql) == (group_by != "hour")
         # Session user, account, membership, the consumption itself.
         assert len(queries.captured_queries) <= 4, [q["sql"] for q in queries.captured_queries]

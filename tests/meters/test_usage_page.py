@@ -109,7 +109,7 @@ def test_the_week_compares_with_the_week_before_from_the_hourly_rollups() -> Non
         )
     assert response.status_code == 200
     sql = " ".join(q["sql"] for q in queries.captured_queries)
-    assert "meters_rolluphourly" in sql and "JOIN meters_reading " not in sql
+    assert "meters_hourly(" in sql and "meters_readings_between" not in sql
     assert len(response.context["rows"]) == 7 * 24
     assert response.context["total"] == pytest.approx(Decimal(7 * 24 * 3) / 10)
     names = [trace["name"] for trace in response.context["figure"]["data"]]

@@ -397,6 +397,26 @@ def _rollups_rebuild(world: World) -> Callable[[], object]:
     return lambda: rollups_rebuild(actor=SYSTEM, service_point_ids=[sp.pk])
 
 
+def _readings_convert(world: World) -> Callable[[], object]:
+    from django.db import connection
+
+    from meters.models import Meter, Register
+    from meters.services.storage import readings_convert
+
+    meter = Meter.objects.create(serial="CONVERT1", kind="electricity", max_rate=250_000)
+    register = Register.objects.create(
+        meter=meter, code="import", unit="Wh", is_main=True, interval_seconds=900
+    )
+    with connection.cursor() as cursor:
+        # A reading stored one row each, as before the day layout.
+        cursor.execute(
+            "INSERT INTO meters_readingside (register_id, ts, value, quality, flags) "
+            "VALUES (%s, '2026-03-01 00:15Z', 1000, 0, 0)",
+            [register.pk],
+        )
+    return lambda: readings_convert(actor=SYSTEM)
+
+
 def _staff_with_a_factor(world: World) -> tuple[User, Authenticator]:
     from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 
@@ -431,6 +451,10 @@ def _staff_factor_confirm(world: World) -> Callable[[], object]:
 SCENARIOS.update(
     {
         "meters.services.readings.rollups_rebuild": (_rollups_rebuild, AuditEvent.ROLLUPS_REBUILT),
+        "meters.services.storage.readings_convert": (
+            _readings_convert,
+            AuditEvent.READINGS_CONVERTED,
+        ),
         "portal.users.services.staff_factor_hold": (
             _staff_factor_hold,
             AuditEvent.STAFF_FACTOR_HELD,

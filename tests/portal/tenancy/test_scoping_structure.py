@@ -32,6 +32,8 @@ GLOBAL_MODELS: frozenset[str] = frozenset(
         # Raw readings and their bookkeeping: read for customers only through the selectors,
         # which clip them to the account's supply periods.
         "meters.Reading",
+        "meters.ReadingSide",
+        "meters.ChannelDay",
         "meters.ReadingConflict",
         "meters.ReadingEdit",
         # Import plumbing, staff-facing (organisation batches carry their organisation).
