@@ -39,7 +39,7 @@ ROWS = _rows()
 
 
 def _state() -> tuple[str, list[tuple[object, ...]]]:
-    rollups = list(
+    rollups: list[tuple[object, ...]] = list(
         RollupHourly.objects.order_by("hour").values_list(
             "hour", "consumption", "estimated", "suspect_count", "reading_count"
         )
