@@ -106,7 +106,7 @@ SELECT pg_database_size(current_database()),
          WHERE isleaf)
        + (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('meters_readingside')
            WHERE isleaf),
-       pg_total_relation_size('meters_rolluphourly') + pg_total_relation_size('meters_rollupdaily')
+       pg_total_relation_size('meters_hourlyday') + pg_total_relation_size('meters_rollupdaily')
 """
 
 
@@ -595,8 +595,8 @@ def check_rollups(timeline: Timeline, label: str) -> None:
             "WITH e AS (SELECT * FROM meters_readings_between("
             "    ARRAY(SELECT id FROM meters_register), %(t)s, 'infinity')) "
             "SELECT (SELECT coalesce(sum(delta), 0) FROM e WHERE quality <> 4), "
-            "(SELECT coalesce(sum(consumption), 0) FROM meters_rolluphourly "
-            " WHERE hour >= %(t)s - interval '1 hour'), "
+            "(SELECT coalesce(sum(consumption), 0) "
+            " FROM meters_hourly(%(t)s - interval '1 hour', 'infinity')), "
             "(SELECT coalesce(sum(consumption), 0) FROM meters_rollupdaily "
             " WHERE day >= (%(t)s - interval '1 day')::date), "
             "(SELECT count(*) FROM e WHERE quality = 4), "
@@ -674,13 +674,22 @@ def fill_history(timeline: Timeline, meters: int) -> tuple[int, float]:
                 f"({time.perf_counter() - started:.0f} s)"
             )
         hours = quarters // 4 - 1  # the last hour holds the warm-up's first reading
+        # Hour k (from the origin, a UTC midnight) is slot k mod 24 + 1 of UTC day k div 24's
+        # row (meters migration 0014); hours from `hours` on stay empty.
+        present = "x.k < %(n)s"
         cursor.execute(
-            "INSERT INTO meters_rolluphourly (service_point_id, direction, hour, account_id, "  # noqa: S608
+            "INSERT INTO meters_hourlyday (service_point_id, direction, day, account_id, "  # noqa: S608
             "consumption, estimated, suspect_count, reading_count) "
-            f"SELECT b.sp, 'import', %(o)s + k * interval '1 hour', NULL, "
-            f"{sql_value('b.m', '(4 * k + 4)')} - {sql_value('b.m', '(4 * k)')}, 0, 0, 4 "
-            "FROM bench_regs b CROSS JOIN generate_series(0, %(n)s) k",
-            {"o": timeline.origin, "n": hours - 1},
+            "SELECT b.sp, 'import', (%(o)s + d * interval '1 day')::date, NULL, "
+            f"array_agg(CASE WHEN {present} THEN {sql_value('b.m', '(4 * x.k + 4)')} "
+            f"- {sql_value('b.m', '(4 * x.k)')} END ORDER BY i), "
+            f"array_agg(CASE WHEN {present} THEN 0 END ORDER BY i), "
+            f"array_agg(CASE WHEN {present} THEN 0 END ORDER BY i), "
+            f"array_agg(CASE WHEN {present} THEN 4 END ORDER BY i) "
+            "FROM bench_regs b, generate_series(0, (%(n)s - 1) / 24) d, "
+            "generate_series(1, 24) i, LATERAL (SELECT d * 24 + i - 1 AS k) x "
+            "GROUP BY b.sp, b.m, d",
+            {"o": timeline.origin, "n": hours},
         )
         days = quarters // QUARTERS_PER_DAY - 1
         cursor.execute(
@@ -695,7 +704,7 @@ def fill_history(timeline: Timeline, meters: int) -> tuple[int, float]:
         cursor.execute("DROP TABLE bench_regs")
         log(f"    history rollups written ({time.perf_counter() - started:.0f} s)")
         cursor.execute(
-            "VACUUM (ANALYZE) meters_channelday, meters_readingside, meters_rolluphourly, "
+            "VACUUM (ANALYZE) meters_channelday, meters_readingside, meters_hourlyday, "
             "meters_rollupdaily, "
             "meters_register, meters_meter, meters_meterinstallation"
         )
@@ -1075,7 +1084,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
                 # Sizes from the catalog after VACUUM, as autovacuum would leave them.
                 cursor.execute(
                     "VACUUM (ANALYZE) meters_channelday, meters_readingside, "
-                    "meters_rolluphourly, meters_rollupdaily"
+                    "meters_hourlyday, meters_rollupdaily"
                 )
                 cursor.execute(STORAGE_FIGURES)
                 size, total, stray, readings_bytes, rollup_bytes = cursor.fetchone()

@@ -193,9 +193,17 @@ def ensure_wrk() -> str:
 
 # A household's hour of electricity in Wh and of water in litres, by local hour, with a bounded
 # wobble from the hour's index: evening and morning peaks, quiet nights.
+# Hourly rollups are day rows of arrays (meters migration 0014): one row per hour goes into
+# seed_hours, which meters_hourly_load() merges, each day row written once.
+SEED_HOURS = """
+CREATE TEMP TABLE seed_hours (service_point_id bigint, direction varchar(8), hour timestamptz,
+                              account_id bigint, consumption bigint, estimated bigint,
+                              suspect_count integer, reading_count integer)
+"""
+
 HOURLY_SQL = """
-INSERT INTO meters_rolluphourly (service_point_id, direction, hour, account_id, consumption,
-                                 estimated, suspect_count, reading_count)
+INSERT INTO seed_hours (service_point_id, direction, hour, account_id, consumption,
+                        estimated, suspect_count, reading_count)
 SELECT sp.id, 'import', h.hour, a.id,
        CASE WHEN sp.kind = 'water'
             THEN (CASE WHEN h.lh BETWEEN 6 AND 8 OR h.lh BETWEEN 19 AND 22 THEN 35 ELSE 2 END)
@@ -224,7 +232,7 @@ INSERT INTO meters_rollupdaily (service_point_id, direction, day, account_id, co
                                 estimated, suspect_count, reading_count, hours)
 SELECT service_point_id, direction, (hour AT TIME ZONE %(tz)s)::date, account_id,
        sum(consumption), sum(estimated), sum(suspect_count), sum(reading_count), count(*)
-FROM meters_rolluphourly
+FROM meters_hourly('-infinity', 'infinity')
 WHERE account_id = ANY(%(accounts)s)
 GROUP BY 1, 2, 3, 4
 ORDER BY 3, 4, 1
@@ -259,14 +267,17 @@ def seed(*, filler_accounts: int, as_of: dt.datetime) -> Seeded:
     account, fillers, points, meters = _seed_fleet(filler_accounts, move_in, end, actor)
     ids = [account.pk, *(f.pk for f in fillers)]
     with connection.cursor() as cursor:
+        cursor.execute(SEED_HOURS)
         cursor.execute(HOURLY_SQL, {"tz": TZ, "start": move_in, "end": end, "accounts": ids})
         hourly_rows = cursor.rowcount
         # A few estimated hours, as gaps filled by interpolation leave them.
         cursor.execute(
-            "UPDATE meters_rolluphourly SET estimated = consumption "
+            "UPDATE seed_hours SET estimated = consumption "
             "WHERE account_id = %s AND mod(extract(epoch FROM hour)::bigint / 3600, 211) = 0",
             [account.pk],
         )
+        cursor.execute("SELECT meters_hourly_load('seed_hours')")
+        cursor.execute("DROP TABLE seed_hours")
         cursor.execute(DAILY_SQL, {"tz": TZ, "accounts": ids})
         daily_rows = cursor.rowcount
     charges = _seed_wallet(account, points["electricity"], first_day, today, actor)

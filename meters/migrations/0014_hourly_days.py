@@ -120,6 +120,57 @@ BEGIN
     RETURN NEW;
 END $f$;
 
+-- Many hours at once (seeding, repairs): merge the rows of a table shaped like the view
+-- (service_point_id, direction, hour, account_id, consumption, estimated, suspect_count,
+-- reading_count) into their day rows, each rebuilt once; returns the day rows written.
+CREATE FUNCTION meters_hourly_load(p_source regclass) RETURNS bigint LANGUAGE plpgsql AS $f$
+DECLARE
+    written bigint;
+BEGIN
+    EXECUTE format($q$
+        WITH src AS (
+            SELECT service_point_id, direction, hour, account_id, consumption, estimated,
+                   suspect_count, reading_count FROM %s
+        ), keys AS (
+            SELECT DISTINCT service_point_id, direction, (hour AT TIME ZONE 'UTC')::date AS day,
+                   account_id
+            FROM src
+        ), rebuilt AS (
+            SELECT k.service_point_id, k.direction, k.day, k.account_id,
+                   array_agg(CASE WHEN s.hour IS NULL THEN e.c ELSE s.consumption END
+                             ORDER BY e.i) AS consumption,
+                   array_agg(CASE WHEN s.hour IS NULL THEN e.es ELSE s.estimated END
+                             ORDER BY e.i) AS estimated,
+                   array_agg(CASE WHEN s.hour IS NULL THEN e.su ELSE s.suspect_count END
+                             ORDER BY e.i) AS suspect_count,
+                   array_agg(CASE WHEN s.hour IS NULL THEN e.n ELSE s.reading_count END
+                             ORDER BY e.i) AS reading_count
+            FROM keys k
+            LEFT JOIN meters_hourlyday h
+                   ON h.service_point_id = k.service_point_id AND h.direction = k.direction
+                  AND h.day = k.day AND h.account_id IS NOT DISTINCT FROM k.account_id
+            CROSS JOIN LATERAL ROWS FROM (generate_series(1, 24), unnest(h.consumption),
+                                          unnest(h.estimated), unnest(h.suspect_count),
+                                          unnest(h.reading_count)) AS e(i, c, es, su, n)
+            LEFT JOIN src s
+                   ON s.service_point_id = k.service_point_id AND s.direction = k.direction
+                  AND coalesce(s.account_id, 0) = coalesce(k.account_id, 0)
+                  AND s.hour = k.day::timestamp AT TIME ZONE 'UTC' + (e.i - 1) * interval '1 hour'
+            GROUP BY k.service_point_id, k.direction, k.day, k.account_id
+        )
+        INSERT INTO meters_hourlyday (service_point_id, direction, day, account_id, consumption,
+                                      estimated, suspect_count, reading_count)
+        SELECT service_point_id, direction, day, account_id, consumption, estimated,
+               suspect_count, reading_count
+        FROM rebuilt
+        ON CONFLICT ON CONSTRAINT meters_hourlyday_key DO UPDATE
+           SET consumption = excluded.consumption, estimated = excluded.estimated,
+               suspect_count = excluded.suspect_count, reading_count = excluded.reading_count
+    $q$, p_source);
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END $f$;
+
 CREATE TRIGGER meters_rolluphourly_write
     INSTEAD OF INSERT OR UPDATE OR DELETE ON meters_rolluphourly
     FOR EACH ROW EXECUTE FUNCTION meters_rolluphourly_view_write();
@@ -145,6 +196,7 @@ SELECT direction, hour, consumption, estimated, suspect_count, reading_count, ac
 FROM meters_rolluphourly;
 DROP VIEW meters_rolluphourly CASCADE;
 DROP FUNCTION meters_rolluphourly_view_write();
+DROP FUNCTION meters_hourly_load(regclass);
 DROP TABLE meters_hourlyday;
 ALTER TABLE meters_rolluphourly_t RENAME TO meters_rolluphourly;
 ALTER TABLE meters_rolluphourly ADD CONSTRAINT meters_rollup_hourly_key UNIQUE NULLS NOT DISTINCT

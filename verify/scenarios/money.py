@@ -363,11 +363,18 @@ def duplicate_and_forged(world: World) -> list[Check]:
 
 # Rollups of a day, after the bench's first one (scripts/bench_charging.py builds the accounts).
 _MORE_DAYS = """
-INSERT INTO meters_rolluphourly (service_point_id, direction, hour, account_id, consumption,
+-- Hourly rollups are day rows of arrays (meters migration 0014): one row per hour here,
+-- merged by meters_hourly_load(), each day row written once.
+CREATE TEMP TABLE seed_hours (service_point_id bigint, direction varchar(8), hour timestamptz,
+                              account_id bigint, consumption bigint, estimated bigint,
+                              suspect_count integer, reading_count integer);
+INSERT INTO seed_hours (service_point_id, direction, hour, account_id, consumption,
                                  estimated, suspect_count, reading_count)
 SELECT s.service_point_id, 'import', %(start)s::timestamptz + make_interval(hours => h),
        s.account_id, 200 + (s.account_id * 7 + h * 13) %% 900, 0, 0, 4
 FROM meters_supply s CROSS JOIN generate_series(24, %(hours)s - 1) h;
+SELECT meters_hourly_load('seed_hours');
+DROP TABLE seed_hours;
 UPDATE billing_wallet SET emergency_credit = 1000000000;
 ANALYZE;
 """
