@@ -5,7 +5,8 @@ over readings. The rules and their flags are defined in meters.models.Rule.
 
 Stored readings are read through the functions of migration 0013 (meters_readings_between,
 meters_reading_before and meters_reading_after), which bound the day rows they unnest, and
-written only by meters_readings_write, which rewrites each touched day row once per call.
+written only by meters_readings_store (a table of changes) and meters_readings_write (an array),
+which rewrite each touched day row once per call.
 """
 
 from __future__ import annotations
@@ -357,21 +358,21 @@ FROM w5;
 WRITE = """
 CREATE TEMP TABLE m_w ON COMMIT DROP AS
 SELECT c.register_id, c.ts, c.start_ts, c.value, c.delta, c.quality, c.flags,
-       %(batch)s::bigint AS batch_id, true AS is_new
+       %(batch)s::bigint AS batch_id, false AS gone, true AS is_new
 FROM m_calc c
 WHERE c.is_new
   AND NOT EXISTS (SELECT 1 FROM m_ctx x WHERE x.register_id = c.register_id AND x.ts = c.ts)
 UNION ALL
-SELECT c.register_id, c.ts, c.start_ts, x.value, c.delta, c.quality, c.flags, x.batch_id, false
+SELECT c.register_id, c.ts, c.start_ts, x.value, c.delta, c.quality, c.flags, x.batch_id,
+       false, false
 FROM m_calc c
 JOIN m_ctx x ON x.register_id = c.register_id AND x.ts = c.ts
 WHERE NOT c.is_new
   AND (x.start_ts, x.delta, x.flags, x.quality)
       IS DISTINCT FROM (c.start_ts, c.delta, c.flags, c.quality);
 
-SELECT meters_readings_write(array_agg(ROW(register_id, ts, start_ts, value, delta, quality,
-                                           flags, batch_id, false)::meters_reading_change))
-FROM m_w;
+ANALYZE m_w;
+SELECT meters_readings_store('m_w');
 """
 
 WRITTEN = """
@@ -491,17 +492,18 @@ CROSS JOIN LATERAL generate_series((x.h_lo AT TIME ZONE 'UTC')::date,
                                    interval '1 day') d;
 ANALYZE m_hday;
 
+-- The day rows to rebuild: those stored for the days, and those the new hours need (plain
+-- joins, so that both sides are hashed once rather than m_hours scanned per day).
 WITH keys AS (
-    SELECT k.*, a.account_id
+    SELECT k.sp, k.direction, k.day, k.h_lo, k.h_hi, h.account_id
     FROM m_hday k
-    CROSS JOIN LATERAL (
-        SELECT h.account_id FROM meters_hourlyday h
-         WHERE h.service_point_id = k.sp AND h.direction = k.direction AND h.day = k.day
-        UNION
-        SELECT n.account_id FROM m_hours n
-         WHERE n.sp = k.sp AND n.direction = k.direction
-           AND n.hour >= k.day::timestamp AT TIME ZONE 'UTC'
-           AND n.hour < (k.day + 1)::timestamp AT TIME ZONE 'UTC') a
+    JOIN meters_hourlyday h
+      ON h.service_point_id = k.sp AND h.direction = k.direction AND h.day = k.day
+    UNION
+    SELECT k.sp, k.direction, k.day, k.h_lo, k.h_hi, n.account_id
+    FROM (SELECT DISTINCT sp, direction, (hour AT TIME ZONE 'UTC')::date AS day, account_id
+          FROM m_hours) n
+    JOIN m_hday k ON k.sp = n.sp AND k.direction = n.direction AND k.day = n.day
 ), rebuilt AS (
     SELECT k.sp, k.direction, k.day, k.account_id,
            array_agg(CASE WHEN t.inside THEN n.consumption ELSE e.c END ORDER BY e.i)

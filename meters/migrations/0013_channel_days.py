@@ -222,95 +222,130 @@ SELECT * FROM (
 ) x ORDER BY ts DESC LIMIT p_n
 $f$;
 
--- Apply a set of reading changes (the last change of a key wins; gone = delete). A key already
--- in the side table changes there; any other goes to its day row when the register's grid
--- (the row's own, once the row exists) has a slot at its time, else to the side table. Each
--- touched day row is rebuilt once, from its old arrays and the changes.
+-- Apply a set of reading changes, one per key (gone = delete), from a table (a temp table the
+-- caller has ANALYZEd: the plan depends on how many there are). A key already in the side
+-- table changes there; any other goes to its day row when the register's grid (the row's own,
+-- once the row exists) has a slot at its time, else to the side table. Each touched day row is
+-- rebuilt once, from its old arrays and the changes.
+CREATE FUNCTION meters_readings_store(p_source regclass) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE format($q$
+        WITH c AS (
+            SELECT x.register_id, x.ts, x.start_ts, x.value, x.delta, x.quality, x.flags, x.batch_id,
+                   x.gone, (x.ts AT TIME ZONE 'UTC')::date AS day
+            FROM %s x
+        ), spans AS (
+            SELECT register_id, min(ts) AS lo, max(ts) AS hi FROM c GROUP BY register_id
+        ), sided AS (
+            -- Registers with side-table readings in the changes' span: only their keys are looked up
+            -- there one by one (an import of interval data has none).
+            SELECT b.register_id FROM spans b
+            WHERE EXISTS (SELECT 1 FROM meters_readingside s
+                          WHERE s.register_id = b.register_id AND s.ts >= b.lo AND s.ts <= b.hi)
+        ), day_rows AS (
+            SELECT y.register_id, y.day, d.interval_s
+            FROM (SELECT DISTINCT register_id, day FROM c) y
+            LEFT JOIN meters_channelday d ON d.register_id = y.register_id AND d.day = y.day
+        ), t AS (
+            SELECT c.*,
+                   extract(epoch FROM c.ts - (c.day::timestamp AT TIME ZONE 'UTC'))::numeric AS sec,
+                   coalesce(w.interval_s, r.interval_seconds) AS iv,
+                   sd.register_id IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM meters_readingside s
+                               WHERE s.register_id = c.register_id AND s.ts = c.ts) AS in_side
+            FROM c
+            JOIN meters_register r ON r.id = c.register_id
+            JOIN day_rows w ON w.register_id = c.register_id AND w.day = c.day
+            LEFT JOIN sided sd ON sd.register_id = c.register_id
+        ), k AS (
+            SELECT t.*,
+                   coalesce(NOT t.in_side AND t.iv BETWEEN 300 AND 3600 AND 86400 %% t.iv = 0
+                            AND t.sec %% t.iv = 0, false) AS to_day,
+                   (t.sec / nullif(t.iv, 0))::integer + 1 AS slot
+            FROM t
+        ), side_gone AS (
+            DELETE FROM meters_readingside s USING k
+             WHERE NOT k.to_day AND k.gone AND s.register_id = k.register_id AND s.ts = k.ts
+        ), side_changed AS (
+            UPDATE meters_readingside s
+               SET start_ts = k.start_ts, value = k.value, delta = k.delta, quality = k.quality,
+                   flags = k.flags, batch_id = k.batch_id
+              FROM k
+             WHERE NOT k.to_day AND NOT k.gone AND k.in_side
+               AND s.register_id = k.register_id AND s.ts = k.ts
+        ), side_new AS (
+            INSERT INTO meters_readingside (register_id, ts, start_ts, value, delta, quality, flags,
+                                            batch_id)
+            SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id
+            FROM k WHERE NOT to_day AND NOT gone AND NOT in_side
+        ), days AS (
+            SELECT register_id, day, min(iv) AS iv, max(batch_id) AS batch_id,
+                   min(ts) FILTER (WHERE NOT gone) AS first_ts
+            FROM k WHERE to_day GROUP BY register_id, day
+        ), rebuilt AS (
+            SELECT y.register_id, y.day, y.iv, coalesce(y.batch_id, d.batch_id) AS batch_id,
+                   d.service_point_id AS old_sp, y.first_ts,
+                   array_agg(CASE WHEN ch.register_id IS NULL THEN e.v WHEN NOT ch.gone THEN ch.value END
+                             ORDER BY e.i) AS vals,
+                   array_agg(CASE WHEN ch.register_id IS NULL THEN e.dl
+                                  WHEN NOT ch.gone THEN ch.delta END ORDER BY e.i) AS deltas,
+                   array_agg(CASE WHEN ch.register_id IS NULL THEN e.q
+                                  WHEN NOT ch.gone THEN ch.quality END ORDER BY e.i) AS quality,
+                   array_agg(CASE WHEN ch.register_id IS NULL THEN e.f
+                                  WHEN NOT ch.gone THEN ch.flags END ORDER BY e.i) AS flags,
+                   array_agg(CASE WHEN ch.register_id IS NULL THEN e.sp
+                                  WHEN NOT ch.gone THEN extract(epoch FROM ch.ts - ch.start_ts)::integer
+                             END ORDER BY e.i) AS spans
+            FROM days y
+            LEFT JOIN meters_channelday d ON d.register_id = y.register_id AND d.day = y.day
+            CROSS JOIN LATERAL ROWS FROM (generate_series(1, 86400 / y.iv), unnest(d.vals),
+                                          unnest(d.deltas), unnest(d.quality), unnest(d.flags),
+                                          unnest(d.spans)) AS e(i, v, dl, q, f, sp)
+            LEFT JOIN k ch ON ch.to_day AND ch.register_id = y.register_id AND ch.day = y.day
+                          AND ch.slot = e.i
+            GROUP BY y.register_id, y.day, y.iv, y.batch_id, d.batch_id, d.service_point_id, y.first_ts
+        ), stored AS (
+            INSERT INTO meters_channelday AS d (register_id, day, service_point_id, interval_s, vals,
+                                                deltas, quality, flags, spans, batch_id)
+            SELECT b.register_id, b.day,
+                   coalesce(b.old_sp, (SELECT mi.service_point_id FROM meters_meterinstallation mi
+                                         JOIN meters_register g ON g.meter_id = mi.meter_id
+                                        WHERE g.id = b.register_id AND mi.installed_at < b.first_ts
+                                          AND (mi.removed_at IS NULL OR mi.removed_at >= b.first_ts)
+                                        ORDER BY mi.installed_at DESC LIMIT 1)),
+                   b.iv, b.vals, b.deltas, b.quality, b.flags, b.spans, b.batch_id
+            FROM rebuilt b
+            WHERE EXISTS (SELECT 1 FROM unnest(b.quality) q WHERE q IS NOT NULL)
+            ON CONFLICT (register_id, day) DO UPDATE
+               SET vals = excluded.vals, deltas = excluded.deltas, quality = excluded.quality,
+                   flags = excluded.flags, spans = excluded.spans, batch_id = excluded.batch_id,
+                   service_point_id = excluded.service_point_id
+        )
+        DELETE FROM meters_channelday d USING rebuilt b
+         WHERE d.register_id = b.register_id AND d.day = b.day
+           AND NOT EXISTS (SELECT 1 FROM unnest(b.quality) q WHERE q IS NOT NULL)
+    $q$, p_source);
+END $f$;
+
+-- The same from an array (edits, conversions, the view's triggers): the last change of a key
+-- wins.
 CREATE FUNCTION meters_readings_write(p_changes meters_reading_change[])
-RETURNS void LANGUAGE sql VOLATILE AS $f$
-WITH c AS (
-    SELECT DISTINCT ON (x.register_id, x.ts) x.*
+RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    IF p_changes IS NULL OR cardinality(p_changes) = 0 THEN
+        RETURN;
+    END IF;
+    DROP TABLE IF EXISTS pg_temp.meters_write_changes;
+    CREATE TEMP TABLE meters_write_changes ON COMMIT DROP AS
+    SELECT DISTINCT ON (x.register_id, x.ts) x.register_id, x.ts, x.start_ts, x.value, x.delta,
+           x.quality, x.flags, x.batch_id, x.gone
     FROM unnest(p_changes) WITH ORDINALITY x(register_id, ts, start_ts, value, delta, quality,
                                               flags, batch_id, gone, n)
-    ORDER BY x.register_id, x.ts, x.n DESC
-), t AS (
-    SELECT c.*, (c.ts AT TIME ZONE 'UTC')::date AS day,
-           extract(epoch FROM c.ts - ((c.ts AT TIME ZONE 'UTC')::date::timestamp
-                                      AT TIME ZONE 'UTC'))::numeric AS sec,
-           coalesce(d.interval_s, r.interval_seconds) AS iv,
-           EXISTS (SELECT 1 FROM meters_readingside s
-                   WHERE s.register_id = c.register_id AND s.ts = c.ts) AS in_side
-    FROM c
-    JOIN meters_register r ON r.id = c.register_id
-    LEFT JOIN meters_channelday d
-           ON d.register_id = c.register_id AND d.day = (c.ts AT TIME ZONE 'UTC')::date
-), k AS (
-    SELECT t.*,
-           coalesce(NOT t.in_side AND t.iv BETWEEN 300 AND 3600 AND 86400 % t.iv = 0
-                    AND t.sec % t.iv = 0, false) AS to_day
-    FROM t
-), side_gone AS (
-    DELETE FROM meters_readingside s USING k
-     WHERE NOT k.to_day AND k.gone AND s.register_id = k.register_id AND s.ts = k.ts
-), side_changed AS (
-    UPDATE meters_readingside s
-       SET start_ts = k.start_ts, value = k.value, delta = k.delta, quality = k.quality,
-           flags = k.flags, batch_id = k.batch_id
-      FROM k
-     WHERE NOT k.to_day AND NOT k.gone AND k.in_side
-       AND s.register_id = k.register_id AND s.ts = k.ts
-), side_new AS (
-    INSERT INTO meters_readingside (register_id, ts, start_ts, value, delta, quality, flags,
-                                    batch_id)
-    SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id
-    FROM k WHERE NOT to_day AND NOT gone AND NOT in_side
-), days AS (
-    SELECT register_id, day, min(iv) AS iv, max(batch_id) AS batch_id,
-           min(ts) FILTER (WHERE NOT gone) AS first_ts
-    FROM k WHERE to_day GROUP BY register_id, day
-), rebuilt AS (
-    SELECT y.register_id, y.day, y.iv, coalesce(y.batch_id, d.batch_id) AS batch_id,
-           d.service_point_id AS old_sp, y.first_ts,
-           array_agg(CASE WHEN ch.register_id IS NULL THEN e.v WHEN NOT ch.gone THEN ch.value END
-                     ORDER BY e.i) AS vals,
-           array_agg(CASE WHEN ch.register_id IS NULL THEN e.dl
-                          WHEN NOT ch.gone THEN ch.delta END ORDER BY e.i) AS deltas,
-           array_agg(CASE WHEN ch.register_id IS NULL THEN e.q
-                          WHEN NOT ch.gone THEN ch.quality END ORDER BY e.i) AS quality,
-           array_agg(CASE WHEN ch.register_id IS NULL THEN e.f
-                          WHEN NOT ch.gone THEN ch.flags END ORDER BY e.i) AS flags,
-           array_agg(CASE WHEN ch.register_id IS NULL THEN e.sp
-                          WHEN NOT ch.gone THEN extract(epoch FROM ch.ts - ch.start_ts)::integer
-                     END ORDER BY e.i) AS spans
-    FROM days y
-    LEFT JOIN meters_channelday d ON d.register_id = y.register_id AND d.day = y.day
-    CROSS JOIN LATERAL ROWS FROM (generate_series(1, 86400 / y.iv), unnest(d.vals),
-                                  unnest(d.deltas), unnest(d.quality), unnest(d.flags),
-                                  unnest(d.spans)) AS e(i, v, dl, q, f, sp)
-    LEFT JOIN k ch ON ch.to_day AND ch.register_id = y.register_id AND ch.day = y.day
-                  AND ch.sec / y.iv + 1 = e.i
-    GROUP BY y.register_id, y.day, y.iv, y.batch_id, d.batch_id, d.service_point_id, y.first_ts
-), stored AS (
-    INSERT INTO meters_channelday AS d (register_id, day, service_point_id, interval_s, vals,
-                                        deltas, quality, flags, spans, batch_id)
-    SELECT b.register_id, b.day,
-           coalesce(b.old_sp, (SELECT mi.service_point_id FROM meters_meterinstallation mi
-                                 JOIN meters_register g ON g.meter_id = mi.meter_id
-                                WHERE g.id = b.register_id AND mi.installed_at < b.first_ts
-                                  AND (mi.removed_at IS NULL OR mi.removed_at >= b.first_ts)
-                                ORDER BY mi.installed_at DESC LIMIT 1)),
-           b.iv, b.vals, b.deltas, b.quality, b.flags, b.spans, b.batch_id
-    FROM rebuilt b
-    WHERE EXISTS (SELECT 1 FROM unnest(b.quality) q WHERE q IS NOT NULL)
-    ON CONFLICT (register_id, day) DO UPDATE
-       SET vals = excluded.vals, deltas = excluded.deltas, quality = excluded.quality,
-           flags = excluded.flags, spans = excluded.spans, batch_id = excluded.batch_id,
-           service_point_id = excluded.service_point_id
-)
-DELETE FROM meters_channelday d USING rebuilt b
- WHERE d.register_id = b.register_id AND d.day = b.day
-   AND NOT EXISTS (SELECT 1 FROM unnest(b.quality) q WHERE q IS NOT NULL)
-$f$;
+    ORDER BY x.register_id, x.ts, x.n DESC;
+    ANALYZE meters_write_changes;
+    PERFORM meters_readings_store('meters_write_changes');
+    DROP TABLE pg_temp.meters_write_changes;
+END $f$;
 
 -- Single-row writes through the view (staff tools, tests): the same function.
 CREATE FUNCTION meters_reading_view_write() RETURNS trigger LANGUAGE plpgsql AS $f$
@@ -370,6 +405,7 @@ WHERE u.q IS NOT NULL;
 DROP VIEW meters_reading CASCADE;
 DROP FUNCTION meters_reading_view_write();
 DROP FUNCTION meters_readings_write(meters_reading_change[]);
+DROP FUNCTION meters_readings_store(regclass);
 DROP FUNCTION meters_readings_between(bigint[], timestamptz, timestamptz);
 DROP FUNCTION meters_readings_latest(bigint, integer);
 DROP FUNCTION meters_reading_before(bigint, timestamptz, timestamptz, boolean);

@@ -3,7 +3,7 @@
 Readings stored before migration 0013 stay in `meters_readingside`, where every reader already
 sees them through the `meters_reading` view; this moves those that belong in day rows (an
 interval register's readings on its grid). Each chunk is one transaction that deletes its rows
-from the side table and writes them through `meters_readings_write`, so at every moment each
+from the side table and writes them through `meters_readings_store`, so at every moment each
 reading is in exactly one place: an interrupted run loses nothing and the next one carries on
 from what is left.
 """
@@ -22,7 +22,7 @@ from portal.audit.events import AuditEvent
 from portal.audit.services import audit_record
 
 # The next side-table readings, in key order, that belong in a day row: their register's grid
-# (the rule of meters_readings_write) has a slot at their time.
+# (the rule of meters_readings_store) has a slot at their time.
 _PICK = """
 CREATE TEMP TABLE m_move ON COMMIT DROP AS
 SELECT s.register_id, s.ts
@@ -44,9 +44,9 @@ WITH gone AS (
 )
 SELECT * FROM gone;
 
-SELECT meters_readings_write(array_agg(ROW(register_id, ts, start_ts, value, delta, quality,
-                                           flags, batch_id, false)::meters_reading_change))
-FROM m_moved;
+ALTER TABLE m_moved ADD COLUMN gone boolean NOT NULL DEFAULT false;
+ANALYZE m_moved;
+SELECT meters_readings_store('m_moved');
 """
 
 
