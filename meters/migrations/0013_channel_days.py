@@ -227,9 +227,15 @@ $f$;
 -- table changes there; any other goes to its day row when the register's grid (the row's own,
 -- once the row exists) has a slot at its time, else to the side table. Each touched day row is
 -- rebuilt once, from its old arrays and the changes.
-CREATE FUNCTION meters_readings_store(p_source regclass) RETURNS void LANGUAGE plpgsql AS $f$
+CREATE FUNCTION meters_readings_store(p_source regclass) RETURNS void LANGUAGE plpgsql
+SET jit = off AS $f$
+DECLARE
+    merge_joins text := current_setting('enable_mergejoin');
 BEGIN
+    -- Where each change goes, ANALYZEd so that the statements below are planned for it.
+    DROP TABLE IF EXISTS pg_temp.meters_store_k;
     EXECUTE format($q$
+        CREATE TEMP TABLE meters_store_k ON COMMIT DROP AS
         WITH c AS (
             SELECT x.register_id, x.ts, x.start_ts, x.value, x.delta, x.quality, x.flags, x.batch_id,
                    x.gone, (x.ts AT TIME ZONE 'UTC')::date AS day
@@ -263,25 +269,36 @@ BEGIN
                             AND t.sec %% t.iv = 0, false) AS to_day,
                    (t.sec / nullif(t.iv, 0))::integer + 1 AS slot
             FROM t
-        ), side_gone AS (
-            DELETE FROM meters_readingside s USING k
+        )
+        SELECT * FROM k
+    $q$, p_source);
+    ANALYZE meters_store_k;
+    EXECUTE $q$
+        WITH side_gone AS (
+            DELETE FROM meters_readingside s USING meters_store_k k
              WHERE NOT k.to_day AND k.gone AND s.register_id = k.register_id AND s.ts = k.ts
         ), side_changed AS (
             UPDATE meters_readingside s
                SET start_ts = k.start_ts, value = k.value, delta = k.delta, quality = k.quality,
                    flags = k.flags, batch_id = k.batch_id
-              FROM k
+              FROM meters_store_k k
              WHERE NOT k.to_day AND NOT k.gone AND k.in_side
                AND s.register_id = k.register_id AND s.ts = k.ts
-        ), side_new AS (
+        )
             INSERT INTO meters_readingside (register_id, ts, start_ts, value, delta, quality, flags,
                                             batch_id)
             SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id
-            FROM k WHERE NOT to_day AND NOT gone AND NOT in_side
-        ), days AS (
+            FROM meters_store_k k WHERE NOT to_day AND NOT gone AND NOT in_side
+    $q$;
+    -- Changes meet their slots by (register, day, slot) in a hash join: a merge join on
+    -- (register, day) rescans each day's changes for every slot (measured: 19M rows for 200k
+    -- changes).
+    PERFORM set_config('enable_mergejoin', 'off', true);
+    EXECUTE $q$
+        WITH days AS (
             SELECT register_id, day, min(iv) AS iv, max(batch_id) AS batch_id,
                    min(ts) FILTER (WHERE NOT gone) AS first_ts
-            FROM k WHERE to_day GROUP BY register_id, day
+            FROM meters_store_k k WHERE to_day GROUP BY register_id, day
         ), rebuilt AS (
             SELECT y.register_id, y.day, y.iv, coalesce(y.batch_id, d.batch_id) AS batch_id,
                    d.service_point_id AS old_sp, y.first_ts,
@@ -301,7 +318,7 @@ BEGIN
             CROSS JOIN LATERAL ROWS FROM (generate_series(1, 86400 / y.iv), unnest(d.vals),
                                           unnest(d.deltas), unnest(d.quality), unnest(d.flags),
                                           unnest(d.spans)) AS e(i, v, dl, q, f, sp)
-            LEFT JOIN k ch ON ch.to_day AND ch.register_id = y.register_id AND ch.day = y.day
+            LEFT JOIN meters_store_k ch ON ch.to_day AND ch.register_id = y.register_id AND ch.day = y.day
                           AND ch.slot = e.i
             GROUP BY y.register_id, y.day, y.iv, y.batch_id, d.batch_id, d.service_point_id, y.first_ts
         ), stored AS (
@@ -324,7 +341,9 @@ BEGIN
         DELETE FROM meters_channelday d USING rebuilt b
          WHERE d.register_id = b.register_id AND d.day = b.day
            AND NOT EXISTS (SELECT 1 FROM unnest(b.quality) q WHERE q IS NOT NULL)
-    $q$, p_source);
+    $q$;
+    PERFORM set_config('enable_mergejoin', merge_joins, true);
+    DROP TABLE pg_temp.meters_store_k;
 END $f$;
 
 -- The same from an array (edits, conversions, the view's triggers): the last change of a key
