@@ -14,7 +14,17 @@ os.environ.setdefault("PORTAL_HTTP_PROTOCOL", "http")
 os.environ.setdefault("PORTAL_BASE_URL", "http://127.0.0.1:8000")
 os.environ.setdefault("PAYMENT_SANDBOX_SECRET", "sandbox-development-only-tttttttttttttttttttttttt")
 os.environ.setdefault("PAYMENT_SANDBOX_ENABLED", "1")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/smartmeter")
+# A slot (below) has databases of its own too, so two runs side by side never share a test
+# database (test_smartmeter_gw0 and so on).
+os.environ.setdefault(
+    "DATABASE_URL",
+    "postgres://postgres@127.0.0.1:5432/smartmeter"
+    + (
+        f"_slot{os.environ['PORTAL_TEST_SLOT']}"
+        if os.environ.get("PORTAL_TEST_SLOT", "0") != "0"
+        else ""
+    ),
+)
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 os.environ.setdefault("MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN", "1")
@@ -29,8 +39,8 @@ from portal.settings.base import *
 
 # Each xdist worker gets its own Redis databases for cache, rate limits and broker, so that
 # clearing them between tests cannot reach into another worker's tests. PORTAL_TEST_SLOT (1-10)
-# moves a whole run to other databases, for test runs side by side on one machine (with their
-# own DATABASE_URL too); those slots need a Redis started with `--databases 64`. Slot 0, the
+# moves a whole run to other databases, PostgreSQL's (above) and Redis's, for test runs side by
+# side on one machine; those slots need a Redis started with `--databases 64`. Slot 0, the
 # default, fits Redis's default 16 databases.
 _worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or "0")
 _slot = int(os.environ.get("PORTAL_TEST_SLOT", "0"))
