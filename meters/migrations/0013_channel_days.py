@@ -101,18 +101,26 @@ CREATE TYPE meters_reading_change AS (
     quality smallint, flags integer, batch_id bigint, gone boolean
 );
 
+-- The readings of one day row: slot i is at midnight UTC + (i - 1) x interval_s, and its
+-- interval started spans[i] seconds earlier. The one place where readers turn slots into
+-- times; inlined by the planner wherever it is called.
+CREATE FUNCTION meters_day_readings(d meters_channelday)
+RETURNS TABLE (register_id bigint, ts timestamptz, start_ts timestamptz, value bigint,
+               delta bigint, quality smallint, flags integer, batch_id bigint, slot bigint)
+LANGUAGE sql IMMUTABLE AS $f$
+SELECT d.register_id,
+       d.day::timestamp AT TIME ZONE 'UTC' + (u.i - 1) * d.interval_s * interval '1 second',
+       d.day::timestamp AT TIME ZONE 'UTC'
+           + ((u.i - 1) * d.interval_s - u.sp) * interval '1 second',
+       u.v, u.dl, u.q, u.f, d.batch_id, u.i
+FROM unnest(d.vals, d.deltas, d.quality, d.flags, d.spans) WITH ORDINALITY u(v, dl, q, f, sp, i)
+WHERE u.q IS NOT NULL
+$f$;
+
 -- Every reading, one row each, whatever the layout.
 CREATE VIEW meters_reading AS
-SELECT d.register_id,
-       d.day::timestamp AT TIME ZONE 'UTC' + (u.i - 1) * d.interval_s * interval '1 second'
-           AS ts,
-       d.day::timestamp AT TIME ZONE 'UTC' + ((u.i - 1) * d.interval_s - u.sp) * interval '1 second'
-           AS start_ts,
-       u.v AS value, u.dl AS delta, u.q AS quality, u.f AS flags, d.batch_id
-FROM meters_channelday d
-CROSS JOIN LATERAL unnest(d.vals, d.deltas, d.quality, d.flags, d.spans)
-    WITH ORDINALITY u(v, dl, q, f, sp, i)
-WHERE u.q IS NOT NULL
+SELECT r.register_id, r.ts, r.start_ts, r.value, r.delta, r.quality, r.flags, r.batch_id
+FROM meters_channelday d CROSS JOIN LATERAL meters_day_readings(d) r
 UNION ALL
 SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id
 FROM meters_readingside;
@@ -121,20 +129,11 @@ FROM meters_readingside;
 -- so the day bounds prune partitions and use the primary key.
 CREATE FUNCTION meters_readings_between(p_regs bigint[], p_lo timestamptz, p_hi timestamptz)
 RETURNS SETOF meters_reading LANGUAGE sql STABLE AS $f$
-SELECT * FROM (
-    SELECT d.register_id,
-           d.day::timestamp AT TIME ZONE 'UTC' + (u.i - 1) * d.interval_s * interval '1 second'
-               AS ts,
-           d.day::timestamp AT TIME ZONE 'UTC'
-               + ((u.i - 1) * d.interval_s - u.sp) * interval '1 second' AS start_ts,
-           u.v AS value, u.dl AS delta, u.q AS quality, u.f AS flags, d.batch_id
-    FROM meters_channelday d
-    CROSS JOIN LATERAL unnest(d.vals, d.deltas, d.quality, d.flags, d.spans)
-        WITH ORDINALITY u(v, dl, q, f, sp, i)
-    WHERE d.register_id = ANY(p_regs)
-      AND d.day >= (p_lo AT TIME ZONE 'UTC')::date AND d.day <= (p_hi AT TIME ZONE 'UTC')::date
-      AND u.q IS NOT NULL
-) c WHERE c.ts >= p_lo AND c.ts <= p_hi
+SELECT r.register_id, r.ts, r.start_ts, r.value, r.delta, r.quality, r.flags, r.batch_id
+FROM meters_channelday d CROSS JOIN LATERAL meters_day_readings(d) r
+WHERE d.register_id = ANY(p_regs)
+  AND d.day >= (p_lo AT TIME ZONE 'UTC')::date AND d.day <= (p_hi AT TIME ZONE 'UTC')::date
+  AND r.ts >= p_lo AND r.ts <= p_hi
 UNION ALL
 SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id
 FROM meters_readingside
@@ -149,24 +148,15 @@ CREATE FUNCTION meters_reading_before(p_reg bigint, p_ts timestamptz,
                                       p_lo timestamptz DEFAULT '-infinity',
                                       p_usable boolean DEFAULT false)
 RETURNS SETOF meters_reading LANGUAGE sql STABLE AS $f$
-SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id FROM (
-    (SELECT * FROM (
-        SELECT d.register_id,
-               d.day::timestamp AT TIME ZONE 'UTC'
-                   + (u.i - 1) * d.interval_s * interval '1 second' AS ts,
-               d.day::timestamp AT TIME ZONE 'UTC'
-                   + ((u.i - 1) * d.interval_s - u.sp) * interval '1 second' AS start_ts,
-               u.v AS value, u.dl AS delta, u.q AS quality, u.f AS flags, d.batch_id,
-               d.day, u.i
-        FROM meters_channelday d
-        CROSS JOIN LATERAL unnest(d.vals, d.deltas, d.quality, d.flags, d.spans)
-            WITH ORDINALITY u(v, dl, q, f, sp, i)
-        WHERE d.register_id = p_reg AND d.day <= (p_ts AT TIME ZONE 'UTC')::date
-          AND d.day >= (p_lo AT TIME ZONE 'UTC')::date
-          AND u.q IS NOT NULL AND (NOT p_usable OR (u.v IS NOT NULL AND u.q <> 4))) c
-     WHERE c.ts < p_ts AND c.ts >= p_lo ORDER BY c.day DESC, c.i DESC LIMIT 1)
+SELECT * FROM (
+    (SELECT r.register_id, r.ts, r.start_ts, r.value, r.delta, r.quality, r.flags, r.batch_id
+     FROM meters_channelday d CROSS JOIN LATERAL meters_day_readings(d) r
+     WHERE d.register_id = p_reg AND d.day <= (p_ts AT TIME ZONE 'UTC')::date
+       AND d.day >= (p_lo AT TIME ZONE 'UTC')::date AND r.ts < p_ts AND r.ts >= p_lo
+       AND (NOT p_usable OR (r.value IS NOT NULL AND r.quality <> 4))
+     ORDER BY d.day DESC, r.slot DESC LIMIT 1)
     UNION ALL
-    (SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id, NULL, NULL
+    (SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id
      FROM meters_readingside WHERE register_id = p_reg AND ts < p_ts AND ts >= p_lo
        AND (NOT p_usable OR (value IS NOT NULL AND quality <> 4))
      ORDER BY ts DESC LIMIT 1)
@@ -177,24 +167,15 @@ CREATE FUNCTION meters_reading_after(p_reg bigint, p_ts timestamptz,
                                      p_hi timestamptz DEFAULT 'infinity',
                                      p_usable boolean DEFAULT false)
 RETURNS SETOF meters_reading LANGUAGE sql STABLE AS $f$
-SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id FROM (
-    (SELECT * FROM (
-        SELECT d.register_id,
-               d.day::timestamp AT TIME ZONE 'UTC'
-                   + (u.i - 1) * d.interval_s * interval '1 second' AS ts,
-               d.day::timestamp AT TIME ZONE 'UTC'
-                   + ((u.i - 1) * d.interval_s - u.sp) * interval '1 second' AS start_ts,
-               u.v AS value, u.dl AS delta, u.q AS quality, u.f AS flags, d.batch_id,
-               d.day, u.i
-        FROM meters_channelday d
-        CROSS JOIN LATERAL unnest(d.vals, d.deltas, d.quality, d.flags, d.spans)
-            WITH ORDINALITY u(v, dl, q, f, sp, i)
-        WHERE d.register_id = p_reg AND d.day >= (p_ts AT TIME ZONE 'UTC')::date
-          AND d.day <= (p_hi AT TIME ZONE 'UTC')::date
-          AND u.q IS NOT NULL AND (NOT p_usable OR (u.v IS NOT NULL AND u.q <> 4))) c
-     WHERE c.ts > p_ts AND c.ts <= p_hi ORDER BY c.day, c.i LIMIT 1)
+SELECT * FROM (
+    (SELECT r.register_id, r.ts, r.start_ts, r.value, r.delta, r.quality, r.flags, r.batch_id
+     FROM meters_channelday d CROSS JOIN LATERAL meters_day_readings(d) r
+     WHERE d.register_id = p_reg AND d.day >= (p_ts AT TIME ZONE 'UTC')::date
+       AND d.day <= (p_hi AT TIME ZONE 'UTC')::date AND r.ts > p_ts AND r.ts <= p_hi
+       AND (NOT p_usable OR (r.value IS NOT NULL AND r.quality <> 4))
+     ORDER BY d.day, r.slot LIMIT 1)
     UNION ALL
-    (SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id, NULL, NULL
+    (SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id
      FROM meters_readingside WHERE register_id = p_reg AND ts > p_ts AND ts <= p_hi
        AND (NOT p_usable OR (value IS NOT NULL AND quality <> 4))
      ORDER BY ts LIMIT 1)
@@ -205,17 +186,10 @@ $f$;
 CREATE FUNCTION meters_readings_latest(p_reg bigint, p_n integer)
 RETURNS SETOF meters_reading LANGUAGE sql STABLE AS $f$
 SELECT * FROM (
-    SELECT d.register_id,
-           d.day::timestamp AT TIME ZONE 'UTC' + (u.i - 1) * d.interval_s * interval '1 second'
-               AS ts,
-           d.day::timestamp AT TIME ZONE 'UTC'
-               + ((u.i - 1) * d.interval_s - u.sp) * interval '1 second' AS start_ts,
-           u.v AS value, u.dl AS delta, u.q AS quality, u.f AS flags, d.batch_id
+    SELECT r.register_id, r.ts, r.start_ts, r.value, r.delta, r.quality, r.flags, r.batch_id
     FROM (SELECT * FROM meters_channelday WHERE register_id = p_reg
           ORDER BY day DESC LIMIT p_n) d
-    CROSS JOIN LATERAL unnest(d.vals, d.deltas, d.quality, d.flags, d.spans)
-        WITH ORDINALITY u(v, dl, q, f, sp, i)
-    WHERE u.q IS NOT NULL
+    CROSS JOIN LATERAL meters_day_readings(d::meters_channelday) r
     UNION ALL
     (SELECT register_id, ts, start_ts, value, delta, quality, flags, batch_id
      FROM meters_readingside WHERE register_id = p_reg ORDER BY ts DESC LIMIT p_n)
@@ -413,20 +387,15 @@ BEGIN
 END $f$;
 -- The day rows go back to one row per reading before the view goes.
 INSERT INTO meters_readingside (register_id, ts, start_ts, value, delta, quality, flags, batch_id)
-SELECT d.register_id,
-       d.day::timestamp AT TIME ZONE 'UTC' + (u.i - 1) * d.interval_s * interval '1 second',
-       d.day::timestamp AT TIME ZONE 'UTC' + ((u.i - 1) * d.interval_s - u.sp) * interval '1 second',
-       u.v, u.dl, u.q, u.f, d.batch_id
-FROM meters_channelday d
-CROSS JOIN LATERAL unnest(d.vals, d.deltas, d.quality, d.flags, d.spans)
-    WITH ORDINALITY u(v, dl, q, f, sp, i)
-WHERE u.q IS NOT NULL;
+SELECT r.register_id, r.ts, r.start_ts, r.value, r.delta, r.quality, r.flags, r.batch_id
+FROM meters_channelday d CROSS JOIN LATERAL meters_day_readings(d) r;
 DROP VIEW meters_reading CASCADE;
 DROP FUNCTION meters_reading_view_write();
 DROP FUNCTION meters_readings_write(meters_reading_change[]);
 DROP FUNCTION meters_readings_store(regclass);
 DROP FUNCTION meters_readings_between(bigint[], timestamptz, timestamptz);
 DROP FUNCTION meters_readings_latest(bigint, integer);
+DROP FUNCTION meters_day_readings(meters_channelday);
 DROP FUNCTION meters_reading_before(bigint, timestamptz, timestamptz, boolean);
 DROP FUNCTION meters_reading_after(bigint, timestamptz, timestamptz, boolean);
 DROP TYPE meters_reading_change;
