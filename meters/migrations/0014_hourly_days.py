@@ -52,11 +52,12 @@ GROUP BY k.service_point_id, k.direction, k.day, k.account_id;
 
 DROP TABLE meters_rolluphourly;
 
+-- One row per hour; `day` is the UTC day of its row, which meters_hourly() bounds.
 CREATE VIEW meters_rolluphourly AS
 SELECT NULL::bigint AS id, d.service_point_id, d.direction,
        d.day::timestamp AT TIME ZONE 'UTC' + (u.i - 1) * interval '1 hour' AS hour,
        d.account_id, u.c AS consumption, u.e AS estimated, u.s AS suspect_count,
-       u.n AS reading_count
+       u.n AS reading_count, d.day
 FROM meters_hourlyday d
 CROSS JOIN LATERAL unnest(d.consumption, d.estimated, d.suspect_count, d.reading_count)
     WITH ORDINALITY u(c, e, s, n, i)
@@ -66,18 +67,10 @@ WHERE u.n IS NOT NULL;
 -- point, account and direction reach the table's indexes along with the day bounds.
 CREATE FUNCTION meters_hourly(p_lo timestamptz, p_hi timestamptz)
 RETURNS SETOF meters_rolluphourly LANGUAGE sql STABLE AS $f$
-SELECT * FROM (
-    SELECT NULL::bigint AS id, d.service_point_id, d.direction,
-           d.day::timestamp AT TIME ZONE 'UTC' + (u.i - 1) * interval '1 hour' AS hour,
-           d.account_id, u.c AS consumption, u.e AS estimated, u.s AS suspect_count,
-           u.n AS reading_count
-    FROM meters_hourlyday d
-    CROSS JOIN LATERAL unnest(d.consumption, d.estimated, d.suspect_count, d.reading_count)
-        WITH ORDINALITY u(c, e, s, n, i)
-    WHERE d.day >= (p_lo AT TIME ZONE 'UTC')::date
-      AND d.day <= ((p_hi - interval '1 microsecond') AT TIME ZONE 'UTC')::date
-      AND u.n IS NOT NULL
-) h WHERE h.hour >= p_lo AND h.hour < p_hi
+SELECT * FROM meters_rolluphourly h
+WHERE h.day >= (p_lo AT TIME ZONE 'UTC')::date
+  AND h.day <= ((p_hi - interval '1 microsecond') AT TIME ZONE 'UTC')::date
+  AND h.hour >= p_lo AND h.hour < p_hi
 $f$;
 
 -- One hour's rollup through the view: set, replace or clear its slot of the day row.
