@@ -974,6 +974,11 @@ def print_chart(figure: ChartFigure) -> None:
         print(
             f"  {label:<32} {cut['p50']:8.2f} {cut['p95']:8.2f} {cut['p99']:8.2f} {cut['max']:8.2f}"
         )
+    p50 = percentiles(figure.quarter_ms)["p50"] / percentiles(figure.day_ms)["p50"]
+    print(
+        f"  p95 ratio {figure.ratio:.2f}x (goal ≤ {GOAL_CHART_P95:g}x: "
+        f"{'PASS' if figure.ratio <= GOAL_CHART_P95 else 'ABOVE'}); p50 ratio {p50:.2f}x"
+    )
 
 
 # --- Profiling (optional): the same pipeline run inline, every SQL statement timed ----------
