@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""`make bench`: the ingest row of docs/QUALITY.md, every figure a ratio measured in the same run.
+"""`make bench`: the ingest, storage and chart-data rows of docs/QUALITY.md, every ratio between
+figures measured in the same run.
 
 Steps, in this order, on a database of its own (`smartmeter_bench` on 127.0.0.1:5432, or
 BENCH_DATABASE_URL; created, migrated and dropped again unless --keep):
@@ -17,7 +18,7 @@ BENCH_DATABASE_URL; created, migrated and dropped again unless --keep):
 2. the product's import path: the same readings as a CSV file (meter_serial, timestamp,
    value in kWh, unit) → services.batch_create → a `celery worker --pool solo` subprocess runs
    meters.tasks.import_batch_task (COPY, validate, VEE, merge, rollups); time from just
-   before batch_create to the batch's finished_at. Goal ≥ 0.15x COPY (docs/QUALITY.md).
+   before batch_create to the batch's finished_at. Goal ≥ 0.15x COPY.
 3. the same file again with reprocess=True: 0 new rows, all duplicates. Goal ≥ 0.3x COPY.
 4. history: H months (default 12) of readings and rollups for the M meters are written with
    set-wise SQL before the warm-up's time range (plus VACUUM ANALYZE, as autovacuum would have
@@ -25,6 +26,23 @@ BENCH_DATABASE_URL; created, migrated and dropped again unless --keep):
 5. (--big-rows, default 5,000,000; 0 skips) a big file imported by the same worker after its
    peak-RSS counter was reset; its VmHWM (from /proc/<pid>/status) is the streaming memory
    figure. Goal < 300 MB.
+6. storage, from the catalog after VACUUM: bytes per stored reading (day rows and side table
+   with their indexes and TOAST; goal ≤ 15) and the whole database divided by its readings
+   (goal ≤ 30). Measured before steps 7 and 8, which rewrite rollup rows.
+7. rollup rebuild: meters.services.readings.rollups_rebuild of every service point over the
+   local days of step 4's slice, timed, divided by the readings those days hold (counted with
+   meters_readings_between); the rollups must still sum to the readings afterwards.
+8. chart query: one account gets supplies (supply_start, from the history's start) at
+   --chart-points (20) random service points; then --chart-samples (200) pairs of
+   meters.selectors.consumption.consumption_series calls, each for one random supplied service
+   point and one random whole local day of the loaded readings, at Resolution.QUARTER_HOUR and
+   at Resolution.DAY (the daily-rollup lookup), after 10 untimed pairs, alternating which goes
+   first; both must give the day's same consumption. p50/p95/p99 of each; goal: the 15-minute
+   p95 ≤ 2x the rollup's.
+9. projection to 1M and 10M meters (96 readings a meter a day, 365 days, linear): storage a
+   year at step 6's whole-database bytes per reading (and the readings alone), import hours a
+   day at step 4's rate (one worker, this machine) and rollup-rebuild hours a day at step 7's
+   seconds per reading; the assumptions are printed with the table.
 
 Readings are cumulative register values at 15-minute intervals, with a per-meter base rate
 and a bounded wobble, so every interval has a plausible positive consumption and the VEE
@@ -39,7 +57,15 @@ by meter. The history is written with the foreign-key triggers off (session_repl
 the rows are consistent by construction); its time is reported but is no import-path figure.
 
 Redis database 1 is the broker and cache (the tests use 2-7 and 10-15); it is flushed before
-and after the run.
+and after the run. BENCH_REDIS_URL names another one, for a run beside someone else's (their
+worker would take this run's tasks from the shared queue).
+
+Output: the results table (every rate, ratio and figure with its goal and verdict), notes,
+where each import's time went, the chart-query percentiles, the projection, and last the run's
+wall time. --json PATH writes the same figures as JSON (machine, arguments, table rows, stage
+timings, storage, rollup rebuild, chart percentiles, projection with its assumptions, the
+profile if any, the git commit); the full run (no --rows: not `make bench QUICK=1`) writes
+bench-results.json in the repository root (git-ignored) so that runs can be compared.
 """
 
 from __future__ import annotations
@@ -48,9 +74,12 @@ import argparse
 import contextlib
 import datetime as dt
 import itertools
+import json
 import os
+import random
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,30 +99,40 @@ sys.path.insert(0, str(BASE_DIR))
 from benchkit import (  # noqa: E402 - after the path is set
     database_conninfo,
     database_name,
-    machine_lines,
+    describe_machine,
+    machine_info,
     recreate_database,
     scratch_teardown,
+    source_revision,
     verdict,
 )
 
 from portal.lib.periods import add_months, local_date, local_midnight  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/smartmeter_bench"
-# The broker and cache of the bench's worker (flushed before and after): BENCH_REDIS_URL moves it,
-# for two benches side by side.
+# BENCH_REDIS_URL: another database for a run beside someone else's, whose worker would take
+# this run's tasks from a shared queue (and whose flush would drop them).
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/1")
 QUARTER = dt.timedelta(minutes=15)
 QUARTERS_PER_DAY = 96
 WARMUP_QUARTERS = 4
 COPY_CHUNK = 1 << 20
 POLL_SECONDS = 0.05
-# docs/QUALITY.md, ingest row.
+# docs/QUALITY.md, ingest, storage and chart-data rows (issue 14).
 GOAL_IMPORT = 0.15
 GOAL_REIMPORT = 0.3
 GOAL_HISTORY = 0.9
 GOAL_RSS_MB = 300.0
 GOAL_READING_BYTES = 15
 GOAL_DATABASE_BYTES = 30
+GOAL_CHART_P95 = 2.0
+DEFAULT_ROWS = 1_000_000
+# The full run's figures, for comparing runs (git-ignored).
+DEFAULT_JSON = BASE_DIR / "bench-results.json"
+PROJECTED_METERS = (1_000_000, 10_000_000)
+DAYS_PER_YEAR = 365
+CHART_WARMUP_CALLS = 10
+CHART_SEED = 14
 
 # The database's size, its readings (both layouts of migration 0013), what landed in a default
 # partition, and the bytes of the readings' and the rollups' tables with their indexes and TOAST.
@@ -713,6 +752,235 @@ def fill_history(timeline: Timeline, meters: int) -> tuple[int, float]:
     return quarters * meters, time.perf_counter() - started
 
 
+# --- Rollup rebuild and the chart query ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RollupFigure:
+    """A rollups_rebuild of every service point over the local days of a slice."""
+
+    service_points: int
+    first_day: dt.date
+    last_day: dt.date
+    readings: int
+    seconds: float
+    transactions: int
+
+    @property
+    def seconds_per_reading(self) -> float:
+        return self.seconds / self.readings
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "service_points": self.service_points,
+            "first_day": self.first_day.isoformat(),
+            "last_day": self.last_day.isoformat(),
+            "readings": self.readings,
+            "seconds": self.seconds,
+            "transactions": self.transactions,
+            "seconds_per_reading": self.seconds_per_reading,
+        }
+
+
+def _zone_of_points() -> str:
+    """The service points' one time zone (the warm-up registers them all alike)."""
+    from meters.models import ServicePoint
+
+    zones = set(ServicePoint.objects.values_list("time_zone", flat=True).distinct())
+    if len(zones) != 1:
+        raise BenchError(f"the bench's service points are in {len(zones)} time zones, not one")
+    return zones.pop()
+
+
+def measure_rollup_rebuild(timeline: Timeline, quarters: range) -> RollupFigure:
+    """Time meters.services.readings.rollups_rebuild over the local days of `quarters` for
+    every service point (each meter has one), and count the readings those days hold: the
+    rebuild recomputes whole days, whichever slice their readings came in."""
+    from django.db import connection
+
+    from meters.models import ServicePoint
+    from meters.services.readings import rollups_rebuild
+    from portal.audit.actors import SystemActor
+
+    zone = _zone_of_points()
+    first_day = local_date(timeline.ts(quarters.start), zone)
+    last_day = local_date(timeline.ts(quarters[-1]), zone)
+    points = list(ServicePoint.objects.order_by("pk").values_list("pk", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM meters_servicepoint sp "
+            "JOIN meters_meterinstallation mi ON mi.service_point_id = sp.id "
+            "JOIN meters_register r ON r.meter_id = mi.meter_id "
+            "CROSS JOIN LATERAL meters_readings_between(ARRAY[r.id], "
+            "    %(first)s::date::timestamp AT TIME ZONE sp.time_zone, "
+            "    (%(last)s::date + 1)::timestamp AT TIME ZONE sp.time_zone) e "
+            "WHERE sp.id = ANY(%(ids)s)",
+            {"first": first_day, "last": last_day, "ids": points},
+        )
+        (readings,) = cursor.fetchone()
+    started = time.perf_counter()
+    result = rollups_rebuild(
+        actor=SystemActor("command:bench"),
+        service_point_ids=points,
+        first_day=first_day,
+        last_day=last_day,
+    )
+    seconds = time.perf_counter() - started
+    if not readings:
+        raise BenchError(f"rollup rebuild: no readings on {first_day}..{last_day}")
+    figure = RollupFigure(len(points), first_day, last_day, readings, seconds, result.transactions)
+    log(
+        f"rollup rebuild: {len(points):,} service points x {first_day}..{last_day} "
+        f"({readings:,} readings) in {seconds:.2f} s, {result.transactions} transactions"
+    )
+    return figure
+
+
+@dataclass(frozen=True)
+class ChartFigure:
+    """consumption_series for one service point and one local day, at 15 minutes (the day
+    rows' readings) and by day (the daily rollup), timed call by call in this process."""
+
+    service_points: int
+    first_day: dt.date
+    last_day: dt.date
+    supply_seconds: float
+    quarter_ms: list[float]
+    day_ms: list[float]
+
+    @property
+    def ratio(self) -> float:
+        return percentiles(self.quarter_ms)["p95"] / percentiles(self.day_ms)["p95"]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "samples": len(self.quarter_ms),
+            "service_points": self.service_points,
+            "first_day": self.first_day.isoformat(),
+            "last_day": self.last_day.isoformat(),
+            "supply_seconds": self.supply_seconds,
+            "quarter_hour_ms": percentiles(self.quarter_ms),
+            "day_rollup_ms": percentiles(self.day_ms),
+            "p95_ratio": self.ratio,
+            "goal": f"≤ {GOAL_CHART_P95:g}x",
+            "verdict": "PASS" if self.ratio <= GOAL_CHART_P95 else "ABOVE",
+        }
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": cuts[49], "p95": cuts[94], "p99": cuts[98], "max": max(values)}
+
+
+def measure_chart(
+    timeline: Timeline, last_quarter: int, *, samples: int, points: int
+) -> ChartFigure:
+    """Give one account supplies (supply_start, from the history's start) at `points` random
+    service points, then time `samples` pairs of consumption_series calls, each pair for one
+    random supplied service point and one random whole local day of the loaded readings: the
+    15-minute series and the day's rollup. Each pair must agree on the day's consumption."""
+    from django.db import connection
+
+    from meters.models import ServicePoint
+    from meters.periods import Resolution
+    from meters.selectors.consumption import consumption_series
+    from meters.services.supply import supply_start
+    from portal.audit.actors import SystemActor
+    from portal.tenancy.services.accounts import account_create
+
+    rng = random.Random(CHART_SEED)  # noqa: S311 - a reproducible sample, no secret
+    zone = _zone_of_points()
+    everything = list(ServicePoint.objects.order_by("pk"))
+    chosen = rng.sample(everything, min(points, len(everything)))
+    actor = SystemActor("command:bench")
+    started = time.perf_counter()
+    account = account_create(
+        name="Bench chart account",
+        payment_mode="postpaid",
+        currency="TWD",
+        time_zone=zone,
+        actor=actor,
+    )
+    for point in chosen:
+        supply_start(account=account, service_point=point, start=timeline.origin, actor=actor)
+    supply_seconds = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE) meters_hourlyday, meters_rollupdaily, meters_supply")
+    # Whole local days only: the first and the last day of the readings may be partial.
+    first_day = local_date(timeline.origin, zone) + dt.timedelta(days=1)
+    last_day = local_date(timeline.ts(last_quarter), zone) - dt.timedelta(days=1)
+    if last_day < first_day:
+        raise BenchError(f"chart query: no whole day of readings ({first_day}..{last_day})")
+    span = (last_day - first_day).days
+
+    def pair(point: ServicePoint, day: dt.date, quarter_first: bool) -> tuple[float, float]:
+        start = local_midnight(day, point.time_zone)
+        end = local_midnight(day + dt.timedelta(days=1), point.time_zone)
+        timed: dict[Resolution, tuple[float, int]] = {}
+        order = [Resolution.QUARTER_HOUR, Resolution.DAY]
+        for resolution in order if quarter_first else order[::-1]:
+            began = time.perf_counter()
+            series = consumption_series(
+                account_id=account.pk,
+                service_point_id=point.pk,
+                start=start,
+                end=end,
+                resolution=resolution,
+                time_zone=point.time_zone,
+            )
+            elapsed = (time.perf_counter() - began) * 1000
+            timed[resolution] = (elapsed, sum(p.consumption for p in series))
+        quarter, day_total = timed[Resolution.QUARTER_HOUR], timed[Resolution.DAY]
+        if quarter[1] != day_total[1] or not quarter[1]:
+            raise BenchError(
+                f"chart query: {point.code} on {day}: 15-minute series sums to {quarter[1]}, "
+                f"the daily rollup to {day_total[1]}"
+            )
+        return quarter[0], day_total[0]
+
+    quarter_ms: list[float] = []
+    day_ms: list[float] = []
+    for number in range(CHART_WARMUP_CALLS + samples):
+        point = rng.choice(chosen)
+        day = first_day + dt.timedelta(days=rng.randint(0, span))
+        # Alternate which call goes first, so neither always meets a warmer cache.
+        quarter, daily = pair(point, day, quarter_first=number % 2 == 0)
+        if number >= CHART_WARMUP_CALLS:
+            quarter_ms.append(quarter)
+            day_ms.append(daily)
+    figure = ChartFigure(len(chosen), first_day, last_day, supply_seconds, quarter_ms, day_ms)
+    log(
+        f"chart query: {samples} pairs over {len(chosen)} service points, days "
+        f"{first_day}..{last_day}: p95 {percentiles(quarter_ms)['p95']:.2f} ms at 15 minutes, "
+        f"{percentiles(day_ms)['p95']:.2f} ms by day ({figure.ratio:.2f}x)"
+    )
+    return figure
+
+
+def print_chart(figure: ChartFigure) -> None:
+    print()
+    print(
+        f"15-minute chart query against the daily-rollup lookup: consumption_series for one "
+        f"service point and one local day, {len(figure.quarter_ms)} calls of each "
+        f"(after {CHART_WARMUP_CALLS} untimed), random among {figure.service_points} supplied "
+        f"service points and the days {figure.first_day}..{figure.last_day}:"
+    )
+    print(f"  {'resolution':<32} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for label, values in (
+        ("15 minutes (day rows, 96 points)", figure.quarter_ms),
+        ("day (meters_rollupdaily)", figure.day_ms),
+    ):
+        cut = percentiles(values)
+        print(
+            f"  {label:<32} {cut['p50']:8.2f} {cut['p95']:8.2f} {cut['p99']:8.2f} {cut['max']:8.2f}"
+        )
+    p50 = percentiles(figure.quarter_ms)["p50"] / percentiles(figure.day_ms)["p50"]
+    print(
+        f"  p95 ratio {figure.ratio:.2f}x (goal ≤ {GOAL_CHART_P95:g}x: "
+        f"{'PASS' if figure.ratio <= GOAL_CHART_P95 else 'ABOVE'}); p50 ratio {p50:.2f}x"
+    )
+
+
 # --- Profiling (optional): the same pipeline run inline, every SQL statement timed ----------
 
 
@@ -826,9 +1094,59 @@ def print_profile(result: ImportResult, profile: Profile) -> None:
 # --- Report ---------------------------------------------------------------------------------
 
 
-def print_table(rows: list[tuple[str, str, str, str, str, str, str]]) -> None:
+@dataclass(frozen=True)
+class Row:
+    """One line of the results table, printed and written to the JSON alike: a rate row
+    (rows, seconds, rows/s, a ratio) or a figure row (bytes, MB) with no time of its own."""
+
+    label: str
+    rows: int
+    seconds: float | None = None
+    figure: float | None = None
+    unit: str = "x"
+    goal: str = ""
+    verdict: str = ""
+
+    @property
+    def rate(self) -> float | None:
+        return self.rows / self.seconds if self.seconds else None
+
+    def cells(self) -> tuple[str, ...]:
+        if self.figure is None:
+            shown = ""
+        elif self.unit == "x":
+            shown = f"{self.figure:.2f}x"
+        elif self.unit == "MB":
+            shown = f"{self.figure:.0f} MB"
+        else:
+            shown = f"{self.figure:.1f} {self.unit}"
+        return (
+            self.label,
+            f"{self.rows:,}",
+            "" if self.seconds is None else f"{self.seconds:.2f}",
+            "" if self.rate is None else f"{self.rate:,.0f}",
+            shown,
+            self.goal,
+            self.verdict,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "rows": self.rows,
+            "seconds": self.seconds,
+            "rows_per_s": self.rate,
+            "ratio": self.figure,
+            "unit": self.unit,
+            "goal": self.goal,
+            "verdict": self.verdict,
+        }
+
+
+def print_table(rows: list[Row]) -> None:
     header = ("step", "rows", "seconds", "rows/s", "ratio", "goal", "")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    cells = [row.cells() for row in rows]
+    widths = [max(len(str(r[i])) for r in [header, *cells]) for i in range(len(header))]
     aligns = ["<", ">", ">", ">", ">", "<", "<"]
 
     def fmt(row: tuple[str, ...]) -> str:
@@ -838,8 +1156,97 @@ def print_table(rows: list[tuple[str, str, str, str, str, str, str]]) -> None:
 
     print(fmt(header))
     print("  ".join("-" * w for w in widths))
-    for row in rows:
+    for row in cells:
         print(fmt(row))
+
+
+def _si_bytes(size: float) -> str:
+    """Decimal units, as storage is sold: 1 TB = 10^12 bytes."""
+    for unit, scale in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}"
+    return f"{size:,.0f} B"
+
+
+@dataclass(frozen=True)
+class Projection:
+    """What `meters` meters read every 15 minutes would need, scaled from this run."""
+
+    meters: int
+    readings_per_day: int
+    database_bytes_per_year: float
+    reading_bytes_per_year: float
+    import_hours_per_day: float
+    rollup_hours_per_day: float | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "meters": self.meters,
+            "readings_per_day": self.readings_per_day,
+            "database_bytes_per_year": self.database_bytes_per_year,
+            "reading_bytes_per_year": self.reading_bytes_per_year,
+            "import_hours_per_day": self.import_hours_per_day,
+            "rollup_hours_per_day": self.rollup_hours_per_day,
+        }
+
+
+def project(
+    *,
+    database_bytes: float,
+    reading_bytes: float,
+    import_rate: float,
+    rollup_seconds_per_reading: float | None,
+) -> list[Projection]:
+    """Linear scaling: bytes and seconds per reading as measured, times the readings of a day
+    (and of a year for storage)."""
+    projections = []
+    for meters in PROJECTED_METERS:
+        per_day = meters * QUARTERS_PER_DAY
+        projections.append(
+            Projection(
+                meters=meters,
+                readings_per_day=per_day,
+                database_bytes_per_year=database_bytes * per_day * DAYS_PER_YEAR,
+                reading_bytes_per_year=reading_bytes * per_day * DAYS_PER_YEAR,
+                import_hours_per_day=per_day / import_rate / 3600,
+                rollup_hours_per_day=(
+                    None
+                    if rollup_seconds_per_reading is None
+                    else rollup_seconds_per_reading * per_day / 3600
+                ),
+            )
+        )
+    return projections
+
+
+def print_projections(projections: list[Projection], assumptions: list[str]) -> None:
+    header = (
+        "meters",
+        "readings/day",
+        "storage/year",
+        "readings alone/year",
+        "import h/day",
+        "rollup rebuild h/day",
+    )
+    rows = [
+        (
+            f"{p.meters:,}",
+            f"{p.readings_per_day:,}",
+            _si_bytes(p.database_bytes_per_year),
+            _si_bytes(p.reading_bytes_per_year),
+            f"{p.import_hours_per_day:,.1f}",
+            "-" if p.rollup_hours_per_day is None else f"{p.rollup_hours_per_day:,.1f}",
+        )
+        for p in projections
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print()
+    print("Projection to 1M and 10M meters (15-minute reads), scaled from this run:")
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  " + "  ".join(f"{c:>{w}}" for c, w in zip(row, widths, strict=True)))
+    print("  assumptions:")
+    for line in assumptions:
+        print(f"    - {line}")
 
 
 # --- Main -----------------------------------------------------------------------------------
@@ -847,7 +1254,12 @@ def print_table(rows: list[tuple[str, str, str, str, str, str, str]]) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
-    parser.add_argument("--rows", type=int, default=1_000_000, help="readings per slice")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        help=f"readings per slice (default {DEFAULT_ROWS:,}: the full run, which writes the JSON)",
+    )
     parser.add_argument("--meters", type=int, default=1000, help="meters (15-min registers)")
     parser.add_argument(
         "--history-months", type=int, default=12, help="history loaded before step 4"
@@ -862,17 +1274,237 @@ def parse_args() -> argparse.Namespace:
         help="CSV row order: each meter's readings together, or interval by interval",
     )
     parser.add_argument(
+        "--chart-samples", type=int, default=200, help="timed chart-query calls per resolution"
+    )
+    parser.add_argument(
+        "--chart-points", type=int, default=20, help="service points given a supply for them"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"also write every figure as JSON here (the full run: {DEFAULT_JSON.name})",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also import a slice inline, timing every statement"
     )
     parser.add_argument("--timeout", type=float, default=3600.0, help="per import, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the database and files")
     args = parser.parse_args()
+    if args.rows is None:
+        args.rows = DEFAULT_ROWS
+        args.json = args.json or DEFAULT_JSON
     if args.meters < 1 or args.rows < args.meters:
         parser.error("--rows must be at least --meters")
+    if args.chart_samples < 2 or args.chart_points < 1:
+        parser.error("--chart-samples must be at least 2 and --chart-points at least 1")
     return args
 
 
-def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
+@dataclass
+class Storage:
+    """The catalog's sizes after VACUUM, at the end of the run."""
+
+    database_bytes: int
+    readings: int
+    stray: int
+    reading_bytes: int
+    rollup_bytes: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "database_bytes": self.database_bytes,
+            "readings": self.readings,
+            "readings_in_default_partitions": self.stray,
+            "reading_bytes": self.reading_bytes,
+            "rollup_bytes": self.rollup_bytes,
+            "bytes_per_stored_reading": self.reading_bytes / self.readings,
+            "rollup_bytes_per_reading": self.rollup_bytes / self.readings,
+            "database_bytes_per_reading": self.database_bytes / self.readings,
+        }
+
+
+def measure_storage() -> Storage:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        # Sizes from the catalog after VACUUM, as autovacuum would leave them.
+        cursor.execute(
+            "VACUUM (ANALYZE) meters_channelday, meters_readingside, "
+            "meters_hourlyday, meters_rollupdaily"
+        )
+        cursor.execute(STORAGE_FIGURES)
+        size, total, stray, readings_bytes, rollup_bytes = cursor.fetchone()
+    # sum() over bigint sizes comes back as numeric (Decimal): whole bytes, as int.
+    return Storage(
+        int(size), int(total), int(stray), int(readings_bytes or 0), int(rollup_bytes or 0)
+    )
+
+
+@dataclass
+class Report:
+    """Everything the run prints, kept as data so that the JSON holds the same figures."""
+
+    info: dict[str, Any]
+    args: argparse.Namespace
+    meters: int
+    per_meter: int
+    started_at: dt.datetime
+    table: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    imports: list[ImportResult] = field(default_factory=list)
+    storage: Storage | None = None
+    rollup: RollupFigure | None = None
+    chart: ChartFigure | None = None
+    projections: list[Projection] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+    profiled: tuple[ImportResult, Profile] | None = None
+    error: str | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.meters * self.per_meter
+
+    def print(self) -> None:
+        print()
+        print("Ingest benchmark (docs/QUALITY.md): ratios against raw COPY measured in this run")
+        for line in describe_machine(self.info):
+            print(f"  {line}")
+        print(
+            f"  scale: {self.meters:,} meters, {self.rows:,} readings per slice "
+            f"({self.per_meter:,} quarter-hours each = "
+            f"{self.per_meter / QUARTERS_PER_DAY:.1f} days), CSV ordered by {self.args.order}, "
+            f"{self.args.history_months} months of history before step 4"
+        )
+        print()
+        if self.table:
+            print_table(self.table)
+        for note in self.notes:
+            print(f"  {note}")
+        if self.imports:
+            print()
+            print(
+                "Where the time goes (polled from the batch's recorded stage and chunk progress):"
+            )
+            for result in self.imports:
+                parts = ", ".join(
+                    f"{name} {secs:.1f} s ({100 * secs / result.seconds:.0f}%)"
+                    for name, secs in result.stages
+                )
+                print(f"  {result.label} [{result.chunks} chunks]: {parts}")
+        if self.chart is not None:
+            print_chart(self.chart)
+        if self.projections:
+            print_projections(self.projections, self.assumptions)
+        if self.profiled is not None:
+            print_profile(*self.profiled)
+
+    def as_json(self, wall_seconds: float) -> dict[str, Any]:
+        return {
+            "benchmark": "scripts/bench.py",
+            "started_at": self.started_at.isoformat(),
+            "wall_seconds": wall_seconds,
+            "ok": self.error is None,
+            "error": self.error,
+            "source": source_revision(),
+            "machine": self.info,
+            "arguments": {
+                "rows": self.args.rows,
+                "meters": self.args.meters,
+                "history_months": self.args.history_months,
+                "big_rows": self.args.big_rows,
+                "order": self.args.order,
+                "chart_samples": self.args.chart_samples,
+                "chart_points": self.args.chart_points,
+                "profile": self.args.profile,
+            },
+            "scale": {
+                "meters": self.meters,
+                "readings_per_slice": self.rows,
+                "quarter_hours_per_slice": self.per_meter,
+            },
+            "table": [row.as_json() for row in self.table],
+            "notes": self.notes,
+            "stages": [
+                {
+                    "label": result.label,
+                    "rows": result.rows,
+                    "seconds": result.seconds,
+                    "rows_per_s": result.rate,
+                    "chunks": result.chunks,
+                    "counts": result.counts,
+                    "stages": [{"stage": name, "seconds": secs} for name, secs in result.stages],
+                }
+                for result in self.imports
+            ],
+            "storage": None if self.storage is None else self.storage.as_json(),
+            "rollup_rebuild": None if self.rollup is None else self.rollup.as_json(),
+            "chart_query": None if self.chart is None else self.chart.as_json(),
+            "projections": {
+                "assumptions": self.assumptions,
+                "rows": [p.as_json() for p in self.projections],
+            },
+            "profile": (
+                None
+                if self.profiled is None
+                else {
+                    "rows": self.profiled[0].rows,
+                    "seconds": self.profiled[0].seconds,
+                    "seconds_by_step": self.profiled[1].totals,
+                    "calls_by_step": self.profiled[1].calls,
+                }
+            ),
+        }
+
+
+def add_projections(report: Report, history_import: ImportResult) -> None:
+    """Scale the run's storage, import and rollup figures to 1M and 10M meters."""
+    storage = report.storage
+    if storage is None or not storage.readings:
+        report.notes.append("projection skipped: no storage figures")
+        return
+    database_bytes = storage.database_bytes / storage.readings
+    reading_bytes = storage.reading_bytes / storage.readings
+    rollup = report.rollup
+    report.projections = project(
+        database_bytes=database_bytes,
+        reading_bytes=reading_bytes,
+        import_rate=history_import.rate,
+        rollup_seconds_per_reading=None if rollup is None else rollup.seconds_per_reading,
+    )
+    report.assumptions = [
+        f"every meter has one register read every 15 minutes: {QUARTERS_PER_DAY} readings a "
+        f"day, {DAYS_PER_YEAR} days a year; everything scales linearly with readings",
+        f"storage/year: the whole database divided by its readings at the end of this run, "
+        f"{database_bytes:.1f} B a reading ({storage.readings:,} readings: readings, indexes, "
+        f"rollups, catalog and every other table; fixed overhead weighs more in a small run); "
+        f"'readings alone' is the day rows and side table with their indexes, "
+        f"{reading_bytes:.1f} B; no replicas, backups or WAL archive",
+        f"import h/day: the day's readings at this run's '{history_import.label}' rate, "
+        f"{history_import.rate:,.0f} rows/s: one Celery worker (--pool solo) on this "
+        f"{report.info['cores']}-core machine, sharing it with PostgreSQL; above 24 h one "
+        f"worker cannot keep up (the import keeps rollups current itself: that time is in it)",
+    ]
+    if rollup is not None:
+        report.assumptions.append(
+            f"rollup rebuild h/day: meters.services.readings.rollups_rebuild of the "
+            f"{rollup.service_points:,} service points over {rollup.first_day}.."
+            f"{rollup.last_day} ({rollup.readings:,} readings) took {rollup.seconds:.2f} s, "
+            f"{rollup.seconds_per_reading * 1e6:.1f} µs a reading, one process: the cost of "
+            f"recomputing a day's hourly and daily rollups from its readings"
+        )
+    else:
+        report.assumptions.append("rollup rebuild not measured")
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def main() -> int:  # noqa: PLR0915 - one linear script, step by step
+    run_started = time.perf_counter()
     args = parse_args()
     database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     database_name(database_url)
@@ -890,15 +1522,11 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
         profile_quarters=per_meter if args.profile else 0,
         big_quarters=big_per_meter,
     )
-    table: list[tuple[str, str, str, str, str, str, str]] = []
-    notes: list[str] = []
     worker: Worker | None = None
-    profiled: tuple[ImportResult, Profile] | None = None
-    imports: list[ImportResult] = []
-    failed = False
     recreate_database(database_url)
-    info = machine_lines(conninfo)
-    for line in info:
+    report = Report(machine_info(conninfo), args, meters, per_meter, dt.datetime.now(dt.UTC))
+    table, notes, imports = report.table, report.notes, report.imports
+    for line in describe_machine(report.info):
         log(line)
     log(
         f"scale: {meters:,} meters x {per_meter:,} quarter-hours = {rows:,} readings per slice"
@@ -991,8 +1619,8 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
         if args.profile:
             slice_c = workdir / "slice_c.csv"
             write_csv(slice_c, timeline, meters, timeline.slice_c, order=args.order, kind=False)
-            profiled = profile_import(slice_c, rows)
-            expect(profiled[0], inserted=rows)
+            report.profiled = profile_import(slice_c, rows)
+            expect(report.profiled[0], inserted=rows)
 
         # The baseline again, before the last step: the faster run is the denominator.
         plain2, shaped2 = baseline_copy(conninfo, copy_a, rows, timeline, timeline.slice_a)
@@ -1004,17 +1632,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
         )
 
         def row(result: CopyResult | ImportResult, ratio: float, goal: str, mark: str) -> None:
-            table.append(
-                (
-                    result.label,
-                    f"{result.rows:,}",
-                    f"{result.seconds:.2f}",
-                    f"{result.rate:,.0f}",
-                    f"{ratio:.2f}x",
-                    goal,
-                    mark,
-                )
-            )
+            table.append(Row(result.label, result.rows, result.seconds, ratio, "x", goal, mark))
 
         best_plain = plain if plain.rate >= plain2.rate else plain2
         best_shaped = shaped if shaped.rate >= shaped2.rate else shaped2
@@ -1038,10 +1656,11 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
             f"≥ {GOAL_HISTORY}x empty",
             verdict(later.rate / first.rate, GOAL_HISTORY),
         )
-        if profiled:
-            row(profiled[0], profiled[0].rate / copy_rate, "(info)", "")
+        if report.profiled:
+            row(report.profiled[0], report.profiled[0].rate / copy_rate, "(info)", "")
 
-        # Step 5: streaming memory, last.
+        # Step 5: streaming memory, last of the imports.
+        last_quarter = timeline.slice_c.stop - 1
         if big_per_meter:
             big_csv = workdir / "big.csv"
             big_rows = write_csv(
@@ -1055,18 +1674,18 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
             )
             expect(big, seen=big_rows, inserted=big_rows, duplicate=0, rejected=0)
             imports.append(big)
+            last_quarter = timeline.big.stop - 1
             after = worker.memory_kb()
             peak_mb = after["VmHWM"] / 1024
             row(big, big.rate / copy_rate, "(info)", "")
             table.append(
-                (
+                Row(
                     "worker peak RSS (VmHWM) during the big import",
-                    f"{big_rows:,}",
-                    "",
-                    "",
-                    f"{peak_mb:.0f} MB",
-                    f"< {GOAL_RSS_MB:.0f} MB",
-                    "PASS" if peak_mb < GOAL_RSS_MB else "ABOVE",
+                    big_rows,
+                    figure=peak_mb,
+                    unit="MB",
+                    goal=f"< {GOAL_RSS_MB:.0f} MB",
+                    verdict="PASS" if peak_mb < GOAL_RSS_MB else "ABOVE",
                 )
             )
             notes.append(
@@ -1079,52 +1698,75 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
             )
         else:
             notes.append("big step skipped (--big-rows 0)")
-        with contextlib.suppress(Exception):
-            from django.db import connection
 
-            with connection.cursor() as cursor:
-                # Sizes from the catalog after VACUUM, as autovacuum would leave them.
-                cursor.execute(
-                    "VACUUM (ANALYZE) meters_channelday, meters_readingside, "
-                    "meters_hourlyday, meters_rollupdaily"
+        # Storage first: the rebuild and the supplies below rewrite rollup rows.
+        storage = report.storage = measure_storage()
+        total = storage.readings
+        notes.append(
+            f"at the end: {total:,} readings, {storage.stray} in the default partitions "
+            f"(the importer created the monthly ones), "
+            f"database {storage.database_bytes / 2**20:,.0f} MB"
+        )
+        if total:
+            per_reading = storage.reading_bytes / total
+            per_database = storage.database_bytes / total
+            table.append(
+                Row(
+                    "bytes per stored reading (tables + indexes)",
+                    total,
+                    figure=per_reading,
+                    unit="B",
+                    goal=f"≤ {GOAL_READING_BYTES} B",
+                    verdict="PASS" if per_reading <= GOAL_READING_BYTES else "ABOVE",
                 )
-                cursor.execute(STORAGE_FIGURES)
-                size, total, stray, readings_bytes, rollup_bytes = cursor.fetchone()
-                notes.append(
-                    f"at the end: {total:,} readings, {stray} in the default partitions "
-                    f"(the importer created the monthly ones), database {size / 2**20:,.0f} MB"
+            )
+            table.append(
+                Row(
+                    "bytes per reading, whole database",
+                    total,
+                    figure=per_database,
+                    unit="B",
+                    goal=f"≤ {GOAL_DATABASE_BYTES} B",
+                    verdict="PASS" if per_database <= GOAL_DATABASE_BYTES else "ABOVE",
                 )
-                if total:
-                    per_reading = readings_bytes / total
-                    table.append(
-                        (
-                            "bytes per stored reading (tables + indexes)",
-                            f"{total:,}",
-                            "",
-                            "",
-                            f"{per_reading:.1f} B",
-                            f"≤ {GOAL_READING_BYTES} B",
-                            "PASS" if per_reading <= GOAL_READING_BYTES else "ABOVE",
-                        )
-                    )
-                    table.append(
-                        (
-                            "bytes per reading, whole database",
-                            f"{total:,}",
-                            "",
-                            "",
-                            f"{size / total:.1f} B",
-                            f"≤ {GOAL_DATABASE_BYTES} B",
-                            "PASS" if size / total <= GOAL_DATABASE_BYTES else "ABOVE",
-                        )
-                    )
-                    notes.append(
-                        f"storage: readings {readings_bytes / 2**20:,.0f} MB "
-                        f"({per_reading:.1f} B each), rollups {rollup_bytes / 2**20:,.0f} MB "
-                        f"({rollup_bytes / total:.1f} B a reading)"
-                    )
+            )
+            notes.append(
+                f"storage: readings {storage.reading_bytes / 2**20:,.0f} MB "
+                f"({per_reading:.1f} B each), rollups {storage.rollup_bytes / 2**20:,.0f} MB "
+                f"({storage.rollup_bytes / total:.1f} B a reading)"
+            )
+
+        # Rollup rebuild of step 4's slice, then the chart query on the loaded days.
+        report.rollup = measure_rollup_rebuild(timeline, timeline.slice_b)
+        check_rollups(timeline, "the rollup rebuild")
+        table.append(
+            Row(
+                "rollup rebuild of step 4's days (readings)",
+                report.rollup.readings,
+                report.rollup.seconds,
+                goal="(info)",
+            )
+        )
+        chart = report.chart = measure_chart(
+            timeline, last_quarter, samples=args.chart_samples, points=args.chart_points
+        )
+        table.append(
+            Row(
+                "chart query p95: 15 minutes / daily rollup",
+                len(chart.quarter_ms),
+                figure=chart.ratio,
+                goal=f"≤ {GOAL_CHART_P95:g}x rollup",
+                verdict="PASS" if chart.ratio <= GOAL_CHART_P95 else "ABOVE",
+            )
+        )
+        notes.append(
+            f"chart query: one account's supplies at {chart.service_points} service points "
+            f"from the history's start made in {chart.supply_seconds:.1f} s (supply_start "
+            f"re-attributes their rollups)"
+        )
+        add_projections(report, later)
     except BenchError as error:
-        failed = True
+        report.error = str(error)
         print(f"\n[bench] FAILED: {error}", flush=True)
     finally:
         if worker is not None:
@@ -1133,32 +1775,14 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script, step by step
             database_url=database_url, workdir=workdir, keep=args.keep, tidy=flush_redis, say=log
         )
 
+    report.print()
+    wall = time.perf_counter() - run_started
     print()
-    print("Ingest benchmark (docs/QUALITY.md): ratios against raw COPY measured in this run")
-    for line in info:
-        print(f"  {line}")
-    print(
-        f"  scale: {meters:,} meters, {rows:,} readings per slice "
-        f"({per_meter:,} quarter-hours each = {per_meter / QUARTERS_PER_DAY:.1f} days), "
-        f"CSV ordered by {args.order}, {args.history_months} months of history before step 4"
-    )
-    print()
-    if table:
-        print_table(table)
-    for note in notes:
-        print(f"  {note}")
-    if imports:
-        print()
-        print("Where the time goes (polled from the batch's recorded stage and chunk progress):")
-        for result in imports:
-            parts = ", ".join(
-                f"{name} {secs:.1f} s ({100 * secs / result.seconds:.0f}%)"
-                for name, secs in result.stages
-            )
-            print(f"  {result.label} [{result.chunks} chunks]: {parts}")
-    if profiled is not None:
-        print_profile(*profiled)
-    return 1 if failed else 0
+    if args.json is not None:
+        write_json(args.json, report.as_json(wall))
+        print(f"Figures written as JSON to {args.json}")
+    print(f"Wall time of the whole run: {wall:,.0f} s ({wall / 60:.1f} min)")
+    return 1 if report.error else 0
 
 
 if __name__ == "__main__":

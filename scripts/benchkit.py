@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import psycopg
@@ -92,34 +93,74 @@ def prepare_database(url: str) -> None:
     )
 
 
-def machine_lines(conninfo: str) -> list[str]:
+def machine_info(conninfo: str) -> dict[str, Any]:
+    """The machine, PostgreSQL and Python a run was measured on, as data (for the JSON)."""
     cpu = "?"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 cpu = line.partition(":")[2].strip()
                 break
-    memory = "?"
+    memory_gib: float | None = None
     with contextlib.suppress(OSError):
         for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("MemTotal"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                memory_gib = int(line.split()[1]) / 1024 / 1024
     with psycopg.connect(conninfo) as conn:
         row = conn.execute("SELECT version()").fetchone()
         version = str(row[0]) if row else "?"
         settings = conn.execute(
-            "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) "
-            "FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'fsync', "
-            "'synchronous_commit', 'max_wal_size', 'wal_level', 'jit')"
-        ).fetchone()
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+            "SELECT name, setting || coalesce(unit, '') FROM pg_settings "
+            "WHERE name IN ('shared_buffers', 'work_mem', 'fsync', 'synchronous_commit', "
+            "'max_wal_size', 'wal_level', 'jit') ORDER BY name"
+        ).fetchall()
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": memory_gib,
+        "platform": platform.platform(),
+        "load_average": list(os.getloadavg()),
+        "postgresql": version,
+        "postgresql_settings": dict(settings),
+        "python": platform.python_version(),
+    }
+
+
+def describe_machine(info: dict[str, Any]) -> list[str]:
+    """machine_info's figures as the lines every benchmark prints first."""
+    memory = "?" if info["memory_gib"] is None else f"{info['memory_gib']:.1f} GiB"
+    load = " ".join(f"{x:.2f}" for x in info["load_average"])
+    settings = ", ".join(f"{name}={value}" for name, value in info["postgresql_settings"].items())
     return [
-        f"machine: {os.cpu_count()} cores ({cpu}), {memory} RAM, {platform.platform()}",
+        f"machine: {info['cores']} cores ({info['cpu']}), {memory} RAM, {info['platform']}",
         f"load average at start: {load}",
-        f"PostgreSQL: {version}",
-        f"PostgreSQL settings: {settings[0] if settings else '?'}",
-        f"Python {platform.python_version()}",
+        f"PostgreSQL: {info['postgresql']}",
+        f"PostgreSQL settings: {settings or '?'}",
+        f"Python {info['python']}",
     ]
+
+
+def machine_lines(conninfo: str) -> list[str]:
+    return describe_machine(machine_info(conninfo))
+
+
+def source_revision() -> dict[str, Any]:
+    """The commit a run measured, and whether the work tree differed from it, so that two
+    runs' JSON can be told apart; empty outside a git checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=BASE_DIR, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=BASE_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {"commit": commit, "modified": bool(status.strip())}
 
 
 def verdict(ratio: float, goal: float) -> str:
