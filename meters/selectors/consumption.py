@@ -40,27 +40,14 @@ def consumption_series(
     """Return the account's consumption at one service point over [start, end).
 
     Hours and longer come from the rollups (one indexed range read); days and months are
-    local to `time_zone`; 15 minutes reads the raw readings, clipped to the supply periods.
+    local to `time_zone`; 15 minutes reads the readings, clipped to the supply periods.
     """
     with connection.cursor() as cursor:
         if resolution == Resolution.QUARTER_HOUR:
+            # A PL/pgSQL function (migration 0015), so that its plan is kept for the connection.
             cursor.execute(
-                """
-                SELECT coalesce(e.start_ts, e.ts - interval '15 minutes') AS start,
-                       sum(e.delta) FILTER (WHERE e.quality <> %(suspect)s),
-                       coalesce(sum(e.delta) FILTER (WHERE e.quality = %(est)s), 0),
-                       count(*) FILTER (WHERE e.quality = %(suspect)s)
-                FROM meters_supply sup
-                JOIN meters_meterinstallation mi ON mi.service_point_id = sup.service_point_id
-                JOIN meters_register r ON r.meter_id = mi.meter_id AND r.direction = %(dir)s
-                CROSS JOIN LATERAL meters_readings_between(ARRAY[r.id], %(start)s, %(end)s) e
-                WHERE e.ts > %(start)s
-                 AND e.ts > mi.installed_at AND (mi.removed_at IS NULL OR e.ts <= mi.removed_at)
-                 AND e.start_ts >= sup.start AND (sup."end" IS NULL OR e.ts <= sup."end")
-                 AND sup.account_id = %(account)s AND sup.service_point_id = %(sp)s
-                  AND e.delta IS NOT NULL
-                GROUP BY 1 ORDER BY 1
-                """,
+                "SELECT * FROM meters_quarter_hours(%(account)s, %(sp)s, %(start)s, %(end)s, "
+                "%(dir)s, %(suspect)s::smallint, %(est)s::smallint)",
                 _params(account_id, service_point_id, start, end, direction),
             )
         elif resolution == Resolution.HOUR:
