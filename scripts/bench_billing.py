@@ -93,10 +93,17 @@ def _build(accounts: int, period_start: dt.date, structure: dict[str, Any], tag:
                 """,
                 [tariff.pk, dt.date(2000, 1, 1), f"B{tag.upper()}-%"],
             )
-            # A month of local hours (Asia/Taipei) with a varying load, some estimated.
+            # A month of local hours (Asia/Taipei) with a varying load, some estimated. Hourly
+            # rollups are day rows of arrays (meters migration 0014): one row per hour goes into
+            # seed_hours, which meters_hourly_load() merges, each day row written once.
+            cursor.execute(
+                "CREATE TEMP TABLE seed_hours (service_point_id bigint, direction varchar(8), "
+                "hour timestamptz, account_id bigint, consumption bigint, estimated bigint, "
+                "suspect_count integer, reading_count integer)"
+            )
             cursor.execute(
                 """
-                INSERT INTO meters_rolluphourly (service_point_id, direction, hour, account_id,
+                INSERT INTO seed_hours (service_point_id, direction, hour, account_id,
                     consumption, estimated, suspect_count, reading_count)
                 SELECT s.id, 'import', h, a.id, 200 + (a.id * 7 + extract(hour FROM h))::int %% 900,
                     CASE WHEN (a.id + extract(day FROM h)::int) %% 97 = 0 THEN 100 ELSE 0 END,
@@ -111,6 +118,7 @@ def _build(accounts: int, period_start: dt.date, structure: dict[str, Any], tag:
                 """,
                 [period_start, next_month(period_start), f"B{tag.upper()}-%"],
             )
+            cursor.execute("SELECT meters_hourly_load('seed_hours')")
             # The daily rollups the import derives from the hours.
             cursor.execute(
                 """
@@ -119,15 +127,16 @@ def _build(accounts: int, period_start: dt.date, structure: dict[str, Any], tag:
                 SELECT h.service_point_id, h.direction, (h.hour AT TIME ZONE 'Asia/Taipei')::date,
                     h.account_id, sum(h.consumption), sum(h.estimated), 0, sum(h.reading_count),
                     count(*)
-                FROM meters_rolluphourly h JOIN tenancy_account a ON a.id = h.account_id
+                FROM seed_hours h JOIN tenancy_account a ON a.id = h.account_id
                 WHERE a.number LIKE %s
                 GROUP BY 1, 2, 3, 4
                 """,
                 [f"B{tag.upper()}-%"],
             )
+            cursor.execute("DROP TABLE seed_hours")
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE meters_rollupdaily")
-        cursor.execute("ANALYZE meters_rolluphourly")
+        cursor.execute("ANALYZE meters_hourlyday")
         cursor.execute("ANALYZE tenancy_account")
         cursor.execute("ANALYZE billing_tariffassignment")
 
